@@ -1,0 +1,36 @@
+"""The errors a user can meet. Each names the file, field or board, and the fix.
+
+The CLI maps them to exit codes: configuration errors are 2 (nothing ran),
+board errors are 3 (a board could not be used).
+"""
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(HarnessError):
+    """A scenario or inventory file is wrong; nothing was run."""
+
+    def __init__(self, file, key_path, problem, fix=None):
+        self.file = str(file)
+        self.key_path = key_path
+        self.problem = problem
+        self.fix = fix
+        where = f"{self.file}: {key_path}" if key_path else self.file
+        message = f"{where}: {problem}"
+        if fix:
+            message += f"\n  fix: {fix}"
+        super().__init__(message)
+
+
+class SetupError(HarnessError):
+    """Something the harness needs on the host is missing (a package, a tool, the sysroot)."""
+
+
+class BoardError(HarnessError):
+    """A board could not be reached or used."""
+
+    exit_code = 3

@@ -1,0 +1,81 @@
+"""Host preprocessing: images become the input tensors every target runs, built once.
+
+The tensors are computed here, on the host, and shipped as bytes: a board
+never re-runs the preprocessing for the comparison, so a difference in the
+outputs is a difference in inference, not in image decoding or resizing.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+import cv2
+import numpy as np
+
+from .cache import sha256_file
+from .errors import ConfigError
+from .scenario import ImageRef, Preprocess, Scenario
+
+INTERPOLATION_FLAGS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "area": cv2.INTER_AREA,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+def read_bgr(image: ImageRef) -> np.ndarray:
+    """The image as 8-bit BGR HxWx3, the way cv2.imread gives it on every platform."""
+    if image.skimage:
+        import skimage.data
+
+        rgb = getattr(skimage.data, image.skimage)()
+        if rgb.ndim == 2:
+            rgb = np.stack([rgb] * 3, axis=-1)
+        rgb = rgb[..., :3]
+        if rgb.dtype != np.uint8:
+            rgb = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8) if rgb.dtype.kind == "f" else rgb.astype(np.uint8)
+        return np.ascontiguousarray(rgb[..., ::-1])
+    bgr = cv2.imread(str(image.path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConfigError(image.path, None, "OpenCV cannot decode this image",
+                          "use a JPEG, PNG, BMP, TIFF or WebP file, or remove it from `inputs.images`")
+    return bgr
+
+
+def preprocess_image(bgr: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """One BGR uint8 image to one float32 input tensor with its batch axis (1xCxHxW or 1xHxWxC)."""
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if spec.color == "rgb" else bgr
+    image = cv2.resize(image, (spec.width, spec.height), interpolation=INTERPOLATION_FLAGS[spec.interpolation])
+    tensor = image.astype(np.float32) * np.float32(spec.scale)
+    tensor = (tensor - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        tensor = tensor.transpose(2, 0, 1)
+    return np.ascontiguousarray(tensor[np.newaxis], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """The input tensors of one run, saved once and shipped to every target."""
+
+    path: Path
+    """inputs.npz: one array per model input, samples stacked on a new first axis."""
+    sha256: str
+    sample_names: List[str]
+    input_name: str
+    shape: tuple
+    """Shape of one sample's tensor, batch axis included."""
+
+
+def build_inputs(scenario: Scenario, input_name: str, out_dir: Path) -> InputSet:
+    """Preprocess every image of the scenario into out_dir/inputs.npz and hash it."""
+    tensors = [preprocess_image(read_bgr(image), scenario.preprocess) for image in scenario.images]
+    stacked = np.stack(tensors)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "inputs.npz"
+    tmp = out_dir / ".inputs.npz.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **{input_name: stacked})
+    tmp.replace(path)
+    return InputSet(path=path, sha256=sha256_file(path), sample_names=[i.name for i in scenario.images],
+                    input_name=input_name, shape=tuple(stacked.shape[1:]))

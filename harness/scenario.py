@@ -1,0 +1,279 @@
+"""A scenario: which model, which images, which preprocessing, which boards, which tolerances.
+
+`load_scenario(path)` reads and validates the YAML once; everything after it
+works on the typed `Scenario` and never looks at the YAML again.
+"""
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .model import ModelSource
+from .yamlfile import Section, load_yaml
+
+INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
+PRECISIONS = ("normal", "high", "low", "low_bf16")
+APIS = ("session", "module")
+IO_MODES = ("copy", "host")
+LAYOUTS = ("NCHW", "NHWC")
+OUTPUT_KINDS = ("tensor", "class_logits")
+# Real photographs that ship inside scikit-image (public domain), usable offline.
+SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "page", "text",
+                  "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One input image: a file, or a named image from scikit-image's data (`skimage:astronaut`)."""
+
+    name: str
+    path: Optional[Path] = None
+    skimage: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input tensor, as data.
+
+    The order is fixed and is the order of the fields: read as BGR (OpenCV's
+    order), convert colour, resize, multiply by `scale`, subtract `mean`,
+    divide by `std`, lay out as NCHW or NHWC, add the batch axis.
+    """
+
+    color: str = "rgb"
+    """Channel order the model wants: "rgb" converts from BGR, "bgr" keeps it."""
+    height: int = 512
+    width: int = 512
+    interpolation: str = "linear"
+    """OpenCV interpolation: nearest, linear, area or cubic."""
+    scale: float = 1.0 / 255.0
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the agent runs MNN on every target."""
+
+    precision: str = "normal"
+    threads: int = 1
+    api: str = "session"
+    io: str = "copy"
+    """"copy" is correct tensor I/O; "host" reads the session tensor's own buffer (the classic bug)."""
+    iterations: int = 1
+    warmup: int = 0
+
+    def as_dict(self) -> dict:
+        return {"precision": self.precision, "threads": self.threads, "api": self.api, "io": self.io}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits an output must stay within against the reference; None means not checked."""
+
+    max_abs: Optional[float] = None
+    mean_abs: Optional[float] = None
+    max_rel: Optional[float] = None
+    min_cosine: Optional[float] = None
+    min_argmax_agreement: Optional[float] = None
+    """Fraction (0..1) of positions whose top class must agree; class_logits outputs only."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    kind: str = "tensor"
+    class_axis: int = 1
+    """Axis of the class scores in the model's output (1 for NCHW logits)."""
+    tolerance: Tolerance = Tolerance()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    name: str
+    model: ModelSource
+    images: List[ImageRef]
+    preprocess: Preprocess
+    run: RunSettings
+    targets: List[str]
+    reference: str
+    default_tolerance: Tolerance
+    outputs: Dict[str, OutputSpec] = field(default_factory=dict)
+    description: str = ""
+
+    def output_spec(self, name: str) -> OutputSpec:
+        return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
+
+
+def load_scenario(path) -> Scenario:
+    """Read and validate a scenario file; raise ConfigError naming the key and the fix."""
+    path = Path(path)
+    top = Section(path, load_yaml(path))
+    name = top.str("name", path.stem)
+    description = top.str("description", "")
+    model = _model(top.section("model"))
+    images = _images(top.section("inputs"))
+    preprocess = _preprocess(top.section("preprocess"))
+    run = _run(top.section("run", {}))
+    targets = top.str_list("targets")
+    if not targets:
+        raise top.error("targets", "is empty", "name at least one board from the inventory")
+    reference = top.str("reference", "x86")
+    default_tolerance = _tolerance(top.section("tolerance", {}), None)
+    outputs = {}
+    outputs_section = top.section("outputs", {})
+    for output_name in list(outputs_section.data):
+        outputs[output_name] = _output(outputs_section.section(output_name), default_tolerance)
+    outputs_section.done()
+    top.done()
+    return Scenario(path=path, name=name, model=model, images=images, preprocess=preprocess,
+                    run=run, targets=targets, reference=reference,
+                    default_tolerance=default_tolerance, outputs=outputs, description=description)
+
+
+def _model(section: Section) -> ModelSource:
+    sources = [key for key in ("onnx", "tflite", "build") if section.has(key)]
+    if len(sources) != 1:
+        raise section.error(None, "needs exactly one of `onnx`, `tflite` or `build`"
+                            + (f" (found {', '.join(sources)})" if sources else ""),
+                            "give the ONNX/TFLite file, or the script that builds the model")
+    converter_args = tuple(str(arg) for arg in section.list("converter_args", ["--useGeluApproximation", "0"]))
+    for index, arg in enumerate(converter_args):
+        if arg in ("-f", "--framework", "--modelFile", "--MNNModel", "--bizCode"):
+            raise section.error(f"converter_args[{index}]", f"{arg} is set by the harness",
+                                "leave it out; the harness names the files and the format")
+    build_args = section.raw("build_args", {})
+    if not isinstance(build_args, dict):
+        raise section.error("build_args", "must be a mapping of option to value")
+    source = ModelSource(
+        onnx=section.path_value("onnx", None),
+        tflite=section.path_value("tflite", None),
+        build_script=section.path_value("build", None),
+        build_args=dict(build_args),
+        converter_args=converter_args,
+    )
+    section.done()
+    return source
+
+
+def _images(section: Section) -> List[ImageRef]:
+    images: List[ImageRef] = []
+    for index, entry in enumerate(section.str_list("images")):
+        key = f"images[{index}]"
+        if entry.startswith("skimage:"):
+            image = entry.split(":", 1)[1]
+            if image not in SKIMAGE_IMAGES:
+                raise section.error(key, f"scikit-image has no image {image!r}",
+                                    f"use one of {', '.join(SKIMAGE_IMAGES)}")
+            images.append(ImageRef(name=image, skimage=image))
+            continue
+        pattern = Path(entry).expanduser()
+        if not pattern.is_absolute():
+            pattern = section.file.parent / pattern
+        if any(char in entry for char in "*?["):
+            matches = sorted(Path(match) for match in glob.glob(str(pattern), recursive=True))
+            matches = [match for match in matches if match.is_file()]
+            if not matches:
+                raise section.error(key, f"the pattern {entry!r} matches no file (looked for {pattern})",
+                                    "fix the pattern; relative paths start at the scenario's directory")
+        elif pattern.is_dir():
+            matches = sorted(p for p in pattern.iterdir()
+                             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"))
+            if not matches:
+                raise section.error(key, f"the directory {entry!r} holds no image files")
+        elif pattern.is_file():
+            matches = [pattern]
+        else:
+            raise section.error(key, f"file {entry!r} does not exist (looked at {pattern})",
+                                "fix the path; relative paths start at the scenario's directory")
+        images += [ImageRef(name=match.stem, path=match) for match in matches]
+    if not images:
+        raise section.error("images", "is empty", "list at least one image, e.g. `- skimage:astronaut`")
+    names = [image.name for image in images]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        # Two files with the same stem get suffixes so that every sample has a unique name.
+        seen: Dict[str, int] = {}
+        renamed = []
+        for image in images:
+            count = seen.get(image.name, 0)
+            seen[image.name] = count + 1
+            renamed.append(ImageRef(name=f"{image.name}-{count}" if count else image.name,
+                                    path=image.path, skimage=image.skimage))
+        images = renamed
+    section.done()
+    return images
+
+
+def _triple(section: Section, name: str, default) -> Tuple[float, float, float]:
+    values = section.list(name, list(default))
+    if len(values) != 3:
+        raise section.error(name, f"must list 3 numbers (one per channel), got {len(values)}")
+    return tuple(section.to_number(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+def _preprocess(section: Section) -> Preprocess:
+    resize = section.section("resize")
+    height = resize.int("height", minimum=1)
+    width = resize.int("width", minimum=1)
+    interpolation = resize.str("interpolation", "linear", INTERPOLATIONS)
+    resize.done()
+    std = _triple(section, "std", (1.0, 1.0, 1.0))
+    if any(value == 0 for value in std):
+        raise section.error("std", "has a zero: it divides", "use 1 for channels without scaling")
+    preprocess = Preprocess(
+        color=section.str("color", "rgb", ("rgb", "bgr")),
+        height=height, width=width, interpolation=interpolation,
+        scale=section.number("scale", 1.0 / 255.0),
+        mean=_triple(section, "mean", (0.0, 0.0, 0.0)),
+        std=std,
+        layout=section.str("layout", "NCHW", LAYOUTS),
+    )
+    section.done()
+    return preprocess
+
+
+def _run(section: Section) -> RunSettings:
+    settings = RunSettings(
+        precision=section.str("precision", "normal", PRECISIONS),
+        threads=section.int("threads", 1, minimum=1),
+        api=section.str("api", "session", APIS),
+        io=section.str("io", "copy", IO_MODES),
+        iterations=section.int("iterations", 1, minimum=1),
+        warmup=section.int("warmup", 0, minimum=0),
+    )
+    section.done()
+    return settings
+
+
+def _tolerance(section: Section, default: Optional[Tolerance]) -> Tolerance:
+    base = default or Tolerance()
+
+    def limit(name):
+        return section.number(name, getattr(base, name))
+
+    tolerance = Tolerance(max_abs=limit("max_abs"), mean_abs=limit("mean_abs"), max_rel=limit("max_rel"),
+                          min_cosine=limit("min_cosine"), min_argmax_agreement=limit("min_argmax_agreement"))
+    for name in ("min_cosine", "min_argmax_agreement"):
+        value = getattr(tolerance, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise section.error(name, f"must be between 0 and 1, got {value}",
+                                "write agreement as a fraction: 0.999 means 99.9%")
+    section.done()
+    return tolerance
+
+
+def _output(section: Section, default_tolerance: Tolerance) -> OutputSpec:
+    spec = OutputSpec(
+        kind=section.str("kind", "tensor", OUTPUT_KINDS),
+        class_axis=section.int("class_axis", 1),
+        tolerance=_tolerance(section.section("tolerance", {}), default_tolerance),
+    )
+    if spec.kind != "class_logits" and spec.tolerance.min_argmax_agreement is not None \
+            and section.has("tolerance") and "min_argmax_agreement" in section.data["tolerance"]:
+        raise section.error("tolerance.min_argmax_agreement", "applies to class_logits outputs only",
+                            "set `kind: class_logits` or drop the limit")
+    section.done()
+    return spec
