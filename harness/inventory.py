@@ -1,0 +1,127 @@
+"""The inventory: every board the harness may use, as data (host, port, user, key, tags).
+
+Three kinds of board, one interface later on:
+- local:    this machine, running the same agent in a subprocess (the x86 reference);
+- ssh:      a real board reached over SSH;
+- emulated: an aarch64 board the harness starts itself (sshd + qemu-user), for
+            users without hardware and for the tests.
+
+The inventory is found at `--inventory PATH`, else $MNN_HARNESS_INVENTORY,
+else ./inventory.yaml, else the default shipped with the harness (the x86
+host and one emulated Cortex-A76 board).
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .errors import ConfigError
+from .yamlfile import Section, load_yaml
+
+KINDS = ("local", "ssh", "emulated")
+QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
+             "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
+DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """One board of the inventory."""
+
+    name: str
+    kind: str
+    tags: tuple = ()
+    host: Optional[str] = None
+    """ssh: address or ~/.ssh/config alias."""
+    port: Optional[int] = None
+    """ssh: None takes the port from ~/.ssh/config, else 22."""
+    user: Optional[str] = None
+    key: Optional[str] = None
+    known_hosts: Optional[str] = None
+    trust_on_first_use: bool = False
+    python: str = "python3"
+    workdir: str = "/tmp/mnn-harness"
+    cpu: str = "cortex-a76"
+    """emulated: the qemu CPU model, which decides the CPU features MNN sees."""
+    mnn_version: Optional[str] = None
+    """emulated: the MNN wheel installed on the board; ssh: the version expected there."""
+    connect_timeout: float = 15.0
+    run_timeout: float = 1800.0
+    transfer_timeout: float = 120.0
+    """Seconds a transfer may stall (no progress) before the board is given up."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    boards: Dict[str, BoardSpec] = field(default_factory=dict)
+
+    def board(self, name: str, asked_in=None, key_path: str = "targets") -> BoardSpec:
+        if name not in self.boards:
+            raise ConfigError(asked_in or self.path, key_path,
+                              f"no board named {name!r} in the inventory {self.path}",
+                              f"use one of {', '.join(self.boards)} or add it to the inventory")
+        return self.boards[name]
+
+
+def find_inventory(explicit: Optional[str] = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("MNN_HARNESS_INVENTORY"):
+        return Path(os.environ["MNN_HARNESS_INVENTORY"])
+    if Path("inventory.yaml").is_file():
+        return Path("inventory.yaml")
+    return DEFAULT_INVENTORY
+
+
+def load_inventory(path) -> Inventory:
+    path = Path(path)
+    top = Section(path, load_yaml(path))
+    boards_section = top.section("boards")
+    boards = {}
+    for name in list(boards_section.data):
+        if not isinstance(name, str):
+            raise boards_section.error(str(name), "board names must be strings")
+        boards[name] = _board(name, boards_section.section(name))
+    boards_section.done()
+    top.done()
+    if not boards:
+        raise ConfigError(path, "boards", "lists no board", "add at least one board")
+    return Inventory(path=path, boards=boards)
+
+
+def _board(name: str, section: Section) -> BoardSpec:
+    kind = section.str("kind", None, KINDS)
+    if kind is None:
+        raise section.error("kind", "is missing", f"set `kind:` to one of {', '.join(KINDS)}")
+    tags = tuple(str(tag) for tag in section.list("tags", []))
+    common = dict(name=name, kind=kind, tags=tags,
+                  python=section.str("python", "python3"),
+                  connect_timeout=section.number("connect_timeout", 15.0),
+                  run_timeout=section.number("run_timeout", 1800.0),
+                  transfer_timeout=section.number("transfer_timeout", 120.0))
+    if kind == "local":
+        board = BoardSpec(**{**common, "python": section.str("python", "") or ""})
+    elif kind == "emulated":
+        board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS),
+                          mnn_version=str(section.raw("mnn_version", "3.6.1")))
+    else:
+        port = section.int("port", None, minimum=1)
+        key = section.str("key", None)
+        if key is not None and not Path(key).expanduser().is_file():
+            raise section.error("key", f"private key {key!r} does not exist",
+                                "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
+        known_hosts = section.str("known_hosts", None)
+        board = BoardSpec(**common, host=section.str("host"), port=port,
+                          user=section.str("user", None), key=key,
+                          known_hosts=known_hosts,
+                          trust_on_first_use=section.bool("trust_on_first_use", False),
+                          workdir=section.str("workdir", "/tmp/mnn-harness"),
+                          mnn_version=(str(section.raw("mnn_version")) if section.has("mnn_version") else None))
+    section.done()
+    return board
+
+
+def boards_named(inventory: Inventory, names: List[str], asked_in=None) -> List[BoardSpec]:
+    return [inventory.board(name, asked_in, f"targets[{index}]") for index, name in enumerate(names)]
