@@ -132,11 +132,21 @@ def import_mnn():
             import MNN.nn  # noqa: F401
         finally:
             sys.stdout.flush()
+            _flush_c_stdio()
             os.dup2(saved, 1)
             os.close(saved)
         capture.seek(0)
         banner = capture.read().decode("utf-8", "replace").strip()
     return sys.modules["MNN"], banner
+
+
+def _flush_c_stdio():
+    """Flush C's stdio buffers: MNN's banner sits there (printf into a file is fully buffered)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
 def peak_rss_mb():

@@ -1,0 +1,51 @@
+# mnn-harness: `make demo` sets everything up and runs the SegFormer scenario on
+# the emulated ARM board; `make test` sets up and runs the tests.
+# Heavy artefacts (aarch64 sysroot, wheels, built and converted models) are
+# cached in $(MNN_HARNESS_CACHE) (default ~/.cache/mnn-harness), keyed by content.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := qemu-user-static openssh-server iproute2
+
+.PHONY: setup system venv sysroot models demo test bench clean farm-down
+
+setup: system venv sysroot
+
+# Debian packages: qemu-user runs the aarch64 Python, sshd is each emulated board.
+# arm64 is added as a foreign architecture so that `apt-get download` can fetch
+# the sysroot's packages; nothing arm64 is installed on the host.
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -qq; }
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[model,test]'
+	touch $@
+
+sysroot: venv
+	$(BIN)/python -m harness.emulation.sysroot
+
+models: venv
+	$(BIN)/harness prepare scenarios/segformer.yaml scenarios/quick.yaml
+
+demo: setup models
+	$(BIN)/harness run scenarios/segformer.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m harness.bench
+
+farm-down:
+	-$(BIN)/harness farm down
+
+clean: farm-down
+	rm -rf $(VENV) *.egg-info
+	find reports -mindepth 1 ! -name .gitignore -exec rm -rf {} +

@@ -1,0 +1,226 @@
+"""Views of a RunReport: the rich terminal report, its live progress, and summary.json.
+
+Colours mean one thing each: green passed, red failed, yellow a warning a
+user should read (a version mismatch, a host key accepted on first use),
+dim is context.
+"""
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Dict, Optional
+
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .results import OK, UNUSABLE, TargetResult
+from .runner import Progress, RunReport
+
+SUMMARY_SCHEMA = 1
+FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
+                  "avx2", "avx512f", "avx512_fp16", "avx512_bf16", "avx_vnni", "f16c")
+
+
+class TerminalProgress(Progress):
+    """A line per target with its current stage, while the run works."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.bar = RichProgress(SpinnerColumn(), TextColumn("[bold]{task.description:<14}"),
+                                TextColumn("{task.fields[stage]}"), TimeElapsedColumn(),
+                                console=console, transient=False)
+        self.tasks: Dict[str, TaskID] = {}
+
+    def __enter__(self):
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+    def step(self, message: str) -> None:
+        self.console.print(f"[dim]•[/] {message}")
+
+    def add_target(self, name: str) -> None:
+        self.tasks[name] = self.bar.add_task(name, total=1, stage="[dim]waiting")
+
+    def stage(self, name: str, stage: str) -> None:
+        self.bar.update(self.tasks[name], stage=f"[cyan]{stage}")
+
+    def target_done(self, name: str, result: TargetResult) -> None:
+        shown = {OK: "[green]done", UNUSABLE: "[red]unusable"}.get(result.status, "[red]failed")
+        self.bar.update(self.tasks[name], stage=shown, completed=1)
+
+
+def _metric(value: Optional[float], kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "percent":
+        return f"{value:.3%}"
+    if kind == "cosine":
+        return f"{value:.6f}"
+    return f"{value:.2e}"
+
+
+def verdict_table(report: RunReport) -> Table:
+    table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
+                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for column in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine", "argmax", "Verdict"):
+        table.add_column(column, justify="left" if column in ("Board", "Output", "Verdict") else "right",
+                         no_wrap=True)
+    # Failures first: they are what the user came for.
+    for comparison in sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target)):
+        if comparison.error:
+            table.add_row(comparison.target, "–", "", "", "", "", "", Text("ERROR", "bold red"))
+            continue
+        for output in comparison.outputs:
+            m = output.metrics
+            table.add_row(comparison.target, output.output, _metric(m.get("max_abs"), "e"),
+                          _metric(m.get("mean_abs"), "e"), _metric(m.get("max_rel"), "e"),
+                          _metric(m.get("cosine"), "cosine"), _metric(m.get("argmax_agreement"), "percent"),
+                          Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red"))
+    return table
+
+
+def failure_reasons(report: RunReport) -> list:
+    lines = []
+    for comparison in sorted(report.comparisons.values(), key=lambda c: c.target):
+        if comparison.error:
+            lines.append(Text(f"✗ {comparison.target}: {comparison.error}", "red"))
+        for output in comparison.outputs:
+            if not output.passed:
+                lines.append(Text(f"✗ {comparison.target} {output.output}: {'; '.join(output.reasons)}", "red"))
+    return lines
+
+
+def boards_table(report: RunReport) -> Table:
+    table = Table(title="Boards", title_justify="left", box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for column in ("Board", "Status", "Machine", "MNN", "Python", "CPU features", "Latency", "Peak RSS", "Wall"):
+        table.add_column(column, no_wrap=column != "CPU features",
+                         justify="right" if column in ("Latency", "Peak RSS", "Wall") else "left")
+    reference_mnn = report.results[report.reference].facts.get("mnn_version")
+    for name, result in report.results.items():
+        facts = result.facts
+        status = Text(result.status, "green" if result.ok else "red")
+        mnn = facts.get("mnn_version") or "?"
+        mnn_text = Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else "")
+        features = [f for f in FEATURES_SHOWN if f in (facts.get("cpu_features") or [])]
+        latency = facts.get("latency_ms") or []
+        latency_text = f"{statistics.median(latency):.1f} ms" if latency else "–"
+        rss = facts.get("peak_rss_mb")
+        wall = sum(result.timings.values())
+        table.add_row(name + (" [dim](ref)[/]" if name == report.reference else ""), status,
+                      facts.get("machine", "?"), mnn_text, facts.get("python", "?"),
+                      " ".join(features) or "–", latency_text, f"{rss:.0f} MB" if rss else "–", f"{wall:.1f} s")
+    return table
+
+
+def notes(report: RunReport) -> list:
+    lines = []
+    reference_mnn = report.results[report.reference].facts.get("mnn_version")
+    for name, result in report.results.items():
+        board_mnn = result.facts.get("mnn_version")
+        if reference_mnn and board_mnn and board_mnn != reference_mnn:
+            lines.append(Text(f"{name}: MNN {board_mnn} on the board, {reference_mnn} on the host: "
+                              "a version mismatch can explain a difference", "yellow"))
+        for note in result.notes:
+            lines.append(Text(f"{name}: {note}", "yellow"))
+        if result.status != OK and result.error:
+            lines.append(Text(f"{name}: {result.error}", "red"))
+        banner = result.facts.get("mnn_banner")
+        if banner:
+            lines.append(Text(f"{name}: MNN says \"{banner}\"", "dim"))
+    return lines
+
+
+def summary_line(report: RunReport) -> Text:
+    compared = len(report.compared_targets)
+    failed = report.failed
+    unusable = report.unusable
+    if report.exit_code == 0:
+        return Text(f"PASS  {compared} board(s) match {report.reference} within tolerance "
+                    f"({report.scenario.name}, {report.wall_s:.0f} s)", "bold green")
+    parts = []
+    if failed:
+        reasons = []
+        for name in failed:
+            comparison = report.comparisons[name]
+            if comparison.error:
+                reasons.append(f"{name}: did not run")
+            else:
+                bad = [f"{o.output} {o.reasons[0]}" for o in comparison.outputs if not o.passed]
+                reasons.append(f"{name}: {bad[0]}" if bad else name)
+        parts.append(f"{len(failed)} of {compared} board(s) differ ({'; '.join(reasons)})")
+    if unusable:
+        parts.append(f"{len(unusable)} board(s) could not be used ({', '.join(unusable)})")
+    label = "FAIL" if report.exit_code == 1 else "BOARD ERROR"
+    return Text(f"{label}  " + "; ".join(parts) + f"  [exit {report.exit_code}]", "bold red")
+
+
+def render(report: RunReport, console: Console) -> None:
+    scenario, model, inputs = report.scenario, report.model, report.inputs
+    header = Table.grid(padding=(0, 1))
+    header.add_column(style="dim", no_wrap=True)
+    header.add_column()
+    header.add_row("scenario", f"[bold]{scenario.name}[/]  run {report.run_id}")
+    header.add_row("model", f"{model.source_path.name} -> .mnn {model.mnn_sha256[:12]}  converter: "
+                   f"{' '.join(model.converter_args) or '(defaults)'}")
+    header.add_row("inputs", f"{len(inputs.sample_names)} x {list(inputs.shape)}  sha256 {inputs.sha256[:12]}")
+    header.add_row("settings", " ".join(f"{k}={v}" for k, v in scenario.run.as_dict().items()))
+    console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
+    console.print(verdict_table(report))
+    for line in failure_reasons(report):
+        console.print(line)
+    console.print(boards_table(report))
+    for line in notes(report):
+        console.print(line)
+    console.print(f"[dim]results: {report.run_dir}[/]")
+    console.print(summary_line(report))
+
+
+def summary(report: RunReport) -> dict:
+    """summary.json: everything the terminal showed, as data for scripts and later runs."""
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "run_id": report.run_id,
+        "started_at": report.started_at,
+        "wall_s": report.wall_s,
+        "exit_code": report.exit_code,
+        "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
+        "model": {"source": str(report.model.source_path), "mnn_path": str(report.model.mnn_path),
+                  "mnn_sha256": report.model.mnn_sha256,
+                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs)},
+        "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
+                   "shape": list(report.inputs.shape)},
+        "settings": report.scenario.run.as_dict(),
+        "reference": report.reference,
+        "host": report.host,
+        "boards": {
+            name: {"kind": result.kind, "status": result.status, "error": result.error,
+                   "facts": {k: v for k, v in result.facts.items() if k != "traceback"},
+                   "timings": result.timings, "notes": result.notes,
+                   "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
+            for name, result in report.results.items()
+        },
+        "comparisons": {
+            name: {"passed": comparison.passed, "error": comparison.error,
+                   "outputs": {o.output: {"passed": o.passed, "metrics": o.metrics, "reasons": o.reasons}
+                               for o in comparison.outputs}}
+            for name, comparison in report.comparisons.items()
+        },
+    }
+
+
+def write_summary(report: RunReport) -> Path:
+    path = report.run_dir / "summary.json"
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(summary(report), indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+

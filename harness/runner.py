@@ -1,0 +1,180 @@
+"""One run, start to end: scenario -> model and inputs -> targets in parallel -> comparisons.
+
+The data walks one way. `run_scenario` returns a `RunReport`, the one object
+the terminal report and the files in reports/<run-id>/ are views of.
+"""
+
+import platform
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import __version__
+from .compare import TargetComparison, compare_target
+from .errors import ConfigError
+from .inventory import BoardSpec, Inventory, boards_named
+from .job import Job
+from .model import ModelArtifact, prepare_model
+from .preprocess import InputSet, build_inputs
+from .results import FAILED, OK, UNUSABLE, TargetResult
+from .scenario import Scenario
+from .targets import make_target
+
+EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    run_dir: Path
+    scenario: Scenario
+    model: ModelArtifact
+    inputs: InputSet
+    reference: str
+    boards: Dict[str, BoardSpec]
+    results: Dict[str, TargetResult] = field(default_factory=dict)
+    comparisons: Dict[str, TargetComparison] = field(default_factory=dict)
+    started_at: str = ""
+    wall_s: float = 0.0
+    host: dict = field(default_factory=dict)
+
+    @property
+    def compared_targets(self) -> List[str]:
+        return [name for name in self.results if name != self.reference]
+
+    @property
+    def unusable(self) -> List[str]:
+        return [name for name, result in self.results.items() if result.status == UNUSABLE]
+
+    @property
+    def failed(self) -> List[str]:
+        """Targets whose outputs did not match, or whose model did not run."""
+        return [name for name, comparison in self.comparisons.items()
+                if not comparison.passed and self.results[name].status != UNUSABLE]
+
+    @property
+    def exit_code(self) -> int:
+        """1 if any comparison failed, else 3 if a board could not be used, else 0.
+
+        An accuracy failure outranks a board outage: it is the news the run
+        exists to give. The reference failing makes every comparison fail.
+        """
+        if self.results[self.reference].status != OK:
+            return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
+        if self.failed:
+            return EXIT_COMPARISON_FAILED
+        if self.unusable:
+            return EXIT_BOARD
+        return EXIT_PASS
+
+
+class Progress:
+    """What the run tells its display; the terminal report implements it with rich."""
+
+    def step(self, message: str) -> None: ...
+
+    def add_target(self, name: str) -> None: ...
+
+    def stage(self, name: str, stage: str) -> None: ...
+
+    def target_done(self, name: str, result: TargetResult) -> None: ...
+
+
+def new_run_id(scenario: Scenario) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{scenario.name}-{secrets.token_hex(2)}"
+
+
+def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
+    names = list(scenario.targets)
+    if only:
+        unknown = [name for name in only if name not in names and name != scenario.reference]
+        if unknown:
+            raise ConfigError(scenario.path, "targets", f"--targets names {', '.join(unknown)}, which the "
+                              f"scenario does not list", f"pick from {', '.join(names)}")
+        names = [name for name in names if name in only]
+    if scenario.reference not in names:
+        names.insert(0, scenario.reference)
+    boards = boards_named(inventory, names, scenario.path)
+    reference = inventory.board(scenario.reference, scenario.path, "reference")
+    if reference.kind != "local":
+        raise ConfigError(scenario.path, "reference", f"the reference {reference.name!r} is a {reference.kind} "
+                          "board", "name the local x86 host (kind: local) as the reference")
+    return boards
+
+
+def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> str:
+    """The model's input name, after checking its shape against the preprocessing."""
+    if len(model.inputs) != 1:
+        raise ConfigError(scenario.path, "model", f"the model has {len(model.inputs)} inputs "
+                          f"({', '.join(model.inputs)}); scenarios feed one image input")
+    name, shape = next(iter(model.inputs.items()))
+    p = scenario.preprocess
+    expected = [1, 3, p.height, p.width] if p.layout == "NCHW" else [1, p.height, p.width, 3]
+    if shape and all(isinstance(d, int) and d > 0 for d in shape) and list(shape) != expected:
+        raise ConfigError(scenario.path, "preprocess.resize",
+                          f"makes {p.layout} input {expected} but the model's input {name!r} is {list(shape)}",
+                          "set resize height/width (and layout) to the model's input size")
+    for output in scenario.outputs:
+        if output not in model.outputs:
+            raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}",
+                              f"its outputs are {', '.join(model.outputs)}")
+    return name
+
+
+def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
+                 progress: Progress = Progress(), only: Optional[List[str]] = None,
+                 log: Callable[[str], None] = lambda message: None) -> RunReport:
+    started = time.perf_counter()
+    boards = select_targets(scenario, inventory, only)
+    run_id = new_run_id(scenario)
+    run_dir = Path(reports_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    progress.step("model: building and converting (cached by content)")
+    model = prepare_model(scenario.model, log=log)
+    input_name = check_model_against_scenario(scenario, model)
+    progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
+    inputs = build_inputs(scenario, input_name, run_dir)
+    job = Job(id=run_id, model_path=model.mnn_path, model_sha256=model.mnn_sha256,
+              inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
+              output_names=list(model.outputs), layout=scenario.preprocess.layout,
+              settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
+              warmup=scenario.run.warmup)
+
+    report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
+                       reference=scenario.reference, boards={board.name: board for board in boards},
+                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       host={"machine": platform.machine(), "python": platform.python_version(),
+                             "harness": __version__})
+    targets = [make_target(board) for board in boards]
+    for target in targets:
+        progress.add_target(target.name)
+
+    def run_one(target):
+        try:
+            result = target.run(job, run_dir / "targets" / target.name,
+                                lambda stage: progress.stage(target.name, stage))
+        finally:
+            target.close()
+        progress.target_done(target.name, result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="target") as pool:
+        futures = {target.name: pool.submit(run_one, target) for target in targets}
+        for name, future in futures.items():
+            report.results[name] = future.result()
+
+    reference = report.results[scenario.reference]
+    for name in report.compared_targets:
+        report.comparisons[name] = compare_target(scenario, report.results[name], reference, list(model.outputs))
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+__all__ = ["RunReport", "Progress", "run_scenario", "EXIT_PASS", "EXIT_COMPARISON_FAILED",
+           "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE"]
