@@ -12,8 +12,11 @@ package and calls a logging service). It runs in a child Python: it prints
 on stdout and a bad option can end the process that calls it.
 """
 
+import difflib
+import functools
 import fcntl
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +109,7 @@ def build_model(script: Path, args: dict, log: Log = print) -> Path:
 
 def convert(source: Path, source_format: str, converter_args: tuple, log: Log = print) -> Path:
     """Convert to .mnn once per (source bytes, options, MNN version)."""
+    check_converter_args(converter_args)
     version = _mnn_version()
     key = sha256_json({"source": sha256_file(source), "format": source_format,
                        "args": list(converter_args), "mnn": version})[:20]
@@ -136,6 +140,55 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
     return mnn_path
 
 
+# Options whose value MNN's converter reads as a number: it takes "banana" as 0, silently.
+_NUMERIC_OPTIONS = {"--weightQuantBits", "--useGeluApproximation", "--optimizeLevel", "--optimizePrefer",
+                    "--batch", "--weightQuantBlock", "--weightQuantScaleBit", "--convertMatmulToConv",
+                    "--alignDenormalizedValue", "--transformerFuseC4", "--thredhold", "--targetVersion"}
+_converter_options_cache: Dict[str, Dict[str, bool]] = {}
+
+
+def converter_options() -> Dict[str, bool]:
+    """The converter's options (name -> takes a value), read from its own --help."""
+    version = _mnn_version()
+    if version not in _converter_options_cache:
+        completed = subprocess.run([sys.executable, "-c", _CONVERT, "mnnconvert", "--help"],
+                                   capture_output=True, text=True)
+        options = {}
+        for match in re.finditer(r"(?m)^\s+(?:-\w, )?(--[A-Za-z0-9_]+)( arg)?", completed.stdout):
+            options[match.group(1)] = bool(match.group(2))
+        _converter_options_cache[version] = options
+    return _converter_options_cache[version]
+
+
+def check_converter_args(converter_args: tuple) -> None:
+    """Refuse what the converter would silently ignore: an unknown flag, a missing or non-numeric value."""
+    options = converter_options()
+    if not options:
+        return  # an MNN whose help we cannot read: let the converter judge
+    args = list(converter_args)
+    index = 0
+    while index < len(args):
+        flag = args[index]
+        if flag not in options:
+            close = difflib.get_close_matches(flag, list(options), n=1)
+            raise ModelError(f"MNN's converter has no option {flag!r} (in model.converter_args)"
+                             + (f"; did you mean {close[0]}?" if close else ""))
+        if options[flag]:
+            if index + 1 >= len(args):
+                raise ModelError(f"converter option {flag} needs a value (in model.converter_args)")
+            value = args[index + 1]
+            if flag in _NUMERIC_OPTIONS:
+                try:
+                    float(value)
+                except ValueError:
+                    raise ModelError(f"converter option {flag} needs a number, got {value!r} "
+                                     "(in model.converter_args); the converter would read it as 0") from None
+            index += 2
+        else:
+            index += 1
+
+
+@functools.lru_cache(maxsize=None)
 def _mnn_version() -> str:
     # MNN prints its CPU banner on stdout at import; ask a child so ours stays clean.
     completed = subprocess.run([sys.executable, "-c", "import MNN, sys; sys.stderr.write(MNN.version())"],

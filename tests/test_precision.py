@@ -46,3 +46,21 @@ def test_low_precision_shows_on_fp16_cpu_only(tmp_path, write_file, emulated_boa
     # No FP16 on the A53: MNN falls back to fp32, the error stays at fp32 noise.
     assert low["prec-a53"] < 5 * max(normal["prec-a53"], 1e-6)
     assert low["prec-a53"] < 1e-3
+
+
+def test_reading_the_session_buffer_is_garbage_on_fp16_arm_only(tmp_path, write_file, emulated_boards):
+    """io: host (getNumpyData on the session tensor) reads an FP16 buffer as float32 on the A76."""
+    emulated_boards.add("prec-a76")
+    inventory = write_file("inventory.yaml", INVENTORY)
+    cosines = {}
+    for io in ("copy", "host"):
+        scenario = write_file(f"{io}.yaml", scenario_text(["x86", "prec-a76"], precision="low",
+                                                          extra_run=f", io: {io}"))
+        reports = tmp_path / io
+        main(["--inventory", str(inventory), "run", str(scenario), "--reports", str(reports)])
+        (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["settings"]["io"] == io
+        cosines[io] = summary["comparisons"]["prec-a76"]["outputs"]["logits"]["metrics"]["cosine"]
+    assert cosines["copy"] > 0.999   # FP16 arithmetic, read back correctly: close
+    assert cosines["host"] < 0.5     # the same numbers read the wrong way: unrelated to the truth
