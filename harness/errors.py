@@ -34,3 +34,7 @@ class BoardError(HarnessError):
     """A board could not be reached or used."""
 
     exit_code = 3
+
+
+class ModelError(HarnessError):
+    """The model could not be built, read or converted to .mnn (names the file, the options and the fix)."""

@@ -1,56 +1,113 @@
 #!/usr/bin/env python3
-"""SegFormer-B0 (MiT-B0, ADE20K's 150 classes) from its definition, with seeded weights, to ONNX.
+"""SegFormer-B0 (MiT-B0 encoder, all-MLP decoder) with seeded weights, exported to ONNX.
 
-No wheel ships trained SegFormer weights and model hubs are out of reach, so
-the network is built from transformers' own definition (SegformerConfig()
-defaults are MiT-B0: hidden sizes 32/64/160/256, depths 2-2-2-2, heads
-1/2/5/8, decoder 256) and every parameter is overwritten from numpy's seeded
-generator: torch.manual_seed gives different weights on CPUs with different
-vector units, numpy's generator does not. Weights are fan-in scaled so the
-logits have a realistic spread (near-ties exist, as in a trained model).
+The flagship scenario's model. No wheel ships trained SegFormer weights and
+hubs are out of reach, so the network is the canonical definition from
+`transformers` (`SegformerConfig()` defaults: hidden sizes 32/64/160/256,
+depths 2-2-2-2, heads 1/2/5/8, decoder 256) and every parameter and buffer
+is overwritten from `numpy.random.default_rng(seed)`:
+
+- `torch.manual_seed` is not enough: torch's initialisers give different
+  numbers on different CPU capabilities, numpy's generator gives the same
+  bytes everywhere, so the ONNX file is identical on every machine;
+- fan-in scaled weights keep activations at unit scale through the stages,
+  so the logits spread like a real network's and ArgMax flips happen at
+  realistic margins rather than on ties of near-zero logits.
 
     python segformer.py --output OUT.onnx [--height 512] [--width 512] [--num-classes 150] [--seed 0]
 
-Input "pixel_values" [1,3,H,W], output "logits" [1,classes,H/4,W/4], opset 17.
+Writes OUT.onnx atomically (temp file + rename). Prints one summary line on
+stdout; everything else (library warnings) goes to stderr. Needs the model
+extra: `pip install -e .[model]` (torch, onnx, transformers).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
+from typing import Optional, Sequence
 
 import numpy as np
 
+# Build from the definition only: never let transformers look for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-def seeded_parameters(model, seed: int) -> None:
+OPSET = 17
+CLASSIFIER_GAIN = 4.0
+"""Extra scale of the last 1x1 conv, so the logits spread like a trained head's (see `seed_parameters`)."""
+
+
+def make_model(num_classes: int):
+    """SegFormer-B0 for semantic segmentation, random (not yet seeded) weights, in eval mode.
+
+    Eager attention: plain MatMul/Softmax in the graph, the form every MNN
+    version converts, rather than whatever SDPA lowers to in this torch.
+    """
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    config = SegformerConfig(num_labels=num_classes, attn_implementation="eager")
+    model = SegformerForSemanticSegmentation(config)
+    return model.eval()
+
+
+def seed_parameters(model, seed: int) -> None:
+    """Overwrite every weight and statistic from numpy's seeded generator, module by module.
+
+    Conv/Linear weights are N(0, 1/fan_in) (variance-preserving, so each
+    stage's output stays near unit scale), biases and norm shifts small,
+    norm scales near 1. BatchNorm statistics are near (0, 1), which is what
+    the fuse conv's unit-scale output has. The classifier gets
+    CLASSIFIER_GAIN on top, so the 150 logits have a standard deviation of a
+    few units like a trained head's, not of a fraction of one.
+    The order is `named_modules()`, fixed by the model definition.
+    """
     import torch
 
     rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for name, parameter in sorted(model.named_parameters()):
-            shape = tuple(parameter.shape)
-            if name.endswith(".bias"):
-                values = rng.normal(0.0, 0.02, shape)
-            elif "layer_norm" in name or "layernorm" in name or ".norm" in name or "batch_norm" in name:
-                values = 1.0 + rng.normal(0.0, 0.05, shape)  # norm scales sit near one
-            else:
-                fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
-                values = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-            parameter.copy_(torch.from_numpy(values.astype(np.float32)))
-        for name, buffer in model.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(torch.from_numpy(rng.normal(0.0, 0.1, tuple(buffer.shape)).astype(np.float32)))
-            elif name.endswith("running_var"):
-                buffer.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, tuple(buffer.shape)).astype(np.float32)))
+
+    def fill(tensor, values: np.ndarray) -> None:
+        with torch.no_grad():
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)))
+
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            weight = module.weight
+            fan_in = int(np.prod(weight.shape[1:]))
+            gain = CLASSIFIER_GAIN if name.endswith("decode_head.classifier") else 1.0
+            fill(weight, rng.normal(0.0, gain / np.sqrt(fan_in), tuple(weight.shape)))
+            if module.bias is not None:
+                fill(module.bias, rng.normal(0.0, 0.02, tuple(module.bias.shape)))
+        elif isinstance(module, torch.nn.LayerNorm):
+            fill(module.weight, 1.0 + rng.normal(0.0, 0.1, tuple(module.weight.shape)))
+            fill(module.bias, rng.normal(0.0, 0.05, tuple(module.bias.shape)))
+        elif isinstance(module, torch.nn.BatchNorm2d):
+            channels = module.num_features
+            fill(module.weight, 1.0 + rng.normal(0.0, 0.1, channels))
+            fill(module.bias, rng.normal(0.0, 0.05, channels))
+            fill(module.running_mean, rng.normal(0.0, 0.05, channels))
+            fill(module.running_var, rng.uniform(0.8, 1.2, channels))
+    leftover = [name for name, p in model.named_parameters() if not _is_seeded(model, name)]
+    if leftover:
+        raise RuntimeError(f"parameters not covered by the seeded initialisation: {', '.join(leftover)}")
 
 
-class LogitsOnly:
-    """Wraps the transformers model so the exported graph has one output named logits."""
+def _is_seeded(model, parameter_name: str) -> bool:
+    """Whether `seed_parameters` knows the module that owns this parameter."""
+    import torch
+
+    owner = model.get_submodule(parameter_name.rsplit(".", 1)[0])
+    return isinstance(owner, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.LayerNorm, torch.nn.BatchNorm2d))
+
+
+class _LogitsOnly:
+    """Wraps the model so that the traced graph has one output, the logits tensor."""
 
     def __new__(cls, model):
         import torch
 
-        class Wrapper(torch.nn.Module):
+        class LogitsOnly(torch.nn.Module):
             def __init__(self, inner):
                 super().__init__()
                 self.inner = inner
@@ -58,44 +115,54 @@ class LogitsOnly:
             def forward(self, pixel_values):
                 return self.inner(pixel_values=pixel_values).logits
 
-        return Wrapper(model)
+        return LogitsOnly(model).eval()
 
 
-def build(output: str, height: int, width: int, num_classes: int, seed: int) -> None:
+def export(output: str, height: int, width: int, num_classes: int, seed: int) -> None:
+    """Build, seed and export to `output`, through a temp file in the same directory."""
     import torch
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    config = SegformerConfig(num_labels=num_classes)
-    # Eager attention: the SDPA path exports ops MNN and opset 17 handle less well.
-    config._attn_implementation = "eager"
-    model = SegformerForSemanticSegmentation(config).eval()
-    seeded_parameters(model, seed)
-    wrapped = LogitsOnly(model).eval()
-    example = torch.from_numpy(np.random.default_rng(seed + 1).normal(size=(1, 3, height, width)).astype(np.float32))
+    model = make_model(num_classes)
+    seed_parameters(model, seed)
+    wrapped = _LogitsOnly(model)
+    example = torch.zeros(1, 3, height, width, dtype=torch.float32)
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".segformer-", suffix=".onnx.tmp", dir=directory)
     os.close(fd)
     try:
-        torch.onnx.export(wrapped, (example,), tmp, opset_version=17, dynamo=False,
-                          input_names=["pixel_values"], output_names=["logits"], do_constant_folding=True)
-        os.chmod(tmp, 0o644)
+        with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):
+            torch.onnx.export(wrapped, (example,), tmp, input_names=["pixel_values"], output_names=["logits"],
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
         os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True)
+    parser.add_argument("--output", required=True, help="the ONNX file to write")
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--num-classes", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.height % 32 or args.width % 32:
-        parser.error("--height and --width must be multiples of 32 (the encoder downsamples by 32)")
-    build(args.output, args.height, args.width, args.num_classes, args.seed)
+    if args.height < 32 or args.width < 32 or args.height % 32 or args.width % 32:
+        # Four stride-2/4 stages with overlapping patches: sides that are
+        # multiples of 32 keep every stage's feature map an exact fraction.
+        parser.error("--height and --width must be positive multiples of 32")
+    if args.num_classes < 1:
+        parser.error("--num-classes must be at least 1")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        print(f"segformer.py: {error.name} is not installed: `pip install -e .[model]`", file=sys.stderr)
+        return 2
+    export(args.output, args.height, args.width, args.num_classes, args.seed)
+    print(f"wrote {args.output}: SegFormer-B0 {args.height}x{args.width}, {args.num_classes} classes, "
+          f"seed {args.seed}, opset {OPSET}")
     return 0
 
 
