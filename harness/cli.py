@@ -42,7 +42,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = parser.parse_args(argv)
     # With --json, stdout carries only the JSON; the human display goes to stderr.
-    console = Console(stderr=bool(getattr(args, "json", False)))
+    # Not a terminal (CI logs, files): 100 columns, the width the report is laid out for.
+    stream = sys.stderr if getattr(args, "json", False) else sys.stdout
+    console = Console(stderr=stream is sys.stderr, width=None if stream.isatty() else 100)
     try:
         if args.command == "run":
             return cmd_run(args, console)

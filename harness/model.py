@@ -1,241 +1,485 @@
 """From a scenario's model source to the one .mnn file every target runs, cached by content.
 
-Two caches, both outside the repository:
-- a model built by a script: cache_root()/models/built/<hash of script + args>/model.onnx;
-- the converted model: cache_root()/models/mnn/<hash of source bytes + converter args + MNN version>/.
-Converted files embed a random UUID, so converting once and shipping the same
-bytes everywhere is the only way every board runs the same model.
+Two caches, both outside the repository, both keyed by content so a fresh
+clone on the same machine reuses them:
+- a model built by a script: cache_root()/models/built/<hash of script bytes + options>/model.onnx;
+- the converted model: cache_root()/models/mnn/<hash of source bytes + format + options + MNN version>/model.mnn.
+Each entry is made in a temp directory next to its final place and renamed
+into place when complete, under a lock file, so concurrent runs neither
+collide nor ever see half a model. Converted files embed a random UUID:
+converting once and shipping the same bytes everywhere is the only way every
+board runs the same model.
 
-The converter is MNN's own, called in-process as `_tools.mnnconvert(argv)`,
-never the `mnnconvert` console script (its logging wrapper pip-installs a
-package and calls a logging service). It runs in a child Python: it prints
-on stdout and a bad option can end the process that calls it.
+The converter is MNN's own, `_tools.mnnconvert(argv)`, never the `mnnconvert`
+console script nor `MNN.tools.mnnconvert` (their logging wrapper
+pip-installs a package and calls a logging service). With MNN 3.6.1 that
+call returns True whatever happens, prints its log on stdout (after the CPU
+banner MNN prints at import), silently ignores unknown options and
+non-numeric values ("--weightQuantBits banana" converts unquantised), and
+segfaults on some malformed inputs (a non-TFLite file given as TFLITE).
+So it runs in a child Python whose output is captured, success is judged by
+the file it writes and its log, and the options are checked here first
+against the converter's own `--help`.
 """
 
-import difflib
-import functools
 import fcntl
+import importlib.metadata
 import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from .cache import cache_root, sha256_file, sha256_json
-from .errors import HarnessError
+from .errors import ModelError, SetupError
+
+__all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert",
+           "check_converter_args", "converter_options"]
 
 Log = Callable[[str], None]
 
-_CONVERT = ("import sys, _tools\n"
-            "code = _tools.mnnconvert(sys.argv[1:])\n"
-            "sys.exit(0 if code in (None, 0, True) else 1)\n")
+BUILD_TIMEOUT_S = 1800.0
+"""A build script that has not finished in this time is stuck (SegFormer-B0 at 512x512 takes ~10 s)."""
+CONVERT_TIMEOUT_S = 1800.0
+"""The same for one conversion (SegFormer-B0 takes ~1 s)."""
+
+_CONVERT_CHILD = (
+    "import sys\n"
+    "import _tools\n"
+    "result = _tools.mnnconvert(sys.argv[1:])\n"
+    "sys.exit(0 if result in (None, 0, True) else 1)\n"
+)
+"""The child that runs the converter: its stdout (banner and log) and a crash stay out of this process."""
+
+_SIGNATURE_CHILD = (
+    "import json, sys\n"
+    "import MNN\n"
+    "info = MNN.nn.load_module_from_file(sys.argv[1], [], []).get_info()\n"
+    "sys.stderr.write('\\nSIGNATURE ' + json.dumps({'inputs': dict(zip(info['inputNames'],"
+    " [list(t.shape) for t in info['inputs']])), 'outputs': list(info['outputNames'])}) + '\\n')\n"
+)
+"""Reads input names/shapes and output names from a .mnn file; the result travels on stderr, past the banner."""
+
+_FAILURE_MARKERS = ("Converted Failed", "Convert error")
+"""Lines MNN's converter prints when it gave up (it still returns True)."""
+
+HARNESS_OPTIONS = {"-f", "--framework", "--modelFile", "--MNNModel", "--bizCode"}
+"""Converter options the harness sets itself: the files, the format and the model's tag."""
+
+REFUSED_OPTIONS = {
+    "-h": "prints the converter's help instead of converting",
+    "--help": "prints the converter's help instead of converting",
+    "-v": "prints the converter's version instead of converting",
+    "--version": "prints the converter's version instead of converting",
+    "--OP": "lists the supported operators instead of converting",
+    "--info": "prints model information instead of converting",
+    "--saveExternalData": "writes the weights to a second file, and the harness ships one .mnn file",
+    "--benchmarkModel": "leaves the weights out, so the outputs would mean nothing",
+}
+"""Options that would not give one self-contained, runnable .mnn file, and why."""
 
 
-class ModelError(HarnessError):
-    """The model could not be built or converted."""
+def _integer_in(allowed: Tuple[int, ...]) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            return int(value) in allowed
+        except ValueError:
+            return False
+    return check
+
+
+def _integer(minimum: int) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        try:
+            return int(value) >= minimum
+        except ValueError:
+            return False
+    return check
+
+
+def _number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+_VALUE_RULES: Dict[str, Tuple[Callable[[str], bool], str]] = {
+    "--useGeluApproximation": (_integer_in((0, 1)), "0 or 1"),
+    "--convertMatmulToConv": (_integer_in((0, 1)), "0 or 1"),
+    "--alignDenormalizedValue": (_integer_in((0, 1)), "0 or 1"),
+    "--transformerFuseC4": (_integer_in((0, 1)), "0 or 1"),
+    "--weightQuantBits": (_integer_in((0, 2, 3, 4, 5, 6, 7, 8)), "0 (off) or 2 to 8"),
+    "--weightQuantScaleBit": (_integer_in((16, 32)), "16 or 32"),
+    "--optimizeLevel": (_integer_in((0, 1, 2)), "0, 1 or 2"),
+    "--optimizePrefer": (_integer_in((0, 1, 2)), "0, 1 or 2"),
+    "--batch": (_integer(1), "a positive integer"),
+    "--weightQuantBlock": (_integer(-1), "-1 (channel-wise) or a block size"),
+    "--targetVersion": (_number, "a version number such as 3.6"),
+    "--thredhold": (_number, "a number"),
+}
+"""Values the converter reads as numbers: it takes anything else as 0, silently, so they are checked here."""
 
 
 @dataclass(frozen=True)
 class ModelSource:
+    """Where a scenario's model comes from: exactly one of `onnx`, `tflite` or `build_script`."""
+
     onnx: Optional[Path] = None
+    """An existing ONNX file."""
     tflite: Optional[Path] = None
+    """An existing TFLite file."""
     build_script: Optional[Path] = None
-    """A script run as `python SCRIPT --output OUT.onnx --key value ...`."""
+    """A script run as `python SCRIPT --output OUT.onnx --key value ...` that writes an ONNX file."""
     build_args: dict = field(default_factory=dict)
-    """Turned into `--key-with-dashes value` options of the build script."""
+    """Options of the build script: key `num_classes` becomes `--num-classes`; values are str/int/float/bool."""
     converter_args: tuple = ("--useGeluApproximation", "0")
+    """Extra options of MNN's converter. The default keeps GELU exact: the converter approximates it unless told."""
 
 
 @dataclass(frozen=True)
 class ModelArtifact:
+    """The converted model every target runs, and what the harness knows of it."""
+
     source_path: Path
+    """The ONNX/TFLite file that was converted (in the build cache when a script made it)."""
     source_format: str
     """"ONNX" or "TFLITE", as MNN's converter names them."""
     mnn_path: Path
+    """The .mnn file in the conversion cache; ship these bytes, never a re-conversion."""
     mnn_sha256: str
+    """SHA-256 of the .mnn bytes: what boards check their copy against."""
     converter_args: tuple
+    """The converter options it was made with."""
     inputs: Dict[str, list]
-    """Input name -> shape, read from the source model."""
+    """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
     outputs: List[str]
+    """Output names, in the model's order."""
 
 
-@contextmanager
-def _locked(directory: Path):
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(directory) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
+    """Build (if a script makes it), read and convert a model, reusing every cached step.
+
+    Raises ModelError when the source is missing or unreadable, the build
+    script fails, or the converter refuses the model or the options.
+    """
+    path, source_format = _source_file(source, log)
+    converter_args = tuple(str(arg) for arg in source.converter_args)
+    inputs: Optional[Dict[str, list]] = None
+    outputs: List[str] = []
+    if source_format == "ONNX":
+        try:
+            inputs, outputs = onnx_signature(path)
+        except ImportError:
+            inputs = None  # no onnx package: read the names from the converted model below
+        except Exception as error:
+            raise ModelError(f"{path} is not a readable ONNX model: {error}\n"
+                             "  fix: check the file, or re-export it") from error
+    mnn_path = convert(path, source_format, converter_args, log)
+    if inputs is None:
+        inputs, outputs = mnn_signature(mnn_path)
+    return ModelArtifact(source_path=path, source_format=source_format, mnn_path=mnn_path,
+                         mnn_sha256=sha256_file(mnn_path), converter_args=converter_args,
+                         inputs=inputs, outputs=outputs)
 
 
-def _publish(building: Path, final: Path) -> None:
-    """Make a finished build directory visible in one rename: a half-built model is never found."""
-    if final.exists():
-        shutil.rmtree(final)
-    building.rename(final)
+def _source_file(source: ModelSource, log: Log) -> Tuple[Path, str]:
+    """The file to convert and its format, building it first when a script makes it."""
+    given = [name for name in ("onnx", "tflite", "build_script") if getattr(source, name) is not None]
+    if len(given) != 1:
+        raise ModelError("a model source needs exactly one of onnx, tflite or build_script"
+                         + (f", not {' and '.join(given)}" if given else "")
+                         + "\n  fix: set one of `onnx`, `tflite` or `build` in the scenario's `model` section")
+    if source.build_script is not None:
+        script = Path(source.build_script)
+        if not script.is_file():
+            raise ModelError(f"the model build script {script} does not exist\n"
+                             "  fix: check `model.build` in the scenario (relative paths start at the scenario file)")
+        return build_model(script, source.build_args, log), "ONNX"
+    path, source_format = (Path(source.onnx), "ONNX") if source.onnx is not None else (Path(source.tflite), "TFLITE")
+    if not path.is_file():
+        raise ModelError(f"the {source_format} model {path} does not exist\n"
+                         f"  fix: check `model.{source_format.lower()}` in the scenario")
+    return path, source_format
+
+
+def build_options(args: dict) -> List[str]:
+    """Build arguments as command-line options: {"num_classes": 150} -> ["--num-classes", "150"]."""
+    options: List[str] = []
+    for name, value in args.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise ModelError(f"build argument {name!r} is {type(value).__name__} {value!r}; "
+                             "build scripts take strings and numbers\n"
+                             "  fix: give `model.build_args` plain values")
+        options += [f"--{str(name).replace('_', '-')}", str(value)]
+    return options
 
 
 def build_model(script: Path, args: dict, log: Log = print) -> Path:
-    """Run a build script (cached by its bytes and arguments) and return the ONNX it wrote."""
-    key = sha256_json({"script": sha256_file(script), "args": args})[:20]
+    """Run a build script once per (script bytes, options) and return the ONNX file it wrote.
+
+    The key is the options as the script sees them, so `512` and `"512"` are
+    the same build.
+    """
+    options = build_options(args)
+    key = sha256_json({"script": sha256_file(script), "options": options})[:20]
     final = cache_root() / "models" / "built" / key
     onnx_path = final / "model.onnx"
-    if onnx_path.is_file():
-        return onnx_path
     with _locked(final):
         if onnx_path.is_file():
+            log(f"model: {script.name} {' '.join(options)} already built ({key})")
             return onnx_path
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        argv = [sys.executable, str(script), "--output", str(building / "model.onnx")]
-        for name, value in args.items():
-            argv += [f"--{str(name).replace('_', '-')}", str(value)]
-        log(f"building {script.name} {' '.join(argv[4:])}")
-        completed = subprocess.run(argv, capture_output=True, text=True)
-        if completed.returncode != 0 or not (building / "model.onnx").is_file():
+        try:
+            argv = [sys.executable, str(script), "--output", str(building / "model.onnx"), *options]
+            log(f"model: building {script.name} {' '.join(options)}")
+            started = time.monotonic()
+            completed = _run(argv, BUILD_TIMEOUT_S, f"the model build script {script}")
+            seconds = time.monotonic() - started
+            (building / "build.log").write_text(completed.stdout + completed.stderr)
+            if completed.returncode != 0 or not (building / "model.onnx").is_file():
+                raise _build_failure(script, options, completed)
+            (building / "build.json").write_text(json.dumps(
+                {"script": str(script), "options": options, "seconds": round(seconds, 2),
+                 "python": sys.version.split()[0]}, indent=1))
+            _publish(building, final)
+        finally:
             shutil.rmtree(building, ignore_errors=True)
-            tail = (completed.stderr or completed.stdout).strip()[-1500:]
-            fix = ("install the model extra: `pip install -e .[model]`" if "ModuleNotFoundError" in tail
-                   else "run the script by hand to see why")
-            raise ModelError(f"the model build script {script} failed (exit {completed.returncode}):\n{tail}\n"
-                             f"  fix: {fix}")
-        (building / "build.json").write_text(json.dumps({"script": str(script), "args": args}, indent=1))
-        _publish(building, final)
+        log(f"model: built {script.name} in {seconds:.1f} s")
     return onnx_path
 
 
+def _build_failure(script: Path, options: List[str], completed: subprocess.CompletedProcess) -> ModelError:
+    output = (completed.stderr.strip() or completed.stdout.strip())
+    tail = _tail(output)
+    missing = re.search(r"No module named '([^'.]+)", output) or re.search(r"(\w+) is not installed", output)
+    if missing:
+        fix = f"{missing.group(1)} is missing: install the model extra with `pip install -e .[model]`"
+    elif completed.returncode == 0:
+        fix = "the script exited 0 but wrote no file at --output: it must write the ONNX file there"
+    else:
+        fix = f"run it by hand to see why: python {script} --output /tmp/model.onnx {' '.join(options)}"
+    return ModelError(f"the model build script {script} failed ({_exit_text(completed.returncode)}):\n"
+                      f"{tail}\n  fix: {fix}")
+
+
 def convert(source: Path, source_format: str, converter_args: tuple, log: Log = print) -> Path:
-    """Convert to .mnn once per (source bytes, options, MNN version)."""
+    """Convert to .mnn once per (source bytes, format, options, MNN version) and return the .mnn path."""
+    converter_args = tuple(str(arg) for arg in converter_args)
     check_converter_args(converter_args)
-    version = _mnn_version()
+    version = mnn_version()
     key = sha256_json({"source": sha256_file(source), "format": source_format,
                        "args": list(converter_args), "mnn": version})[:20]
     final = cache_root() / "models" / "mnn" / key
     mnn_path = final / "model.mnn"
-    if mnn_path.is_file():
-        return mnn_path
+    shown_args = " ".join(converter_args) or "(defaults)"
+    name = _describe(source)
     with _locked(final):
         if mnn_path.is_file():
+            log(f"model: {name} {shown_args} already converted ({key})")
             return mnn_path
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        argv = ["mnnconvert", "-f", source_format, "--modelFile", str(source),
-                "--MNNModel", str(building / "model.mnn"), "--bizCode", "harness", *converter_args]
-        log(f"converting {source.name} with MNN {version} {' '.join(converter_args)}")
-        completed = subprocess.run([sys.executable, "-c", _CONVERT, *argv], capture_output=True, text=True)
-        (building / "convert.log").write_text(completed.stdout + completed.stderr)
-        if completed.returncode != 0 or not (building / "model.mnn").is_file() \
-                or (building / "model.mnn").stat().st_size == 0:
-            tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
+        try:
+            argv = ["mnnconvert", "-f", source_format, "--modelFile", str(source),
+                    "--MNNModel", str(building / "model.mnn"), "--bizCode", "harness", *converter_args]
+            log(f"model: converting {name} with MNN {version} {shown_args}")
+            started = time.monotonic()
+            completed = _run([sys.executable, "-c", _CONVERT_CHILD, *argv], CONVERT_TIMEOUT_S,
+                             f"MNN's converter on {source}")
+            seconds = time.monotonic() - started
+            converter_log = completed.stdout + completed.stderr
+            (building / "convert.log").write_text(converter_log)
+            problem = _conversion_problem(completed.returncode, building / "model.mnn", converter_log)
+            if problem:
+                raise ModelError(
+                    f"MNN's converter failed on {source} ({source_format}) with options [{shown_args}] "
+                    f"({problem}, MNN {version}):\n{_tail(converter_log)}\n"
+                    "  fix: check the model file and `model.converter_args` in the scenario")
+            (building / "convert.json").write_text(json.dumps(
+                {"source": str(source), "format": source_format, "args": list(converter_args), "mnn": version,
+                 "seconds": round(seconds, 2)}, indent=1))
+            _publish(building, final)
+        finally:
             shutil.rmtree(building, ignore_errors=True)
-            raise ModelError(f"MNN's converter failed on {source} with options {list(converter_args)} "
-                             f"(exit {completed.returncode}):\n{tail}\n"
-                             "  fix: check `model.converter_args` in the scenario")
-        (building / "convert.json").write_text(json.dumps(
-            {"source": str(source), "format": source_format, "args": list(converter_args), "mnn": version},
-            indent=1))
-        _publish(building, final)
+        log(f"model: converted {name} in {seconds:.1f} s")
     return mnn_path
 
 
-# Options whose value MNN's converter reads as a number: it takes "banana" as 0, silently.
-_NUMERIC_OPTIONS = {"--weightQuantBits", "--useGeluApproximation", "--optimizeLevel", "--optimizePrefer",
-                    "--batch", "--weightQuantBlock", "--weightQuantScaleBit", "--convertMatmulToConv",
-                    "--alignDenormalizedValue", "--transformerFuseC4", "--thredhold", "--targetVersion"}
-_converter_options_cache: Dict[str, Dict[str, bool]] = {}
+def _describe(source: Path) -> str:
+    """A short name for log lines: a built model is named after its script, not `model.onnx`."""
+    try:
+        built = json.loads((source.parent / "build.json").read_text())
+        return f"{Path(built['script']).name} {' '.join(built['options'])}"
+    except (OSError, ValueError, KeyError):
+        return source.name
 
 
-def converter_options() -> Dict[str, bool]:
-    """The converter's options (name -> takes a value), read from its own --help."""
-    version = _mnn_version()
-    if version not in _converter_options_cache:
-        completed = subprocess.run([sys.executable, "-c", _CONVERT, "mnnconvert", "--help"],
-                                   capture_output=True, text=True)
-        options = {}
-        for match in re.finditer(r"(?m)^\s+(?:-\w, )?(--[A-Za-z0-9_]+)( arg)?", completed.stdout):
-            options[match.group(1)] = bool(match.group(2))
-        _converter_options_cache[version] = options
-    return _converter_options_cache[version]
+def _conversion_problem(returncode: int, written: Path, converter_log: str) -> Optional[str]:
+    """Why a conversion failed, or None: the converter's return value says nothing, so look at what it did."""
+    if returncode != 0:
+        return _exit_text(returncode)
+    for marker in _FAILURE_MARKERS:
+        if marker in converter_log:
+            return f"it printed {marker!r}"
+    if not written.is_file() or written.stat().st_size == 0:
+        return "it wrote no model"
+    return None
 
 
 def check_converter_args(converter_args: tuple) -> None:
-    """Refuse what the converter would silently ignore: an unknown flag, a missing or non-numeric value."""
-    options = converter_options()
-    if not options:
-        return  # an MNN whose help we cannot read: let the converter judge
+    """Refuse what the converter would ignore or misread: an unknown option, a missing or bad value.
+
+    MNN's converter ignores unknown options and reads a bad number as 0, so
+    a typo such as `--useGeluAproximation 0` would quietly give the default
+    (approximated) GELU. Known options come from the converter's `--help`.
+    """
+    known = converter_options()
+    shown = f"model.converter_args [{' '.join(converter_args)}]"
     args = list(converter_args)
     index = 0
     while index < len(args):
-        flag = args[index]
-        if flag not in options:
-            close = difflib.get_close_matches(flag, list(options), n=1)
-            raise ModelError(f"MNN's converter has no option {flag!r} (in model.converter_args)"
-                             + (f"; did you mean {close[0]}?" if close else ""))
-        if options[flag]:
-            if index + 1 >= len(args):
-                raise ModelError(f"converter option {flag} needs a value (in model.converter_args)")
-            value = args[index + 1]
-            if flag in _NUMERIC_OPTIONS:
-                try:
-                    float(value)
-                except ValueError:
-                    raise ModelError(f"converter option {flag} needs a number, got {value!r} "
-                                     "(in model.converter_args); the converter would read it as 0") from None
-            index += 2
-        else:
+        option = args[index]
+        if not option.startswith("-"):
+            after = f"; {args[index - 1]} takes no value" if index else ""
+            raise ModelError(f"{shown}: {option!r} is not an option{after}\n"
+                             "  fix: options start with --, and only some take a value")
+        if option in HARNESS_OPTIONS:
+            raise ModelError(f"{shown}: {option} is set by the harness\n"
+                             "  fix: leave it out; the harness names the files and the format")
+        if option in REFUSED_OPTIONS:
+            raise ModelError(f"{shown}: {option} {REFUSED_OPTIONS[option]}\n  fix: leave it out")
+        if known and option not in known:
+            close = _close_match(option, list(known))
+            raise ModelError(f"{shown}: MNN's converter has no option {option!r}; it would ignore it silently\n"
+                             f"  fix: {f'did you mean {close}?' if close else 'use one of: ' + ' '.join(sorted(known))}")
+        takes_value = known.get(option, option in _VALUE_RULES)
+        if not takes_value:
             index += 1
+            continue
+        if index + 1 >= len(args) or args[index + 1].startswith("--"):
+            raise ModelError(f"{shown}: {option} needs a value\n  fix: give it one, e.g. {option} 0")
+        value = args[index + 1]
+        rule = _VALUE_RULES.get(option)
+        if rule is not None and not rule[0](value):
+            misread = "read it as 0" if not _number(value) else "take it without a word"
+            raise ModelError(f"{shown}: {option} takes {rule[1]}, not {value!r}; the converter would {misread}\n"
+                             f"  fix: give {option} {rule[1]}")
+        index += 2
 
 
-@functools.lru_cache(maxsize=None)
-def _mnn_version() -> str:
-    # MNN prints its CPU banner on stdout at import; ask a child so ours stays clean.
-    completed = subprocess.run([sys.executable, "-c", "import MNN, sys; sys.stderr.write(MNN.version())"],
-                               capture_output=True, text=True)
-    return completed.stderr.strip().splitlines()[-1] if completed.returncode == 0 else "unknown"
+def _close_match(option: str, known: List[str]) -> Optional[str]:
+    import difflib
+
+    lowered = {name.lower(): name for name in known}
+    close = difflib.get_close_matches(option.lower(), list(lowered), n=1, cutoff=0.75)
+    return lowered[close[0]] if close else None
 
 
-def onnx_signature(path: Path):
-    """Input name -> shape (None for symbolic dimensions), and output names, from an ONNX file."""
+def converter_options() -> Dict[str, bool]:
+    """The converter's options (name -> takes a value), read from its own `--help`, once per MNN version.
+
+    Empty when the help cannot be read: then only the built-in rules apply.
+    """
+    return dict(_converter_options(mnn_version()))
+
+
+@lru_cache(maxsize=None)
+def _converter_options(version: str) -> Tuple[Tuple[str, bool], ...]:
+    try:
+        completed = _run([sys.executable, "-c", _CONVERT_CHILD, "mnnconvert", "--help"], 120.0,
+                         "MNN converter's --help")
+    except ModelError:
+        return ()
+    options = re.findall(r"(?m)^\s+(?:-\w, )?(--[A-Za-z0-9_]+)( arg)?", completed.stdout)
+    return tuple((name, bool(arg)) for name, arg in options)
+
+
+def mnn_version() -> str:
+    """The installed MNN's version, from its package metadata: importing MNN would print on stdout."""
+    try:
+        return importlib.metadata.version("MNN")
+    except importlib.metadata.PackageNotFoundError as error:
+        raise SetupError("MNN is not installed on this host; the harness converts and runs models with it\n"
+                         "  fix: `pip install -e .`") from error
+
+
+def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str]]:
+    """Input name -> shape (None for a symbolic dimension), and output names, from an ONNX file.
+
+    Raises ImportError when the onnx package is missing.
+    """
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
+    initializers = {initializer.name for initializer in model.graph.initializer}
     inputs = {}
     for value in model.graph.input:
-        if value.name in initializers:
+        if value.name in initializers:  # old exporters list weights as inputs
             continue
         dims = value.type.tensor_type.shape.dim
-        inputs[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        inputs[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
     return inputs, [value.name for value in model.graph.output]
 
 
-def tflite_signature(path: Path):
-    from ai_edge_litert.interpreter import Interpreter  # optional: only TFLite sources need it
+def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str]]:
+    """Input name -> shape and output names, read from a .mnn file by MNN in a child process.
 
-    interpreter = Interpreter(model_path=str(path))
-    inputs = {d["name"]: [int(x) for x in d["shape"]] for d in interpreter.get_input_details()}
-    return inputs, [d["name"] for d in interpreter.get_output_details()]
+    Used for TFLite sources (no TFLite reader is a dependency) and for ONNX
+    when the onnx package is missing.
+    """
+    completed = _run([sys.executable, "-c", _SIGNATURE_CHILD, str(mnn_path)], 120.0, f"reading {mnn_path}")
+    for line in completed.stderr.splitlines():
+        if line.startswith("SIGNATURE "):
+            signature = json.loads(line[len("SIGNATURE "):])
+            return signature["inputs"], signature["outputs"]
+    raise ModelError(f"MNN could not read the inputs and outputs of {mnn_path}:\n"
+                     f"{_tail(completed.stdout + completed.stderr)}")
 
 
-def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
-    if source.build_script is not None:
-        path, fmt = build_model(source.build_script, source.build_args, log), "ONNX"
-    elif source.onnx is not None:
-        path, fmt = source.onnx, "ONNX"
-    elif source.tflite is not None:
-        path, fmt = source.tflite, "TFLITE"
-    else:
-        raise ModelError("the scenario names no model source")
+def _run(argv: List[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    """Run a child with its output captured; a child that hangs is an error that names it."""
     try:
-        inputs, outputs = onnx_signature(path) if fmt == "ONNX" else tflite_signature(path)
-    except ImportError as error:
-        raise ModelError(f"reading {path} needs {error.name}: `pip install -e .[model]`") from error
-    except Exception as error:
-        raise ModelError(f"{path} is not a readable {fmt} model: {error}") from error
-    mnn_path = convert(path, fmt, tuple(source.converter_args), log)
-    return ModelArtifact(source_path=path, source_format=fmt, mnn_path=mnn_path,
-                         mnn_sha256=sha256_file(mnn_path), converter_args=tuple(source.converter_args),
-                         inputs=inputs, outputs=outputs)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as error:
+        output = (error.stdout or b"") + (error.stderr or b"")
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output
+        raise ModelError(f"{what} did not finish in {timeout:.0f} s:\n{_tail(text)}") from error
 
+
+def _exit_text(returncode: int) -> str:
+    if returncode < 0:
+        return f"crashed with signal {-returncode}"
+    return f"exit {returncode}"
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    """The last lines of a child's output, without MNN's CPU banner, indented under the message."""
+    kept = [line for line in text.strip().splitlines() if not line.startswith("The device supports:")]
+    return "\n".join("    " + line for line in kept[-lines:]) or "    (no output)"
+
+
+@contextmanager
+def _locked(final: Path) -> Iterator[None]:
+    """An exclusive lock on one cache entry, so two runs never build or convert the same thing at once."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(final) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _publish(building: Path, final: Path) -> None:
+    """Make a finished entry visible in one rename: a half-made model is never found."""
+    if final.exists():  # an entry left incomplete by an older, interrupted harness
+        shutil.rmtree(final)
+    building.rename(final)

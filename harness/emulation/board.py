@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -42,6 +42,9 @@ class EmulatedBoardSpec:
     cpu: str = "cortex-a76"
     """qemu -cpu model: cortex-a53 and cortex-a72 (no FP16), cortex-a76 and neoverse-n1 (FP16, dotprod), max."""
     mnn_version: str = "3.6.1"
+    network: str = "auto"
+    """netns: its own network namespace and link-local address; loopback: a port on 127.0.0.1;
+    auto: netns where this process may create namespaces, else loopback."""
 
 
 def farm_dir() -> Path:
@@ -106,6 +109,65 @@ def _free_port(preferred: Optional[int]) -> int:
     raise BoardError("no free loopback port for an emulated board")
 
 
+NETNS_PREFIX = "mh-"
+MAX_SLOTS = 250
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def netns_available() -> bool:
+    """Whether this process may create network namespaces (root with iproute2, not in a locked sandbox)."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return False
+    probe = f"{NETNS_PREFIX}probe-{os.getpid()}"
+    if _ip("netns", "add", probe).returncode != 0:
+        return False
+    _ip("netns", "del", probe)
+    return True
+
+
+def _slot(name: str, state: dict) -> int:
+    """A number unique among this machine's boards, kept across restarts: it makes the address."""
+    if state.get("slot"):
+        return state["slot"]
+    taken = {(_read_state(other) or {}).get("slot") for other in list_boards() if other != name}
+    for slot in range(1, MAX_SLOTS):
+        if slot not in taken:
+            return slot
+    raise BoardError(f"more than {MAX_SLOTS - 1} emulated boards on this machine")
+
+
+def _namespace(name: str, slot: int) -> str:
+    return f"{NETNS_PREFIX}{slot}-{name}"[:48]
+
+
+def _create_namespace(name: str, slot: int) -> str:
+    """A network namespace with a veth pair 169.254.SLOT.1 (host) <-> 169.254.SLOT.2 (board).
+
+    Traffic to the board stays on that veth: nothing is routed anywhere else.
+    """
+    namespace = _namespace(name, slot)
+    _ip("netns", "del", namespace)  # a leftover from a run that died
+    host_if, board_if = f"mhv{slot}h", f"mhv{slot}b"
+    _ip("link", "del", host_if)
+    steps = [("netns", "add", namespace),
+             ("link", "add", host_if, "type", "veth", "peer", "name", board_if),
+             ("link", "set", board_if, "netns", namespace),
+             ("addr", "add", f"169.254.{slot}.1/30", "dev", host_if),
+             ("link", "set", host_if, "up"),
+             ("-n", namespace, "addr", "add", f"169.254.{slot}.2/30", "dev", board_if),
+             ("-n", namespace, "link", "set", board_if, "up"),
+             ("-n", namespace, "link", "set", "lo", "up")]
+    for step in steps:
+        completed = _ip(*step)
+        if completed.returncode != 0:
+            _ip("netns", "del", namespace)
+            raise BoardError(f"{name}: `ip {' '.join(step)}` failed: {completed.stderr.strip()}")
+    return namespace
+
+
 def _write_executable(path: Path, text: str) -> None:
     """Write a script atomically: a session starting right now must never see half of it."""
     tmp = path.with_name(path.name + ".tmp")
@@ -120,7 +182,8 @@ def _keygen(path: Path, comment: str) -> None:
                        check=True, capture_output=True)
 
 
-def _write_config(spec: EmulatedBoardSpec, directory: Path, port: int, sysroot: Path, mnn: Path) -> None:
+def _write_config(spec: EmulatedBoardSpec, directory: Path, address: str, port: int, sysroot: Path,
+                  mnn: Path) -> None:
     home = directory / "home"
     (home / "work").mkdir(parents=True, exist_ok=True)
     (directory / "bin").mkdir(exist_ok=True)
@@ -139,7 +202,7 @@ def _write_config(spec: EmulatedBoardSpec, directory: Path, port: int, sysroot: 
     (directory / "sshd_config").write_text(f"""\
 # sshd of the emulated board {spec.name}, written by mnn-harness
 Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {address}
 HostKey {directory}/ssh_host_ed25519_key
 PidFile {directory}/sshd.pid
 AuthorizedKeysFile {directory}/authorized_keys
@@ -159,17 +222,17 @@ ForceCommand {directory}/board-shell
 """)
 
 
-def _wait_for_banner(port: int, log_path: Path) -> None:
+def _wait_for_banner(address: str, port: int, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            with socket.create_connection((address, port), timeout=1.0) as connection:
                 if connection.recv(64).startswith(b"SSH-"):
                     return
         except OSError:
             time.sleep(0.1)
     tail = log_path.read_text(errors="replace")[-800:] if log_path.is_file() else "(no log)"
-    raise BoardError(f"the emulated board's sshd did not answer on 127.0.0.1:{port} within "
+    raise BoardError(f"the emulated board's sshd did not answer on {address}:{port} within "
                      f"{START_TIMEOUT_S:g} s; its log says:\n{tail}")
 
 
@@ -182,7 +245,8 @@ def ensure_running(spec: EmulatedBoardSpec, log: Callable[[str], None] = print) 
     directory = state_dir(spec.name)
     with _locked(spec.name):
         state = _read_state(spec.name) or {}
-        wanted = {**asdict(spec), "sysroot": sysroot_key()}
+        wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": spec.mnn_version,
+                  "sysroot": sysroot_key()}
         pid = _pid(spec.name)
         if pid is not None and {k: state.get(k) for k in wanted} != wanted:
             log(f"{spec.name}: its spec changed, restarting")
@@ -192,22 +256,35 @@ def ensure_running(spec: EmulatedBoardSpec, log: Callable[[str], None] = print) 
             _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host")
             _keygen(directory / "client_key", f"mnn-harness@{spec.name}")
             shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
-            port = _free_port(state.get("port"))
-            _write_config(spec, directory, port, sysroot, mnn)
+            network = spec.network
+            if network == "auto":
+                network = "netns" if netns_available() else "loopback"
+            command = [SSHD, "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")]
+            if network == "netns":
+                slot = _slot(spec.name, state)
+                namespace = _create_namespace(spec.name, slot)
+                address, port = f"169.254.{slot}.2", 22
+                command = ["ip", "netns", "exec", namespace] + command
+                extra = {"slot": slot, "namespace": namespace}
+            else:
+                address, port = "127.0.0.1", _free_port(state.get("port") if state.get("address") == "127.0.0.1"
+                                                         else None)
+                extra = {"slot": state.get("slot")}
+            _write_config(spec, directory, address, port, sysroot, mnn)
             host_key = (directory / "ssh_host_ed25519_key.pub").read_text().split()
-            (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+            host_field = address if port == 22 else f"[{address}]:{port}"
+            (directory / "known_hosts").write_text(f"{host_field} {host_key[0]} {host_key[1]}\n")
             Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
             log_path = directory / "sshd.log"
             log_path.unlink(missing_ok=True)
-            started = subprocess.run([SSHD, "-f", str(directory / "sshd_config"), "-E", str(log_path)],
-                                     capture_output=True, text=True)
+            started = subprocess.run(command, capture_output=True, text=True)
             if started.returncode != 0:
                 raise BoardError(f"{spec.name}: sshd would not start: {started.stderr.strip()[-600:]}")
-            _wait_for_banner(port, log_path)
-            state = {**wanted, "port": port}
+            _wait_for_banner(address, port, log_path)
+            state = {**wanted, **extra, "network": network, "address": address, "port": port}
             (directory / "state.json").write_text(json.dumps(state, indent=1))
-            log(f"{spec.name}: emulated {spec.cpu} with MNN {spec.mnn_version} on 127.0.0.1:{port}")
-    return SshEndpoint(host="127.0.0.1", port=state["port"], user=getpass.getuser(),
+            log(f"{spec.name}: emulated {spec.cpu} with MNN {spec.mnn_version} on {address}:{port} ({network})")
+    return SshEndpoint(host=state["address"], port=state["port"], user=getpass.getuser(),
                        key_filename=str(directory / "client_key"), known_hosts=str(directory / "known_hosts"),
                        python="python3", workdir=str(directory / "home" / "work"))
 
@@ -234,4 +311,7 @@ def stop(name: str) -> bool:
         return False
     _terminate(pid)
     (state_dir(name) / "sshd.pid").unlink(missing_ok=True)
+    namespace = (_read_state(name) or {}).get("namespace")
+    if namespace:
+        _ip("netns", "del", namespace)  # takes the veth pair with it
     return True

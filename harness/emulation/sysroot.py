@@ -1,31 +1,52 @@
 """The aarch64 root file system an emulated board's Python runs in, built once and cached.
 
-Debian's arm64 python3.11 and its libraries are fetched with `apt-get
-download` and unpacked with `dpkg -x` (no debootstrap: its second stage needs
-binfmt), numpy's aarch64 wheel is unpacked into dist-packages. MNN is kept
-apart, one directory per version (`ensure_mnn`), so that boards of one farm
-can carry different MNN versions over the same sysroot.
+Debian's arm64 python3.11 and the libraries it loads are fetched with
+`apt-get download` and unpacked with `dpkg -x`: no debootstrap, whose second
+stage needs binfmt_misc, and nothing arm64 is installed on the host. numpy's
+aarch64 wheel is unzipped into dist-packages. MNN is kept apart, one
+directory per version (`ensure_mnn`), so that boards of one farm can carry
+different MNN versions over the same sysroot, as real boards do.
 
-    python -m harness.emulation.sysroot      # build (or find) the sysroot and the default MNN
+Every Python module is compiled to bytecode at build time by the emulated
+interpreter itself: Debian ships no .pyc files (its postinst compiles them),
+and without them each emulated `python3` spends ~3 s compiling the standard
+library instead of ~0.7 s starting, and would write into the shared cache on
+every first import.
+
+Both builds happen in a temporary directory next to the final one, under an
+exclusive lock, and are renamed into place when complete, so no process ever
+uses a half-built tree and two processes never build the same thing at once.
+
+    python -m harness.emulation.sysroot [MNN_VERSION ...]   # build (or find) the sysroot and MNN
 """
 
 import fcntl
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
-from ..cache import cache_root, sha256_json
+from ..cache import cache_root, sha256_file, sha256_json
 from ..errors import SetupError
 
+Log = Callable[[str], None]
+
 PYTHON_VERSION = "3.11"
-NUMPY_VERSION = "2.4.6"  # the host's pin: both sides read and write the same .npz
+"""The board's Python: Debian 12's python3.11, the same minor version as the host's."""
+NUMPY_VERSION = "2.4.6"
+"""The host's pin. numpy publishes a cp311 manylinux_2_28_aarch64 wheel of exactly this version, so
+both sides of a comparison read and write .npz files with the same numpy; no fallback was needed."""
 DEFAULT_MNN_VERSION = "3.6.1"
+"""The host's pin; boards may ask for another version (3.4.1 and 3.2.0 are known to work too)."""
+
 DEB_PACKAGES = (
     "libc6", "libgcc-s1", "gcc-12-base", "libstdc++6", "libgomp1", "zlib1g", "libexpat1", "libffi8",
     "libssl3", "libsqlite3-0", "libbz2-1.0", "liblzma5", "libcrypt1", "libuuid1", "libncursesw6",
@@ -33,16 +54,33 @@ DEB_PACKAGES = (
     "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1", "libcom-err2",
     "libpython3.11-minimal", "libpython3.11-stdlib", "python3.11-minimal", "python3.11", "media-types",
 )
-ARCH_ALL = ("libtirpc-common", "media-types")  # "Architecture: all": no :arm64 variant to ask for
-WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64", "manylinux_2_17_aarch64")
-SETUP_FIX = "run `make setup` (it installs qemu-user-static and adds arm64 as a foreign architecture)"
+"""python3.11 and the closure of its run-time dependencies (Debian 12), unpacked without maintainer scripts."""
+ARCH_ALL = frozenset({"libtirpc-common", "media-types"})
+"""Packages that are "Architecture: all": there is no `:arm64` variant to ask apt for."""
+WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+"""Wheel tags the sysroot's glibc 2.36 can load (manylinux2014 is manylinux_2_17)."""
+LAYOUT = 1
+"""Bump when the way a sysroot is assembled changes: a new cache key rebuilds it."""
 
-Log = Callable[[str], None]
+SETUP_FIX = "run `make setup` (it installs qemu-user-static and adds arm64 as a foreign dpkg architecture)"
+MARKER = ".mnn-harness.json"
+"""Written last into a finished tree, before it is renamed into place."""
+DOWNLOAD_TIMEOUT_S = 1800
+EMULATED_TIMEOUT_S = 600
+
+
+class DebFile(NamedTuple):
+    """One package file as apt resolves it: its file name in the pool and its SHA-256."""
+
+    package: str
+    filename: str
+    sha256: str
 
 
 def sysroot_key() -> str:
+    """The sysroot's cache key: the package list and every pin that shapes its contents."""
     return sha256_json({"debs": sorted(DEB_PACKAGES), "python": PYTHON_VERSION, "numpy": NUMPY_VERSION,
-                        "layout": 1})[:16]
+                        "layout": LAYOUT})[:16]
 
 
 def sysroot_path() -> Path:
@@ -50,146 +88,306 @@ def sysroot_path() -> Path:
 
 
 def mnn_path(version: str) -> Path:
+    """Where the aarch64 MNN of `version` is unpacked; this directory goes on the board's PYTHONPATH."""
+    _check_version(version)
     return cache_root() / "board-mnn" / version
 
 
 def qemu_binary() -> str:
+    """The qemu-user emulator's path. It runs aarch64 binaries directly, so binfmt_misc is not needed."""
     path = shutil.which("qemu-aarch64-static")
     if not path:
         raise SetupError(f"qemu-aarch64-static is not installed; {SETUP_FIX}")
     return path
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock beside path: two runs must not build the same thing at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _run(argv: List[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    completed = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    if completed.returncode != 0:
-        tail = (completed.stderr or completed.stdout).strip()[-800:]
-        raise SetupError(f"{what} failed: {' '.join(argv[:4])} ... exited {completed.returncode}\n{tail}\n"
-                         f"  fix: {SETUP_FIX}")
-    return completed
-
-
-def _download_debs(log: Log) -> List[Path]:
-    debs = cache_root() / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    if "arm64" not in subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True,
-                                     text=True).stdout.split():
-        raise SetupError(f"arm64 is not a foreign architecture of this machine's dpkg; {SETUP_FIX}")
-    wanted = [name if name in ARCH_ALL else f"{name}:arm64" for name in DEB_PACKAGES]
-    log(f"downloading {len(wanted)} arm64 Debian packages")
-    _run(["apt-get", "download", *wanted], "apt-get download of the arm64 packages", cwd=debs)
-    found = []
-    for name in DEB_PACKAGES:
-        matches = sorted(debs.glob(f"{name}_*_arm64.deb")) + sorted(debs.glob(f"{name}_*_all.deb"))
-        if not matches:
-            raise SetupError(f"apt-get download gave no package file for {name}; {SETUP_FIX}")
-        found.append(matches[-1])
-    return found
-
-
-def _download_wheel(requirement: str, log: Log) -> Path:
-    wheels = cache_root() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    name, _, version = requirement.partition("==")
-    pattern = f"{name}-{version}-*aarch64*.whl"
-    existing = sorted(wheels.glob(pattern)) + sorted(wheels.glob(pattern.replace(name, name.upper())))
-    if existing:
-        return existing[0]
-    log(f"downloading the aarch64 wheel of {requirement}")
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-            "--python-version", PYTHON_VERSION, "--implementation", "cp", "-d", str(wheels)]
-    for platform in WHEEL_PLATFORMS:
-        argv += ["--platform", platform]
-    _run(argv + [requirement], f"pip download of the aarch64 wheel of {requirement}")
-    existing = [p for p in wheels.glob("*.whl") if p.name.lower().startswith(name.lower() + "-" + version)
-                and "aarch64" in p.name]
-    if not existing:
-        raise SetupError(f"pip download of {requirement} gave no aarch64 wheel")
-    return existing[0]
+def python_command(sysroot: Path, cpu: str) -> List[str]:
+    """The argv prefix that runs the sysroot's Python on an emulated `cpu` (a qemu -cpu model)."""
+    return [qemu_binary(), "-cpu", cpu, "-L", str(sysroot), str(sysroot / "usr" / "bin" / f"python{PYTHON_VERSION}")]
 
 
 def ensure_sysroot(log: Log = print) -> Path:
-    """The sysroot's path, building it first if this machine has none for the current key."""
+    """The sysroot's path, building it first if this machine has none for the current key.
+
+    A warm call only looks at the file system: no apt, no pip, no network.
+    """
     final = sysroot_path()
-    if (final / "usr" / "bin" / f"python{PYTHON_VERSION}").is_file():
+    if (final / MARKER).is_file():
         return final
     with _locked(final):
-        if (final / "usr" / "bin" / f"python{PYTHON_VERSION}").is_file():
+        if (final / MARKER).is_file():  # another process built it while we waited for the lock
             return final
+        started = time.monotonic()
         qemu_binary()
         debs = _download_debs(log)
-        numpy_wheel = _download_wheel(f"numpy=={NUMPY_VERSION}", log)
-        building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        try:
-            log(f"unpacking {len(debs)} packages into the sysroot")
+        numpy_wheel = _download_wheel("numpy", NUMPY_VERSION, log)
+        with _building(final) as building:
+            log(f"unpacking {len(debs)} arm64 packages into the sysroot")
             for deb in debs:
-                _run(["dpkg", "-x", str(deb), str(building)], f"dpkg -x {deb.name}")
+                _run(["dpkg", "-x", str(cache_root() / "debs" / deb.filename), str(building)],
+                     f"unpacking {deb.filename} with dpkg -x", timeout=EMULATED_TIMEOUT_S)
             site = building / "usr" / "lib" / "python3" / "dist-packages"
             site.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(numpy_wheel) as wheel:
-                wheel.extractall(site)
-            _check_python(building, site, "import numpy; print(numpy.__version__)", NUMPY_VERSION)
-            building.rename(final)
-        finally:
-            if building.exists():
-                shutil.rmtree(building, ignore_errors=True)
-    log(f"sysroot ready: {final}")
+            _unzip(numpy_wheel, site)
+            log("compiling the sysroot's Python modules under emulation (once)")
+            _compile(building, [building / "usr" / "lib" / f"python{PYTHON_VERSION}", site], log)
+            _check_import(building, None, "import numpy; print(numpy.__version__)", NUMPY_VERSION)
+            _write_marker(building, {"key": sysroot_key(), "debs": [d._asdict() for d in debs],
+                                     "numpy_wheel": numpy_wheel.name, "numpy_sha256": sha256_file(numpy_wheel)})
+    log(f"sysroot ready in {time.monotonic() - started:.0f} s: {final}")
     return final
 
 
 def ensure_mnn(version: str = DEFAULT_MNN_VERSION, log: Log = print) -> Path:
-    """A directory holding the aarch64 MNN package of `version`, for the board's PYTHONPATH."""
+    """A directory holding the aarch64 MNN package of `version`, for the board's PYTHONPATH.
+
+    The wheel is checked by importing it under emulation before the directory
+    is published, so a board never starts with an MNN that cannot load.
+    """
     final = mnn_path(version)
-    if (final / "MNN").is_dir():
+    if (final / MARKER).is_file():
         return final
     sysroot = ensure_sysroot(log)
     with _locked(final):
-        if (final / "MNN").is_dir():
+        if (final / MARKER).is_file():
             return final
-        wheel_path = _download_wheel(f"MNN=={version}", log)
-        building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        try:
-            with zipfile.ZipFile(wheel_path) as wheel:
-                wheel.extractall(building)
-            _check_python(sysroot, building, "import MNN; print(MNN.version())", version)
-            building.rename(final)
-        finally:
-            if building.exists():
-                shutil.rmtree(building, ignore_errors=True)
+        wheel = _download_wheel("MNN", version, log)
+        with _building(final) as building:
+            _unzip(wheel, building)
+            _compile(sysroot, [building], log)
+            _check_import(sysroot, building, "import MNN; print(MNN.version())", version)
+            _write_marker(building, {"mnn_version": version, "wheel": wheel.name, "sha256": sha256_file(wheel)})
     log(f"aarch64 MNN {version} ready: {final}")
     return final
 
 
-def python_command(sysroot: Path, cpu: str) -> List[str]:
-    """The argv prefix that runs the sysroot's Python on an emulated `cpu`."""
-    return [qemu_binary(), "-cpu", cpu, "-L", str(sysroot), str(sysroot / "usr" / "bin" / f"python{PYTHON_VERSION}")]
+# -- Debian packages ------------------------------------------------------------------------------------
 
 
-def _check_python(sysroot: Path, path: Path, code: str, expected: str) -> None:
-    env = dict(os.environ, PYTHONPATH=str(path), PYTHONNOUSERSITE="1")
-    completed = subprocess.run(python_command(sysroot, "max") + ["-c", code], capture_output=True,
-                               text=True, env=env, timeout=300)
-    if completed.returncode != 0 or expected not in completed.stdout:
-        raise SetupError(f"the emulated aarch64 Python could not run {code!r}: "
-                         f"{(completed.stderr or completed.stdout).strip()[-800:]}")
+def _download_debs(log: Log) -> List[DebFile]:
+    """The arm64 package files, downloaded into cache_root()/debs unless there already, SHA-256 verified."""
+    for tool in ("dpkg", "apt-get"):
+        if not shutil.which(tool):
+            raise SetupError(f"{tool} is not on PATH: the sysroot is built from Debian packages and needs a "
+                             f"Debian host with apt")
+    _ensure_arm64_architecture(log)
+    wanted = [name if name in ARCH_ALL else f"{name}:arm64" for name in DEB_PACKAGES]
+    resolved = _resolve_debs(wanted, log)
+    directory = cache_root() / "debs"
+    directory.mkdir(parents=True, exist_ok=True)
+    missing = [deb for deb in resolved if not _deb_ok(directory / deb.filename, deb)]
+    if missing:
+        log(f"downloading {len(missing)} of {len(resolved)} arm64 Debian packages")
+        _run(["apt-get", "download", *[wanted[DEB_PACKAGES.index(deb.package)] for deb in missing]],
+             "apt-get download of the arm64 packages", cwd=directory, timeout=DOWNLOAD_TIMEOUT_S)
+        for deb in missing:
+            if not _deb_ok(directory / deb.filename, deb):
+                raise SetupError(f"apt-get download did not produce {deb.filename} with SHA-256 {deb.sha256} in "
+                                 f"{directory}; delete that file and run `make setup` again")
+    return resolved
 
 
-def main() -> int:
+def _ensure_arm64_architecture(log: Log) -> None:
+    """Make arm64 a foreign architecture of dpkg, which is what lets apt resolve and fetch arm64 packages."""
+    foreign = _run(["dpkg", "--print-foreign-architectures"], "dpkg --print-foreign-architectures").stdout.split()
+    if "arm64" in foreign:
+        return
+    if os.geteuid() != 0:
+        raise SetupError("arm64 is not a foreign architecture of this machine's dpkg and adding it needs root; "
+                         f"{SETUP_FIX} as root")
+    log("adding arm64 as a foreign dpkg architecture (nothing arm64 gets installed) and updating apt's lists")
+    _run(["dpkg", "--add-architecture", "arm64"], "dpkg --add-architecture arm64")
+    _run(["apt-get", "update"], "apt-get update", timeout=DOWNLOAD_TIMEOUT_S)
+
+
+def _resolve_debs(wanted: Sequence[str], log: Log) -> List[DebFile]:
+    """Ask apt which file and hash each package resolves to, without downloading anything.
+
+    If apt's lists lack arm64 (the architecture was added but `apt-get update`
+    never ran) or are stale, one `apt-get update` is tried when we are root.
+    """
+    argv = ["apt-get", "download", "--print-uris", *wanted]
+    completed = _run_quiet(argv, timeout=DOWNLOAD_TIMEOUT_S)
+    if completed.returncode != 0 and os.geteuid() == 0:
+        log("apt cannot resolve the arm64 packages; updating apt's lists once")
+        _run(["apt-get", "update"], "apt-get update", timeout=DOWNLOAD_TIMEOUT_S)
+        completed = _run_quiet(argv, timeout=DOWNLOAD_TIMEOUT_S)
+    if completed.returncode != 0:
+        raise SetupError(f"apt cannot resolve the sysroot's arm64 packages:\n{_tail(completed)}\n"
+                         f"  fix: run `apt-get update` as root, then `make setup`")
+    by_name: Dict[str, DebFile] = {}
+    for line in completed.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or not fields[3].startswith("SHA256:"):
+            continue
+        filename = fields[1]
+        package = filename.split("_", 1)[0]
+        by_name[package] = DebFile(package, filename, fields[3].split(":", 1)[1])
+    absent = [name for name in DEB_PACKAGES if name not in by_name]
+    if absent:
+        raise SetupError(f"apt resolved no arm64 package file for {', '.join(absent)}; is this Debian 12 "
+                         f"(bookworm)? The sysroot's package list is written for it")
+    return [by_name[name] for name in DEB_PACKAGES]
+
+
+def _deb_ok(path: Path, deb: DebFile) -> bool:
+    return path.is_file() and sha256_file(path) == deb.sha256
+
+
+# -- wheels ---------------------------------------------------------------------------------------------
+
+
+def _wheel_matches(path: Path, name: str, version: str) -> bool:
+    """True for an aarch64 wheel of name==version that a CPython 3.11 can load (PEP 427 file name)."""
+    parts = path.name[:-len(".whl")].split("-")
+    if len(parts) < 5 or parts[0].lower().replace("-", "_") != name.lower().replace("-", "_"):
+        return False
+    python_tags, platform_tags = parts[-3].split("."), parts[-1].split(".")
+    cp = "cp" + PYTHON_VERSION.replace(".", "")
+    return (parts[1] == version and any(tag in (cp, "py3", "abi3") for tag in python_tags + parts[-2].split("."))
+            and any(tag.endswith("aarch64") for tag in platform_tags))
+
+
+def _download_wheel(name: str, version: str, log: Log) -> Path:
+    """The aarch64 cp311 wheel of name==version in cache_root()/wheels, fetched with pip if not there yet."""
+    directory = cache_root() / "wheels"
+    directory.mkdir(parents=True, exist_ok=True)
+    found = sorted(p for p in directory.glob("*.whl") if _wheel_matches(p, name, version))
+    if found:
+        return found[0]
+    log(f"downloading the aarch64 wheel of {name}=={version}")
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+            "--python-version", PYTHON_VERSION, "--implementation", "cp", "--dest", str(directory)]
+    for platform in WHEEL_PLATFORMS:
+        argv += ["--platform", platform]
+    completed = _run_quiet(argv + [f"{name}=={version}"], timeout=DOWNLOAD_TIMEOUT_S)
+    found = sorted(p for p in directory.glob("*.whl") if _wheel_matches(p, name, version))
+    if completed.returncode != 0 or not found:
+        raise SetupError(f"pip found no aarch64 CPython {PYTHON_VERSION} wheel of {name}=={version} "
+                         f"(platforms {', '.join(WHEEL_PLATFORMS)}):\n{_tail(completed)}\n"
+                         f"  fix: pick a version that publishes one (`pip download --only-binary=:all: "
+                         f"--platform manylinux2014_aarch64 --python-version {PYTHON_VERSION} --no-deps "
+                         f"{name}==VERSION`), or check that pip can reach its package index")
+    return found[0]
+
+
+def _unzip(wheel: Path, destination: Path) -> None:
     try:
-        ensure_sysroot()
-        ensure_mnn(DEFAULT_MNN_VERSION)
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(destination)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise SetupError(f"cannot unpack {wheel}: {error}; delete it and run `make setup` again") from error
+
+
+# -- building -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(final: Path) -> Iterator[None]:
+    """An exclusive lock beside `final`: two processes must not build the same tree at once."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f"{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def _building(final: Path) -> Iterator[Path]:
+    """A fresh temp directory next to `final`, renamed to `final` if the block completes, removed if not.
+
+    Call with the lock held: leftovers of a build that crashed are then known
+    to be stale and are removed first.
+    """
+    for stale in final.parent.glob(f".{final.name}.building-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists():  # a tree without its marker: an interrupted build from before this layout
+        shutil.rmtree(final)
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    try:
+        yield building
+        building.chmod(0o755)
+        building.rename(final)
+    finally:
+        if building.exists():
+            shutil.rmtree(building, ignore_errors=True)
+
+
+def _compile(sysroot: Path, directories: Sequence[Path], log: Log) -> None:
+    """Byte-compile with the emulated interpreter, the one that will load the .pyc files.
+
+    A module that does not compile (a test file written for another Python)
+    is not worth failing the build for; it is only named in the log.
+    """
+    argv = python_command(sysroot, "max") + ["-m", "compileall", "-q", "-j", "0", *map(str, directories)]
+    completed = _run_quiet(argv, timeout=EMULATED_TIMEOUT_S, env=_emulated_env(None))
+    if completed.returncode != 0:
+        log(f"some modules did not byte-compile (they compile on first import instead):\n{_tail(completed, 400)}")
+
+
+def _check_import(sysroot: Path, pythonpath: Optional[Path], code: str, expected: str) -> None:
+    """Run `code` on the emulated Python and expect `expected` on its last line of output."""
+    completed = _run_quiet(python_command(sysroot, "max") + ["-c", code], timeout=EMULATED_TIMEOUT_S,
+                           env=_emulated_env(pythonpath))
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines or lines[-1].strip() != expected:
+        raise SetupError(f"the emulated aarch64 Python could not run {code!r} (expected {expected!r}):\n"
+                         f"{_tail(completed)}\n  fix: delete {cache_root()} and run `make setup` again")
+
+
+def _emulated_env(pythonpath: Optional[Path]) -> Dict[str, str]:
+    """The host environment minus anything that would point the aarch64 Python at host packages."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "QEMU_"))}
+    env["PYTHONNOUSERSITE"] = "1"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return env
+
+
+def _write_marker(building: Path, content: dict) -> None:
+    (building / MARKER).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
+
+
+# -- processes ------------------------------------------------------------------------------------------
+
+
+def _run_quiet(argv: List[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run and capture; a missing program or a timeout becomes a SetupError naming the command."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except FileNotFoundError as error:
+        raise SetupError(f"{argv[0]} is not installed; {SETUP_FIX}") from error
+    except subprocess.TimeoutExpired as error:
+        raise SetupError(f"`{' '.join(argv[:4])} ...` did not finish within {timeout:g} s; "
+                         f"check the network to the package registries, then run `make setup` again") from error
+
+
+def _run(argv: List[str], what: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    completed = _run_quiet(argv, timeout=timeout, **kwargs)
+    if completed.returncode != 0:
+        raise SetupError(f"{what} failed (exit {completed.returncode}):\n{_tail(completed)}\n  fix: {SETUP_FIX}")
+    return completed
+
+
+def _tail(completed: subprocess.CompletedProcess, chars: int = 800) -> str:
+    text = "\n".join(s.strip() for s in (completed.stderr, completed.stdout) if s and s.strip())
+    return text[-chars:] or "(no output)"
+
+
+def _check_version(version: str) -> None:
+    """A version becomes a directory name and a pip requirement: only a plain version string will do."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9A-Za-z]+)*", version):
+        raise SetupError(f"{version!r} is not an MNN version (expected something like {DEFAULT_MNN_VERSION})")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    versions = list(argv if argv is not None else sys.argv[1:]) or [DEFAULT_MNN_VERSION]
+    try:
+        print(f"sysroot: {ensure_sysroot()}")
+        for version in versions:
+            print(f"MNN {version}: {ensure_mnn(version)}")
     except SetupError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     return 0
 
 

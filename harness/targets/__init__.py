@@ -4,9 +4,9 @@ from ..inventory import BoardSpec
 from .base import Target
 
 
-def make_target(board: BoardSpec) -> Target:
+def make_target(board: BoardSpec, lock_timeout: float = 300.0) -> Target:
     if board.kind == "local":
         from .local import LocalTarget
-        return LocalTarget(board)
+        return LocalTarget(board, lock_timeout)
     from .ssh import SshTarget
-    return SshTarget(board)
+    return SshTarget(board, lock_timeout)

@@ -16,8 +16,10 @@ StageCallback = Callable[[str], None]
 
 
 class Target(ABC):
-    def __init__(self, board: BoardSpec):
+    def __init__(self, board: BoardSpec, lock_timeout: float = 300.0):
         self.board = board
+        self.lock_timeout = lock_timeout
+        """Seconds to wait for another run's lock on this board before giving up on it."""
 
     @property
     def name(self) -> str:

@@ -11,6 +11,7 @@ import posixpath
 import shlex
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,7 @@ from ..errors import BoardError
 from ..job import Job
 from ..results import TargetResult
 from .base import StageCallback, Target
+from .lock import BoardLock
 
 
 CONNECT_ATTEMPTS = 3
@@ -43,9 +45,30 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
                              f"{key.fingerprint if hasattr(key, 'fingerprint') else key.get_fingerprint().hex()}")
 
 
+@dataclass
+class BoardSession:
+    """An open connection to a board and where things live on it."""
+
+    endpoint: SshEndpoint
+    connection: Connection
+    sftp: paramiko.SFTPClient
+
+    @property
+    def workdir(self) -> str:
+        return self.endpoint.workdir
+
+    @property
+    def store(self) -> str:
+        return posixpath.join(self.workdir, "store")
+
+    @property
+    def agent(self) -> str:
+        return posixpath.join(self.workdir, "agent", "mnn_agent.py")
+
+
 class SshTarget(Target):
-    def __init__(self, board):
-        super().__init__(board)
+    def __init__(self, board, lock_timeout: float = 300.0):
+        super().__init__(board, lock_timeout)
         self.connection: Optional[Connection] = None
 
     def endpoint(self) -> SshEndpoint:
@@ -116,25 +139,38 @@ class SshTarget(Target):
         self.connection = connection
         return connection
 
-    def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
-        on_stage("connect")
-        started = time.perf_counter()
+    def open_board(self, result: TargetResult) -> "BoardSession":
         endpoint = self.endpoint()
         connection = self.connect(endpoint, result)
-        result.timings["connect"] = time.perf_counter() - started
-
-        workdir = endpoint.workdir
-        job_dir = posixpath.join(workdir, "jobs", job.id)
-        store = posixpath.join(workdir, "store")
-        agent = posixpath.join(workdir, "agent", "mnn_agent.py")
-        model_ref = posixpath.join(store, f"{job.model_sha256}.mnn")
-        inputs_ref = posixpath.join(store, f"{job.inputs_sha256}.npz")
-        manifest_path = local_dir / "job.json"
-        manifest_path.write_text(json.dumps(job.manifest(model_ref, inputs_ref), indent=1))
-        self.remote(connection, ["mkdir", "-p", job_dir, store, posixpath.dirname(agent)], "mkdir")
         sftp = connection.sftp()
         # Without a timeout a stalled transfer hangs this board's thread forever.
         sftp.get_channel().settimeout(self.board.transfer_timeout)
+        return BoardSession(endpoint, connection, sftp)
+
+    def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
+        on_stage("connect")
+        started = time.perf_counter()
+        board = self.open_board(result)
+        result.timings["connect"] = time.perf_counter() - started
+        on_stage("lock")
+        started = time.perf_counter()
+        lock = BoardLock(board.sftp, board.workdir, self.name, job.id, hold_for=self.board.run_timeout * 2 + 600)
+        lock.acquire(self.lock_timeout, on_wait=on_stage)
+        result.timings["lock"] = time.perf_counter() - started
+        try:
+            self.run_locked(board, job, local_dir, on_stage, result)
+        finally:
+            lock.release()
+
+    def run_locked(self, board: "BoardSession", job: Job, local_dir: Path, on_stage: StageCallback,
+                   result: TargetResult) -> None:
+        job_dir = posixpath.join(board.workdir, "jobs", job.id)
+        model_ref = posixpath.join(board.store, f"{job.model_sha256}.mnn")
+        inputs_ref = posixpath.join(board.store, f"{job.inputs_sha256}.npz")
+        manifest_path = local_dir / "job.json"
+        manifest_path.write_text(json.dumps(job.manifest(model_ref, inputs_ref), indent=1))
+        self.remote(board.connection, ["mkdir", "-p", job_dir, board.store, posixpath.dirname(board.agent)],
+                    "mkdir")
         # The store keeps model and inputs by SHA-256; the agent checks both
         # hashes before it runs, so a cached file that went bad is caught there
         # and sent again once.
@@ -142,44 +178,45 @@ class SshTarget(Target):
             on_stage("upload")
             started = time.perf_counter()
             refresh = attempt > 0
-            for local, remote, always in ((job.agent_path, agent, True),
+            for local, remote, always in ((job.agent_path, board.agent, True),
                                           (job.model_path, model_ref, refresh),
                                           (job.inputs_path, inputs_ref, refresh),
                                           (manifest_path, posixpath.join(job_dir, "job.json"), True)):
-                result.bytes_uploaded += self.put(sftp, local, remote, always)
+                result.bytes_uploaded += self.put(board.sftp, local, remote, always)
             result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
-            self.run_agent(connection, endpoint, agent, job_dir, local_dir, on_stage, result)
+            self.run_agent(board, job_dir, local_dir, on_stage, result)
             on_stage("download")
             started = time.perf_counter()
             for name in ("result.json", "outputs.npz"):
                 (local_dir / name).unlink(missing_ok=True)
                 remote = posixpath.join(job_dir, name)
                 try:
-                    sftp.stat(remote)
+                    board.sftp.stat(remote)
                 except FileNotFoundError:
                     continue
-                sftp.get(remote, str(local_dir / name))
+                board.sftp.get(remote, str(local_dir / name))
                 result.bytes_downloaded += (local_dir / name).stat().st_size
             result.timings["download"] = result.timings.get("download", 0.0) + time.perf_counter() - started
             if not refresh and self.stale_store(local_dir):
                 result.notes.append("a cached model or input on the board did not match its hash: sent again")
                 continue
             break
-        self.remote(connection, ["rm", "-rf", job_dir], "clean up")
+        self.remote(board.connection, ["rm", "-rf", job_dir], "clean up")
 
-    def run_agent(self, connection, endpoint, agent, job_dir, local_dir, on_stage, result) -> None:
+    def run_agent(self, board: "BoardSession", job_dir: str, local_dir: Path, on_stage: StageCallback,
+                  result: TargetResult) -> None:
         on_stage("run")
         started = time.perf_counter()
-        command = " ".join(shlex.quote(part) for part in [endpoint.python, agent, job_dir])
+        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, board.agent, job_dir])
         try:
-            run = connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
-                                 timeout=self.board.run_timeout)
+            run = board.connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
+                                       timeout=self.board.run_timeout)
         except Exception as error:  # invoke's CommandTimedOut and transport errors
             raise BoardError(f"{self.name}: running the agent failed: {type(error).__name__}: {error}") from error
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
         (local_dir / "agent.log").write_text(run.stdout)
         if run.exited == 127:
-            raise BoardError(f"{self.name}: the board has no {endpoint.python!r}; install Python >= 3.8 "
+            raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}; install Python >= 3.8 "
                              "with numpy and MNN there, or set `python` for this board in the inventory")
         if run.exited not in (0, 1):
             result.notes.append(f"the agent exited with status {run.exited}"
