@@ -235,12 +235,12 @@ def build_model(script: Path, args: dict, log: Log = print) -> Path:
     onnx_path = final / "model.onnx"
     with _locked(final):
         if onnx_path.is_file():
-            log(f"model: {script.name} {' '.join(options)} already built ({key})")
+            log(f"model: {script.name} [{' '.join(options)}] already built ({key})")
             return onnx_path
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
         try:
             argv = [sys.executable, str(script), "--output", str(building / "model.onnx"), *options]
-            log(f"model: building {script.name} {' '.join(options)}")
+            log(f"model: building {script.name} [{' '.join(options)}]")
             started = time.monotonic()
             completed = _run(argv, BUILD_TIMEOUT_S, f"the model build script {script}")
             seconds = time.monotonic() - started
@@ -248,7 +248,7 @@ def build_model(script: Path, args: dict, log: Log = print) -> Path:
             if completed.returncode != 0 or not (building / "model.onnx").is_file():
                 raise _build_failure(script, options, completed)
             (building / "build.json").write_text(json.dumps(
-                {"script": str(script), "options": options, "seconds": round(seconds, 2),
+                {"script": str(script.resolve()), "options": options, "seconds": round(seconds, 2),
                  "python": sys.version.split()[0]}, indent=1))
             _publish(building, final)
         finally:
@@ -284,13 +284,13 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
     name = _describe(source)
     with _locked(final):
         if mnn_path.is_file():
-            log(f"model: {name} {shown_args} already converted ({key})")
+            log(f"model: {name} already converted with {shown_args} ({key})")
             return mnn_path
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
         try:
             argv = ["mnnconvert", "-f", source_format, "--modelFile", str(source),
                     "--MNNModel", str(building / "model.mnn"), "--bizCode", "harness", *converter_args]
-            log(f"model: converting {name} with MNN {version} {shown_args}")
+            log(f"model: converting {name} with MNN {version}, options {shown_args}")
             started = time.monotonic()
             completed = _run([sys.executable, "-c", _CONVERT_CHILD, *argv], CONVERT_TIMEOUT_S,
                              f"MNN's converter on {source}")
@@ -315,9 +315,11 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
 
 def _describe(source: Path) -> str:
     """A short name for log lines: a built model is named after its script, not `model.onnx`."""
+    if source.parent.parent != cache_root() / "models" / "built":
+        return source.name
     try:
         built = json.loads((source.parent / "build.json").read_text())
-        return f"{Path(built['script']).name} {' '.join(built['options'])}"
+        return f"{Path(built['script']).name} [{' '.join(built['options'])}]"
     except (OSError, ValueError, KeyError):
         return source.name
 
@@ -449,9 +451,11 @@ def _run(argv: List[str], timeout: float, what: str) -> subprocess.CompletedProc
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as error:
-        output = (error.stdout or b"") + (error.stderr or b"")
-        text = output.decode(errors="replace") if isinstance(output, bytes) else output
-        raise ModelError(f"{what} did not finish in {timeout:.0f} s:\n{_tail(text)}") from error
+        # What the child printed before it was killed arrives as bytes, whatever `text` said.
+        text = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part
+                       for part in (error.stdout, error.stderr) if part)
+        raise ModelError(f"{what} did not finish in {timeout:.0f} s:\n{_tail(text)}\n"
+                         "  fix: run it by hand to see where it stops") from error
 
 
 def _exit_text(returncode: int) -> str:
@@ -480,6 +484,7 @@ def _locked(final: Path) -> Iterator[None]:
 
 def _publish(building: Path, final: Path) -> None:
     """Make a finished entry visible in one rename: a half-made model is never found."""
+    building.chmod(0o755)  # mkdtemp makes it 0700; other tools of the same host may read the cache
     if final.exists():  # an entry left incomplete by an older, interrupted harness
         shutil.rmtree(final)
     building.rename(final)

@@ -1,11 +1,20 @@
-"""Building and converting models: real torch export, real MNN converter, real ONNX Runtime."""
+"""Building and converting models: the real SegFormer export, MNN's converter, ONNX Runtime as the judge.
 
-import subprocess
-import sys
+SegFormer-B0 is built at 64x64 (150 classes) once per module and converted
+twice, with exact and with approximated GELU; each test reuses that cache.
+"""
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
 import numpy as np
 import pytest
+import skimage.data
 
+from harness.cache import sha256_file
 from harness.model import ModelError, ModelSource, prepare_model
 
 from .conftest import REPO, TINY_SEGNET
@@ -14,82 +23,164 @@ SEGFORMER = REPO / "scenarios" / "models" / "segformer.py"
 SMALL = {"height": 64, "width": 64, "num_classes": 150, "seed": 0}
 
 
-def run_mnn(mnn_path, x):
-    """MNN's Session API the right way, in a child process (MNN prints on stdout at import)."""
-    code = r"""
-import sys, numpy as np, MNN
-x = np.load(sys.argv[2])
-interpreter = MNN.Interpreter(sys.argv[1])
-session = interpreter.createSession({"precision": "normal", "numThread": 1})
-tensor = interpreter.getSessionInput(session)
-tensor.copyFrom(MNN.Tensor(x.shape, MNN.Halide_Type_Float, x, MNN.Tensor_DimensionType_Caffe))
-assert interpreter.runSession(session) == 0
-out = interpreter.getSessionOutput(session, "logits")
-host = MNN.Tensor(out.getShape(), MNN.Halide_Type_Float, np.zeros(out.getShape(), np.float32),
-                  MNN.Tensor_DimensionType_Caffe)
-out.copyToHostTensor(host)
-np.save(sys.argv[3], np.array(host.getNumpyData(), copy=True))
-"""
-    directory = mnn_path.parent.parent
-    np.save(directory / "x.npy", x)
-    subprocess.run([sys.executable, "-c", code, str(mnn_path), str(directory / "x.npy"), str(directory / "y.npy")],
-                   check=True, capture_output=True)
-    return np.load(directory / "y.npy")
+def quiet(message: str) -> None:
+    """A log sink for calls whose messages the test does not check."""
+
+
+@pytest.fixture(scope="module")
+def segformer(tmp_path_factory):
+    """SegFormer-B0 64x64 built once, converted with `--useGeluApproximation 0` and with the defaults."""
+    cache = tmp_path_factory.mktemp("cache")
+    messages = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNN_HARNESS_CACHE", str(cache))
+        exact = prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL), log=messages.append)
+        approximate = prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL, converter_args=()),
+                                    log=messages.append)
+    return SimpleNamespace(cache=cache, exact=exact, approximate=approximate, messages=messages)
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    """A fresh, empty cache for one test."""
     monkeypatch.setenv("MNN_HARNESS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
-def test_segformer_matches_onnxruntime_only_without_gelu_approximation(cache):
+def astronaut(size: int) -> np.ndarray:
+    """A real photo as the model's input (ImageNet mean/std, NCHW): realistic activations and logit margins."""
+    rgb = cv2.resize(skimage.data.astronaut(), (size, size), interpolation=cv2.INTER_LINEAR)
+    x = (rgb.astype(np.float32) / 255 - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis], dtype=np.float32)
+
+
+def onnxruntime_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
     import onnxruntime
-    exact = prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL), log=lambda m: None)
-    approximate = prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL, converter_args=()),
-                                log=lambda m: None)
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"pixel_values": x})[0]
+
+
+def mnn_logits(mnn_path: Path, x: np.ndarray) -> np.ndarray:
+    """MNN's Session API the way that is right on every platform: Caffe host tensors, copyFrom/copyToHostTensor."""
+    import MNN
+
+    interpreter = MNN.Interpreter(str(mnn_path))
+    session = interpreter.createSession({"precision": "normal", "numThread": 1})
+    tensor = interpreter.getSessionInput(session, "pixel_values")
+    tensor.copyFrom(MNN.Tensor(list(x.shape), MNN.Halide_Type_Float, x, MNN.Tensor_DimensionType_Caffe))
+    assert interpreter.runSession(session) == 0
+    output = interpreter.getSessionOutput(session, "logits")
+    shape = output.getShape()
+    host = MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe)
+    output.copyToHostTensor(host)
+    return np.array(host.getNumpyData(), copy=True).reshape(shape)
+
+
+def test_segformer_is_built_once_and_converted_per_option_set(segformer):
+    exact, approximate = segformer.exact, segformer.approximate
+    assert exact.source_format == "ONNX"
     assert exact.inputs == {"pixel_values": [1, 3, 64, 64]} and exact.outputs == ["logits"]
-    assert exact.source_path == approximate.source_path  # built once, converted twice
-    assert exact.mnn_sha256 != approximate.mnn_sha256
-    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    reference = onnxruntime.InferenceSession(str(exact.source_path)).run(None, {"pixel_values": x})[0]
+    assert exact.converter_args == ("--useGeluApproximation", "0") and approximate.converter_args == ()
+    assert exact.source_path == approximate.source_path
+    assert exact.mnn_path != approximate.mnn_path and exact.mnn_sha256 == sha256_file(exact.mnn_path)
+    assert sum("model: building" in m for m in segformer.messages) == 1
+    assert sum("model: converting" in m for m in segformer.messages) == 2
+    for path in (exact.source_path, exact.mnn_path, approximate.mnn_path):
+        assert segformer.cache in path.parents  # everything heavy lives in the cache, not the repository
+
+
+def test_segformer_onnx_is_the_same_bytes_when_built_again(segformer, cache):
+    again = prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL), log=quiet)
+    assert again.source_path != segformer.exact.source_path  # really built a second time, elsewhere
+    assert sha256_file(again.source_path) == sha256_file(segformer.exact.source_path)
+
+
+def test_mnn_matches_onnxruntime_only_with_exact_gelu(segformer):
+    x = astronaut(64)
+    reference = onnxruntime_logits(segformer.exact.source_path, x)
     assert reference.shape == (1, 150, 16, 16)
-    error_exact = np.abs(run_mnn(exact.mnn_path, x) - reference).max()
-    error_approximate = np.abs(run_mnn(approximate.mnn_path, x) - reference).max()
+    exact = mnn_logits(segformer.exact.mnn_path, x)
+    approximate = mnn_logits(segformer.approximate.mnn_path, x)
+    error_exact = float(np.abs(exact - reference).max())
+    error_approximate = float(np.abs(approximate - reference).max())
     assert error_exact < 1e-4
-    assert error_approximate > 5 * error_exact  # the converter's GELU approximation is visible
+    assert (exact.argmax(axis=1) == reference.argmax(axis=1)).all()
+    # The converter's default tanh GELU is visible: ~1e-3 here against ~2e-5.
+    assert error_approximate > 10 * error_exact and error_approximate > 1e-4
 
 
-def test_build_is_deterministic_and_cached(cache, tmp_path, monkeypatch):
-    args = {"height": 32, "width": 32, "num_classes": 4, "seed": 3}
+def test_second_prepare_is_a_cache_hit(segformer, monkeypatch):
+    monkeypatch.setenv("MNN_HARNESS_CACHE", str(segformer.cache))
+    stamp = os.stat(segformer.exact.mnn_path).st_mtime_ns
     messages = []
-    first = prepare_model(ModelSource(build_script=TINY_SEGNET, build_args=args), log=messages.append)
-    assert any("converting" in m for m in messages) and any("building" in m for m in messages)
-    messages.clear()
-    again = prepare_model(ModelSource(build_script=TINY_SEGNET, build_args=args), log=messages.append)
-    assert messages == [] and again.mnn_sha256 == first.mnn_sha256  # a cache hit: nothing rebuilt
-    monkeypatch.setenv("MNN_HARNESS_CACHE", str(tmp_path / "elsewhere"))
-    elsewhere = prepare_model(ModelSource(build_script=TINY_SEGNET, build_args=args), log=lambda m: None)
-    assert elsewhere.source_path.read_bytes() == first.source_path.read_bytes()  # same ONNX on a fresh cache
+    again = prepare_model(ModelSource(build_script=SEGFORMER, build_args=dict(SMALL, height="64")),
+                          log=messages.append)
+    assert again == segformer.exact  # "64" and 64 are the same build option
+    assert os.stat(again.mnn_path).st_mtime_ns == stamp
+    assert not any("building" in m or "converting" in m for m in messages)
+    assert any("already converted" in m for m in messages)
 
 
-def test_bad_converter_option_is_a_clear_error(cache):
+def test_concurrent_runs_build_and_convert_once(cache):
+    messages = []
+    source = ModelSource(build_script=TINY_SEGNET, build_args={"height": 32, "width": 32})
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        artifacts = list(pool.map(lambda _: prepare_model(source, log=messages.append), range(3)))
+    assert artifacts[0] == artifacts[1] == artifacts[2]
+    assert sum("model: building" in m for m in messages) == 1
+    assert sum("model: converting" in m for m in messages) == 1
+    assert not list(cache.glob("models/*/.building-*"))  # no temp directory left behind
+
+
+@pytest.mark.parametrize("converter_args, expected", [
+    (("--weightQuantBits", "banana"), r"--weightQuantBits takes 0 \(off\) or 2 to 8, not 'banana'"),
+    (("--useGeluAproximation", "0"), r"no option '--useGeluAproximation'(.|\n)*did you mean --useGeluApproximation"),
+    (("--useGeluApproximation",), r"--useGeluApproximation needs a value"),
+    (("--fp16", "1"), r"'1' is not an option; --fp16 takes no value"),
+    (("--saveExternalData",), r"second file"),
+    (("--MNNModel", "elsewhere.mnn"), r"set by the harness"),
+])
+def test_bad_converter_option_is_a_clear_error(segformer, cache, converter_args, expected):
+    # MNN's converter would accept every one of these, and convert something else than asked.
+    with pytest.raises(ModelError, match=expected) as caught:
+        prepare_model(ModelSource(onnx=segformer.exact.source_path, converter_args=converter_args), log=quiet)
+    assert "model.converter_args" in str(caught.value)
+    assert not list(cache.glob("models/mnn/*/model.mnn"))
+
+
+def test_converter_failure_names_the_file_the_options_and_the_log(cache, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "unsupported",
+                              [value("x", TensorProto.FLOAT, [1, 4])], [value("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "unsupported.onnx"
+    onnx.save(model, str(path))
     with pytest.raises(ModelError) as caught:
-        prepare_model(ModelSource(build_script=TINY_SEGNET, build_args={"height": 32, "width": 32},
-                                  converter_args=("--weightQuantBits", "banana")), log=lambda m: None)
+        prepare_model(ModelSource(onnx=path, converter_args=("--fp16",)), log=quiet)
     message = str(caught.value)
-    assert "banana" in message and "converter_args" in message
-    assert not list((cache / "models" / "mnn").glob("*/model.mnn"))  # nothing half-made left behind
+    assert str(path) in message and "--fp16" in message
+    assert "NoSuchOp" in message  # the converter's own words, from its log
+    assert not list(cache.glob("models/mnn/*/model.mnn"))
 
 
-def test_unknown_converter_flag_is_refused_with_a_suggestion(cache):
-    with pytest.raises(ModelError, match="did you mean --useGeluApproximation"):
-        prepare_model(ModelSource(build_script=TINY_SEGNET, build_args={"height": 32, "width": 32},
-                                  converter_args=("--useGeluAproximation", "0")), log=lambda m: None)
+def test_missing_torch_tells_to_install_the_model_extra(cache, tmp_path, monkeypatch):
+    # A `torch` that cannot be imported, ahead of the real one on the build script's path.
+    fake = tmp_path / "site" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    with pytest.raises(ModelError, match=r"segformer\.py(.|\n)*pip install -e \.\[model\]"):
+        prepare_model(ModelSource(build_script=SEGFORMER, build_args=SMALL), log=quiet)
+    assert not list(cache.glob("models/built/*/model.onnx"))
 
 
 def test_failing_build_script_names_the_script(cache, tmp_path):
     script = tmp_path / "broken.py"
     script.write_text("import sys\nsys.exit('no weights here')\n")
-    with pytest.raises(ModelError, match="broken.py"):
-        prepare_model(ModelSource(build_script=script), log=lambda m: None)
+    with pytest.raises(ModelError, match=r"broken\.py(.|\n)*no weights here"):
+        prepare_model(ModelSource(build_script=script), log=quiet)
