@@ -1,6 +1,13 @@
-"""The emulated board is a real sshd: host keys are checked, sessions run aarch64 Python, stop is by pid."""
+"""The emulated board is a real sshd: host keys are checked, sessions run aarch64 Python, stop is by pid.
+
+The sysroot and MNN come from the shared cache (built once per machine);
+the boards are throw-away, named after this process so that test runs of
+different people never stop each other's boards, and removed at the end.
+"""
 
 import os
+import subprocess
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -13,49 +20,128 @@ from harness.targets.ssh import SshTarget
 
 pytestmark = pytest.mark.emulated
 
-SPEC = board.EmulatedBoardSpec(name="t-keys-a53", cpu="cortex-a53")
+SPEC = board.EmulatedBoardSpec(name=f"test-a53-{os.getpid()}", cpu="cortex-a53")
 
 
 @pytest.fixture(scope="module")
 def endpoint():
-    yield board.ensure_running(SPEC, log=lambda m: None)
-    board.stop(SPEC.name)
+    try:
+        yield board.ensure_running(SPEC, log=lambda message: None)
+    finally:
+        board.remove(SPEC.name)
 
 
-def connect(endpoint, known_hosts=None, policy=paramiko.RejectPolicy()):
+def connect(endpoint, known_hosts, key_filename=None) -> paramiko.SSHClient:
+    """A client that checks the host key like the harness does: only known_hosts, RejectPolicy for the rest."""
     client = paramiko.SSHClient()
-    if known_hosts:
-        client.load_host_keys(known_hosts)
-    client.set_missing_host_key_policy(policy)
-    client.connect(endpoint.host, endpoint.port, endpoint.user, key_filename=endpoint.key_filename,
+    client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(endpoint.host, endpoint.port, endpoint.user, key_filename=key_filename or endpoint.key_filename,
                    look_for_keys=False, allow_agent=False, timeout=10)
     return client
 
 
-def test_board_runs_aarch64_mnn_with_its_cpu_model(endpoint):
+def run(client: paramiko.SSHClient, command: str) -> str:
+    _, stdout, _ = client.exec_command(command, timeout=60)
+    output = stdout.read().decode()
+    assert stdout.channel.recv_exit_status() == 0, output
+    return output
+
+
+def test_board_runs_aarch64_mnn_on_its_cpu_model(endpoint):
     client = connect(endpoint, endpoint.known_hosts)
-    _, stdout, _ = client.exec_command("python3 -c 'import platform, MNN; print(platform.machine(), MNN.version())'")
-    lines = stdout.read().decode().split("\n")
-    client.close()
-    assert lines[0] == "aarch64 3.6.1"
-    assert "fp16:0" in lines[1].replace(" ", "")  # a Cortex-A53 has no FP16 arithmetic
+    try:
+        output = run(client, "python3 -c 'import platform, MNN; print(platform.machine(), MNN.version())'")
+        home = run(client, 'echo "$HOME"; pwd').split()
+    finally:
+        client.close()
+    lines = [line.strip() for line in output.splitlines()]
+    # MNN prints its feature line from C at import; where it lands among Python's lines varies.
+    assert "aarch64 3.6.1" in lines
+    features = next(line for line in lines if line.startswith("The device supports"))
+    assert "fp16:0" in features.replace(" ", "")  # a Cortex-A53 has no FP16 arithmetic
+    assert home == [str(Path(endpoint.workdir).parent)] * 2
 
 
 def test_sftp_round_trip(endpoint, tmp_path):
     client = connect(endpoint, endpoint.known_hosts)
-    sftp = client.open_sftp()
-    payload = os.urandom(100_000)
-    (tmp_path / "up").write_bytes(payload)
-    sftp.put(str(tmp_path / "up"), "work/roundtrip.bin")
-    sftp.get("work/roundtrip.bin", str(tmp_path / "down"))
-    client.close()
+    try:
+        sftp = client.open_sftp()
+        payload = os.urandom(100_000)
+        (tmp_path / "up").write_bytes(payload)
+        sftp.put(str(tmp_path / "up"), f"{endpoint.workdir}/roundtrip.bin")
+        sftp.get(f"{endpoint.workdir}/roundtrip.bin", str(tmp_path / "down"))
+    finally:
+        client.close()
     assert (tmp_path / "down").read_bytes() == payload
 
 
-def test_unknown_host_key_is_refused(endpoint, tmp_path):
+def test_host_key_is_really_checked(endpoint, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
-        connect(endpoint, known_hosts=None)
-    # The harness's own SSH target says what to do about it.
+        connect(endpoint, empty)
+    # The same host and port with another key (the client's own): a different machine, refused.
+    impostor = tmp_path / "impostor_known_hosts"
+    host_field = open(endpoint.known_hosts).read().split()[0]
+    key_type, key = Path(endpoint.key_filename + ".pub").read_text().split()[:2]
+    impostor.write_text(f"{host_field} {key_type} {key}\n")
+    with pytest.raises(paramiko.BadHostKeyException):
+        connect(endpoint, impostor)
+    # Key-only login: a key that is not the board's authorized key gets nowhere.
+    stranger = tmp_path / "stranger_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(endpoint, endpoint.known_hosts, key_filename=str(stranger))
+
+
+def test_loopback_board_has_its_port_in_known_hosts():
+    spec = board.EmulatedBoardSpec(name=f"test-lo-{os.getpid()}", cpu="cortex-a76", network="loopback")
+    try:
+        endpoint = board.ensure_running(spec, log=lambda message: None)
+        assert endpoint.host == "127.0.0.1"
+        assert open(endpoint.known_hosts).read().startswith(f"[127.0.0.1]:{endpoint.port} ssh-ed25519 ")
+        client = connect(endpoint, endpoint.known_hosts)
+        try:
+            assert run(client, "echo ok").strip() == "ok"
+        finally:
+            client.close()
+    finally:
+        board.remove(spec.name)
+
+
+def test_bad_specs_are_refused_before_anything_starts():
+    with pytest.raises(BoardError, match="board name"):
+        board.EmulatedBoardSpec(name="../escape")
+    with pytest.raises(BoardError, match="qemu has no CPU model"):
+        board.ensure_running(board.EmulatedBoardSpec(name=f"test-bad-{os.getpid()}", cpu="cortex-a99"))
+    assert board.status(f"test-bad-{os.getpid()}") is None
+
+
+def test_stop_by_pid_and_restart_keeps_identity_and_follows_the_spec(endpoint):
+    before = board.status(SPEC.name)
+    pid = before["pid"]
+    assert before["running"] and before["cpu"] == "cortex-a53"
+    assert board.stop(SPEC.name)
+    assert not os.path.exists(f"/proc/{pid}") or str(board.state_dir(SPEC.name)).encode() not in open(
+        f"/proc/{pid}/cmdline", "rb").read()
+    assert board.status(SPEC.name)["running"] is False
+    assert board.stop(SPEC.name) is False
+    known_hosts = open(endpoint.known_hosts).read()
+    again = board.ensure_running(SPEC, log=lambda message: None)
+    assert (again.host, again.port) == (endpoint.host, endpoint.port)
+    assert open(again.known_hosts).read() == known_hosts
+    # Another CPU model: the running board restarts with it, keeping its address and host key.
+    changed = board.ensure_running(board.EmulatedBoardSpec(name=SPEC.name, cpu="cortex-a76"), log=lambda m: None)
+    after = board.status(SPEC.name)
+    assert after["cpu"] == "cortex-a76" and after["running"] and after["pid"] != pid
+    assert open(changed.known_hosts).read() == known_hosts
+
+
+# The harness's own SSH target against this real sshd: what a user meets with an unknown board.
+
+
+def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_path):
     spec = BoardSpec(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
                      key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
     target = SshTarget(spec)
@@ -63,7 +149,7 @@ def test_unknown_host_key_is_refused(endpoint, tmp_path):
         target.connect(target.endpoint(), TargetResult("stranger", "ssh", "unusable"))
 
 
-def test_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
+def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
     known_hosts = tmp_path / "known_hosts"
     spec = BoardSpec(name="tofu", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
                      key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
@@ -73,12 +159,3 @@ def test_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
     target.close()
     assert any("accepted on first use" in note for note in result.notes)
     assert known_hosts.read_text().split()[1:] == open(endpoint.known_hosts).read().split()[1:]
-
-
-def test_stop_by_pid_and_restart_keeps_host_key(endpoint):
-    pid = board.status(SPEC.name)["pid"]
-    assert board.stop(SPEC.name)
-    assert not os.path.exists(f"/proc/{pid}") or b"sshd" not in open(f"/proc/{pid}/cmdline", "rb").read()
-    assert board.status(SPEC.name)["running"] is False
-    again = board.ensure_running(SPEC, log=lambda m: None)
-    assert open(again.known_hosts).read() == open(endpoint.known_hosts).read()

@@ -3,19 +3,35 @@
 To the harness it is an SSH board like any other: key-only login, a host key
 checked against known_hosts, SFTP, a workdir. Behind the sshd, a ForceCommand
 wrapper puts the board's bin/ first on PATH, where `python3` runs the cached
-aarch64 sysroot's Python 3.11 under `qemu-aarch64-static -cpu MODEL`, with
-the board's MNN version on PYTHONPATH. The CPU model decides which features
-MNN sees (FP16 arithmetic, dot product, i8mm, SVE), as on real silicon.
+sysroot's Python 3.11 under `qemu-aarch64-static -cpu MODEL`, with the
+board's MNN version on PYTHONPATH. The CPU model decides which features MNN
+sees (FP16 arithmetic, dot product, i8mm, SVE), as real silicon would.
+
+Only `python3` is emulated: the shell and every other command on the board
+are the host's x86 programs, and the emulated Python cannot exec another
+aarch64 program (no binfmt_misc), so the agent must not re-launch
+`sys.executable`.
 
 Each board's state lives in cache_root()/farm/<name>/: sshd_config, host
-key, client key, known_hosts, pid file, log and home/ (its workdir). The
-host key and port survive restarts, so known_hosts stays valid.
+key, client key, known_hosts, pid file, sshd log, state.json and home/ (its
+HOME; the workdir is home/work). The host key and the address survive
+restarts, so a known_hosts entry stays valid.
+
+Networking: where this process may create network namespaces (root with
+iproute2), each board gets its own namespace and a veth pair
+169.254.SLOT.1 (host) <-> 169.254.SLOT.2 (board), sshd on port 22 there, as a
+real board on its own address; traffic to it stays on that veth. Elsewhere a
+board is a port on 127.0.0.1. SLOT is allocated once per board under a
+farm-wide lock, so boards started in parallel never share an address.
 """
 
 import fcntl
-import getpass
+import functools
 import json
 import os
+import pwd
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -24,27 +40,61 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from ..cache import cache_root
 from ..endpoint import SshEndpoint
 from ..errors import BoardError, SetupError
-from .sysroot import PYTHON_VERSION, ensure_mnn, ensure_sysroot, qemu_binary, sysroot_key
+from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_mnn, ensure_sysroot, python_command, qemu_binary,
+                      sysroot_key)
+
+Log = Callable[[str], None]
 
 SSHD = "/usr/sbin/sshd"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+PRIVSEP_DIR = Path("/run/sshd")
+"""sshd running as root refuses to start without its privilege-separation directory."""
+LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+START_ATTEMPTS = 3
+"""A free port can be taken between choosing it and sshd binding it; that many tries with a new port."""
+CPU_MODELS = ("cortex-a53", "cortex-a72", "cortex-a76", "neoverse-n1", "max")
+"""qemu -cpu models with known MNN features: a53/a72 no FP16, a76/neoverse-n1 FP16 + dotprod, max also i8mm, SVE2.
+qemu also knows cortex-a35, cortex-a57 and a64fx, which are accepted too."""
+NETWORKS = ("auto", "netns", "loopback")
+NETNS_PREFIX = "mh-"
+MAX_SLOTS = 250
+"""Slots make addresses 169.254.SLOT.x: one octet, and 0 and 255 are not usable."""
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
 class EmulatedBoardSpec:
+    """What an emulated board is. Changing any field of a running board restarts it."""
+
     name: str
+    """Also its state directory's name: letters, digits, '.', '_', '-'."""
     cpu: str = "cortex-a76"
-    """qemu -cpu model: cortex-a53 and cortex-a72 (no FP16), cortex-a76 and neoverse-n1 (FP16, dotprod), max."""
-    mnn_version: str = "3.6.1"
+    """qemu -cpu model: cortex-a53, cortex-a72, cortex-a76, neoverse-n1, max."""
+    mnn_version: str = DEFAULT_MNN_VERSION
+    """The aarch64 MNN wheel this board carries, independent of the host's."""
     network: str = "auto"
     """netns: its own network namespace and link-local address; loopback: a port on 127.0.0.1;
     auto: netns where this process may create namespaces, else loopback."""
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise BoardError(f"{self.name!r} is not a usable emulated board name: use up to 64 letters, digits, "
+                             f"'.', '_' or '-', starting with a letter or digit")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", self.cpu):
+            raise BoardError(f"board {self.name}: {self.cpu!r} is not a qemu CPU model; use one of "
+                             f"{', '.join(CPU_MODELS)}")
+        if self.network not in NETWORKS:
+            raise BoardError(f"board {self.name}: network {self.network!r} is not one of {', '.join(NETWORKS)}")
+
+
+# -- queries --------------------------------------------------------------------------------------------
 
 
 def farm_dir() -> Path:
@@ -52,12 +102,115 @@ def farm_dir() -> Path:
 
 
 def state_dir(name: str) -> Path:
+    if not _NAME.fullmatch(name):
+        raise BoardError(f"{name!r} is not an emulated board name")
     return farm_dir() / name
 
 
 def list_boards() -> List[str]:
+    """Names of the boards that have state on this machine, running or not."""
     directory = farm_dir()
-    return sorted(p.name for p in directory.iterdir() if (p / "state.json").is_file()) if directory.is_dir() else []
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if (p / "state.json").is_file())
+
+
+def status(name: str) -> Optional[Dict[str, object]]:
+    """name, cpu, mnn_version, network, address, port, pid and running; None for a board never started here."""
+    state = _read_state(name)
+    if state is None:
+        return None
+    pid = _pid(name)
+    return {"name": name, "cpu": state.get("cpu"), "mnn_version": state.get("mnn_version"),
+            "network": state.get("network", "loopback"), "address": state.get("address", LOOPBACK),
+            "port": state.get("port"), "pid": pid, "running": pid is not None}
+
+
+def endpoint_of(name: str) -> Optional[SshEndpoint]:
+    """How to reach the board as last started, or None; does not check that it is running."""
+    state = _read_state(name)
+    if state is None or "port" not in state:
+        return None
+    directory = state_dir(name)
+    return SshEndpoint(host=state.get("address", LOOPBACK), port=int(state["port"]), user=_user(),
+                       key_filename=str(directory / "client_key"), known_hosts=str(directory / "known_hosts"),
+                       python="python3", workdir=str(directory / "home" / "work"))
+
+
+# -- start and stop -------------------------------------------------------------------------------------
+
+
+def ensure_running(spec: EmulatedBoardSpec, log: Log = print) -> SshEndpoint:
+    """Start the board unless it runs already with this spec (restart it if the spec changed); say how to reach it.
+
+    Builds the sysroot and the board's MNN first if this machine has none. The
+    wrapper scripts of a running board are refreshed in place (atomically):
+    they are read afresh by every session, so that needs no restart.
+    """
+    for path in (SSHD, SFTP_SERVER):
+        if not Path(path).is_file():
+            raise SetupError(f"{path} is missing; run `make setup` (it installs openssh-server)")
+    if not shutil.which("ssh-keygen"):
+        raise SetupError("ssh-keygen is missing; run `make setup` (it installs openssh-server)")
+    _check_cpu(spec)
+    network = _resolve_network(spec)
+    sysroot = ensure_sysroot(log)
+    mnn = ensure_mnn(spec.mnn_version, log)
+    directory = state_dir(spec.name)
+    wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": spec.mnn_version, "network": network,
+              "sysroot": sysroot_key()}
+    with _locked(directory):
+        state = _read_state(spec.name) or {}
+        pid = _pid(spec.name)
+        if pid is not None and {key: state.get(key) for key in wanted} != wanted:
+            log(f"{spec.name}: its spec changed, restarting it")
+            _terminate(pid)
+            pid = None
+        _write_scripts(spec, directory, sysroot, mnn)
+        if pid is None:
+            _start(spec, directory, state, wanted, log)
+    found = endpoint_of(spec.name)
+    assert found is not None  # _start wrote the state
+    return found
+
+
+def stop(name: str) -> bool:
+    """Stop the board's sshd by the pid in its pid file; True if it was running. Keys and address are kept.
+
+    A board in a network namespace also loses its namespace and veth pair,
+    which cuts its open sessions off. On loopback, as with a real sshd,
+    stopping the listener ends new logins and open sessions run to their end.
+    """
+    directory = state_dir(name)
+    if not directory.is_dir():
+        return False
+    with _locked(directory):
+        pid = _pid(name)
+        if pid is not None:
+            _terminate(pid)
+        (directory / "sshd.pid").unlink(missing_ok=True)
+        namespace = (_read_state(name) or {}).get("namespace")
+        if namespace:
+            _delete_namespace(namespace, (_read_state(name) or {}).get("slot"))
+    return pid is not None
+
+
+def remove(name: str) -> bool:
+    """Stop the board and delete its state (keys, home); True if there was any. For throw-away test boards."""
+    directory = state_dir(name)
+    if not directory.is_dir():
+        return False
+    stop(name)
+    shutil.rmtree(directory)
+    return True
+
+
+# -- internals ------------------------------------------------------------------------------------------
+
+
+def _user() -> str:
+    """The account sshd authenticates: the real uid's, whatever $USER says (sudo keeps it)."""
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def _read_state(name: str) -> Optional[dict]:
@@ -68,57 +221,124 @@ def _read_state(name: str) -> Optional[dict]:
 
 
 def _pid(name: str) -> Optional[int]:
-    """The sshd's pid if that process is alive and is an sshd, else None (a stale pid file)."""
+    """The listener's pid if that process is alive and is this board's sshd, else None.
+
+    A pid file whose process is gone, or whose pid now belongs to something
+    else, means the board is not running.
+    """
+    directory = state_dir(name)
     try:
-        pid = int((state_dir(name) / "sshd.pid").read_text().split()[0])
+        pid = int((directory / "sshd.pid").read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ProcessLookupError):
-        return None
-    return pid if b"sshd" in command and str(state_dir(name)).encode() in command else None
-
-
-def status(name: str) -> Optional[dict]:
-    state = _read_state(name)
-    if state is None:
-        return None
-    pid = _pid(name)
-    return {**state, "pid": pid, "running": pid is not None}
+    # sshd rewrites its title to "sshd: /usr/sbin/sshd -f CONFIG ... [listener]"; the config path is ours.
+    return pid if str(directory / "sshd_config").encode() in command else None
 
 
 @contextmanager
-def _locked(name: str):
-    directory = state_dir(name)
+def _locked(directory: Path, filename: str = ".lock") -> Iterator[None]:
+    """Serialise starts and stops of one board (or slot choices of the farm) across processes."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
+    with open(directory / filename, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def _free_port(preferred: Optional[int]) -> int:
+@functools.lru_cache(maxsize=None)
+def _qemu_cpu_models() -> tuple:
+    """The CPU models this qemu knows (`-cpu help`: a heading, then one name per line)."""
+    completed = subprocess.run([qemu_binary(), "-cpu", "help"], capture_output=True, text=True, timeout=30)
+    return tuple(line.strip() for line in completed.stdout.splitlines()[1:] if line.strip())
+
+
+def _check_cpu(spec: EmulatedBoardSpec) -> None:
+    """Refuse a CPU model qemu does not know before any sshd starts, listing the ones it does."""
+    known = _qemu_cpu_models()
+    if known and spec.cpu not in known:
+        raise BoardError(f"board {spec.name}: qemu has no CPU model {spec.cpu!r}; it has {', '.join(known)}")
+
+
+def _free_port(address: str, preferred: Optional[int]) -> int:
+    """The preferred port if it is free (known_hosts entries name the port), else any free one."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(("127.0.0.1", port))
+                probe.bind((address, port))
             except OSError:
                 continue
             return probe.getsockname()[1]
-    raise BoardError("no free loopback port for an emulated board")
+    raise BoardError(f"no free TCP port on {address} for an emulated board")
 
 
-NETNS_PREFIX = "mh-"
-MAX_SLOTS = 250
+def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, log: Log) -> None:
+    """Write keys and config, start sshd (in the board's namespace), wait until it greets; record the state."""
+    _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host-key")
+    _keygen(directory / "client_key", f"mnn-harness@{spec.name}")
+    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+    if os.geteuid() == 0:
+        PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    log_path = directory / "sshd.log"
+    sshd = [SSHD, "-f", str(directory / "sshd_config"), "-E", str(log_path)]
+    extra: Dict[str, object] = {}
+    if wanted["network"] == "netns":
+        slot = _allocate_slot(spec.name)
+        namespace = _create_namespace(spec.name, slot)
+        address, ports, prefix = f"169.254.{slot}.2", [22], ["ip", "netns", "exec", namespace]
+        extra = {"slot": slot, "namespace": namespace}
+    else:
+        # Keep the old port if it is free: the board's known_hosts line names it.
+        address, prefix = LOOPBACK, []
+        previous = state.get("port") if state.get("address") == LOOPBACK else None
+        ports = [_free_port(address, previous if attempt == 0 else None) for attempt in range(START_ATTEMPTS)]
+    for port in ports:
+        _write_config(spec, directory, address, port)
+        log_path.unlink(missing_ok=True)
+        (directory / "sshd.pid").unlink(missing_ok=True)
+        # sshd daemonises once it listens; its exit status says whether it could bind and load its keys.
+        started = subprocess.run(prefix + sshd, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+        if started.returncode == 0:
+            break
+        problem = (_log_tail(log_path) + started.stderr).strip()
+        if "Bind to port" not in problem and "Address already in use" not in problem:
+            break
+    if started.returncode != 0:
+        if extra:
+            _delete_namespace(str(extra["namespace"]), int(extra["slot"]))
+        raise BoardError(f"{spec.name}: sshd would not start on {address} (exit {started.returncode}):\n"
+                         f"{(_log_tail(log_path) + started.stderr).strip()[-800:]}\n"
+                         f"  fix: if its keys are damaged, `harness farm down` and delete {directory} (the board "
+                         f"gets new keys and a new known_hosts line)")
+    host_key = (directory / "ssh_host_ed25519_key.pub").read_text().split()
+    host_field = address if port == 22 else f"[{address}]:{port}"
+    _write_atomic(directory / "known_hosts", f"{host_field} {host_key[0]} {host_key[1]}\n")
+    try:
+        _wait_for_banner(address, port)
+    except BoardError as error:
+        pid = _pid(spec.name)
+        if pid is not None:
+            _terminate(pid)
+        raise BoardError(f"{spec.name}: {error}; sshd's log ({log_path}) ends with:\n{_log_tail(log_path)}") from None
+    _write_atomic(directory / "state.json",
+                  json.dumps({**wanted, **extra, "address": address, "port": port}, indent=1) + "\n")
+    log(f"{spec.name}: emulated {spec.cpu} with MNN {spec.mnn_version} on {address}:{port} ({wanted['network']})")
+
+
+# -- network namespaces ---------------------------------------------------------------------------------
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True)
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
+@functools.lru_cache(maxsize=None)
 def netns_available() -> bool:
-    """Whether this process may create network namespaces (root with iproute2, not in a locked sandbox)."""
+    """Whether this process may create network namespaces (root with iproute2, not in a locked sandbox).
+
+    Probed once per process by creating and deleting a namespace: nothing
+    short of trying tells a sandbox that forbids it apart.
+    """
     if os.geteuid() != 0 or not shutil.which("ip"):
         return False
     probe = f"{NETNS_PREFIX}probe-{os.getpid()}"
@@ -128,15 +348,43 @@ def netns_available() -> bool:
     return True
 
 
-def _slot(name: str, state: dict) -> int:
-    """A number unique among this machine's boards, kept across restarts: it makes the address."""
-    if state.get("slot"):
-        return state["slot"]
-    taken = {(_read_state(other) or {}).get("slot") for other in list_boards() if other != name}
-    for slot in range(1, MAX_SLOTS):
-        if slot not in taken:
-            return slot
-    raise BoardError(f"more than {MAX_SLOTS - 1} emulated boards on this machine")
+def _resolve_network(spec: EmulatedBoardSpec) -> str:
+    if spec.network == "auto":
+        return "netns" if netns_available() else "loopback"
+    if spec.network == "netns" and not netns_available():
+        raise BoardError(f"board {spec.name}: asks for its own network namespace, and this process may not "
+                         f"create one (it needs root and iproute2); run as root or set network: loopback")
+    return spec.network
+
+
+def _allocate_slot(name: str) -> int:
+    """The board's slot (its address 169.254.SLOT.2), chosen once and kept in its state directory.
+
+    Chosen under a farm-wide lock and written before the board starts, so two
+    boards starting in parallel never pick the same slot (and never delete
+    each other's veth pair).
+    """
+    with _locked(farm_dir(), ".slots.lock"):
+        mine = _slot_of(name)
+        if mine:
+            return mine
+        taken = {_slot_of(other.name) for other in farm_dir().iterdir()
+                 if other.is_dir() and _NAME.fullmatch(other.name) and other.name != name}
+        slot = next((n for n in range(1, MAX_SLOTS) if n not in taken), None)
+        if slot is None:
+            raise BoardError(f"more than {MAX_SLOTS - 1} emulated boards on this machine; remove some with "
+                             f"`harness farm down` and delete their directories under {farm_dir()}")
+        _write_atomic(state_dir(name) / "slot", f"{slot}\n")
+        return slot
+
+
+def _slot_of(name: str) -> Optional[int]:
+    """A board's slot: its slot file, else (boards started before slot files) its state."""
+    try:
+        return int((state_dir(name) / "slot").read_text())
+    except (OSError, ValueError):
+        slot = (_read_state(name) or {}).get("slot")
+        return int(slot) if slot else None
 
 
 def _namespace(name: str, slot: int) -> str:
@@ -144,14 +392,13 @@ def _namespace(name: str, slot: int) -> str:
 
 
 def _create_namespace(name: str, slot: int) -> str:
-    """A network namespace with a veth pair 169.254.SLOT.1 (host) <-> 169.254.SLOT.2 (board).
+    """A network namespace with a veth pair 169.254.SLOT.1/30 (host) <-> 169.254.SLOT.2/30 (board).
 
     Traffic to the board stays on that veth: nothing is routed anywhere else.
     """
     namespace = _namespace(name, slot)
-    _ip("netns", "del", namespace)  # a leftover from a run that died
+    _delete_namespace(namespace, slot)  # a leftover of a board that died
     host_if, board_if = f"mhv{slot}h", f"mhv{slot}b"
-    _ip("link", "del", host_if)
     steps = [("netns", "add", namespace),
              ("link", "add", host_if, "type", "veth", "peer", "name", board_if),
              ("link", "set", board_if, "netns", namespace),
@@ -163,66 +410,110 @@ def _create_namespace(name: str, slot: int) -> str:
     for step in steps:
         completed = _ip(*step)
         if completed.returncode != 0:
-            _ip("netns", "del", namespace)
-            raise BoardError(f"{name}: `ip {' '.join(step)}` failed: {completed.stderr.strip()}")
+            _delete_namespace(namespace, slot)
+            raise BoardError(f"{name}: `ip {' '.join(step)}` failed: {completed.stderr.strip()}; "
+                             f"set network: loopback for this board if namespaces cannot work here")
     return namespace
 
 
-def _write_executable(path: Path, text: str) -> None:
-    """Write a script atomically: a session starting right now must never see half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
+def _delete_namespace(namespace: str, slot: Optional[int]) -> None:
+    """Remove the namespace and the host end of its veth pair (deleting either end deletes both)."""
+    _ip("netns", "del", namespace)
+    if slot:
+        _ip("link", "del", f"mhv{slot}h")
 
 
 def _keygen(path: Path, comment: str) -> None:
-    if not path.is_file():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-                       check=True, capture_output=True)
+    """An ed25519 key pair at path, made once: the board's identity must survive restarts."""
+    if path.is_file() and path.with_name(path.name + ".pub").is_file():
+        return
+    completed = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                               capture_output=True, text=True, input="y\n", timeout=30)
+    if completed.returncode != 0:
+        raise BoardError(f"ssh-keygen could not write {path}: {completed.stderr.strip()}")
 
 
-def _write_config(spec: EmulatedBoardSpec, directory: Path, address: str, port: int, sysroot: Path,
-                  mnn: Path) -> None:
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """A session or reader starting right now must never see half a file; an unchanged file is left alone."""
+    try:
+        if path.read_text() == text and (path.stat().st_mode & 0o777) == mode:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def _write_scripts(spec: EmulatedBoardSpec, directory: Path, sysroot: Path, mnn: Path) -> None:
+    """bin/python3 (the emulated interpreter) and board-shell (what every SSH session runs)."""
     home = directory / "home"
     (home / "work").mkdir(parents=True, exist_ok=True)
     (directory / "bin").mkdir(exist_ok=True)
-    python = (f'#!/bin/sh\n# aarch64 Python {PYTHON_VERSION} on an emulated {spec.cpu}, MNN {spec.mnn_version}\n'
-              f'PYTHONPATH="{mnn}" PYTHONNOUSERSITE=1 exec "{qemu_binary()}" -cpu "{spec.cpu}" -L "{sysroot}" '
-              f'"{sysroot}/usr/bin/python{PYTHON_VERSION}" "$@"\n')
-    for name in ("python3", f"python{PYTHON_VERSION}"):
-        _write_executable(directory / "bin" / name, python)
-    _write_executable(directory / "board-shell", (
-        "#!/bin/sh\n# Every SSH session of this board runs here (ForceCommand): python3 is the emulated one.\n"
-        f'export PATH="{directory}/bin:/usr/local/bin:/usr/bin:/bin"\n'
-        f'export HOME="{home}"\n'
+    python = " ".join(shlex.quote(arg) for arg in python_command(sysroot, spec.cpu))
+    _write_atomic(directory / "bin" / "python3", (
+        "#!/bin/sh\n"
+        f"# aarch64 Python {PYTHON_VERSION} on an emulated {spec.cpu}, MNN {spec.mnn_version}\n"
+        "unset PYTHONHOME PYTHONSTARTUP\n"
+        f"PYTHONPATH={shlex.quote(str(mnn))} PYTHONNOUSERSITE=1 exec {python} \"$@\"\n"), mode=0o755)
+    link = directory / "bin" / f"python{PYTHON_VERSION}"
+    if not link.is_symlink():  # absent, or a copy of the wrapper written by an earlier version
+        tmp = link.with_name(f"{link.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to("python3")
+        os.replace(tmp, link)
+    _write_atomic(directory / "board-shell", (
+        "#!/bin/sh\n"
+        f"# ForceCommand of the emulated board {spec.name}: every SSH session, SFTP included, starts here.\n"
+        f"export PATH={shlex.quote(str(directory / 'bin'))}:/usr/local/bin:/usr/bin:/bin\n"
+        f"export HOME={shlex.quote(str(home))}\n"
+        f"export QEMU_CPU={shlex.quote(spec.cpu)}\n"
         'cd "$HOME" || exit 1\n'
         'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"; fi\n'
-        "exec /bin/sh -l\n"))
-    (directory / "sshd_config").write_text(f"""\
-# sshd of the emulated board {spec.name}, written by mnn-harness
-Port {port}
-ListenAddress {address}
-HostKey {directory}/ssh_host_ed25519_key
-PidFile {directory}/sshd.pid
-AuthorizedKeysFile {directory}/authorized_keys
+        "exec /bin/sh -l\n"), mode=0o755)
+
+
+def _config_path(path: Path) -> str:
+    """A path as one sshd_config argument (sshd splits arguments on spaces; it understands double quotes)."""
+    text = str(path)
+    if '"' in text or "\n" in text:
+        raise SetupError(f"the cache path {text!r} cannot appear in an sshd_config; set MNN_HARNESS_CACHE to a "
+                         f"plainer path")
+    return f'"{text}"'
+
+
+def _write_config(spec: EmulatedBoardSpec, directory: Path, address: str, port: int) -> None:
+    _write_atomic(directory / "sshd_config", f"""\
+# sshd of the emulated board {spec.name} ({spec.cpu}, MNN {spec.mnn_version}), written by mnn-harness
+ListenAddress {address}:{port}
+HostKey {_config_path(directory / "ssh_host_ed25519_key")}
+PidFile {_config_path(directory / "sshd.pid")}
+AuthorizedKeysFile {_config_path(directory / "authorized_keys")}
+AuthenticationMethods publickey
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-AllowUsers {getpass.getuser()}
-UsePAM no
+AllowUsers {_user()}
+# the state lives under a cache directory whose modes sshd's checks were not written for
 StrictModes no
+UsePAM no
+PermitUserEnvironment no
 AllowTcpForwarding no
+AllowAgentForwarding no
 X11Forwarding no
 PrintMotd no
+PrintLastLog no
 MaxStartups 64
+MaxSessions 32
 Subsystem sftp {SFTP_SERVER}
-ForceCommand {directory}/board-shell
+ForceCommand {shlex.quote(str(directory / "board-shell"))}
 """)
 
 
-def _wait_for_banner(address: str, port: int, log_path: Path) -> None:
+def _wait_for_banner(address: str, port: int) -> None:
+    """Wait until sshd answers with its SSH banner, not just until the port is bound."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
@@ -230,88 +521,39 @@ def _wait_for_banner(address: str, port: int, log_path: Path) -> None:
                 if connection.recv(64).startswith(b"SSH-"):
                     return
         except OSError:
-            time.sleep(0.1)
-    tail = log_path.read_text(errors="replace")[-800:] if log_path.is_file() else "(no log)"
-    raise BoardError(f"the emulated board's sshd did not answer on {address}:{port} within "
-                     f"{START_TIMEOUT_S:g} s; its log says:\n{tail}")
+            pass
+        time.sleep(0.05)
+    raise BoardError(f"sshd did not answer on {address}:{port} within {START_TIMEOUT_S:g} s")
 
 
-def ensure_running(spec: EmulatedBoardSpec, log: Callable[[str], None] = print) -> SshEndpoint:
-    """Start the board unless it runs already with this spec; return how to reach it."""
-    if not Path(SSHD).is_file():
-        raise SetupError(f"{SSHD} is missing; run `make setup` (it installs openssh-server)")
-    sysroot = ensure_sysroot(log)
-    mnn = ensure_mnn(spec.mnn_version, log)
-    directory = state_dir(spec.name)
-    with _locked(spec.name):
-        state = _read_state(spec.name) or {}
-        wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": spec.mnn_version,
-                  "sysroot": sysroot_key()}
-        pid = _pid(spec.name)
-        if pid is not None and {k: state.get(k) for k in wanted} != wanted:
-            log(f"{spec.name}: its spec changed, restarting")
-            _terminate(pid)
-            pid = None
-        if pid is None:
-            _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host")
-            _keygen(directory / "client_key", f"mnn-harness@{spec.name}")
-            shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
-            network = spec.network
-            if network == "auto":
-                network = "netns" if netns_available() else "loopback"
-            command = [SSHD, "-f", str(directory / "sshd_config"), "-E", str(directory / "sshd.log")]
-            if network == "netns":
-                slot = _slot(spec.name, state)
-                namespace = _create_namespace(spec.name, slot)
-                address, port = f"169.254.{slot}.2", 22
-                command = ["ip", "netns", "exec", namespace] + command
-                extra = {"slot": slot, "namespace": namespace}
-            else:
-                address, port = "127.0.0.1", _free_port(state.get("port") if state.get("address") == "127.0.0.1"
-                                                         else None)
-                extra = {"slot": state.get("slot")}
-            _write_config(spec, directory, address, port, sysroot, mnn)
-            host_key = (directory / "ssh_host_ed25519_key.pub").read_text().split()
-            host_field = address if port == 22 else f"[{address}]:{port}"
-            (directory / "known_hosts").write_text(f"{host_field} {host_key[0]} {host_key[1]}\n")
-            Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
-            log_path = directory / "sshd.log"
-            log_path.unlink(missing_ok=True)
-            started = subprocess.run(command, capture_output=True, text=True)
-            if started.returncode != 0:
-                raise BoardError(f"{spec.name}: sshd would not start: {started.stderr.strip()[-600:]}")
-            _wait_for_banner(address, port, log_path)
-            state = {**wanted, **extra, "network": network, "address": address, "port": port}
-            (directory / "state.json").write_text(json.dumps(state, indent=1))
-            log(f"{spec.name}: emulated {spec.cpu} with MNN {spec.mnn_version} on {address}:{port} ({network})")
-    return SshEndpoint(host=state["address"], port=state["port"], user=getpass.getuser(),
-                       key_filename=str(directory / "client_key"), known_hosts=str(directory / "known_hosts"),
-                       python="python3", workdir=str(directory / "home" / "work"))
+def _log_tail(path: Path, chars: int = 800) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a daemon's parent, init here, may be slow to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _terminate(pid: int) -> None:
+    """SIGTERM, then SIGKILL if the listener has not gone within STOP_TIMEOUT_S."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-
-
-def stop(name: str) -> bool:
-    """Stop the board's sshd by its pid; True if it was running. Its state (keys, port) is kept."""
-    pid = _pid(name)
-    if pid is None:
-        return False
-    _terminate(pid)
-    (state_dir(name) / "sshd.pid").unlink(missing_ok=True)
-    namespace = (_read_state(name) or {}).get("namespace")
-    if namespace:
-        _ip("netns", "del", namespace)  # takes the veth pair with it
-    return True
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -118,6 +118,9 @@ def ensure_sysroot(log: Log = print) -> Path:
         if (final / MARKER).is_file():  # another process built it while we waited for the lock
             return final
         started = time.monotonic()
+        if _adopted(final, final, _python_dirs(final), None, "import numpy; print(numpy.__version__)",
+                    NUMPY_VERSION, log):
+            return final
         qemu_binary()
         debs = _download_debs(log)
         numpy_wheel = _download_wheel("numpy", NUMPY_VERSION, log)
@@ -125,16 +128,16 @@ def ensure_sysroot(log: Log = print) -> Path:
             log(f"unpacking {len(debs)} arm64 packages into the sysroot")
             for deb in debs:
                 _run(["dpkg", "-x", str(cache_root() / "debs" / deb.filename), str(building)],
-                     f"unpacking {deb.filename} with dpkg -x", timeout=EMULATED_TIMEOUT_S)
+                     f"unpacking {deb.filename} with dpkg -x")
             site = building / "usr" / "lib" / "python3" / "dist-packages"
             site.mkdir(parents=True, exist_ok=True)
             _unzip(numpy_wheel, site)
-            log("compiling the sysroot's Python modules under emulation (once)")
-            _compile(building, [building / "usr" / "lib" / f"python{PYTHON_VERSION}", site], log)
+            log("byte-compiling the sysroot's Python modules under emulation (once)")
+            _compile(building, _python_dirs(building), log)
             _check_import(building, None, "import numpy; print(numpy.__version__)", NUMPY_VERSION)
             _write_marker(building, {"key": sysroot_key(), "debs": [d._asdict() for d in debs],
                                      "numpy_wheel": numpy_wheel.name, "numpy_sha256": sha256_file(numpy_wheel)})
-    log(f"sysroot ready in {time.monotonic() - started:.0f} s: {final}")
+        log(f"sysroot ready in {time.monotonic() - started:.0f} s: {final}")
     return final
 
 
@@ -148,17 +151,44 @@ def ensure_mnn(version: str = DEFAULT_MNN_VERSION, log: Log = print) -> Path:
     if (final / MARKER).is_file():
         return final
     sysroot = ensure_sysroot(log)
+    check = "import MNN; print(MNN.version())"
     with _locked(final):
         if (final / MARKER).is_file():
+            return final
+        if _adopted(final, sysroot, [final], final, check, version, log):
             return final
         wheel = _download_wheel("MNN", version, log)
         with _building(final) as building:
             _unzip(wheel, building)
             _compile(sysroot, [building], log)
-            _check_import(sysroot, building, "import MNN; print(MNN.version())", version)
+            _check_import(sysroot, building, check, version)
             _write_marker(building, {"mnn_version": version, "wheel": wheel.name, "sha256": sha256_file(wheel)})
     log(f"aarch64 MNN {version} ready: {final}")
     return final
+
+
+def _adopted(final: Path, sysroot: Path, directories: Sequence[Path], pythonpath: Optional[Path], code: str,
+             expected: str, log: Log) -> bool:
+    """Take over a complete tree that has no marker yet (built before markers existed) instead of rebuilding.
+
+    Earlier builds were renamed into place whole, so an unmarked tree is
+    complete; it is byte-compiled and checked in place, because boards may be
+    using it right now. One that fails the check is moved aside and rebuilt.
+    """
+    if not final.is_dir():
+        return False
+    qemu_binary()  # a missing emulator is the host's problem, not the tree's: let it raise before anything moves
+    _compile(sysroot, directories, log)
+    try:
+        _check_import(sysroot, pythonpath, code, expected)
+    except SetupError as error:
+        log(f"{final} is unusable, rebuilding it: {error}")
+        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.stale-", dir=final.parent))
+        final.rename(aside / final.name)
+        shutil.rmtree(aside, ignore_errors=True)
+        return False
+    _write_marker(final, {"adopted": True, "checked": expected})
+    return True
 
 
 # -- Debian packages ------------------------------------------------------------------------------------
@@ -300,8 +330,6 @@ def _building(final: Path) -> Iterator[Path]:
     """
     for stale in final.parent.glob(f".{final.name}.building-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    if final.exists():  # a tree without its marker: an interrupted build from before this layout
-        shutil.rmtree(final)
     building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
     try:
         yield building
@@ -310,6 +338,11 @@ def _building(final: Path) -> Iterator[Path]:
     finally:
         if building.exists():
             shutil.rmtree(building, ignore_errors=True)
+
+
+def _python_dirs(sysroot: Path) -> List[Path]:
+    """Where a sysroot keeps Python modules: the standard library and Debian's dist-packages."""
+    return [sysroot / "usr" / "lib" / f"python{PYTHON_VERSION}", sysroot / "usr" / "lib" / "python3" / "dist-packages"]
 
 
 def _compile(sysroot: Path, directories: Sequence[Path], log: Log) -> None:
@@ -325,11 +358,14 @@ def _compile(sysroot: Path, directories: Sequence[Path], log: Log) -> None:
 
 
 def _check_import(sysroot: Path, pythonpath: Optional[Path], code: str, expected: str) -> None:
-    """Run `code` on the emulated Python and expect `expected` on its last line of output."""
+    """Run `code` on the emulated Python and expect a line `expected` in its output.
+
+    Any line, not the last: MNN prints its CPU-feature line from C at import,
+    and through a pipe it comes out after Python's own output.
+    """
     completed = _run_quiet(python_command(sysroot, "max") + ["-c", code], timeout=EMULATED_TIMEOUT_S,
                            env=_emulated_env(pythonpath))
-    lines = completed.stdout.strip().splitlines()
-    if completed.returncode != 0 or not lines or lines[-1].strip() != expected:
+    if completed.returncode != 0 or expected not in (line.strip() for line in completed.stdout.splitlines()):
         raise SetupError(f"the emulated aarch64 Python could not run {code!r} (expected {expected!r}):\n"
                          f"{_tail(completed)}\n  fix: delete {cache_root()} and run `make setup` again")
 
