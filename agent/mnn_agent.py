@@ -2,6 +2,7 @@
 """The board-side agent of mnn-harness: run one MNN job directory, write the results.
 
     python3 mnn_agent.py JOB_DIR
+    python3 mnn_agent.py --probe OUT.json     # the board's facts: Python, MNN, CPU features, disk
 
 JOB_DIR holds job.json (what to run), the model and the inputs (paths in
 job.json, relative to JOB_DIR or absolute). The agent writes outputs.npz and
@@ -358,8 +359,36 @@ def run_job(job_dir):
     return result, (outputs if result["status"] == "ok" else None)
 
 
+def probe(out_path):
+    """What the host needs to know of a board before it sends work: written to out_path as JSON."""
+    facts = {"schema": RESULT_SCHEMA, "machine": platform.machine(), "python": platform.python_version(),
+             "platform": platform.platform(), "hostname": platform.node(), "cpu_features": cpu_features(),
+             "cpu_count": os.cpu_count(), "mnn_version": None, "mnn_banner": None, "numpy_version": None,
+             "errors": []}
+    try:
+        import numpy
+        facts["numpy_version"] = numpy.__version__
+    except ImportError as error:
+        facts["errors"].append("numpy: %s" % error)
+    try:
+        MNN, banner = import_mnn()
+        facts["mnn_version"], facts["mnn_banner"] = MNN.version(), banner
+    except ImportError as error:
+        facts["errors"].append("MNN: %s" % error)
+    try:
+        usage = os.statvfs(os.path.dirname(os.path.abspath(out_path)))
+        facts["free_disk_mb"] = usage.f_bavail * usage.f_frsize / 2.0 ** 20
+    except OSError:
+        facts["free_disk_mb"] = None
+    payload = json.dumps(facts, indent=1, sort_keys=True).encode()
+    write_atomically(out_path, lambda f: f.write(payload))
+    return 0 if not facts["errors"] else 1
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--probe":
+        return probe(argv[1])
     if len(argv) != 1 or not os.path.isfile(os.path.join(argv[0], "job.json")):
         sys.stderr.write("usage: mnn_agent.py JOB_DIR   (JOB_DIR must hold job.json)\n")
         return 2

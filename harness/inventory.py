@@ -48,6 +48,8 @@ class BoardSpec:
     """emulated: the MNN wheel installed on the board; ssh: the version expected there."""
     connect_timeout: float = 15.0
     run_timeout: float = 1800.0
+    dead_after: float = 30.0
+    """Seconds without an answer from the board after which it is taken for dead, mid-run."""
     transfer_timeout: float = 120.0
     """Seconds a transfer may stall (no progress) before the board is given up."""
 
@@ -100,7 +102,8 @@ def _board(name: str, section: Section) -> BoardSpec:
                   python=section.str("python", "python3"),
                   connect_timeout=section.number("connect_timeout", 15.0),
                   run_timeout=section.number("run_timeout", 1800.0),
-                  transfer_timeout=section.number("transfer_timeout", 120.0))
+                  transfer_timeout=section.number("transfer_timeout", 120.0),
+                  dead_after=section.number("dead_after", 30.0))
     if kind == "local":
         board = BoardSpec(**{**common, "python": section.str("python", "") or ""})
     elif kind == "emulated":

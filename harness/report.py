@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .results import OK, UNUSABLE, TargetResult
-from .runner import Progress, RunReport
+from .runner import Progress, RunReport, mnn_mismatch
 
 SUMMARY_SCHEMA = 1
 FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
@@ -121,14 +121,28 @@ def boards_table(report: RunReport) -> Table:
     return table
 
 
+def _size(count: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000.0
+    return f"{count} B"
+
+
 def notes(report: RunReport) -> list:
     lines = []
-    reference_mnn = report.results[report.reference].facts.get("mnn_version")
+    reference = report.results[report.reference]
     for name, result in report.results.items():
-        board_mnn = result.facts.get("mnn_version")
-        if reference_mnn and board_mnn and board_mnn != reference_mnn:
-            lines.append(Text(f"{name}: MNN {board_mnn} on the board, {reference_mnn} on the host: "
-                              "a version mismatch can explain a difference", "yellow"))
+        mismatch = mnn_mismatch(result, reference)
+        if mismatch:
+            lines.append(Text(f"{name}: {mismatch}: a version mismatch can explain a difference", "yellow"))
+        expected = report.boards[name].mnn_version
+        found = result.facts.get("mnn_version")
+        if expected and found and expected != found:
+            lines.append(Text(f"{name}: the inventory expects MNN {expected}, the board has {found}", "yellow"))
+        if result.bytes_uploaded or result.bytes_downloaded:
+            lines.append(Text(f"{name}: sent {_size(result.bytes_uploaded)}, fetched "
+                              f"{_size(result.bytes_downloaded)}", "dim"))
         for note in result.notes:
             lines.append(Text(f"{name}: {note}", "yellow"))
         if result.status != OK and result.error:
@@ -204,7 +218,7 @@ def summary(report: RunReport) -> dict:
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
                    "facts": {k: v for k, v in result.facts.items() if k != "traceback"},
-                   "timings": result.timings, "notes": result.notes,
+                   "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
             for name, result in report.results.items()
         },

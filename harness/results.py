@@ -31,6 +31,8 @@ class TargetResult:
     outputs: Dict[str, np.ndarray] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
     """Seconds per stage on the host's clock: connect, upload, run, download."""
+    locked_span: Optional[tuple] = None
+    """(acquired, released) wall-clock times of this run's lock on the board."""
     bytes_uploaded: int = 0
     bytes_downloaded: int = 0
     notes: List[str] = field(default_factory=list)

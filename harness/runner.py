@@ -84,6 +84,13 @@ class Progress:
     def target_done(self, name: str, result: TargetResult) -> None: ...
 
 
+def mnn_mismatch(result: TargetResult, reference: TargetResult) -> Optional[str]:
+    board, host = result.facts.get("mnn_version"), reference.facts.get("mnn_version")
+    if board and host and board != host:
+        return f"MNN {board} on the board, {host} on the host"
+    return None
+
+
 def new_run_id(scenario: Scenario) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{scenario.name}-{secrets.token_hex(2)}"
@@ -91,6 +98,13 @@ def new_run_id(scenario: Scenario) -> str:
 
 def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
     names = list(scenario.targets)
+    if scenario.tags:
+        tagged = [board.name for board in inventory.boards.values()
+                  if set(scenario.tags) <= set(board.tags) and board.name not in names]
+        if not tagged and not names:
+            raise ConfigError(scenario.path, "tags", f"no board of {inventory.path} carries all of "
+                              f"{', '.join(scenario.tags)}", "tag boards in the inventory, or name them in targets")
+        names += tagged
     if only:
         unknown = [name for name in only if name not in names and name != scenario.reference]
         if unknown:
@@ -128,7 +142,7 @@ def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> st
 
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                  progress: Progress = Progress(), only: Optional[List[str]] = None,
-                 log: Callable[[str], None] = lambda message: None) -> RunReport:
+                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0) -> RunReport:
     started = time.perf_counter()
     boards = select_targets(scenario, inventory, only)
     run_id = new_run_id(scenario)
@@ -151,7 +165,7 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        host={"machine": platform.machine(), "python": platform.python_version(),
                              "harness": __version__})
-    targets = [make_target(board) for board in boards]
+    targets = [make_target(board, lock_timeout) for board in boards]
     for target in targets:
         progress.add_target(target.name)
 
@@ -171,7 +185,11 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
 
     reference = report.results[scenario.reference]
     for name in report.compared_targets:
-        report.comparisons[name] = compare_target(scenario, report.results[name], reference, list(model.outputs))
+        comparison = compare_target(scenario, report.results[name], reference, list(model.outputs))
+        mismatch = mnn_mismatch(report.results[name], reference)
+        if mismatch and scenario.require_same_mnn and comparison.error is None:
+            comparison.error = f"{mismatch} (require_same_mnn: true)"
+        report.comparisons[name] = comparison
     report.wall_s = time.perf_counter() - started
     return report
 

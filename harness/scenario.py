@@ -102,6 +102,10 @@ class Scenario:
     default_tolerance: Tolerance
     outputs: Dict[str, OutputSpec] = field(default_factory=dict)
     description: str = ""
+    tags: List[str] = field(default_factory=list)
+    """Also run on every board of the inventory that carries all of these tags."""
+    require_same_mnn: bool = False
+    """Fail a board whose MNN version differs from the reference's, whatever its numbers."""
 
     def output_spec(self, name: str) -> OutputSpec:
         return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
@@ -117,10 +121,13 @@ def load_scenario(path) -> Scenario:
     images = _images(top.section("inputs"))
     preprocess = _preprocess(top.section("preprocess"))
     run = _run(top.section("run", {}))
-    targets = top.str_list("targets")
-    if not targets:
-        raise top.error("targets", "is empty", "name at least one board from the inventory")
+    targets = top.str_list("targets", [])
+    tags = top.str_list("tags", [])
+    if not targets and not tags:
+        raise top.error("targets", "is missing", "name boards from the inventory (`targets: [x86, arm-a76]`) "
+                        "or pick them by tag (`tags: [fp16]`)")
     reference = top.str("reference", "x86")
+    require_same_mnn = top.bool("require_same_mnn", False)
     default_tolerance = _tolerance(top.section("tolerance", {}), None)
     outputs = {}
     outputs_section = top.section("outputs", {})
@@ -130,7 +137,8 @@ def load_scenario(path) -> Scenario:
     top.done()
     return Scenario(path=path, name=name, model=model, images=images, preprocess=preprocess,
                     run=run, targets=targets, reference=reference,
-                    default_tolerance=default_tolerance, outputs=outputs, description=description)
+                    default_tolerance=default_tolerance, outputs=outputs, description=description,
+                    tags=tags, require_same_mnn=require_same_mnn)
 
 
 def _model(section: Section) -> ModelSource:

@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -332,6 +333,9 @@ def _ip(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
 
 
+_NETNS_PROBE_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=None)
 def netns_available() -> bool:
     """Whether this process may create network namespaces (root with iproute2, not in a locked sandbox).
@@ -341,11 +345,14 @@ def netns_available() -> bool:
     """
     if os.geteuid() != 0 or not shutil.which("ip"):
         return False
-    probe = f"{NETNS_PREFIX}probe-{os.getpid()}"
-    if _ip("netns", "add", probe).returncode != 0:
-        return False
-    _ip("netns", "del", probe)
-    return True
+    # Boards start in parallel threads: one probe at a time, or two threads
+    # share the probe's name and one of them wrongly concludes "not allowed".
+    with _NETNS_PROBE_LOCK:
+        probe = f"{NETNS_PREFIX}probe-{os.getpid()}"
+        if _ip("netns", "add", probe).returncode != 0:
+            return False
+        _ip("netns", "del", probe)
+        return True
 
 
 def _resolve_network(spec: EmulatedBoardSpec) -> str:

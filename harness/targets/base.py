@@ -70,6 +70,31 @@ class Target(ABC):
         tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
         return ("\n  agent said: " + "\n  ".join(tail)) if tail else ""
 
+    def probe(self) -> dict:
+        """The board's health: reachable, the agent's --probe facts, who holds its lock. Never raises."""
+        health = {"board": self.name, "kind": self.board.kind, "tags": list(self.board.tags),
+                  "reachable": False, "error": None, "facts": {}, "lock": None}
+        started = time.perf_counter()
+        try:
+            self.probe_impl(health)
+            health["reachable"] = True
+        except BoardError as error:
+            health["error"] = str(error)
+        except Exception as error:  # noqa: BLE001  a health check reports, it does not crash
+            health["error"] = f"{type(error).__name__}: {error}"
+        finally:
+            self.close()
+        health["seconds"] = time.perf_counter() - started
+        expected = self.board.mnn_version
+        found = health["facts"].get("mnn_version")
+        if expected and found and found != expected:
+            health["warning"] = f"MNN {found} on the board, the inventory expects {expected}"
+        return health
+
+    @abstractmethod
+    def probe_impl(self, health: dict) -> None:
+        """Fill health["facts"] (and health["lock"]); raise BoardError when the board cannot be used."""
+
     @abstractmethod
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
         """Run the job so that result.json (and outputs.npz) end up in local_dir.

@@ -3,11 +3,12 @@
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from ..errors import BoardError
-from ..job import Job
+from ..job import AGENT_PATH, Job
 from ..results import TargetResult
 from .base import StageCallback, Target
 
@@ -37,3 +38,13 @@ class LocalTarget(Target):
         result.timings["run"] = time.perf_counter() - started
         if completed.returncode < 0:
             result.notes.append(f"the agent was killed by signal {-completed.returncode}")
+
+    def probe_impl(self, health: dict) -> None:
+        python = self.board.python or sys.executable
+        with tempfile.TemporaryDirectory(prefix="mnn-harness-probe-") as directory:
+            out = Path(directory) / "probe.json"
+            subprocess.run([python, str(AGENT_PATH), "--probe", str(out)], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=self.board.connect_timeout * 4)
+            if not out.is_file():
+                raise BoardError(f"{self.name}: the agent's probe wrote nothing with {python}")
+            health["facts"] = json.loads(out.read_text())

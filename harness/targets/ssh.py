@@ -20,10 +20,10 @@ from fabric import Connection
 
 from ..endpoint import SshEndpoint
 from ..errors import BoardError
-from ..job import Job
+from ..job import AGENT_PATH, Job
 from ..results import TargetResult
 from .base import StageCallback, Target
-from .lock import BoardLock
+from .lock import BoardLock, read_holder
 
 
 CONNECT_ATTEMPTS = 3
@@ -134,10 +134,32 @@ class SshTarget(Target):
                 time.sleep(CONNECT_BACKOFF_S * 2 ** attempt)
         else:
             raise BoardError(f"{self.name}: {failure} (after {CONNECT_ATTEMPTS} attempts)")
+        self.watch_for_death(connection)
         for line in accepted:
             result.notes.append(f"host key accepted on first use (trust_on_first_use): {line}")
         self.connection = connection
         return connection
+
+    def probe_impl(self, health: dict) -> None:
+        result = TargetResult(self.name, self.board.kind, "unusable")
+        board = self.open_board(result)
+        self.remote(board.connection, ["mkdir", "-p", posixpath.dirname(board.agent)], "mkdir")
+        self.put(board.sftp, AGENT_PATH, board.agent, always=True)
+        out = posixpath.join(board.workdir, "probe.json")
+        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, board.agent, "--probe", out])
+        run = board.connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
+                                   timeout=self.board.connect_timeout * 4)
+        if run.exited == 127:
+            raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}")
+        try:
+            with board.sftp.open(out) as f:
+                health["facts"] = json.loads(f.read().decode())
+        except (OSError, ValueError) as error:
+            raise BoardError(f"{self.name}: the probe failed: {run.stdout.strip()[-300:]}") from error
+        holder = read_holder(board.sftp, posixpath.join(board.workdir, "lock"))
+        health["lock"] = holder.describe() if holder else None
+        health["notes"] = result.notes
+        health["address"] = f"{board.endpoint.host}:{board.endpoint.port}"
 
     def open_board(self, result: TargetResult) -> "BoardSession":
         endpoint = self.endpoint()
@@ -146,6 +168,19 @@ class SshTarget(Target):
         # Without a timeout a stalled transfer hangs this board's thread forever.
         sftp.get_channel().settimeout(self.board.transfer_timeout)
         return BoardSession(endpoint, connection, sftp)
+
+    def watch_for_death(self, connection: Connection) -> None:
+        """Notice a board that vanished (power cut, cable pulled) in seconds, not in TCP's 15 minutes.
+
+        A dead board sends no reset: the connection just stops. SSH keepalives
+        keep data in flight, and TCP_USER_TIMEOUT drops the connection when
+        that data stays unacknowledged for dead_after seconds.
+        """
+        interval = max(1, int(self.board.dead_after / 6))
+        connection.transport.set_keepalive(interval)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                                 int(self.board.dead_after * 1000))
 
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
         on_stage("connect")
@@ -157,10 +192,12 @@ class SshTarget(Target):
         lock = BoardLock(board.sftp, board.workdir, self.name, job.id, hold_for=self.board.run_timeout * 2 + 600)
         lock.acquire(self.lock_timeout, on_wait=on_stage)
         result.timings["lock"] = time.perf_counter() - started
+        acquired = time.time()
         try:
             self.run_locked(board, job, local_dir, on_stage, result)
         finally:
             lock.release()
+            result.locked_span = (acquired, time.time())
 
     def run_locked(self, board: "BoardSession", job: Job, local_dir: Path, on_stage: StageCallback,
                    result: TargetResult) -> None:
