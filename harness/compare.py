@@ -1,14 +1,25 @@
-"""Comparing one target's outputs with the reference's: metrics, then a verdict with its reasons.
+"""Comparing one set of outputs with a reference's: metrics, then a verdict with its reasons.
 
-Metrics (all computed in float64 over every element of every sample):
-- max_abs, mean_abs: of |target - reference|;
-- max_rel: max of |target - reference| / max(|reference|, REL_FLOOR), so
-  that near-zero reference values do not turn noise into infinity;
-- cosine: cosine similarity of the two flattened outputs (1.0 is identical
-  direction; it ignores a common scale);
-- argmax_agreement (class_logits outputs only): the fraction of positions
-  (pixels) whose top class is the same on both sides, taken along the
-  scenario's class axis. The number a user of a segmentation model sees.
+Metrics (float64, over every element of every sample), at least what the best
+comparators give (Polygraphy's error statistics, Qualcomm AI Hub's PSNR):
+- abs error |target - reference|: max_abs, mean_abs, median_abs, p99_abs;
+- rel error |target - reference| / max(|reference|, REL_FLOOR) (the floor keeps
+  near-zero references from turning noise into infinity): max_rel, mean_rel,
+  median_rel, p99_rel;
+- cosine: cosine similarity of the flattened outputs (ignores a common scale);
+- snr_db: 10 log10(sum reference^2 / sum error^2); psnr_db: 10 log10(range^2 / mse)
+  with the reference's peak-to-peak range (inf when identical);
+- nan_count, inf_count: of the target;
+- required_atol: the smallest atol that passes the elementwise check at the
+  scenario's rtol (Polygraphy's "minimum required tolerance").
+class_logits outputs add, along the class axis:
+- argmax_agreement: share of positions with the same top class;
+- miou: mean over classes present in either label map of their IoU;
+- benign_flips / hard_flips: shares of positions whose label changed where the
+  reference's top-1 minus top-2 margin is below / above `benign_margin`: a
+  benign flip is a near-tie tipped by a tiny error, a hard flip a confident
+  label that changed.
+probability_map outputs add miou: the IoU of the two masks at `threshold`.
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +28,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .results import TargetResult
-from .scenario import OutputSpec, Scenario
+from .scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
 
 REL_FLOOR = 1e-6
 
@@ -49,58 +60,116 @@ class TargetComparison:
         return self.passed
 
 
-def metrics(target: np.ndarray, reference: np.ndarray, kind: str = "tensor", class_axis: int = 1) -> dict:
+def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = OutputSpec()) -> dict:
     """The comparison metrics of two same-shaped arrays; see the module docstring."""
     a = np.asarray(target, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
-    difference = np.abs(a - b)
+    finite = np.isfinite(a)
+    result: Dict[str, Optional[float]] = {"nan_count": int(np.isnan(a).sum()), "inf_count": int(np.isinf(a).sum())}
+    a = np.where(finite, a, 0.0)
+    error = np.abs(a - b).ravel()
+    relative = error / np.maximum(np.abs(b).ravel(), REL_FLOOR)
+    if error.size == 0:
+        return {**result, "max_abs": 0.0, "cosine": 1.0}
+    for name, values in (("abs", error), ("rel", relative)):
+        result[f"max_{name}"] = float(values.max())
+        result[f"mean_{name}"] = float(values.mean())
+        result[f"median_{name}"] = float(np.median(values))
+        result[f"p99_{name}"] = float(np.quantile(values, 0.99))
     norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if norm > 0:
-        cosine = float(np.dot(a.ravel(), b.ravel()) / norm)
-    else:
-        cosine = 1.0 if not a.any() and not b.any() else 0.0
-    result = {
-        "max_abs": float(difference.max()) if difference.size else 0.0,
-        "mean_abs": float(difference.mean()) if difference.size else 0.0,
-        "max_rel": float((difference / np.maximum(np.abs(b), REL_FLOOR)).max()) if difference.size else 0.0,
-        "cosine": cosine,
-        "argmax_agreement": None,
-    }
-    if kind == "class_logits":
-        result["argmax_agreement"] = argmax_agreement(a, b, class_axis)
+    result["cosine"] = float(np.dot(a.ravel(), b.ravel()) / norm) if norm > 0 else float(not a.any() and not b.any())
+    signal, noise = float(np.sum(b * b)), float(np.sum(error * error))
+    result["snr_db"] = _db(signal, noise)
+    peak = float(b.max() - b.min())
+    result["psnr_db"] = _db(peak * peak, noise / error.size)
+    rtol = spec.tolerance.rtol or 0.0
+    result["required_atol"] = float(max(0.0, (error - rtol * np.abs(b).ravel()).max()))
+    if spec.kind == "class_logits":
+        result.update(label_metrics(a, b, spec.class_axis, spec.benign_margin))
+    elif spec.kind == "probability_map":
+        result["miou"] = mask_iou(a > spec.threshold, b > spec.threshold)
     return result
+
+
+def _db(signal: float, noise: float) -> float:
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return float(10.0 * np.log10(signal / noise))
+
+
+def label_metrics(target: np.ndarray, reference: np.ndarray, class_axis: int, benign_margin: float) -> dict:
+    axis = class_axis + 1 if class_axis >= 0 else class_axis  # samples are stacked on axis 0
+    labels_t = np.argmax(target, axis=axis)
+    labels_r = np.argmax(reference, axis=axis)
+    top2 = -np.partition(-reference, 1, axis=axis)
+    margin = np.take(top2, 0, axis=axis) - np.take(top2, 1, axis=axis)
+    flipped = labels_t != labels_r
+    classes = np.union1d(np.unique(labels_t), np.unique(labels_r))
+    ious = [float(np.sum((labels_t == c) & (labels_r == c)) / np.sum((labels_t == c) | (labels_r == c)))
+            for c in classes]
+    return {
+        "argmax_agreement": float(1.0 - flipped.mean()),
+        "miou": float(np.mean(ious)) if ious else 1.0,
+        "benign_flips": float((flipped & (margin < benign_margin)).mean()),
+        "hard_flips": float((flipped & (margin >= benign_margin)).mean()),
+    }
+
+
+def per_class_iou(target: np.ndarray, reference: np.ndarray, class_axis: int) -> Dict[int, float]:
+    """IoU of each class present in either label map (for reports that want the detail)."""
+    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    labels_t, labels_r = np.argmax(target, axis=axis), np.argmax(reference, axis=axis)
+    return {int(c): float(np.sum((labels_t == c) & (labels_r == c)) / np.sum((labels_t == c) | (labels_r == c)))
+            for c in np.union1d(np.unique(labels_t), np.unique(labels_r))}
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int) -> float:
     """Fraction of positions with the same top class. class_axis counts in one sample's shape."""
-    axis = class_axis + 1 if class_axis >= 0 else class_axis  # samples are stacked on axis 0
-    same = np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)
-    return float(same.mean())
+    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
+
+
+def _shown(metric: str, value: float) -> str:
+    if metric in ("argmax_agreement", "miou", "hard_flips"):
+        return f"{value:.4%}"
+    if metric == "cosine":
+        return f"{value:.6f}"
+    if metric.endswith("_db"):
+        return f"{value:.1f} dB"
+    return f"{value:.3g}"
 
 
 def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> OutputComparison:
     if target.shape != reference.shape:
         return OutputComparison(name, False, reasons=[
             f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
-    finite = np.isfinite(target)
-    if not finite.all():
-        count = int(finite.size - np.count_nonzero(finite))
-        return OutputComparison(name, False, reasons=[f"{count} NaN/Inf values"])
-    values = metrics(target, reference, spec.kind, spec.class_axis)
+    values = metrics(target, reference, spec)
     limits = spec.tolerance
     reasons = []
-    for metric, limit, is_upper in (("max_abs", limits.max_abs, True), ("mean_abs", limits.mean_abs, True),
-                                    ("max_rel", limits.max_rel, True), ("cosine", limits.min_cosine, False),
-                                    ("argmax_agreement", limits.min_argmax_agreement, False)):
-        value = values.get(metric)
-        if limit is None or value is None:
-            continue
-        if is_upper and value > limit:
-            reasons.append(f"{metric} {value:.3g} > {limit:g}")
-        elif not is_upper and value < limit:
-            shown = f"{value:.4%}" if metric == "argmax_agreement" else f"{value:.6f}"
-            wanted = f"{limit:.4%}" if metric == "argmax_agreement" else f"{limit:g}"
-            reasons.append(f"{metric} {shown} < {wanted}")
+    if values["nan_count"] or values["inf_count"]:
+        reasons.append(f"{values['nan_count']} NaN and {values['inf_count']} Inf values")
+    for metric in UPPER_LIMITS:
+        limit, value = getattr(limits, metric), values.get(metric)
+        if limit is not None and value is not None and value > limit:
+            reasons.append(f"{metric} {_shown(metric, value)} > {limit:g}")
+    for field_name, metric in LOWER_LIMITS.items():
+        limit, value = getattr(limits, field_name), values.get(metric)
+        if limit is not None and value is not None and value < limit:
+            reasons.append(f"{metric} {_shown(metric, value)} < {_shown(metric, limit)}")
+    if limits.max_hard_flips is not None and values.get("hard_flips", 0.0) > limits.max_hard_flips:
+        reasons.append(f"hard_flips {_shown('hard_flips', values['hard_flips'])} > "
+                       f"{_shown('hard_flips', limits.max_hard_flips)}")
+    if limits.atol is not None or limits.rtol is not None:
+        if values["required_atol"] > (limits.atol or 0.0):
+            reasons.append(f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| fails: "
+                           f"needs atol {values['required_atol']:.3g}")
     return OutputComparison(name, not reasons, values, reasons)
 
 

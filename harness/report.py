@@ -6,6 +6,7 @@ dim is context.
 """
 
 import json
+import math
 import os
 import statistics
 from pathlib import Path
@@ -71,26 +72,38 @@ def _metric(value: Optional[float], kind: str) -> str:
 def verdict_table(report: RunReport) -> Table:
     table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
                   box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for column in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine", "argmax", "Verdict"):
+    for column in ("Board", "Output", "max abs", "mean abs", "p99 abs", "cosine", "argmax", "Verdict"):
         table.add_column(column, justify="left" if column in ("Board", "Output", "Verdict") else "right",
                          no_wrap=True)
+    rows = sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target))
+    if report.conversion is not None:
+        rows.insert(0, report.conversion)  # the model itself before the boards: x86 MNN vs its source
     # Failures first: they are what the user came for.
-    for comparison in sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target)):
+    for comparison in rows:
         if comparison.error:
             table.add_row(comparison.target, "–", "", "", "", "", "", Text("ERROR", "bold red"))
             continue
         for output in comparison.outputs:
             m = output.metrics
-            table.add_row(comparison.target, output.output, _metric(m.get("max_abs"), "e"),
-                          _metric(m.get("mean_abs"), "e"), _metric(m.get("max_rel"), "e"),
+            label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
+                     else comparison.target)
+            cause = report.attribution.get(comparison.target) if comparison is not report.conversion else None
+            verdict = Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red")
+            if not output.passed and cause and cause != "none":
+                verdict.append(f" {cause}", "red")
+            table.add_row(label, output.output, _metric(m.get("max_abs"), "e"),
+                          _metric(m.get("mean_abs"), "e"), _metric(m.get("p99_abs"), "e"),
                           _metric(m.get("cosine"), "cosine"), _metric(m.get("argmax_agreement"), "percent"),
-                          Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red"))
+                          verdict)
     return table
 
 
 def failure_reasons(report: RunReport) -> list:
     lines = []
-    for comparison in sorted(report.comparisons.values(), key=lambda c: c.target):
+    comparisons = sorted(report.comparisons.values(), key=lambda c: c.target)
+    if report.conversion is not None:
+        comparisons.insert(0, report.conversion)
+    for comparison in comparisons:
         if comparison.error:
             lines.append(Text(f"✗ {comparison.target}: {comparison.error}", "red"))
         for output in comparison.outputs:
@@ -191,11 +204,27 @@ def render(report: RunReport, console: Console) -> None:
     console.print(verdict_table(report))
     for line in failure_reasons(report):
         console.print(line)
+    if report.findings:
+        console.print(Text("Likely causes", "bold"))
+        for finding in report.findings:
+            where = f"{finding.board}: " if finding.board else ""
+            console.print(Text.assemble(("● ", "yellow"), (finding.title, "bold yellow"), f" — {where}{finding.message}"))
     console.print(boards_table(report))
     for line in notes(report):
         console.print(line)
     console.print(f"[dim]results: {report.run_dir}[/]")
     console.print(summary_line(report))
+
+
+def _json_metrics(metrics: dict) -> dict:
+    """JSON has no infinity (an SNR of identical outputs): null stands for it."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def _comparison_json(comparison) -> dict:
+    return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
+            "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons}
+                        for o in comparison.outputs}}
 
 
 def summary(report: RunReport) -> dict:
@@ -222,12 +251,14 @@ def summary(report: RunReport) -> dict:
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
             for name, result in report.results.items()
         },
-        "comparisons": {
-            name: {"passed": comparison.passed, "error": comparison.error,
-                   "outputs": {o.output: {"passed": o.passed, "metrics": o.metrics, "reasons": o.reasons}
-                               for o in comparison.outputs}}
-            for name, comparison in report.comparisons.items()
-        },
+        "source": None if report.source is None else {
+            "status": report.source.status, "error": report.source.error,
+            "runtime": report.source.facts.get("runtime"), "path": str(report.model.source_path)},
+        "conversion": None if report.conversion is None else _comparison_json(report.conversion),
+        "attribution": report.attribution,
+        "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}
+                     for f in report.findings],
+        "comparisons": {name: _comparison_json(comparison) for name, comparison in report.comparisons.items()},
     }
 
 

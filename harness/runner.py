@@ -22,7 +22,9 @@ from .model import ModelArtifact, prepare_model
 from .preprocess import InputSet, build_inputs
 from .results import FAILED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
+from .diagnose import attributions, diagnose
 from .targets import make_target
+from .targets.source import SourceModelTarget
 
 EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
 
@@ -41,6 +43,14 @@ class RunReport:
     started_at: str = ""
     wall_s: float = 0.0
     host: dict = field(default_factory=dict)
+    source: Optional[TargetResult] = None
+    """The source model run by ONNX Runtime on the host, when the scenario asks for it."""
+    conversion: Optional[TargetComparison] = None
+    """MNN on x86 against the source model: what the conversion changed."""
+    attribution: Dict[str, str] = field(default_factory=dict)
+    """Board -> where its difference comes from: conversion, platform, both or none."""
+    findings: list = field(default_factory=list)
+    """diagnose.Finding: the classic causes this run shows."""
 
     @property
     def compared_targets(self) -> List[str]:
@@ -65,7 +75,7 @@ class RunReport:
         """
         if self.results[self.reference].status != OK:
             return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
-        if self.failed:
+        if self.failed or (self.conversion is not None and not self.conversion.passed):
             return EXIT_COMPARISON_FAILED
         if self.unusable:
             return EXIT_BOARD
@@ -178,10 +188,17 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         progress.target_done(target.name, result)
         return result
 
-    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="target") as pool:
+    source = None
+    if scenario.source_reference and model.source_format == "ONNX":
+        source = SourceModelTarget(model.source_path)
+        progress.add_target(source.name)
+    with ThreadPoolExecutor(max_workers=len(targets) + 1, thread_name_prefix="target") as pool:
         futures = {target.name: pool.submit(run_one, target) for target in targets}
+        source_future = pool.submit(run_one, source) if source else None
         for name, future in futures.items():
             report.results[name] = future.result()
+        if source_future is not None:
+            report.source = source_future.result()
 
     reference = report.results[scenario.reference]
     for name in report.compared_targets:
@@ -190,6 +207,10 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         if mismatch and scenario.require_same_mnn and comparison.error is None:
             comparison.error = f"{mismatch} (require_same_mnn: true)"
         report.comparisons[name] = comparison
+    if report.source is not None:
+        report.conversion = compare_target(scenario, reference, report.source, list(model.outputs))
+    report.attribution = attributions(report)
+    report.findings = diagnose(report)
     report.wall_s = time.perf_counter() - started
     return report
 

@@ -17,7 +17,7 @@ PRECISIONS = ("normal", "high", "low", "low_bf16")
 APIS = ("session", "module")
 IO_MODES = ("copy", "host")
 LAYOUTS = ("NCHW", "NHWC")
-OUTPUT_KINDS = ("tensor", "class_logits")
+OUTPUT_KINDS = ("tensor", "class_logits", "probability_map")
 # Real photographs that ship inside scikit-image (public domain), usable offline.
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "page", "text",
                   "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
@@ -71,21 +71,51 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Limits an output must stay within against the reference; None means not checked."""
+    """Limits an output must stay within against the reference; None means not checked.
 
+    Upper limits on an error statistic (max_*, mean_*, median_*, p99_*), lower
+    limits on a similarity (min_*), and Polygraphy's elementwise check: every
+    element must satisfy |target - reference| <= atol + rtol * |reference|.
+    """
+
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
     max_abs: Optional[float] = None
     mean_abs: Optional[float] = None
+    median_abs: Optional[float] = None
+    p99_abs: Optional[float] = None
     max_rel: Optional[float] = None
+    mean_rel: Optional[float] = None
+    p99_rel: Optional[float] = None
     min_cosine: Optional[float] = None
+    min_snr_db: Optional[float] = None
+    min_psnr_db: Optional[float] = None
     min_argmax_agreement: Optional[float] = None
     """Fraction (0..1) of positions whose top class must agree; class_logits outputs only."""
+    min_miou: Optional[float] = None
+    """Mean IoU of the two label maps (class_logits) or of the two masks (probability_map)."""
+    max_hard_flips: Optional[float] = None
+    """Fraction (0..1) of positions whose confident label changed; class_logits outputs only."""
+
+
+UPPER_LIMITS = ("max_abs", "mean_abs", "median_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel")
+"""Tolerance fields that cap the metric of the same name."""
+LOWER_LIMITS = {"min_cosine": "cosine", "min_snr_db": "snr_db", "min_psnr_db": "psnr_db",
+                "min_argmax_agreement": "argmax_agreement", "min_miou": "miou"}
+"""Tolerance fields that set a floor under a metric."""
+FRACTION_LIMITS = ("min_cosine", "min_argmax_agreement", "min_miou", "max_hard_flips")
 
 
 @dataclass(frozen=True)
 class OutputSpec:
     kind: str = "tensor"
+    """tensor, class_logits (per-position class scores) or probability_map (a mask after a threshold)."""
     class_axis: int = 1
     """Axis of the class scores in the model's output (1 for NCHW logits)."""
+    benign_margin: float = 0.1
+    """class_logits: a flip where the reference's top-1 minus top-2 score is below this is a near-tie (benign)."""
+    threshold: float = 0.5
+    """probability_map: values above it are the mask (PP-OCR's detector uses 0.3)."""
     tolerance: Tolerance = Tolerance()
 
 
@@ -104,6 +134,8 @@ class Scenario:
     description: str = ""
     tags: List[str] = field(default_factory=list)
     """Also run on every board of the inventory that carries all of these tags."""
+    source_reference: bool = True
+    """Also run the ONNX source model with ONNX Runtime, to tell conversion from platform differences."""
     require_same_mnn: bool = False
     """Fail a board whose MNN version differs from the reference's, whatever its numbers."""
 
@@ -128,6 +160,7 @@ def load_scenario(path) -> Scenario:
                         "or pick them by tag (`tags: [fp16]`)")
     reference = top.str("reference", "x86")
     require_same_mnn = top.bool("require_same_mnn", False)
+    source_reference = top.bool("source_reference", True)
     default_tolerance = _tolerance(top.section("tolerance", {}), None)
     outputs = {}
     outputs_section = top.section("outputs", {})
@@ -138,7 +171,7 @@ def load_scenario(path) -> Scenario:
     return Scenario(path=path, name=name, model=model, images=images, preprocess=preprocess,
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
-                    tags=tags, require_same_mnn=require_same_mnn)
+                    tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference)
 
 
 def _model(section: Section) -> ModelSource:
@@ -258,30 +291,30 @@ def _run(section: Section) -> RunSettings:
 
 def _tolerance(section: Section, default: Optional[Tolerance]) -> Tolerance:
     base = default or Tolerance()
-
-    def limit(name):
-        return section.number(name, getattr(base, name))
-
-    tolerance = Tolerance(max_abs=limit("max_abs"), mean_abs=limit("mean_abs"), max_rel=limit("max_rel"),
-                          min_cosine=limit("min_cosine"), min_argmax_agreement=limit("min_argmax_agreement"))
-    for name in ("min_cosine", "min_argmax_agreement"):
-        value = getattr(tolerance, name)
+    values = {name: section.number(name, getattr(base, name)) for name in Tolerance.__dataclass_fields__}
+    for name in FRACTION_LIMITS:
+        value = values[name]
         if value is not None and not 0.0 <= value <= 1.0:
             raise section.error(name, f"must be between 0 and 1, got {value}",
                                 "write agreement as a fraction: 0.999 means 99.9%")
+    if (values["rtol"] is None) != (values["atol"] is None) and section.has("rtol"):
+        values["atol"] = values["atol"] or 0.0  # rtol alone: |a - b| <= rtol * |b|
     section.done()
-    return tolerance
+    return Tolerance(**values)
 
 
 def _output(section: Section, default_tolerance: Tolerance) -> OutputSpec:
     spec = OutputSpec(
         kind=section.str("kind", "tensor", OUTPUT_KINDS),
         class_axis=section.int("class_axis", 1),
+        benign_margin=section.number("benign_margin", 0.1),
+        threshold=section.number("threshold", 0.5),
         tolerance=_tolerance(section.section("tolerance", {}), default_tolerance),
     )
-    if spec.kind != "class_logits" and spec.tolerance.min_argmax_agreement is not None \
-            and section.has("tolerance") and "min_argmax_agreement" in section.data["tolerance"]:
-        raise section.error("tolerance.min_argmax_agreement", "applies to class_logits outputs only",
-                            "set `kind: class_logits` or drop the limit")
+    own = section.data.get("tolerance") or {}
+    for name in ("min_argmax_agreement", "max_hard_flips"):
+        if spec.kind != "class_logits" and name in own:
+            raise section.error(f"tolerance.{name}", "applies to class_logits outputs only",
+                                "set `kind: class_logits` or drop the limit")
     section.done()
     return spec

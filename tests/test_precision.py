@@ -32,6 +32,11 @@ def max_abs_errors(tmp_path, write_file, precision):
         assert summary["boards"][board]["status"] == "ok", summary["boards"][board]["error"]
     errors = {board: summary["comparisons"][board]["outputs"]["logits"]["metrics"]["max_abs"]
               for board in ("prec-a76", "prec-a53")}
+    if precision == "low":
+        # The report names the cause, on the board it concerns, and puts it on the platform side.
+        assert [(f["cause"], f["board"]) for f in summary["findings"]] == [("precision", "prec-a76")]
+        assert summary["attribution"]["prec-a76"] == "platform"
+        assert summary["conversion"]["passed"]
     return code, errors
 
 
@@ -62,5 +67,7 @@ def test_reading_the_session_buffer_is_garbage_on_fp16_arm_only(tmp_path, write_
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["settings"]["io"] == io
         cosines[io] = summary["comparisons"]["prec-a76"]["outputs"]["logits"]["metrics"]["cosine"]
+        causes = {f["cause"] for f in summary["findings"]}
+        assert ("tensor-access" in causes) == (io == "host")
     assert cosines["copy"] > 0.999   # FP16 arithmetic, read back correctly: close
     assert cosines["host"] < 0.5     # the same numbers read the wrong way: unrelated to the truth

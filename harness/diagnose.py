@@ -1,0 +1,121 @@
+"""From numbers to a diagnosis: which classic cause of "fine on x86, wrong on ARM" a run shows.
+
+Each finding names its cause with the words users search for, the board it
+concerns and the evidence. The rules read only the RunReport: settings, the
+board's facts (CPU features, MNN version) and the comparisons.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+CAUSES = {
+    "converter": "converter options",
+    "precision": "FP16 / precision setting",
+    "tensor-access": "wrong tensor access",
+    "mnn-version": "MNN version mismatch",
+    "argmax-flips": "ArgMax flips",
+    "platform": "platform numerics",
+}
+FP16_FEATURES = {"asimdhp", "fphp"}
+LABEL_METRICS = ("argmax_agreement", "miou", "hard_flips")
+
+
+@dataclass
+class Finding:
+    cause: str
+    """A key of CAUSES."""
+    board: Optional[str]
+    """None when it concerns the model itself (the conversion)."""
+    message: str
+
+    @property
+    def title(self) -> str:
+        return CAUSES[self.cause]
+
+
+def attribute(conversion_passed: Optional[bool], platform_passed: bool) -> str:
+    """Where a board's difference from the source model comes from."""
+    if conversion_passed is None:
+        return "platform" if not platform_passed else "none"
+    if not conversion_passed and not platform_passed:
+        return "both"
+    if not conversion_passed:
+        return "conversion"
+    return "platform" if not platform_passed else "none"
+
+
+def converter_hints(converter_args) -> List[str]:
+    args = list(converter_args)
+    hints = []
+    if "--useGeluApproximation" not in args or args[args.index("--useGeluApproximation") + 1:][:1] != ["0"]:
+        hints.append("MNN's converter approximates GELU unless given `--useGeluApproximation 0`")
+    if "--fp16" in args:
+        hints.append("`--fp16` stores the weights in half precision")
+    if "--weightQuantBits" in args:
+        hints.append("`--weightQuantBits` quantizes the weights")
+    return hints
+
+
+def diagnose(report) -> List[Finding]:
+    findings: List[Finding] = []
+    conversion = getattr(report, "conversion", None)
+    if conversion is not None and not conversion.passed:
+        reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
+            or conversion.error or ""
+        hints = converter_hints(report.model.converter_args)
+        findings.append(Finding("converter", None,
+                                f"MNN on x86 already differs from the source model ({reasons}): the conversion "
+                                f"changed it. Converter options: {' '.join(report.model.converter_args) or 'none'}."
+                                + (" " + "; ".join(hints) + "." if hints else "")))
+    settings = report.scenario.run
+    reference = report.results[report.reference]
+    for name, comparison in report.comparisons.items():
+        if comparison.passed or comparison.error:
+            continue
+        facts = report.results[name].facts
+        features = set(facts.get("cpu_features") or [])
+        named = False
+        if settings.io == "host":
+            findings.append(Finding("tensor-access", name,
+                                    "io: host reads the session tensor's own buffer (getNumpyData on the session "
+                                    "output) instead of copying to a host tensor (copyToHostTensor): on this "
+                                    "board that buffer is not float32 in NCHW order"
+                                    + (" (precision low: it holds FP16)" if settings.precision == "low" else "")))
+            named = True
+        if settings.precision == "low" and features & FP16_FEATURES:
+            findings.append(Finding("precision", name,
+                                    f"precision: low computes in FP16 on {name} "
+                                    f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
+                                    "Use precision: normal where accuracy matters"))
+            named = True
+        if settings.precision == "low_bf16" and "bf16" in features:
+            findings.append(Finding("precision", name, f"precision: low_bf16 computes in BF16 on {name}"))
+            named = True
+        board_mnn, host_mnn = facts.get("mnn_version"), reference.facts.get("mnn_version")
+        if board_mnn and host_mnn and board_mnn != host_mnn:
+            findings.append(Finding("mnn-version", name, f"MNN {board_mnn} on {name}, {host_mnn} on the host: "
+                                    "kernels and the converter's graph differ between versions"))
+            named = True
+        for output in comparison.outputs:
+            failed = {reason.split(" ")[0] for reason in output.reasons}
+            if not output.passed and failed <= set(LABEL_METRICS):
+                m = output.metrics
+                flips = (m.get("benign_flips") or 0.0) + (m.get("hard_flips") or 0.0)
+                benign = (m.get("benign_flips") or 0.0) / flips if flips else 0.0
+                findings.append(Finding("argmax-flips", name,
+                                        f"{output.output}: the scores agree (max abs {m.get('max_abs', 0):.2g}) but "
+                                        f"{flips:.3%} of positions change label, {benign:.0%} of them near-ties "
+                                        "(benign flips): ArgMax turns tiny differences into visible ones"))
+                named = True
+        if not named:
+            findings.append(Finding("platform", name,
+                                    f"{name} differs from x86 with the same model bytes, inputs, MNN version and "
+                                    "settings: the platform's kernels (SIMD width, reduction order, threads)"))
+    return findings
+
+
+def attributions(report) -> Dict[str, str]:
+    conversion = getattr(report, "conversion", None)
+    conversion_passed = None if conversion is None else conversion.passed
+    return {name: attribute(conversion_passed, comparison.passed)
+            for name, comparison in report.comparisons.items() if comparison.error is None}

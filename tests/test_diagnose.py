@@ -1,0 +1,99 @@
+"""Attribution and named causes, on cases made for them."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare import TargetComparison, judge
+from harness.diagnose import attribute, diagnose
+from harness.scenario import OutputSpec, RunSettings, Tolerance
+
+from .conftest import REPO
+
+
+def test_attribution_table():
+    assert attribute(True, True) == "none"
+    assert attribute(False, True) == "conversion"
+    assert attribute(True, False) == "platform"
+    assert attribute(False, False) == "both"
+    assert attribute(None, False) == "platform"
+
+
+def fake_report(io="copy", precision="normal", board_facts=None, comparison=None):
+    results = {"x86": SimpleNamespace(facts={"mnn_version": "3.6.1"}),
+               "arm": SimpleNamespace(facts={"mnn_version": "3.6.1", "cpu_features": [], **(board_facts or {})})}
+    return SimpleNamespace(conversion=None, scenario=SimpleNamespace(run=RunSettings(io=io, precision=precision)),
+                           reference="x86", results=results, comparisons={"arm": comparison},
+                           model=SimpleNamespace(converter_args=("--useGeluApproximation", "0")))
+
+
+def failing_logits():
+    """Scores that agree to 1e-3 but tip one near-tie: a flip and nothing else."""
+    reference = np.zeros((1, 1, 2, 4))
+    reference[0, 0, 0] = [1.0, 1.0, 1.0, 1.0005]
+    reference[0, 0, 1] = [0.0, 0.0, 0.0, 1.0]
+    target = reference.copy()
+    target[0, 0, 1, 3] = 1.001
+    spec = OutputSpec(kind="class_logits", tolerance=Tolerance(max_abs=0.01, min_argmax_agreement=0.99))
+    comparison = TargetComparison("arm", "x86", [judge("logits", target, reference, spec)])
+    assert not comparison.passed
+    return comparison
+
+
+def test_argmax_flips_of_near_ties_are_named():
+    (finding,) = diagnose(fake_report(comparison=failing_logits()))
+    assert finding.cause == "argmax-flips" and finding.board == "arm"
+    assert "25.000% of positions change label, 100% of them near-ties" in finding.message
+
+
+def test_fp16_board_with_precision_low_and_host_io_are_named():
+    report = fake_report(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
+                         comparison=failing_logits())
+    causes = {finding.cause for finding in diagnose(report)}
+    assert {"tensor-access", "precision"} <= causes
+
+
+def test_version_mismatch_is_named():
+    report = fake_report(board_facts={"mnn_version": "3.4.1"}, comparison=failing_logits())
+    assert "mnn-version" in {finding.cause for finding in diagnose(report)}
+
+
+def test_unexplained_difference_is_the_platform():
+    comparison = TargetComparison("arm", "x86", [judge("y", np.ones(4) * 2, np.ones(4),
+                                                       OutputSpec(tolerance=Tolerance(max_abs=0.1)))])
+    (finding,) = diagnose(fake_report(comparison=comparison))
+    assert finding.cause == "platform"
+
+
+@pytest.mark.emulated
+def test_gelu_approximation_is_caught_as_a_conversion_difference(tmp_path, write_file, capsys):
+    """SegFormer converted with the converter's defaults: MNN on x86 already differs from ONNX Runtime."""
+    scenario = write_file("gelu.yaml", f"""
+name: gelu
+model:
+  build: {REPO / 'scenarios' / 'models' / 'segformer.py'}
+  build_args: {{height: 64, width: 64, num_classes: 150, seed: 0}}
+  converter_args: []
+inputs: {{images: [skimage:astronaut]}}
+preprocess:
+  resize: {{height: 64, width: 64}}
+  mean: [0.485, 0.456, 0.406]
+  std: [0.229, 0.224, 0.225]
+targets: [x86]
+tolerance: {{max_abs: 1e-3}}
+outputs:
+  logits: {{kind: class_logits}}
+""")
+    code = main(["run", str(scenario), "--reports", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    (run_dir,) = list((tmp_path / "r").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert code == 1
+    assert summary["source"]["status"] == "ok" and summary["source"]["runtime"].startswith("onnxruntime")
+    assert not summary["conversion"]["passed"]
+    (finding,) = summary["findings"]
+    assert finding["cause"] == "converter" and "--useGeluApproximation 0" in finding["message"]
+    assert "converter options" in out and "x86 vs onnxruntime" in out
