@@ -72,7 +72,8 @@ def _metric(value: Optional[float], kind: str) -> str:
 def verdict_table(report: RunReport) -> Table:
     table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
                   box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for column in ("Board", "Output", "max abs", "mean abs", "p99 abs", "cosine", "argmax", "Verdict"):
+    # "labels": argmax agreement of class logits, or the mask IoU of a probability map.
+    for column in ("Board", "Output", "max abs", "mean abs", "p99 abs", "cosine", "labels", "Verdict"):
         table.add_column(column, justify="left" if column in ("Board", "Output", "Verdict") else "right",
                          no_wrap=True)
     rows = sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target))
@@ -93,8 +94,8 @@ def verdict_table(report: RunReport) -> Table:
                 verdict.append(f" {cause}", "red")
             table.add_row(label, output.output, _metric(m.get("max_abs"), "e"),
                           _metric(m.get("mean_abs"), "e"), _metric(m.get("p99_abs"), "e"),
-                          _metric(m.get("cosine"), "cosine"), _metric(m.get("argmax_agreement"), "percent"),
-                          verdict)
+                          _metric(m.get("cosine"), "cosine"),
+                          _metric(m.get("argmax_agreement", m.get("miou")), "percent"), verdict)
     return table
 
 

@@ -148,12 +148,29 @@ class Section:
         value = self.str(name, default)
         if value is None or (value is default and default is not _MISSING):
             return value
+        if value.startswith("pkg:"):
+            return self._package_file(name, value)
         path = Path(value).expanduser()
         if not path.is_absolute():
             path = self.file.parent / path
         if must_exist and not path.exists():
             raise self.error(name, f"file {value!r} does not exist (looked at {path})",
                              "fix the path; relative paths are taken from the YAML file's directory")
+        return path
+
+    def _package_file(self, name: str, value: str) -> Path:
+        """`pkg:PACKAGE/path/in/it`: a file shipped inside an installed package (a model in a wheel)."""
+        import importlib.util
+
+        package, _, inner = value[len("pkg:"):].partition("/")
+        spec = importlib.util.find_spec(package) if package else None
+        if spec is None or not spec.submodule_search_locations:
+            raise self.error(name, f"the package {package!r} is not installed",
+                             f"install it (`pip install {package}`; scenarios' model packages are in "
+                             "`pip install -e .[model]`)")
+        path = Path(list(spec.submodule_search_locations)[0]) / inner
+        if not path.is_file():
+            raise self.error(name, f"the package {package!r} has no file {inner!r} (looked at {path})")
         return path
 
     def done(self):
