@@ -19,6 +19,7 @@ import paramiko
 from fabric import Connection
 
 from ..endpoint import SshEndpoint
+from ..cache import sha256_file
 from ..errors import BoardError
 from ..job import AGENT_PATH, Job
 from ..results import TargetResult
@@ -202,6 +203,8 @@ class SshTarget(Target):
     def run_locked(self, board: "BoardSession", job: Job, local_dir: Path, on_stage: StageCallback,
                    result: TargetResult) -> None:
         job_dir = posixpath.join(board.workdir, "jobs", job.id)
+        # The agent is stored by hash too: a warm run sends only job.json.
+        agent = posixpath.join(board.store, f"mnn_agent-{sha256_file(job.agent_path)[:16]}.py")
         model_ref = posixpath.join(board.store, f"{job.model_sha256}.mnn")
         inputs_ref = posixpath.join(board.store, f"{job.inputs_sha256}.npz")
         manifest_path = local_dir / "job.json"
@@ -215,13 +218,13 @@ class SshTarget(Target):
             on_stage("upload")
             started = time.perf_counter()
             refresh = attempt > 0
-            for local, remote, always in ((job.agent_path, board.agent, True),
+            for local, remote, always in ((job.agent_path, agent, refresh),
                                           (job.model_path, model_ref, refresh),
                                           (job.inputs_path, inputs_ref, refresh),
                                           (manifest_path, posixpath.join(job_dir, "job.json"), True)):
                 result.bytes_uploaded += self.put(board.sftp, local, remote, always)
             result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
-            self.run_agent(board, job_dir, local_dir, on_stage, result)
+            self.run_agent(board, agent, job_dir, local_dir, on_stage, result)
             on_stage("download")
             started = time.perf_counter()
             for name in ("result.json", "outputs.npz"):
@@ -240,11 +243,11 @@ class SshTarget(Target):
             break
         self.remote(board.connection, ["rm", "-rf", job_dir], "clean up")
 
-    def run_agent(self, board: "BoardSession", job_dir: str, local_dir: Path, on_stage: StageCallback,
-                  result: TargetResult) -> None:
+    def run_agent(self, board: "BoardSession", agent: str, job_dir: str, local_dir: Path,
+                  on_stage: StageCallback, result: TargetResult) -> None:
         on_stage("run")
         started = time.perf_counter()
-        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, board.agent, job_dir])
+        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, agent, job_dir])
         try:
             run = board.connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
                                        timeout=self.board.run_timeout)
