@@ -152,10 +152,12 @@ def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> st
 
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                  progress: Progress = Progress(), only: Optional[List[str]] = None,
-                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0) -> RunReport:
+                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0,
+                 run_id: Optional[str] = None) -> RunReport:
+    """One run; run_id names its folder under reports_dir (a new one by default)."""
     started = time.perf_counter()
     boards = select_targets(scenario, inventory, only)
-    run_id = new_run_id(scenario)
+    run_id = run_id or new_run_id(scenario)
     run_dir = Path(reports_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -164,7 +166,8 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     input_name = check_model_against_scenario(scenario, model)
     progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
     inputs = build_inputs(scenario, input_name, run_dir)
-    job = Job(id=run_id, model_path=model.mnn_path, model_sha256=model.mnn_sha256,
+    # Unique on every board even when two runs share a run id (a matrix setting's label).
+    job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
               output_names=list(model.outputs), layout=scenario.preprocess.layout,
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,

@@ -134,6 +134,8 @@ class Scenario:
     description: str = ""
     tags: List[str] = field(default_factory=list)
     """Also run on every board of the inventory that carries all of these tags."""
+    matrix: Dict[str, object] = field(default_factory=dict)
+    """Settings to try in every combination: precision, threads, api, io lists and converter variants."""
     source_reference: bool = True
     """Also run the ONNX source model with ONNX Runtime, to tell conversion from platform differences."""
     require_same_mnn: bool = False
@@ -161,6 +163,7 @@ def load_scenario(path) -> Scenario:
     reference = top.str("reference", "x86")
     require_same_mnn = top.bool("require_same_mnn", False)
     source_reference = top.bool("source_reference", True)
+    matrix = _matrix(top.section("matrix", {}))
     default_tolerance = _tolerance(top.section("tolerance", {}), None)
     outputs = {}
     outputs_section = top.section("outputs", {})
@@ -171,7 +174,8 @@ def load_scenario(path) -> Scenario:
     return Scenario(path=path, name=name, model=model, images=images, preprocess=preprocess,
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
-                    tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference)
+                    tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
+                    matrix=matrix)
 
 
 def _model(section: Section) -> ModelSource:
@@ -274,6 +278,36 @@ def _preprocess(section: Section) -> Preprocess:
     )
     section.done()
     return preprocess
+
+
+def _matrix(section: Section) -> Dict[str, object]:
+    """matrix: {precision: [normal, low], threads: [1, 4], api: [session, module], io: [copy, host],
+    converter: {fp32: [], fp16: [--fp16], w8: [--weightQuantBits, "8"]}}"""
+    matrix: Dict[str, object] = {}
+    for key, choices in (("precision", PRECISIONS), ("api", APIS), ("io", IO_MODES)):
+        values = section.str_list(key, [])
+        for index, value in enumerate(values):
+            if value not in choices:
+                raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}")
+        if values:
+            matrix[key] = values
+    threads = section.list("threads", [])
+    for index, value in enumerate(threads):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise section.error(f"threads[{index}]", f"must be a positive integer, got {value!r}")
+    if threads:
+        matrix["threads"] = threads
+    converter = section.raw("converter", {})
+    if not isinstance(converter, dict):
+        raise section.error("converter", "must map a variant's name to its converter arguments",
+                            "e.g. `converter: {fp32: [], fp16: [--fp16]}`")
+    for name, args in converter.items():
+        if not isinstance(args, list):
+            raise section.error(f"converter.{name}", "must be a list of converter arguments")
+    if converter:
+        matrix["converter"] = {str(name): [str(arg) for arg in args] for name, args in converter.items()}
+    section.done()
+    return matrix
 
 
 def _run(section: Section) -> RunSettings:

@@ -60,7 +60,10 @@ def test_good_scenario_loads_every_field(tmp_path):
 
 def test_shipped_scenarios_load():
     for path in (REPO / "scenarios").glob("*.yaml"):
-        assert load_scenario(path).targets
+        if path.name.startswith("nightly"):
+            continue  # a nightly file lists scenarios; it is not one
+        scenario = load_scenario(path)
+        assert scenario.targets or scenario.tags
 
 
 @pytest.mark.parametrize("change, key, words", [

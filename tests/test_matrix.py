@@ -1,0 +1,59 @@
+"""The run matrix: which settings diverge on which boards, each setting an ordinary run."""
+
+import json
+
+import pytest
+from rich.console import Console
+
+from harness.inventory import load_inventory
+from harness.matrix import expand, matrix_table, run_matrix
+from harness.runner import Progress
+from harness.scenario import load_scenario
+
+from .conftest import scenario_text
+
+MATRIX = """matrix:
+  precision: [normal, low]
+  converter:
+    fp32: [--useGeluApproximation, "0"]
+    w4: [--weightQuantBits, "4"]
+"""
+
+
+def test_expand_makes_every_combination(write_file):
+    scenario = load_scenario(write_file("m.yaml", scenario_text(["x86"]) + MATRIX))
+    settings = expand(scenario)
+    assert [s.label for s in settings] == ["normal-t1-session-copy-fp32", "normal-t1-session-copy-w4",
+                                           "low-t1-session-copy-fp32", "low-t1-session-copy-w4"]
+    low_w4 = settings[3].scenario
+    assert low_w4.run.precision == "low" and low_w4.model.converter_args == ("--weightQuantBits", "4")
+    assert low_w4.matrix == {}
+
+
+@pytest.mark.emulated
+def test_matrix_shows_fp16_on_the_board_and_quantization_in_the_conversion(tmp_path, write_file,
+                                                                           emulated_boards):
+    emulated_boards.add("mx-a76")
+    inventory = load_inventory(write_file("inventory.yaml", "boards:\n  x86: {kind: local}\n"
+                                          "  mx-a76: {kind: emulated, cpu: cortex-a76}\n"))
+    scenario = load_scenario(write_file("m.yaml", scenario_text(["x86", "mx-a76"]) + MATRIX))
+    report = run_matrix(scenario, inventory, tmp_path, lambda setting: Progress())
+    by_label = {setting.label: run for setting, run in report.runs}
+    clean = by_label["normal-t1-session-copy-fp32"]
+    assert clean.exit_code == 0
+    fp16 = by_label["low-t1-session-copy-fp32"]
+    assert not fp16.comparisons["mx-a76"].passed and fp16.conversion.passed
+    assert fp16.attribution["mx-a76"] == "platform"
+    assert "precision" in {f.cause for f in fp16.findings}
+    quantized = by_label["normal-t1-session-copy-w4"]
+    assert not quantized.conversion.passed  # 4-bit weights: MNN on x86 already differs from its source
+    assert "converter" in {f.cause for f in quantized.findings}
+    assert report.exit_code == 1
+    saved = json.loads((report.run_dir / "matrix.json").read_text())
+    assert [s["label"] for s in saved["settings"]] == [s.label for s, _ in report.runs]
+    for setting, _ in report.runs:
+        assert (report.run_dir / setting.label / "inputs.npz").is_file()
+    console = Console(width=100, record=True)
+    console.print(matrix_table(report))
+    text = console.export_text()
+    assert "low-t1-session-copy-fp32" in text and "FAIL" in text and "src" in text
