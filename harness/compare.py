@@ -189,3 +189,48 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
         comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
                                         scenario.output_spec(name)))
     return comparison
+
+
+@dataclass
+class ParityResult:
+    """The board's own preprocessing against the host's tensors (the same images, the same spec)."""
+
+    target: str
+    backend: Optional[str]
+    passed: bool
+    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
+    hint: str = ""
+    """What the difference looks like: swapped channels, or resize/rounding."""
+    error: Optional[str] = None
+
+
+def compare_preprocessing(target: str, backend: Optional[str], board: np.ndarray, host: np.ndarray,
+                          std: tuple, layout: str, max_abs: float) -> ParityResult:
+    if board.shape != host.shape:
+        return ParityResult(target, backend, False, error=f"shape {list(board.shape)} differs from the host's "
+                            f"{list(host.shape)}: the resize size differs")
+    values = metrics(board, host)
+    channel_axis = -3 if layout == "NCHW" else -1
+    # A normalized unit is std/scale gray levels; the worst channel says how many levels apart they are.
+    levels = values["max_abs"] * max(std) * 255.0
+    hint = ""
+    if values["max_abs"] > max_abs:
+        swapped = np.flip(host, axis=channel_axis)
+        straight = np.mean([_correlation(np.take(board, c, channel_axis), np.take(host, c, channel_axis))
+                            for c in range(3)])
+        crossed = np.mean([_correlation(np.take(board, c, channel_axis), np.take(swapped, c, channel_axis))
+                           for c in range(3)])
+        if crossed > straight + 0.01:
+            hint = "the channel order is swapped (BGR against RGB)"
+        else:
+            hint = (f"values differ by up to ~{levels:.0f} gray levels at the same size: the resize "
+                    "interpolation or its rounding differs")
+    values["gray_levels"] = levels
+    return ParityResult(target, backend, values["max_abs"] <= max_abs, values, hint)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 CAUSES = {
+    "preprocessing": "preprocessing drift",
     "converter": "converter options",
     "precision": "FP16 / precision setting",
     "tensor-access": "wrong tensor access",
@@ -67,6 +68,13 @@ def diagnose(report) -> List[Finding]:
                                 f"MNN on x86 already differs from the source model ({reasons}): the conversion "
                                 f"changed it. Converter options: {' '.join(report.model.converter_args) or 'none'}."
                                 + (" " + "; ".join(hints) + "." if hints else "")))
+    for name, parity in (getattr(report, "parity", None) or {}).items():
+        if parity.passed:
+            continue
+        detail = parity.error or (f"its {parity.backend} preprocessing differs from the host's by "
+                                  f"{parity.metrics['max_abs']:.3g} in the input tensor: {parity.hint}")
+        findings.append(Finding("preprocessing", name, detail + ". The inference comparison used the host's "
+                                "tensors, so this drift comes on top of it"))
     settings = report.scenario.run
     reference = report.results[report.reference]
     for name, comparison in report.comparisons.items():

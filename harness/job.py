@@ -34,10 +34,18 @@ class Job:
     iterations: int = 1
     warmup: int = 0
     agent_path: Path = AGENT_PATH
+    preprocess: Optional[dict] = None
+    """Board-side preprocessing to run for the parity check (None: none)."""
+    images_path: Optional[Path] = None
+    images_sha256: Optional[str] = None
 
-    def manifest(self, model_ref: str, inputs_ref: str) -> dict:
-        """job.json, with the model and inputs named as the target sees them."""
+    def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None) -> dict:
+        """job.json, with the model, inputs and raw images named as the target sees them."""
+        preprocess = None
+        if self.preprocess is not None and images_ref is not None:
+            preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
         return {
+            "preprocess": preprocess,
             "schema": 1, "id": self.id,
             "model": model_ref, "model_sha256": self.model_sha256,
             "inputs": inputs_ref, "inputs_sha256": self.inputs_sha256,
@@ -72,3 +80,13 @@ def read_agent_result(job_dir: Path) -> Tuple[dict, Optional[Dict[str, np.ndarra
     with np.load(outputs_path, allow_pickle=False) as data:
         outputs = {name: data[name] for name in data.files}
     return facts, outputs
+
+
+def read_preprocessed(job_dir: Path, facts: dict) -> Optional[np.ndarray]:
+    """The board's own preprocessed tensors, when the job asked for them and they arrived whole."""
+    info = facts.get("preprocess") or {}
+    path = job_dir / "preprocessed.npz"
+    if info.get("status") != "ok" or not path.is_file() or sha256_file(path) != info.get("sha256"):
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data[data.files[0]]

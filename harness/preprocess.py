@@ -79,3 +79,20 @@ def build_inputs(scenario: Scenario, input_name: str, out_dir: Path) -> InputSet
     tmp.replace(path)
     return InputSet(path=path, sha256=sha256_file(path), sample_names=[i.name for i in scenario.images],
                     input_name=input_name, shape=tuple(stacked.shape[1:]))
+
+
+def save_raw_images(scenario: Scenario, out_dir: Path):
+    """The decoded BGR images as the board gets them (images.npz: img0, img1, ...) and their SHA-256."""
+    arrays = {f"img{index}": read_bgr(image) for index, image in enumerate(scenario.images)}
+    path = out_dir / "images.npz"
+    tmp = out_dir / ".images.npz.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(path)
+    return path, sha256_file(path)
+
+
+def preprocess_spec(spec: Preprocess) -> dict:
+    """The preprocessing as job.json carries it to the agent."""
+    return {"color": spec.color, "height": spec.height, "width": spec.width, "interpolation": spec.interpolation,
+            "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "layout": spec.layout}

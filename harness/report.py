@@ -205,6 +205,12 @@ def render(report: RunReport, console: Console) -> None:
     console.print(verdict_table(report))
     for line in failure_reasons(report):
         console.print(line)
+    for name, parity in report.parity.items():
+        shown = (f"max abs {parity.metrics['max_abs']:.3g} (~{parity.metrics['gray_levels']:.0f} gray levels)"
+                 if parity.metrics else parity.error)
+        console.print(Text.assemble(("preprocessing on ", "dim"), (name, "bold"),
+                                    (f" ({parity.backend or '?'}) vs host: ", "dim"), shown or "", " ",
+                                    ("PASS", "bold green") if parity.passed else ("FAIL", "bold red")))
     if report.findings:
         console.print(Text("Likely causes", "bold"))
         for finding in report.findings:
@@ -257,6 +263,8 @@ def summary(report: RunReport) -> dict:
             "runtime": report.source.facts.get("runtime"), "path": str(report.model.source_path)},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,
+        "preprocess_parity": {name: {"passed": p.passed, "backend": p.backend, "metrics": _json_metrics(p.metrics),
+                                     "hint": p.hint, "error": p.error} for name, p in report.parity.items()},
         "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}
                      for f in report.findings],
         "comparisons": {name: _comparison_json(comparison) for name, comparison in report.comparisons.items()},

@@ -29,6 +29,8 @@ class TargetResult:
     facts: dict = field(default_factory=dict)
     """The agent's result.json: machine, MNN version, CPU features, latency, memory."""
     outputs: Dict[str, np.ndarray] = field(default_factory=dict)
+    preprocessed: Optional[np.ndarray] = None
+    """The board's own preprocessing of the raw images (preprocessing parity), when asked for."""
     timings: Dict[str, float] = field(default_factory=dict)
     """Seconds per stage on the host's clock: connect, upload, run, download."""
     locked_span: Optional[tuple] = None

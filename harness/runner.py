@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import __version__
-from .compare import TargetComparison, compare_target
+from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
 from .errors import ConfigError
 from .inventory import BoardSpec, Inventory, boards_named
 from .job import Job
 from .model import ModelArtifact, prepare_model
-from .preprocess import InputSet, build_inputs
+from .preprocess import InputSet, build_inputs, preprocess_spec, save_raw_images
 from .results import FAILED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
 from .diagnose import attributions, diagnose
@@ -51,6 +51,8 @@ class RunReport:
     """Board -> where its difference comes from: conversion, platform, both or none."""
     findings: list = field(default_factory=list)
     """diagnose.Finding: the classic causes this run shows."""
+    parity: Dict[str, ParityResult] = field(default_factory=dict)
+    """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
 
     @property
     def compared_targets(self) -> List[str]:
@@ -75,7 +77,8 @@ class RunReport:
         """
         if self.results[self.reference].status != OK:
             return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
-        if self.failed or (self.conversion is not None and not self.conversion.passed):
+        if self.failed or (self.conversion is not None and not self.conversion.passed) \
+                or any(not parity.passed for parity in self.parity.values()):
             return EXIT_COMPARISON_FAILED
         if self.unusable:
             return EXIT_BOARD
@@ -92,6 +95,24 @@ class Progress:
     def stage(self, name: str, stage: str) -> None: ...
 
     def target_done(self, name: str, result: TargetResult) -> None: ...
+
+
+def check_parity(report: "RunReport", scenario: Scenario) -> Dict[str, ParityResult]:
+    import numpy as np
+
+    with np.load(report.inputs.path, allow_pickle=False) as data:
+        host = data[report.inputs.input_name]
+    parity = {}
+    for name, result in report.results.items():
+        info = result.facts.get("preprocess") or {}
+        if result.preprocessed is None:
+            parity[name] = ParityResult(name, info.get("backend"), False,
+                                        error=info.get("error") or "the board sent no preprocessed tensors")
+            continue
+        parity[name] = compare_preprocessing(name, info.get("backend"), result.preprocessed, host,
+                                             scenario.preprocess.std, scenario.preprocess.layout,
+                                             scenario.parity.max_abs)
+    return parity
 
 
 def mnn_mismatch(result: TargetResult, reference: TargetResult) -> Optional[str]:
@@ -166,12 +187,17 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     input_name = check_model_against_scenario(scenario, model)
     progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
     inputs = build_inputs(scenario, input_name, run_dir)
+    images_path = images_sha256 = board_preprocess = None
+    if scenario.parity is not None:
+        images_path, images_sha256 = save_raw_images(scenario, run_dir)
+        board_preprocess = preprocess_spec(scenario.parity.board)
     # Unique on every board even when two runs share a run id (a matrix setting's label).
     job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
               output_names=list(model.outputs), layout=scenario.preprocess.layout,
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
-              warmup=scenario.run.warmup)
+              warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
+              images_sha256=images_sha256)
 
     report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=scenario.reference, boards={board.name: board for board in boards},
@@ -210,6 +236,8 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         if mismatch and scenario.require_same_mnn and comparison.error is None:
             comparison.error = f"{mismatch} (require_same_mnn: true)"
         report.comparisons[name] = comparison
+    if scenario.parity is not None:
+        report.parity = check_parity(report, scenario)
     if report.source is not None:
         report.conversion = compare_target(scenario, reference, report.source, list(model.outputs))
     report.attribution = attributions(report)

@@ -5,7 +5,7 @@ works on the typed `Scenario` and never looks at the YAML again.
 """
 
 import glob
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -51,6 +51,16 @@ class Preprocess:
     mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class ParitySpec:
+    """Preprocess on the board too and compare with the host's tensors (preprocessing drift)."""
+
+    board: Preprocess
+    """What the app on the board does: the scenario's preprocessing with the overrides given."""
+    max_abs: float = 0.05
+    """Largest tolerated difference in the normalized tensor (about 3 gray levels at std 0.229)."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,8 @@ class Scenario:
     description: str = ""
     tags: List[str] = field(default_factory=list)
     """Also run on every board of the inventory that carries all of these tags."""
+    parity: Optional[ParitySpec] = None
+    """Preprocessing parity: None, or how the board preprocesses and the tolerance."""
     matrix: Dict[str, object] = field(default_factory=dict)
     """Settings to try in every combination: precision, threads, api, io lists and converter variants."""
     source_reference: bool = True
@@ -164,6 +176,7 @@ def load_scenario(path) -> Scenario:
     require_same_mnn = top.bool("require_same_mnn", False)
     source_reference = top.bool("source_reference", True)
     matrix = _matrix(top.section("matrix", {}))
+    parity = _parity(top.section("preprocess_parity"), preprocess) if top.has("preprocess_parity") else None
     default_tolerance = _tolerance(top.section("tolerance", {}), None)
     outputs = {}
     outputs_section = top.section("outputs", {})
@@ -175,7 +188,7 @@ def load_scenario(path) -> Scenario:
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
                     tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
-                    matrix=matrix)
+                    matrix=matrix, parity=parity)
 
 
 def _model(section: Section) -> ModelSource:
@@ -278,6 +291,26 @@ def _preprocess(section: Section) -> Preprocess:
     )
     section.done()
     return preprocess
+
+
+def _parity(section: Section, host: Preprocess) -> ParitySpec:
+    """preprocess_parity: {board: {color: bgr, interpolation: nearest}, max_abs: 0.05}; {} checks the same spec."""
+    board = section.section("board", {})
+    overrides = {}
+    if board.has("color"):
+        overrides["color"] = board.str("color", None, ("rgb", "bgr"))
+    if board.has("interpolation"):
+        overrides["interpolation"] = board.str("interpolation", None, INTERPOLATIONS)
+    if board.has("scale"):
+        overrides["scale"] = board.number("scale")
+    if board.has("mean"):
+        overrides["mean"] = _triple(board, "mean", host.mean)
+    if board.has("std"):
+        overrides["std"] = _triple(board, "std", host.std)
+    board.done()
+    spec = ParitySpec(board=replace(host, **overrides), max_abs=section.number("max_abs", 0.05))
+    section.done()
+    return spec
 
 
 def _matrix(section: Section) -> Dict[str, object]:

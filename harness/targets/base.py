@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..errors import BoardError
 from ..inventory import BoardSpec
-from ..job import Job, ResultFileError, read_agent_result
+from ..job import Job, ResultFileError, read_agent_result, read_preprocessed
 from ..results import FAILED, OK, UNUSABLE, TargetResult
 
 StageCallback = Callable[[str], None]
@@ -55,6 +55,7 @@ class Target(ABC):
             result.error = str(error) + self.agent_log_tail(local_dir)
             return result
         result.facts = facts
+        result.preprocessed = read_preprocessed(local_dir, facts)
         if outputs is None:
             result.status, result.error = FAILED, facts.get("error") or "the agent reported a failure"
         else:

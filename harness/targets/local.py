@@ -18,9 +18,10 @@ class LocalTarget(Target):
         # A subprocess, not an import: MNN prints on stdout, may crash on a bad
         # setting, and must run exactly as it does on a board.
         python = self.board.python or sys.executable
-        manifest = job.manifest(str(job.model_path.resolve()), str(job.inputs_path.resolve()))
+        manifest = job.manifest(str(job.model_path.resolve()), str(job.inputs_path.resolve()),
+                                str(job.images_path.resolve()) if job.images_path else None)
         (local_dir / "job.json").write_text(json.dumps(manifest, indent=1))
-        for stale in ("result.json", "outputs.npz"):
+        for stale in ("result.json", "outputs.npz", "preprocessed.npz"):
             (local_dir / stale).unlink(missing_ok=True)
         on_stage("run")
         started = time.perf_counter()

@@ -207,8 +207,9 @@ class SshTarget(Target):
         agent = posixpath.join(board.store, f"mnn_agent-{sha256_file(job.agent_path)[:16]}.py")
         model_ref = posixpath.join(board.store, f"{job.model_sha256}.mnn")
         inputs_ref = posixpath.join(board.store, f"{job.inputs_sha256}.npz")
+        images_ref = posixpath.join(board.store, f"{job.images_sha256}.npz") if job.images_path else None
         manifest_path = local_dir / "job.json"
-        manifest_path.write_text(json.dumps(job.manifest(model_ref, inputs_ref), indent=1))
+        manifest_path.write_text(json.dumps(job.manifest(model_ref, inputs_ref, images_ref), indent=1))
         self.remote(board.connection, ["mkdir", "-p", job_dir, board.store, posixpath.dirname(board.agent)],
                     "mkdir")
         # The store keeps model and inputs by SHA-256; the agent checks both
@@ -218,16 +219,18 @@ class SshTarget(Target):
             on_stage("upload")
             started = time.perf_counter()
             refresh = attempt > 0
-            for local, remote, always in ((job.agent_path, agent, refresh),
-                                          (job.model_path, model_ref, refresh),
-                                          (job.inputs_path, inputs_ref, refresh),
-                                          (manifest_path, posixpath.join(job_dir, "job.json"), True)):
+            uploads = [(job.agent_path, agent, refresh), (job.model_path, model_ref, refresh),
+                       (job.inputs_path, inputs_ref, refresh),
+                       (manifest_path, posixpath.join(job_dir, "job.json"), True)]
+            if images_ref:
+                uploads.append((job.images_path, images_ref, refresh))
+            for local, remote, always in uploads:
                 result.bytes_uploaded += self.put(board.sftp, local, remote, always)
             result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
             self.run_agent(board, agent, job_dir, local_dir, on_stage, result)
             on_stage("download")
             started = time.perf_counter()
-            for name in ("result.json", "outputs.npz"):
+            for name in ("result.json", "outputs.npz", "preprocessed.npz"):
                 (local_dir / name).unlink(missing_ok=True)
                 remote = posixpath.join(job_dir, name)
                 try:
