@@ -6,13 +6,14 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := qemu-user-static openssh-server iproute2
+APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium
 
 .PHONY: setup system venv sysroot models demo test bench clean farm-down
 
 setup: system venv sysroot
 
-# Debian packages: qemu-user runs the aarch64 Python, sshd is each emulated board.
+# Debian packages: qemu-user runs the aarch64 Python, sshd is each emulated board,
+# iproute2 gives each board its network namespace, chromium renders report.html in the tests.
 # arm64 is added as a foreign architecture so that `apt-get download` can fetch
 # the sysroot's packages; nothing arm64 is installed on the host.
 system:

@@ -4,6 +4,9 @@
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json]                   every board with live health
     harness farm up [--size N] | down | status
+    harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
+    harness report RUN-ID [--reports DIR] [--json]          show a stored run again
+    harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
 
 Exit codes: 0 every board matched, 1 some comparison failed, 2 usage or
 configuration error (nothing ran), 3 a board could not be used.
@@ -17,6 +20,7 @@ from typing import List, Optional
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import HarnessError
 from .inventory import find_inventory, load_inventory
@@ -50,6 +54,26 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with an older MNN, ...) and "
                       "write its inventory; without --size, start the inventory's emulated boards")
 
+    nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
+                                  "the history and compare with the previous night")
+    nightly.add_argument("file", help="nightly YAML, e.g. scenarios/nightly.yaml")
+    nightly.add_argument("--reports", default="reports", help="directory for the runs and history.sqlite "
+                         "(default: reports)")
+    nightly.add_argument("--json", action="store_true", help="print the night's outcome as JSON on stdout")
+    nightly.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS",
+                         help="wait this long for another run's lock on a board (default 300)")
+
+    show = commands.add_parser("report", help="show a stored run again, from reports/<run-id>/summary.json")
+    show.add_argument("run_id", metavar="RUN-ID", help="a directory name under --reports (or its path)")
+    show.add_argument("--reports", default="reports", help="directory of the runs (default: reports)")
+    show.add_argument("--json", action="store_true", help="print summary.json on stdout")
+
+    history = commands.add_parser("history", help="the trend per scenario x board over the last nights")
+    history.add_argument("--scenario", help="only this scenario (its name)")
+    history.add_argument("--nights", type=int, default=14, help="how many nights back (default 14)")
+    history.add_argument("--reports", default="reports", help="directory of history.sqlite (default: reports)")
+    history.add_argument("--json", action="store_true", help="print the trend as JSON on stdout")
+
     args = parser.parse_args(argv)
     # With --json, stdout carries only the JSON; the human display goes to stderr.
     # Not a terminal (CI logs, files): 100 columns, the width the report is laid out for.
@@ -62,9 +86,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_prepare(args, console)
         if args.command == "boards":
             return cmd_boards(args, console)
+        if args.command == "nightly":
+            return cmd_nightly(args, console)
+        if args.command == "report":
+            return cmd_report(args, console)
+        if args.command == "history":
+            return cmd_history(args, console)
         return cmd_farm(args, console)
     except HarnessError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return error.exit_code
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
@@ -72,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def cmd_run(args, console: Console) -> int:
-    from .report import TerminalProgress, render, summary, write_summary
+    from .report import TerminalProgress, render
     from .runner import run_scenario
     from .scenario import load_scenario
 
@@ -82,11 +112,168 @@ def cmd_run(args, console: Console) -> int:
     with TerminalProgress(console) as progress:
         report = run_scenario(scenario, inventory, Path(args.reports), progress, only,
                               lock_timeout=args.lock_timeout)
-    write_summary(report)
+    data = write_run_files(report, console)
     if args.json:
-        print(json.dumps(summary(report), indent=1, sort_keys=True))
+        print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
     return report.exit_code
+
+
+def write_run_files(report, console: Console) -> dict:
+    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the summary dict.
+
+    summary.json is the record and is written first; a JUnit or HTML writer
+    that breaks is reported in yellow and does not change the run's exit code.
+    """
+    from .html_report import write_html
+    from .junit import write_junit
+    from .report import summary, write_summary
+
+    write_summary(report)
+    data = summary(report)
+    for label, write in (("junit.xml", lambda: write_junit(data, report.run_dir)),
+                         ("report.html", lambda: write_html(report, data))):
+        try:
+            write()
+        except Exception as error:  # a view failing must not hide the run's verdict
+            console.print(f"[yellow]could not write {label}: {type(error).__name__}: {escape(str(error))}[/]")
+    return data
+
+
+def cmd_nightly(args, console: Console) -> int:
+    from .nightly import load_nightly, nightly_json, render_night, run_nightly
+
+    config = load_nightly(args.file)
+    result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout)
+    render_night(result, console)
+    if args.json:
+        print(nightly_json(result))
+    return result.exit_code
+
+
+def stored_report(run_dir: Path, data: dict):
+    """A RunReport rebuilt from summary.json, enough for report.render (nothing is re-run).
+
+    The scenario, model and inputs are stand-ins carrying only what the
+    summary stored; the board results and comparisons are the real types.
+    """
+    from types import SimpleNamespace
+
+    from .compare import OutputComparison, TargetComparison
+    from .results import TargetResult
+    from .runner import RunReport
+
+    settings = dict(data.get("settings") or {})
+    scenario = SimpleNamespace(name=data["scenario"]["name"], path=Path(data["scenario"]["path"]),
+                               run=SimpleNamespace(as_dict=lambda: settings))
+    model = SimpleNamespace(source_path=Path(data["model"].get("source", "?")),
+                            mnn_sha256=data["model"].get("mnn_sha256", ""),
+                            converter_args=data["model"].get("converter_args") or [],
+                            outputs=data["model"].get("outputs") or [])
+    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [],
+                             shape=tuple(data["inputs"].get("shape") or ()), sha256=data["inputs"].get("sha256", ""))
+    report = RunReport(run_id=data["run_id"], run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
+                       reference=data["reference"],
+                       boards={name: SimpleNamespace(name=name, kind=board.get("kind"), mnn_version=None)
+                               for name, board in data["boards"].items()},
+                       started_at=data.get("started_at", ""), wall_s=float(data.get("wall_s") or 0.0),
+                       host=data.get("host") or {})
+    # summary.json sorts its keys; the reference goes first again, as in the live report.
+    for name, board in sorted(data["boards"].items(), key=lambda item: item[0] != data["reference"]):
+        report.results[name] = TargetResult(
+            target=name, kind=board.get("kind", "?"), status=board.get("status", "?"), error=board.get("error"),
+            facts=board.get("facts") or {}, timings=board.get("timings") or {},
+            locked_span=board.get("locked_span"), bytes_uploaded=board.get("bytes_uploaded") or 0,
+            bytes_downloaded=board.get("bytes_downloaded") or 0, notes=board.get("notes") or [])
+    def comparison_of(target: str, stored: dict) -> TargetComparison:
+        return TargetComparison(
+            target=target, reference=stored.get("reference") or data["reference"], error=stored.get("error"),
+            outputs=[OutputComparison(output, result.get("passed", False), result.get("metrics") or {},
+                                      result.get("reasons") or [])
+                     for output, result in (stored.get("outputs") or {}).items()])
+
+    for name, comparison in data.get("comparisons", {}).items():
+        report.comparisons[name] = comparison_of(name, comparison)
+    if data.get("conversion"):
+        report.conversion = comparison_of(data["reference"], data["conversion"])
+    report.attribution = dict(data.get("attribution") or {})
+    report.findings = [SimpleNamespace(**finding) for finding in data.get("findings") or []]
+    return report
+
+
+def find_run(reports: Path, run_id: str) -> Path:
+    from .errors import ConfigError
+
+    candidates = [Path(run_id), reports / run_id]
+    for candidate in candidates:
+        if (candidate / "summary.json").is_file():
+            return candidate
+    matches = sorted(p for p in reports.glob(f"*{run_id}*") if (p / "summary.json").is_file()) \
+        if reports.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(reports, None, f"{run_id!r} names {len(matches)} runs: "
+                          f"{', '.join(p.name for p in matches[:5])}", "give more of the run id")
+    raise ConfigError(reports / run_id, None, "no stored run with this id (no summary.json)",
+                      f"pick one of `ls {reports}`, or pass --reports DIR")
+
+
+def cmd_report(args, console: Console) -> int:
+    from .errors import ConfigError
+    from .report import render
+
+    run_dir = find_run(Path(args.reports), args.run_id)
+    try:
+        data = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(run_dir / "summary.json", None, f"cannot read it: {error}") from error
+    if args.json:
+        print(json.dumps(data, indent=1, sort_keys=True))
+    render(stored_report(run_dir, data), console)
+    for name in ("junit.xml", "report.html"):
+        if (run_dir / name).exists():
+            console.print(f"[dim]{name}: {run_dir / name}[/]")
+    return int(data.get("exit_code", 0))
+
+
+def cmd_history(args, console: Console) -> int:
+    from rich.table import Table
+
+    from .errors import ConfigError
+    from .history import History, sparkline
+    from .nightly import HISTORY_FILE
+
+    path = Path(args.reports) / HISTORY_FILE
+    if not path.is_file():
+        raise ConfigError(path, None, "no history yet", "run `harness nightly scenarios/nightly.yaml` first, "
+                          "or pass --reports DIR")
+    with History(path) as history:
+        nights = history.nights(args.nights)
+        rows = history.trend(args.scenario, args.nights)
+    if args.json:
+        print(json.dumps({"history": str(path), "nights": [dict(n) for n in nights], "trend": rows}, indent=1))
+        return 0
+    first, last = (nights[0]["started_at"], nights[-1]["started_at"]) if nights else ("–", "–")
+    table = Table(title=f"History: {len(nights)} night(s), {first} .. {last}", title_justify="left",
+                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for column in ("Scenario", "Board", "Output", "max abs", "last", "argmax agree", "last", "Verdicts", "Now"):
+        table.add_column(column, no_wrap=True, justify="right" if column == "last" else "left")
+    marks = {"pass": "[green]●[/]", "fail": "[red]✗[/]", "error": "[red]E[/]", "unusable": "[yellow]U[/]",
+             None: "[dim]·[/]"}
+    for row in rows:
+        last_abs = next((v for v in reversed(row["max_abs"]) if v is not None), None)
+        last_agree = next((v for v in reversed(row["argmax_agreement"]) if v is not None), None)
+        status = next((s for s in reversed(row["status"]) if s is not None), None)
+        table.add_row(row["scenario"], row["board"], row["output"], sparkline(row["max_abs"], log=True),
+                      f"{last_abs:.2e}" if last_abs is not None else "–", sparkline(row["argmax_agreement"]),
+                      f"{last_agree:.3%}" if last_agree is not None else "–",
+                      "".join(marks.get(s, "?") for s in row["status"]),
+                      {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]"}.get(status, f"[red]{status}[/]"))
+    console.print(table)
+    if not rows:
+        console.print("[dim]nothing recorded" + (f" for scenario {args.scenario}" if args.scenario else "") + "[/]")
+    return 0
 
 
 def cmd_prepare(args, console: Console) -> int:

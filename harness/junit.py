@@ -1,0 +1,118 @@
+"""junit.xml: the run as JUnit test results, for Jenkins, GitLab and any CI that reads them.
+
+A view of summary(report) (the dict of summary.json), so a stored run can be
+written again without re-running it. One testcase per scenario x board x output:
+
+    classname "<scenario>.<board>"   name "<output>[<precision>,<threads>,<api>]"
+
+The settings sit in the name so that a future settings matrix (the same
+scenario at several precisions) gives distinct, stable test names. An output
+outside tolerance is a <failure> whose message is the broken limits; a board
+whose model did not run, or that could not be used, gives an <error> testcase
+per output (so a test keeps its identity from night to night in CI history).
+One <testsuite> per compared board, inside one <testsuites>; when the scenario
+runs its source model, the conversion check comes first as the suite
+"<scenario>.x86 vs onnxruntime".
+"""
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import List, Tuple
+
+METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
+
+
+def settings_label(settings: dict) -> str:
+    """"normal,1,session": the part of a testcase name that a settings matrix varies."""
+    return ",".join(str(settings.get(key, "?")) for key in ("precision", "threads", "api"))
+
+
+def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
+    """(label, comparison) of a summary: the conversion check first ("x86 vs onnxruntime"), then every board.
+
+    The conversion check (MNN on x86 against the source model) is present
+    when the scenario runs the source model; it counts in the exit code like
+    a board, so every view shows it.
+    """
+    found = []
+    conversion = summary.get("conversion")
+    if conversion:
+        found.append((f"{summary.get('reference', 'x86')} vs {conversion.get('reference', 'source')}", conversion))
+    found += sorted(summary.get("comparisons", {}).items())
+    return found
+
+
+def case_name(output: str, settings: dict) -> str:
+    return f"{output}[{settings_label(settings)}]"
+
+
+def _metrics_text(metrics: dict) -> str:
+    return "\n".join(f"{name} = {metrics[name]!r}" for name in sorted(metrics) if metrics[name] is not None)
+
+
+def junit_tree(summary: dict) -> ET.ElementTree:
+    scenario = summary["scenario"]["name"]
+    settings = summary.get("settings", {})
+    outputs: List[str] = list(summary.get("model", {}).get("outputs") or [])
+    boards = summary.get("boards", {})
+    root = ET.Element("testsuites", name=f"mnn-harness {scenario}")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for board, comparison in comparisons_of(summary):
+        host = board if board in boards else summary.get("reference", board)  # the conversion runs on x86
+        facts = boards.get(host, {})
+        wall = float(sum((facts.get("timings") or {}).values()))
+        suite = ET.SubElement(root, "testsuite", name=f"{scenario}.{board}",
+                              timestamp=summary.get("started_at", ""), hostname=host)
+        properties = ET.SubElement(suite, "properties")
+        for key, value in (("run_id", summary.get("run_id")), ("reference", summary.get("reference")),
+                           ("board_kind", facts.get("kind")), ("board_status", facts.get("status")),
+                           ("mnn_version", (facts.get("facts") or {}).get("mnn_version")),
+                           ("machine", (facts.get("facts") or {}).get("machine")),
+                           *((f"setting.{k}", v) for k, v in sorted(settings.items()))):
+            if value is not None:
+                ET.SubElement(properties, "property", name=key, value=str(value))
+        compared = comparison.get("outputs") or {}
+        names = list(compared) or outputs or ["(outputs)"]
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        share = wall / max(len(names), 1)
+        for output in names:
+            case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{board}",
+                                 name=case_name(output, settings), time=f"{share:.3f}")
+            counts["tests"] += 1
+            if comparison.get("error"):
+                kind = facts.get("status") or "error"
+                message = comparison["error"]
+                element = ET.SubElement(case, "error", message=message, type=f"board {kind}")
+                element.text = message
+                counts["errors"] += 1
+                continue
+            result = compared.get(output, {"passed": False, "reasons": ["output missing"], "metrics": {}})
+            if not result.get("passed"):
+                message = "; ".join(result.get("reasons") or ["failed"])
+                element = ET.SubElement(case, "failure", message=message, type="tolerance")
+                element.text = message + "\n" + _metrics_text(result.get("metrics") or {})
+                counts["failures"] += 1
+            out = ET.SubElement(case, "system-out")
+            out.text = _metrics_text(result.get("metrics") or {})
+        suite.set("tests", str(counts["tests"]))
+        suite.set("failures", str(counts["failures"]))
+        suite.set("errors", str(counts["errors"]))
+        suite.set("skipped", "0")
+        suite.set("time", f"{wall:.3f}")
+        for key in totals:
+            totals[key] += counts[key]
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{float(summary.get('wall_s') or 0.0):.3f}")
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(summary: dict, run_dir: Path) -> Path:
+    """Write reports/<run-id>/junit.xml (to a temp file renamed when complete)."""
+    path = Path(run_dir) / "junit.xml"
+    tmp = path.with_name(".junit.xml.tmp")
+    junit_tree(summary).write(tmp, encoding="utf-8", xml_declaration=True)
+    os.replace(tmp, path)
+    return path

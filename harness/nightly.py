@@ -1,0 +1,266 @@
+"""`harness nightly NIGHTLY.yaml`: many scenarios on their boards, stored in the history, compared with last night.
+
+    runs:                                   # run in this order; one failing does not stop the others
+      - scenario: quick.yaml                # relative paths start at this file's directory
+        inventory: lab.yaml                 # optional; else --inventory, $MNN_HARNESS_INVENTORY, ...
+        targets: [x86, arm-a76]             # optional subset of the scenario's targets
+    regression:                             # against the previous night
+      margin: 2.0                           # an error metric (max_abs, ...) grew by more than this factor
+      cosine_drop: 1e-5                     # cosine fell by more than this
+      agreement_drop: 0.001                 # argmax agreement fell by more than this fraction
+      fail_on_regression: false             # true: a regression exits 1 like a failure
+
+Every scenario and inventory is read and checked before anything runs
+(exit 2 with the file, the key and the fix). Exit codes: 0 all good; 1 a
+comparison failed, a model did not run, or (fail_on_regression) a metric
+regressed; 2 a configuration error; 3 a board could not be used.
+"""
+
+import json
+import traceback
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import List, Optional
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from .errors import HarnessError
+from .history import History, NightDiff, RegressionPolicy, RunRecord
+from .inventory import Inventory, find_inventory, load_inventory
+from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
+from .scenario import Scenario, load_scenario
+from .yamlfile import Section, load_yaml
+
+HISTORY_FILE = "history.sqlite"
+
+
+@dataclass(frozen=True)
+class NightlyRun:
+    scenario: Path
+    inventory: Optional[Path] = None
+    targets: Optional[List[str]] = None
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    path: Path
+    runs: List[NightlyRun]
+    regression: RegressionPolicy = RegressionPolicy()
+
+
+def load_nightly(path) -> NightlyConfig:
+    """Read and validate a nightly file; raise ConfigError naming the key and the fix."""
+    path = Path(path)
+    top = Section(path, load_yaml(path))
+    runs = []
+    items = top.list("runs")
+    if not items:
+        raise top.error("runs", "is empty", "list at least one `- scenario: path/to/scenario.yaml`")
+    for index, item in enumerate(items):
+        section = Section(path, item, f"runs[{index}]")
+        runs.append(NightlyRun(scenario=section.path_value("scenario"),
+                               inventory=section.path_value("inventory", None),
+                               targets=section.str_list("targets", None)))
+        section.done()
+    regression = top.section("regression", {})
+    policy = RegressionPolicy(margin=regression.number("margin", 2.0),
+                              cosine_drop=regression.number("cosine_drop", 1e-5),
+                              agreement_drop=regression.number("agreement_drop", 0.001),
+                              fail_on_regression=regression.bool("fail_on_regression", False))
+    if policy.margin < 1.0:
+        raise regression.error("margin", f"must be at least 1 (a factor), got {policy.margin:g}",
+                               "2.0 means: an error metric that doubled is a regression")
+    for name in ("cosine_drop", "agreement_drop"):
+        if not 0.0 <= getattr(policy, name) <= 1.0:
+            raise regression.error(name, f"must be between 0 and 1, got {getattr(policy, name):g}")
+    regression.done()
+    top.done()
+    return NightlyConfig(path=path, runs=runs, regression=policy)
+
+
+@dataclass
+class PlannedRun:
+    entry: NightlyRun
+    scenario: Scenario
+    inventory: Inventory
+
+
+@dataclass
+class NightResult:
+    night: int
+    history_path: Path
+    runs: List[RunRecord]
+    run_dirs: List[Optional[Path]]
+    diff: NightDiff
+    exit_code: int
+    policy: RegressionPolicy
+    started_at: str = ""
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
+                "started_at": self.started_at, "wall_s": self.wall_s,
+                "regression_policy": asdict(self.policy),
+                "runs": [{"scenario": run.scenario, "scenario_path": run.scenario_path,
+                          "run_id": run.summary.get("run_id") if run.summary else None,
+                          "run_dir": str(run_dir) if run_dir else None, "exit_code": run.exit_code,
+                          "error": run.error} for run, run_dir in zip(self.runs, self.run_dirs)],
+                "changes": self.diff.as_dict()}
+
+
+def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun]:
+    """Every scenario and inventory read and checked before anything runs."""
+    from .runner import select_targets
+
+    planned = []
+    for entry in config.runs:
+        scenario = load_scenario(entry.scenario)
+        inventory = load_inventory(entry.inventory or find_inventory(inventory_arg))
+        select_targets(scenario, inventory, entry.targets)
+        planned.append(PlannedRun(entry, scenario, inventory))
+    return planned
+
+
+def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPolicy) -> int:
+    codes = {run.exit_code for run in runs}
+    if EXIT_COMPARISON_FAILED in codes or (policy.fail_on_regression and diff.regressions):
+        return EXIT_COMPARISON_FAILED
+    if EXIT_CONFIG in codes:
+        return EXIT_CONFIG
+    if EXIT_BOARD in codes:
+        return EXIT_BOARD
+    return EXIT_PASS
+
+
+def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
+                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0) -> NightResult:
+    import time
+
+    from .cli import write_run_files
+    from .report import TerminalProgress, summary_line
+    from .runner import run_scenario
+
+    planned = plan(config, inventory_arg)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    records: List[RunRecord] = []
+    run_dirs: List[Optional[Path]] = []
+    for index, item in enumerate(planned, 1):
+        console.rule(f"[bold]{index}/{len(planned)}  {item.scenario.name}[/]  [dim]{item.entry.scenario}[/]")
+        try:
+            with TerminalProgress(console) as progress:
+                report = run_scenario(item.scenario, item.inventory, reports_dir, progress, item.entry.targets,
+                                      lock_timeout=lock_timeout)
+            data = write_run_files(report, console)
+            console.print(f"[dim]results: {report.run_dir}[/]")
+            console.print(summary_line(report))
+            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data))
+            run_dirs.append(report.run_dir)
+        except HarnessError as error:
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), error.exit_code,
+                                     error=str(error)))
+            run_dirs.append(None)
+        except Exception as error:  # one broken run must not cost the night the others
+            console.print(f"[bold red]{escape(item.scenario.name)} crashed:[/] {type(error).__name__}: "
+                          f"{escape(str(error))}", highlight=False)
+            console.print(Text(traceback.format_exc(), "dim"), highlight=False)
+            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), EXIT_COMPARISON_FAILED,
+                                     error=f"{type(error).__name__}: {error}"))
+            run_dirs.append(None)
+    history_path = Path(reports_dir) / HISTORY_FILE
+    finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with History(history_path) as history:
+        night = history.record_night(started_at, finished_at, str(config.path), -1, records)
+        diff = history.compare(night, config.regression)
+        code = night_exit_code(records, diff, config.regression)
+        with history.db:
+            history.db.execute("UPDATE nights SET exit_code = ? WHERE id = ?", (code, night))
+    return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,
+                       exit_code=code, policy=config.regression, started_at=started_at,
+                       wall_s=time.perf_counter() - started)
+
+
+KEY_METRICS = ("max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
+"""The order in which a key's regressions are named: the ones a user reads first."""
+
+
+def _value(metric: str, value: float) -> str:
+    if metric in ("argmax_agreement", "miou"):
+        return f"{value:.3%}"
+    if metric == "cosine":
+        return f"{value:.6f}"
+    return f"{value:.3g}"
+
+
+def _key(key) -> str:
+    scenario, board, output = key
+    return f"{scenario} / {board} / {output}"
+
+
+def render_night(result: NightResult, console: Console) -> None:
+    table = Table(title=f"Night {result.night}", title_justify="left", box=box.SIMPLE_HEAD,
+                  header_style="bold", pad_edge=False)
+    for column in ("Scenario", "Run", "Boards", "Verdict"):
+        table.add_column(column, no_wrap=column != "Verdict")
+    for run in result.runs:
+        if run.summary is None:
+            table.add_row(run.scenario, "–", "–", Text(f"ERROR {run.error.splitlines()[0]}", "bold red"))
+            continue
+        comparisons = run.summary.get("comparisons", {})
+        passed = [name for name, c in comparisons.items() if c.get("passed")]
+        verdict = {0: Text("PASS", "bold green"), 1: Text("FAIL", "bold red"),
+                   3: Text("BOARD ERROR", "bold red")}.get(run.exit_code, Text(f"exit {run.exit_code}", "red"))
+        table.add_row(run.scenario, run.summary.get("run_id", "?"), f"{len(passed)}/{len(comparisons)} pass",
+                      verdict)
+    console.print(table)
+    diff = result.diff
+    if diff.previous is None:
+        console.print("[dim]first night in the history: nothing to compare with[/]")
+    else:
+        console.print(f"[bold]Since night {diff.previous}[/]")
+        lines = []
+        for key, reason in diff.new_failures:
+            lines.append(Text(f"  new failure  {_key(key)}: {reason}", "bold red"))
+        for key in diff.fixed:
+            lines.append(Text(f"  fixed        {_key(key)}", "green"))
+        style = "bold red" if result.policy.fail_on_regression else "yellow"
+        by_key = {}
+        for regression in diff.regressions:
+            by_key.setdefault(regression.key, []).append(regression)
+        for key, found in by_key.items():
+            found.sort(key=lambda r: (KEY_METRICS.index(r.metric) if r.metric in KEY_METRICS else len(KEY_METRICS),
+                                      r.metric))
+            shown = ", ".join(f"{r.metric} {_value(r.metric, r.before)} -> {_value(r.metric, r.after)} ({r.change})"
+                              for r in found[:3])
+            more = f" and {len(found) - 3} more ({', '.join(r.metric for r in found[3:])})" if len(found) > 3 else ""
+            lines.append(Text(f"  regression   {_key(key)}: {shown}{more}", style))
+        for key, reason in diff.still_failing:
+            lines.append(Text(f"  still failing {_key(key)}: {reason}", "red"))
+        for scenario, before, after in diff.settings_changed:
+            changed = ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
+                                if before.get(k) != after.get(k))
+            lines.append(Text(f"  settings     {scenario}: {changed}", "yellow"))
+        for key in diff.new_keys:
+            lines.append(Text(f"  new          {_key(key)}", "dim"))
+        for key in diff.gone_keys:
+            lines.append(Text(f"  gone         {_key(key)}", "dim"))
+        for line in lines or [Text("  no change in verdicts, no regression", "green")]:
+            console.print(line)
+    console.print(f"[dim]history: {result.history_path}[/]")
+    counts = (f"{len(result.runs)} run(s), {len(diff.new_failures)} new failure(s), {len(diff.fixed)} fixed, "
+              f"{len(diff.regressions)} regression(s)")
+    if result.exit_code == 0 and diff.regressions:
+        counts += " (fail_on_regression: false)"
+    label = {0: ("NIGHT OK", "bold yellow" if diff.regressions else "bold green"), 1: ("NIGHT FAILED", "bold red"), 2: ("CONFIG ERROR", "bold red"),
+             3: ("BOARD ERROR", "bold red")}.get(result.exit_code, ("?", "red"))
+    console.print(Text(f"{label[0]}  {counts}  [exit {result.exit_code}]", label[1]))
+
+
+def nightly_json(result: NightResult) -> str:
+    return json.dumps(result.as_dict(), indent=1, sort_keys=True)
