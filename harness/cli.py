@@ -109,6 +109,8 @@ def cmd_run(args, console: Console) -> int:
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
     only = [name.strip() for name in args.targets.split(",")] if args.targets else None
+    if scenario.matrix:
+        return run_matrix_command(scenario, inventory, only, args, console)
     with TerminalProgress(console) as progress:
         report = run_scenario(scenario, inventory, Path(args.reports), progress, only,
                               lock_timeout=args.lock_timeout)
@@ -116,6 +118,35 @@ def cmd_run(args, console: Console) -> int:
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
+    return report.exit_code
+
+
+def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
+    """A scenario with a matrix: every setting is a run of its own; one table says which diverge where."""
+    from .matrix import expand, render_matrix, run_matrix
+    from .report import TerminalProgress
+
+    settings = expand(scenario)
+    console.print(f"[bold]{len(settings)} settings[/]: {', '.join(s.label for s in settings)}")
+
+    class SettingProgress(TerminalProgress):
+        def __init__(self, setting):
+            super().__init__(console)
+            self.setting = setting
+            console.print(f"[bold cyan]▶ {setting.label}[/]")
+            self.bar.start()
+
+        def target_done(self, name, result):
+            super().target_done(name, result)
+            if len(self.tasks) and all(self.bar.tasks[t].completed for t in self.tasks.values()):
+                self.bar.stop()
+
+    report = run_matrix(scenario, inventory, Path(args.reports), SettingProgress, only,
+                        lock_timeout=args.lock_timeout,
+                        after_run=lambda setting, single: write_run_files(single, console))
+    if args.json:
+        print((report.run_dir / "matrix.json").read_text())
+    render_matrix(report, console)
     return report.exit_code
 
 

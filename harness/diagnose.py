@@ -5,6 +5,7 @@ concerns and the evidence. The rules read only the RunReport: settings, the
 board's facts (CPU features, MNN version) and the comparisons.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -45,10 +46,24 @@ def attribute(conversion_passed: Optional[bool], platform_passed: bool) -> str:
     return "platform" if not platform_passed else "none"
 
 
-def converter_hints(converter_args) -> List[str]:
+@functools.lru_cache(maxsize=32)
+def onnx_op_types(path: str) -> frozenset:
+    """The op types of an ONNX graph (empty when it cannot be read): which converter traps apply."""
+    try:
+        import onnx
+
+        return frozenset(node.op_type for node in onnx.load(path, load_external_data=False).graph.node)
+    except Exception:  # noqa: BLE001  a hint is optional; a diagnosis must not fail for it
+        return frozenset()
+
+
+def converter_hints(converter_args, source_path=None) -> List[str]:
     args = list(converter_args)
     hints = []
-    if "--useGeluApproximation" not in args or args[args.index("--useGeluApproximation") + 1:][:1] != ["0"]:
+    has_gelu = source_path is None or bool({"Erf", "Gelu"} & onnx_op_types(str(source_path)))
+    exact_gelu = "--useGeluApproximation" in args and \
+        args[args.index("--useGeluApproximation") + 1:][:1] == ["0"]
+    if has_gelu and not exact_gelu:
         hints.append("MNN's converter approximates GELU unless given `--useGeluApproximation 0`")
     if "--fp16" in args:
         hints.append("`--fp16` stores the weights in half precision")
@@ -63,7 +78,9 @@ def diagnose(report) -> List[Finding]:
     if conversion is not None and not conversion.passed:
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
-        hints = converter_hints(report.model.converter_args)
+        source = getattr(report.model, "source_path", None)
+        hints = converter_hints(report.model.converter_args,
+                                source if getattr(report.model, "source_format", "ONNX") == "ONNX" else None)
         findings.append(Finding("converter", None,
                                 f"MNN on x86 already differs from the source model ({reasons}): the conversion "
                                 f"changed it. Converter options: {' '.join(report.model.converter_args) or 'none'}."

@@ -57,3 +57,20 @@ def test_matrix_shows_fp16_on_the_board_and_quantization_in_the_conversion(tmp_p
     console.print(matrix_table(report))
     text = console.export_text()
     assert "low-t1-session-copy-fp32" in text and "FAIL" in text and "src" in text
+
+
+def test_harness_run_with_a_matrix_writes_every_setting_and_one_table(tmp_path, write_file, capsys):
+    from harness.cli import main
+
+    scenario = write_file("m.yaml", scenario_text(["x86"]) + "matrix:\n  api: [session, module]\n  threads: [1, 2]\n")
+    code = main(["run", str(scenario), "--reports", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (matrix_dir,) = list(tmp_path.iterdir())
+    saved = json.loads((matrix_dir / "matrix.json").read_text())
+    labels = [s["label"] for s in saved["settings"]]
+    assert labels == ["normal-t1-session-copy-default", "normal-t1-module-copy-default",
+                      "normal-t2-session-copy-default", "normal-t2-module-copy-default"]
+    for label in labels:
+        assert (matrix_dir / label / "summary.json").is_file() and (matrix_dir / label / "junit.xml").is_file()
+    assert "Which settings diverge" in out and "PASS  all 4 setting(s)" in out
