@@ -63,10 +63,10 @@ def test_harness_run_with_a_matrix_writes_every_setting_and_one_table(tmp_path, 
     from harness.cli import main
 
     scenario = write_file("m.yaml", scenario_text(["x86"]) + "matrix:\n  api: [session, module]\n  threads: [1, 2]\n")
-    code = main(["run", str(scenario), "--reports", str(tmp_path)])
+    code = main(["run", str(scenario), "--reports", str(tmp_path / "reports")])
     out = capsys.readouterr().out
     assert code == 0, out
-    (matrix_dir,) = list(tmp_path.iterdir())
+    (matrix_dir,) = list((tmp_path / "reports").iterdir())
     saved = json.loads((matrix_dir / "matrix.json").read_text())
     labels = [s["label"] for s in saved["settings"]]
     assert labels == ["normal-t1-session-copy-default", "normal-t1-module-copy-default",
