@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .junit import comparisons_of
-from .report import FEATURES_SHOWN
+from .report import FEATURES_SHOWN, format_metric
 from .results import OK
 
 PICTURE_PX = 192
@@ -187,16 +187,6 @@ def histogram_svg(difference: np.ndarray, limit: Optional[float] = None, width: 
     return "".join(parts)
 
 
-def _fmt(value, kind: str) -> str:
-    if value is None:
-        return "–"
-    if kind == "percent":
-        return f"{value:.3%}"
-    if kind == "cosine":
-        return f"{value:.6f}"
-    return f"{value:.2e}"
-
-
 def verdict_table(summary: dict) -> str:
     rows = []
     labelled = comparisons_of(summary)
@@ -214,11 +204,11 @@ def verdict_table(summary: dict) -> str:
             cause = f" {esc(cause)}" if cause and cause != "none" and not result.get("passed") else ""
             verdict = '<td class="pass">PASS</td>' if result.get("passed") else f'<td class="fail">FAIL{cause}</td>'
             rows.append(f"<tr><td>{esc(board)}</td><td>{esc(output)}</td>"
-                        f'<td class="num">{_fmt(m.get("max_abs"), "e")}</td>'
-                        f'<td class="num">{_fmt(m.get("mean_abs"), "e")}</td>'
-                        f'<td class="num">{_fmt(m.get("max_rel"), "e")}</td>'
-                        f'<td class="num">{_fmt(m.get("cosine"), "cosine")}</td>'
-                        f'<td class="num">{_fmt(m.get("argmax_agreement"), "percent")}</td>'
+                        f'<td class="num">{format_metric(m.get("max_abs"), "e")}</td>'
+                        f'<td class="num">{format_metric(m.get("mean_abs"), "e")}</td>'
+                        f'<td class="num">{format_metric(m.get("max_rel"), "e")}</td>'
+                        f'<td class="num">{format_metric(m.get("cosine"), "cosine")}</td>'
+                        f'<td class="num">{format_metric(m.get("argmax_agreement"), "percent")}</td>'
                         f"{verdict}<td>{esc('; '.join(result.get('reasons') or []))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "argmax agree", "Verdict", "Reasons"))

@@ -59,7 +59,8 @@ class TerminalProgress(Progress):
         self.bar.update(self.tasks[name], stage=shown, completed=1)
 
 
-def _metric(value: Optional[float], kind: str) -> str:
+def format_metric(value: Optional[float], kind: str) -> str:
+    """A metric as the reports show it: kind "percent", "cosine", or anything else in e-notation."""
     if value is None:
         return "–"
     if kind == "percent":
@@ -92,10 +93,10 @@ def verdict_table(report: RunReport) -> Table:
             verdict = Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red")
             if not output.passed and cause and cause != "none":
                 verdict.append(f" {cause}", "red")
-            table.add_row(label, output.output, _metric(m.get("max_abs"), "e"),
-                          _metric(m.get("mean_abs"), "e"), _metric(m.get("p99_abs"), "e"),
-                          _metric(m.get("cosine"), "cosine"),
-                          _metric(m.get("argmax_agreement", m.get("miou")), "percent"), verdict)
+            table.add_row(label, output.output, format_metric(m.get("max_abs"), "e"),
+                          format_metric(m.get("mean_abs"), "e"), format_metric(m.get("p99_abs"), "e"),
+                          format_metric(m.get("cosine"), "cosine"),
+                          format_metric(m.get("argmax_agreement", m.get("miou")), "percent"), verdict)
     return table
 
 
