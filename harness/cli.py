@@ -39,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("--targets", help="comma-separated subset of the scenario's targets")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
+    run.add_argument("--keep-outputs", type=float, default=0.0, metavar="MB",
+                     help="keep the boards' raw outputs (outputs.npz) in the run folder, up to MB in all "
+                     "(default 0: the report keeps metrics and pictures, not raw tensors)")
     run.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="wait this long for another run's lock on a board (default 300)")
 
@@ -114,7 +117,7 @@ def cmd_run(args, console: Console) -> int:
     with TerminalProgress(console) as progress:
         report = run_scenario(scenario, inventory, Path(args.reports), progress, only,
                               lock_timeout=args.lock_timeout)
-    data = write_run_files(report, console)
+    data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
@@ -143,23 +146,45 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
 
     report = run_matrix(scenario, inventory, Path(args.reports), SettingProgress, only,
                         lock_timeout=args.lock_timeout,
-                        after_run=lambda setting, single: write_run_files(single, console))
+                        after_run=lambda setting, single: write_run_files(single, console,
+                                                                          keep_outputs_mb=args.keep_outputs))
     if args.json:
         print((report.run_dir / "matrix.json").read_text())
     render_matrix(report, console)
     return report.exit_code
 
 
-def write_run_files(report, console: Console) -> dict:
+def prune_raw_outputs(run_dir: Path, keep_mb: float) -> list:
+    """Delete the boards' raw tensors beyond keep_mb (all of them at 0); return the files kept.
+
+    A nightly farm of tens of boards would otherwise keep gigabytes of logits
+    a night. The reference's are kept first: any board can be compared with it.
+    """
+    files = sorted(run_dir.glob("targets/*/outputs.npz"), key=lambda p: (p.parent.name != "x86", p.stat().st_size))
+    files += sorted(run_dir.glob("targets/*/preprocessed.npz"))
+    kept, budget = [], keep_mb * 1e6
+    for path in files:
+        size = path.stat().st_size
+        if size <= budget:
+            budget -= size
+            kept.append(str(path.relative_to(run_dir)))
+        else:
+            path.unlink()
+    return kept
+
+
+def write_run_files(report, console: Console, keep_outputs_mb: float = 0.0) -> dict:
     """summary.json, junit.xml and report.html into reports/<run-id>/; returns the summary dict.
 
-    summary.json is the record and is written first; a JUnit or HTML writer
-    that breaks is reported in yellow and does not change the run's exit code.
+    Raw outputs are pruned to keep_outputs_mb first (the views use the arrays
+    in memory); summary.json is the record and is written next; a JUnit or HTML
+    writer that breaks is reported in yellow and does not change the exit code.
     """
     from .html_report import write_html
     from .junit import write_junit
     from .report import summary, write_summary
 
+    report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
     write_summary(report)
     data = summary(report)
     for label, write in (("junit.xml", lambda: write_junit(data, report.run_dir)),

@@ -264,6 +264,7 @@ def summary(report: RunReport) -> dict:
             "runtime": report.source.facts.get("runtime"), "path": str(report.model.source_path)},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,
+        "raw_outputs": report.raw_outputs,
         "preprocess_parity": {name: {"passed": p.passed, "backend": p.backend, "metrics": _json_metrics(p.metrics),
                                      "hint": p.hint, "error": p.error} for name, p in report.parity.items()},
         "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}

@@ -51,6 +51,8 @@ class RunReport:
     """Board -> where its difference comes from: conversion, platform, both or none."""
     findings: list = field(default_factory=list)
     """diagnose.Finding: the classic causes this run shows."""
+    raw_outputs: List[str] = field(default_factory=list)
+    """Raw output files kept in the run folder (relative paths); the rest were pruned."""
     parity: Dict[str, ParityResult] = field(default_factory=dict)
     """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
 

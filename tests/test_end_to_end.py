@@ -37,7 +37,8 @@ def test_run_on_emulated_aarch64_board(tmp_path, write_file, emulated_boards, ca
     inventory = write_file("inventory.yaml", INVENTORY)
     scenario = write_file("s.yaml", scenario_text(["x86", "e2e-a76"], images=("skimage:astronaut", "skimage:coffee")))
     reports = tmp_path / "reports"
-    code = main(["--inventory", str(inventory), "run", str(scenario), "--reports", str(reports)])
+    code = main(["--inventory", str(inventory), "run", str(scenario), "--reports", str(reports),
+                 "--keep-outputs", "50"])
     out = capsys.readouterr().out
     run_dir = only_run(reports)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -72,6 +73,10 @@ def test_run_on_emulated_aarch64_board(tmp_path, write_file, emulated_boards, ca
     code = main(["--inventory", str(inventory), "run", str(scenario), "--reports", str(tmp_path / "again")])
     assert code == 0
     again = json.loads((only_run(tmp_path / "again") / "summary.json").read_text())
+    # Raw tensors stay only on request: the second run, without --keep-outputs, keeps none.
+    assert sorted(summary["raw_outputs"]) == ["targets/e2e-a76/outputs.npz", "targets/onnxruntime/outputs.npz",
+                                              "targets/x86/outputs.npz"]
+    assert again["raw_outputs"] == [] and not list(only_run(tmp_path / "again").glob("targets/*/outputs.npz"))
     model_bytes = Path(summary["model"]["mnn_path"]).stat().st_size
     assert board["bytes_uploaded"] - again["boards"]["e2e-a76"]["bytes_uploaded"] >= model_bytes
 

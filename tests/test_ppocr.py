@@ -9,7 +9,7 @@ from .conftest import REPO
 
 def test_ppocr_detector_converts_faithfully_with_mask_iou(tmp_path, capsys):
     code = main(["run", str(REPO / "scenarios" / "ppocr_det.yaml"), "--targets", "x86",
-                 "--reports", str(tmp_path)])
+                 "--reports", str(tmp_path), "--keep-outputs", "50"])
     assert code == 0, capsys.readouterr().out
     (run_dir,) = list(tmp_path.iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
