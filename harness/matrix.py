@@ -116,22 +116,47 @@ def _worst(comparison) -> str:
 
 
 def matrix_table(report: MatrixReport) -> Table:
+    return matrix_view(report)[0]
+
+
+def matrix_view(report: MatrixReport) -> Tuple[Table, List[str]]:
+    """Settings by boards; with more boards than settings, boards by settings (S1, S2, ... and a legend).
+
+    Either way failures come first, and 20 boards x 6 settings fit in 100 columns.
+    """
     boards: List[str] = []
     for _, single in report.runs:
         boards += [name for name in single.results if name not in boards]
-    table = Table(title=f"Which settings diverge on which boards ({report.scenario.name})", title_justify="left",
-                  box=box.SIMPLE_HEAD, header_style="bold")
-    table.add_column("Setting", no_wrap=True)
-    for board in boards:
-        table.add_column(board, no_wrap=True)
-    # Failing settings first.
-    for setting, single in sorted(report.runs, key=lambda item: (item[1].exit_code == 0, item[0].label)):
-        table.add_row(setting.label, *[_cell(single, board) for board in boards])
-    return table
+    runs = sorted(report.runs, key=lambda item: (item[1].exit_code == 0, item[0].label))
+    title = f"Which settings diverge on which boards ({report.scenario.name})"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, header_style="bold")
+    if len(boards) <= len(runs):
+        table.add_column("Setting", no_wrap=True)
+        for board in boards:
+            table.add_column(board, no_wrap=True)
+        for setting, single in runs:
+            table.add_row(setting.label, *[_cell(single, board) for board in boards])
+        return table, []
+    table.add_column("Board", no_wrap=True)
+    for index, (setting, _) in enumerate(runs, 1):
+        table.add_column(f"S{index}", no_wrap=True)
+    failing_first = sorted(boards, key=lambda b: (b != report.runs[0][1].reference,
+                                                  all(_passed(single, b) for _, single in runs), b))
+    for board in failing_first:
+        table.add_row(board, *[_cell(single, board) for _, single in runs])
+    return table, [f"S{index} = {setting.label}" for index, (setting, _) in enumerate(runs, 1)]
+
+
+def _passed(single: RunReport, board: str) -> bool:
+    comparison = single.comparisons.get(board)
+    return comparison is None or comparison.passed
 
 
 def render_matrix(report: MatrixReport, console: Console) -> None:
-    console.print(matrix_table(report))
+    table, legend = matrix_view(report)
+    console.print(table)
+    for line in legend:
+        console.print(f"[dim]{line}[/]")
     seen = set()
     for setting, single in report.runs:
         for finding in single.findings:

@@ -74,3 +74,30 @@ def test_harness_run_with_a_matrix_writes_every_setting_and_one_table(tmp_path, 
     for label in labels:
         assert (matrix_dir / label / "summary.json").is_file() and (matrix_dir / label / "junit.xml").is_file()
     assert "Which settings diverge" in out and "PASS  all 4 setting(s)" in out
+
+
+def test_twenty_boards_by_six_settings_fit_in_100_columns_failures_first():
+    from types import SimpleNamespace
+
+    from harness.compare import OutputComparison, TargetComparison
+    from harness.matrix import MatrixReport, Setting, render_matrix
+
+    labels = ["normal-t1-session-copy-fp32", "low-t1-session-copy-fp32", "normal-t4-session-copy-fp32",
+              "normal-t1-module-copy-fp32", "normal-t1-session-copy-fp16", "normal-t1-session-copy-w8"]
+    boards = [f"rk3588-{index:02d}" for index in range(20)]
+    runs = []
+    for index, label in enumerate(labels):
+        flipped = {board for number, board in enumerate(boards) if index == 1 and number % 7 == 3}
+        comparisons = {board: TargetComparison(board, "x86", [OutputComparison(
+            "logits", board not in flipped, {"argmax_agreement": 0.99 if board in flipped else 1.0})])
+            for board in boards}
+        runs.append((Setting(label, {}, "", None), SimpleNamespace(
+            results={name: object() for name in ["x86", *boards]}, comparisons=comparisons, reference="x86",
+            conversion=None, attribution={}, findings=[], exit_code=1 if flipped else 0)))
+    console = Console(width=100, record=True)
+    render_matrix(MatrixReport("m", "/tmp/m", SimpleNamespace(name="s"), runs), console)
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 100
+    rows = [line.split()[0] for line in lines if line.strip().startswith("rk3588-")]
+    assert rows[:3] == ["rk3588-03", "rk3588-10", "rk3588-17"]  # the boards that diverge come first
+    assert "S1 = low-t1-session-copy-fp32" in lines  # the failing setting is the first column
