@@ -35,6 +35,8 @@ def farm():
     yield path
     for board in farm_boards(4, PREFIX):
         emulated.remove(board.name)
+    path.unlink(missing_ok=True)
+    (emulated.farm_dir() / f"{PREFIX}-known_hosts").unlink(missing_ok=True)
 
 
 def names():
