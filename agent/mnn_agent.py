@@ -32,6 +32,7 @@ RESULT_SCHEMA = 1
 PRECISIONS = ("normal", "high", "low", "low_bf16")
 APIS = ("session", "module")
 IO_MODES = ("copy", "host")
+PROBE_COUNT = 64  # values per op output in a layer dump's summary, at fixed positions
 
 # Linux AT_HWCAP / AT_HWCAP2 bits on aarch64 (arch/arm64/include/uapi/asm/hwcap.h).
 # Read from /proc/self/auxv rather than /proc/cpuinfo: under qemu-user,
@@ -270,6 +271,68 @@ class SessionRunner(object):
         return outputs
 
 
+def dump_layers(MNN, np, model_path, settings, input_names, layout, feeds, spec, job_dir):
+    """Run once more keeping the intermediate tensors the host names, and record what each holds.
+
+    The tensors are kept with the session's saveTensors and read like outputs
+    (copyToHostTensor converts layout and FP16 to float32; an op callback's
+    tensors are not converted reliably at precision low). Summaries of every
+    tensor go to dump.json (shape, mean, std, min, max, NaN/Inf counts and
+    PROBE_COUNT values at fixed positions); whole tensors only of the names in
+    spec["keep"] go to dump.npz. A SegFormer has hundreds of intermediate
+    tensors: only their summaries cross the wire.
+    """
+    names = list(spec.get("tensors") or [])
+    keep = set(spec.get("keep") or [])
+    interpreter = MNN.Interpreter(model_path)
+    session = interpreter.createSession({"precision": settings.get("precision", "normal"),
+                                         "numThread": int(settings.get("threads", 1)),
+                                         "saveTensors": tuple(names)})
+    dimension_type = MNN.Tensor_DimensionType_Tensorflow if layout == "NHWC" else MNN.Tensor_DimensionType_Caffe
+    for name in input_names:
+        tensor = interpreter.getSessionInput(session, name)
+        interpreter.resizeTensor(tensor, tuple(feeds[name].shape))
+    interpreter.resizeSession(session)
+    for name in input_names:
+        interpreter.getSessionInput(session, name).copyFrom(
+            MNN.Tensor(tuple(feeds[name].shape), MNN.Halide_Type_Float, feeds[name], dimension_type))
+    code = interpreter.runSession(session)
+    if code != 0:
+        raise JobError("run-failed", "runSession returned %d in the layer dump" % code)
+    summaries, tensors = [], {}
+    for name in names:
+        try:
+            tensor = interpreter.getSessionOutput(session, name)
+        except Exception:  # fused away by MNN (a Relu folded into its Conv): nothing to read
+            continue
+        shape = tuple(tensor.getShape())
+        if not shape or any(d <= 0 for d in shape):
+            continue
+        host = MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, dtype=np.float32),
+                          MNN.Tensor_DimensionType_Caffe)
+        tensor.copyToHostTensor(host)
+        array = np.array(host.getNumpyData(), dtype=np.float32, copy=True).reshape(shape)
+        flat = array.ravel()
+        finite = flat[np.isfinite(flat)].astype(np.float64)
+        positions = np.linspace(0, flat.size - 1, num=min(PROBE_COUNT, flat.size)).astype(np.int64)
+        summaries.append({
+            "name": name, "shape": list(shape),
+            "mean": float(finite.mean()) if finite.size else None,
+            "std": float(finite.std()) if finite.size else None,
+            "min": float(finite.min()) if finite.size else None,
+            "max": float(finite.max()) if finite.size else None,
+            "nan": int(np.isnan(flat).sum()), "inf": int(np.isinf(flat).sum()),
+            "probe": [float(v) if np.isfinite(v) else None for v in flat[positions]],
+        })
+        if name in keep:
+            tensors[name] = array
+    payload = json.dumps({"tensors": summaries}).encode()
+    write_atomically(os.path.join(job_dir, "dump.json"), lambda f: f.write(payload))
+    if tensors:
+        write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: np.savez(f, **tensors))
+    return len(summaries), len(tensors)
+
+
 class ModuleRunner(object):
     """MNN's Module (expression) API: load_module_from_file, forward, convert back to NCHW."""
 
@@ -380,6 +443,12 @@ def run_job(job_dir):
         runner = runner_class(MNN, np, model_path, settings, job["input_names"],
                               job["output_names"], job.get("layout", "NCHW"))
         sample_count = len(inputs[job["input_names"][0]])
+        if job.get("dump"):
+            sample = int(job["dump"].get("sample", 0))
+            feeds = {name: inputs[name][sample] for name in job["input_names"]}
+            found, saved = dump_layers(MNN, np, model_path, settings, job["input_names"], job.get("layout", "NCHW"),
+                                       feeds, job["dump"], job_dir)
+            result["dump"] = {"tensors": found, "kept": saved, "sample": sample}
         iterations = max(1, int(job.get("iterations", 1)))
         warmup = max(0, int(job.get("warmup", 0)))
         collected = {name: [] for name in job["output_names"]}

@@ -39,11 +39,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("--targets", help="comma-separated subset of the scenario's targets")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
+    run.add_argument("--find-layer", action="store_true",
+                     help="when a board fails, find the first op whose output leaves tolerance on it")
     run.add_argument("--keep-outputs", type=float, default=0.0, metavar="MB",
                      help="keep the boards' raw outputs (outputs.npz) in the run folder, up to MB in all "
                      "(default 0: the report keeps metrics and pictures, not raw tensors)")
     run.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS",
                      help="wait this long for another run's lock on a board (default 300)")
+
+    layers = commands.add_parser("layers", help="find the first op whose output differs on a board")
+    layers.add_argument("scenario")
+    layers.add_argument("--board", required=True, help="the board to compare with the x86 host")
+    layers.add_argument("--tolerance", type=float, default=1e-2,
+                        help="relative error (max |board - x86| / max |x86|) an op may show (default 1e-2)")
+    layers.add_argument("--reports", default="reports")
 
     boards = commands.add_parser("boards", help="every board of the inventory with live health")
     boards.add_argument("--json", action="store_true", help="print the health as JSON on stdout")
@@ -87,6 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_run(args, console)
         if args.command == "prepare":
             return cmd_prepare(args, console)
+        if args.command == "layers":
+            return cmd_layers(args, console)
         if args.command == "boards":
             return cmd_boards(args, console)
         if args.command == "nightly":
@@ -121,7 +132,27 @@ def cmd_run(args, console: Console) -> int:
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
+    failing = [name for name in report.failed if report.boards[name].kind != "local"]
+    if args.find_layer and failing:
+        from .layers import find_first_divergence, render_layers
+
+        console.print(f"[bold]Looking for the first divergent op on {failing[0]}[/]")
+        render_layers(find_first_divergence(scenario, inventory, failing[0], Path(args.reports)), console)
     return report.exit_code
+
+
+def cmd_layers(args, console: Console) -> int:
+    from .layers import find_first_divergence, render_layers
+    from .scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    inventory = load_inventory(find_inventory(args.inventory))
+    with console.status(f"dumping every op on x86 and {args.board}"):
+        report = find_first_divergence(scenario, inventory, args.board, Path(args.reports), args.tolerance)
+    render_layers(report, console)
+    if report.error:
+        return 3
+    return 1 if report.first else 0
 
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:

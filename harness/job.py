@@ -38,6 +38,8 @@ class Job:
     """Board-side preprocessing to run for the parity check (None: none)."""
     images_path: Optional[Path] = None
     images_sha256: Optional[str] = None
+    dump: Optional[dict] = None
+    """Layer dump: {"sample": i, "ops": [names whose whole tensors to keep]} (None: no dump)."""
 
     def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None) -> dict:
         """job.json, with the model, inputs and raw images named as the target sees them."""
@@ -45,7 +47,7 @@ class Job:
         if self.preprocess is not None and images_ref is not None:
             preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
         return {
-            "preprocess": preprocess,
+            "preprocess": preprocess, "dump": self.dump,
             "schema": 1, "id": self.id,
             "model": model_ref, "model_sha256": self.model_sha256,
             "inputs": inputs_ref, "inputs_sha256": self.inputs_sha256,

@@ -21,7 +21,7 @@ class LocalTarget(Target):
         manifest = job.manifest(str(job.model_path.resolve()), str(job.inputs_path.resolve()),
                                 str(job.images_path.resolve()) if job.images_path else None)
         (local_dir / "job.json").write_text(json.dumps(manifest, indent=1))
-        for stale in ("result.json", "outputs.npz", "preprocessed.npz"):
+        for stale in ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz"):
             (local_dir / stale).unlink(missing_ok=True)
         on_stage("run")
         started = time.perf_counter()

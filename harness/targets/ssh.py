@@ -27,6 +27,8 @@ from .base import StageCallback, Target
 from .lock import BoardLock, read_holder
 
 
+RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
+"""What the agent may leave in a job directory for the host to fetch."""
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF_S = 1.0
 
@@ -230,7 +232,7 @@ class SshTarget(Target):
             self.run_agent(board, agent, job_dir, local_dir, on_stage, result)
             on_stage("download")
             started = time.perf_counter()
-            for name in ("result.json", "outputs.npz", "preprocessed.npz"):
+            for name in RESULT_FILES:
                 (local_dir / name).unlink(missing_ok=True)
                 remote = posixpath.join(job_dir, name)
                 try:

@@ -6,6 +6,7 @@ quarter of the resolution) and runs in a second under emulation. Weights come
 from numpy's seeded generator, so the file is identical on every machine.
 
     python tiny_segnet.py --output OUT.onnx [--height 64] [--width 64] [--num-classes 8] [--seed 0]
+                          [--overflow-layer N]
 """
 
 import argparse
@@ -18,10 +19,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def conv(rng, name, x, in_channels, out_channels, kernel, stride, initializers):
+def conv(rng, name, x, in_channels, out_channels, kernel, stride, initializers, gain=1.0):
     fan_in = in_channels * kernel * kernel
-    weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), (out_channels, in_channels, kernel, kernel))
-    bias = rng.normal(0.0, 0.1, out_channels)
+    weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), (out_channels, in_channels, kernel, kernel)) * gain
+    bias = rng.normal(0.0, 0.1, out_channels) * (gain if gain > 1 else 1.0)
     initializers += [numpy_helper.from_array(weight.astype(np.float32), name + ".weight"),
                      numpy_helper.from_array(bias.astype(np.float32), name + ".bias")]
     node = helper.make_node("Conv", [x, name + ".weight", name + ".bias"], [name], name=name,
@@ -30,12 +31,17 @@ def conv(rng, name, x, in_channels, out_channels, kernel, stride, initializers):
     return node, name
 
 
-def build(height, width, num_classes, seed):
+def build(height, width, num_classes, seed, overflow_layer=-1):
     rng = np.random.default_rng(seed)
     nodes, initializers = [], []
     x, channels = "pixel_values", 3
     for index, (out_channels, stride) in enumerate([(16, 2), (32, 2), (32, 1), (32, 1)]):
-        node, x = conv(rng, "conv%d" % index, x, channels, out_channels, 3, stride, initializers)
+        # overflow_layer N: conv N's output is scaled up by OVERFLOW_GAIN and conv N+1's weights
+        # down by as much. ReLU between them commutes with a positive scale, so the model computes
+        # the same function in float32, but conv N's output no longer fits in FP16 (max 65504).
+        gain = OVERFLOW_GAIN if index == overflow_layer else (1.0 / OVERFLOW_GAIN if index == overflow_layer + 1
+                                                             and overflow_layer >= 0 else 1.0)
+        node, x = conv(rng, "conv%d" % index, x, channels, out_channels, 3, stride, initializers, gain)
         relu = helper.make_node("Relu", [x], [x + ".relu"], name=x + ".relu")
         nodes += [node, relu]
         x, channels = x + ".relu", out_channels
@@ -55,6 +61,9 @@ def build(height, width, num_classes, seed):
     return model
 
 
+OVERFLOW_GAIN = 1e5
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True)
@@ -62,10 +71,12 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--num-classes", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overflow-layer", type=int, default=-1,
+                        help="make conv N overflow FP16 while float32 is unchanged (0..2; -1: none)")
     args = parser.parse_args(argv)
     if args.height % 4 or args.width % 4:
         parser.error("--height and --width must be multiples of 4")
-    model = build(args.height, args.width, args.num_classes, args.seed)
+    model = build(args.height, args.width, args.num_classes, args.seed, args.overflow_layer)
     directory = os.path.dirname(os.path.abspath(args.output))
     fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=directory)
     with os.fdopen(fd, "wb") as f:
