@@ -11,7 +11,7 @@ converting once and shipping the same bytes everywhere is the only way every
 board runs the same model.
 
 The converter is MNN's own, `_tools.mnnconvert(argv)`, never the `mnnconvert`
-console script nor `MNN.tools.mnnconvert` (their logging wrapper
+console script nor the wrapper in the `MNN.tools` package (their logging wrapper
 pip-installs a package and calls a logging service). With MNN 3.6.1 that
 call returns True whatever happens, prints its log on stdout (after the CPU
 banner MNN prints at import), silently ignores unknown options and
@@ -49,6 +49,9 @@ BUILD_TIMEOUT_S = 1800.0
 """A build script that has not finished in this time is stuck (SegFormer-B0 at 512x512 takes ~10 s)."""
 CONVERT_TIMEOUT_S = 1800.0
 """The same for one conversion (SegFormer-B0 takes ~1 s)."""
+
+CONVERTER_ARGV0 = "mnnconvert"
+"""argv[0] handed to _tools.mnnconvert, in-process: a name only, no program is started."""
 
 _CONVERT_CHILD = (
     "import sys\n"
@@ -288,7 +291,7 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
             return mnn_path
         building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
         try:
-            argv = ["mnnconvert", "-f", source_format, "--modelFile", str(source),
+            argv = [CONVERTER_ARGV0, "-f", source_format, "--modelFile", str(source),
                     "--MNNModel", str(building / "model.mnn"), "--bizCode", "harness", *converter_args]
             log(f"model: converting {name} with MNN {version}, options {shown_args}")
             started = time.monotonic()
@@ -396,7 +399,7 @@ def converter_options() -> Dict[str, bool]:
 @lru_cache(maxsize=None)
 def _converter_options(version: str) -> Tuple[Tuple[str, bool], ...]:
     try:
-        completed = _run([sys.executable, "-c", _CONVERT_CHILD, "mnnconvert", "--help"], 120.0,
+        completed = _run([sys.executable, "-c", _CONVERT_CHILD, CONVERTER_ARGV0, "--help"], 120.0,
                          "MNN converter's --help")
     except ModelError:
         return ()
