@@ -92,21 +92,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     console = Console(stderr=stream is sys.stderr, width=None if stream.isatty() else 100)
     try:
-        if args.command == "run":
-            return cmd_run(args, console)
-        if args.command == "prepare":
-            return cmd_prepare(args, console)
-        if args.command == "layers":
-            return cmd_layers(args, console)
-        if args.command == "boards":
-            return cmd_boards(args, console)
-        if args.command == "nightly":
-            return cmd_nightly(args, console)
-        if args.command == "report":
-            return cmd_report(args, console)
-        if args.command == "history":
-            return cmd_history(args, console)
-        return cmd_farm(args, console)
+        commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
+                    "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm}
+        return commands[args.command](args, console)
     except HarnessError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return error.exit_code
