@@ -220,8 +220,8 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         return result
 
     source = None
-    if scenario.source_reference and model.source_format == "ONNX":
-        source = SourceModelTarget(model.source_path)
+    if scenario.source_reference:
+        source = SourceModelTarget(model.source_path, model.source_format)
         progress.add_target(source.name)
     with ThreadPoolExecutor(max_workers=len(targets) + 1, thread_name_prefix="target") as pool:
         futures = {target.name: pool.submit(run_one, target) for target in targets}

@@ -1,4 +1,4 @@
-"""The source model on the host (ONNX Runtime): the third corner of the comparison.
+"""The source model on the host (ONNX Runtime, or LiteRT for TFLite): the third corner of the comparison.
 
 MNN on x86 against this tells whether the conversion changed the model; MNN on
 a board against MNN on x86 tells whether the platform did. It writes the
@@ -18,49 +18,70 @@ from ..job import Job
 from ..results import TargetResult
 from .base import StageCallback, Target
 
-SOURCE_NAME = "onnxruntime"
+SOURCE_NAMES = {"ONNX": "onnxruntime", "TFLITE": "litert"}
 
 
-def source_board() -> BoardSpec:
-    return BoardSpec(name=SOURCE_NAME, kind="source", tags=("reference", "source"))
+def source_board(source_format: str = "ONNX") -> BoardSpec:
+    return BoardSpec(name=SOURCE_NAMES[source_format], kind="source", tags=("reference", "source"))
 
 
 class SourceModelTarget(Target):
-    """Runs the scenario's ONNX source model with ONNX Runtime's CPU provider."""
+    """Runs the scenario's source model: ONNX with ONNX Runtime's CPU provider, TFLite with LiteRT."""
 
-    def __init__(self, source_path: Path, lock_timeout: float = 0.0):
-        super().__init__(source_board(), lock_timeout)
+    def __init__(self, source_path: Path, source_format: str = "ONNX", lock_timeout: float = 0.0):
+        super().__init__(source_board(source_format), lock_timeout)
         self.source_path = source_path
+        self.source_format = source_format
 
-    def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
+    def load(self):
+        """A function sample_inputs -> outputs in job order, and the runtime's name and version."""
         try:
+            if self.source_format == "TFLITE":
+                from ai_edge_litert.interpreter import Interpreter
+
+                import ai_edge_litert
+                interpreter = Interpreter(model_path=str(self.source_path), num_threads=1)
+                interpreter.allocate_tensors()
+                inputs = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+                outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+
+                def run(feeds, names):
+                    for name, value in feeds.items():
+                        interpreter.set_tensor(inputs[name], value)
+                    interpreter.invoke()
+                    return [interpreter.get_tensor(outputs[name]) for name in names]
+                return run, f"litert {getattr(ai_edge_litert, '__version__', '?')}"
             import onnxruntime
         except ImportError as error:
-            raise BoardError("onnxruntime is not installed: `pip install -e .[model]`") from error
-        on_stage("run")
-        started = time.perf_counter()
+            raise BoardError(f"the {self.source_format} runtime is not installed: `pip install -e .[model]`") \
+                from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # a reference, not a race: deterministic reductions
         session = onnxruntime.InferenceSession(str(self.source_path), options, providers=["CPUExecutionProvider"])
+        return (lambda feeds, names: session.run(names, feeds)), f"onnxruntime {onnxruntime.__version__}"
+
+    def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
+        on_stage("run")
+        started = time.perf_counter()
+        run, runtime = self.load()
         with np.load(job.inputs_path, allow_pickle=False) as data:
             inputs = {name: data[name] for name in job.input_names}
         samples = len(inputs[job.input_names[0]])
         latency, collected = [], {name: [] for name in job.output_names}
         for sample in range(samples):
             begin = time.perf_counter()
-            outputs = session.run(job.output_names, {name: inputs[name][sample] for name in job.input_names})
+            outputs = run({name: inputs[name][sample] for name in job.input_names}, job.output_names)
             latency.append((time.perf_counter() - begin) * 1000.0)
             for name, value in zip(job.output_names, outputs):
                 collected[name].append(np.asarray(value, dtype=np.float32))
         arrays = {name: np.stack(values) for name, values in collected.items()}
         np.savez(local_dir / "outputs.npz", **arrays)
         facts = {"schema": 1, "status": "ok", "error": None, "machine": platform.machine(),
-                 "python": platform.python_version(), "runtime": f"onnxruntime {onnxruntime.__version__}",
+                 "python": platform.python_version(), "runtime": runtime,
                  "mnn_version": None, "latency_ms": latency, "settings": {"threads": 1},
                  "outputs": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()}}
         (local_dir / "result.json").write_text(json.dumps(facts, indent=1))
         result.timings["run"] = time.perf_counter() - started
 
     def probe_impl(self, health: dict) -> None:
-        import onnxruntime
-        health["facts"] = {"machine": platform.machine(), "runtime": f"onnxruntime {onnxruntime.__version__}"}
+        health["facts"] = {"machine": platform.machine(), "runtime": self.load()[1]}
