@@ -121,7 +121,7 @@ def cmd_run(args, console: Console) -> int:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
     failing = [name for name in report.failed if report.boards[name].kind != "local"]
-    if args.find_layer and failing:
+    if (args.find_layer or scenario.find_layer) and failing:
         from .layers import find_first_divergence, render_layers
 
         console.print(f"[bold]Looking for the first divergent op on {failing[0]}[/]")

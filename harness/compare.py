@@ -40,6 +40,8 @@ class OutputComparison:
     metrics: Dict[str, Optional[float]] = field(default_factory=dict)
     reasons: List[str] = field(default_factory=list)
     """Why it failed (empty when it passed)."""
+    per_class_iou: Dict[int, float] = field(default_factory=dict)
+    """class_logits: IoU of each class present in either label map."""
 
 
 @dataclass
@@ -170,7 +172,8 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
         if values["required_atol"] > (limits.atol or 0.0):
             reasons.append(f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| fails: "
                            f"needs atol {values['required_atol']:.3g}")
-    return OutputComparison(name, not reasons, values, reasons)
+    per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
+    return OutputComparison(name, not reasons, values, reasons, per_class)
 
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,

@@ -231,7 +231,9 @@ def _json_metrics(metrics: dict) -> dict:
 
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
-            "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons}
+            "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
+                                   **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
+                                      if o.per_class_iou else {})}
                         for o in comparison.outputs}}
 
 

@@ -144,6 +144,8 @@ class Scenario:
     description: str = ""
     tags: List[str] = field(default_factory=list)
     """Also run on every board of the inventory that carries all of these tags."""
+    find_layer: bool = False
+    """After a board fails, look for the first op whose output leaves tolerance there, by itself."""
     parity: Optional[ParitySpec] = None
     """Preprocessing parity: None, or how the board preprocesses and the tolerance."""
     matrix: Dict[str, object] = field(default_factory=dict)
@@ -175,6 +177,7 @@ def load_scenario(path) -> Scenario:
     reference = top.str("reference", "x86")
     require_same_mnn = top.bool("require_same_mnn", False)
     source_reference = top.bool("source_reference", True)
+    find_layer = top.bool("find_layer", False)
     matrix = _matrix(top.section("matrix", {}))
     parity = _parity(top.section("preprocess_parity"), preprocess) if top.has("preprocess_parity") else None
     default_tolerance = _tolerance(top.section("tolerance", {}), None)
@@ -188,7 +191,7 @@ def load_scenario(path) -> Scenario:
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
                     tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
-                    matrix=matrix, parity=parity)
+                    matrix=matrix, parity=parity, find_layer=find_layer)
 
 
 def _model(section: Section) -> ModelSource:

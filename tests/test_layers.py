@@ -45,3 +45,17 @@ def test_no_divergent_layer_at_normal_precision(tmp_path, write_file, emulated_b
     assert report.error is None and report.first is None
     assert len(report.rows) == 5 and all(row.summary_error < 1e-3 for row in report.rows)
     assert not (report.run_dir / "tensors").exists()  # nothing to fetch whole
+
+
+def test_a_failing_run_looks_for_the_layer_by_itself(tmp_path, write_file, emulated_boards, capsys):
+    from harness.cli import main
+
+    emulated_boards.add("lay-a76")
+    inventory = write_file("inventory.yaml", INVENTORY)
+    text = scenario_text(["x86", "lay-a76"], precision="low").replace(
+        "seed: 0}", "seed: 0, overflow_layer: 2}") + "find_layer: true\n"
+    code = main(["--inventory", str(inventory), "run", str(write_file("auto.yaml", text)),
+                 "--reports", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "first divergent op: #2 conv2.relu" in out
