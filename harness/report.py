@@ -5,6 +5,7 @@ user should read (a version mismatch, a host key accepted on first use),
 dim is context.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -252,6 +253,11 @@ def summary(report: RunReport) -> dict:
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
                    "shape": list(report.inputs.shape)},
         "settings": report.scenario.run.as_dict(),
+        # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
+        "preprocess": {k: (list(v) if isinstance(v, tuple) else v)
+                       for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
+        "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
+                         for name in report.model.outputs},
         "reference": report.reference,
         "host": report.host,
         "boards": {
