@@ -53,22 +53,28 @@ STAGES = ("connect", "lock", "upload", "run", "download", "read")
 """The stages a board's TargetResult.timings records, in the order they happen."""
 
 
-def scenario_text(targets: List[str], size: int = 64, iterations: int = 1) -> str:
-    """The light scenario of the tests (tests/conftest.py): tiny_segnet at size x size, one image."""
+def scenario_text(targets: List[str], precision: str = "normal", size: int = 64,
+                  images=("skimage:astronaut",), tolerance: str = "", extra_run: str = "",
+                  name: str = "tiny") -> str:
+    """The light scenario of the bench and the tests: tiny_segnet at size x size.
+
+    tolerance and extra_run are YAML fragments appended inside the tolerance
+    and run mappings (", max_rel: 1", ", iterations: 10").
+    """
     return textwrap.dedent(f"""\
-        name: bench
+        name: {name}
         model:
           build: {TINY_SEGNET}
           build_args: {{height: {size}, width: {size}, num_classes: 8, seed: 0}}
         inputs:
-          images: [skimage:astronaut]
+          images: [{", ".join(images)}]
         preprocess:
           resize: {{height: {size}, width: {size}, interpolation: area}}
           mean: [0.485, 0.456, 0.406]
           std: [0.229, 0.224, 0.225]
-        run: {{iterations: {iterations}}}
+        run: {{precision: {precision}{extra_run}}}
         targets: [{", ".join(targets)}]
-        tolerance: {{max_abs: 1e-3}}
+        tolerance: {{max_abs: 1e-3{tolerance}}}
         outputs:
           logits: {{kind: class_logits, tolerance: {{min_argmax_agreement: 0.99}}}}
         """)
@@ -121,7 +127,8 @@ class Bench:
     def scenario(self, targets: List[str]):
         path = self.workdir / f"bench-{len(targets)}.yaml"
         if not path.exists():
-            path.write_text(scenario_text(["x86", *targets], iterations=self.iterations))
+            path.write_text(scenario_text(["x86", *targets], extra_run=f", iterations: {self.iterations}",
+                                          name="bench"))
         return load_scenario(path)
 
     def run(self, targets: List[str]) -> Measured:
