@@ -1,7 +1,8 @@
 """The errors a user can meet. Each names the file, field or board, and the fix.
 
 The CLI maps them to exit codes: configuration errors are 2 (nothing ran),
-board errors are 3 (a board could not be used).
+board errors are 3 (a board could not be used), an interrupted run 130
+(SIGINT) or 143 (SIGTERM).
 """
 
 
@@ -34,6 +35,16 @@ class BoardError(HarnessError):
     """A board could not be reached or used."""
 
     exit_code = 3
+
+
+class BoardResultError(HarnessError):
+    """What a board sent back breaks the contract (too big, a symlink, wrong types, no hash): that board failed."""
+
+
+class Interrupted(HarnessError):
+    """The run was asked to stop (Ctrl-C, SIGTERM) before this board finished."""
+
+    exit_code = 130
 
 
 class ModelError(HarnessError):

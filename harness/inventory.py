@@ -11,6 +11,7 @@ else ./inventory.yaml, else the default shipped with the harness (the x86
 host and one emulated Cortex-A76 board).
 """
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class BoardSpec:
     """Seconds without an answer from the board after which it is taken for dead, mid-run."""
     transfer_timeout: float = 120.0
     """Seconds a transfer may stall (no progress) before the board is given up."""
+    store_max_mb: float = 2048.0
+    """The most the board's store (models, inputs, agents by SHA-256) may hold; least recently used files go first."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def _board(name: str, section: Section) -> BoardSpec:
                   connect_timeout=section.number("connect_timeout", 15.0),
                   run_timeout=section.number("run_timeout", 1800.0),
                   transfer_timeout=section.number("transfer_timeout", 120.0),
-                  dead_after=section.number("dead_after", 30.0))
+                  dead_after=section.number("dead_after", 30.0),
+                  store_max_mb=_store_max_mb(section))
     if kind == "local":
         board = BoardSpec(**{**common, "python": section.str("python", "") or ""})
     elif kind == "emulated":
@@ -124,6 +128,14 @@ def _board(name: str, section: Section) -> BoardSpec:
                           mnn_version=(str(section.raw("mnn_version")) if section.has("mnn_version") else None))
     section.done()
     return board
+
+
+def _store_max_mb(section: Section) -> float:
+    value = section.number("store_max_mb", 2048.0)
+    if not math.isfinite(value) or value <= 0:
+        raise section.error("store_max_mb", f"must be a positive number of MB, got {value!r}",
+                            "e.g. `store_max_mb: 2048`; the store keeps models and inputs by SHA-256")
+    return value
 
 
 def boards_named(inventory: Inventory, names: List[str], asked_in=None) -> List[BoardSpec]:

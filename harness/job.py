@@ -6,14 +6,16 @@ side of that contract, shared by every target so that local and remote runs
 are read the same way.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .board_files import (DUMP_JSON_MAX, DUMP_NPZ_MAX, ITEM_BYTES_MAX, NPZ_MEMBER_OVERHEAD, RESULT_JSON_MAX,
+                          check_regular, load_npz, npz_limit, read_result_json)
 from .cache import sha256_file
+from .errors import BoardResultError
 
 AGENT_PATH = Path(__file__).resolve().parent.parent / "agent" / "mnn_agent.py"
 
@@ -40,9 +42,31 @@ class Job:
     images_sha256: Optional[str] = None
     dump: Optional[dict] = None
     """Layer dump: {"sample": i, "ops": [names whose whole tensors to keep]} (None: no dump)."""
+    input_shape: Optional[Tuple[int, ...]] = None
+    """Shape of the inputs array (samples first); bounds what a board may send back."""
+    output_shapes: Optional[Dict[str, Optional[List[int]]]] = None
+    """Each output's shape per sample as MNN works it out on the host (None: unknown); bounds outputs.npz."""
 
-    def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None) -> dict:
-        """job.json, with the model, inputs and raw images named as the target sees them."""
+    @property
+    def samples(self) -> int:
+        return int(self.input_shape[0]) if self.input_shape else 1
+
+    def limits(self) -> Dict[str, int]:
+        """The most bytes each file a target brings back may have; anything bigger is refused unread."""
+        shapes = {name: (self.output_shapes or {}).get(name) for name in self.output_names}
+        per_sample_input = list(self.input_shape[1:]) if self.input_shape else None
+        return {"result.json": RESULT_JSON_MAX,
+                "outputs.npz": npz_limit(shapes, self.samples),
+                "preprocessed.npz": npz_limit({"preprocessed": per_sample_input}, self.samples),
+                "dump.json": DUMP_JSON_MAX, "dump.npz": DUMP_NPZ_MAX}
+
+    def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None,
+                 deadline_s: Optional[float] = None) -> dict:
+        """job.json, with the model, inputs and raw images named as the target sees them.
+
+        deadline_s: seconds after which the agent ends itself (SIGALRM), even
+        when nobody is left to stop it (the host vanished, the session hung).
+        """
         preprocess = None
         if self.preprocess is not None and images_ref is not None:
             preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
@@ -54,41 +78,50 @@ class Job:
             "input_names": self.input_names, "output_names": self.output_names,
             "layout": self.layout, "settings": self.settings,
             "iterations": self.iterations, "warmup": self.warmup,
+            **({"deadline_s": int(deadline_s)} if deadline_s else {}),
         }
 
 
-class ResultFileError(Exception):
-    """result.json or outputs.npz is missing, unreadable or does not match its hash."""
+ResultFileError = BoardResultError
+"""result.json or outputs.npz is missing, unreadable, too big, or does not match its hash."""
 
 
-def read_agent_result(job_dir: Path) -> Tuple[dict, Optional[Dict[str, np.ndarray]]]:
-    """The agent's result.json and, when it succeeded, its outputs (checked against their hash)."""
-    result_path = job_dir / "result.json"
-    if not result_path.is_file():
-        raise ResultFileError(f"the agent wrote no result.json in {job_dir}")
-    try:
-        facts = json.loads(result_path.read_text())
-    except ValueError as error:
-        raise ResultFileError(f"{result_path} is not valid JSON: {error}") from error
-    if facts.get("status") != "ok":
+def read_agent_result(job_dir: Path, job: Optional[Job] = None) -> Tuple[dict, Optional[Dict[str, np.ndarray]]]:
+    """The agent's result.json and, when it succeeded, its outputs: validated, bounded, checked against their hash.
+
+    Every check of board_files applies (see there); job gives the expected
+    output names and the size caps (without it: any names, caps for unknown shapes).
+    """
+    if not (job_dir / "result.json").exists() and not (job_dir / "result.json").is_symlink():
+        raise BoardResultError(f"the agent wrote no result.json in {job_dir}")
+    facts = read_result_json(job_dir / "result.json")
+    if facts["status"] != "ok":
         return facts, None
     outputs_path = job_dir / "outputs.npz"
-    if not outputs_path.is_file():
-        raise ResultFileError(f"result.json says ok but {outputs_path} is missing")
-    expected = facts.get("outputs_sha256")
-    if expected and sha256_file(outputs_path) != expected:
-        raise ResultFileError(f"{outputs_path} does not match the SHA-256 in result.json: "
-                              "the transfer was cut or corrupted")
-    with np.load(outputs_path, allow_pickle=False) as data:
-        outputs = {name: data[name] for name in data.files}
+    names = job.output_names if job else None
+    limit = job.limits()["outputs.npz"] if job else npz_limit({name: None for name in facts.get("outputs") or {}}, 1)
+    check_regular(outputs_path, limit, "outputs.npz")
+    if sha256_file(outputs_path) != facts["outputs_sha256"]:
+        raise BoardResultError(f"{outputs_path} does not match the SHA-256 in result.json: "
+                               "the transfer was cut or corrupted")
+    outputs = load_npz(outputs_path, names, limit, "outputs.npz")
+    declared = facts.get("outputs") or {}
+    for name, array in outputs.items():
+        shape = (declared.get(name) or {}).get("shape")
+        if shape is not None and list(array.shape) != shape:
+            raise BoardResultError(f"outputs.npz: {name!r} has shape {list(array.shape)}, result.json says {shape}")
     return facts, outputs
 
 
-def read_preprocessed(job_dir: Path, facts: dict) -> Optional[np.ndarray]:
+def read_preprocessed(job_dir: Path, facts: dict, job: Optional[Job] = None) -> Optional[np.ndarray]:
     """The board's own preprocessed tensors, when the job asked for them and they arrived whole."""
     info = facts.get("preprocess") or {}
     path = job_dir / "preprocessed.npz"
-    if info.get("status") != "ok" or not path.is_file() or sha256_file(path) != info.get("sha256"):
+    if info.get("status") != "ok" or not path.is_file() or path.is_symlink() \
+            or sha256_file(path) != info.get("sha256"):
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return data[data.files[0]]
+    limit = job.limits()["preprocessed.npz"] if job else NPZ_MEMBER_OVERHEAD + (256 << 20) * ITEM_BYTES_MAX
+    arrays = load_npz(path, None, limit, "preprocessed.npz")
+    if len(arrays) != 1:
+        raise BoardResultError(f"preprocessed.npz holds {len(arrays)} arrays, not 1")
+    return next(iter(arrays.values()))

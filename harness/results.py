@@ -15,6 +15,8 @@ FAILED = "failed"
 """The board was reached but the model did not run there (the agent's error, a crash, a timeout)."""
 UNUSABLE = "unusable"
 """The board could not be used: unreachable, host key refused, upload failed."""
+INTERRUPTED = "interrupted"
+"""The run was stopped (Ctrl-C, SIGTERM) before this board finished; its agent was killed, its lock released."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import sha256_file
 from ..errors import BoardError
 from ..inventory import BoardSpec
 from ..job import Job
@@ -61,7 +62,7 @@ class SourceModelTarget(Target):
         return (lambda feeds, names: session.run(names, feeds)), f"onnxruntime {onnxruntime.__version__}"
 
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
-        on_stage("run")
+        self.enter("run", on_stage)
         started = time.perf_counter()
         run, runtime = self.load()
         with np.load(job.inputs_path, allow_pickle=False) as data:
@@ -69,6 +70,7 @@ class SourceModelTarget(Target):
         samples = len(inputs[job.input_names[0]])
         latency, collected = [], {name: [] for name in job.output_names}
         for sample in range(samples):
+            self.check_interrupted()
             begin = time.perf_counter()
             outputs = run({name: inputs[name][sample] for name in job.input_names}, job.output_names)
             latency.append((time.perf_counter() - begin) * 1000.0)
@@ -78,6 +80,7 @@ class SourceModelTarget(Target):
         np.savez(local_dir / "outputs.npz", **arrays)
         facts = {"schema": 1, "status": "ok", "error": None, "machine": platform.machine(),
                  "python": platform.python_version(), "runtime": runtime,
+                 "outputs_sha256": sha256_file(local_dir / "outputs.npz"),
                  "mnn_version": None, "latency_ms": latency, "settings": {"threads": 1},
                  "outputs": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()}}
         (local_dir / "result.json").write_text(json.dumps(facts, indent=1))
