@@ -22,6 +22,8 @@ import hashlib
 import json
 import os
 import platform
+import signal
+import stat
 import struct
 import sys
 import tempfile
@@ -58,9 +60,28 @@ class JobError(Exception):
         self.kind = kind
 
 
+def open_regular(path):
+    """Open a file for reading without following a symlink (O_NOFOLLOW): the job dir's files are the host's,
+    and a link planted there must not make the agent read (or hash) anything else."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise JobError("bad-job", "%s is not a regular file" % path)
+    return os.fdopen(fd, "rb")
+
+
+def arm_deadline(job):
+    """End this process at the job's deadline even if nobody is left to stop it (SIGALRM's default action
+    kills, whatever the process is doing: no Python handler is involved)."""
+    deadline = job.get("deadline_s")
+    if isinstance(deadline, int) and deadline > 0 and hasattr(signal, "alarm"):
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(deadline)
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -165,8 +186,8 @@ def resolve(job_dir, path):
 
 def load_job(job_dir):
     path = os.path.join(job_dir, "job.json")
-    with open(path) as f:
-        job = json.load(f)
+    with open_regular(path) as f:
+        job = json.loads(f.read().decode("utf-8"))
     settings = job.get("settings", {})
     if settings.get("precision", "normal") not in PRECISIONS:
         raise JobError("bad-job", "precision must be one of %s" % ", ".join(PRECISIONS))
@@ -190,7 +211,7 @@ def load_inputs(job_dir, job, np):
     if expected and sha256_file(model_path) != expected:
         raise JobError("bad-model", "model %s does not have the SHA-256 the host sent (%s)"
                        % (model_path, expected))
-    with np.load(inputs_path, allow_pickle=False) as data:
+    with open_regular(inputs_path) as f, np.load(f, allow_pickle=False) as data:
         arrays = {name: np.ascontiguousarray(data[name], dtype=np.float32) for name in data.files}
     missing = [name for name in job["input_names"] if name not in arrays]
     if missing:
@@ -388,7 +409,7 @@ def board_preprocess(job_dir, job, np, MNN):
             raise JobError("bad-inputs", "images.npz does not match the SHA-256 the host sent")
         flags = {"nearest": 0, "linear": 1, "cubic": 2, "area": 3}  # same numbers in OpenCV and MNN.cv
         tensors = []
-        with np.load(images_path, allow_pickle=False) as data:
+        with open_regular(images_path) as f, np.load(f, allow_pickle=False) as data:
             for key in sorted(data.files, key=lambda k: int(k[3:])):
                 bgr = np.ascontiguousarray(data[key])
                 size = (int(spec["width"]), int(spec["height"]))
@@ -431,6 +452,7 @@ def run_job(job_dir):
         import numpy as np
         result["numpy_version"] = np.__version__
         job = load_job(job_dir)
+        arm_deadline(job)
         settings = dict(job.get("settings", {}))
         result["settings"] = settings
         MNN, banner = import_mnn()

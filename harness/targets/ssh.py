@@ -4,33 +4,52 @@ Host keys are always verified: against ~/.ssh/known_hosts, the board's own
 known_hosts file, and nothing else. An unknown key is accepted only when the
 inventory says `trust_on_first_use: true` for that board, and the report says
 so. Fabric's own default (accept anything) is replaced on every connection.
+
+One job on a board, stage by stage (each a few remote calls at most):
+connect; make the workdir (a new board, or /tmp after a reboot); take the
+board's lock; in one remote call clean what earlier runs left (job dirs whose
+agent is gone, partial uploads), make the job dir and hash the store files
+the job needs; evict least recently used store files beyond `store_max_mb`;
+upload what is missing or does not match its SHA-256 (the agent included);
+run the agent under a watchdog that kills it when the channel closes; fetch
+the results within their size caps; remove the job dir; release the lock.
+
+Nothing blocks for long without checking `interrupted`: a Ctrl-C stops a
+board within a fraction of a second, its agent killed, its job dir removed
+and its lock released.
 """
 
 import json
 import posixpath
-import shlex
 import socket
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
 import paramiko
 from fabric import Connection
 
-from ..endpoint import SshEndpoint
+from ..board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text
 from ..cache import sha256_file
-from ..errors import BoardError
+from ..endpoint import SshEndpoint
+from ..errors import BoardError, BoardResultError, Interrupted
 from ..job import AGENT_PATH, Job
 from ..results import TargetResult
+from . import remote
 from .base import StageCallback, Target
 from .lock import BoardLock, read_holder
-
+from .remote import BoardPaths, Leftovers
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF_S = 1.0
+POLL_S = 0.2
+OUTPUT_MAX = 1 << 20
+"""Bytes kept of a helper command's stdout or stderr; the agent's own output goes to its log file."""
+CHUNK = 1 << 20
 
 
 class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -55,24 +74,45 @@ class BoardSession:
     endpoint: SshEndpoint
     connection: Connection
     sftp: paramiko.SFTPClient
+    paths: BoardPaths = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.paths = BoardPaths(self.endpoint.workdir)
 
     @property
     def workdir(self) -> str:
-        return self.endpoint.workdir
+        return self.paths.workdir
 
     @property
     def store(self) -> str:
-        return posixpath.join(self.workdir, "store")
+        return self.paths.store
 
     @property
-    def agent(self) -> str:
-        return posixpath.join(self.workdir, "agent", "mnn_agent.py")
+    def transport(self) -> paramiko.Transport:
+        return self.connection.client.get_transport()
+
+
+@dataclass
+class RemoteRun:
+    status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class StoreFile:
+    """A file the job needs in the board's store, named by its content."""
+
+    name: str
+    local: Path
+    sha256: str
 
 
 class SshTarget(Target):
     def __init__(self, board, lock_timeout: float = 300.0):
         super().__init__(board, lock_timeout)
         self.connection: Optional[Connection] = None
+        self.lock: Optional[BoardLock] = None
 
     def endpoint(self) -> SshEndpoint:
         board = self.board
@@ -86,6 +126,8 @@ class SshTarget(Target):
                            key_filename=str(Path(board.key).expanduser()) if board.key else None,
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
                            python=board.python, workdir=board.workdir)
+
+    # -- connecting ------------------------------------------------------------------------------------
 
     def connect(self, endpoint: SshEndpoint, result: TargetResult) -> Connection:
         connect_kwargs = {"banner_timeout": self.board.connect_timeout,
@@ -108,7 +150,9 @@ class SshTarget(Target):
         else:
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         where = f"{connection.user}@{connection.host}:{connection.port}"
+        self.connection = connection  # abort() from another thread can close it while it connects
         for attempt in range(CONNECT_ATTEMPTS):
+            self.check_interrupted()
             try:
                 connection.open()
                 break
@@ -134,37 +178,16 @@ class SshTarget(Target):
             # moment: retry with backoff before calling the board unusable.
             if attempt + 1 < CONNECT_ATTEMPTS:
                 result.notes.append(f"connect attempt {attempt + 1} failed ({failure}); retrying")
-                time.sleep(CONNECT_BACKOFF_S * 2 ** attempt)
+                if self.interrupted.wait(CONNECT_BACKOFF_S * 2 ** attempt):
+                    self.check_interrupted()
         else:
             raise BoardError(f"{self.name}: {failure} (after {CONNECT_ATTEMPTS} attempts)")
         self.watch_for_death(connection)
         for line in accepted:
             result.notes.append(f"host key accepted on first use (trust_on_first_use): {line}")
-        self.connection = connection
         return connection
 
-    def probe_impl(self, health: dict) -> None:
-        result = TargetResult(self.name, self.board.kind, "unusable")
-        board = self.open_board(result)
-        self.remote(board.connection, ["mkdir", "-p", posixpath.dirname(board.agent)], "mkdir")
-        self.put(board.sftp, AGENT_PATH, board.agent, always=True)
-        out = posixpath.join(board.workdir, "probe.json")
-        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, board.agent, "--probe", out])
-        run = board.connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
-                                   timeout=self.board.connect_timeout * 4)
-        if run.exited == 127:
-            raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}")
-        try:
-            with board.sftp.open(out) as f:
-                health["facts"] = json.loads(f.read().decode())
-        except (OSError, ValueError) as error:
-            raise BoardError(f"{self.name}: the probe failed: {run.stdout.strip()[-300:]}") from error
-        holder = read_holder(board.sftp, posixpath.join(board.workdir, "lock"))
-        health["lock"] = holder.describe() if holder else None
-        health["notes"] = result.notes
-        health["address"] = f"{board.endpoint.host}:{board.endpoint.port}"
-
-    def open_board(self, result: TargetResult) -> "BoardSession":
+    def open_board(self, result: TargetResult) -> BoardSession:
         endpoint = self.endpoint()
         connection = self.connect(endpoint, result)
         sftp = connection.sftp()
@@ -185,119 +208,461 @@ class SshTarget(Target):
             connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
                                                  int(self.board.dead_after * 1000))
 
+    # -- remote commands -------------------------------------------------------------------------------
+
+    def exec_script(self, board: BoardSession, script: str, args: List[str], what: str,
+                    timeout: Optional[float] = None, check: bool = True, interruptible: bool = True,
+                    watched: bool = False) -> RemoteRun:
+        """Run one of remote's scripts; its output bounded, its wait interruptible; BoardError on failure.
+
+        interruptible=False for the clean-up that must run after an interruption; watched=True for a script
+        with a watchdog on its stdin (remote.PROBE): stdin stays open until the channel closes.
+        """
+        timeout = timeout or self.board.connect_timeout * 4
+        channel = board.transport.open_session(timeout=self.board.connect_timeout)
+        try:
+            channel.exec_command(remote.sh(script, args))
+            if not watched:
+                channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            while True:
+                got = False
+                while channel.recv_ready():
+                    data = channel.recv(65536)
+                    out += data[:max(0, OUTPUT_MAX - len(out))]
+                    got = True
+                while channel.recv_stderr_ready():
+                    data = channel.recv_stderr(65536)
+                    err += data[:max(0, OUTPUT_MAX - len(err))]
+                    got = True
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if got:
+                    continue
+                if interruptible:
+                    self.check_interrupted()
+                if channel.closed or not board.transport.is_active():
+                    raise EOFError("the SSH channel closed")
+                if time.monotonic() > deadline:
+                    raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
+                channel.status_event.wait(0.01)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()
+        run = RemoteRun(status, clean_text(out.decode("utf-8", "replace")), clean_text(err.decode("utf-8", "replace")))
+        if check and status != 0:
+            raise BoardError(f"{self.name}: {what} failed on the board (exit {status}): "
+                             f"{(run.stderr or run.stdout).strip()[-400:]}")
+        return run
+
+    def prepare_workdir(self, board: BoardSession, result: Optional[TargetResult]) -> bool:
+        """Make the workdir with its parents (a new board, /tmp after a reboot); True if it was not there."""
+        run = self.exec_script(board, remote.PREPARE, [board.workdir], "making the workdir")
+        created = "created" in run.stdout.split()
+        if created and result is not None:
+            result.notes.append(f"the workdir {board.workdir} did not exist (a new board, or /tmp cleared by a "
+                                "reboot): made it")
+        return created
+
+    def agent_state(self, board: BoardSession, job_dir: str, kill: bool) -> str:
+        """Whether the agent of a job dir still runs on the board (killing it when asked): for the lock."""
+        try:
+            job_dir = board.paths.under(job_dir)
+        except BoardError:
+            return "gone"  # a holder.json naming a path outside the workdir names no agent of ours
+        run = self.exec_script(board, remote.AGENT_STATE, [job_dir, "kill" if kill else ""], "checking an agent",
+                               check=False)
+        return run.stdout.strip() or "gone"
+
+    def free_kb(self, board: BoardSession, directory: str) -> Optional[int]:
+        try:
+            text = self.exec_script(board, remote.DISK_FREE, [directory], "df", check=False).stdout.strip()
+        except (BoardError, OSError, EOFError, paramiko.SSHException):
+            return None
+        return int(text) if text.isdigit() else None
+
+    # -- the run ---------------------------------------------------------------------------------------
+
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
-        on_stage("connect")
+        self.enter("connect", on_stage)
         started = time.perf_counter()
-        board = self.open_board(result)
-        result.timings["connect"] = time.perf_counter() - started
-        on_stage("lock")
+        board = None
+        try:
+            board = self.open_board(result)
+            self.prepare_workdir(board, result)
+            result.timings["connect"] = time.perf_counter() - started
+            self.run_on(board, job, local_dir, on_stage, result)
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise self.transport_error(error, board) from error
+
+    def transport_error(self, error: BaseException, board: Optional[BoardSession]) -> Exception:
+        """What a connection error means, in words: interrupted, the board stopped answering, a stalled transfer."""
+        if self.interrupted.is_set():
+            return Interrupted(f"{self.name}: interrupted during {self.stage}")
+        elapsed = time.monotonic() - self.stage_started
+        dead = board is None or not board.transport or not board.transport.is_active()
+        if isinstance(error, socket.timeout) and not dead:
+            return BoardError(f"{self.name}: no progress for {self.board.transfer_timeout:g} s (transfer_timeout) "
+                              f"during {self.stage}; the board or its network stalled")
+        if dead or isinstance(error, EOFError) or "closed" in str(error).lower():
+            return BoardError(f"{self.name}: the board stopped answering during {self.stage} after {elapsed:.0f} s "
+                              f"({type(error).__name__}: {error}); it may have lost power or network, or "
+                              f"dead_after={self.board.dead_after:g} s passed without an answer")
+        return BoardError(f"{self.name}: {self.stage} failed: {type(error).__name__}: {error}")
+
+    def run_on(self, board: BoardSession, job: Job, local_dir: Path, on_stage: StageCallback,
+               result: TargetResult) -> None:
+        job_dir = board.paths.job_dir(job.id)
+        self.enter("lock", on_stage)
         started = time.perf_counter()
-        lock = BoardLock(board.sftp, board.workdir, self.name, job.id, hold_for=self.board.run_timeout * 2 + 600)
+        lock = BoardLock(board.sftp, board.workdir, self.name, job.id, hold_for=self.board.run_timeout * 2 + 600,
+                         job_dir=job_dir, agent_state=lambda directory, kill: self.agent_state(board, directory, kill),
+                         cancel=self.interrupted)
         lock.acquire(self.lock_timeout, on_wait=on_stage)
+        self.lock = lock
         result.timings["lock"] = time.perf_counter() - started
         acquired = time.time()
         try:
-            self.run_locked(board, job, local_dir, on_stage, result)
+            self.run_locked(board, job, job_dir, local_dir, on_stage, result)
         finally:
-            lock.release()
+            self.end_job(board, job_dir, lock)
             result.locked_span = (acquired, time.time())
 
-    def run_locked(self, board: "BoardSession", job: Job, local_dir: Path, on_stage: StageCallback,
+    def end_job(self, board: BoardSession, job_dir: str, lock: BoardLock) -> None:
+        """Remove the job dir (stopping its agent if it still runs) and release the lock; best effort: the
+        next run cleans what a dead connection leaves."""
+        try:
+            if board.transport.is_active():
+                self.exec_script(board, remote.END_JOB, [job_dir], "removing the job dir", timeout=15, check=False,
+                                 interruptible=False)
+        except (BoardError, Interrupted, OSError, EOFError, paramiko.SSHException):
+            pass
+        try:
+            if board.transport.is_active():
+                lock.release()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def store_files(self, job: Job) -> Dict[str, StoreFile]:
+        """The files a job needs in the store, by content: agent, model, inputs (and raw images)."""
+        agent_sha = sha256_file(job.agent_path)
+        files = [StoreFile(f"mnn_agent-{agent_sha[:16]}.py", job.agent_path, agent_sha),
+                 StoreFile(f"{job.model_sha256}.mnn", job.model_path, job.model_sha256),
+                 StoreFile(f"{job.inputs_sha256}.npz", job.inputs_path, job.inputs_sha256)]
+        if job.images_path:
+            files.append(StoreFile(f"{job.images_sha256}.npz", job.images_path, job.images_sha256))
+        return {item.name: item for item in files}
+
+    def run_locked(self, board: BoardSession, job: Job, job_dir: str, local_dir: Path, on_stage: StageCallback,
                    result: TargetResult) -> None:
-        job_dir = posixpath.join(board.workdir, "jobs", job.id)
-        # The agent is stored by hash too: a warm run sends only job.json.
-        agent = posixpath.join(board.store, f"mnn_agent-{sha256_file(job.agent_path)[:16]}.py")
-        model_ref = posixpath.join(board.store, f"{job.model_sha256}.mnn")
-        inputs_ref = posixpath.join(board.store, f"{job.inputs_sha256}.npz")
-        images_ref = posixpath.join(board.store, f"{job.images_sha256}.npz") if job.images_path else None
+        files = self.store_files(job)
+        agent, model, inputs = (board.paths.store_file(name) for name in list(files)[:3])
+        images = board.paths.store_file(list(files)[3]) if job.images_path else None
         manifest_path = local_dir / "job.json"
-        manifest_path.write_text(json.dumps(job.manifest(model_ref, inputs_ref, images_ref), indent=1))
-        self.remote(board.connection, ["mkdir", "-p", job_dir, board.store, posixpath.dirname(board.agent)],
-                    "mkdir")
-        # The store keeps model and inputs by SHA-256; the agent checks both
-        # hashes before it runs, so a cached file that went bad is caught there
-        # and sent again once.
+        manifest_path.write_text(json.dumps(job.manifest(model, inputs, images,
+                                                         deadline_s=self.board.run_timeout + 60), indent=1))
+        self.enter("upload", on_stage)
+        started = time.perf_counter()
+        leftovers, hashes, links = self.begin_job(board, job.id, list(files))
+        if leftovers.describe():
+            result.notes.append(f"cleaned up after earlier runs: {leftovers.describe()}")
+        if links:
+            result.notes.append(f"store entries that were symbolic links were removed: {', '.join(links)}")
         for attempt in range(2):
-            on_stage("upload")
-            started = time.perf_counter()
-            refresh = attempt > 0
-            uploads = [(job.agent_path, agent, refresh), (job.model_path, model_ref, refresh),
-                       (job.inputs_path, inputs_ref, refresh),
-                       (manifest_path, posixpath.join(job_dir, "job.json"), True)]
-            if images_ref:
-                uploads.append((job.images_path, images_ref, refresh))
-            for local, remote, always in uploads:
-                result.bytes_uploaded += self.put(board.sftp, local, remote, always)
+            wanted = [item for item in files.values() if hashes.get(item.name) != item.sha256]
+            corrupt = [item.name for item in wanted if item.name in hashes]
+            if corrupt:
+                result.notes.append(f"stored {', '.join(corrupt)} did not match its SHA-256 on the board: sent again")
+            self.evict(board, set(files), sum(item.local.stat().st_size for item in wanted), result)
+            for item in wanted:
+                result.bytes_uploaded += self.put(board, item.local, board.paths.store_file(item.name))
+            result.bytes_uploaded += self.put(board, manifest_path, job_dir + "/job.json")
             result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
-            self.run_agent(board, agent, job_dir, local_dir, on_stage, result)
-            on_stage("download")
+            self.enter("run", on_stage)
+            self.run_agent(board, agent, job_dir, local_dir, result)
+            self.enter("download", on_stage)
             started = time.perf_counter()
-            for name in RESULT_FILES:
-                (local_dir / name).unlink(missing_ok=True)
-                remote = posixpath.join(job_dir, name)
-                try:
-                    board.sftp.stat(remote)
-                except FileNotFoundError:
-                    continue
-                board.sftp.get(remote, str(local_dir / name))
-                result.bytes_downloaded += (local_dir / name).stat().st_size
+            self.download(board, job, job_dir, local_dir, result)
             result.timings["download"] = result.timings.get("download", 0.0) + time.perf_counter() - started
-            if not refresh and self.stale_store(local_dir):
-                result.notes.append("a cached model or input on the board did not match its hash: sent again")
+            if attempt == 0 and self.stale_store(local_dir):
+                # Changed between our hash check and the agent's own: check again, send what differs.
+                result.notes.append("a stored model or input changed on the board during the run: sent again")
+                self.enter("upload", on_stage)
+                started = time.perf_counter()
+                agent_name = next(iter(files))
+                hashes = {agent_name: hashes.get(agent_name)}
                 continue
             break
-        self.remote(board.connection, ["rm", "-rf", job_dir], "clean up")
 
-    def run_agent(self, board: "BoardSession", agent: str, job_dir: str, local_dir: Path,
-                  on_stage: StageCallback, result: TargetResult) -> None:
-        on_stage("run")
-        started = time.perf_counter()
-        command = " ".join(shlex.quote(part) for part in [board.endpoint.python, agent, job_dir])
+    def begin_job(self, board: BoardSession, job_id: str, names: List[str],
+                  clean: bool = True) -> Tuple[Leftovers, dict, List[str]]:
+        """One remote call: clean leftovers (only under the lock), make the job dir, hash what the store holds
+        of `names`."""
+        run = self.exec_script(board, remote.BEGIN_JOB, [board.workdir, "clean" if clean else "keep", job_id,
+                                                          board.endpoint.python, *names],
+                               "preparing the job", timeout=max(60.0, self.board.connect_timeout * 4))
+        return remote.parse_begin(run.stdout)
+
+    def store_cap_bytes(self) -> int:
+        return int(self.board.store_max_mb * 1024 * 1024)
+
+    def evict(self, board: BoardSession, keep: set, incoming: int, result: Optional[TargetResult]) -> Tuple[int, List[str]]:
+        """Remove least recently used store files until the store fits store_max_mb with `incoming` bytes more.
+
+        A job's files are touched when it uses them, so modification times
+        order the store by last use. Returns (bytes freed, files removed).
+        """
+        entries = [entry for entry in board.sftp.listdir_attr(board.store)
+                   if stat.S_ISREG(entry.st_mode or 0) or stat.S_ISLNK(entry.st_mode or 0)]
+        total = sum(entry.st_size or 0 for entry in entries)
+        budget = self.store_cap_bytes() - incoming
+        if total <= budget:
+            return 0, []
+        victims, freed = [], 0
+        for entry in sorted(entries, key=lambda e: (e.st_mtime or 0, e.filename)):
+            if total - freed <= budget:
+                break
+            if entry.filename in keep:
+                continue
+            try:
+                remote.check_name(entry.filename, "store file")
+            except BoardError:
+                continue
+            victims.append(entry.filename)
+            freed += entry.st_size or 0
+        if victims:
+            self.exec_script(board, remote.REMOVE_STORE_FILES, [board.store, *victims], "evicting store files",
+                             check=False)
+        if result is not None:
+            if victims:
+                result.notes.append(f"store over store_max_mb={self.board.store_max_mb:g}: evicted {len(victims)} "
+                                    f"least recently used file(s), {freed / 1e6:.1f} MB")
+            if total - freed > budget:
+                result.notes.append(f"this job's own files exceed store_max_mb={self.board.store_max_mb:g}")
+        return freed, victims
+
+    def put(self, board: BoardSession, local: Path, target: str) -> int:
+        """Upload to target.partial and rename it over target; the bytes moved. A full disk says so."""
+        size = local.stat().st_size
+        partial = f"{target}.partial"
+
+        def progress(done: int, total: int) -> None:
+            self.check_interrupted()
+
         try:
-            run = board.connection.run(command + " 2>&1", hide=True, warn=True, in_stream=False,
-                                       timeout=self.board.run_timeout)
-        except Exception as error:  # invoke's CommandTimedOut and transport errors
-            raise BoardError(f"{self.name}: running the agent failed: {type(error).__name__}: {error}") from error
+            board.sftp.put(str(local), partial, callback=progress)
+            board.sftp.posix_rename(partial, target)
+        except Interrupted:
+            self._remove_quietly(board, partial)
+            raise
+        except OSError as error:
+            if not board.transport.is_active():
+                raise
+            self._remove_quietly(board, partial)
+            directory = posixpath.dirname(target)
+            free = self.free_kb(board, directory)
+            if free is not None and free * 1024 < size + 64 * 1024:
+                raise BoardError(f"{self.name}: the board's disk is full: {free / 1024:.1f} MB free in {directory}, "
+                                 f"and {local.name} needs {size / 1e6:.1f} MB. Free space there (`harness boards "
+                                 "--clean` removes leftovers and trims the store), or lower store_max_mb") from None
+            raise BoardError(f"{self.name}: uploading {local.name} to {target} failed: {error}"
+                             + (f" ({free / 1024:.1f} MB free there)" if free is not None else "")) from None
+        return size
+
+    @staticmethod
+    def _remove_quietly(board: BoardSession, path: str) -> None:
+        try:
+            board.sftp.remove(path)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def run_agent(self, board: BoardSession, agent: str, job_dir: str, local_dir: Path, result: TargetResult) -> None:
+        """Run the agent under remote.AGENT_RUN; closing the channel (Ctrl-C, run_timeout) kills it on the board."""
+        started = time.perf_counter()
+        channel = board.transport.open_session(timeout=self.board.connect_timeout)
+        try:
+            channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, board.endpoint.python, agent]))
+            deadline = time.monotonic() + self.board.run_timeout
+            line = self._first_line(channel, board)
+            words = line.split()
+            if len(words) == 3 and words[0] == "agent-pid" and words[1].isdigit() and words[2].isdigit() \
+                    and self.lock is not None:
+                self.lock.record_agent(int(words[1]), int(words[2]))
+            while not channel.exit_status_ready():
+                if self.interrupted.is_set():
+                    raise Interrupted(f"{self.name}: interrupted during run; its agent was stopped")
+                if time.monotonic() > deadline:
+                    raise BoardError(f"{self.name}: the agent ran longer than run_timeout="
+                                     f"{self.board.run_timeout:g} s and was stopped")
+                if channel.closed or not board.transport.is_active():
+                    raise EOFError("the SSH session of the agent closed")
+                channel.status_event.wait(POLL_S)
+            status = channel.recv_exit_status()
+        finally:
+            channel.close()  # the kill switch: the watchdog on the board sees the end of its stdin
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
-        (local_dir / "agent.log").write_text(run.stdout)
-        if run.exited == 127:
+        if status == 127:
             raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}; install Python >= 3.8 "
                              "with numpy and MNN there, or set `python` for this board in the inventory")
-        if run.exited not in (0, 1):
-            result.notes.append(f"the agent exited with status {run.exited}"
-                                + (" (killed by a signal)" if run.exited >= 128 else ""))
+        if status == 125:
+            raise BoardError(f"{self.name}: the job directory {job_dir} vanished before the agent started")
+        if status not in (0, 1):
+            result.notes.append(f"the agent exited with status {status}"
+                                + (" (killed by a signal)" if status >= 128 or status < 0 else ""))
+
+    def _first_line(self, channel, board: BoardSession) -> str:
+        """The wrapper's first line (the agent's pid and process group), or "" if it ended without one."""
+        data = bytearray()
+        deadline = time.monotonic() + self.board.connect_timeout * 4
+        while b"\n" not in data and len(data) < 4096:
+            if channel.recv_ready():
+                chunk = channel.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                continue
+            if channel.exit_status_ready() or channel.eof_received:
+                break
+            self.check_interrupted()
+            if channel.closed or not board.transport.is_active():
+                raise EOFError("the SSH session of the agent closed")
+            if time.monotonic() > deadline:
+                break
+            channel.status_event.wait(0.02)
+        return data.split(b"\n", 1)[0].decode("ascii", "replace")
+
+    def download(self, board: BoardSession, job: Job, job_dir: str, local_dir: Path, result: TargetResult) -> None:
+        """Fetch what the agent left: lstat first (a symlink or an oversized file is refused unread), then
+        at most the file's cap; of the log only its end."""
+        for name in RESULT_FILES + ("agent.log",):
+            (local_dir / name).unlink(missing_ok=True)
+        entries = {entry.filename: entry for entry in board.sftp.listdir_attr(job_dir)}
+        log = entries.get("agent.log")
+        if log is not None and stat.S_ISREG(log.st_mode or 0):
+            result.bytes_downloaded += self.fetch_log_tail(board, job_dir + "/agent.log", log.st_size or 0,
+                                                           local_dir / "agent.log")
+        limits = job.limits()
+        for name in RESULT_FILES:
+            entry = entries.get(name)
+            if entry is None:
+                continue
+            mode = entry.st_mode or 0
+            if stat.S_ISLNK(mode):
+                raise BoardResultError(f"{name} on the board is a symbolic link; a board must send a regular file")
+            if not stat.S_ISREG(mode):
+                raise BoardResultError(f"{name} on the board is not a regular file")
+            if (entry.st_size or 0) > limits[name]:
+                raise BoardResultError(f"{name} on the board is {(entry.st_size or 0) / 1e6:.1f} MB, more than the "
+                                       f"{limits[name] / 1e6:.1f} MB this job's outputs can take: refused unread")
+            result.bytes_downloaded += self.fetch(board, job_dir + "/" + name, entry.st_size or 0,
+                                                  local_dir / name, limits[name])
+
+    def fetch(self, board: BoardSession, source: str, size: int, destination: Path, limit: int) -> int:
+        """Copy a remote file, never more than limit bytes (it may still grow while we read)."""
+        copied = 0
+        with board.sftp.open(source, "rb") as remote_file, open(destination, "wb") as local_file:
+            remote_file.prefetch(min(size, limit))
+            while True:
+                self.check_interrupted()
+                chunk = remote_file.read(min(CHUNK, limit + 1 - copied))
+                if not chunk:
+                    break
+                copied += len(chunk)
+                if copied > limit:
+                    raise BoardResultError(f"{posixpath.basename(source)} grew beyond {limit / 1e6:.1f} MB while "
+                                           "it was fetched: refused")
+                local_file.write(chunk)
+        return copied
+
+    def fetch_log_tail(self, board: BoardSession, source: str, size: int, destination: Path) -> int:
+        """The last LOG_KEEP_BYTES of the agent's log, cleaned of control characters; what was skipped is said."""
+        skipped = max(0, size - LOG_KEEP_BYTES)
+        data = bytearray()
+        with board.sftp.open(source, "rb") as remote_file:
+            remote_file.seek(skipped)
+            remote_file.prefetch(min(size - skipped, LOG_KEEP_BYTES))
+            while len(data) < LOG_KEEP_BYTES:
+                chunk = remote_file.read(min(CHUNK, LOG_KEEP_BYTES - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+        header = f"[{skipped} bytes of the agent's output before this were not kept]\n" if skipped else ""
+        destination.write_text(header + clean_text(data.decode("utf-8", "replace")))
+        return len(data)
 
     @staticmethod
     def stale_store(local_dir: Path) -> bool:
         try:
-            facts = json.loads((local_dir / "result.json").read_text())
+            facts = json.loads((local_dir / "result.json").read_text())  # its size was checked when fetched
         except (OSError, ValueError):
             return False
-        return facts.get("error_kind") in ("bad-model", "bad-inputs")
+        return isinstance(facts, dict) and facts.get("error_kind") in ("bad-model", "bad-inputs")
 
-    def put(self, sftp, local: Path, remote: str, always: bool = False) -> int:
-        """Upload to a temp name and rename, unless the same-sized file is already there; bytes moved."""
-        size = local.stat().st_size
-        if not always:
+    # -- health and cleaning ---------------------------------------------------------------------------
+
+    def probe_impl(self, health: dict) -> None:
+        result = TargetResult(self.name, self.board.kind, "unusable")
+        board = self.open_board(result)
+        health["address"] = f"{board.endpoint.host}:{board.endpoint.port}"
+        health["workdir"] = board.workdir
+        health["workdir_created"] = self.prepare_workdir(board, result)
+        files = {name: item for name, item in self.store_files_for_probe().items()}
+        _, hashes, _ = self.begin_job(board, "", list(files), clean=False)  # no lock held: clean nothing
+        for name, item in files.items():
+            if hashes.get(name) != item.sha256:
+                self.put(board, item.local, board.paths.store_file(name))
+        agent = board.paths.store_file(next(iter(files)))
+        out = board.workdir + "/probe.json"
+        run = self.exec_script(board, remote.PROBE, [board.endpoint.python, agent, "--probe", out], "the probe",
+                               check=False, watched=True)
+        if run.status == 127:
+            raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}")
+        try:
+            with board.sftp.open(out) as f:
+                facts = json.loads(f.read(PROBE_JSON_MAX).decode("utf-8", "replace"))
+        except (OSError, ValueError) as error:
+            raise BoardError(f"{self.name}: the probe failed: {run.stdout.strip()[-300:]}") from error
+        try:
+            health["facts"] = check_probe(facts)
+        except BoardResultError as error:
+            raise BoardError(f"{self.name}: {error}") from None
+        holder = read_holder(board.sftp, board.paths.lock)
+        health["lock"] = clean_text(holder.describe()) if holder else None
+        health["notes"] = result.notes
+
+    def store_files_for_probe(self) -> Dict[str, StoreFile]:
+        agent_sha = sha256_file(AGENT_PATH)
+        return {f"mnn_agent-{agent_sha[:16]}.py": StoreFile(f"mnn_agent-{agent_sha[:16]}.py", AGENT_PATH, agent_sha)}
+
+    def clean(self) -> dict:
+        """`harness boards --clean`: under the board's lock, remove leftovers and evict the store to its cap."""
+        report = {"board": self.name, "cleaned": False, "freed_mb": 0.0, "jobs": [], "partials": [],
+                  "evicted": [], "busy": [], "note": None}
+        result = TargetResult(self.name, self.board.kind, "unusable")
+        try:
+            board = self.open_board(result)
+            self.prepare_workdir(board, None)
+            lock = BoardLock(board.sftp, board.workdir, self.name, f"clean-{int(time.time())}", hold_for=600,
+                             agent_state=lambda directory, kill: self.agent_state(board, directory, kill))
+            lock.acquire(min(self.lock_timeout, 10.0))
             try:
-                if sftp.stat(remote).st_size == size:
-                    return 0
-            except FileNotFoundError:
-                pass
-        partial = f"{remote}.partial"
-        sftp.put(str(local), partial)
-        sftp.posix_rename(partial, remote)
-        return size
-
-    def remote(self, connection: Connection, argv, what: str):
-        run = connection.run(" ".join(shlex.quote(part) for part in argv), hide=True, warn=True,
-                             in_stream=False, timeout=self.board.connect_timeout * 4)
-        if run.exited != 0:
-            raise BoardError(f"{self.name}: {what} failed on the board (exit {run.exited}): "
-                             f"{(run.stderr or run.stdout).strip()[-400:]}")
-        return run
+                leftovers, _, _ = self.begin_job(board, "", [])
+                freed, evicted = self.evict(board, set(), 0, None)
+            finally:
+                lock.release()
+            report.update(cleaned=True, jobs=leftovers.jobs, partials=leftovers.partials, busy=leftovers.busy,
+                          evicted=evicted, freed_mb=leftovers.freed_kb / 1024 + freed / 1024 / 1024)
+        except BoardError as error:
+            report["note"] = clean_text(str(error))
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            report["note"] = clean_text(str(self.transport_error(error, None)))
+        finally:
+            self.close()
+        return report
 
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
