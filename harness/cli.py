@@ -2,14 +2,15 @@
 
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
-    harness boards [--json]                   every board with live health
+    harness boards [--json] [--clean]         every board with live health (--clean: remove leftovers)
     harness farm up [--size N] | down | status
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
 
 Exit codes: 0 every board matched, 1 some comparison failed, 2 usage or
-configuration error (nothing ran), 3 a board could not be used.
+configuration error (nothing ran), 3 a board could not be used, 130 stopped
+by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import HarnessError
+from .interrupt import signals_handled
 from .inventory import find_inventory, load_inventory
 from .runner import EXIT_CONFIG
 
@@ -56,6 +58,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     boards = commands.add_parser("boards", help="every board of the inventory with live health")
     boards.add_argument("--json", action="store_true", help="print the health as JSON on stdout")
+    boards.add_argument("--clean", action="store_true",
+                        help="first remove what failed or interrupted runs left on each board (job dirs, partial "
+                        "uploads) and evict its store down to store_max_mb, saying what that freed")
 
     prepare = commands.add_parser("prepare", help="build and convert the scenarios' models now (cached)")
     prepare.add_argument("scenarios", nargs="+")
@@ -91,16 +96,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Not a terminal (CI logs, files): 100 columns, the width the report is laid out for.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     console = Console(stderr=stream is sys.stderr, width=None if stream.isatty() else 100)
-    try:
-        commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
-                    "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm}
-        return commands[args.command](args, console)
-    except HarnessError as error:
-        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-        return error.exit_code
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        return 130
+    # Ctrl-C and SIGTERM: while boards run they stop cleanly (see interrupt.py); a second one quits at once.
+    with signals_handled() as interruption:
+        args.interruption = interruption
+        try:
+            commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
+                        "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm}
+            return commands[args.command](args, console)
+        except HarnessError as error:
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            return error.exit_code
+        except KeyboardInterrupt:
+            console.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
+            return interruption.exit_code
 
 
 def cmd_run(args, console: Console) -> int:
@@ -115,11 +123,13 @@ def cmd_run(args, console: Console) -> int:
         return run_matrix_command(scenario, inventory, only, args, console)
     with TerminalProgress(console) as progress:
         report = run_scenario(scenario, inventory, Path(args.reports), progress, only,
-                              lock_timeout=args.lock_timeout)
+                              lock_timeout=args.lock_timeout, interruption=args.interruption)
     data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(report, console)
+    if report.interrupted:
+        return report.exit_code
     failing = [name for name in report.failed if report.boards[name].kind != "local"]
     if (args.find_layer or scenario.find_layer) and failing:
         from .layers import find_first_divergence, render_layers
@@ -164,7 +174,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                 self.bar.stop()
 
     report = run_matrix(scenario, inventory, Path(args.reports), SettingProgress, only,
-                        lock_timeout=args.lock_timeout,
+                        lock_timeout=args.lock_timeout, interruption=args.interruption,
                         after_run=lambda setting, single: write_run_files(single, console,
                                                                           keep_outputs_mb=args.keep_outputs))
     if args.json:
@@ -219,7 +229,8 @@ def cmd_nightly(args, console: Console) -> int:
     from .nightly import load_nightly, nightly_json, render_night, run_nightly
 
     config = load_nightly(args.file)
-    result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout)
+    result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout,
+                         interruption=args.interruption)
     render_night(result, console)
     if args.json:
         print(nightly_json(result))
@@ -252,7 +263,8 @@ def stored_report(run_dir: Path, data: dict):
                        boards={name: SimpleNamespace(name=name, kind=board.get("kind"), mnn_version=None)
                                for name, board in data["boards"].items()},
                        started_at=data.get("started_at", ""), wall_s=float(data.get("wall_s") or 0.0),
-                       host=data.get("host") or {})
+                       host=data.get("host") or {}, interrupted=data.get("interrupted"),
+                       interrupted_exit_code=int(data.get("exit_code") or 130))
     # summary.json sorts its keys; the reference goes first again, as in the live report.
     for name, board in sorted(data["boards"].items(), key=lambda item: item[0] != data["reference"]):
         report.results[name] = TargetResult(
@@ -372,6 +384,20 @@ def cmd_boards(args, console: Console) -> int:
 
     inventory = load_inventory(find_inventory(args.inventory))
     targets = [make_target(board) for board in inventory.boards.values()]
+    if args.clean:
+        with console.status(f"cleaning {len(targets)} board(s)"):
+            with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+                cleaned = list(pool.map(lambda target: target.clean(), targets))
+        for item in cleaned:
+            if item.get("cleaned"):
+                busy = f"; left {len(item['busy'])} job dir(s) whose agent still runs" if item["busy"] else ""
+                console.print(f"[green]cleaned[/] {escape(item['board'])}: freed {item['freed_mb']:.1f} MB "
+                              f"({len(item['jobs'])} stale job dir(s), {len(item['partials'])} partial upload(s), "
+                              f"{len(item['evicted'])} store file(s) evicted){busy}", highlight=False)
+            elif item.get("note") and item["note"] != "nothing to clean on this kind of board":
+                console.print(f"[yellow]not cleaned[/] {escape(item['board'])}: {escape(item['note'])}",
+                              highlight=False)
+        targets = [make_target(board) for board in inventory.boards.values()]
     with console.status(f"probing {len(targets)} board(s)"):
         with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
             health = list(pool.map(lambda target: target.probe(), targets))
@@ -392,18 +418,21 @@ def cmd_boards(args, console: Console) -> int:
                      if features & set(group)]
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
-            table.add_row(f"{item['board']} [dim]({item['kind']})[/]",
+            table.add_row(f"{escape(item['board'])} [dim]({item['kind']})[/]",
                           "[green]yes[/]" if item["reachable"] else "[red]no[/]",
-                          facts.get("machine", "–"), facts.get("python", "–"),
-                          f"[yellow]{mnn}[/]" if item.get("warning") else mnn, " ".join(shown) or "–",
-                          f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
-                          " ".join(item["tags"]))
+                          escape(facts.get("machine") or "–"), escape(facts.get("python") or "–"),
+                          f"[yellow]{escape(mnn)}[/]" if item.get("warning") else escape(mnn), " ".join(shown) or "–",
+                          f"{disk / 1024:.0f} GB" if disk else "–", escape(item.get("lock") or "free"),
+                          escape(" ".join(item["tags"])))
         console.print(table)
         for item in health:
+            if item.get("workdir_created"):
+                console.print(f"[yellow]{escape(item['board'])}: its workdir {escape(item['workdir'])} did not exist "
+                              "(a new board, or /tmp cleared by a reboot): made it[/]", highlight=False)
             if item["error"]:
-                console.print(f"[red]{item['board']}: {item['error']}[/]")
+                console.print(f"[red]{escape(item['board'])}: {escape(item['error'])}[/]", highlight=False)
             if item.get("warning"):
-                console.print(f"[yellow]{item['board']}: {item['warning']}[/]")
+                console.print(f"[yellow]{escape(item['board'])}: {escape(item['warning'])}[/]", highlight=False)
     return 0 if all(item["reachable"] for item in health) else 3
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .interrupt import Interruption
 from .inventory import Inventory
 from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, RunReport, new_run_id, run_scenario
 from .scenario import Scenario
@@ -62,6 +63,9 @@ class MatrixReport:
 
     @property
     def exit_code(self) -> int:
+        interrupted = [report for _, report in self.runs if report.interrupted]
+        if interrupted:
+            return interrupted[0].exit_code
         codes = [report.exit_code for _, report in self.runs]
         if EXIT_COMPARISON_FAILED in codes:
             return EXIT_COMPARISON_FAILED
@@ -71,16 +75,19 @@ class MatrixReport:
 def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                progress_for: Callable[[Setting], Progress], only: Optional[List[str]] = None,
                lock_timeout: float = 300.0,
-               after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None) -> MatrixReport:
+               after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None,
+               interruption: Optional[Interruption] = None) -> MatrixReport:
     matrix_id = new_run_id(scenario)
     run_dir = Path(reports_dir) / matrix_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report = MatrixReport(matrix_id, run_dir, scenario)
     for setting in expand(scenario):
         single = run_scenario(setting.scenario, inventory, run_dir, progress_for(setting), only,
-                              lock_timeout=lock_timeout, run_id=setting.label)
+                              lock_timeout=lock_timeout, run_id=setting.label, interruption=interruption)
         after_run(setting, single)
         report.runs.append((setting, single))
+        if single.interrupted:
+            break  # the settings not yet run are not in matrix.json
     write_matrix_json(report)
     return report
 

@@ -128,6 +128,9 @@ def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun
 
 def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPolicy) -> int:
     codes = {run.exit_code for run in runs}
+    interrupted = codes & {130, 143}
+    if interrupted:
+        return min(interrupted)
     if EXIT_COMPARISON_FAILED in codes or (policy.fail_on_regression and diff.regressions):
         return EXIT_COMPARISON_FAILED
     if EXIT_CONFIG in codes:
@@ -138,7 +141,8 @@ def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPo
 
 
 def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
-                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0) -> NightResult:
+                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0,
+                interruption=None) -> NightResult:
     import time
 
     from .cli import write_run_files
@@ -155,12 +159,14 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
         try:
             with TerminalProgress(console) as progress:
                 report = run_scenario(item.scenario, item.inventory, reports_dir, progress, item.entry.targets,
-                                      lock_timeout=lock_timeout)
+                                      lock_timeout=lock_timeout, interruption=interruption)
             data = write_run_files(report, console)
             console.print(f"[dim]results: {report.run_dir}[/]")
             console.print(summary_line(report))
             records.append(RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data))
             run_dirs.append(report.run_dir)
+            if report.interrupted:
+                break  # Ctrl-C / SIGTERM: the night stops here; what ran is kept
         except HarnessError as error:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             records.append(RunRecord(item.scenario.name, str(item.entry.scenario), error.exit_code,

@@ -21,7 +21,7 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .results import OK, UNUSABLE, TargetResult
+from .results import INTERRUPTED, OK, UNUSABLE, TargetResult
 from .runner import Progress, RunReport, mnn_mismatch
 
 SUMMARY_SCHEMA = 1
@@ -56,7 +56,8 @@ class TerminalProgress(Progress):
         self.bar.update(self.tasks[name], stage=f"[cyan]{stage}")
 
     def target_done(self, name: str, result: TargetResult) -> None:
-        shown = {OK: "[green]done", UNUSABLE: "[red]unusable"}.get(result.status, "[red]failed")
+        shown = {OK: "[green]done", UNUSABLE: "[red]unusable", INTERRUPTED: "[yellow]interrupted"}.get(
+            result.status, "[red]failed")
         self.bar.update(self.tasks[name], stage=shown, completed=1)
 
 
@@ -173,6 +174,12 @@ def summary_line(report: RunReport) -> Text:
     compared = len(report.compared_targets)
     failed = report.failed
     unusable = report.unusable
+    if report.interrupted:
+        stopped = report.interrupted_targets
+        finished = [name for name in report.results if name not in stopped]
+        return Text(f"INTERRUPTED ({report.interrupted})  finished: {', '.join(finished) or 'none'}; "
+                    f"stopped: {', '.join(stopped) or 'none'} (agents killed, locks released)  "
+                    f"[exit {report.exit_code}]", "bold yellow")
     if report.exit_code == 0:
         return Text(f"PASS  {compared} board(s) match {report.reference} within tolerance "
                     f"({report.scenario.name}, {report.wall_s:.0f} s)", "bold green")
@@ -246,6 +253,7 @@ def summary(report: RunReport) -> dict:
         "started_at": report.started_at,
         "wall_s": report.wall_s,
         "exit_code": report.exit_code,
+        "interrupted": report.interrupted,
         "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
         "model": {"source": str(report.model.source_path), "mnn_path": str(report.model.mnn_path),
                   "mnn_sha256": report.model.mnn_sha256,

@@ -5,9 +5,10 @@ the terminal report and the files in reports/<run-id>/ are views of.
 """
 
 import platform
+import queue
 import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,17 +17,24 @@ from typing import Callable, Dict, List, Optional
 from . import __version__
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
 from .errors import ConfigError
+from .interrupt import Interruption
 from .inventory import BoardSpec, Inventory, boards_named
 from .job import Job
 from .model import ModelArtifact, prepare_model
+from .model_shapes import output_shapes
 from .preprocess import InputSet, build_inputs, preprocess_spec, save_raw_images
-from .results import FAILED, OK, UNUSABLE, TargetResult
+from .results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
 from .diagnose import attributions, diagnose
 from .targets import make_target
+from .targets.base import Target
+from .targets.remote import safe_name
 from .targets.source import SourceModelTarget
 
 EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
+STOP_GRACE_S = 5.0
+"""After an interruption, how long boards get to kill their agents, remove their jobs and release their locks
+before their connections are closed under them (a frozen board)."""
 
 
 @dataclass
@@ -55,10 +63,17 @@ class RunReport:
     """Raw output files kept in the run folder (relative paths); the rest were pruned."""
     parity: Dict[str, ParityResult] = field(default_factory=dict)
     """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
+    interrupted: Optional[str] = None
+    """The signal that stopped the run ("SIGINT", "SIGTERM"), or None; unfinished boards are "interrupted"."""
+    interrupted_exit_code: int = 130
 
     @property
     def compared_targets(self) -> List[str]:
         return [name for name in self.results if name != self.reference]
+
+    @property
+    def interrupted_targets(self) -> List[str]:
+        return [name for name, result in self.results.items() if result.status == INTERRUPTED]
 
     @property
     def unusable(self) -> List[str]:
@@ -68,7 +83,7 @@ class RunReport:
     def failed(self) -> List[str]:
         """Targets whose outputs did not match, or whose model did not run."""
         return [name for name, comparison in self.comparisons.items()
-                if not comparison.passed and self.results[name].status != UNUSABLE]
+                if not comparison.passed and self.results[name].status not in (UNUSABLE, INTERRUPTED)]
 
     @property
     def exit_code(self) -> int:
@@ -76,7 +91,10 @@ class RunReport:
 
         An accuracy failure outranks a board outage: it is the news the run
         exists to give. The reference failing makes every comparison fail.
+        An interrupted run exits 130 (SIGINT) or 143 (SIGTERM), whatever finished.
         """
+        if self.interrupted:
+            return self.interrupted_exit_code
         if self.results[self.reference].status != OK:
             return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
         if self.failed or (self.conversion is not None and not self.conversion.passed) \
@@ -176,9 +194,14 @@ def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> st
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                  progress: Progress = Progress(), only: Optional[List[str]] = None,
                  log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0,
-                 run_id: Optional[str] = None) -> RunReport:
-    """One run; run_id names its folder under reports_dir (a new one by default)."""
+                 run_id: Optional[str] = None, interruption: Optional[Interruption] = None) -> RunReport:
+    """One run; run_id names its folder under reports_dir (a new one by default).
+
+    interruption: when it is set (Ctrl-C, SIGTERM) the boards stop promptly
+    and the report holds what finished and "interrupted" for the rest.
+    """
     started = time.perf_counter()
+    interruption = interruption or Interruption()
     boards = select_targets(scenario, inventory, only)
     run_id = run_id or new_run_id(scenario)
     run_dir = Path(reports_dir) / run_id
@@ -193,43 +216,40 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     if scenario.parity is not None:
         images_path, images_sha256 = save_raw_images(scenario, run_dir)
         board_preprocess = preprocess_spec(scenario.parity.board)
-    # Unique on every board even when two runs share a run id (a matrix setting's label).
-    job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
+    # What a board may send back is bounded by what this model gives for these inputs.
+    shapes = output_shapes(model.mnn_path, model.mnn_sha256, {input_name: list(inputs.shape)},
+                           list(model.outputs))
+    # Unique on every board even when two runs share a run id (a matrix setting's label); safe as a path there.
+    job = Job(id=f"{safe_name(run_id)}-{secrets.token_hex(3)}", model_path=model.mnn_path,
+              model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
               output_names=list(model.outputs), layout=scenario.preprocess.layout,
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
               warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
-              images_sha256=images_sha256)
+              images_sha256=images_sha256, input_shape=(len(inputs.sample_names), *inputs.shape),
+              output_shapes=shapes)
 
     report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=scenario.reference, boards={board.name: board for board in boards},
                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        host={"machine": platform.machine(), "python": platform.python_version(),
                              "harness": __version__})
-    targets = [make_target(board, lock_timeout) for board in boards]
-    for target in targets:
-        progress.add_target(target.name)
-
-    def run_one(target):
-        try:
-            result = target.run(job, run_dir / "targets" / target.name,
-                                lambda stage: progress.stage(target.name, stage))
-        finally:
-            target.close()
-        progress.target_done(target.name, result)
-        return result
-
+    targets: List[Target] = [make_target(board, lock_timeout) for board in boards]
     source = None
     if scenario.source_reference:
         source = SourceModelTarget(model.source_path, model.source_format)
-        progress.add_target(source.name)
-    with ThreadPoolExecutor(max_workers=len(targets) + 1, thread_name_prefix="target") as pool:
-        futures = {target.name: pool.submit(run_one, target) for target in targets}
-        source_future = pool.submit(run_one, source) if source else None
-        for name, future in futures.items():
-            report.results[name] = future.result()
-        if source_future is not None:
-            report.source = source_future.result()
+        targets.append(source)
+    for target in targets:
+        progress.add_target(target.name)
+    results = run_targets(targets, job, run_dir / "targets", progress, interruption)
+    for target in targets:
+        if target is not source:
+            report.results[target.name] = results[target.name]
+    if source is not None:
+        report.source = results[source.name]
+    if interruption.is_set():
+        report.interrupted = interruption.signal_name or "SIGINT"
+        report.interrupted_exit_code = interruption.exit_code
 
     reference = report.results[scenario.reference]
     for name in report.compared_targets:
@@ -248,5 +268,68 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     return report
 
 
+def run_targets(targets: List[Target], job: Job, targets_dir: Path, progress: Progress,
+                interruption: Interruption) -> Dict[str, TargetResult]:
+    """Every target in a thread of its own; the main thread only waits, so a signal is seen at once.
+
+    On an interruption every unfinished target is asked to stop (it kills its
+    agent, removes its job, releases its lock); one that has not returned after
+    STOP_GRACE_S (a frozen board) has its connections closed under it and is
+    reported interrupted. Threads are daemons: one stuck in a frozen board's
+    socket never keeps the process from exiting.
+    """
+    results: Dict[str, TargetResult] = {}
+    done: "queue.Queue[str]" = queue.Queue()
+    given_up = set()
+
+    def work(target: Target) -> None:
+        try:
+            result = target.run(job, targets_dir / target.name, lambda stage: progress.stage(target.name, stage))
+        finally:
+            target.close()
+        if target.name not in given_up:
+            results[target.name] = result
+            progress.target_done(target.name, result)
+        done.put(target.name)
+
+    for target in targets:
+        threading.Thread(target=work, args=(target,), name=f"target-{target.name}", daemon=True).start()
+
+    def wait_for(deadline: Optional[float]) -> None:
+        while len(results) < len(targets) and (deadline is None or time.monotonic() < deadline):
+            if deadline is None and interruption.is_set():
+                return
+            try:
+                done.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+    with interruption.boards_running():
+        wait_for(None)
+        if len(results) < len(targets):
+            progress.step(f"interrupted ({interruption.signal_name}): stopping the agents, removing their jobs, "
+                          "releasing the boards' locks (again to quit at once)")
+            unfinished = [target for target in targets if target.name not in results]
+            for target in unfinished:
+                target.interrupt()
+            wait_for(time.monotonic() + STOP_GRACE_S)
+            stuck = [target for target in unfinished if target.name not in results]
+            for target in stuck:
+                closer = threading.Thread(target=target.abort, name=f"abort-{target.name}", daemon=True)
+                closer.start()
+                closer.join(timeout=2.0)
+            wait_for(time.monotonic() + 1.0)
+            for target in stuck:
+                if target.name not in results:
+                    given_up.add(target.name)
+                    result = TargetResult(target=target.name, kind=target.board.kind, status=INTERRUPTED,
+                                          error=f"{target.name}: interrupted during {target.stage}; it did not stop "
+                                                f"within {STOP_GRACE_S:g} s, so its connection was closed (its agent "
+                                                "dies with the session; the next run breaks its lock)")
+                    results[target.name] = result
+                    progress.target_done(target.name, result)
+    return dict(results)
+
+
 __all__ = ["RunReport", "Progress", "run_scenario", "EXIT_PASS", "EXIT_COMPARISON_FAILED",
-           "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE"]
+           "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE", "INTERRUPTED"]
