@@ -13,20 +13,38 @@ aarch64 program (no binfmt_misc), so the agent must not re-launch
 `sys.executable`.
 
 Each board's state lives in cache_root()/farm/<name>/: sshd_config, host
-key, client key, known_hosts, pid file, sshd log, state.json and home/ (its
-HOME; the workdir is home/work). The host key and the address survive
-restarts, so a known_hosts entry stays valid.
+key, client key, known_hosts, pid file, sshd log and state.json. The host key
+and the address survive restarts, so a known_hosts entry stays valid.
+
+Who the board's sessions run as: where this process is root (and may make
+namespaces), each board logs in a user of its own, `mnn-board-SLOT` (made
+with useradd when missing), never root. Its side of the board lives in a
+world-traversable directory, BOARDS_ROOT/<name>-<hash>/: board-shell,
+bin/python3 and authorized_keys (root's, read-only to it), home/ (its HOME,
+root's) and home/work, the workdir, its only writable place. The sysroot and
+the board's MNN stay in the cache (which may sit under root's 0700 home):
+sshd starts in a mount namespace of its own where they are bind-mounted,
+read-only, onto <board dir>/sysroot and <board dir>/mnn, and where /tmp,
+/var/tmp, /dev/shm and /run/lock are private tmpfs; none of it is visible on
+the host. sshd checks the modes of the key files (StrictModes yes). Where
+this process is not root, a board is run as before: by this user, state and
+workdir in the cache (cache_root()/farm/<name>/home/work), StrictModes off
+because the cache may sit under a world-writable tmp.
 
 Networking: where this process may create network namespaces (root with
 iproute2), each board gets its own namespace and a veth pair
 169.254.SLOT.1 (host) <-> 169.254.SLOT.2 (board), sshd on port 22 there, as a
 real board on its own address; traffic to it stays on that veth. Elsewhere a
-board is a port on 127.0.0.1. SLOT is allocated once per board under a
-farm-wide lock, so boards started in parallel never share an address.
+board is a port on 127.0.0.1. SLOT is chosen machine-wide, under a lock in
+RUN_ROOT, among the slots no running board of any cache holds (their
+namespaces, veths and claims in RUN_ROOT/slots), and kept in the board's
+state directory; boards started by earlier versions are seen by their
+namespaces.
 """
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import pwd
@@ -68,6 +86,27 @@ NETNS_PREFIX = "mh-"
 MAX_SLOTS = 250
 """Slots make addresses 169.254.SLOT.x: one octet, and 0 and 255 are not usable."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+BOARDS_ROOT = Path("/var/lib/mnn-harness/boards")
+"""Where a board's own side lives when it runs as a user of its own (root only): world-traversable."""
+RUN_ROOT = Path("/run/mnn-harness")
+"""Machine-wide: the slot lock and the slots' claims, shared by every cache on this machine."""
+USER_PREFIX = "mnn-board-"
+LAYOUT = 2
+"""How a board is laid out (2: a user of its own where root); a board started with another layout restarts."""
+PRIVATE_TMP_MB = 256
+_MOUNTS = r"""
+# In the board's own mount namespace (never seen by the host): the sysroot and MNN read-only where the
+# board's user can reach them, private tmpfs on every world-writable directory, then sshd.
+set -e
+mount --bind "$1" "$2"; mount -o remount,bind,ro "$2"
+mount --bind "$3" "$4"; mount -o remount,bind,ro "$4"
+tmp_mb=$5
+shift 5
+for d in /tmp /var/tmp /dev/shm /run/lock; do
+  if [ -d "$d" ] && [ ! -L "$d" ]; then mount -t tmpfs -o "size=${tmp_mb}m,mode=1777,nosuid,nodev" tmpfs "$d"; fi
+done
+exec "$@"
+"""
 
 
 @dataclass(frozen=True)
@@ -133,9 +172,9 @@ def endpoint_of(name: str) -> Optional[SshEndpoint]:
     if state is None or "port" not in state:
         return None
     directory = state_dir(name)
-    return SshEndpoint(host=state.get("address", LOOPBACK), port=int(state["port"]), user=_user(),
+    return SshEndpoint(host=state.get("address", LOOPBACK), port=int(state["port"]), user=state.get("user") or _user(),
                        key_filename=str(directory / "client_key"), known_hosts=str(directory / "known_hosts"),
-                       python="python3", workdir=str(directory / "home" / "work"))
+                       python="python3", workdir=state.get("workdir") or str(directory / "home" / "work"))
 
 
 # -- start and stop -------------------------------------------------------------------------------------
@@ -159,17 +198,21 @@ def ensure_running(spec: EmulatedBoardSpec, log: Log = print) -> SshEndpoint:
     mnn = ensure_mnn(spec.mnn_version, log)
     directory = state_dir(spec.name)
     wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": spec.mnn_version, "network": network,
-              "sysroot": sysroot_key()}
+              "sysroot": sysroot_key(), "layout": LAYOUT, "isolated": _may_isolate(network)}
     with _locked(directory):
         state = _read_state(spec.name) or {}
         pid = _pid(spec.name)
-        if pid is not None and {key: state.get(key) for key in wanted} != wanted:
+        # A running board of an earlier layout keeps serving until its next start: restarting it here would
+        # cut off a run of an older harness that uses it right now.
+        same = {key: state.get(key) for key in wanted if key not in ("layout", "isolated")}
+        if pid is not None and same != {key: wanted[key] for key in same}:
             log(f"{spec.name}: its spec changed, restarting it")
             _terminate(pid)
             pid = None
-        _write_scripts(spec, directory, sysroot, mnn)
         if pid is None:
-            _start(spec, directory, state, wanted, log)
+            _start(spec, directory, state, wanted, sysroot, mnn, log)
+        else:
+            _write_scripts(spec, _board_side(spec.name, state), sysroot, mnn, state.get("isolated", False))
     found = endpoint_of(spec.name)
     assert found is not None  # _start wrote the state
     return found
@@ -202,8 +245,17 @@ def remove(name: str) -> bool:
     if not directory.is_dir():
         return False
     stop(name)
+    public = (_read_state(name) or {}).get("public")
+    if public and Path(public).parent == BOARDS_ROOT:
+        shutil.rmtree(public, ignore_errors=True)
     shutil.rmtree(directory)
     return True
+
+
+def host_workdir(name: str) -> Optional[Path]:
+    """The board's workdir as a path on this machine (the same path the board sees), or None if never started."""
+    endpoint = endpoint_of(name)
+    return Path(endpoint.workdir) if endpoint else None
 
 
 # -- internals ------------------------------------------------------------------------------------------
@@ -212,6 +264,66 @@ def remove(name: str) -> bool:
 def _user() -> str:
     """The account sshd authenticates: the real uid's, whatever $USER says (sudo keeps it)."""
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _may_isolate(network: str) -> bool:
+    """Whether boards get a user of their own here: root, with useradd, and a mount namespace to start sshd in."""
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("mount"):
+        return False
+    return network == "netns" or shutil.which("unshare") is not None
+
+
+def _board_side(name: str, state: dict) -> Path:
+    """Where the board's own side lives: its directory under BOARDS_ROOT when isolated, else its state dir."""
+    if state.get("isolated"):
+        return Path(state["public"])
+    return state_dir(name)
+
+
+def _public_dir(name: str) -> Path:
+    """The board's directory under BOARDS_ROOT; the hash of its state dir keeps two caches' boards apart."""
+    return BOARDS_ROOT / f"{name}-{hashlib.sha256(str(state_dir(name)).encode()).hexdigest()[:8]}"
+
+
+def _ensure_user(slot: int) -> pwd.struct_passwd:
+    """The board's user `mnn-board-SLOT`: made once (no password, no login but by key, no home of its own).
+
+    Called under the machine-wide slot lock, so parallel starts never race useradd.
+    """
+    name = f"{USER_PREFIX}{slot}"
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    # "*" is no password; "!" (useradd's default) would be a locked account, which sshd refuses without PAM.
+    argv = ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(BOARDS_ROOT.parent),
+            "--shell", "/bin/sh", "--comment", "mnn-harness emulated board", "--password", "*", name]
+    for attempt in range(5):
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if completed.returncode in (0, 9):  # 9: it exists (made meanwhile)
+            return pwd.getpwnam(name)
+        time.sleep(0.2 * (attempt + 1))  # /etc/passwd locked by another tool for a moment
+    raise BoardError(f"could not create the user {name} for an emulated board: {completed.stderr.strip()}")
+
+
+def _prepare_board_side(public: Path, user: pwd.struct_passwd) -> Path:
+    """The board's own side, owned by root except its workdir; returns the workdir."""
+    BOARDS_ROOT.mkdir(parents=True, exist_ok=True)
+    for directory in (BOARDS_ROOT.parent, BOARDS_ROOT):
+        directory.chmod(0o755)
+    for directory in (public, public / "bin", public / "home", public / "sysroot", public / "mnn"):
+        directory.mkdir(exist_ok=True)
+        os.chown(directory, 0, 0)
+        directory.chmod(0o755)
+    work = public / "home" / "work"
+    work.mkdir(exist_ok=True)
+    if work.stat().st_uid != user.pw_uid:  # a new slot gave the board a new user: hand its files over
+        for root, dirs, files in os.walk(work):
+            for entry in dirs + files:
+                os.lchown(os.path.join(root, entry), user.pw_uid, user.pw_gid)
+    os.chown(work, user.pw_uid, user.pw_gid)
+    work.chmod(0o700)
+    return work
 
 
 def _read_state(name: str) -> Optional[dict]:
@@ -227,7 +339,11 @@ def _pid(name: str) -> Optional[int]:
     A pid file whose process is gone, or whose pid now belongs to something
     else, means the board is not running.
     """
-    directory = state_dir(name)
+    return _sshd_of(state_dir(name))
+
+
+def _sshd_of(directory: Path) -> Optional[int]:
+    """The pid of the sshd started from this state directory, if it runs."""
     try:
         pid = int((directory / "sshd.pid").read_text().split()[0])
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -273,28 +389,46 @@ def _free_port(address: str, preferred: Optional[int]) -> int:
     raise BoardError(f"no free TCP port on {address} for an emulated board")
 
 
-def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, log: Log) -> None:
+def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, sysroot: Path, mnn: Path,
+           log: Log) -> None:
     """Write keys and config, start sshd (in the board's namespace), wait until it greets; record the state."""
     _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host-key")
     _keygen(directory / "client_key", f"mnn-harness@{spec.name}")
-    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
     if os.geteuid() == 0:
         PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     log_path = directory / "sshd.log"
     sshd = [SSHD, "-f", str(directory / "sshd_config"), "-E", str(log_path)]
-    extra: Dict[str, object] = {}
+    extra: Dict[str, object] = {"isolated": wanted["isolated"]}
+    slot = _allocate_slot(spec.name) if wanted["network"] == "netns" or wanted["isolated"] else None
+    if wanted["isolated"]:
+        user = _ensure_user(slot)
+        public = _public_dir(spec.name)
+        work = _prepare_board_side(public, user)
+        extra.update(user=user.pw_name, public=str(public), workdir=str(work))
+        _write_atomic(public / "authorized_keys", (directory / "client_key.pub").read_text())
+        sshd = ["/bin/sh", "-c", _MOUNTS, "sh", str(sysroot), str(public / "sysroot"), str(mnn), str(public / "mnn"),
+                str(PRIVATE_TMP_MB), *sshd]
+        user_name = user.pw_name
+    else:
+        public = directory
+        (directory / "home" / "work").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+        extra.update(user=_user(), workdir=str(directory / "home" / "work"))
+        user_name = _user()
+    _write_scripts(spec, public, sysroot, mnn, wanted["isolated"])
     if wanted["network"] == "netns":
-        slot = _allocate_slot(spec.name)
         namespace = _create_namespace(spec.name, slot)
         address, ports, prefix = f"169.254.{slot}.2", [22], ["ip", "netns", "exec", namespace]
-        extra = {"slot": slot, "namespace": namespace}
+        extra.update(slot=slot, namespace=namespace)
     else:
         # Keep the old port if it is free: the board's known_hosts line names it.
-        address, prefix = LOOPBACK, []
+        address, prefix = LOOPBACK, (["unshare", "--mount", "--propagation", "private"] if wanted["isolated"] else [])
         previous = state.get("port") if state.get("address") == LOOPBACK else None
         ports = [_free_port(address, previous if attempt == 0 else None) for attempt in range(START_ATTEMPTS)]
+        if slot:
+            extra["slot"] = slot
     for port in ports:
-        _write_config(spec, directory, address, port)
+        _write_config(spec, directory, public, address, port, user_name, wanted["isolated"])
         log_path.unlink(missing_ok=True)
         (directory / "sshd.pid").unlink(missing_ok=True)
         # sshd daemonises once it listens; its exit status says whether it could bind and load its keys.
@@ -305,7 +439,7 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
         if "Bind to port" not in problem and "Address already in use" not in problem:
             break
     if started.returncode != 0:
-        if extra:
+        if extra.get("namespace"):
             _delete_namespace(str(extra["namespace"]), int(extra["slot"]))
         raise BoardError(f"{spec.name}: sshd would not start on {address} (exit {started.returncode}):\n"
                          f"{(_log_tail(log_path) + started.stderr).strip()[-800:]}\n"
@@ -365,24 +499,74 @@ def _resolve_network(spec: EmulatedBoardSpec) -> str:
 
 
 def _allocate_slot(name: str) -> int:
-    """The board's slot (its address 169.254.SLOT.2), chosen once and kept in its state directory.
+    """The board's slot (its address 169.254.SLOT.2 and its user mnn-board-SLOT), machine-wide unique.
 
-    Chosen under a farm-wide lock and written before the board starts, so two
-    boards starting in parallel never pick the same slot (and never delete
-    each other's veth pair).
+    Chosen under this cache's lock and a machine-wide lock in RUN_ROOT, among
+    the slots no other board holds: another board of this cache (its slot
+    file), any running board of any cache (its claim in RUN_ROOT/slots), any
+    namespace of another board (boards started by earlier versions have no
+    claim but have their namespace). The board's own slot is kept when free,
+    so its address, and the known_hosts lines naming it, survive restarts.
     """
-    with _locked(farm_dir(), ".slots.lock"):
+    with _locked(farm_dir(), ".slots.lock"), _locked(RUN_ROOT, "slots.lock"):
         mine = _slot_of(name)
-        if mine:
-            return mine
-        taken = {_slot_of(other.name) for other in farm_dir().iterdir()
-                 if other.is_dir() and _NAME.fullmatch(other.name) and other.name != name}
-        slot = next((n for n in range(1, MAX_SLOTS) if n not in taken), None)
+        taken = _slots_taken(name)
+        slot = mine if mine and mine not in taken else next((n for n in range(1, MAX_SLOTS) if n not in taken), None)
         if slot is None:
             raise BoardError(f"more than {MAX_SLOTS - 1} emulated boards on this machine; remove some with "
                              f"`harness farm down` and delete their directories under {farm_dir()}")
         _write_atomic(state_dir(name) / "slot", f"{slot}\n")
+        (RUN_ROOT / "slots").mkdir(parents=True, exist_ok=True)
+        _write_atomic(RUN_ROOT / "slots" / str(slot), str(state_dir(name)) + "\n")
         return slot
+
+
+def _slots_taken(name: str) -> set:
+    me = str(state_dir(name))
+    taken = {_slot_of(other.name) for other in farm_dir().iterdir()
+             if other.is_dir() and _NAME.fullmatch(other.name) and other.name != name}
+    claims = RUN_ROOT / "slots"
+    if claims.is_dir():
+        for claim in claims.iterdir():
+            try:
+                owner = claim.read_text().strip()
+            except OSError:
+                continue
+            if claim.name.isdigit() and owner != me and _sshd_of(Path(owner)) is not None:
+                taken.add(int(claim.name))
+    for namespace, slot in _board_namespaces():
+        if namespace != _namespace(name, slot) or _namespace_used_by_another(namespace, name):
+            taken.add(slot)
+    taken.discard(None)
+    return taken
+
+
+def _board_namespaces() -> List[tuple]:
+    """(name, slot) of every board namespace on this machine, whatever cache started it."""
+    found = []
+    for line in _ip("netns", "list").stdout.splitlines():
+        words = line.split()
+        match = re.fullmatch(rf"{NETNS_PREFIX}(\d+)-.*", words[0]) if words else None
+        if match:
+            found.append((words[0], int(match.group(1))))
+    return found
+
+
+def _namespace_used_by_another(namespace: str, name: str) -> bool:
+    """A namespace named like ours whose sshd listener is another cache's board of the same name.
+
+    Sessions and agents left from our own board's last life do not count: only a listener whose config is
+    not ours does.
+    """
+    ours = str(state_dir(name) / "sshd_config").encode()
+    for pid in _ip("netns", "pids", namespace).stdout.split():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"/sshd_config" in command and ours not in command:
+            return True
+    return False
 
 
 def _slot_of(name: str) -> Optional[int]:
@@ -453,27 +637,32 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def _write_scripts(spec: EmulatedBoardSpec, directory: Path, sysroot: Path, mnn: Path) -> None:
-    """bin/python3 (the emulated interpreter) and board-shell (what every SSH session runs)."""
-    home = directory / "home"
-    (home / "work").mkdir(parents=True, exist_ok=True)
-    (directory / "bin").mkdir(exist_ok=True)
+def _write_scripts(spec: EmulatedBoardSpec, side: Path, sysroot: Path, mnn: Path, isolated: bool) -> None:
+    """bin/python3 (the emulated interpreter) and board-shell (what every SSH session runs), in the board's side.
+
+    An isolated board sees the sysroot and MNN where its namespace mounts them (side/sysroot, side/mnn).
+    """
+    home = side / "home"
+    (side / "bin").mkdir(parents=True, exist_ok=True)
+    if isolated:
+        sysroot, mnn = side / "sysroot", side / "mnn"
     python = " ".join(shlex.quote(arg) for arg in python_command(sysroot, spec.cpu))
-    _write_atomic(directory / "bin" / "python3", (
+    _write_atomic(side / "bin" / "python3", (
         "#!/bin/sh\n"
         f"# aarch64 Python {PYTHON_VERSION} on an emulated {spec.cpu}, MNN {spec.mnn_version}\n"
         "unset PYTHONHOME PYTHONSTARTUP\n"
-        f"PYTHONPATH={shlex.quote(str(mnn))} PYTHONNOUSERSITE=1 exec {python} \"$@\"\n"), mode=0o755)
-    link = directory / "bin" / f"python{PYTHON_VERSION}"
+        f"PYTHONPATH={shlex.quote(str(mnn))} PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 exec {python} \"$@\"\n"),
+        mode=0o755)
+    link = side / "bin" / f"python{PYTHON_VERSION}"
     if not link.is_symlink():  # absent, or a copy of the wrapper written by an earlier version
         tmp = link.with_name(f"{link.name}.{os.getpid()}.tmp")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to("python3")
         os.replace(tmp, link)
-    _write_atomic(directory / "board-shell", (
+    _write_atomic(side / "board-shell", (
         "#!/bin/sh\n"
         f"# ForceCommand of the emulated board {spec.name}: every SSH session, SFTP included, starts here.\n"
-        f"export PATH={shlex.quote(str(directory / 'bin'))}:/usr/local/bin:/usr/bin:/bin\n"
+        f"export PATH={shlex.quote(str(side / 'bin'))}:/usr/local/bin:/usr/bin:/bin\n"
         f"export HOME={shlex.quote(str(home))}\n"
         f"export QEMU_CPU={shlex.quote(spec.cpu)}\n"
         'cd "$HOME" || exit 1\n'
@@ -490,21 +679,26 @@ def _config_path(path: Path) -> str:
     return f'"{text}"'
 
 
-def _write_config(spec: EmulatedBoardSpec, directory: Path, address: str, port: int) -> None:
+def _write_config(spec: EmulatedBoardSpec, directory: Path, side: Path, address: str, port: int, user: str,
+                  isolated: bool) -> None:
+    if isolated:
+        strict = ("# the board's user reads only root's files here (and its own workdir): sshd checks their modes\n"
+                  "StrictModes yes\nPermitRootLogin no")
+    else:
+        strict = ("# not root: the board runs as this user, its state under a cache whose modes (a world-writable\n"
+                  "# tmp, say) sshd's checks were not written for\nStrictModes no\nPermitRootLogin prohibit-password")
     _write_atomic(directory / "sshd_config", f"""\
 # sshd of the emulated board {spec.name} ({spec.cpu}, MNN {spec.mnn_version}), written by mnn-harness
 ListenAddress {address}:{port}
 HostKey {_config_path(directory / "ssh_host_ed25519_key")}
 PidFile {_config_path(directory / "sshd.pid")}
-AuthorizedKeysFile {_config_path(directory / "authorized_keys")}
+AuthorizedKeysFile {_config_path(side / "authorized_keys")}
 AuthenticationMethods publickey
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-AllowUsers {_user()}
-# the state lives under a cache directory whose modes sshd's checks were not written for
-StrictModes no
+AllowUsers {user}
+{strict}
 UsePAM no
 PermitUserEnvironment no
 AllowTcpForwarding no
@@ -514,8 +708,11 @@ PrintMotd no
 PrintLastLog no
 MaxStartups 64
 MaxSessions 32
+# a host that vanished: its sessions close within 30 s, and with them (their watchdog) its agents
+ClientAliveInterval 10
+ClientAliveCountMax 3
 Subsystem sftp {SFTP_SERVER}
-ForceCommand {shlex.quote(str(directory / "board-shell"))}
+ForceCommand {shlex.quote(str(side / "board-shell"))}
 """)
 
 
