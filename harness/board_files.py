@@ -82,11 +82,11 @@ def check_regular(path: Path, limit: int, what: Optional[str] = None) -> int:
     if not stat.S_ISREG(info.st_mode):
         raise BoardResultError(f"{what} is not a regular file")
     if info.st_size > limit:
-        raise BoardResultError(f"{what} is {_size(info.st_size)}, more than the {_size(limit)} it may be")
+        raise BoardResultError(f"{what} is {human_size(info.st_size)}, more than the {human_size(limit)} it may be")
     return info.st_size
 
 
-def _size(count: int) -> str:
+def human_size(count: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
@@ -265,7 +265,7 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
         with open(path, "rb") as raw:
             end = zipfile._EndRecData(raw)  # the entry count, read before the central directory is parsed
             if end is None:
-                raise BoardResultError(f"{what} is not an npz (zip) file")
+                raise BoardResultError(f"{what} is not a readable npz: it has no zip directory")
             entries = end[zipfile._ECD_ENTRIES_TOTAL]
             most = len(wanted) if wanted is not None else 4096
             if entries > most:
@@ -282,8 +282,8 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
                         raise BoardResultError(f"{what}: member {name!r} uses an unexpected compression")
                     declared += info.file_size
                     if declared > limit:
-                        raise BoardResultError(f"{what} would decompress to more than {_size(limit)} (its members "
-                                               f"declare {_size(declared)} so far): refused before loading")
+                        raise BoardResultError(f"{what} would decompress to more than {human_size(limit)} (its members "
+                                               f"declare {human_size(declared)} so far): refused before loading")
                     headers.append((info, name))
                 missing = sorted(wanted - {name for _, name in headers}) if wanted is not None else []
                 if missing:
@@ -317,7 +317,7 @@ def _check_npy_header(member, info: zipfile.ZipInfo, name: str, what: str) -> No
     elements = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if elements * dtype.itemsize + member.tell() != info.file_size:
         raise BoardResultError(f"{what}: {name!r} claims shape {list(shape)} of {dtype}, which does not fit its "
-                               f"{_size(info.file_size)}")
+                               f"{human_size(info.file_size)}")
 
 
 # -- the agent's log ------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ class BoardError(HarnessError):
 class BoardResultError(HarnessError):
     """What a board sent back breaks the contract (too big, a symlink, wrong types, no hash): that board failed."""
 
+    exit_code = 3
+
 
 class Interrupted(HarnessError):
     """The run was asked to stop (Ctrl-C, SIGTERM) before this board finished."""

@@ -9,7 +9,6 @@ candidate. Then both send the whole tensors of the ops around it, and the
 exact comparison names the first op that leaves tolerance.
 """
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from .board_files import DUMP_JSON_MAX, DUMP_NPZ_MAX, load_npz, read_json
 from .compare import metrics
-from .errors import ConfigError
+from .errors import BoardResultError, ConfigError
 from .inventory import Inventory
 from .job import Job
 from .model import prepare_model
@@ -26,6 +26,7 @@ from .preprocess import build_inputs
 from .runner import check_model_against_scenario, new_run_id
 from .scenario import Scenario
 from .targets import make_target
+from .targets.remote import safe_name
 
 DEFAULT_TOLERANCE = 1e-2
 """Relative error (max |board - x86| / max |x86|) an op's output may show before it counts as divergent."""
@@ -95,7 +96,14 @@ def _run_pair(scenario, inventory, board, job, run_dir, label):
         path = run_dir / label / target.name / "dump.json"
         if not path.is_file():
             raise RuntimeError(f"{target.name} sent no layer dump: {result.error or result.status}")
-        dumps.append(json.loads(path.read_text())["tensors"])
+        try:  # a board's file: bounded, cleaned, its shape checked
+            dump = read_json(path, DUMP_JSON_MAX, f"{target.name}'s dump.json")
+            tensors = dump["tensors"]
+            if not isinstance(tensors, list) or not all(isinstance(t, dict) for t in tensors):
+                raise BoardResultError(f"{target.name}'s dump.json: tensors must be a list of mappings")
+        except (BoardResultError, KeyError, TypeError) as error:
+            raise RuntimeError(f"{target.name} sent a layer dump that cannot be read: {error}") from None
+        dumps.append(tensors)
     return dumps
 
 
@@ -119,7 +127,7 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
     op_types = {name: op_type for name, op_type, _ in order}
 
     def job(label, keep):
-        return Job(id=f"{run_dir.name}-{label}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
+        return Job(id=safe_name(f"{run_dir.name}-{label}"), model_path=model.mnn_path, model_sha256=model.mnn_sha256,
                    inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
                    output_names=list(model.outputs), layout=scenario.preprocess.layout,
                    settings=scenario.run.as_dict(),
@@ -148,8 +156,7 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
     _run_pair(scenario, inventory, board, job("tensors", names), run_dir, "tensors")
     arrays = []
     for side in (scenario.reference, board_name):
-        with np.load(run_dir / "tensors" / side / "dump.npz", allow_pickle=False) as data:
-            arrays.append({key: data[key] for key in data.files})
+        arrays.append(load_npz(run_dir / "tensors" / side / "dump.npz", None, DUMP_NPZ_MAX, f"{side}'s dump.npz"))
     host_arrays, board_arrays = arrays
     for row in window:
         if row.name in host_arrays and row.name in board_arrays:

@@ -25,8 +25,8 @@ root's) and home/work, the workdir, its only writable place. The sysroot and
 the board's MNN stay in the cache (which may sit under root's 0700 home):
 sshd starts in a mount namespace of its own where they are bind-mounted,
 read-only, onto <board dir>/sysroot and <board dir>/mnn, and where /tmp,
-/var/tmp, /dev/shm and /run/lock are private tmpfs; none of it is visible on
-the host. sshd checks the modes of the key files (StrictModes yes). Where
+/var/tmp, /dev/shm and /run/lock are private tmpfs (but the one holding the
+board's state, a cache under /tmp); none of it is visible on the host. sshd checks the modes of the key files (StrictModes yes). Where
 this process is not root, a board is run as before: by this user, state and
 workdir in the cache (cache_root()/farm/<name>/home/work), StrictModes off
 because the cache may sit under a world-writable tmp.
@@ -96,13 +96,15 @@ LAYOUT = 2
 PRIVATE_TMP_MB = 256
 _MOUNTS = r"""
 # In the board's own mount namespace (never seen by the host): the sysroot and MNN read-only where the
-# board's user can reach them, private tmpfs on every world-writable directory, then sshd.
+# board's user can reach them, private tmpfs on every world-writable directory (but one holding the board's
+# state, which sshd reads and writes: a cache under /tmp), then sshd.
 set -e
 mount --bind "$1" "$2"; mount -o remount,bind,ro "$2"
 mount --bind "$3" "$4"; mount -o remount,bind,ro "$4"
-tmp_mb=$5
-shift 5
+tmp_mb=$5; state=$6
+shift 6
 for d in /tmp /var/tmp /dev/shm /run/lock; do
+  case "$state/" in "$d"/*) continue;; esac
   if [ -d "$d" ] && [ ! -L "$d" ]; then mount -t tmpfs -o "size=${tmp_mb}m,mode=1777,nosuid,nodev" tmpfs "$d"; fi
 done
 exec "$@"
@@ -407,7 +409,7 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
         extra.update(user=user.pw_name, public=str(public), workdir=str(work))
         _write_atomic(public / "authorized_keys", (directory / "client_key.pub").read_text())
         sshd = ["/bin/sh", "-c", _MOUNTS, "sh", str(sysroot), str(public / "sysroot"), str(mnn), str(public / "mnn"),
-                str(PRIVATE_TMP_MB), *sshd]
+                str(PRIVATE_TMP_MB), str(directory.resolve()), *sshd]
         user_name = user.pw_name
     else:
         public = directory

@@ -40,16 +40,22 @@ class LocalTarget(Target):
                 raise BoardError(f"{self.name}: python {python!r} not found; fix `python` for this board "
                                  "in the inventory") from error
             try:
-                self._wait(agent, time.monotonic() + self.board.run_timeout)
+                self._wait(agent, time.monotonic() + self.board.run_timeout, local_dir / "result.json")
             finally:
                 cap_log_file(local_dir / "agent.log")
         result.timings["run"] = time.perf_counter() - started
         if agent.returncode < 0:
             result.notes.append(f"the agent was killed by signal {-agent.returncode}")
 
-    def _wait(self, agent: subprocess.Popen, deadline: float) -> None:
+    def _wait(self, agent: subprocess.Popen, deadline: float, result_file: Path) -> None:
         while agent.poll() is None:
-            if self.interrupted.wait(POLL_S):
+            if self.interrupted.wait(POLL_S) and agent.poll() is None:
+                if result_file.exists():  # its work is done (result.json comes last): let it exit, keep it
+                    try:
+                        agent.wait(timeout=5)
+                        return
+                    except subprocess.TimeoutExpired:
+                        pass
                 self._kill(agent)
                 raise Interrupted(f"{self.name}: interrupted during run")
             if time.monotonic() > deadline:

@@ -30,6 +30,11 @@ from ..errors import BoardError, Interrupted
 POLL_S = 1.0
 HOLDERLESS_GRACE_S = 60.0
 
+_HELD: set = set()
+"""(lock dir, run id) of the locks this process holds now: a lock of this very process that is not among them
+was left by one of its earlier runs that lost its connection (a nightly's next run must not wait for it)."""
+_HELD_GUARD = threading.Lock()
+
 AgentState = Callable[[str, bool], str]
 """(job dir, kill) -> "running PID", "killed PID" or "gone": the holder's agent, looked up on the board."""
 
@@ -87,8 +92,13 @@ def stale_reason(sftp, lock_dir: str, holder: Optional[Holder], now: float,
             return None, None  # released meanwhile
         return ("it has no holder" if now - made > HOLDERLESS_GRACE_S else None), None
     expired = now > holder.expires
+    ours = holder.host == socket.gethostname() and holder.pid == os.getpid()
+    with _HELD_GUARD:
+        abandoned = ours and (lock_dir, holder.run_id) not in _HELD
     if holder.host == socket.gethostname() and not _process_alive(holder.pid):
         reason = f"its holder (pid {holder.pid} on this machine) is gone"
+    elif abandoned:
+        reason = "an earlier run of this process left it when it lost the board"
     elif expired:
         reason = f"it expired {now - holder.expires:.0f} s ago"
     else:
@@ -128,6 +138,8 @@ class BoardLock:
                                "since": now, "expires": now + self.hold_for, "job": self.job_dir}
                 self._write_record()
                 self.held = True
+                with _HELD_GUARD:
+                    _HELD.add((self.lock_dir, self.run_id))
                 return
             now = time.time()
             holder = read_holder(self.sftp, self.lock_dir)
@@ -198,6 +210,8 @@ class BoardLock:
             self._write_record()
 
     def release(self) -> None:
+        with _HELD_GUARD:
+            _HELD.discard((self.lock_dir, self.run_id))
         if self.held:
             holder = read_holder(self.sftp, self.lock_dir)
             if holder is not None and holder.run_id == self.run_id:

@@ -23,6 +23,7 @@ import json
 import posixpath
 import socket
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Dict, List, Optional, Tuple
 import paramiko
 from fabric import Connection
 
-from ..board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text
+from ..board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text, human_size
 from ..cache import sha256_file
 from ..endpoint import SshEndpoint
 from ..errors import BoardError, BoardResultError, Interrupted
@@ -89,7 +90,15 @@ class BoardSession:
 
     @property
     def transport(self) -> paramiko.Transport:
-        return self.connection.client.get_transport()
+        transport = self.connection.client.get_transport()
+        if transport is None:
+            raise EOFError("the SSH connection is closed")
+        return transport
+
+    @property
+    def alive(self) -> bool:
+        transport = self.connection.client.get_transport()
+        return transport is not None and transport.is_active()
 
 
 @dataclass
@@ -106,6 +115,40 @@ class StoreFile:
     name: str
     local: Path
     sha256: str
+
+
+class Heartbeat:
+    """Asks the board's sshd for an answer now and then while the agent runs.
+
+    A board whose sshd froze (or whose network drops packets both ways) sends
+    no reset, and the transport's keepalives want no reply: without asking,
+    the host would wait until run_timeout. One request at a time, in a thread
+    of its own (paramiko's global_request blocks until the answer comes).
+    """
+
+    def __init__(self, transport: paramiko.Transport, every: float):
+        self.transport = transport
+        self.every = every
+        self.asked_at = 0.0
+        self.answered: Optional[threading.Event] = None
+
+    def silent_for(self) -> float:
+        """Seconds the board has left a question unanswered (0 when it answers); asks again when due."""
+        now = time.monotonic()
+        if self.answered is not None and not self.answered.is_set():
+            return now - self.asked_at
+        if now - self.asked_at >= self.every:
+            self.answered, self.asked_at = threading.Event(), now
+            threading.Thread(target=self._ask, args=(self.answered,), name="heartbeat", daemon=True).start()
+        return 0.0
+
+    def _ask(self, answered: threading.Event) -> None:
+        try:
+            # sshd answers an unknown global request at once (with a failure): that answer is the heartbeat.
+            self.transport.global_request("keepalive@openssh.com", wait=True)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        answered.set()
 
 
 class SshTarget(Target):
@@ -238,14 +281,14 @@ class SshTarget(Target):
                     got = True
                 if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
+                if time.monotonic() > deadline:
+                    raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 if got:
                     continue
                 if interruptible:
                     self.check_interrupted()
-                if channel.closed or not board.transport.is_active():
+                if channel.closed or not board.alive:
                     raise EOFError("the SSH channel closed")
-                if time.monotonic() > deadline:
-                    raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 channel.status_event.wait(0.01)
             status = channel.recv_exit_status()
         finally:
@@ -301,14 +344,14 @@ class SshTarget(Target):
         if self.interrupted.is_set():
             return Interrupted(f"{self.name}: interrupted during {self.stage}")
         elapsed = time.monotonic() - self.stage_started
-        dead = board is None or not board.transport or not board.transport.is_active()
+        dead = board is None or not board.alive
         if isinstance(error, socket.timeout) and not dead:
             return BoardError(f"{self.name}: no progress for {self.board.transfer_timeout:g} s (transfer_timeout) "
                               f"during {self.stage}; the board or its network stalled")
         if dead or isinstance(error, EOFError) or "closed" in str(error).lower():
+            why = str(error) if str(error).startswith("no answer") else "the connection dropped"
             return BoardError(f"{self.name}: the board stopped answering during {self.stage} after {elapsed:.0f} s "
-                              f"({type(error).__name__}: {error}); it may have lost power or network, or "
-                              f"dead_after={self.board.dead_after:g} s passed without an answer")
+                              f"({why}); it lost power or network, or hung (dead_after={self.board.dead_after:g} s)")
         return BoardError(f"{self.name}: {self.stage} failed: {type(error).__name__}: {error}")
 
     def run_on(self, board: BoardSession, job: Job, local_dir: Path, on_stage: StageCallback,
@@ -333,14 +376,13 @@ class SshTarget(Target):
         """Remove the job dir (stopping its agent if it still runs) and release the lock; best effort: the
         next run cleans what a dead connection leaves."""
         try:
-            if board.transport.is_active():
+            if board.alive:
                 self.exec_script(board, remote.END_JOB, [job_dir], "removing the job dir", timeout=15, check=False,
                                  interruptible=False)
         except (BoardError, Interrupted, OSError, EOFError, paramiko.SSHException):
             pass
         try:
-            if board.transport.is_active():
-                lock.release()
+            lock.release()  # with the connection gone it only forgets it; the next run breaks it as stale
         except (OSError, EOFError, paramiko.SSHException):
             pass
 
@@ -457,7 +499,7 @@ class SshTarget(Target):
             self._remove_quietly(board, partial)
             raise
         except OSError as error:
-            if not board.transport.is_active():
+            if not board.alive:
                 raise
             self._remove_quietly(board, partial)
             directory = posixpath.dirname(target)
@@ -484,6 +526,7 @@ class SshTarget(Target):
         try:
             channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, board.endpoint.python, agent]))
             deadline = time.monotonic() + self.board.run_timeout
+            heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
             line = self._first_line(channel, board)
             words = line.split()
             if len(words) == 3 and words[0] == "agent-pid" and words[1].isdigit() and words[2].isdigit() \
@@ -495,8 +538,11 @@ class SshTarget(Target):
                 if time.monotonic() > deadline:
                     raise BoardError(f"{self.name}: the agent ran longer than run_timeout="
                                      f"{self.board.run_timeout:g} s and was stopped")
-                if channel.closed or not board.transport.is_active():
+                if channel.closed or not board.alive:
                     raise EOFError("the SSH session of the agent closed")
+                if heartbeat.silent_for() > self.board.dead_after:
+                    board.connection.close()  # also ends the heartbeat's thread
+                    raise EOFError(f"no answer to a heartbeat for dead_after={self.board.dead_after:g} s")
                 channel.status_event.wait(POLL_S)
             status = channel.recv_exit_status()
         finally:
@@ -525,7 +571,7 @@ class SshTarget(Target):
             if channel.exit_status_ready() or channel.eof_received:
                 break
             self.check_interrupted()
-            if channel.closed or not board.transport.is_active():
+            if channel.closed or not board.alive:
                 raise EOFError("the SSH session of the agent closed")
             if time.monotonic() > deadline:
                 break
@@ -553,8 +599,8 @@ class SshTarget(Target):
             if not stat.S_ISREG(mode):
                 raise BoardResultError(f"{name} on the board is not a regular file")
             if (entry.st_size or 0) > limits[name]:
-                raise BoardResultError(f"{name} on the board is {(entry.st_size or 0) / 1e6:.1f} MB, more than the "
-                                       f"{limits[name] / 1e6:.1f} MB this job's outputs can take: refused unread")
+                raise BoardResultError(f"{name} on the board is {human_size(entry.st_size or 0)}, more than the "
+                                       f"{human_size(limits[name])} it can be for this job: refused unread")
             result.bytes_downloaded += self.fetch(board, job_dir + "/" + name, entry.st_size or 0,
                                                   local_dir / name, limits[name])
 
@@ -570,7 +616,7 @@ class SshTarget(Target):
                     break
                 copied += len(chunk)
                 if copied > limit:
-                    raise BoardResultError(f"{posixpath.basename(source)} grew beyond {limit / 1e6:.1f} MB while "
+                    raise BoardResultError(f"{posixpath.basename(source)} grew beyond {human_size(limit)} while "
                                            "it was fetched: refused")
                 local_file.write(chunk)
         return copied
