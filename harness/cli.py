@@ -135,7 +135,8 @@ def cmd_run(args, console: Console) -> int:
         from .layers import find_first_divergence, render_layers
 
         console.print(f"[bold]Looking for the first divergent op on {failing[0]}[/]")
-        render_layers(find_first_divergence(scenario, inventory, failing[0], Path(args.reports)), console)
+        render_layers(find_first_divergence(scenario, inventory, failing[0], Path(args.reports),
+                                            interruption=args.interruption), console)
     return report.exit_code
 
 
@@ -146,7 +147,8 @@ def cmd_layers(args, console: Console) -> int:
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
     with console.status(f"dumping every op on x86 and {args.board}"):
-        report = find_first_divergence(scenario, inventory, args.board, Path(args.reports), args.tolerance)
+        report = find_first_divergence(scenario, inventory, args.board, Path(args.reports), args.tolerance,
+                                       interruption=args.interruption)
     render_layers(report, console)
     if report.error:
         return 3

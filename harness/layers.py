@@ -9,7 +9,6 @@ candidate. Then both send the whole tensors of the ops around it, and the
 exact comparison names the first op that leaves tolerance.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional
@@ -18,12 +17,13 @@ import numpy as np
 
 from .board_files import DUMP_JSON_MAX, DUMP_NPZ_MAX, load_npz, read_json
 from .compare import metrics
-from .errors import BoardResultError, ConfigError
+from .errors import BoardResultError, ConfigError, Interrupted
+from .interrupt import Interruption
 from .inventory import Inventory
 from .job import Job
 from .model import prepare_model
 from .preprocess import build_inputs
-from .runner import check_model_against_scenario, new_run_id
+from .runner import Progress, check_model_against_scenario, new_run_id, run_targets
 from .scenario import Scenario
 from .targets import make_target
 from .targets.remote import safe_name
@@ -84,13 +84,13 @@ def graph_tensors(onnx_path: Path) -> List[tuple]:
     return [(output, node.op_type, node.name or output) for node in graph.node for output in node.output if output]
 
 
-def _run_pair(scenario, inventory, board, job, run_dir, label):
+def _run_pair(scenario, inventory, board, job, run_dir, label, interruption: Optional[Interruption] = None):
     targets = [make_target(inventory.board(scenario.reference)), make_target(board)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(t.run, job, run_dir / label / t.name) for t in targets]
-        results = [f.result() for f in futures]
-    for target in targets:
-        target.close()
+    interruption = interruption or Interruption()
+    by_name = run_targets(targets, job, run_dir / label, Progress(), interruption)
+    if interruption.is_set():
+        raise Interrupted(f"the layer search was interrupted ({interruption.signal_name}); its boards were stopped")
+    results = [by_name[target.name] for target in targets]
     dumps = []
     for target, result in zip(targets, results):
         path = run_dir / label / target.name / "dump.json"
@@ -108,7 +108,8 @@ def _run_pair(scenario, inventory, board, job, run_dir, label):
 
 
 def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: str, reports_dir: Path,
-                          tolerance: float = DEFAULT_TOLERANCE, sample: int = 0) -> LayerReport:
+                          tolerance: float = DEFAULT_TOLERANCE, sample: int = 0,
+                          interruption: Optional[Interruption] = None) -> LayerReport:
     board = inventory.board(board_name, scenario.path, "--board")
     if board.kind == "local":
         raise ConfigError(scenario.path, "--board", f"{board_name} is the x86 host itself",
@@ -134,7 +135,8 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
                    dump={"sample": sample, "tensors": [name for name, _, _ in order], "keep": keep})
 
     try:
-        host_ops, board_ops = _run_pair(scenario, inventory, board, job("summary", []), run_dir, "summary")
+        host_ops, board_ops = _run_pair(scenario, inventory, board, job("summary", []), run_dir, "summary",
+                                        interruption)
     except RuntimeError as error:
         report.error = str(error)
         return report
@@ -153,7 +155,7 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
         return report
     window = compared[max(0, candidate - WINDOW): candidate + WINDOW + 1]
     names = [row.name for row in window]
-    _run_pair(scenario, inventory, board, job("tensors", names), run_dir, "tensors")
+    _run_pair(scenario, inventory, board, job("tensors", names), run_dir, "tensors", interruption)
     arrays = []
     for side in (scenario.reference, board_name):
         arrays.append(load_npz(run_dir / "tensors" / side / "dump.npz", None, DUMP_NPZ_MAX, f"{side}'s dump.npz"))

@@ -63,7 +63,7 @@ class MatrixReport:
 
     @property
     def exit_code(self) -> int:
-        interrupted = [report for _, report in self.runs if report.interrupted]
+        interrupted = [report for _, report in self.runs if getattr(report, "interrupted", None)]
         if interrupted:
             return interrupted[0].exit_code
         codes = [report.exit_code for _, report in self.runs]
