@@ -76,20 +76,46 @@ def load_yaml(path) -> Any:
     """The document in path, read as a bounded regular UTF-8 file, without duplicate keys or alias bombs."""
     path = Path(path)
     text = _read_text(path)
-    loader = yaml.SafeLoader(text)
+    loader = _DepthLimitedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
         _GraphCheck(path).walk(node, "", 0)
         return loader.construct_document(node)
+    except _TooDeep as error:
+        raise ConfigError(path, None, f"nests more than {MAX_DEPTH} levels deep (at line {error.line})",
+                          "flatten the configuration") from None
     except yaml.YAMLError as error:
         raise ConfigError(path, None, f"not valid YAML: {error}") from error
-    except RecursionError:
+    except RecursionError:  # a net: the depth limit stops composing long before Python's own
         raise ConfigError(path, None, "is nested too deeply to read",
                           f"a configuration nests at most {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer stops at twice MAX_DEPTH: PyYAML composes recursively, so 100000
+    nested brackets would otherwise take seconds to end in a RecursionError. (Up to there, the graph
+    check refuses depth beyond MAX_DEPTH with the key path.)"""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > 2 * MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _read_text(path: Path) -> str:
