@@ -323,7 +323,7 @@ def _std(section: Section, default) -> Tuple[float, float, float]:
 
 def _preprocess(section: Section, image_count: int = 1) -> Preprocess:
     resize = section.section("resize")
-    why = f"a side is at most {MAX_SIDE} pixels: the input is a float32 tensor of 3 x height x width per image, " \
+    why = "the input is a float32 tensor of 3 x height x width per image, " \
           "built on the host and sent to every board"
     height = resize.int("height", minimum=1, maximum=MAX_SIDE, why=why)
     width = resize.int("width", minimum=1, maximum=MAX_SIDE, why=why)
