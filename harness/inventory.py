@@ -90,7 +90,7 @@ def load_inventory(path) -> Inventory:
     boards = {}
     for name in list(boards_section.data):
         if not isinstance(name, str):
-            raise boards_section.error(str(name), "board names must be strings")
+            raise boards_section.error(str(name), "board names must be strings", "quote it: `\"7\": {kind: ssh, ...}`")
         boards_section.check_name(name, name)  # reports/<run>/targets/<board>, the lock's holder, the farm's state
         boards[name] = _board(name, boards_section.section(name))
     boards_section.done()

@@ -216,11 +216,11 @@ def _model(section: Section) -> ModelSource:
                                      section.list("converter_args", ["--useGeluApproximation", "0"]))
     build_args = section.raw("build_args", {})
     if not isinstance(build_args, dict):
-        raise section.error("build_args", "must be a mapping of option to value")
+        raise section.error("build_args", "must be a mapping of option to value", "e.g. `build_args: {height: 512}`")
     for option, value in build_args.items():
         key = f"build_args.{option}"
         if not isinstance(option, str):
-            raise section.error(key, "option names must be strings")
+            raise section.error(key, "option names must be strings", "name the script's option, e.g. `height: 512`")
         section.to_str(key, option)
         if isinstance(value, float):
             section.to_number(key, value)  # refuses NaN and infinities
@@ -278,7 +278,8 @@ def _images(section: Section) -> List[ImageRef]:
             matches = sorted(p for p in pattern.iterdir()
                              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"))
             if not matches:
-                raise section.error(key, f"the directory {entry!r} holds no image files")
+                raise section.error(key, f"the directory {entry!r} holds no image files",
+                                    "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
         elif pattern.is_file():
             matches = [pattern]
         elif pattern.exists():
@@ -383,7 +384,8 @@ def _matrix(section: Section) -> Dict[str, object]:
         values = section.str_list(key, [])
         for index, value in enumerate(values):
             if value not in choices:
-                raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}")
+                raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}",
+                                    "use one of those")
         if values:
             matrix[key] = values
     threads = section.list("threads", [])
@@ -404,7 +406,7 @@ def _matrix(section: Section) -> Dict[str, object]:
             raise section.error(key, "a variant's name must be a string", "e.g. `fp16: [--fp16]`")
         section.check_name(key, name)  # it names a folder: reports/<matrix-id>/<setting>-<variant>
         if not isinstance(args, list):
-            raise section.error(key, "must be a list of converter arguments")
+            raise section.error(key, "must be a list of converter arguments", "e.g. `fp16: [--fp16]`; `[]` for none")
         variants[name] = list(_converter_args(section, key, args))
     if variants:
         matrix["converter"] = variants

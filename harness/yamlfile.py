@@ -87,7 +87,8 @@ def load_yaml(path) -> Any:
         raise ConfigError(path, None, f"nests more than {MAX_DEPTH} levels deep (at line {error.line})",
                           "flatten the configuration") from None
     except yaml.YAMLError as error:
-        raise ConfigError(path, None, f"not valid YAML: {error}") from error
+        raise ConfigError(path, None, f"not valid YAML: {error}",
+                          "fix the line it names (indentation, a missing `:` or bracket, a tab)") from error
     except RecursionError:  # a net: the depth limit stops composing long before Python's own
         raise ConfigError(path, None, "is nested too deeply to read",
                           f"a configuration nests at most {MAX_DEPTH} levels") from None
@@ -127,7 +128,8 @@ def _read_text(path: Path) -> str:
     except IsADirectoryError:
         raise ConfigError(path, None, "is a directory, not a YAML file", "give the YAML file inside it") from None
     except OSError as error:
-        raise ConfigError(path, None, f"cannot read it: {error.strerror or error}") from error
+        raise ConfigError(path, None, f"cannot read it: {error.strerror or error}",
+                          "check the file's permissions") from error
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise ConfigError(path, None, f"is {describe_file_type(path) or 'not a regular file'}, not a YAML file",
@@ -424,7 +426,8 @@ class Section:
         if not path.is_file():
             what = describe_file_type(path)
             raise self.error(name, f"the package {package!r} has no file {inner!r} (looked at {path}"
-                             + (f", which is {what})" if what else ")"))
+                             + (f", which is {what})" if what else ")"),
+                             f"list the package's files (`pip show -f {package}`) and give one of them")
         return path
 
     def done(self):
