@@ -17,6 +17,29 @@ from .errors import ConfigError
 _MISSING = object()
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(f"{key!r} appears twice")
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a config file must not."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base class names that error
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path) -> Any:
     path = Path(path)
     try:
@@ -26,7 +49,11 @@ def load_yaml(path) -> Any:
     except OSError as error:
         raise ConfigError(path, None, f"cannot read it: {error}") from error
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as error:
+        lines = f"line {error.first}" if error.first == error.again else f"lines {error.first} and {error.again}"
+        raise ConfigError(path, str(error.key), f"is given twice ({lines}); "
+                          "YAML would keep the second silently", "keep one of them") from None
     except yaml.YAMLError as error:
         raise ConfigError(path, None, f"not valid YAML: {error}") from error
 
