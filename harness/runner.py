@@ -131,22 +131,31 @@ def new_run_id(scenario: Scenario) -> str:
 
 def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
     names = list(scenario.targets)
+    places: List[BoardSpec] = []
     if scenario.tags:
         tagged = [board.name for board in inventory.boards.values()
-                  if set(scenario.tags) <= set(board.tags) and board.name not in names]
-        if not tagged and not names:
+                  if board.kind != "labgrid" and set(scenario.tags) <= set(board.tags) and board.name not in names]
+        labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
+        if labgrid:
+            # labgrid places are chosen by their tags on the coordinator, a pool giving one board per place.
+            from .targets.labgrid import boards_for_tags
+
+            places = [board for board in boards_for_tags(labgrid, scenario.tags, names)
+                      if not only or board.name in only]
+        if not tagged and not places and not names:
             raise ConfigError(scenario.path, "tags", f"no board of {inventory.path} carries all of "
                               f"{', '.join(scenario.tags)}", "tag boards in the inventory, or name them in targets")
         names += tagged
     if only:
-        unknown = [name for name in only if name not in names and name != scenario.reference]
+        unknown = [name for name in only if name not in names and name != scenario.reference
+                   and name not in {board.name for board in places}]
         if unknown:
             raise ConfigError(scenario.path, "targets", f"--targets names {', '.join(unknown)}, which the "
                               f"scenario does not list", f"pick from {', '.join(names)}")
         names = [name for name in names if name in only]
     if scenario.reference not in names:
         names.insert(0, scenario.reference)
-    boards = boards_named(inventory, names, scenario.path)
+    boards = boards_named(inventory, names, scenario.path) + places
     reference = inventory.board(scenario.reference, scenario.path, "reference")
     if reference.kind != "local":
         raise ConfigError(scenario.path, "reference", f"the reference {reference.name!r} is a {reference.kind} "
@@ -226,10 +235,19 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     with ThreadPoolExecutor(max_workers=len(targets) + 1, thread_name_prefix="target") as pool:
         futures = {target.name: pool.submit(run_one, target) for target in targets}
         source_future = pool.submit(run_one, source) if source else None
-        for name, future in futures.items():
-            report.results[name] = future.result()
-        if source_future is not None:
-            report.source = source_future.result()
+        try:
+            for name, future in futures.items():
+                report.results[name] = future.result()
+            if source_future is not None:
+                report.source = source_future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM (which the CLI raises as KeyboardInterrupt): shared lab places
+            # go back now, not when each board's thread is done.
+            if any(board.kind == "labgrid" for board in boards):
+                from .targets.labgrid import release_held_places
+
+                release_held_places()
+            raise
 
     reference = report.results[scenario.reference]
     for name in report.compared_targets:
