@@ -3,7 +3,7 @@
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json]                   every board with live health
-    harness farm up [--size N] | down | status
+    harness farm up [--size N] [--labgrid] | down | status
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
@@ -14,6 +14,7 @@ configuration error (nothing ran), 3 a board could not be used.
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -65,6 +66,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     farm.add_argument("--size", type=int, default=0, metavar="N",
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with an older MNN, ...) and "
                       "write its inventory; without --size, start the inventory's emulated boards")
+    farm.add_argument("--labgrid", action="store_true",
+                      help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
+                      "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
 
     nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
                                   "the history and compare with the previous night")
@@ -87,6 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     history.add_argument("--json", action="store_true", help="print the trend as JSON on stdout")
 
     args = parser.parse_args(argv)
+    previous_sigterm = install_sigterm_handler()
     # With --json, stdout carries only the JSON; the human display goes to stderr.
     # Not a terminal (CI logs, files): 100 columns, the width the report is laid out for.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
@@ -98,9 +103,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HarnessError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return error.exit_code
+    except Terminated:
+        console.print("[red]terminated[/]")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run unwinds as on Ctrl-C: labgrid places go back at once."""
+
+
+def install_sigterm_handler():
+    """Turn SIGTERM into Terminated; the previous handler (None where signals cannot be set: not the main thread)."""
+    def terminated(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, terminated)
+    except ValueError:
+        return None
 
 
 def cmd_run(args, console: Console) -> int:
@@ -392,8 +418,9 @@ def cmd_boards(args, console: Console) -> int:
                      if features & set(group)]
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
-            table.add_row(f"{item['board']} [dim]({item['kind']})[/]",
-                          "[green]yes[/]" if item["reachable"] else "[red]no[/]",
+            # held: a labgrid place someone else holds; it was not probed.
+            up = "[yellow]held[/]" if item.get("held") else "[green]yes[/]" if item["reachable"] else "[red]no[/]"
+            table.add_row(f"{item['board']} [dim]({item['kind']})[/]", up,
                           facts.get("machine", "–"), facts.get("python", "–"),
                           f"[yellow]{mnn}[/]" if item.get("warning") else mnn, " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
@@ -411,7 +438,8 @@ def cmd_farm(args, console: Console) -> int:
     from rich.table import Table
 
     from .emulation import board as emulated
-    from .emulation.farm import farm_down, farm_up
+    from .emulation.farm import FARM_BOARDS, farm_down, farm_up
+    from .emulation.labgrid_farm import labgrid_down, labgrid_status, labgrid_up
 
     def log(message):
         console.print(f"[dim]{message}[/]")
@@ -419,8 +447,17 @@ def cmd_farm(args, console: Console) -> int:
     if args.action == "down":
         for name in farm_down():
             console.print(f"stopped {name}")
+        for name in labgrid_down():
+            console.print(f"stopped {name}")
         return 0
-    if args.action == "up" and args.size:
+    if args.action == "up" and args.labgrid:
+        size = args.size or len(FARM_BOARDS)
+        path = labgrid_up(size, log)
+        address = next(lab["address"] for lab in labgrid_status() if lab["prefix"] == "farm")
+        console.print(f"[green]labgrid lab of {size} place(s) up[/]: coordinator {address}; its inventory: {path}\n"
+                      f"  harness --inventory {path} boards\n"
+                      f"  labgrid-client -x {address} places")
+    elif args.action == "up" and args.size:
         path = farm_up(args.size, log)
         console.print(f"[green]farm of {args.size} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
@@ -441,6 +478,12 @@ def cmd_farm(args, console: Console) -> int:
                       f"{status.get('address', '127.0.0.1')}:{status.get('port', '?')}", status.get("network", "?"),
                       str(status.get("pid") or "–"), "[green]yes[/]" if status.get("running") else "[dim]no[/]")
     console.print(table)
+    for lab in labgrid_status():
+        running = lab["coordinator_pid"] and lab["exporter_pid"]
+        console.print(f"labgrid lab {lab['prefix']}: coordinator {lab['address']} "
+                      f"(pid {lab['coordinator_pid'] or '–'}), exporter (pid {lab['exporter_pid'] or '–'}) "
+                      + ("[green]running[/]" if running else "[dim]stopped[/]")
+                      + f", places {', '.join(lab['places'])}; inventory {lab['inventory']}", highlight=False)
     return 0
 
 
