@@ -406,9 +406,13 @@ def cmd_boards(args, console: Console) -> int:
     else:
         table = Table(title=f"Boards of {inventory.path}", title_justify="left", header_style="bold",
                       box=box.SIMPLE_HEAD)
+        # A holder's name is what a user of a shared lab looks for: room for it even at 80 columns,
+        # where the board's kind goes under its name.
+        min_widths = {"Lock": 16 if any(item.get("held") for item in health) else 6, "Tags": 6}
+        kind_separator = " " if console.width >= 100 else "\n"
         for column in ("Board", "Up", "Machine", "Python", "MNN", "Features", "Disk", "Lock", "Tags"):
             table.add_column(column, no_wrap=column not in ("Tags", "Lock", "Features"),
-                             min_width=6 if column in ("Lock", "Tags") else None)
+                             min_width=min_widths.get(column))
         for item in health:
             facts = item["facts"]
             features = set(facts.get("cpu_features") or [])
@@ -420,7 +424,7 @@ def cmd_boards(args, console: Console) -> int:
             disk = facts.get("free_disk_mb")
             # held: a labgrid place someone else holds; it was not probed.
             up = "[yellow]held[/]" if item.get("held") else "[green]yes[/]" if item["reachable"] else "[red]no[/]"
-            table.add_row(f"{item['board']} [dim]({item['kind']})[/]", up,
+            table.add_row(f"{item['board']}{kind_separator}[dim]({item['kind']})[/]", up,
                           facts.get("machine", "–"), facts.get("python", "–"),
                           f"[yellow]{mnn}[/]" if item.get("warning") else mnn, " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
