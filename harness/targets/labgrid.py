@@ -74,17 +74,23 @@ class PlaceState:
     """When the place last changed (for an acquired place: when it was acquired)."""
     reserved_for: Optional[str]
     """"host/user" owning the reservation the place is allocated to, or None."""
+    reservation: Optional[str] = None
+    """That reservation's token."""
 
     def carries(self, wanted: Dict[str, str]) -> bool:
         tags = {**self.tags, "name": self.name}
         return all(tags.get(key) == value for key, value in wanted.items())
 
     def holder(self, me: str, now: Optional[float] = None) -> Optional[str]:
-        """Who keeps this place from us, in words ("held by host/alice since 10:04:12 (35 s)"), or None."""
-        if self.acquired and self.acquired != me:
-            return f"held by {self.acquired} since {self.since()} ({(now or time.time()) - self.changed:.0f} s)"
-        if self.reserved_for and self.reserved_for != me:
-            return f"reserved for {self.reserved_for}"
+        """Who keeps this place from a run waiting for it, in words ("held by host/alice since 10:04:12 (35 s)").
+
+        me is this process's identity: another run of the same user holds places under the same name.
+        """
+        if self.acquired:
+            who = self.acquired + (" (you, in another run)" if self.acquired == me else "")
+            return f"held by {who} since {self.since()} ({(now or time.time()) - self.changed:.0f} s)"
+        if self.reserved_for:
+            return f"reserved for {self.reserved_for}" + (" (you, in another run)" if self.reserved_for == me else "")
         return None
 
     def since(self) -> str:
@@ -257,7 +263,8 @@ class Coordinator:
             owners = {r.token: r.owner for r in reservations.reservations}
             return {name: PlaceState(name=name, tags=dict(place.tags), acquired=place.acquired,
                                      changed=float(place.changed or 0.0),
-                                     reserved_for=owners.get(place.reservation) if place.reservation else None)
+                                     reserved_for=owners.get(place.reservation) if place.reservation else None,
+                                     reservation=place.reservation or None)
                     for name, place in self.session.places.items()}
 
         return self._run(read(), "list places")
@@ -448,13 +455,14 @@ def _describe_filters(board: BoardSpec) -> str:
     return f"place {board.place}" if board.place else "places with " + " ".join(f"{k}={v}" for k, v in board.match)
 
 
-def _who_blocks(coordinator: Coordinator, board: BoardSpec) -> Tuple[str, str]:
-    """The holders of the places we wait for: in words, and short for a table."""
+def _who_blocks(coordinator: Coordinator, board: BoardSpec, token: str) -> Tuple[str, str]:
+    """The holders of the places our reservation (token) waits for: in words, and short for a table."""
     wanted = _filters(board)
     now = time.time()
     words, short = [], []
     for place in sorted(coordinator.places().values(), key=lambda p: p.name):
-        holder = place.holder(coordinator.me, now) if place.carries(wanted) else None
+        ours = place.reservation == token and not place.acquired  # allocated to us since the last poll
+        holder = place.holder(coordinator.me, now) if place.carries(wanted) and not ours else None
         if holder:
             words.append(holder if board.place else f"{place.name} {holder}")
             short.append(place.status() if board.place else f"{place.name}: {place.status()}")
@@ -503,7 +511,7 @@ def _wait_and_acquire(held: HeldPlace, coordinator: Coordinator, board: BoardSpe
         if state in ("expired", "invalid"):
             raise BoardError(f"{board.name}: the reservation for {_describe_filters(board)} on "
                              f"{board.coordinator} became {state}")
-        blockers, status = _who_blocks(coordinator, board)
+        blockers, status = _who_blocks(coordinator, board, token)
         held.waited_for = blockers
         if time.monotonic() >= deadline:
             raise PlaceBusy(f"{board.name}: labgrid {_describe_filters(board)} on {board.coordinator}: "
