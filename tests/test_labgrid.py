@@ -125,6 +125,7 @@ def test_hostile_labgrid_values_stop_before_anything_runs(board, key, write_file
         load_inventory(path)
     assert raised.value.file == str(path)
     assert raised.value.key_path == f"boards.lab.{key}", raised.value
+    assert raised.value.fix  # and what to do about it
     assert main(["--inventory", str(path), "boards"]) == 2
     assert str(path) in capsys.readouterr().out
 
@@ -132,9 +133,9 @@ def test_hostile_labgrid_values_stop_before_anything_runs(board, key, write_file
 def test_duplicates_and_a_missing_coordinator_are_configuration_errors(write_file, monkeypatch):
     twice = write_file("twice.yaml", "boards:\n  lab:\n    kind: labgrid\n    coordinator: h:1\n"
                                      "    match: {cpu: a76, cpu: a53}\n")
-    with pytest.raises(ConfigError, match="given twice") as raised:
+    with pytest.raises(ConfigError, match="appears twice") as raised:
         load_inventory(twice)
-    assert raised.value.key_path == "cpu" and raised.value.file == str(twice)
+    assert raised.value.key_path == "boards.lab.match.cpu" and raised.value.file == str(twice)
     same_place = write_file("same.yaml", yaml.safe_dump({"boards": {"a": GOOD, "b": GOOD}}))
     with pytest.raises(ConfigError, match="is board 'a' already") as raised:
         load_inventory(same_place)
