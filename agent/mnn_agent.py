@@ -25,7 +25,7 @@ job.json
                     a sample rate); inputs_sha256: its SHA-256
     input_names     the model inputs to feed, in order
     output_names    the outputs to read back (every output the host wants to compare or carry)
-    layout          NCHW or NHWC: the dimension order of 4-D inputs (TFLite models are NHWC)
+    layout          NCHW or NHWC: the model's dimension order (models converted from TFLite are NHWC)
     settings        precision (normal|high|low|low_bf16), threads, api (session|module),
                     io (copy|host), backend (cpu|opencl|vulkan|auto)
     stream          null, or {"steps": N, "carry": {output: input}}: N steps in order, each
@@ -461,7 +461,8 @@ class SessionRunner(Runner):
         return "float32"
 
     def dimension_type(self, rank):
-        if rank == 4 and self.layout == "NHWC":
+        # A model laid out NHWC (converted from TFLite) is NHWC in every tensor, whatever its rank.
+        if self.layout == "NHWC":
             return self.MNN.Tensor_DimensionType_Tensorflow
         return self.MNN.Tensor_DimensionType_Caffe
 
@@ -555,7 +556,7 @@ class ModuleRunner(Runner):
 
     def variable(self, array):
         F = self.F
-        layout = F.NHWC if array.ndim == 4 and self.layout == "NHWC" else F.NCHW
+        layout = F.NHWC if self.layout == "NHWC" else F.NCHW
         dtype = {"float32": F.float, "int32": F.int, "uint8": F.uint8, "int64": F.int64}[str(array.dtype)]
         return F.const(array, list(array.shape), layout, dtype)
 
@@ -566,8 +567,7 @@ class ModuleRunner(Runner):
             results = [results]
         outputs = {}
         for name, value in zip(self.output_names, results):
-            if value.data_format == F.NC4HW4:
-                value = F.convert(value, F.NHWC if self.layout == "NHWC" else F.NCHW)
+            value = F.convert(value, F.NHWC if self.layout == "NHWC" else F.NCHW)  # unpacks NC4HW4
             array = np.array(value.read(), copy=True)
             if array.dtype.kind == "f":
                 array = array.astype(np.float32)
@@ -649,8 +649,7 @@ def dump_layers(MNN, np, model_path, settings, input_names, layout, feeds, spec,
                                          "saveTensors": tuple(names)})
 
     def dimension_type(rank):
-        return MNN.Tensor_DimensionType_Tensorflow if rank == 4 and layout == "NHWC" \
-            else MNN.Tensor_DimensionType_Caffe
+        return MNN.Tensor_DimensionType_Tensorflow if layout == "NHWC" else MNN.Tensor_DimensionType_Caffe
     fill_session(MNN, interpreter, session, feeds, input_names, dimension_type, {})
     code = interpreter.runSession(session)
     if code != 0:

@@ -16,6 +16,7 @@ CAUSES = {
     "tensor-access": "wrong tensor access",
     "mnn-version": "MNN version mismatch",
     "argmax-flips": "ArgMax flips",
+    "backend": "backend fallback",
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
@@ -94,8 +95,10 @@ def diagnose(report) -> List[Finding]:
                                 "tensors, so this drift comes on top of it"))
     settings = report.scenario.run
     reference = report.results[report.reference]
+    for name, problem in (getattr(report, "backend_failures", None) or {}).items():
+        findings.append(Finding("backend", name, problem))
     for name, comparison in report.comparisons.items():
-        if comparison.passed or comparison.error:
+        if comparison.passed or comparison.error or all(output.passed for output in comparison.outputs):
             continue
         facts = report.results[name].facts
         features = set(facts.get("cpu_features") or [])

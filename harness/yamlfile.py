@@ -17,6 +17,24 @@ from .errors import ConfigError
 _MISSING = object()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a setting written twice is an error here."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"the key {key!r} appears twice (first on line {seen[key] + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: PyYAML's own error says it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path) -> Any:
     path = Path(path)
     try:
@@ -26,7 +44,7 @@ def load_yaml(path) -> Any:
     except OSError as error:
         raise ConfigError(path, None, f"cannot read it: {error}") from error
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as error:
         raise ConfigError(path, None, f"not valid YAML: {error}") from error
 
