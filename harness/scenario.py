@@ -253,11 +253,12 @@ def _stream(section: Section) -> StreamSpec:
     for output, fed in carry.items():
         if not isinstance(output, str) or not isinstance(fed, str) or not output or not fed:
             raise section.error(f"carry.{output}", f"must map an output name to an input name, got {fed!r}")
-    fed = list(carry.values())
+    fed: Dict[str, str] = {}
     for output, target in carry.items():
-        if fed.count(target) > 1:
-            raise section.error(f"carry.{output}", f"feeds {target!r}, which another output feeds too",
+        if target in fed:
+            raise section.error(f"carry.{output}", f"feeds {target!r}, which {fed[target]!r} feeds already",
                                 "carry one output into each input")
+        fed[target] = output
     spec = StreamSpec(steps=whole_number(section, "steps", steps, 1, MAX_SAMPLES) if steps is not None else None,
                       carry=dict(carry))
     section.done()
