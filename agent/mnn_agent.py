@@ -378,7 +378,7 @@ def backend_facts(asked, code, evidence, said):
     return {"asked": asked, "ran": ran, "code": code, "evidence": evidence, "mnn_said": lines}
 
 
-def session_backend(MNN, interpreter, session):
+def session_backend(interpreter, session):
     """The backend a session really runs on: MNNForwardType from getSessionInfo(BACKENDS)."""
     try:
         return int(interpreter.getSessionInfo(session, SESSION_INFO_BACKENDS))
@@ -444,7 +444,7 @@ class SessionRunner(Runner):
                   "backend": SESSION_BACKENDS[self.asked_backend]}
         with CapturedStdout() as said:
             self.session = self.interpreter.createSession(config)
-        self.backend = backend_facts(self.asked_backend, session_backend(MNN, self.interpreter, self.session),
+        self.backend = backend_facts(self.asked_backend, session_backend(self.interpreter, self.session),
                                      "getSessionInfo(session, BACKENDS)", said.text)
         inputs = self.interpreter.getSessionInputAll(self.session)
         check_names("input", self.input_names, inputs)
@@ -525,26 +525,29 @@ class ModuleRunner(Runner):
 
     api = "module"
     PRECISION = {"normal": "Normal", "high": "High", "low": "Low", "low_bf16": "Low_BF16"}
-    BACKEND = {"cpu": "CPU", "opencl": "OPENCL", "vulkan": "VULKAN", "auto": "AUTO"}
 
     def __init__(self, *args):
         Runner.__init__(self, *args)
         self.F = F = self.MNN.expr
         precision = getattr(F.PrecisionMode, self.PRECISION[self.precision])
-        backend = getattr(F.Backend, self.BACKEND[self.asked_backend], None)
-        options = {"precision_mode": precision, "thread_num": self.threads}
-        if backend is not None:
-            options["backend"] = backend
+        asked = self.asked_backend
+        probed = self.probe_backend() if asked == "auto" else None
+        # F.Backend has no AUTO: ask a session what auto gives on this MNN, and create the module for that.
+        chosen = FORWARD_TYPES.get(probed[0], "cpu") if probed else asked
+        options = {"precision_mode": precision, "thread_num": self.threads,
+                   "backend": getattr(F.Backend, chosen.upper(), F.Backend.CPU)}
         with CapturedStdout() as said:
             self.module = self.MNN.nn.load_module_from_file(self.model_path, self.input_names, self.output_names,
                                                             **options)
-        if self.asked_backend == "cpu":
+        if asked == "cpu":
             code, evidence = 0, "the module was created for the CPU, as asked"
         elif fallback_lines(said.text):
             code, evidence = None, None  # MNN said it fell back: backend_facts reads its line
+        elif probed:
+            code, evidence = probed[0], "auto: " + probed[1]
         else:
             code, evidence = self.probe_backend()
-        self.backend = backend_facts(self.asked_backend, code, evidence, said.text)
+        self.backend = backend_facts(asked, code, evidence, said.text)
 
     def probe_backend(self):
         """The backend a session of the same configuration gets on this MNN (the module's runtime is alike)."""
@@ -552,7 +555,7 @@ class ModuleRunner(Runner):
             interpreter = self.MNN.Interpreter(self.model_path)
             session = interpreter.createSession({"precision": self.precision, "numThread": self.threads,
                                                  "backend": SESSION_BACKENDS[self.asked_backend]})
-        return session_backend(self.MNN, interpreter, session), "a session with the same configuration"
+        return session_backend(interpreter, session), "a session with the same configuration"
 
     def variable(self, array):
         F = self.F

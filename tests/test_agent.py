@@ -199,3 +199,12 @@ def test_result_json_holds_every_key_the_protocol_documents(tmp_path, int_mnn):
     assert completed.returncode == 0
     assert {"status", "api", "backend", "inputs", "outputs", "steps", "outputs_sha256"} <= documented
     assert documented <= set(result), documented - set(result)
+
+
+def test_auto_with_the_module_api_runs_what_a_session_gets(tmp_path, int_mnn):
+    """The Module API has no AUTO backend: the agent asks a session and creates the module for its answer."""
+    typed_job(tmp_path, int_mnn, {"api": "module", "backend": "auto"})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0, result
+    assert result["backend"]["asked"] == "auto" and result["backend"]["ran"] == "cpu"  # the wheel has no GPU
+    assert result["backend"]["evidence"] == "auto: a session with the same configuration"

@@ -67,9 +67,6 @@ class NpzInput(Provider):
                               f"more than {MAX_SAMPLES}")
         return Samples(array, shared=shared, detail=f"{self.path.name}:{name}")
 
-    def describe(self) -> str:
-        return f"npz {self.path.name}"
-
 
 @dataclass(frozen=True)
 class RandomInput(Provider):
@@ -122,9 +119,6 @@ class RandomInput(Provider):
         return Samples(array, shared=self.samples == 1,
                        detail=f"uniform [{self.low:g}, {self.high:g}) seed {self.seed}, {self.samples} sample(s)")
 
-    def describe(self) -> str:
-        return "random"
-
 
 @dataclass(frozen=True)
 class ValueInput(Provider):
@@ -170,9 +164,6 @@ class ValueInput(Provider):
                 raise input_error(context.scenario_path, where, f"a value of shape {describe_shape(data.shape)} "
                                   f"cannot fill shape {describe_shape(shape)}") from None
         return Samples(array[np.newaxis], shared=True, detail=_value_text(self.data, array))
-
-    def describe(self) -> str:
-        return "value"
 
 
 def _checked_data(section: Section, key: str, value):

@@ -110,9 +110,6 @@ class AudioInput(Provider):
                   + (f" (+{self.context} context)" if self.context else ""))
         return Samples(frames.astype(np.float32), names=[f"frame {index}" for index in range(count)], detail=detail)
 
-    def describe(self) -> str:
-        return "audio (espeak-ng)" if self.speak is not None else f"audio {self.file.name}"
-
 
 def espeak_version() -> str:
     executable = shutil.which("espeak-ng")

@@ -106,6 +106,3 @@ class ImageInput(Provider):
         detail = (f"{len(names)} image(s) ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) "
                   f"{p.color} {p.interpolation} resize to {p.height}x{p.width} {p.layout}")
         return Samples(np.stack(tensors), names=names, detail=detail)
-
-    def describe(self) -> str:
-        return f"{len(self.images)} image(s)"

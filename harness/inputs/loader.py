@@ -95,9 +95,6 @@ class LoaderInput(Provider):
             items = items[: self.count]
         return items
 
-    def describe(self) -> str:
-        return f"loader {self.script.name}:{self.function}"
-
 
 def _target(section: Section, key: str, value: str):
     if not isinstance(value, str) or value.count(":") != 1:
