@@ -36,6 +36,11 @@ class Finding:
         return CAUSES[self.cause]
 
 
+def numbers_passed(comparison) -> bool:
+    """The outputs agree (a failed backend setting is a problem of its own, not of the numbers)."""
+    return comparison.error is None and all(output.passed for output in comparison.outputs)
+
+
 def attribute(conversion_passed: Optional[bool], platform_passed: bool) -> str:
     """Where a board's difference from the source model comes from."""
     if conversion_passed is None:
@@ -76,7 +81,7 @@ def converter_hints(converter_args, source_path=None) -> List[str]:
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
-    if conversion is not None and not conversion.passed:
+    if conversion is not None and not numbers_passed(conversion):
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
         source = getattr(report.model, "source_path", None)
@@ -144,6 +149,6 @@ def diagnose(report) -> List[Finding]:
 
 def attributions(report) -> Dict[str, str]:
     conversion = getattr(report, "conversion", None)
-    conversion_passed = None if conversion is None else conversion.passed
-    return {name: attribute(conversion_passed, comparison.passed)
+    conversion_passed = None if conversion is None else numbers_passed(conversion)
+    return {name: attribute(conversion_passed, numbers_passed(comparison))
             for name, comparison in report.comparisons.items() if comparison.error is None}

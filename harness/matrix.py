@@ -97,11 +97,14 @@ def _cell(report: RunReport, board: str) -> Text:
         if conversion is None:
             return Text("ref", "dim")
         worst = _worst(conversion)
-        return Text(f"src {worst}", "green" if conversion.passed else "bold red")
+        return Text(f"src {worst}" + (" backend" if conversion.problems else ""),
+                    "green" if conversion.passed else "bold red")
     comparison = report.comparisons[board]
     if comparison.error:
         return Text("ERROR", "bold red")
     cause = report.attribution.get(board, "none")
+    if comparison.problems:  # asked a backend the board lacks: its numbers are the CPU's
+        cause = "backend"
     return Text(("ok " if comparison.passed else "FAIL ") + _worst(comparison)
                 + ("" if comparison.passed or cause in ("none", "platform") else f" {cause}"),
                 "green" if comparison.passed else "bold red")
