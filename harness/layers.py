@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .inventory import Inventory
 from .job import Job
 from .model import prepare_model
-from .runner import new_run_id, prepare_inputs, stream_spec
+from .runner import new_run_folder, new_run_id, prepare_inputs, run_folder, stream_spec
 from .scenario import Scenario
 from .targets import make_target
 
@@ -108,13 +108,13 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
         raise ConfigError(scenario.path, "stream", "the layer search dumps one sample with the Session API; "
                           "a stream's steps depend on each other", "look for the layer in a scenario without `stream:`")
     scenario = replace(scenario, run=replace(scenario.run, api="session", io="copy"))
-    run_dir = Path(reports_dir) / (new_run_id(scenario) + f"-layers-{board_name}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(reports_dir, new_run_id(scenario) + f"-layers-{board_name}")
     model = prepare_model(scenario.model, log=lambda message: None)
     if model.source_format != "ONNX":
         raise ConfigError(scenario.path, "model", "the layer search reads tensor names from an ONNX source",
                           "give the model as ONNX")
-    inputs = prepare_inputs(scenario, model, run_dir)
+    with new_run_folder(run_dir):
+        inputs = prepare_inputs(scenario, model, run_dir)
     report = LayerReport(board=board_name, run_dir=run_dir, tolerance=tolerance)
     order = graph_tensors(model.source_path)
     op_types = {name: op_type for name, op_type, _ in order}

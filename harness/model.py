@@ -35,10 +35,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .cache import cache_root, sha256_file, sha256_json
 from .errors import ModelError, SetupError
+from .yamlfile import describe_file_type
 
 __all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert", "mnn_signature",
            "check_converter_args", "converter_options"]
@@ -67,12 +68,20 @@ _SIGNATURE_CHILD = (
     "info = MNN.nn.load_module_from_file(sys.argv[1], [], []).get_info()\n"
     "types = {'float': 'float32', 'int': 'int32', 'int64': 'int64', 'uint8': 'uint8', 'int8': 'int8',"
     " 'double': 'float64'}\n"
+    "try:\n"
+    "    interpreter = MNN.Interpreter(sys.argv[1])\n"
+    "    session = interpreter.createSession({})\n"
+    "    shapes = {name: list(tensor.getShape()) for name, tensor in"
+    " interpreter.getSessionOutputAll(session).items()}\n"
+    "except Exception:\n"
+    "    shapes = {}\n"
     "sys.stderr.write('\\nSIGNATURE ' + json.dumps({'inputs': dict(zip(info['inputNames'],"
     " [list(t.shape) for t in info['inputs']])), 'dtypes': dict(zip(info['inputNames'],"
     " [types.get(str(t.dtype).split('.')[-1], str(t.dtype)) for t in info['inputs']])),"
-    " 'outputs': list(info['outputNames'])}) + '\\n')\n"
+    " 'outputs': list(info['outputNames']), 'output_shapes': shapes}) + '\\n')\n"
 )
-"""Reads input names/shapes/types and output names from a .mnn file; the result travels on stderr, past the banner."""
+"""Reads input names/shapes/types, output names and (from a session, when one can be made) output shapes
+from a .mnn file; the result travels on stderr, past the banner."""
 
 ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
               11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
@@ -140,6 +149,17 @@ _VALUE_RULES: Dict[str, Tuple[Callable[[str], bool], str]] = {
 """Values the converter reads as numbers: it takes anything else as 0, silently, so they are checked here."""
 
 
+class Signature(NamedTuple):
+    """What a model file says of its inputs and outputs, read without running it."""
+
+    inputs: Dict[str, list]
+    """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
+    outputs: List[str]
+    output_shapes: Dict[str, Optional[list]]
+    input_dtypes: Dict[str, str]
+    """Input name -> numpy dtype name."""
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where a scenario's model comes from: exactly one of `onnx`, `tflite`, `build_script` or `mnn`."""
@@ -179,6 +199,9 @@ class ModelArtifact:
     """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
     outputs: List[str]
     """Output names, in the model's order."""
+    output_shapes: Dict[str, Optional[list]] = field(default_factory=dict)
+    """Output name -> shape as the model file declares it (None for a dimension it leaves open); absent
+    when the file does not say. The scenario's class_axis is checked against it before any board runs."""
     input_dtypes: Dict[str, str] = field(default_factory=dict)
     """Input name -> numpy dtype name the model declares (the source's when there is one: ONNX says int64
     where MNN stores int32)."""
@@ -205,13 +228,14 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
     converter_args = tuple(str(arg) for arg in source.converter_args)
     signature = _onnx_signature_or_none(path) if source_format == "ONNX" else None
     mnn_path = convert(path, source_format, converter_args, log)
-    inputs, outputs, dtypes = signature or mnn_signature(mnn_path)
+    signature = signature or mnn_signature(mnn_path)
     return ModelArtifact(source_path=path, source_format=source_format, mnn_path=mnn_path,
                          mnn_sha256=sha256_file(mnn_path), converter_args=converter_args,
-                         inputs=inputs, outputs=outputs, input_dtypes=dtypes)
+                         inputs=signature.inputs, outputs=signature.outputs, output_shapes=signature.output_shapes,
+                         input_dtypes=signature.input_dtypes)
 
 
-def _onnx_signature_or_none(path: Path):
+def _onnx_signature_or_none(path: Path) -> Optional["Signature"]:
     try:
         return onnx_signature(path)
     except ImportError:
@@ -234,7 +258,8 @@ def _deployed_model(source: ModelSource) -> ModelArtifact:
     mnn_path = Path(source.mnn)
     if not mnn_path.is_file():
         raise ModelError(f"the MNN model {mnn_path} does not exist\n  fix: check `model.mnn` in the scenario")
-    inputs, outputs, dtypes = mnn_signature(mnn_path)
+    signature = mnn_signature(mnn_path)
+    dtypes = dict(signature.input_dtypes)
     source_path = Path(source.source) if source.source is not None else None
     source_format = None
     if source_path is not None:
@@ -243,16 +268,18 @@ def _deployed_model(source: ModelSource) -> ModelArtifact:
             raise ModelError(f"`model.source` {source_path} is neither .onnx nor .tflite\n"
                              "  fix: name the ONNX or TFLite file the .mnn was converted from")
         if source_format == "ONNX":
-            signature = _onnx_signature_or_none(source_path)
-            if signature is not None:
-                missing = sorted((set(inputs) ^ set(signature[0])) | (set(outputs) - set(signature[1])))
+            original = _onnx_signature_or_none(source_path)
+            if original is not None:
+                missing = sorted((set(signature.inputs) ^ set(original.inputs))
+                                 | (set(signature.outputs) - set(original.outputs)))
                 if missing:
                     raise ModelError(f"`model.source` {source_path.name} does not match {mnn_path.name}: "
                                      f"{', '.join(missing)} is only in one of them\n"
                                      "  fix: name the source this .mnn was converted from")
-                dtypes = {name: signature[2].get(name, dtype) for name, dtype in dtypes.items()}
+                dtypes = {name: original.input_dtypes.get(name, dtype) for name, dtype in dtypes.items()}
     return ModelArtifact(source_path=source_path, source_format=source_format, mnn_path=mnn_path,
-                         mnn_sha256=sha256_file(mnn_path), converter_args=(), inputs=inputs, outputs=outputs,
+                         mnn_sha256=sha256_file(mnn_path), converter_args=(), inputs=signature.inputs,
+                         outputs=signature.outputs, output_shapes=signature.output_shapes,
                          input_dtypes=dtypes, converted=False)
 
 
@@ -266,14 +293,20 @@ def _source_file(source: ModelSource, log: Log) -> Tuple[Path, str]:
     if source.build_script is not None:
         script = Path(source.build_script)
         if not script.is_file():
-            raise ModelError(f"the model build script {script} does not exist\n"
+            raise ModelError(f"the model build script {script} {_not_a_file(script)}\n"
                              "  fix: check `model.build` in the scenario (relative paths start at the scenario file)")
         return build_model(script, source.build_args, log), "ONNX"
     path, source_format = (Path(source.onnx), "ONNX") if source.onnx is not None else (Path(source.tflite), "TFLITE")
     if not path.is_file():
-        raise ModelError(f"the {source_format} model {path} does not exist\n"
-                         f"  fix: check `model.{source_format.lower()}` in the scenario")
+        raise ModelError(f"the {source_format} model {path} {_not_a_file(path)}\n"
+                         f"  fix: check `model.{source_format.lower()}` in the scenario: give the model file itself")
     return path, source_format
+
+
+def _not_a_file(path: Path) -> str:
+    """Why path is not a file one can read: missing, or a directory, a device, a FIFO..."""
+    what = describe_file_type(path)
+    return f"is {what}, not a model file" if what else "does not exist"
 
 
 def build_options(args: dict) -> List[str]:
@@ -478,8 +511,9 @@ def mnn_version() -> str:
                          "  fix: `pip install -e .`") from error
 
 
-def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, str]]:
-    """Input name -> shape (None for a symbolic dimension), output names and input name -> dtype, from ONNX.
+def onnx_signature(path: Path) -> "Signature":
+    """Input names, shapes (None for a symbolic dimension) and types, output names, and output shapes
+    (for the outputs whose rank the file declares), from an ONNX file.
 
     Raises ImportError when the onnx package is missing.
     """
@@ -491,15 +525,21 @@ def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, st
     for value in model.graph.input:
         if value.name in initializers:  # old exporters list weights as inputs
             continue
-        dims = value.type.tensor_type.shape.dim
-        inputs[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
+        inputs[value.name] = _dims(value)
         element = value.type.tensor_type.elem_type
         dtypes[value.name] = ONNX_TYPES.get(element, f"onnx type {element}")
-    return inputs, [value.name for value in model.graph.output], dtypes
+    output_shapes = {value.name: _dims(value) for value in model.graph.output
+                     if value.type.tensor_type.HasField("shape")}
+    return Signature(inputs, [value.name for value in model.graph.output], output_shapes, dtypes)
 
 
-def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, str]]:
-    """Input name -> shape, output names and input name -> dtype, read from a .mnn file by MNN in a child.
+def _dims(value) -> list:
+    return [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+
+
+def mnn_signature(mnn_path: Path) -> "Signature":
+    """Input names, shapes and types, output names and output shapes, read from a .mnn file by MNN in a child
+    process. An output dimension MNN cannot know before a resize (0 or -1) is None.
 
     Used for deployed .mnn files, TFLite sources (no TFLite reader is a
     dependency) and ONNX when the onnx package is missing.
@@ -508,7 +548,9 @@ def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str], Dict[str,
     for line in completed.stderr.splitlines():
         if line.startswith("SIGNATURE "):
             signature = json.loads(line[len("SIGNATURE "):])
-            return signature["inputs"], signature["outputs"], signature["dtypes"]
+            output_shapes = {name: [dim if dim > 0 else None for dim in shape]
+                             for name, shape in (signature.get("output_shapes") or {}).items()}
+            return Signature(signature["inputs"], signature["outputs"], output_shapes, signature["dtypes"])
     raise ModelError(f"MNN could not read the inputs and outputs of {mnn_path}:\n"
                      f"{_tail(completed.stdout + completed.stderr)}")
 

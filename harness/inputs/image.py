@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..yamlfile import Section
+from ..yamlfile import Section, describe_file_type
 from .base import BuildContext, ModelInput, Provider, Samples, input_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -52,9 +52,13 @@ def image_list(section: Section, key: str) -> List[ImageRef]:
         elif pattern.is_dir():
             matches = sorted(p for p in pattern.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not matches:
-                raise section.error(where, f"the directory {entry!r} holds no image files")
+                raise section.error(where, f"the directory {entry!r} holds no image files",
+                                    "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
         elif pattern.is_file():
             matches = [pattern]
+        elif pattern.exists():
+            raise section.error(where, f"{entry!r} is {describe_file_type(pattern)}, not an image file "
+                                f"(looked at {pattern})", "give an image file, a directory of them or a pattern")
         else:
             raise section.error(where, f"file {entry!r} does not exist (looked at {pattern})",
                                 "fix the path; relative paths start at the scenario's directory")
