@@ -158,6 +158,8 @@ HOSTILE = [
      "inputs.x.random.samples"),
     ("  x: {random: {low: -1, high: 1, seed: 1, samples: 3}}", "  x: {random: {shape: [100000, 100000]}}",
      "inputs.x.random.shape"),
+    ("  x: {random: {low: -1, high: 1, seed: 1, samples: 3}}", "  x: {random: {shape: [8192, 8192], samples: 9999}}",
+     "inputs.x.random: 9999 sample(s)"),
     ("  x: {random: {low: -1, high: 1, seed: 1, samples: 3}}", "  x: {random: {seed: 1.5, samples: 3}}",
      "inputs.x.random.seed"),
     ("  x: {random: {low: -1, high: 1, seed: 1, samples: 3}}", "  x: {random: {dtype: float64}}",

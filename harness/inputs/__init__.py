@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..yamlfile import Section
 from .arrays import NpzInput, RandomInput, ValueInput
 from .audio import AudioInput
-from .base import DTYPES, MAX_ELEMENTS, BuildContext, ModelInput, Provider, Samples, describe_shape
+from .base import DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, BuildContext, ModelInput, Provider, Samples, describe_shape
 from .image import SKIMAGE_IMAGES, ImageInput, ImageRef, image_list
 from .loader import LoaderInput
 
@@ -207,6 +207,11 @@ def build_inputs(scenario, model, out_dir: Path) -> InputSet:
         check_samples(scenario.path, spec.where, wanted[name], samples)
         built[name] = samples
     count = sample_count(scenario, built, resolved)
+    total = sum(samples.arrays.nbytes for samples in built.values())
+    if total > MAX_INPUT_BYTES:
+        raise ConfigError(scenario.path, "inputs", f"the inputs make {total / 1024 ** 2:,.0f} MB, more than "
+                          f"{MAX_INPUT_BYTES // 1024 ** 2} MB: they are built in the host's memory and sent to "
+                          "every board", "use fewer or smaller samples")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "inputs.npz"
     tmp = out_dir / ".inputs.npz.tmp"

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..yamlfile import Section, type_name
-from .base import (DTYPES, MAX_ELEMENTS, MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, describe_shape,
+from .base import (DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, describe_shape,
                    dtype_value, finite_number, fits_dtype, input_error, shape_value, whole_number)
 
 
@@ -106,8 +106,13 @@ class RandomInput(Provider):
         if shape is None:
             raise input_error(context.scenario_path, f"{where}.random.shape", f"the model's input {want.name!r} "
                               f"has open dimensions {want.shown_shape()}", "give `shape:` for one sample")
-        rng = np.random.default_rng(self.seed)
         size = [self.samples] + shape
+        total = int(np.prod(size, dtype=np.float64)) * np.dtype(dtype).itemsize
+        if total > MAX_INPUT_BYTES:
+            raise input_error(context.scenario_path, f"{where}.random", f"{self.samples} sample(s) of "
+                              f"{describe_shape(shape)} {dtype} make {total / 1024 ** 2:,.0f} MB, more than "
+                              f"{MAX_INPUT_BYTES // 1024 ** 2} MB", "use fewer samples or a smaller shape")
+        rng = np.random.default_rng(self.seed)
         if np.dtype(dtype).kind == "f":
             array = rng.uniform(self.low, self.high, size=size).astype(dtype)
         else:

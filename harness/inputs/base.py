@@ -22,6 +22,8 @@ MAX_SAMPLES = 10_000
 """More samples than this is a mistake (an endless loader, a wrong frame size), not a test."""
 MAX_ELEMENTS = 1 << 27
 """Elements of one sample of one input (512 MB of float32): beyond, a typo in a shape."""
+MAX_INPUT_BYTES = 1024 ** 3
+"""All the inputs of a run together: built in the host's memory and sent to every board."""
 
 
 @dataclass(frozen=True)
