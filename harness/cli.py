@@ -300,14 +300,30 @@ def stored_report(run_dir: Path, data: dict):
     from .results import TargetResult
     from .runner import RunReport
 
+    from .inputs import InputTensor
+    from .scenario import OutputSpec, StreamSpec
+
     settings = dict(data.get("settings") or {})
+    stream = data.get("stream")
+    specs = {name: OutputSpec(kind=spec.get("kind", "tensor"), threshold=spec.get("threshold", 0.5))
+             for name, spec in (data.get("output_specs") or {}).items()}
     scenario = SimpleNamespace(name=data["scenario"]["name"], path=Path(data["scenario"]["path"]),
-                               run=SimpleNamespace(as_dict=lambda: settings))
-    model = SimpleNamespace(source_path=Path(data["model"].get("source", "?")),
+                               run=SimpleNamespace(as_dict=lambda: settings),
+                               stream=StreamSpec(stream.get("steps"), dict(stream.get("carry") or {}))
+                               if stream else None,
+                               output_spec=lambda name: specs.get(name, OutputSpec()))
+    source = data["model"].get("source")
+    model = SimpleNamespace(source_path=Path(source) if source else None,
+                            source_name=Path(source or data["model"].get("mnn_path") or "?").name,
+                            mnn_path=Path(data["model"].get("mnn_path") or "?"),
+                            converted=data["model"].get("converted", True),
                             mnn_sha256=data["model"].get("mnn_sha256", ""),
                             converter_args=data["model"].get("converter_args") or [],
                             outputs=data["model"].get("outputs") or [])
-    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [],
+    tensors = [InputTensor(name=t["name"], provider=t["provider"], detail=t.get("detail", ""), shape=tuple(t["shape"]),
+                           dtype=t["dtype"], samples=t.get("samples", 1), shared=t.get("shared", False),
+                           sha256=t.get("sha256", "")) for t in data["inputs"].get("tensors") or []]
+    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [], tensors=tensors,
                              shape=tuple(data["inputs"].get("shape") or ()), sha256=data["inputs"].get("sha256", ""))
     report = RunReport(run_id=data["run_id"], run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=data["reference"],
@@ -325,8 +341,9 @@ def stored_report(run_dir: Path, data: dict):
     def comparison_of(target: str, stored: dict) -> TargetComparison:
         return TargetComparison(
             target=target, reference=stored.get("reference") or data["reference"], error=stored.get("error"),
+            problems=list(stored.get("problems") or []),
             outputs=[OutputComparison(output, result.get("passed", False), result.get("metrics") or {},
-                                      result.get("reasons") or [])
+                                      result.get("reasons") or [], series=result.get("series") or {})
                      for output, result in (stored.get("outputs") or {}).items()])
 
     for name, comparison in data.get("comparisons", {}).items():
@@ -334,6 +351,7 @@ def stored_report(run_dir: Path, data: dict):
     if data.get("conversion"):
         report.conversion = comparison_of(data["reference"], data["conversion"])
     report.attribution = dict(data.get("attribution") or {})
+    report.backend_failures = dict(data.get("backend_failures") or {})
     report.findings = [SimpleNamespace(**finding) for finding in data.get("findings") or []]
     return report
 
