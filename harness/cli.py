@@ -3,7 +3,7 @@
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json] [--clean]         every board with live health (--clean: remove leftovers)
-    harness farm up [--size N] | down | status
+    harness farm up [--size N] [--labgrid] | down | status
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
@@ -101,6 +101,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with an older MNN, ...; at most "
                       "249, one link-local subnet each) and write its inventory; without --size, start the "
                       "inventory's emulated boards")
+    farm.add_argument("--labgrid", action="store_true",
+                      help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
+                      "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
 
     nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
                                   "the history and compare with the previous night")
@@ -142,6 +145,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             return error.exit_code
         except KeyboardInterrupt:
+            labgrid = sys.modules.get(f"{__package__}.targets.labgrid")
+            if labgrid is not None:  # places held while no board ran (a probe): back to the lab at once
+                labgrid.release_held_places()
             console.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
             return interruption.exit_code
 
@@ -286,14 +292,30 @@ def stored_report(run_dir: Path, data: dict):
     from .results import TargetResult
     from .runner import RunReport
 
+    from .inputs import InputTensor
+    from .scenario import OutputSpec, StreamSpec
+
     settings = dict(data.get("settings") or {})
+    stream = data.get("stream")
+    specs = {name: OutputSpec(kind=spec.get("kind", "tensor"), threshold=spec.get("threshold", 0.5))
+             for name, spec in (data.get("output_specs") or {}).items()}
     scenario = SimpleNamespace(name=data["scenario"]["name"], path=Path(data["scenario"]["path"]),
-                               run=SimpleNamespace(as_dict=lambda: settings))
-    model = SimpleNamespace(source_path=Path(data["model"].get("source", "?")),
+                               run=SimpleNamespace(as_dict=lambda: settings),
+                               stream=StreamSpec(stream.get("steps"), dict(stream.get("carry") or {}))
+                               if stream else None,
+                               output_spec=lambda name: specs.get(name, OutputSpec()))
+    source = data["model"].get("source")
+    model = SimpleNamespace(source_path=Path(source) if source else None,
+                            source_name=Path(source or data["model"].get("mnn_path") or "?").name,
+                            mnn_path=Path(data["model"].get("mnn_path") or "?"),
+                            converted=data["model"].get("converted", True),
                             mnn_sha256=data["model"].get("mnn_sha256", ""),
                             converter_args=data["model"].get("converter_args") or [],
                             outputs=data["model"].get("outputs") or [])
-    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [],
+    tensors = [InputTensor(name=t["name"], provider=t["provider"], detail=t.get("detail", ""), shape=tuple(t["shape"]),
+                           dtype=t["dtype"], samples=t.get("samples", 1), shared=t.get("shared", False),
+                           sha256=t.get("sha256", "")) for t in data["inputs"].get("tensors") or []]
+    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [], tensors=tensors,
                              shape=tuple(data["inputs"].get("shape") or ()), sha256=data["inputs"].get("sha256", ""))
     report = RunReport(run_id=data["run_id"], run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=data["reference"],
@@ -312,8 +334,9 @@ def stored_report(run_dir: Path, data: dict):
     def comparison_of(target: str, stored: dict) -> TargetComparison:
         return TargetComparison(
             target=target, reference=stored.get("reference") or data["reference"], error=stored.get("error"),
+            problems=list(stored.get("problems") or []),
             outputs=[OutputComparison(output, result.get("passed", False), result.get("metrics") or {},
-                                      result.get("reasons") or [])
+                                      result.get("reasons") or [], series=result.get("series") or {})
                      for output, result in (stored.get("outputs") or {}).items()])
 
     for name, comparison in data.get("comparisons", {}).items():
@@ -321,6 +344,7 @@ def stored_report(run_dir: Path, data: dict):
     if data.get("conversion"):
         report.conversion = comparison_of(data["reference"], data["conversion"])
     report.attribution = dict(data.get("attribution") or {})
+    report.backend_failures = dict(data.get("backend_failures") or {})
     report.findings = [SimpleNamespace(**finding) for finding in data.get("findings") or []]
     return report
 
@@ -443,9 +467,13 @@ def cmd_boards(args, console: Console) -> int:
     else:
         table = Table(title=f"Boards of {inventory.path}", title_justify="left", header_style="bold",
                       box=box.SIMPLE_HEAD)
+        # A holder's name is what a user of a shared lab looks for: room for it even at 80 columns,
+        # where the board's kind goes under its name.
+        min_widths = {"Lock": 16 if any(item.get("held") for item in health) else 6, "Tags": 6}
+        kind_separator = " " if console.width >= 100 else "\n"
         for column in ("Board", "Up", "Machine", "Python", "MNN", "Features", "Disk", "Lock", "Tags"):
             table.add_column(column, no_wrap=column not in ("Tags", "Lock", "Features"),
-                             min_width=6 if column in ("Lock", "Tags") else None)
+                             min_width=min_widths.get(column))
         for item in health:
             facts = item["facts"]
             features = set(facts.get("cpu_features") or [])
@@ -455,8 +483,9 @@ def cmd_boards(args, console: Console) -> int:
                      if features & set(group)]
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
-            table.add_row(f"{escape(item['board'])} [dim]({item['kind']})[/]",
-                          "[green]yes[/]" if item["reachable"] else "[red]no[/]",
+            # held: a labgrid place someone else holds; it was not probed.
+            up = "[yellow]held[/]" if item.get("held") else "[green]yes[/]" if item["reachable"] else "[red]no[/]"
+            table.add_row(f"{escape(item['board'])}{kind_separator}[dim]({item['kind']})[/]", up,
                           escape(facts.get("machine") or "–"), escape(facts.get("python") or "–"),
                           f"[yellow]{escape(mnn)}[/]" if item.get("warning") else escape(mnn), " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", escape(item.get("lock") or "free"),
@@ -477,7 +506,8 @@ def cmd_farm(args, console: Console) -> int:
     from rich.table import Table
 
     from .emulation import board as emulated
-    from .emulation.farm import farm_down, farm_up
+    from .emulation.farm import FARM_BOARDS, farm_down, farm_up
+    from .emulation.labgrid_farm import labgrid_down, labgrid_status, labgrid_up
 
     def log(message):
         console.print(f"[dim]{message}[/]")
@@ -485,8 +515,17 @@ def cmd_farm(args, console: Console) -> int:
     if args.action == "down":
         for name in farm_down():
             console.print(f"stopped {name}")
+        for name in labgrid_down():
+            console.print(f"stopped {name}")
         return 0
-    if args.action == "up" and args.size:
+    if args.action == "up" and args.labgrid:
+        size = args.size or len(FARM_BOARDS)
+        path = labgrid_up(size, log)
+        address = next(lab["address"] for lab in labgrid_status() if lab["prefix"] == "farm")
+        console.print(f"[green]labgrid lab of {size} place(s) up[/]: coordinator {address}; its inventory: {path}\n"
+                      f"  harness --inventory {path} boards\n"
+                      f"  labgrid-client -x {address} places")
+    elif args.action == "up" and args.size:
         path = farm_up(args.size, log)
         console.print(f"[green]farm of {args.size} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
@@ -507,6 +546,12 @@ def cmd_farm(args, console: Console) -> int:
                       f"{status.get('address', '127.0.0.1')}:{status.get('port', '?')}", status.get("network", "?"),
                       str(status.get("pid") or "–"), "[green]yes[/]" if status.get("running") else "[dim]no[/]")
     console.print(table)
+    for lab in labgrid_status():
+        running = lab["coordinator_pid"] and lab["exporter_pid"]
+        console.print(f"labgrid lab {lab['prefix']}: coordinator {lab['address']} "
+                      f"(pid {lab['coordinator_pid'] or '–'}), exporter (pid {lab['exporter_pid'] or '–'}) "
+                      + ("[green]running[/]" if running else "[dim]stopped[/]")
+                      + f", places {', '.join(lab['places'])}; inventory {lab['inventory']}", highlight=False)
     return 0
 
 

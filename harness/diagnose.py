@@ -16,6 +16,7 @@ CAUSES = {
     "tensor-access": "wrong tensor access",
     "mnn-version": "MNN version mismatch",
     "argmax-flips": "ArgMax flips",
+    "backend": "backend fallback",
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
@@ -33,6 +34,11 @@ class Finding:
     @property
     def title(self) -> str:
         return CAUSES[self.cause]
+
+
+def numbers_passed(comparison) -> bool:
+    """The outputs agree (a failed backend setting is a problem of its own, not of the numbers)."""
+    return comparison.error is None and all(output.passed for output in comparison.outputs)
 
 
 def attribute(conversion_passed: Optional[bool], platform_passed: bool) -> str:
@@ -75,7 +81,7 @@ def converter_hints(converter_args, source_path=None) -> List[str]:
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
-    if conversion is not None and not conversion.passed:
+    if conversion is not None and not numbers_passed(conversion):
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
         source = getattr(report.model, "source_path", None)
@@ -94,8 +100,10 @@ def diagnose(report) -> List[Finding]:
                                 "tensors, so this drift comes on top of it"))
     settings = report.scenario.run
     reference = report.results[report.reference]
+    for name, problem in (getattr(report, "backend_failures", None) or {}).items():
+        findings.append(Finding("backend", name, problem))
     for name, comparison in report.comparisons.items():
-        if comparison.passed or comparison.error:
+        if comparison.passed or comparison.error or all(output.passed for output in comparison.outputs):
             continue
         facts = report.results[name].facts
         features = set(facts.get("cpu_features") or [])
@@ -141,6 +149,6 @@ def diagnose(report) -> List[Finding]:
 
 def attributions(report) -> Dict[str, str]:
     conversion = getattr(report, "conversion", None)
-    conversion_passed = None if conversion is None else conversion.passed
-    return {name: attribute(conversion_passed, comparison.passed)
+    conversion_passed = None if conversion is None else numbers_passed(conversion)
+    return {name: attribute(conversion_passed, numbers_passed(comparison))
             for name, comparison in report.comparisons.items() if comparison.error is None}

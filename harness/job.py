@@ -18,6 +18,8 @@ from .cache import sha256_file
 from .errors import BoardResultError
 
 AGENT_PATH = Path(__file__).resolve().parent.parent / "agent" / "mnn_agent.py"
+JOB_SCHEMA = 2
+"""The job.json the host writes; the agent's docstring documents it (and reads schema 1 too)."""
 
 
 @dataclass(frozen=True)
@@ -42,27 +44,28 @@ class Job:
     images_sha256: Optional[str] = None
     dump: Optional[dict] = None
     """Layer dump: {"sample": i, "ops": [names whose whole tensors to keep]} (None: no dump)."""
-    input_shape: Optional[Tuple[int, ...]] = None
-    """Shape of the inputs array (samples first); bounds what a board may send back."""
+    samples: int = 1
+    """Samples every target runs (stream steps for a stream)."""
+    stream: Optional[dict] = None
+    """{"steps": N, "carry": {output: input}} (None: independent samples)."""
+    input_shapes: Optional[Dict[str, List[int]]] = None
+    """Each input's shape per sample; bounds the board's own preprocessed tensors."""
     output_shapes: Optional[Dict[str, Optional[List[int]]]] = None
     """Each output's shape per sample as MNN works it out on the host (None: unknown); bounds outputs.npz."""
-
-    @property
-    def samples(self) -> int:
-        return int(self.input_shape[0]) if self.input_shape else 1
 
     def limits(self) -> Dict[str, int]:
         """The most bytes each file a target brings back may have; anything bigger is refused unread."""
         shapes = {name: (self.output_shapes or {}).get(name) for name in self.output_names}
-        per_sample_input = list(self.input_shape[1:]) if self.input_shape else None
+        inputs = self.input_shapes or {}
+        image = (self.preprocess or {}).get("input") or (self.input_names[0] if self.input_names else None)
         return {"result.json": RESULT_JSON_MAX,
                 "outputs.npz": npz_limit(shapes, self.samples),
-                "preprocessed.npz": npz_limit({"preprocessed": per_sample_input}, self.samples),
+                "preprocessed.npz": npz_limit({"preprocessed": inputs.get(image)}, self.samples),
                 "dump.json": DUMP_JSON_MAX, "dump.npz": DUMP_NPZ_MAX}
 
     def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None,
                  deadline_s: Optional[float] = None) -> dict:
-        """job.json, with the model, inputs and raw images named as the target sees them.
+        """job.json (JOB_SCHEMA, documented in agent/mnn_agent.py), with files named as the target sees them.
 
         deadline_s: seconds after which the agent ends itself (SIGALRM), even
         when nobody is left to stop it (the host vanished, the session hung).
@@ -72,11 +75,12 @@ class Job:
             preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
         return {
             "preprocess": preprocess, "dump": self.dump,
-            "schema": 1, "id": self.id,
+            "schema": JOB_SCHEMA, "id": self.id,
             "model": model_ref, "model_sha256": self.model_sha256,
             "inputs": inputs_ref, "inputs_sha256": self.inputs_sha256,
             "input_names": self.input_names, "output_names": self.output_names,
             "layout": self.layout, "settings": self.settings,
+            "samples": self.samples, "stream": self.stream,
             "iterations": self.iterations, "warmup": self.warmup,
             **({"deadline_s": int(deadline_s)} if deadline_s else {}),
         }

@@ -24,8 +24,11 @@ METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
 
 
 def settings_label(settings: dict) -> str:
-    """"normal,1,session": the part of a testcase name that a settings matrix varies."""
-    return ",".join(str(settings.get(key, "?")) for key in ("precision", "threads", "api"))
+    """"normal,1,session" ("normal,1,session,opencl" off the CPU): the part of a testcase name a matrix varies."""
+    parts = [str(settings.get(key, "?")) for key in ("precision", "threads", "api")]
+    if settings.get("backend", "cpu") != "cpu":
+        parts.append(str(settings["backend"]))
+    return ",".join(parts)
 
 
 def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
@@ -88,9 +91,11 @@ def junit_tree(summary: dict) -> ET.ElementTree:
                 counts["errors"] += 1
                 continue
             result = compared.get(output, {"passed": False, "reasons": ["output missing"], "metrics": {}})
-            if not result.get("passed"):
-                message = "; ".join(result.get("reasons") or ["failed"])
-                element = ET.SubElement(case, "failure", message=message, type="tolerance")
+            problems = comparison.get("problems") or []
+            if not result.get("passed") or problems:
+                message = "; ".join(problems + list(result.get("reasons") or []) or ["failed"])
+                element = ET.SubElement(case, "failure", message=message,
+                                        type="backend" if problems else "tolerance")
                 element.text = message + "\n" + _metrics_text(result.get("metrics") or {})
                 counts["failures"] += 1
             out = ET.SubElement(case, "system-out")

@@ -1,4 +1,4 @@
-"""The run matrix: precision x threads x api x io x converter variant, on every board, as one table.
+"""The run matrix: precision x threads x api x io x backend x converter variant, on every board, as one table.
 
 A scenario's `matrix:` section lists the values to try; every combination is
 a setting, and every setting is an ordinary run of its own (its own
@@ -25,13 +25,14 @@ from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, Ru
                      new_run_id, run_folder, run_scenario, select_targets)
 from .scenario import Scenario
 
-SETTING_KEYS = ("precision", "threads", "api", "io")
+SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
 
 
 @dataclass(frozen=True)
 class Setting:
     label: str
-    """e.g. "low-t1-session-copy-fp16": names the setting in tables, folders and JUnit."""
+    """e.g. "low-t1-session-copy-fp16" ("...-copy-opencl-fp16" when backends vary): names the setting in tables,
+    folders and JUnit."""
     values: Dict[str, object]
     converter: str
     scenario: Scenario
@@ -46,8 +47,10 @@ def expand(scenario: Scenario) -> List[Setting]:
     for combination in itertools.product(*[values for _, values in axes], converters):
         values = {key: value for (key, _), value in zip(axes, combination[:-1])}
         converter_label, converter_args = combination[-1]
-        label = "-".join([str(values["precision"]), f"t{values['threads']}", str(values["api"]),
-                          str(values["io"]), converter_label])
+        parts = [str(values["precision"]), f"t{values['threads']}", str(values["api"]), str(values["io"])]
+        if matrix.get("backend") or scenario.run.backend != "cpu":  # labels stay short where no backend varies
+            parts.append(str(values["backend"]))
+        label = "-".join(parts + [converter_label])
         variant = replace(scenario, run=replace(scenario.run, **values),
                           model=replace(scenario.model, converter_args=tuple(str(a) for a in converter_args)),
                           matrix={})
@@ -113,11 +116,14 @@ def _cell(report: RunReport, board: str) -> Text:
         if conversion is None:
             return Text("ref", "dim")
         worst = _worst(conversion)
-        return Text(f"src {worst}", "green" if conversion.passed else "bold red")
+        return Text(f"src {worst}" + (" backend" if conversion.problems else ""),
+                    "green" if conversion.passed else "bold red")
     comparison = report.comparisons[board]
     if comparison.error:
         return Text("ERROR", "bold red")
     cause = report.attribution.get(board, "none")
+    if comparison.problems:  # asked a backend the board lacks: its numbers are the CPU's
+        cause = "backend"
     return Text(("ok " if comparison.passed else "FAIL ") + _worst(comparison)
                 + ("" if comparison.passed or cause in ("none", "platform") else f" {cause}"),
                 "green" if comparison.passed else "bold red")

@@ -11,20 +11,24 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .backend import fallback, ran_text
+from .history import sparkline
 from .results import INTERRUPTED, OK, UNUSABLE, TargetResult
 from .runner import Progress, RunReport, mnn_mismatch
 
-SUMMARY_SCHEMA = 1
+SUMMARY_SCHEMA = 2
+"""2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""
 FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
                   "avx2", "avx512f", "avx512_fp16", "avx512_bf16", "avx_vnni", "f16c")
 
@@ -72,6 +76,14 @@ def format_metric(value: Optional[float], kind: str) -> str:
     return f"{value:.2e}"
 
 
+def agreement_metric(metrics: dict) -> Optional[float]:
+    """The "labels" column: argmax agreement of class logits, mask IoU, or the share of agreeing decisions."""
+    for name in ("argmax_agreement", "miou", "decision_agreement"):
+        if metrics.get(name) is not None:
+            return metrics[name]
+    return None
+
+
 def verdict_table(report: RunReport) -> Table:
     table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
                   box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
@@ -87,6 +99,8 @@ def verdict_table(report: RunReport) -> Table:
         if comparison.error:
             table.add_row(comparison.target, "–", "", "", "", "", "", Text("ERROR", "bold red"))
             continue
+        if comparison.problems and comparison.outputs and all(o.passed for o in comparison.outputs):
+            table.add_row(comparison.target, "–", "", "", "", "", "", Text("FAIL backend", "bold red"))
         for output in comparison.outputs:
             m = output.metrics
             label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
@@ -98,7 +112,7 @@ def verdict_table(report: RunReport) -> Table:
             table.add_row(label, output.output, format_metric(m.get("max_abs"), "e"),
                           format_metric(m.get("mean_abs"), "e"), format_metric(m.get("p99_abs"), "e"),
                           format_metric(m.get("cosine"), "cosine"),
-                          format_metric(m.get("argmax_agreement", m.get("miou")), "percent"), verdict)
+                          format_metric(agreement_metric(m), "percent"), verdict)
     return table
 
 
@@ -110,6 +124,8 @@ def failure_reasons(report: RunReport) -> list:
     for comparison in comparisons:
         if comparison.error:
             lines.append(Text(f"✗ {comparison.target}: {comparison.error}", "red"))
+        for problem in comparison.problems:
+            lines.append(Text(f"✗ {comparison.target}: {problem}", "red"))
         for output in comparison.outputs:
             if not output.passed:
                 lines.append(Text(f"✗ {comparison.target} {output.output}: {'; '.join(output.reasons)}", "red"))
@@ -162,6 +178,15 @@ def notes(report: RunReport) -> list:
                               f"{_size(result.bytes_downloaded)}", "dim"))
         for note in result.notes:
             lines.append(Text(f"{name}: {note}", "yellow"))
+        if result.facts.get("api_reason"):
+            lines.append(Text(f"{name}: {result.facts['api_reason']}", "dim"))
+        fell_back = fallback(result)
+        if fell_back and name not in report.backend_failures:
+            lines.append(Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow"))
+        elif name == report.reference and name in report.backend_failures and report.conversion is None:
+            lines.append(Text(f"{name}: {report.backend_failures[name]}", "red"))
+        elif ran_text(result) and (result.facts.get("backend") or {}).get("asked") not in (None, "cpu"):
+            lines.append(Text(f"{name}: ran on {ran_text(result)}", "dim"))
         if result.status != OK and result.error:
             lines.append(Text(f"{name}: {result.error}", "red"))
         banner = result.facts.get("mnn_banner")
@@ -192,12 +217,119 @@ def summary_line(report: RunReport) -> Text:
                 reasons.append(f"{name}: did not run")
             else:
                 bad = [f"{o.output} {o.reasons[0]}" for o in comparison.outputs if not o.passed]
+                bad += [problem.split(":")[0] for problem in comparison.problems]
                 reasons.append(f"{name}: {bad[0]}" if bad else name)
         parts.append(f"{len(failed)} of {compared} board(s) differ ({'; '.join(reasons)})")
     if unusable:
         parts.append(f"{len(unusable)} board(s) could not be used ({', '.join(unusable)})")
+    fell_back = [name for name in report.backend_failures if name not in failed]
+    if fell_back:
+        parts.append(f"{', '.join(fell_back)} ran another backend than asked")
+    if not parts and report.conversion is not None and not report.conversion.passed:
+        parts.append(f"{report.reference} differs from the source model")
     label = "FAIL" if report.exit_code == 1 else "BOARD ERROR"
     return Text(f"{label}  " + "; ".join(parts) + f"  [exit {report.exit_code}]", "bold red")
+
+
+def model_text(model) -> str:
+    if not getattr(model, "converted", True):
+        source = f", source {model.source_path.name}" if model.source_path is not None else ""
+        return f"{model.mnn_path.name} {model.mnn_sha256[:12]} as deployed (no conversion{source})"
+    return (f"{model.source_name} -> .mnn {model.mnn_sha256[:12]}  converter: "
+            f"{' '.join(model.converter_args) or '(defaults)'}")
+
+
+def input_rows(inputs) -> list:
+    """(label, text) per input: name, provider, samples x shape, dtype, sha256, and what it is."""
+    tensors = getattr(inputs, "tensors", None) or []
+    if not tensors:
+        return [("inputs", f"{len(inputs.sample_names)} x {list(inputs.shape)}  sha256 {inputs.sha256[:12]}")]
+    rows = []
+    for tensor in tensors:
+        count = "shared" if tensor.shared else f"{tensor.samples} x"
+        rows.append((f"input {tensor.name}", f"{tensor.provider}  {count} {list(tensor.shape)} {tensor.dtype}  "
+                     f"sha256 {tensor.sha256[:12]}  [dim]{escape(tensor.detail)}[/]"))
+    return rows
+
+
+def downsample(values: List[Optional[float]], width: int, pick=max) -> List[Optional[float]]:
+    """At most width values: each the max (or another pick) of its bucket, so a spike is never lost."""
+    if len(values) <= width:
+        return list(values)
+    buckets = []
+    for index in range(width):
+        chunk = [v for v in values[index * len(values) // width:(index + 1) * len(values) // width] if v is not None]
+        buckets.append(pick(chunk) if chunk else None)
+    return buckets
+
+
+GROWS = 4.0
+"""error_growth (last third's median error over the first third's) from which a stream's error is said to grow."""
+
+
+def stream_lines(report: RunReport, width: int) -> List[Text]:
+    """Per board and output: the max abs error per step as a sparkline (log scale), both sides' values per
+    step on one scale when a step has one value, and the decisions that flip. Fits `width` columns."""
+    stream = getattr(report.scenario, "stream", None)
+    comparisons = sorted(report.comparisons.values(), key=lambda c: c.target)
+    if report.conversion is not None:
+        comparisons.insert(0, report.conversion)  # x86 against the source model first, as in the verdicts
+    rows = [(c, o) for c in comparisons for o in c.outputs if o.series.get("max_abs")]
+    if stream is None or not rows:
+        return []
+    steps = len(rows[0][1].series["max_abs"])
+    carry = ", ".join(f"{out} -> {fed}" for out, fed in stream.carry.items()) or "nothing carried"
+    lines = [Text(f"Stream: {steps} steps, {carry} on each board", "bold")]
+    name_width = 12
+    spark = max(8, min(steps, width - name_width - 4))
+    for comparison, output in rows:
+        series = output.series
+        errors = series["max_abs"]
+        label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
+                 else comparison.target)
+        growth = output.metrics.get("error_growth")
+        trend = "" if growth is None else f" (x{growth:.2g}" + (": grows)" if growth >= GROWS else ")")
+        lines.append(Text.assemble((label, "bold"), f" {output.output}: max |err| per step ",
+                                   (f"{_e(errors[0])} .. {_e(errors[-1])}{trend}", "dim")))
+        lines.append(Text.assemble(("  " + "|err|".ljust(name_width) + " ", "dim"),
+                                   sparkline(downsample(errors, spark), log=True)))
+        if "target" in series:
+            values = [v for v in series["reference"] + series["target"] if v is not None] or [0.0]
+            low, high = min(values), max(values)
+            for side, name in ((series["reference"], comparison.reference), (series["target"], comparison.target)):
+                lines.append(Text.assemble(("  " + name[:name_width].ljust(name_width) + " ", "dim"),
+                                           _scaled_spark(downsample(side, spark, _mean), low, high)))
+            lines.append(Text(f"  {'':{name_width}} {output.output} per step, {low:.3g} .. {high:.3g} on both lines",
+                              "dim"))
+        if "flipped" in series:
+            flipped = series["flipped"]
+            shown = ", ".join(str(step) for step in flipped[:8]) + (", ..." if len(flipped) > 8 else "")
+            threshold = report.scenario.output_spec(output.output).threshold
+            lines.append(Text(f"  decisions at {threshold:g}: {len(flipped)} of {steps} steps flip"
+                              + (f" (steps {shown})" if flipped else ""), "red" if flipped else "green"))
+    return lines
+
+
+def _e(value: Optional[float]) -> str:
+    return "inf" if value is None else f"{value:.1e}"
+
+
+def _mean(values: List[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _scaled_spark(values: List[Optional[float]], low: float, high: float) -> str:
+    """A sparkline on a shared scale, so x86's and the board's lines can be read against each other."""
+    blocks = "▁▂▃▄▅▆▇█"
+    out = []
+    for value in values:
+        if value is None:
+            out.append(" ")
+        elif high <= low:
+            out.append(blocks[3])
+        else:
+            out.append(blocks[round((value - low) / (high - low) * (len(blocks) - 1))])
+    return "".join(out)
 
 
 def render(report: RunReport, console: Console) -> None:
@@ -206,14 +338,16 @@ def render(report: RunReport, console: Console) -> None:
     header.add_column(style="dim", no_wrap=True)
     header.add_column()
     header.add_row("scenario", f"[bold]{scenario.name}[/]  run {report.run_id}")
-    header.add_row("model", f"{model.source_path.name} -> .mnn {model.mnn_sha256[:12]}  converter: "
-                   f"{' '.join(model.converter_args) or '(defaults)'}")
-    header.add_row("inputs", f"{len(inputs.sample_names)} x {list(inputs.shape)}  sha256 {inputs.sha256[:12]}")
+    header.add_row("model", escape(model_text(model)))
+    for label, text in input_rows(inputs):
+        header.add_row(escape(label), text)
     header.add_row("settings", " ".join(f"{k}={v}" for k, v in scenario.run.as_dict().items()))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
     console.print(verdict_table(report))
     for line in failure_reasons(report):
         console.print(line)
+    for line in stream_lines(report, console.width):
+        console.print(line, overflow="crop", no_wrap=True)
     for name, parity in report.parity.items():
         shown = (f"max abs {parity.metrics['max_abs']:.3g} (~{parity.metrics['gray_levels']:.0f} gray levels)"
                  if parity.metrics else parity.error)
@@ -239,10 +373,17 @@ def _json_metrics(metrics: dict) -> dict:
 
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
+            "problems": list(comparison.problems),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
-                                      if o.per_class_iou else {})}
+                                      if o.per_class_iou else {}),
+                                   **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
+                                      if o.series else {})}
                         for o in comparison.outputs}}
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def summary(report: RunReport) -> dict:
@@ -255,15 +396,24 @@ def summary(report: RunReport) -> dict:
         "exit_code": report.exit_code,
         "interrupted": report.interrupted,
         "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
-        "model": {"source": str(report.model.source_path), "mnn_path": str(report.model.mnn_path),
-                  "mnn_sha256": report.model.mnn_sha256,
-                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs)},
+        "model": {"source": str(report.model.source_path) if report.model.source_path else None,
+                  "mnn_path": str(report.model.mnn_path), "mnn_sha256": report.model.mnn_sha256,
+                  "converted": report.model.converted, "source_format": report.model.source_format,
+                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
+                  "compared": report.scenario.compared_outputs(list(report.model.outputs))},
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
-                   "shape": list(report.inputs.shape)},
+                   "shape": list(report.inputs.shape), "count": report.inputs.count,
+                   "image_input": report.inputs.image_input,
+                   "tensors": [tensor.as_dict() for tensor in report.inputs.tensors]},
+        "stream": None if report.scenario.stream is None else {
+            "steps": report.inputs.count, "carry": dict(report.scenario.stream.carry)},
         "settings": report.scenario.run.as_dict(),
+        "allow_fallback": report.scenario.run.allow_fallback,
+        "backend_failures": dict(report.backend_failures),
         # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
-        "preprocess": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
+        "preprocess": None if report.scenario.preprocess is None else {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
         "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
                          for name in report.model.outputs},
         "reference": report.reference,
@@ -277,7 +427,8 @@ def summary(report: RunReport) -> dict:
         },
         "source": None if report.source is None else {
             "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"), "path": str(report.model.source_path)},
+            "runtime": report.source.facts.get("runtime"),
+            "path": str(report.model.source_path) if report.model.source_path else None},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,
         "raw_outputs": report.raw_outputs,

@@ -19,7 +19,7 @@ and the address survive restarts, so a known_hosts entry stays valid.
 Who the board's sessions run as: where this process is root (and may make
 namespaces), each board logs in a user of its own, `mnn-board-SLOT` (made
 with useradd when missing), never root. Its side of the board lives in a
-world-traversable directory, BOARDS_ROOT/<name>-<hash>/: board-shell,
+world-traversable directory, BOARDS_ROOT/<cache>/<name>/: board-shell,
 bin/python3 and authorized_keys (root's, read-only to it), home/ (its HOME,
 root's) and home/work, the workdir, its only writable place. The sysroot and
 the board's MNN stay in the cache (which may sit under root's 0700 home):
@@ -248,7 +248,7 @@ def remove(name: str) -> bool:
         return False
     stop(name)
     public = (_read_state(name) or {}).get("public")
-    if public and Path(public).parent == BOARDS_ROOT:
+    if public and BOARDS_ROOT in Path(public).parents:
         shutil.rmtree(public, ignore_errors=True)
     shutil.rmtree(directory)
     return True
@@ -260,7 +260,31 @@ def host_workdir(name: str) -> Optional[Path]:
     return Path(endpoint.workdir) if endpoint else None
 
 
+def authorize_key(name: str, public_key: str) -> None:
+    """Let one more key log in to the board (a lab's shared key), now and after restarts.
+
+    sshd reads authorized_keys at every login, so a running board takes it at once.
+    """
+    directory = state_dir(name)
+    line = public_key.strip()
+    with _locked(directory):
+        extra = directory / "extra_authorized_keys"
+        lines = extra.read_text().splitlines() if extra.is_file() else []
+        if line not in lines:
+            _write_atomic(extra, "".join(f"{key}\n" for key in lines + [line]))
+        _write_authorized_keys(directory, _board_side(name, _read_state(name) or {}))
+
+
 # -- internals ------------------------------------------------------------------------------------------
+
+
+def _write_authorized_keys(directory: Path, side: Path) -> None:
+    """The board's own client key and the extra keys authorize_key gave it, where its sshd reads them (side)."""
+    keys = (directory / "client_key.pub").read_text()
+    extra = directory / "extra_authorized_keys"
+    if extra.is_file():
+        keys += extra.read_text()
+    _write_atomic(side / "authorized_keys", keys)
 
 
 def _user() -> str:
@@ -283,8 +307,20 @@ def _board_side(name: str, state: dict) -> Path:
 
 
 def _public_dir(name: str) -> Path:
-    """The board's directory under BOARDS_ROOT; the hash of its state dir keeps two caches' boards apart."""
-    return BOARDS_ROOT / f"{name}-{hashlib.sha256(str(state_dir(name)).encode()).hexdigest()[:8]}"
+    """The board's directory: BOARDS_ROOT/<cache>/<name>, the cache's hash keeping two caches' boards apart."""
+    return BOARDS_ROOT / hashlib.sha256(str(farm_dir().resolve()).encode()).hexdigest()[:8] / name
+
+
+def workdir_template() -> str:
+    """Where a board of this cache started now has its workdir, "{place}" standing for its name.
+
+    Every board's workdir is the same path but for its name, so one inventory
+    entry can serve whichever board a labgrid pool hands out.
+    """
+    network = "netns" if netns_available() else "loopback"
+    if _may_isolate(network):
+        return str(_public_dir("{place}") / "home" / "work")
+    return str(farm_dir() / "{place}" / "home" / "work")
 
 
 def _ensure_user(slot: int) -> pwd.struct_passwd:
@@ -310,8 +346,8 @@ def _ensure_user(slot: int) -> pwd.struct_passwd:
 
 def _prepare_board_side(public: Path, user: pwd.struct_passwd) -> Path:
     """The board's own side, owned by root except its workdir; returns the workdir."""
-    BOARDS_ROOT.mkdir(parents=True, exist_ok=True)
-    for directory in (BOARDS_ROOT.parent, BOARDS_ROOT):
+    public.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (BOARDS_ROOT.parent, BOARDS_ROOT, public.parent):
         directory.chmod(0o755)
     for directory in (public, public / "bin", public / "home", public / "sysroot", public / "mnn"):
         directory.mkdir(exist_ok=True)
@@ -407,14 +443,14 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
         public = _public_dir(spec.name)
         work = _prepare_board_side(public, user)
         extra.update(user=user.pw_name, public=str(public), workdir=str(work))
-        _write_atomic(public / "authorized_keys", (directory / "client_key.pub").read_text())
+        _write_authorized_keys(directory, public)
         sshd = ["/bin/sh", "-c", _MOUNTS, "sh", str(sysroot), str(public / "sysroot"), str(mnn), str(public / "mnn"),
                 str(PRIVATE_TMP_MB), str(directory.resolve()), *sshd]
         user_name = user.pw_name
     else:
         public = directory
         (directory / "home" / "work").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+        _write_authorized_keys(directory, directory)
         extra.update(user=_user(), workdir=str(directory / "home" / "work"))
         user_name = _user()
     _write_scripts(spec, public, sysroot, mnn, wanted["isolated"])

@@ -14,6 +14,7 @@ from typing import Callable, List, Tuple
 
 import yaml
 
+from ..endpoint import SshEndpoint
 from . import board as emulated
 
 
@@ -48,11 +49,9 @@ def farm_boards(size: int, prefix: str = "farm") -> List[FarmBoard]:
     return boards
 
 
-def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm") -> Path:
-    """Start the farm (in parallel) and write its inventory and known_hosts; return the inventory's path.
-
-    prefix names the boards (farm-a53, ...): tests use their own so they never touch a user's farm.
-    """
+def start_boards(size: int, log: Callable[[str], None] = print,
+                 prefix: str = "farm") -> List[Tuple[FarmBoard, SshEndpoint]]:
+    """Start the farm's boards in parallel (those running already are kept); each with how to reach it."""
     boards = farm_boards(size, prefix)
 
     def start(board: FarmBoard):
@@ -60,7 +59,15 @@ def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, pr
             emulated.EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version), log)
 
     with ThreadPoolExecutor(max_workers=min(8, len(boards))) as pool:
-        started = list(pool.map(start, boards))
+        return list(pool.map(start, boards))
+
+
+def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm") -> Path:
+    """Start the farm (in parallel) and write its inventory and known_hosts; return the inventory's path.
+
+    prefix names the boards (farm-a53, ...): tests use their own so they never touch a user's farm.
+    """
+    started = start_boards(size, log, prefix)
     known_hosts = emulated.farm_dir() / f"{prefix}-known_hosts"
     known_hosts.write_text("".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
     inventory = {"boards": {"x86": {"kind": "local", "tags": ["x86_64", "reference"]}}}
