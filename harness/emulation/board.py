@@ -250,6 +250,10 @@ def remove(name: str) -> bool:
     public = (_read_state(name) or {}).get("public")
     if public and BOARDS_ROOT in Path(public).parents:
         shutil.rmtree(public, ignore_errors=True)
+        try:
+            Path(public).parent.rmdir()  # the cache's directory, once its last board is gone
+        except OSError:
+            pass
     shutil.rmtree(directory)
     return True
 
