@@ -6,6 +6,7 @@ the terminal report and the files in reports/<run-id>/ are views of.
 
 import platform
 import secrets
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 
 from . import __version__
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
-from .errors import ConfigError
+from .errors import ConfigError, HarnessError
 from .inventory import BoardSpec, Inventory, boards_named
 from .job import Job
 from .model import ModelArtifact, prepare_model
@@ -182,17 +183,24 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     boards = select_targets(scenario, inventory, only)
     run_id = run_id or new_run_id(scenario)
     run_dir = Path(reports_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     progress.step("model: building and converting (cached by content)")
     model = prepare_model(scenario.model, log=log)
     input_name = check_model_against_scenario(scenario, model)
+    # Only now: a configuration error found by the conversion leaves no empty reports/<run-id>/ behind.
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
     progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
-    inputs = build_inputs(scenario, input_name, run_dir)
-    images_path = images_sha256 = board_preprocess = None
-    if scenario.parity is not None:
-        images_path, images_sha256 = save_raw_images(scenario, run_dir)
-        board_preprocess = preprocess_spec(scenario.parity.board)
+    try:
+        inputs = build_inputs(scenario, input_name, run_dir)
+        images_path = images_sha256 = board_preprocess = None
+        if scenario.parity is not None:
+            images_path, images_sha256 = save_raw_images(scenario, run_dir)
+            board_preprocess = preprocess_spec(scenario.parity.board)
+    except HarnessError:
+        if created:  # nothing ran: no half-made run folder to mistake for a run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     # Unique on every board even when two runs share a run id (a matrix setting's label).
     job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
@@ -236,7 +244,8 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         comparison = compare_target(scenario, report.results[name], reference, list(model.outputs))
         mismatch = mnn_mismatch(report.results[name], reference)
         if mismatch and scenario.require_same_mnn and comparison.error is None:
-            comparison.error = f"{mismatch} (require_same_mnn: true)"
+            # The board ran and its numbers are compared as any board's; the requirement fails it on top.
+            comparison.failed_requirements.append(f"{mismatch}, and the scenario says require_same_mnn: true")
         report.comparisons[name] = comparison
     if scenario.parity is not None:
         report.parity = check_parity(report, scenario)
