@@ -1,4 +1,8 @@
-"""Views of a RunReport: the rich terminal report, its live progress, and summary.json.
+"""A run's record and its terminal view: summary.json (the record), the rich report of it, the live progress.
+
+The terminal report reads only the record (the dict summary() returns, or a
+stored summary.json), as junit.xml, report.html and the history do, so a
+live run and `harness report RUN-ID` print the same thing.
 
 Colours mean one thing each: green passed, red failed, yellow a warning a
 user should read (a version mismatch, a host key accepted on first use),
@@ -11,18 +15,21 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
-from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .results import OK, UNUSABLE, TargetResult
-from .runner import Progress, RunReport, mnn_mismatch
+from .compare import format_metric
+from .fold import Column, FoldingTable
+from .outcome import ERROR, UNUSABLE, WHOLE_RUN, headline, label_metric, output_kind, summary_text, verdicts
+from .results import OK, TargetResult
+from .runner import Progress, RunReport
 
 SUMMARY_SCHEMA = 1
 FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
@@ -60,80 +67,79 @@ class TerminalProgress(Progress):
         self.bar.update(self.tasks[name], stage=shown, completed=1)
 
 
-def format_metric(value: Optional[float], kind: str) -> str:
-    """A metric as the reports show it: kind "percent", "cosine", or anything else in e-notation."""
-    if value is None:
-        return "–"
-    if kind == "percent":
-        return f"{value:.3%}"
-    if kind == "cosine":
-        return f"{value:.6f}"
-    return f"{value:.2e}"
-
-
-def verdict_table(report: RunReport) -> Table:
-    table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
-                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    # "labels": argmax agreement of class logits, or the mask IoU of a probability map.
-    for column in ("Board", "Output", "max abs", "mean abs", "p99 abs", "cosine", "labels", "Verdict"):
-        table.add_column(column, justify="left" if column in ("Board", "Output", "Verdict") else "right",
-                         no_wrap=True)
-    rows = sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target))
-    if report.conversion is not None:
-        rows.insert(0, report.conversion)  # the model itself before the boards: x86 MNN vs its source
-    # Failures first: they are what the user came for.
-    for comparison in rows:
-        if comparison.error:
-            table.add_row(comparison.target, "–", "", "", "", "", "", Text("ERROR", "bold red"))
+def verdict_table(summary: dict) -> FoldingTable:
+    """Board x output: the numbers and the verdict, the conversion check first, then failures first."""
+    kinds = {output_kind(summary, output) for output in (summary.get("model") or {}).get("outputs") or []}
+    legend = [text for kind, text in (("class_logits", "argmax agreement (class_logits)"),
+                                       ("probability_map", "mask IoU at the threshold (probability_map)"))
+              if kind in kinds]
+    table = FoldingTable([Column("Board", key=True), Column("Output", key=True),
+                          *[Column(header, "right") for header in METRIC_HEADERS],
+                          Column("labels", "right"), Column("Verdict", key=True, wrap=True)],
+                         title=f"Accuracy against [bold]{summary.get('reference')}[/] (the x86 host)",
+                         legend=[f"labels: {', '.join(legend)}"] if legend else [])
+    for verdict in verdicts(summary):
+        m = verdict.metrics
+        if verdict.status in (ERROR, UNUSABLE):
+            table.add_row(verdict.board, verdict.output if verdict.output != WHOLE_RUN else "–",
+                          *[""] * (len(METRIC_HEADERS) + 1), Text("ERROR", "bold red"))
             continue
-        for output in comparison.outputs:
-            m = output.metrics
-            label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
-                     else comparison.target)
-            cause = report.attribution.get(comparison.target) if comparison is not report.conversion else None
-            verdict = Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red")
-            if not output.passed and cause and cause != "none":
-                verdict.append(f" {cause}", "red")
-            table.add_row(label, output.output, format_metric(m.get("max_abs"), "e"),
-                          format_metric(m.get("mean_abs"), "e"), format_metric(m.get("p99_abs"), "e"),
-                          format_metric(m.get("cosine"), "cosine"),
-                          format_metric(m.get("argmax_agreement", m.get("miou")), "percent"), verdict)
+        shown = Text("PASS", "bold green") if verdict.passed else Text("FAIL", "bold red")
+        if verdict.cause:
+            shown.append(f" {verdict.cause}", "red")
+        label = label_metric(m, output_kind(summary, verdict.output))
+        table.add_row(verdict.board, verdict.output,
+                      *[format_metric(m.get(metric), metric) for metric in METRIC_HEADERS.values()],
+                      format_metric(m.get(label), label) if label else "–", shown)
     return table
 
 
-def failure_reasons(report: RunReport) -> list:
-    lines = []
-    comparisons = sorted(report.comparisons.values(), key=lambda c: c.target)
-    if report.conversion is not None:
-        comparisons.insert(0, report.conversion)
-    for comparison in comparisons:
-        if comparison.error:
-            lines.append(Text(f"✗ {comparison.target}: {comparison.error}", "red"))
-        for output in comparison.outputs:
-            if not output.passed:
-                lines.append(Text(f"✗ {comparison.target} {output.output}: {'; '.join(output.reasons)}", "red"))
+METRIC_HEADERS = {"max abs": "max_abs", "mean abs": "mean_abs", "p99 abs": "p99_abs", "cosine": "cosine"}
+"""The terminal's metric columns (header -> metric); the labels column follows them."""
+
+
+def failure_reasons(summary: dict) -> List[Text]:
+    """A line per failing board and output with every limit it broke (or why it did not run)."""
+    lines, seen = [], set()
+    for verdict in verdicts(summary, failing_first=False):
+        if verdict.passed:
+            continue
+        if verdict.status in (ERROR, UNUSABLE):
+            line = f"✗ {verdict.board}: {verdict.reasons[0]}"
+        elif verdict.failure_type == "requirement":
+            metric, value = headline(summary, verdict)
+            line = (f"✗ {verdict.board}: {'; '.join(verdict.reasons)}. It ran and its outputs match "
+                    f"({verdict.output} {metric} {format_metric(value, metric, 'text')})")
+        else:
+            line = f"✗ {verdict.board} {verdict.output}: {'; '.join(verdict.reasons)}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(Text(line, "red"))
     return lines
 
 
-def boards_table(report: RunReport) -> Table:
-    table = Table(title="Boards", title_justify="left", box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for column in ("Board", "Status", "Machine", "MNN", "Python", "CPU features", "Latency", "Peak RSS", "Wall"):
-        table.add_column(column, no_wrap=column != "CPU features",
-                         justify="right" if column in ("Latency", "Peak RSS", "Wall") else "left")
-    reference_mnn = report.results[report.reference].facts.get("mnn_version")
-    for name, result in report.results.items():
-        facts = result.facts
-        status = Text(result.status, "green" if result.ok else "red")
+def boards_table(summary: dict) -> FoldingTable:
+    """Each board's facts that explain a difference: machine, MNN version, CPU features, time, memory."""
+    table = FoldingTable([Column("Board", key=True), Column("Status", key=True), Column("Machine"), Column("MNN"),
+                          Column("Python"), Column("CPU features", wrap=True), Column("Latency", "right"),
+                          Column("Peak RSS", "right"), Column("Wall", "right")], title="Boards")
+    reference = summary.get("reference")
+    boards = summary.get("boards") or {}
+    reference_mnn = ((boards.get(reference) or {}).get("facts") or {}).get("mnn_version")
+    for name, board in reference_first(summary):
+        facts = board.get("facts") or {}
+        status = board.get("status", "?")
         mnn = facts.get("mnn_version") or "?"
-        mnn_text = Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else "")
         features = [f for f in FEATURES_SHOWN if f in (facts.get("cpu_features") or [])]
         latency = facts.get("latency_ms") or []
-        latency_text = f"{statistics.median(latency):.1f} ms" if latency else "–"
         rss = facts.get("peak_rss_mb")
-        wall = sum(result.timings.values())
-        table.add_row(name + (" [dim](ref)[/]" if name == report.reference else ""), status,
-                      facts.get("machine", "?"), mnn_text, facts.get("python", "?"),
-                      " ".join(features) or "–", latency_text, f"{rss:.0f} MB" if rss else "–", f"{wall:.1f} s")
+        wall = sum((board.get("timings") or {}).values())
+        table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else ""),
+                      Text(status, "green" if status == OK else "red"), facts.get("machine", "?"),
+                      Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else ""),
+                      facts.get("python", "?"), " ".join(features) or "–",
+                      f"{statistics.median(latency):.1f} ms" if latency else "–", f"{rss:.0f} MB" if rss else "–",
+                      f"{wall:.1f} s")
     return table
 
 
@@ -145,84 +151,102 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-def notes(report: RunReport) -> list:
+def notes(summary: dict) -> List[Text]:
     lines = []
-    reference = report.results[report.reference]
-    for name, result in report.results.items():
-        mismatch = mnn_mismatch(result, reference)
-        if mismatch:
-            lines.append(Text(f"{name}: {mismatch}: a version mismatch can explain a difference", "yellow"))
-        expected = report.boards[name].mnn_version
-        found = result.facts.get("mnn_version")
+    reference = summary.get("reference")
+    boards = summary.get("boards") or {}
+    host_mnn = ((boards.get(reference) or {}).get("facts") or {}).get("mnn_version")
+    for name, board in reference_first(summary):
+        facts = board.get("facts") or {}
+        found = facts.get("mnn_version")
+        if found and host_mnn and found != host_mnn:
+            lines.append(Text(f"{name}: MNN {found} on the board, {host_mnn} on the host: a version mismatch can "
+                              "explain a difference", "yellow"))
+        expected = board.get("expected_mnn_version")
         if expected and found and expected != found:
             lines.append(Text(f"{name}: the inventory expects MNN {expected}, the board has {found}", "yellow"))
-        if result.bytes_uploaded or result.bytes_downloaded:
-            lines.append(Text(f"{name}: sent {_size(result.bytes_uploaded)}, fetched "
-                              f"{_size(result.bytes_downloaded)}", "dim"))
-        for note in result.notes:
+        if board.get("bytes_uploaded") or board.get("bytes_downloaded"):
+            lines.append(Text(f"{name}: sent {_size(board.get('bytes_uploaded') or 0)}, fetched "
+                              f"{_size(board.get('bytes_downloaded') or 0)}", "dim"))
+        for note in board.get("notes") or []:
             lines.append(Text(f"{name}: {note}", "yellow"))
-        if result.status != OK and result.error:
-            lines.append(Text(f"{name}: {result.error}", "red"))
-        banner = result.facts.get("mnn_banner")
-        if banner:
-            lines.append(Text(f"{name}: MNN says \"{banner}\"", "dim"))
+        if board.get("status") != OK and board.get("error"):
+            lines.append(Text(f"{name}: {board['error']}", "red"))
+        if facts.get("mnn_banner"):
+            lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
     return lines
 
 
-def summary_line(report: RunReport) -> Text:
-    compared = len(report.compared_targets)
-    failed = report.failed
-    unusable = report.unusable
-    if report.exit_code == 0:
-        return Text(f"PASS  {compared} board(s) match {report.reference} within tolerance "
-                    f"({report.scenario.name}, {report.wall_s:.0f} s)", "bold green")
-    parts = []
-    if failed:
-        reasons = []
-        for name in failed:
-            comparison = report.comparisons[name]
-            if comparison.error:
-                reasons.append(f"{name}: did not run")
-            else:
-                bad = [f"{o.output} {o.reasons[0]}" for o in comparison.outputs if not o.passed]
-                reasons.append(f"{name}: {bad[0]}" if bad else name)
-        parts.append(f"{len(failed)} of {compared} board(s) differ ({'; '.join(reasons)})")
-    if unusable:
-        parts.append(f"{len(unusable)} board(s) could not be used ({', '.join(unusable)})")
-    label = "FAIL" if report.exit_code == 1 else "BOARD ERROR"
-    return Text(f"{label}  " + "; ".join(parts) + f"  [exit {report.exit_code}]", "bold red")
+def summary_line(summary: dict) -> Text:
+    """The last line: PASS or what failed, every kind of failure named, and the exit code."""
+    label, text = summary_text(summary)
+    code = summary.get("exit_code", 0)
+    if code == 0:
+        return Text(f"PASS  {text} ({summary['scenario']['name']}, {float(summary.get('wall_s') or 0):.0f} s)",
+                    "bold green")
+    return Text(f"{label}  {text}  [exit {code}]", "bold red")
 
 
-def render(report: RunReport, console: Console) -> None:
-    scenario, model, inputs = report.scenario, report.model, report.inputs
+SETTINGS_ORDER = ("precision", "threads", "api", "io")
+
+
+def settings_text(settings: dict) -> str:
+    """precision=normal threads=1 api=session io=copy: in this order, live or stored (JSON sorts keys)."""
+    keys = [k for k in SETTINGS_ORDER if k in settings] + sorted(k for k in settings if k not in SETTINGS_ORDER)
+    return " ".join(f"{k}={settings[k]}" for k in keys)
+
+
+def reference_first(summary: dict) -> List[tuple]:
+    """The boards of the record, the reference first, then in the record's order."""
+    reference = summary.get("reference")
+    return sorted((summary.get("boards") or {}).items(), key=lambda item: item[0] != reference)
+
+
+def model_line(summary: dict) -> str:
+    model = summary.get("model") or {}
+    built_by = model.get("built_by")
+    source = f"built by {built_by}" if built_by else Path(model.get("source", "?")).name
+    return (f"{source} -> .mnn {str(model.get('mnn_sha256', ''))[:12]}  converter: "
+            f"{' '.join(model.get('converter_args') or []) or '(defaults)'}")
+
+
+def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> None:
+    """The terminal report of a run's record (summary.json), live or stored: the same view of the same data."""
+    inputs = summary.get("inputs") or {}
     header = Table.grid(padding=(0, 1))
     header.add_column(style="dim", no_wrap=True)
-    header.add_column()
-    header.add_row("scenario", f"[bold]{scenario.name}[/]  run {report.run_id}")
-    header.add_row("model", f"{model.source_path.name} -> .mnn {model.mnn_sha256[:12]}  converter: "
-                   f"{' '.join(model.converter_args) or '(defaults)'}")
-    header.add_row("inputs", f"{len(inputs.sample_names)} x {list(inputs.shape)}  sha256 {inputs.sha256[:12]}")
-    header.add_row("settings", " ".join(f"{k}={v}" for k, v in scenario.run.as_dict().items()))
+    header.add_column(overflow="fold")
+    header.add_row("scenario", f"[bold]{escape(summary['scenario']['name'])}[/]  run {summary.get('run_id')}")
+    header.add_row("model", escape(model_line(summary)))
+    header.add_row("inputs", f"{len(inputs.get('samples') or [])} x {list(inputs.get('shape') or [])}  "
+                   f"sha256 {str(inputs.get('sha256', ''))[:12]}")
+    header.add_row("settings", settings_text(summary.get("settings") or {}))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
-    console.print(verdict_table(report))
-    for line in failure_reasons(report):
+    console.print(verdict_table(summary))
+    for line in failure_reasons(summary):
         console.print(line)
-    for name, parity in report.parity.items():
-        shown = (f"max abs {parity.metrics['max_abs']:.3g} (~{parity.metrics['gray_levels']:.0f} gray levels)"
-                 if parity.metrics else parity.error)
+    for name, parity in (summary.get("preprocess_parity") or {}).items():
+        m = parity.get("metrics") or {}
+        shown = (f"max abs {format_metric(m.get('max_abs'), 'max_abs', 'text')} "
+                 f"(~{m.get('gray_levels') or 0:.0f} gray levels)" if m.get("max_abs") is not None
+                 else parity.get("error") or "")
+        verdict = ("PASS", "bold green") if parity.get("passed") else ("FAIL", "bold red")
         console.print(Text.assemble(("preprocessing on ", "dim"), (name, "bold"),
-                                    (f" ({parity.backend or '?'}) vs host: ", "dim"), shown or "", " ",
-                                    ("PASS", "bold green") if parity.passed else ("FAIL", "bold red")))
-    if report.findings:
+                                    (f" ({parity.get('backend') or '?'}) vs host: ", "dim"), shown, " ", verdict,
+                                    (f": {parity['hint']}" if parity.get("hint") and not parity.get("passed")
+                                     else "", "red")))
+    if summary.get("findings"):
         console.print(Text("Likely causes", "bold"))
-        for finding in report.findings:
-            where = f"{finding.board}: " if finding.board else ""
-            console.print(Text.assemble(("● ", "yellow"), (finding.title, "bold yellow"), f" — {where}{finding.message}"))
-    console.print(boards_table(report))
-    for line in notes(report):
+        for finding in summary["findings"]:
+            where = f"{finding['board']}: " if finding.get("board") else ""
+            console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
+                                        f" — {where}{finding['message']}"))
+    console.print(boards_table(summary))
+    for line in notes(summary):
         console.print(line)
-    console.print(f"[dim]results: {report.run_dir}[/]")
-    console.print(summary_line(report))
+    if run_dir is not None:
+        console.print(f"[dim]results: {escape(str(run_dir))}[/]")
+    console.print(summary_line(summary))
 
 
 def _json_metrics(metrics: dict) -> dict:
@@ -232,10 +256,32 @@ def _json_metrics(metrics: dict) -> dict:
 
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
+            "failed_requirements": list(getattr(comparison, "failed_requirements", None) or []),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
                                       if o.per_class_iou else {})}
                         for o in comparison.outputs}}
+
+
+def _built_by(source) -> Optional[str]:
+    """The build script's name when a script made the model ("segformer.py"), else None."""
+    script = getattr(source, "build_script", None)
+    return Path(script).name if script else None
+
+
+def _facts(facts: dict) -> dict:
+    """The agent's facts as the record keeps them: no traceback; output shapes as the model's.
+
+    Agents stack the samples on a first axis; the record says the model's
+    shape of one sample and how many samples there were.
+    """
+    kept = {k: v for k, v in facts.items() if k != "traceback"}
+    if isinstance(kept.get("outputs"), dict):
+        kept["outputs"] = {name: ({**info, "shape": list(info["shape"][1:]), "samples": info["shape"][0]}
+                                  if isinstance(info, dict) and info.get("shape") and "samples" not in info
+                                  else info)
+                           for name, info in kept["outputs"].items()}
+    return kept
 
 
 def summary(report: RunReport) -> dict:
@@ -248,6 +294,7 @@ def summary(report: RunReport) -> dict:
         "exit_code": report.exit_code,
         "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
         "model": {"source": str(report.model.source_path), "mnn_path": str(report.model.mnn_path),
+                  "source_format": report.model.source_format, "built_by": _built_by(report.scenario.model),
                   "mnn_sha256": report.model.mnn_sha256,
                   "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs)},
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
@@ -262,7 +309,8 @@ def summary(report: RunReport) -> dict:
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
-                   "facts": {k: v for k, v in result.facts.items() if k != "traceback"},
+                   "expected_mnn_version": getattr(report.boards.get(name), "mnn_version", None),
+                   "facts": _facts(result.facts),
                    "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
             for name, result in report.results.items()
