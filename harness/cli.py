@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
@@ -104,7 +103,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         # `harness run x.yaml --inventory lab.yaml` as well as `harness --inventory lab.yaml run x.yaml`.
         subcommand.add_argument("--inventory", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "farm" and not any(arg.startswith("-") for arg in extra):
+        args.boards += extra  # `farm down --remove a b`: names after an option (argparse stops at the option)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     # With --json, stdout carries only the JSON; the human display goes to stderr.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     console = Console(stderr=stream is sys.stderr, width=console_width(stream))
@@ -364,8 +367,6 @@ def cmd_prepare(args, console: Console) -> int:
 def cmd_boards(args, console: Console) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from rich.table import Table
-
     from .targets import make_target
 
     inventory = load_inventory(find_inventory(args.inventory))
@@ -376,11 +377,12 @@ def cmd_boards(args, console: Console) -> int:
     if args.json:
         print(json.dumps(health, indent=1))
     else:
-        table = Table(title=f"Boards of {inventory.path}", title_justify="left", header_style="bold",
-                      box=box.SIMPLE_HEAD)
-        for column in ("Board", "Up", "Machine", "Python", "MNN", "Features", "Disk", "Lock", "Tags"):
-            table.add_column(column, no_wrap=column not in ("Tags", "Lock", "Features"),
-                             min_width=6 if column in ("Lock", "Tags") else None)
+        from .fold import Column, FoldingTable
+
+        console.print(f"[bold]Boards of[/] {escape(str(inventory.path))}")
+        table = FoldingTable([Column("Board", key=True), Column("Up", key=True), Column("Machine"), Column("Python"),
+                              Column("MNN"), Column("Features", wrap=True), Column("Disk", "right"),
+                              Column("Lock", wrap=True), Column("Tags", wrap=True)])
         for item in health:
             facts = item["facts"]
             features = set(facts.get("cpu_features") or [])
@@ -390,10 +392,10 @@ def cmd_boards(args, console: Console) -> int:
                      if features & set(group)]
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
-            table.add_row(f"{item['board']} [dim]({item['kind']})[/]",
-                          "[green]yes[/]" if item["reachable"] else "[red]no[/]",
+            table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")),
+                          Text("yes", "green") if item["reachable"] else Text("no", "red"),
                           facts.get("machine", "–"), facts.get("python", "–"),
-                          f"[yellow]{mnn}[/]" if item.get("warning") else mnn, " ".join(shown) or "–",
+                          Text(mnn, "yellow") if item.get("warning") else mnn, " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
                           " ".join(item["tags"]))
         console.print(table)
@@ -432,6 +434,7 @@ def cmd_farm(args, console: Console) -> int:
         path = farms.farm_up(args.size, log, prefix=name)
         console.print(f"[green]farm {name!r} of {args.size} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
+        args.farm = name  # the status below: this farm's boards
     elif args.action == "up" and args.farm:
         farms.farm_up(len(farms.farm_members(args.farm)), log, prefix=args.farm)
     elif args.action == "up":

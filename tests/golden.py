@@ -13,6 +13,8 @@ from typing import Dict
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
+VERSION = re.compile(r"\b\d+\.\d+\.\d+\b")
+"""Versions (MNN 3.4.1) are words of the report, not numbers to mask."""
 _MASKS = [
     (re.compile(r"\d{8}-\d{6}-[\w.-]+?-[0-9a-f]{4}\b"), "RUN-ID"),  # run ids
     (re.compile(r"\b[0-9a-f]{12}\b"), "SHA"),                        # short hashes
@@ -35,8 +37,12 @@ def masked(text: str, replace: Dict[str, str]) -> str:
             skipping = False
         if line.startswith(("results:", "junit.xml:", "report.html:")) or skipping:
             continue
+        versions = VERSION.findall(line)
+        line = VERSION.sub("@VERSION@", line)
         for pattern, mask in _MASKS:
             line = pattern.sub(mask, line)
+        for version in versions:
+            line = line.replace("@VERSION@", version, 1)
         lines.append(line.strip())
     return "\n".join(lines) + "\n"
 
