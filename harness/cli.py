@@ -380,7 +380,7 @@ def cmd_boards(args, console: Console) -> int:
         from .fold import Column, FoldingTable
 
         console.print(f"[bold]Boards of[/] {escape(str(inventory.path))}")
-        table = FoldingTable([Column("Board", key=True), Column("Up", key=True), Column("Machine"), Column("Python"),
+        table = FoldingTable([Column("Board", key=True), Column("Up"), Column("Machine"), Column("Python"),
                               Column("MNN"), Column("Features", wrap=True), Column("Disk", "right"),
                               Column("Lock", wrap=True), Column("Tags", wrap=True)])
         for item in health:
@@ -491,7 +491,7 @@ def farm_status(args, console: Console) -> None:
     if getattr(args, "farm", None):
         names = [name for name in names if member_of.get(name) == args.farm]
     table = FoldingTable([Column("Farm"), Column("Board", key=True), Column("CPU"), Column("MNN"),
-                          Column("Address"), Column("Network"), Column("PID", "right"), Column("Running", key=True)],
+                          Column("Address"), Column("Network"), Column("PID", "right"), Column("Running")],
                          title="Emulated boards",
                          legend=["Farm: the `harness farm up` farm whose inventory lists the board; – none "
                                  "(started by a run from an inventory's kind: emulated board, or left by one)"])
@@ -506,6 +506,8 @@ def farm_status(args, console: Console) -> None:
                       str(status.get("pid") or "–"), Text("yes", "green") if running else Text("no", "dim"))
     console.print(table)
     for farm in farms.farm_names():
+        if getattr(args, "farm", None) and farm != args.farm:
+            continue
         members = farms.farm_members(farm)
         missing = [name for name in members if emulated.status(name) is None]
         console.print(f"[dim]farm {farm!r}: {len(members)} board(s), inventory {farms.farm_inventory_path(farm)}[/]"

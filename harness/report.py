@@ -105,7 +105,9 @@ def failure_reasons(summary: dict) -> List[Text]:
         if verdict.passed:
             continue
         if verdict.status in (ERROR, UNUSABLE):
-            line = f"✗ {verdict.board}: {verdict.reasons[0]}"
+            reason = verdict.reasons[0]
+            own = f"{verdict.board}: "  # a board's error often starts with its name already
+            line = f"✗ {verdict.board}: {reason[len(own):] if reason.startswith(own) else reason}"
         elif verdict.failure_type == "requirement":
             metric, value = headline(summary, verdict)
             line = (f"✗ {verdict.board}: {'; '.join(verdict.reasons)}. It ran and its outputs match "
