@@ -10,11 +10,13 @@
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
 
 Exit codes: 0 every board matched, 1 some comparison failed, 2 usage or
-configuration error (nothing ran), 3 a board could not be used.
+configuration error (nothing ran), 3 a board could not be used, 4 (nightly)
+the night ran but could not be written to the history.
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -27,6 +29,33 @@ from rich.text import Text
 from .errors import HarnessError
 from .inventory import find_inventory, load_inventory
 from .runner import EXIT_CONFIG
+
+
+WEEK_S = 7 * 86400.0
+"""The longest wait any option accepts: longer is a typo, and too large for the clocks that wait on it."""
+
+
+def bounded(kind=float, minimum: Optional[float] = None, above: Optional[float] = None,
+            maximum: Optional[float] = None):
+    """An argparse type: a finite number of `kind` within the bounds (minimum/maximum inclusive, above
+    exclusive). NaN is refused: `--lock-timeout nan` would wait forever, `--keep-outputs nan` keep nothing."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") \
+                from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be more than {above:g}, got {text}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -43,16 +72,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
     run.add_argument("--find-layer", action="store_true",
                      help="when a board fails, find the first op whose output leaves tolerance on it")
-    run.add_argument("--keep-outputs", type=float, default=0.0, metavar="MB",
+    run.add_argument("--keep-outputs", type=bounded(float, minimum=0.0), default=0.0, metavar="MB",
                      help="keep the boards' raw outputs (outputs.npz) in the run folder, up to MB in all "
                      "(default 0: the report keeps metrics and pictures, not raw tensors)")
-    run.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS",
+    run.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                     metavar="SECONDS",
                      help="wait this long for another run's lock on a board (default 300)")
 
     layers = commands.add_parser("layers", help="find the first op whose output differs on a board")
     layers.add_argument("scenario")
     layers.add_argument("--board", required=True, help="the board to compare with the x86 host")
-    layers.add_argument("--tolerance", type=float, default=1e-2,
+    layers.add_argument("--tolerance", type=bounded(float, above=0.0), default=1e-2,
                         help="relative error (max |board - x86| / max |x86|) an op may show (default 1e-2)")
     layers.add_argument("--reports", default="reports")
 
@@ -65,10 +95,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     farm = commands.add_parser("farm", help="start, stop or show emulated boards and farms of them")
     farm.add_argument("action", choices=("up", "down", "status"))
     farm.add_argument("boards", nargs="*", metavar="NAME", help="down: stop only these boards")
-    farm.add_argument("--size", type=int, default=0, metavar="N",
+    farm.add_argument("--size", type=bounded(int, minimum=0, maximum=249), default=0, metavar="N",
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with MNN 3.4.1, then again "
-                      "with -2, -3 suffixes) and write its inventory; without --size, start the inventory's "
-                      "emulated boards")
+                      "with -2, -3 suffixes; at most 249, one link-local subnet each) and write its inventory; "
+                      "without --size, start the inventory's emulated boards")
     farm.add_argument("--farm", metavar="NAME", help="the farm's name (default: farm): up names its boards "
                       "NAME-a53, ... and its inventory; down and status take only its boards")
     farm.add_argument("--all", action="store_true", help="down: every emulated board of this machine, "
@@ -85,8 +115,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     nightly.add_argument("--reports", default="reports", help="directory for the runs and history.sqlite "
                          "(default: reports)")
     nightly.add_argument("--json", action="store_true", help="print the night's outcome as JSON on stdout")
-    nightly.add_argument("--lock-timeout", type=float, default=300.0, metavar="SECONDS",
-                         help="wait this long for another run's lock on a board (default 300)")
+    nightly.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
+    nightly.add_argument("--history-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                         metavar="SECONDS", help="wait this long for another writer of history.sqlite before "
+                         "giving up on recording the night (exit 4; its runs stay in their folders; default 300)")
 
     show = commands.add_parser("report", help="show a stored run again, from reports/<run-id>/summary.json")
     show.add_argument("run_id", metavar="RUN-ID", help="a directory name under --reports (or its path)")
@@ -95,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     history = commands.add_parser("history", help="the trend per scenario x board over the last nights")
     history.add_argument("--scenario", help="only this scenario (its name)")
-    history.add_argument("--nights", type=int, default=14, help="how many nights back (default 14)")
+    history.add_argument("--nights", type=bounded(int, minimum=1, maximum=100000), default=14,
+                         help="how many nights back (default 14)")
     history.add_argument("--reports", default="reports", help="directory of history.sqlite (default: reports)")
     history.add_argument("--json", action="store_true", help="print the trend as JSON on stdout")
 
@@ -254,7 +288,8 @@ def cmd_nightly(args, console: Console) -> int:
     from .nightly import load_nightly, nightly_json, render_night, run_nightly
 
     config = load_nightly(args.file)
-    result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout)
+    result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout,
+                         args.history_timeout)
     render_night(result, console)
     if args.json:
         print(nightly_json(result))

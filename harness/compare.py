@@ -180,6 +180,12 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
     if target.shape != reference.shape:
         return OutputComparison(name, False, reasons=[
             f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
+    rank = target.ndim - 1  # samples are stacked on axis 0
+    if spec.kind == "class_logits" and not -rank <= spec.class_axis < rank:
+        # Checked before the run when the model file declares the rank; this is the run-time net.
+        return OutputComparison(name, False, reasons=[
+            f"class_axis {spec.class_axis} is not an axis of this output (shape {list(target.shape[1:])}): "
+            f"set outputs.{name}.class_axis in the scenario"])
     values = metrics(target, reference, spec)
     limits = spec.tolerance
     reasons = []

@@ -9,6 +9,11 @@ Tables (created on first use):
             model did not run) or unusable (the board could not be used), with the reason;
 - results:  one row per scenario x board x output x metric with its value.
 
+Several writers may meet (two nightlies, a `sqlite3` shell left open): the
+file is in WAL mode (readers never block a writer), every connection waits
+on a busy lock, and a night is written in one transaction that is retried
+whole; a night that cannot be written is never half written.
+
 A key is (scenario, board, output). Settings are not part of the key: a
 night that changed the precision is the same scenario, and a difference it
 makes is what the comparison is for (it is reported as a settings change).
@@ -16,9 +21,10 @@ makes is what the comparison is for (it is reported as a settings change).
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from .compare import format_metric
 from .junit import comparisons_of
@@ -173,15 +179,46 @@ def is_regression(metric: str, before: Optional[float], after: Optional[float], 
     return False
 
 
+BUSY_TIMEOUT_S = 10.0
+"""How long one statement waits for another writer's lock before SQLite says "database is locked"."""
+
+
+def is_busy(error: sqlite3.Error) -> bool:
+    """Another connection holds the lock (worth waiting for), as opposed to a broken or unwritable file."""
+    return isinstance(error, sqlite3.OperationalError) and any(
+        words in str(error) for words in ("database is locked", "database is busy", "database table is locked"))
+
+
 class History:
     """The SQLite history database; use as a context manager or call close()."""
 
-    def __init__(self, path):
+    def __init__(self, path, busy_timeout: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path)
-        self.db.row_factory = sqlite3.Row
-        self.db.executescript(SCHEMA)
+        # Autocommit: transactions are begun by hand (BEGIN IMMEDIATE), so a writer takes the write lock
+        # at the start, where SQLite's busy wait applies, and not half-way through.
+        self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        try:
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")  # persistent; readers no longer block the writer
+            self.db.executescript(SCHEMA)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction holding the write lock from its start; nested uses join the outer one."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def __enter__(self):
         return self
@@ -195,7 +232,7 @@ class History:
     def record_night(self, started_at: str, finished_at: str, config: str, exit_code: int,
                      runs: List[RunRecord]) -> int:
         """Store one night with all its runs in one transaction; returns the night's id."""
-        with self.db:
+        with self.transaction():
             night = self.db.execute("INSERT INTO nights (started_at, finished_at, config, exit_code) "
                                     "VALUES (?, ?, ?, ?)", (started_at, finished_at, config, exit_code)).lastrowid
             for run in runs:
@@ -220,6 +257,10 @@ class History:
                                 self.db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)",
                                                 (run_row, run.scenario, board, output, metric, float(value)))
         return night
+
+    def set_exit_code(self, night: int, exit_code: int) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE nights SET exit_code = ? WHERE id = ?", (exit_code, night))
 
     def nights(self, limit: Optional[int] = None) -> List[sqlite3.Row]:
         """The latest nights, oldest first."""

@@ -12,17 +12,23 @@ host and one emulated Cortex-A76 board).
 """
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import ConfigError
-from .yamlfile import Section, load_yaml
+from .yamlfile import Section, describe_file_type, load_yaml
 
 KINDS = ("local", "ssh", "emulated")
 QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
              "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
 DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
+MNN_VERSION = re.compile(r"[0-9]+(\.[0-9A-Za-z]+)*")
+"""An emulated board's MNN version names a directory of the cache and a pip requirement: a plain version."""
+TIMEOUTS = {"connect_timeout": (15.0, 3600.0), "run_timeout": (1800.0, 7 * 86400.0),
+            "transfer_timeout": (120.0, 86400.0), "dead_after": (30.0, 86400.0)}
+"""Seconds: the default and the largest accepted (beyond it a board that hangs holds the run for days)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,8 @@ def load_inventory(path) -> Inventory:
     boards = {}
     for name in list(boards_section.data):
         if not isinstance(name, str):
-            raise boards_section.error(str(name), "board names must be strings")
+            raise boards_section.error(str(name), "board names must be strings", "quote it: `\"7\": {kind: ssh, ...}`")
+        boards_section.check_name(name, name)  # reports/<run>/targets/<board>, the lock's holder, the farm's state
         boards[name] = _board(name, boards_section.section(name))
     boards_section.done()
     top.done()
@@ -97,21 +104,27 @@ def _board(name: str, section: Section) -> BoardSpec:
     kind = section.str("kind", None, KINDS)
     if kind is None:
         raise section.error("kind", "is missing", f"set `kind:` to one of {', '.join(KINDS)}")
-    tags = tuple(str(tag) for tag in section.list("tags", []))
+    tags = tuple(section.to_str(f"tags[{index}]", str(tag)) for index, tag in enumerate(section.list("tags", [])))
     common = dict(name=name, kind=kind, tags=tags,
                   python=section.str("python", "python3"),
-                  connect_timeout=section.number("connect_timeout", 15.0),
-                  run_timeout=section.number("run_timeout", 1800.0),
-                  transfer_timeout=section.number("transfer_timeout", 120.0),
-                  dead_after=section.number("dead_after", 30.0))
+                  **{key: section.number(key, default, above=0.0, maximum=largest,
+                                         why="seconds the harness waits on the board")
+                     for key, (default, largest) in TIMEOUTS.items()})
     if kind == "local":
         board = BoardSpec(**{**common, "python": section.str("python", "") or ""})
     elif kind == "emulated":
-        board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS),
-                          mnn_version=str(section.raw("mnn_version", "3.6.1")))
+        mnn_version = str(section.raw("mnn_version", "3.6.1"))
+        if not MNN_VERSION.fullmatch(mnn_version):
+            raise section.error("mnn_version", f"{mnn_version!r} is not an MNN version",
+                                "write it as a plain version in quotes, e.g. \"3.6.1\"")
+        board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS), mnn_version=mnn_version)
     else:
-        port = section.int("port", None, minimum=1)
+        port = section.int("port", None, minimum=1, maximum=65535, why="TCP ports are 1 to 65535")
         key = section.str("key", None)
+        what = describe_file_type(Path(key).expanduser()) if key is not None else None
+        if what:
+            raise section.error("key", f"private key {key!r} is {what}, not a key file",
+                                "give the path of the private key file")
         if key is not None and not Path(key).expanduser().is_file():
             raise section.error("key", f"private key {key!r} does not exist",
                                 "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
@@ -121,7 +134,8 @@ def _board(name: str, section: Section) -> BoardSpec:
                           known_hosts=known_hosts,
                           trust_on_first_use=section.bool("trust_on_first_use", False),
                           workdir=section.str("workdir", "/tmp/mnn-harness"),
-                          mnn_version=(str(section.raw("mnn_version")) if section.has("mnn_version") else None))
+                          mnn_version=(section.to_str("mnn_version", str(section.raw("mnn_version")))
+                                       if section.has("mnn_version") else None))
     section.done()
     return board
 

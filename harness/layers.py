@@ -23,7 +23,7 @@ from .inventory import Inventory
 from .job import Job
 from .model import prepare_model
 from .preprocess import build_inputs
-from .runner import check_model_against_scenario, new_run_id
+from .runner import check_model_against_scenario, new_run_folder, new_run_id, run_folder
 from .scenario import Scenario
 from .targets import make_target
 
@@ -106,14 +106,14 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
         raise ConfigError(scenario.path, "--board", f"{board_name} is the x86 host itself",
                           "name a board to compare with it")
     scenario = replace(scenario, run=replace(scenario.run, api="session", io="copy"))
-    run_dir = Path(reports_dir) / (new_run_id(scenario) + f"-layers-{board_name}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(reports_dir, new_run_id(scenario) + f"-layers-{board_name}")
     model = prepare_model(scenario.model, log=lambda message: None)
     if model.source_format != "ONNX":
         raise ConfigError(scenario.path, "model", "the layer search reads tensor names from an ONNX source",
                           "give the model as ONNX")
     input_name = check_model_against_scenario(scenario, model)
-    inputs = build_inputs(scenario, input_name, run_dir)
+    with new_run_folder(run_dir):
+        inputs = build_inputs(scenario, input_name, run_dir)
     report = LayerReport(board=board_name, run_dir=run_dir, tolerance=tolerance)
     order = graph_tensors(model.source_path)
     op_types = {name: op_type for name, op_type, _ in order}

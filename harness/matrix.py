@@ -23,7 +23,8 @@ from .inventory import Inventory
 from .outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
                       what_failed)
 from .report import summary
-from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, RunReport, new_run_id, run_scenario
+from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, RunReport, new_run_folder,
+                     new_run_id, run_folder, run_scenario, select_targets)
 from .scenario import Scenario
 
 SETTING_KEYS = ("precision", "threads", "api", "io")
@@ -75,16 +76,27 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                progress_for: Callable[[Setting], Progress], only: Optional[List[str]] = None,
                lock_timeout: float = 300.0,
                after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None) -> MatrixReport:
-    matrix_id = new_run_id(scenario)
-    run_dir = Path(reports_dir) / matrix_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    report = MatrixReport(matrix_id, run_dir, scenario)
-    for setting in expand(scenario):
-        single = run_scenario(setting.scenario, inventory, run_dir, progress_for(setting), only,
-                              lock_timeout=lock_timeout, run_id=setting.label)
-        after_run(setting, single)
-        report.runs.append((setting, single))
-    write_matrix_json(report)
+    from .model import check_converter_args
+
+    settings = expand(scenario)
+    # What can be checked before the first setting runs is: a bad variant found after an hour of runs
+    # would cost that hour.
+    select_targets(scenario, inventory, only)
+    for setting in settings:
+        check_converter_args(setting.scenario.model.converter_args)
+    run_dir = run_folder(reports_dir, new_run_id(scenario))
+    report = MatrixReport(run_dir.name, run_dir, scenario)
+    # The settings that ran before one failed are results: their folder stays, with a matrix.json.
+    with new_run_folder(run_dir, keep=lambda: bool(report.runs)):
+        try:
+            for setting in settings:
+                single = run_scenario(setting.scenario, inventory, run_dir, progress_for(setting), only,
+                                      lock_timeout=lock_timeout, run_id=setting.label)
+                after_run(setting, single)
+                report.runs.append((setting, single))
+        finally:
+            if report.runs:
+                write_matrix_json(report)
     return report
 
 

@@ -39,6 +39,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from .cache import cache_root, sha256_file, sha256_json
 from .errors import ModelError, SetupError
+from .yamlfile import describe_file_type
 
 __all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert",
            "check_converter_args", "converter_options"]
@@ -65,10 +66,19 @@ _SIGNATURE_CHILD = (
     "import json, sys\n"
     "import MNN\n"
     "info = MNN.nn.load_module_from_file(sys.argv[1], [], []).get_info()\n"
+    "try:\n"
+    "    interpreter = MNN.Interpreter(sys.argv[1])\n"
+    "    session = interpreter.createSession({})\n"
+    "    shapes = {name: list(tensor.getShape()) for name, tensor in"
+    " interpreter.getSessionOutputAll(session).items()}\n"
+    "except Exception:\n"
+    "    shapes = {}\n"
     "sys.stderr.write('\\nSIGNATURE ' + json.dumps({'inputs': dict(zip(info['inputNames'],"
-    " [list(t.shape) for t in info['inputs']])), 'outputs': list(info['outputNames'])}) + '\\n')\n"
+    " [list(t.shape) for t in info['inputs']])), 'outputs': list(info['outputNames']),"
+    " 'output_shapes': shapes}) + '\\n')\n"
 )
-"""Reads input names/shapes and output names from a .mnn file; the result travels on stderr, past the banner."""
+"""Reads input names/shapes, output names and (from a session, when one can be made) output shapes from a
+.mnn file; the result travels on stderr, past the banner."""
 
 _FAILURE_MARKERS = ("Converted Failed", "Convert error")
 """Lines MNN's converter prints when it gave up (it still returns True)."""
@@ -166,6 +176,9 @@ class ModelArtifact:
     """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
     outputs: List[str]
     """Output names, in the model's order."""
+    output_shapes: Dict[str, Optional[list]] = field(default_factory=dict)
+    """Output name -> shape as the model file declares it (None for a dimension it leaves open); absent
+    when the file does not say. The scenario's class_axis is checked against it before any board runs."""
 
 
 def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
@@ -178,9 +191,10 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
     converter_args = tuple(str(arg) for arg in source.converter_args)
     inputs: Optional[Dict[str, list]] = None
     outputs: List[str] = []
+    output_shapes: Dict[str, Optional[list]] = {}
     if source_format == "ONNX":
         try:
-            inputs, outputs = onnx_signature(path)
+            inputs, outputs, output_shapes = onnx_signature(path)
         except ImportError:
             inputs = None  # no onnx package: read the names from the converted model below
         except Exception as error:
@@ -188,10 +202,10 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
                              "  fix: check the file, or re-export it") from error
     mnn_path = convert(path, source_format, converter_args, log)
     if inputs is None:
-        inputs, outputs = mnn_signature(mnn_path)
+        inputs, outputs, output_shapes = mnn_signature(mnn_path)
     return ModelArtifact(source_path=path, source_format=source_format, mnn_path=mnn_path,
                          mnn_sha256=sha256_file(mnn_path), converter_args=converter_args,
-                         inputs=inputs, outputs=outputs)
+                         inputs=inputs, outputs=outputs, output_shapes=output_shapes)
 
 
 def _source_file(source: ModelSource, log: Log) -> Tuple[Path, str]:
@@ -204,14 +218,20 @@ def _source_file(source: ModelSource, log: Log) -> Tuple[Path, str]:
     if source.build_script is not None:
         script = Path(source.build_script)
         if not script.is_file():
-            raise ModelError(f"the model build script {script} does not exist\n"
+            raise ModelError(f"the model build script {script} {_not_a_file(script)}\n"
                              "  fix: check `model.build` in the scenario (relative paths start at the scenario file)")
         return build_model(script, source.build_args, log), "ONNX"
     path, source_format = (Path(source.onnx), "ONNX") if source.onnx is not None else (Path(source.tflite), "TFLITE")
     if not path.is_file():
-        raise ModelError(f"the {source_format} model {path} does not exist\n"
-                         f"  fix: check `model.{source_format.lower()}` in the scenario")
+        raise ModelError(f"the {source_format} model {path} {_not_a_file(path)}\n"
+                         f"  fix: check `model.{source_format.lower()}` in the scenario: give the model file itself")
     return path, source_format
+
+
+def _not_a_file(path: Path) -> str:
+    """Why path is not a file one can read: missing, or a directory, a device, a FIFO..."""
+    what = describe_file_type(path)
+    return f"is {what}, not a model file" if what else "does not exist"
 
 
 def build_options(args: dict) -> List[str]:
@@ -416,8 +436,9 @@ def mnn_version() -> str:
                          "  fix: `pip install -e .`") from error
 
 
-def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str]]:
-    """Input name -> shape (None for a symbolic dimension), and output names, from an ONNX file.
+def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, Optional[list]]]:
+    """Input name -> shape (None for a symbolic dimension), output names, and output name -> shape
+    (for the outputs whose rank the file declares), from an ONNX file.
 
     Raises ImportError when the onnx package is missing.
     """
@@ -429,13 +450,19 @@ def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str]]:
     for value in model.graph.input:
         if value.name in initializers:  # old exporters list weights as inputs
             continue
-        dims = value.type.tensor_type.shape.dim
-        inputs[value.name] = [dim.dim_value if dim.HasField("dim_value") else None for dim in dims]
-    return inputs, [value.name for value in model.graph.output]
+        inputs[value.name] = _dims(value)
+    output_shapes = {value.name: _dims(value) for value in model.graph.output
+                     if value.type.tensor_type.HasField("shape")}
+    return inputs, [value.name for value in model.graph.output], output_shapes
 
 
-def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str]]:
-    """Input name -> shape and output names, read from a .mnn file by MNN in a child process.
+def _dims(value) -> list:
+    return [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+
+
+def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, Optional[list]]]:
+    """Input name -> shape, output names and output name -> shape, read from a .mnn file by MNN in a child
+    process. An output dimension MNN cannot know before a resize (0 or -1) is None.
 
     Used for TFLite sources (no TFLite reader is a dependency) and for ONNX
     when the onnx package is missing.
@@ -444,7 +471,9 @@ def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str]]:
     for line in completed.stderr.splitlines():
         if line.startswith("SIGNATURE "):
             signature = json.loads(line[len("SIGNATURE "):])
-            return signature["inputs"], signature["outputs"]
+            output_shapes = {name: [dim if dim > 0 else None for dim in shape]
+                             for name, shape in (signature.get("output_shapes") or {}).items()}
+            return signature["inputs"], signature["outputs"], output_shapes
     raise ModelError(f"MNN could not read the inputs and outputs of {mnn_path}:\n"
                      f"{_tail(completed.stdout + completed.stderr)}")
 

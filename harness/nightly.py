@@ -13,15 +13,19 @@
 Every scenario and inventory is read and checked before anything runs
 (exit 2 with the file, the key and the fix). Exit codes: 0 all good; 1 a
 comparison failed, a model did not run, or (fail_on_regression) a metric
-regressed; 2 a configuration error; 3 a board could not be used.
+regressed; 2 a configuration error; 3 a board could not be used; 4 the night
+ran but could not be written to the history (another writer held it past
+--history-timeout): its runs are in their folders, which it names.
 """
 
 import json
+import sqlite3
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +34,7 @@ from rich.text import Text
 from .dashboard import write_dashboard
 from .errors import HarnessError
 from .fold import Column, FoldingTable
-from .history import History, NightDiff, RegressionPolicy, RunRecord, regressions_text
+from .history import History, NightDiff, RegressionPolicy, RunRecord, is_busy, regressions_text
 from .inventory import Inventory, find_inventory, load_inventory
 from .outcome import summary_text
 from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
@@ -38,6 +42,12 @@ from .scenario import Scenario, load_scenario
 from .yamlfile import Section, load_yaml
 
 HISTORY_FILE = "history.sqlite"
+EXIT_HISTORY = 4
+"""The night ran but is not in the history; a failed comparison (1) still outranks it."""
+HISTORY_TIMEOUT_S = 300.0
+"""How long a night waits for another writer to release the history before it gives up on writing it."""
+HISTORY_WAIT_STEP_S = 2.0
+"""One attempt's wait for the lock: short, so the wait is said at once and the deadline is kept."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +79,11 @@ def load_nightly(path) -> NightlyConfig:
                                targets=section.str_list("targets", None)))
         section.done()
     regression = top.section("regression", {})
-    policy = RegressionPolicy(margin=regression.number("margin", 2.0),
-                              cosine_drop=regression.number("cosine_drop", 1e-5),
-                              agreement_drop=regression.number("agreement_drop", 0.001),
+    policy = RegressionPolicy(margin=regression.number("margin", 2.0, minimum=1.0,
+                                                       why="a factor: 2.0 means an error metric that doubled"),
+                              cosine_drop=regression.number("cosine_drop", 1e-5, minimum=0.0, maximum=1.0),
+                              agreement_drop=regression.number("agreement_drop", 0.001, minimum=0.0, maximum=1.0),
                               fail_on_regression=regression.bool("fail_on_regression", False))
-    if policy.margin < 1.0:
-        raise regression.error("margin", f"must be at least 1 (a factor), got {policy.margin:g}",
-                               "2.0 means: an error metric that doubled is a regression")
-    for name in ("cosine_drop", "agreement_drop"):
-        if not 0.0 <= getattr(policy, name) <= 1.0:
-            raise regression.error(name, f"must be between 0 and 1, got {getattr(policy, name):g}")
     regression.done()
     top.done()
     return NightlyConfig(path=path, runs=runs, regression=policy)
@@ -93,7 +98,8 @@ class PlannedRun:
 
 @dataclass
 class NightResult:
-    night: int
+    night: Optional[int]
+    """Its id in the history; None when the history could not be written."""
     history_path: Path
     runs: List[RunRecord]
     run_dirs: List[Optional[Path]]
@@ -102,11 +108,14 @@ class NightResult:
     policy: RegressionPolicy
     started_at: str = ""
     wall_s: float = 0.0
+    history_error: Optional[str] = None
+    """Why the night is not in the history (its runs are still in their folders)."""
     dashboard: Optional[Path] = None
     """reports/index.html, the history as a page; None if it could not be written."""
 
     def as_dict(self) -> dict:
         return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
+                "history_error": self.history_error,
                 "dashboard": str(self.dashboard) if self.dashboard else None,
                 "started_at": self.started_at, "wall_s": self.wall_s,
                 "regression_policy": asdict(self.policy),
@@ -141,10 +150,46 @@ def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPo
     return EXIT_PASS
 
 
-def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
-                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0) -> NightResult:
-    import time
+class HistoryUnwritable(Exception):
+    """The night could not be written to history.sqlite (locked past the timeout, or the file is broken)."""
 
+
+def store_night(history_path: Path, config: NightlyConfig, started_at: str, finished_at: str,
+                records: List[RunRecord], timeout: float = HISTORY_TIMEOUT_S,
+                on_wait=lambda message: None) -> Tuple[int, NightDiff, int]:
+    """Write the night, compare it with the previous one and set its exit code, in one transaction.
+
+    Another writer's lock is waited for, attempt after attempt, up to
+    timeout seconds; each attempt is whole or nothing, so a retry never
+    writes the night twice. Returns (night id, diff, exit code).
+    """
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        step = max(0.05, min(HISTORY_WAIT_STEP_S, deadline - time.monotonic()))
+        try:
+            with History(history_path, busy_timeout=step) as history:
+                with history.transaction():
+                    night = history.record_night(started_at, finished_at, str(config.path), -1, records)
+                    diff = history.compare(night, config.regression)
+                    code = night_exit_code(records, diff, config.regression)
+                    history.set_exit_code(night, code)
+            return night, diff, code
+        except (sqlite3.Error, OSError) as error:
+            busy = isinstance(error, sqlite3.Error) and is_busy(error)
+            if not busy:
+                raise HistoryUnwritable(f"{type(error).__name__}: {error}") from error
+            if time.monotonic() >= deadline:
+                raise HistoryUnwritable(f"another writer held it for more than {timeout:g} s ({error})") from error
+            if not told:
+                on_wait(f"{history_path} is locked by another writer; waiting up to {timeout:g} s "
+                        "(the night's runs are safe in their folders)")
+                told = True
+
+
+def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
+                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0,
+                history_timeout: float = HISTORY_TIMEOUT_S) -> NightResult:
     from .cli import write_run_files
     from .report import TerminalProgress, summary_line
     from .runner import run_scenario
@@ -179,20 +224,22 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
             run_dirs.append(None)
     history_path = Path(reports_dir) / HISTORY_FILE
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    dashboard = None
-    with History(history_path) as history:
-        night = history.record_night(started_at, finished_at, str(config.path), -1, records)
-        diff = history.compare(night, config.regression)
-        code = night_exit_code(records, diff, config.regression)
-        with history.db:
-            history.db.execute("UPDATE nights SET exit_code = ? WHERE id = ?", (code, night))
+    history_error, dashboard = None, None
+    try:
+        night, diff, code = store_night(history_path, config, started_at, finished_at, records, history_timeout,
+                                        lambda message: console.print(f"[yellow]{escape(message)}[/]"))
+    except HistoryUnwritable as error:
+        night, diff, history_error = None, NightDiff(previous=None), str(error)
+        code = night_exit_code(records, diff, config.regression) or EXIT_HISTORY
+    if night is not None:
         try:
-            dashboard = write_dashboard(history, Path(reports_dir), diff)
+            with History(history_path) as history:
+                dashboard = write_dashboard(history, Path(reports_dir), diff)
         except Exception as error:  # a view failing must not hide the night's verdict
             console.print(f"[yellow]could not write the dashboard: {type(error).__name__}: {escape(str(error))}[/]")
     return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,
                        exit_code=code, policy=config.regression, started_at=started_at,
-                       wall_s=time.perf_counter() - started, dashboard=dashboard)
+                       wall_s=time.perf_counter() - started, history_error=history_error, dashboard=dashboard)
 
 
 def _key(key) -> str:
@@ -201,8 +248,9 @@ def _key(key) -> str:
 
 
 def render_night(result: NightResult, console: Console) -> None:
+    title = f"Night {result.night}" if result.night is not None else f"Night of {result.started_at} (not in the history)"
     table = FoldingTable([Column("Scenario", key=True), Column("Run"), Column("Boards"),
-                          Column("Verdict", key=True, wrap=True)], title=f"Night {result.night}")
+                          Column("Verdict", key=True, wrap=True)], title=title)
     for run in result.runs:
         if run.summary is None:
             table.add_row(run.scenario, "–", "–", Text(f"ERROR {run.error.splitlines()[0]}", "bold red"))
@@ -214,7 +262,15 @@ def render_night(result: NightResult, console: Console) -> None:
                       Text(label, "bold green") if run.exit_code == 0 else Text(f"{label}: {text}", "bold red"))
     console.print(table)
     diff = result.diff
-    if diff.previous is None:
+    if result.history_error:
+        folders = [str(run_dir) for run_dir in result.run_dirs if run_dir is not None]
+        console.print(Text(f"the night could not be written to {result.history_path}: {result.history_error}",
+                           "bold red"))
+        console.print(Text("  its runs are safe in their folders: " + (", ".join(folders) or "(none ran)"), "red"))
+        console.print(Text("  fix: find the process holding the history (`fuser -v "
+                           f"{result.history_path}`) and end it; the next night compares with the last one "
+                           "recorded", "red"))
+    elif diff.previous is None:
         console.print("[dim]first night in the history: nothing to compare with[/]")
     else:
         console.print(f"[bold]Since night {diff.previous}[/]")
@@ -241,7 +297,8 @@ def render_night(result: NightResult, console: Console) -> None:
             lines.append(Text(f"  gone         {_key(key)}", "dim"))
         for line in lines or [Text("  no change in verdicts, no regression", "green")]:
             console.print(line)
-    console.print(f"[dim]history: {result.history_path}[/]")
+    if not result.history_error:
+        console.print(f"[dim]history: {result.history_path}[/]")
     if result.dashboard:
         console.print(f"[dim]dashboard: {result.dashboard}[/]")
     counts = (f"{len(result.runs)} run(s), {len(diff.new_failures)} new failure(s), {len(diff.fixed)} fixed, "
@@ -249,7 +306,7 @@ def render_night(result: NightResult, console: Console) -> None:
     if result.exit_code == 0 and diff.regressions:
         counts += " (fail_on_regression: false)"
     label = {0: ("NIGHT OK", "bold yellow" if diff.regressions else "bold green"), 1: ("NIGHT FAILED", "bold red"), 2: ("CONFIG ERROR", "bold red"),
-             3: ("BOARD ERROR", "bold red")}.get(result.exit_code, ("?", "red"))
+             3: ("BOARD ERROR", "bold red"), EXIT_HISTORY: ("NOT IN HISTORY", "bold red")}.get(result.exit_code, ("?", "red"))
     console.print(Text(f"{label[0]}  {counts}  [exit {result.exit_code}]", label[1]))
 
 

@@ -9,14 +9,15 @@ import secrets
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from . import __version__
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
-from .errors import ConfigError, HarnessError
+from .errors import ConfigError
 from .inventory import BoardSpec, Inventory, boards_named
 from .job import Job
 from .model import ModelArtifact, prepare_model
@@ -24,6 +25,7 @@ from .preprocess import InputSet, build_inputs, preprocess_spec, save_raw_images
 from .results import FAILED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
 from .diagnose import attributions, diagnose
+from .yamlfile import name_problem
 from .targets import make_target
 from .targets.source import SourceModelTarget
 
@@ -130,6 +132,43 @@ def new_run_id(scenario: Scenario) -> str:
     return f"{stamp}-{scenario.name}-{secrets.token_hex(2)}"
 
 
+MAX_RUN_ID = 200
+"""A run id is one folder name (a file system takes 255 bytes): a time stamp, the scenario's name, a setting."""
+
+
+def run_folder(reports_dir: Path, run_id: str) -> Path:
+    """reports_dir/run_id, refused unless run_id is one safe path component whose folder stays under reports_dir.
+
+    Scenario, board and converter-variant names are checked where they
+    enter; this is the last check before anything is written, for every
+    caller (a matrix setting, the layer search, a nightly run).
+    """
+    reports_dir = Path(reports_dir)
+    folder = reports_dir / run_id
+    problem = name_problem(run_id, MAX_RUN_ID)
+    if problem is None and not folder.resolve().is_relative_to(reports_dir.resolve()):
+        problem = f"{folder} resolves to {folder.resolve()}, outside {reports_dir.resolve()}"
+    if problem:
+        raise ConfigError(reports_dir, "run id", problem, "name scenarios, boards and converter variants with "
+                          "letters, digits, '.', '_' and '-' only")
+    return folder
+
+
+@contextmanager
+def new_run_folder(folder: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+    """Make folder; if what runs inside fails (a configuration error, a model that does not build, Ctrl-C),
+    remove it again unless keep() says it holds results, so that no empty or half-made run folder is left
+    under --reports. A folder that existed before is never removed."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if made and not keep():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
     names = list(scenario.targets)
     if scenario.tags:
@@ -167,11 +206,29 @@ def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> st
         raise ConfigError(scenario.path, "preprocess.resize",
                           f"makes {p.layout} input {expected} but the model's input {name!r} is {list(shape)}",
                           "set resize height/width (and layout) to the model's input size")
-    for output in scenario.outputs:
+    for output, spec in scenario.outputs.items():
         if output not in model.outputs:
             raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}",
                               f"its outputs are {', '.join(model.outputs)}")
+        check_class_axis(scenario, output, spec.kind, spec.class_axis, model.output_shapes.get(output))
     return name
+
+
+def check_class_axis(scenario: Scenario, output: str, kind: str, axis: int, shape: Optional[list]) -> None:
+    """A class_logits output's class axis must be one of its axes, and not one of size 1 (one class:
+    every label would agree). Unknown when the model file does not declare the output's rank."""
+    if kind != "class_logits" or shape is None:
+        return
+    key, rank = f"outputs.{output}.class_axis", len(shape)
+    shown = "x".join("?" if dim is None else str(dim) for dim in shape) or "a scalar"
+    if not -rank <= axis < rank:
+        raise ConfigError(scenario.path, key, f"is {axis}, but the output {output!r} has {rank} axes ({shown})",
+                          f"use an axis from 0 to {rank - 1} (or -1 for the last): the axis of the class scores, "
+                          "1 for NCHW logits")
+    if shape[axis] == 1:
+        raise ConfigError(scenario.path, key, f"is {axis}, an axis of size 1 of the output {output!r} ({shown}): "
+                          "one class, so every label would agree", "use the axis of the class scores, 1 for NCHW "
+                          "logits, -1 for NHWC")
 
 
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
@@ -181,26 +238,19 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     """One run; run_id names its folder under reports_dir (a new one by default)."""
     started = time.perf_counter()
     boards = select_targets(scenario, inventory, only)
-    run_id = run_id or new_run_id(scenario)
-    run_dir = Path(reports_dir) / run_id
+    run_dir = run_folder(reports_dir, run_id or new_run_id(scenario))
+    run_id = run_dir.name
 
     progress.step("model: building and converting (cached by content)")
     model = prepare_model(scenario.model, log=log)
     input_name = check_model_against_scenario(scenario, model)
-    # Only now: a configuration error found by the conversion leaves no empty reports/<run-id>/ behind.
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
     progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
-    try:
+    with new_run_folder(run_dir):  # an image that does not decode leaves no folder behind
         inputs = build_inputs(scenario, input_name, run_dir)
         images_path = images_sha256 = board_preprocess = None
         if scenario.parity is not None:
             images_path, images_sha256 = save_raw_images(scenario, run_dir)
             board_preprocess = preprocess_spec(scenario.parity.board)
-    except HarnessError:
-        if created:  # nothing ran: no half-made run folder to mistake for a run
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
     # Unique on every board even when two runs share a run id (a matrix setting's label).
     job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],

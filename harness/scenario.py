@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .model import ModelSource
-from .yamlfile import Section, load_yaml
+from .yamlfile import Section, describe_file_type, load_yaml, slug
 
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
 PRECISIONS = ("normal", "high", "low", "low_bf16")
@@ -18,6 +18,17 @@ APIS = ("session", "module")
 IO_MODES = ("copy", "host")
 LAYOUTS = ("NCHW", "NHWC")
 OUTPUT_KINDS = ("tensor", "class_logits", "probability_map")
+MAX_SIDE = 8192
+"""Largest resize height or width. A dynamic model takes any size, and 100000x100000 would be a
+120 GB float32 tensor per image, built on the host and sent to every board."""
+MAX_INPUT_BYTES = 1024 ** 3
+"""Largest inputs.npz (every image's tensor): it is built in the host's memory and sent to every board."""
+MAX_THREADS = 256
+"""More threads than any board has cores."""
+MAX_ITERATIONS = 100_000
+"""Iterations (and warmup runs) of the whole model on every board; the run_timeout still applies."""
+MAX_AXES = 32
+"""A class axis beyond this cannot be an axis of any model's output (MNN tensors have at most 8)."""
 # Real photographs that ship inside scikit-image (public domain), usable offline.
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "page", "text",
                   "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
@@ -180,11 +191,12 @@ def load_scenario(path) -> Scenario:
     """Read and validate a scenario file; raise ConfigError naming the key and the fix."""
     path = Path(path)
     top = Section(path, load_yaml(path))
-    name = top.str("name", path.stem)
+    # The name is a folder name under --reports and a key of the history: one safe path component.
+    name = top.name("name", None) or slug(path.stem, "scenario")
     description = top.str("description", "")
     model = _model(top.section("model"))
     images = _images(top.section("inputs"))
-    preprocess = _preprocess(top.section("preprocess"))
+    preprocess = _preprocess(top.section("preprocess"), len(images))
     run = _run(top.section("run", {}))
     targets = top.str_list("targets", [])
     tags = top.str_list("tags", [])
@@ -218,14 +230,23 @@ def _model(section: Section) -> ModelSource:
         raise section.error(None, "needs exactly one of `onnx`, `tflite` or `build`"
                             + (f" (found {', '.join(sources)})" if sources else ""),
                             "give the ONNX/TFLite file, or the script that builds the model")
-    converter_args = tuple(str(arg) for arg in section.list("converter_args", ["--useGeluApproximation", "0"]))
-    for index, arg in enumerate(converter_args):
-        if arg in ("-f", "--framework", "--modelFile", "--MNNModel", "--bizCode"):
-            raise section.error(f"converter_args[{index}]", f"{arg} is set by the harness",
-                                "leave it out; the harness names the files and the format")
+    converter_args = _converter_args(section, "converter_args",
+                                     section.list("converter_args", ["--useGeluApproximation", "0"]))
     build_args = section.raw("build_args", {})
     if not isinstance(build_args, dict):
-        raise section.error("build_args", "must be a mapping of option to value")
+        raise section.error("build_args", "must be a mapping of option to value", "e.g. `build_args: {height: 512}`")
+    for option, value in build_args.items():
+        key = f"build_args.{option}"
+        if not isinstance(option, str):
+            raise section.error(key, "option names must be strings", "name the script's option, e.g. `height: 512`")
+        section.to_str(key, option)
+        if isinstance(value, float):
+            section.to_number(key, value)  # refuses NaN and infinities
+        elif isinstance(value, str):
+            section.to_str(key, value)
+        elif not isinstance(value, (int, bool)):
+            raise section.error(key, f"is {type(value).__name__}; build scripts take strings and numbers",
+                                "give a plain value")
     source = ModelSource(
         onnx=section.path_value("onnx", None),
         tflite=section.path_value("tflite", None),
@@ -235,6 +256,20 @@ def _model(section: Section) -> ModelSource:
     )
     section.done()
     return source
+
+
+def _converter_args(section: Section, key: str, args: list) -> tuple:
+    for index, arg in enumerate(args):
+        if isinstance(arg, float):
+            section.to_number(f"{key}[{index}]", arg)
+        elif isinstance(arg, (dict, list)) or arg is None:
+            raise section.error(f"{key}[{index}]", f"must be a converter option or its value, got {arg!r}",
+                                "list options and values as plain items: [--fp16, --weightQuantBits, 8]")
+        section.to_str(f"{key}[{index}]", str(arg))
+        if str(arg) in ("-f", "--framework", "--modelFile", "--MNNModel", "--bizCode"):
+            raise section.error(f"{key}[{index}]", f"{arg} is set by the harness",
+                                "leave it out; the harness names the files and the format")
+    return tuple(str(arg) for arg in args)
 
 
 def _images(section: Section) -> List[ImageRef]:
@@ -261,9 +296,13 @@ def _images(section: Section) -> List[ImageRef]:
             matches = sorted(p for p in pattern.iterdir()
                              if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"))
             if not matches:
-                raise section.error(key, f"the directory {entry!r} holds no image files")
+                raise section.error(key, f"the directory {entry!r} holds no image files",
+                                    "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
         elif pattern.is_file():
             matches = [pattern]
+        elif pattern.exists():
+            raise section.error(key, f"{entry!r} is {describe_file_type(pattern)}, not an image file "
+                                f"(looked at {pattern})", "give an image file, a directory of them or a pattern")
         else:
             raise section.error(key, f"file {entry!r} does not exist (looked at {pattern})",
                                 "fix the path; relative paths start at the scenario's directory")
@@ -289,29 +328,50 @@ def _images(section: Section) -> List[ImageRef]:
 def _triple(section: Section, name: str, default) -> Tuple[float, float, float]:
     values = section.list(name, list(default))
     if len(values) != 3:
-        raise section.error(name, f"must list 3 numbers (one per channel), got {len(values)}")
+        raise section.error(name, f"must list 3 numbers (one per channel), got {len(values)}",
+                            f"write `{name}: [a, b, c]`, in the model's channel order")
     return tuple(section.to_number(f"{name}[{i}]", v) for i, v in enumerate(values))
 
 
-def _preprocess(section: Section) -> Preprocess:
-    resize = section.section("resize")
-    height = resize.int("height", minimum=1)
-    width = resize.int("width", minimum=1)
-    interpolation = resize.str("interpolation", "linear", INTERPOLATIONS)
-    resize.done()
-    std = _triple(section, "std", (1.0, 1.0, 1.0))
+def _std(section: Section, default) -> Tuple[float, float, float]:
+    std = _triple(section, "std", default)
     if any(value == 0 for value in std):
         raise section.error("std", "has a zero: it divides", "use 1 for channels without scaling")
+    return std
+
+
+def _preprocess(section: Section, image_count: int = 1) -> Preprocess:
+    resize = section.section("resize")
+    why = "the input is a float32 tensor of 3 x height x width per image, " \
+          "built on the host and sent to every board"
+    height = resize.int("height", minimum=1, maximum=MAX_SIDE, why=why)
+    width = resize.int("width", minimum=1, maximum=MAX_SIDE, why=why)
+    interpolation = resize.str("interpolation", "linear", INTERPOLATIONS)
+    resize.done()
+    tensor_bytes = 3 * height * width * 4 * image_count
+    if tensor_bytes > MAX_INPUT_BYTES:
+        raise section.error("resize", f"{height}x{width} for {image_count} image(s) makes "
+                            f"{tensor_bytes / 1024 ** 2:.0f} MB of float32 input, more than "
+                            f"{MAX_INPUT_BYTES // 1024 ** 2} MB: it is built in the host's memory and sent to "
+                            "every board", "resize to a smaller size or use fewer images")
+    std = _std(section, (1.0, 1.0, 1.0))
     preprocess = Preprocess(
         color=section.str("color", "rgb", ("rgb", "bgr")),
         height=height, width=width, interpolation=interpolation,
-        scale=section.number("scale", 1.0 / 255.0),
+        scale=_scale(section),
         mean=_triple(section, "mean", (0.0, 0.0, 0.0)),
         std=std,
         layout=section.str("layout", "NCHW", LAYOUTS),
     )
     section.done()
     return preprocess
+
+
+def _scale(section: Section) -> float:
+    scale = section.number("scale", 1.0 / 255.0)
+    if scale == 0:
+        raise section.error("scale", "is 0: every input would be zeros", "use 1/255 for 8-bit images, 1 to keep them")
+    return scale
 
 
 def _parity(section: Section, host: Preprocess) -> ParitySpec:
@@ -323,13 +383,13 @@ def _parity(section: Section, host: Preprocess) -> ParitySpec:
     if board.has("interpolation"):
         overrides["interpolation"] = board.str("interpolation", None, INTERPOLATIONS)
     if board.has("scale"):
-        overrides["scale"] = board.number("scale")
+        overrides["scale"] = _scale(board)
     if board.has("mean"):
         overrides["mean"] = _triple(board, "mean", host.mean)
     if board.has("std"):
-        overrides["std"] = _triple(board, "std", host.std)
+        overrides["std"] = _std(board, host.std)
     board.done()
-    spec = ParitySpec(board=replace(host, **overrides), max_abs=section.number("max_abs", 0.05))
+    spec = ParitySpec(board=replace(host, **overrides), max_abs=section.number("max_abs", 0.05, minimum=0.0))
     section.done()
     return spec
 
@@ -342,24 +402,32 @@ def _matrix(section: Section) -> Dict[str, object]:
         values = section.str_list(key, [])
         for index, value in enumerate(values):
             if value not in choices:
-                raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}")
+                raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}",
+                                    "use one of those")
         if values:
             matrix[key] = values
     threads = section.list("threads", [])
     for index, value in enumerate(threads):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise section.error(f"threads[{index}]", f"must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+            raise section.error(f"threads[{index}]", f"must be an integer from 1 to {MAX_THREADS}, got {value!r}",
+                                "list thread counts such as [1, 4]")
     if threads:
         matrix["threads"] = threads
     converter = section.raw("converter", {})
     if not isinstance(converter, dict):
         raise section.error("converter", "must map a variant's name to its converter arguments",
                             "e.g. `converter: {fp32: [], fp16: [--fp16]}`")
+    variants = {}
     for name, args in converter.items():
+        key = f"converter.{name}"
+        if not isinstance(name, str):
+            raise section.error(key, "a variant's name must be a string", "e.g. `fp16: [--fp16]`")
+        section.check_name(key, name)  # it names a folder: reports/<matrix-id>/<setting>-<variant>
         if not isinstance(args, list):
-            raise section.error(f"converter.{name}", "must be a list of converter arguments")
-    if converter:
-        matrix["converter"] = {str(name): [str(arg) for arg in args] for name, args in converter.items()}
+            raise section.error(key, "must be a list of converter arguments", "e.g. `fp16: [--fp16]`; `[]` for none")
+        variants[name] = list(_converter_args(section, key, args))
+    if variants:
+        matrix["converter"] = variants
     section.done()
     return matrix
 
@@ -367,11 +435,11 @@ def _matrix(section: Section) -> Dict[str, object]:
 def _run(section: Section) -> RunSettings:
     settings = RunSettings(
         precision=section.str("precision", "normal", PRECISIONS),
-        threads=section.int("threads", 1, minimum=1),
+        threads=section.int("threads", 1, minimum=1, maximum=MAX_THREADS, why="more than any board has cores"),
         api=section.str("api", "session", APIS),
         io=section.str("io", "copy", IO_MODES),
-        iterations=section.int("iterations", 1, minimum=1),
-        warmup=section.int("warmup", 0, minimum=0),
+        iterations=section.int("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
+        warmup=section.int("warmup", 0, minimum=0, maximum=MAX_ITERATIONS),
     )
     section.done()
     return settings
@@ -381,12 +449,17 @@ def _tolerance_given(section: Section) -> Dict[str, Optional[float]]:
     """The limits a tolerance section sets; `null` switches a default limit off."""
     values: Dict[str, Optional[float]] = {}
     for name in Tolerance.__dataclass_fields__:
-        if section.has(name):
-            values[name] = None if section.raw(name) is None else section.number(name)
-    for name in FRACTION_LIMITS:
-        value = values.get(name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise section.error(name, f"must be between 0 and 1, got {value}",
+        if not section.has(name):
+            continue
+        if section.raw(name) is None:
+            values[name] = None
+        elif name.endswith("_db"):
+            values[name] = section.number(name)  # a floor in dB may be below 0
+        else:
+            values[name] = section.number(name, minimum=0.0,
+                                          why="a limit below 0 fails every comparison, even of identical outputs")
+        if name in FRACTION_LIMITS and values[name] is not None and values[name] > 1.0:
+            raise section.error(name, f"must be between 0 and 1, got {values[name]:g}",
                                 "write agreement as a fraction: 0.999 means 99.9%")
     section.done()
     return values
@@ -406,8 +479,8 @@ def _output(section: Section, given: Dict[str, Optional[float]]) -> OutputSpec:
     kind = section.str("kind", "tensor", OUTPUT_KINDS)
     spec = OutputSpec(
         kind=kind,
-        class_axis=section.int("class_axis", 1),
-        benign_margin=section.number("benign_margin", 0.1),
+        class_axis=section.int("class_axis", 1, minimum=-MAX_AXES, maximum=MAX_AXES - 1),
+        benign_margin=section.number("benign_margin", 0.1, minimum=0.0),
         threshold=section.number("threshold", 0.5),
         tolerance=_tolerance_of(kind, given, _tolerance_given(section.section("tolerance", {}))),
     )
