@@ -495,7 +495,7 @@ def farm_down_command(args, console: Console) -> int:
     elif args.boards:
         names = list(args.boards)
     elif args.farm:
-        names = farms.farm_members(args.farm)
+        names = None  # the farm's own, and with --remove its inventory too
     else:
         # The inventory's boards that are emulated on this machine: `farm up` without --size, undone.
         inventory = load_inventory(find_inventory(args.inventory))
@@ -505,7 +505,8 @@ def farm_down_command(args, console: Console) -> int:
             console.print(f"no board of {inventory.path} is emulated on this machine; "
                           f"name boards, or pass --farm NAME or --all (see `harness farm status`)")
             return 0
-    outcome = farms.stop_boards(names, remove=args.remove)
+    outcome = (farms.farm_down(args.farm, remove=args.remove) if names is None
+               else farms.stop_boards(names, remove=args.remove))
     for name, what in outcome.items():
         style = {"unknown": "red", "was not running": "dim"}.get(what, "")
         console.print(Text(f"{name}: {what}" + (" (no emulated board of that name here)" if what == "unknown"

@@ -240,3 +240,6 @@ def test_farm_down_stops_only_what_it_is_told_and_status_shows_the_farms(farm, t
         assert emulated.status(stale) is None
     finally:
         emulated.remove(stale)
+    # Last in this module: forgetting the farm takes its boards and its inventory, nothing else.
+    assert main(["farm", "down", "--farm", PREFIX, "--remove"]) == 0
+    assert not Path(farm).exists() and all(emulated.status(name) is None for name in names())

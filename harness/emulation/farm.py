@@ -142,8 +142,16 @@ def stop_boards(names: Iterable[str], remove: bool = False) -> Dict[str, str]:
 
 
 def farm_down(name: str = DEFAULT_FARM, remove: bool = False) -> Dict[str, str]:
-    """Stop the boards of one farm (its inventory stays: `farm up` restarts them); name -> what happened."""
-    return stop_boards(farm_members(name), remove)
+    """Stop the boards of one farm; name -> what happened.
+
+    Its inventory stays (`farm up --farm NAME` restarts them), unless remove: then the boards'
+    state, the farm's inventory and its known_hosts go too.
+    """
+    outcome = stop_boards(farm_members(name), remove)
+    if remove:
+        farm_inventory_path(name).unlink(missing_ok=True)
+        (emulated.farm_dir() / f"{name}-known_hosts").unlink(missing_ok=True)
+    return outcome
 
 
 def stop_all() -> List[str]:
