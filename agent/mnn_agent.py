@@ -14,6 +14,48 @@ This file stands alone: Python >= 3.8, numpy and MNN only, nothing from the
 host's `harness` package. Nothing travels on stdout (MNN prints a banner there
 at import); diagnostics go to stderr, results go to files.
 
+The protocol (JOB_SCHEMA 2; the agent also reads schema 1, which had one float input):
+
+job.json
+    schema          2
+    id              the job's name (unique per board and run)
+    model           the .mnn file; model_sha256: its SHA-256 (refused when it does not match)
+    inputs          an .npz with one array per model input, samples stacked on axis 0;
+                    an array with one sample is shared by every sample (a constant such as
+                    a sample rate); inputs_sha256: its SHA-256
+    input_names     the model inputs to feed, in order
+    output_names    the outputs to read back (every output the host wants to compare or carry)
+    layout          NCHW or NHWC: the model's dimension order (models converted from TFLite are NHWC)
+    settings        precision (normal|high|low|low_bf16), threads, api (session|module),
+                    io (copy|host), backend (cpu|opencl|vulkan|auto)
+    stream          null, or {"steps": N, "carry": {output: input}}: N steps in order, each
+                    step's named outputs fed back as the next step's inputs, here on the board
+    iterations, warmup   timed runs (and untimed ones before them) per sample or step
+    preprocess      null, or the board-side preprocessing of the parity check
+                    ({"input": name, "images": npz, color, width, height, ...})
+    dump            null, or the layer dump of `harness layers`
+
+Inputs may be float32, int32, int64 or uint8, of any rank (a scalar has shape []).
+MNN stores int64 inputs as int32: the agent casts them, after checking that every
+value fits. Outputs keep their type: integer outputs come back as integers.
+
+result.json (RESULT_SCHEMA 2)
+    status          "ok" or "error"; error, error_kind: why it failed
+    machine, python, platform, hostname, cpu_features, numpy_version
+    mnn_version, mnn_banner   MNN's version and its own line about the CPU
+    settings        the settings the job asked for
+    api             the API that ran: "session" or "module"; api_reason: why, when the
+                    agent chose it (a model with control flow runs only with the Module API)
+    control_flow    control-flow op types in the model (If, While, Loop)
+    backend         {"asked", "ran", "code", "evidence", "mnn_said"}: the backend MNN really
+                    used, read from the session (getSessionInfo BACKENDS) and from MNN's own
+                    fallback line ("Can't Find type=3 backend, use 0 instead")
+    inputs          {name: {"shape": one sample's shape, "dtype": as sent, "fed_dtype": as MNN took it}}
+    outputs         {name: {"shape": [samples or steps, ...], "dtype"}}
+    steps           the number of stream steps run (streams only)
+    latency_ms      per timed run; peak_rss_mb; wall_s
+    outputs_sha256  SHA-256 of outputs.npz (each output stacked over samples or steps)
+
 Exit codes: 0 the run succeeded, 1 it failed (result.json says why), 2 the job
 directory could not be read at all.
 """
@@ -22,18 +64,31 @@ import hashlib
 import json
 import os
 import platform
+import re
 import struct
 import sys
 import tempfile
 import time
 import traceback
 
-RESULT_SCHEMA = 1
+JOB_SCHEMAS = (1, 2)
+RESULT_SCHEMA = 2
 PRECISIONS = ("normal", "high", "low", "low_bf16")
 APIS = ("session", "module")
 IO_MODES = ("copy", "host")
+BACKENDS = ("cpu", "opencl", "vulkan", "auto")
 PROBE_COUNT = 64  # values per op output in a layer dump's summary, at fixed positions
+CONTROL_FLOW_OPS = ("If", "While", "Loop")
+"""Op types MNN's Session API cannot run ("please use MNN::Express::Module to run it")."""
+INPUT_DTYPES = ("float32", "int32", "int64", "uint8")
 
+# MNNForwardType (MNN/MNNForwardType.h): what getSessionInfo(session, BACKENDS) returns.
+# 13 is the CPU with its instruction-set extensions (AVX2/AVX512 on x86, ARMv8.2 on ARM).
+FORWARD_TYPES = {0: "cpu", 1: "metal", 2: "cuda", 3: "opencl", 4: "auto", 5: "nn", 6: "opengl",
+                 7: "vulkan", 13: "cpu"}
+SESSION_BACKENDS = {"cpu": "CPU", "opencl": "OPENCL", "vulkan": "VULKAN", "auto": "AUTO"}
+SESSION_INFO_BACKENDS = 2  # Interpreter::SessionInfoCode BACKENDS
+FALLBACK_LINE = re.compile(r"Can't Find type=(\d+) backend, use (\d+) instead")
 # Linux AT_HWCAP / AT_HWCAP2 bits on aarch64 (arch/arm64/include/uapi/asm/hwcap.h).
 # Read from /proc/self/auxv rather than /proc/cpuinfo: under qemu-user,
 # /proc/cpuinfo describes the x86 host while auxv describes the emulated CPU.
@@ -117,29 +172,44 @@ def _read_auxv():
     return hwcap, hwcap2
 
 
-def import_mnn():
-    """Import MNN with file descriptor 1 redirected, and return (MNN, the banner it printed).
+class CapturedStdout(object):
+    """File descriptor 1 redirected to a temp file while the block runs; .text is what was printed.
 
-    MNN's native code prints "The device supports: ..." on stdout at import: it
-    is MNN's own view of the CPU (fp16, i8sdot, i8mm, sve2), worth keeping, and
-    it must not reach our stdout.
+    MNN's native code prints on stdout: its banner at import, and the only sign
+    of a backend fallback ("Can't Find type=3 backend, use 0 instead"). Both are
+    worth keeping, and neither may reach our stdout.
     """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 1)
-        try:
-            import MNN  # noqa: F401  (imported for its side effect on sys.modules)
-            import MNN.expr  # noqa: F401
-            import MNN.nn  # noqa: F401
-        finally:
-            sys.stdout.flush()
-            _flush_c_stdio()
-            os.dup2(saved, 1)
-            os.close(saved)
-        capture.seek(0)
-        banner = capture.read().decode("utf-8", "replace").strip()
-    return sys.modules["MNN"], banner
+
+    def __enter__(self):
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        self.capture = tempfile.TemporaryFile()
+        os.dup2(self.capture.fileno(), 1)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        _flush_c_stdio()
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+        self.capture.seek(0)
+        self.text = self.capture.read().decode("utf-8", "replace").strip()
+        self.capture.close()
+        return False
+
+
+def import_mnn():
+    """Import MNN with stdout captured, and return (MNN, the banner it printed).
+
+    The banner ("The device supports: ...") is MNN's own view of the CPU
+    (fp16, i8sdot, i8mm, sve2).
+    """
+    with CapturedStdout() as printed:
+        import MNN  # noqa: F401  (imported for its side effect on sys.modules)
+        import MNN.expr  # noqa: F401
+        import MNN.nn  # noqa: F401
+    return sys.modules["MNN"], printed.text
 
 
 def _flush_c_stdio():
@@ -163,39 +233,78 @@ def resolve(job_dir, path):
     return path if os.path.isabs(path) else os.path.join(job_dir, path)
 
 
+# ---- the job ------------------------------------------------------------------------------
+
 def load_job(job_dir):
+    """job.json, checked: the settings the agent knows, a schema it speaks, a stream it can run."""
     path = os.path.join(job_dir, "job.json")
     with open(path) as f:
         job = json.load(f)
+    if job.get("schema", 1) not in JOB_SCHEMAS:
+        raise JobError("bad-job", "job.json has schema %r; this agent reads %s: update the agent"
+                       % (job.get("schema"), ", ".join(str(s) for s in JOB_SCHEMAS)))
     settings = job.get("settings", {})
-    if settings.get("precision", "normal") not in PRECISIONS:
-        raise JobError("bad-job", "precision must be one of %s" % ", ".join(PRECISIONS))
-    if settings.get("api", "session") not in APIS:
-        raise JobError("bad-job", "api must be one of %s" % ", ".join(APIS))
-    if settings.get("io", "copy") not in IO_MODES:
-        raise JobError("bad-job", "io must be one of %s" % ", ".join(IO_MODES))
+    for key, allowed, default in (("precision", PRECISIONS, "normal"), ("api", APIS, "session"),
+                                  ("io", IO_MODES, "copy"), ("backend", BACKENDS, "cpu")):
+        if str(settings.get(key, default)).lower() not in allowed:
+            raise JobError("bad-job", "%s must be one of %s, not %r" % (key, ", ".join(allowed), settings.get(key)))
+    stream = job.get("stream")
+    if stream:
+        steps = stream.get("steps")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise JobError("bad-job", "stream.steps must be a positive integer, not %r" % (steps,))
+        for output, fed in (stream.get("carry") or {}).items():
+            if output not in job["output_names"] or fed not in job["input_names"]:
+                raise JobError("bad-job", "stream.carry %s -> %s names an output or input the job lacks"
+                               % (output, fed))
     return job
 
 
+def check_file(path, expected, kind, what):
+    if expected and sha256_file(path) != expected:
+        raise JobError(kind, "%s %s does not have the SHA-256 the host sent (%s): the transfer corrupted "
+                       "it or a stale file was used" % (what, path, expected))
+
+
 def load_inputs(job_dir, job, np):
-    """The inputs, after checking their SHA-256: the board must run exactly the host's tensors."""
+    """The model path and the input arrays, after checking both hashes: the board runs the host's bytes."""
     inputs_path = resolve(job_dir, job["inputs"])
-    expected = job.get("inputs_sha256")
-    actual = sha256_file(inputs_path)
-    if expected and actual != expected:
-        raise JobError("bad-inputs", "inputs %s have SHA-256 %s, the host sent %s: the transfer "
-                       "corrupted them or a stale file was used" % (inputs_path, actual, expected))
+    check_file(inputs_path, job.get("inputs_sha256"), "bad-inputs", "inputs")
     model_path = resolve(job_dir, job["model"])
-    expected = job.get("model_sha256")
-    if expected and sha256_file(model_path) != expected:
-        raise JobError("bad-model", "model %s does not have the SHA-256 the host sent (%s)"
-                       % (model_path, expected))
+    check_file(model_path, job.get("model_sha256"), "bad-model", "model")
     with np.load(inputs_path, allow_pickle=False) as data:
-        arrays = {name: np.ascontiguousarray(data[name], dtype=np.float32) for name in data.files}
+        arrays = {name: np.ascontiguousarray(data[name]) for name in data.files}
     missing = [name for name in job["input_names"] if name not in arrays]
     if missing:
         raise JobError("bad-inputs", "inputs.npz lacks the model input(s) %s" % ", ".join(missing))
+    for name in job["input_names"]:
+        if str(arrays[name].dtype) not in INPUT_DTYPES:
+            raise JobError("bad-inputs", "input %r is %s; the agent feeds %s" % (name, arrays[name].dtype,
+                                                                                 ", ".join(INPUT_DTYPES)))
+        if arrays[name].ndim == 0 or len(arrays[name]) == 0:
+            raise JobError("bad-inputs", "input %r has no sample axis or no sample" % name)
     return model_path, arrays
+
+
+def sample_count(job, inputs):
+    """How many samples (or stream steps) the job runs: arrays hold that many, or one that is shared."""
+    counts = sorted(set(len(inputs[name]) for name in job["input_names"]) - {1})
+    if len(counts) > 1:
+        raise JobError("bad-inputs", "the inputs hold different numbers of samples (%s)"
+                       % ", ".join(str(c) for c in counts))
+    available = counts[0] if counts else 1
+    stream = job.get("stream")
+    if stream:
+        if stream["steps"] > available and counts:
+            raise JobError("bad-inputs", "stream.steps is %d but the inputs hold %d samples"
+                           % (stream["steps"], available))
+        return stream["steps"]
+    return int(job.get("samples") or available)
+
+
+def sample_of(inputs, name, index):
+    array = inputs[name]
+    return array[index if len(array) > 1 else 0, ...]  # `...` keeps a scalar sample a 0-d array
 
 
 def check_names(what, wanted, known):
@@ -205,7 +314,117 @@ def check_names(what, wanted, known):
                        % (what, ", ".join(repr(m) for m in missing), what, ", ".join(sorted(known))))
 
 
-class SessionRunner(object):
+# ---- what the model holds -----------------------------------------------------------------
+
+def model_facts(F, model_path):
+    """Op types and declared input types of a .mnn file, read without running it.
+
+    Returns (set of op types, {input name: dtype name}). Empty when MNN cannot
+    list the graph: the run still tries, and MNN says what is wrong.
+    """
+    try:
+        variables = F.load_as_list(model_path)
+    except Exception:  # noqa: BLE001  a listing is a hint; running the model is the test
+        return set(), {}
+    op_types, input_types = set(), {}
+    for var in variables:
+        try:
+            op_types.add(var.op_type)
+            if var.op_type == "Input":
+                input_types[var.name] = dtype_name(var.dtype)
+        except Exception:  # noqa: BLE001  a variable MNN cannot describe
+            continue
+    return op_types, input_types
+
+
+def dtype_name(dtype):
+    """MNN.expr's dtype (dtype.float, dtype.int, ...) as a numpy name."""
+    text = str(dtype).split(".")[-1]
+    return {"float": "float32", "int": "int32", "int64": "int64", "uint8": "uint8", "int8": "int8",
+            "double": "float64"}.get(text, text)
+
+
+def feed_array(np, name, array, model_dtype):
+    """The array as the model takes it: MNN stores int64 inputs as int32, so those are narrowed."""
+    given = str(array.dtype)
+    if not model_dtype or model_dtype == given:
+        return array
+    if given == "int64" and model_dtype == "int32":
+        info = np.iinfo(np.int32)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise JobError("bad-inputs", "input %r holds int64 values outside int32, which MNN uses for "
+                           "it" % name)
+        return array.astype(np.int32)
+    if given == "int32" and model_dtype == "int64":
+        return array.astype(np.int64)
+    raise JobError("bad-inputs", "input %r is %s but the model takes %s" % (name, given, model_dtype))
+
+
+# ---- backends -----------------------------------------------------------------------------
+
+def fallback_lines(text):
+    return [line.strip() for line in text.splitlines() if FALLBACK_LINE.search(line)]
+
+
+def backend_facts(asked, code, evidence, said):
+    ran = FORWARD_TYPES.get(code, "type %s" % code) if code is not None else None
+    lines = fallback_lines(said)
+    if ran is None and lines:  # no session to ask: MNN's own line says what it used
+        ran = FORWARD_TYPES.get(int(FALLBACK_LINE.search(lines[-1]).group(2)), "cpu")
+        evidence = "MNN's fallback line"
+    if ran is None:
+        ran = asked if asked != "auto" else None
+        evidence = evidence or "no fallback line (the backend was taken as asked)"
+    return {"asked": asked, "ran": ran, "code": code, "evidence": evidence, "mnn_said": lines}
+
+
+def session_backend(interpreter, session):
+    """The backend a session really runs on: MNNForwardType from getSessionInfo(BACKENDS)."""
+    try:
+        return int(interpreter.getSessionInfo(session, SESSION_INFO_BACKENDS))
+    except Exception:  # noqa: BLE001  older MNN without getSessionInfo: the fallback line decides
+        return None
+
+
+# ---- the runners --------------------------------------------------------------------------
+
+HALIDE = {"float32": "Halide_Type_Float", "int32": "Halide_Type_Int", "int64": "Halide_Type_Int64",
+          "uint8": "Halide_Type_Uint8"}
+
+
+class Runner(object):
+    """One loaded model that runs feeds ({input name: array}) into outputs ({output name: array}).
+
+    Subclasses fill input_types ({name: dtype the model takes}) and backend
+    (the backend_facts dict) when they load; run() may be called many times.
+    """
+
+    api = None
+
+    def __init__(self, MNN, np, model_path, settings, input_names, output_names, layout, input_types):
+        self.MNN, self.np = MNN, np
+        self.model_path = model_path
+        self.settings = settings
+        self.input_names, self.output_names = input_names, output_names
+        self.layout = layout
+        self.input_types = dict(input_types)
+        self.precision = settings.get("precision", "normal")
+        self.threads = int(settings.get("threads", 1))
+        self.asked_backend = str(settings.get("backend", "cpu")).lower()
+        self.backend = None
+
+    def feeds(self, feeds):
+        return dict((name, feed_array(self.np, name, feeds[name], self.input_types.get(name)))
+                    for name in self.input_names)
+
+    def run(self, feeds):
+        return self.run_impl(self.feeds(feeds))
+
+    def run_impl(self, feeds):
+        raise NotImplementedError
+
+
+class SessionRunner(Runner):
     """MNN's Session API, with the copies that convert layout and precision to host format.
 
     io "copy" is the right way (the Python face of map/unmap): Caffe-layout host
@@ -214,40 +433,42 @@ class SessionRunner(object):
     tensor): the classic bug, kept so a user can see what it does on their board.
     """
 
-    def __init__(self, MNN, np, model_path, settings, input_names, output_names, layout):
-        self.MNN, self.np = MNN, np
-        self.io = settings.get("io", "copy")
-        self.input_names, self.output_names = input_names, output_names
-        self.dimension_type = (MNN.Tensor_DimensionType_Tensorflow if layout == "NHWC"
-                               else MNN.Tensor_DimensionType_Caffe)
-        self.interpreter = MNN.Interpreter(model_path)
-        config = {"precision": settings.get("precision", "normal"),
-                  "numThread": int(settings.get("threads", 1)),
-                  "backend": settings.get("backend", "CPU")}
-        self.session = self.interpreter.createSession(config)
-        check_names("input", input_names, self.interpreter.getSessionInputAll(self.session))
-        check_names("output", output_names, self.interpreter.getSessionOutputAll(self.session))
+    api = "session"
+
+    def __init__(self, *args):
+        Runner.__init__(self, *args)
+        MNN = self.MNN
+        self.io = self.settings.get("io", "copy")
+        self.interpreter = MNN.Interpreter(self.model_path)
+        config = {"precision": self.precision, "numThread": self.threads,
+                  "backend": SESSION_BACKENDS[self.asked_backend]}
+        with CapturedStdout() as said:
+            self.session = self.interpreter.createSession(config)
+        self.backend = backend_facts(self.asked_backend, session_backend(self.interpreter, self.session),
+                                     "getSessionInfo(session, BACKENDS)", said.text)
+        inputs = self.interpreter.getSessionInputAll(self.session)
+        check_names("input", self.input_names, inputs)
+        check_names("output", self.output_names, self.interpreter.getSessionOutputAll(self.session))
+        for name in self.input_names:
+            self.input_types.setdefault(name, self.dtype_of(inputs[name]))
         self.shapes = {}
 
-    def run(self, feeds):
+    def dtype_of(self, tensor):
+        kind = tensor.getDataType()
+        for dtype, halide in HALIDE.items():
+            if kind is getattr(self.MNN, halide):
+                return dtype
+        return "float32"
+
+    def dimension_type(self, rank):
+        # A model laid out NHWC (converted from TFLite) is NHWC in every tensor, whatever its rank.
+        if self.layout == "NHWC":
+            return self.MNN.Tensor_DimensionType_Tensorflow
+        return self.MNN.Tensor_DimensionType_Caffe
+
+    def run_impl(self, feeds):
         MNN, np = self.MNN, self.np
-        resized = False
-        for name in self.input_names:
-            tensor = self.interpreter.getSessionInput(self.session, name)
-            shape = list(feeds[name].shape)
-            if self.shapes.get(name) != shape:
-                # Without a resize, dynamic-shape models run on shape (0,0,0,0):
-                # runSession returns 3 and every output is empty, with no exception.
-                self.interpreter.resizeTensor(tensor, tuple(shape))
-                self.shapes[name] = shape
-                resized = True
-        if resized:
-            self.interpreter.resizeSession(self.session)
-        for name in self.input_names:
-            tensor = self.interpreter.getSessionInput(self.session, name)
-            host = MNN.Tensor(tuple(feeds[name].shape), MNN.Halide_Type_Float, feeds[name],
-                              self.dimension_type)
-            tensor.copyFrom(host)
+        fill_session(MNN, self.interpreter, self.session, feeds, self.input_names, self.dimension_type, self.shapes)
         code = self.interpreter.runSession(self.session)
         if code != 0:
             raise JobError("run-failed", "runSession returned %d (0 is success; 3 usually means "
@@ -256,19 +477,160 @@ class SessionRunner(object):
         for name in self.output_names:
             tensor = self.interpreter.getSessionOutput(self.session, name)
             shape = tuple(tensor.getShape())
-            if not shape or any(dim <= 0 for dim in shape):
+            if any(dim <= 0 for dim in shape):
                 raise JobError("empty-output", "output %r has shape %s" % (name, list(shape)))
+            dtype = self.dtype_of(tensor)
             if self.io == "host":
                 data = np.array(tensor.getNumpyData(), copy=True).reshape(-1)
                 count = int(np.prod(shape))
                 data = data[:count] if data.size >= count else np.resize(data, count)
-                outputs[name] = data.reshape(shape).astype(np.float32)
+                outputs[name] = data.reshape(shape).astype(dtype)
             else:
-                host = MNN.Tensor(shape, MNN.Halide_Type_Float,
-                                  np.zeros(shape, dtype=np.float32), self.dimension_type)
+                host = MNN.Tensor(shape, getattr(MNN, HALIDE[dtype]), np.zeros(shape, dtype=dtype),
+                                  self.dimension_type(len(shape)))
                 tensor.copyToHostTensor(host)
-                outputs[name] = np.array(host.getNumpyData(), dtype=np.float32, copy=True).reshape(shape)
+                outputs[name] = np.array(host.getNumpyData(), dtype=dtype, copy=True).reshape(shape)
         return outputs
+
+
+def fill_session(MNN, interpreter, session, feeds, names, dimension_type, shapes):
+    """Resize where a shape changed (else runSession returns 3 on shape (0,0,0,0)), then copy every input in.
+
+    Inputs are re-fed before every run: MNN reuses the input buffer during a run.
+    """
+    resized = False
+    for name in names:
+        shape = list(feeds[name].shape)
+        if shapes.get(name) != shape:
+            interpreter.resizeTensor(interpreter.getSessionInput(session, name), tuple(shape))
+            shapes[name] = shape
+            resized = True
+    if resized:
+        interpreter.resizeSession(session)
+    for name in names:
+        array = feeds[name]
+        host = MNN.Tensor(tuple(array.shape), getattr(MNN, HALIDE[str(array.dtype)]), array,
+                          dimension_type(array.ndim))
+        interpreter.getSessionInput(session, name).copyFrom(host)
+
+
+class ModuleRunner(Runner):
+    """MNN's Module (expression) API: load_module_from_file, forward, convert back to NCHW.
+
+    The Module API has no Python call that names its backend (Module.get_info
+    and RuntimeManager carry none): the backend that ran is read from MNN's own
+    fallback line, printed while the module is created, and confirmed with a
+    session of the same configuration on the same MNN.
+    """
+
+    api = "module"
+    PRECISION = {"normal": "Normal", "high": "High", "low": "Low", "low_bf16": "Low_BF16"}
+
+    def __init__(self, *args):
+        Runner.__init__(self, *args)
+        self.F = F = self.MNN.expr
+        precision = getattr(F.PrecisionMode, self.PRECISION[self.precision])
+        asked = self.asked_backend
+        probed = self.probe_backend() if asked == "auto" else None
+        # F.Backend has no AUTO: ask a session what auto gives on this MNN, and create the module for that.
+        chosen = FORWARD_TYPES.get(probed[0], "cpu") if probed else asked
+        options = {"precision_mode": precision, "thread_num": self.threads,
+                   "backend": getattr(F.Backend, chosen.upper(), F.Backend.CPU)}
+        with CapturedStdout() as said:
+            self.module = self.MNN.nn.load_module_from_file(self.model_path, self.input_names, self.output_names,
+                                                            **options)
+        if asked == "cpu":
+            code, evidence = 0, "the module was created for the CPU, as asked"
+        elif fallback_lines(said.text):
+            code, evidence = None, None  # MNN said it fell back: backend_facts reads its line
+        elif probed:
+            code, evidence = probed[0], "auto: " + probed[1]
+        else:
+            code, evidence = self.probe_backend()
+        self.backend = backend_facts(asked, code, evidence, said.text)
+
+    def probe_backend(self):
+        """The backend a session of the same configuration gets on this MNN (the module's runtime is alike)."""
+        with CapturedStdout():
+            interpreter = self.MNN.Interpreter(self.model_path)
+            session = interpreter.createSession({"precision": self.precision, "numThread": self.threads,
+                                                 "backend": SESSION_BACKENDS[self.asked_backend]})
+        return session_backend(interpreter, session), "a session with the same configuration"
+
+    def variable(self, array):
+        F = self.F
+        layout = F.NHWC if self.layout == "NHWC" else F.NCHW
+        dtype = {"float32": F.float, "int32": F.int, "uint8": F.uint8, "int64": F.int64}[str(array.dtype)]
+        return F.const(array, list(array.shape), layout, dtype)
+
+    def run_impl(self, feeds):
+        F, np = self.F, self.np
+        results = self.module.forward([self.variable(feeds[name]) for name in self.input_names])
+        if not isinstance(results, (list, tuple)):
+            results = [results]
+        outputs = {}
+        for name, value in zip(self.output_names, results):
+            value = F.convert(value, F.NHWC if self.layout == "NHWC" else F.NCHW)  # unpacks NC4HW4
+            array = np.array(value.read(), copy=True)
+            if array.dtype.kind == "f":
+                array = array.astype(np.float32)
+            if array.size == 0:
+                raise JobError("empty-output", "output %r is empty" % name)
+            outputs[name] = array
+        return outputs
+
+
+def choose_api(settings, op_types):
+    """The API to run with, and why when the agent chose it over the job's."""
+    asked = settings.get("api", "session")
+    flow = sorted(op_types & set(CONTROL_FLOW_OPS))
+    if asked == "session" and flow:
+        return "module", ("the model has control flow (%s), which MNN's Session API cannot run: "
+                          "ran it with the Module API" % ", ".join(flow))
+    return asked, None
+
+
+# ---- running samples and streams ----------------------------------------------------------
+
+def run_all(runner, job, inputs, result, np):
+    """Every sample (or every stream step, in order), timed; returns {output: [one array per sample]}."""
+    names, outputs = job["input_names"], job["output_names"]
+    count = sample_count(job, inputs)
+    iterations = max(1, int(job.get("iterations", 1)))
+    warmup = max(0, int(job.get("warmup", 0)))
+    stream = job.get("stream") or {}
+    carry = stream.get("carry") or {}
+    carried = {}
+    collected = dict((name, []) for name in outputs)
+    for index in range(count):
+        feeds = dict((name, sample_of(inputs, name, index)) for name in names)
+        feeds.update(carried)
+        for _ in range(warmup):
+            runner.run(feeds)
+        for _ in range(iterations):
+            begin = time.perf_counter()
+            produced = runner.run(feeds)
+            result["latency_ms"].append((time.perf_counter() - begin) * 1000.0)
+        for name in outputs:
+            if name not in produced:
+                raise JobError("missing-output", "the model produced no output named %r" % name)
+            collected[name].append(produced[name])
+        for output, fed in carry.items():
+            value = produced[output]
+            want = sample_of(inputs, fed, 0)
+            if value.shape != want.shape:
+                raise JobError("bad-stream", "step %d: output %r has shape %s but input %r takes %s"
+                               % (index, output, list(value.shape), fed, list(want.shape)))
+            carried[fed] = np.ascontiguousarray(value.astype(want.dtype))
+    if stream:
+        result["steps"] = count
+    return collected
+
+
+def describe_inputs(job, inputs, runner):
+    return dict((name, {"shape": list(inputs[name].shape[1:]), "dtype": str(inputs[name].dtype),
+                        "fed_dtype": runner.input_types.get(name) or str(inputs[name].dtype)})
+                for name in job["input_names"])
 
 
 def dump_layers(MNN, np, model_path, settings, input_names, layout, feeds, spec, job_dir):
@@ -288,14 +650,10 @@ def dump_layers(MNN, np, model_path, settings, input_names, layout, feeds, spec,
     session = interpreter.createSession({"precision": settings.get("precision", "normal"),
                                          "numThread": int(settings.get("threads", 1)),
                                          "saveTensors": tuple(names)})
-    dimension_type = MNN.Tensor_DimensionType_Tensorflow if layout == "NHWC" else MNN.Tensor_DimensionType_Caffe
-    for name in input_names:
-        tensor = interpreter.getSessionInput(session, name)
-        interpreter.resizeTensor(tensor, tuple(feeds[name].shape))
-    interpreter.resizeSession(session)
-    for name in input_names:
-        interpreter.getSessionInput(session, name).copyFrom(
-            MNN.Tensor(tuple(feeds[name].shape), MNN.Halide_Type_Float, feeds[name], dimension_type))
+
+    def dimension_type(rank):
+        return MNN.Tensor_DimensionType_Tensorflow if layout == "NHWC" else MNN.Tensor_DimensionType_Caffe
+    fill_session(MNN, interpreter, session, feeds, input_names, dimension_type, {})
     code = interpreter.runSession(session)
     if code != 0:
         raise JobError("run-failed", "runSession returned %d in the layer dump" % code)
@@ -331,36 +689,6 @@ def dump_layers(MNN, np, model_path, settings, input_names, layout, feeds, spec,
     if tensors:
         write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: np.savez(f, **tensors))
     return len(summaries), len(tensors)
-
-
-class ModuleRunner(object):
-    """MNN's Module (expression) API: load_module_from_file, forward, convert back to NCHW."""
-
-    PRECISION = {"normal": "Normal", "high": "High", "low": "Low", "low_bf16": "Low_BF16"}
-
-    def __init__(self, MNN, np, model_path, settings, input_names, output_names, layout):
-        self.F, self.np = MNN.expr, np
-        self.layout = self.F.NHWC if layout == "NHWC" else self.F.NCHW
-        self.input_names, self.output_names = input_names, output_names
-        precision = getattr(self.F.PrecisionMode, self.PRECISION[settings.get("precision", "normal")])
-        self.module = MNN.nn.load_module_from_file(
-            model_path, input_names, output_names,
-            precision_mode=precision, thread_num=int(settings.get("threads", 1)))
-
-    def run(self, feeds):
-        F, np = self.F, self.np
-        variables = [F.const(feeds[name], list(feeds[name].shape), self.layout)
-                     for name in self.input_names]
-        results = self.module.forward(variables)
-        if not isinstance(results, (list, tuple)):
-            results = [results]
-        outputs = {}
-        for name, value in zip(self.output_names, results):
-            array = np.array(F.convert(value, self.layout).read(), dtype=np.float32, copy=True)
-            if array.size == 0:
-                raise JobError("empty-output", "output %r is empty" % name)
-            outputs[name] = array
-        return outputs
 
 
 def board_preprocess(job_dir, job, np, MNN):
@@ -407,8 +735,8 @@ def board_preprocess(job_dir, job, np, MNN):
                     tensor = tensor.transpose(2, 0, 1)
                 tensors.append(np.ascontiguousarray(tensor[np.newaxis], dtype=np.float32))
         stacked = np.stack(tensors)
-        write_atomically(os.path.join(job_dir, "preprocessed.npz"),
-                         lambda f: np.savez(f, **{job["input_names"][0]: stacked}))
+        name = spec.get("input") or job["input_names"][0]
+        write_atomically(os.path.join(job_dir, "preprocessed.npz"), lambda f: np.savez(f, **{name: stacked}))
         facts["status"] = "ok"
         facts["sha256"] = sha256_file(os.path.join(job_dir, "preprocessed.npz"))
     except Exception as error:  # the preprocessing check must not cost the inference result
@@ -424,7 +752,8 @@ def run_job(job_dir):
         "machine": platform.machine(), "python": platform.python_version(),
         "platform": platform.platform(), "hostname": platform.node(),
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
-        "settings": None, "latency_ms": [], "peak_rss_mb": None, "outputs": {},
+        "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
+        "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {},
     }
     outputs = None
     try:
@@ -439,34 +768,27 @@ def run_job(job_dir):
         model_path, inputs = load_inputs(job_dir, job, np)
         if job.get("preprocess"):
             result["preprocess"] = board_preprocess(job_dir, job, np, MNN)
-        runner_class = ModuleRunner if settings.get("api", "session") == "module" else SessionRunner
-        runner = runner_class(MNN, np, model_path, settings, job["input_names"],
-                              job["output_names"], job.get("layout", "NCHW"))
-        sample_count = len(inputs[job["input_names"][0]])
+        op_types, input_types = model_facts(MNN.expr, model_path)
+        result["control_flow"] = sorted(op_types & set(CONTROL_FLOW_OPS))
+        api, result["api_reason"] = choose_api(settings, op_types)
+        runner_class = ModuleRunner if api == "module" else SessionRunner
+        layout = job.get("layout", "NCHW")
+        runner = runner_class(MNN, np, model_path, settings, job["input_names"], job["output_names"], layout,
+                              input_types)
+        result["api"], result["backend"] = runner.api, runner.backend
+        result["inputs"] = describe_inputs(job, inputs, runner)
         if job.get("dump"):
             sample = int(job["dump"].get("sample", 0))
-            feeds = {name: inputs[name][sample] for name in job["input_names"]}
-            found, saved = dump_layers(MNN, np, model_path, settings, job["input_names"], job.get("layout", "NCHW"),
+            feeds = runner.feeds(dict((name, sample_of(inputs, name, sample)) for name in job["input_names"]))
+            found, saved = dump_layers(MNN, np, model_path, settings, job["input_names"], layout,
                                        feeds, job["dump"], job_dir)
             result["dump"] = {"tensors": found, "kept": saved, "sample": sample}
-        iterations = max(1, int(job.get("iterations", 1)))
-        warmup = max(0, int(job.get("warmup", 0)))
-        collected = {name: [] for name in job["output_names"]}
-        for sample in range(sample_count):
-            feeds = {name: inputs[name][sample] for name in job["input_names"]}
-            for _ in range(warmup):
-                runner.run(feeds)
-            for iteration in range(iterations):
-                begin = time.perf_counter()
-                produced = runner.run(feeds)
-                result["latency_ms"].append((time.perf_counter() - begin) * 1000.0)
-            for name in job["output_names"]:
-                if name not in produced:
-                    raise JobError("missing-output", "the model produced no output named %r" % name)
-                collected[name].append(produced[name])
-        outputs = {name: np.stack(arrays) for name, arrays in collected.items()}
+        collected = run_all(runner, job, inputs, result, np)
+        outputs = dict((name, np.stack(arrays)) for name, arrays in collected.items())
         for name, array in outputs.items():
             result["outputs"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+            if array.dtype.kind != "f":
+                continue
             bad = int(array.size - np.count_nonzero(np.isfinite(array)))
             if bad and settings.get("io", "copy") == "copy":
                 raise JobError("non-finite", "output %r holds %d NaN/Inf values of %d"

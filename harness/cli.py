@@ -3,7 +3,7 @@
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json]                   every board with live health
-    harness farm up [--size N] [--farm F] | down [NAME...] [--farm F] [--all] [--remove] | status
+    harness farm up [--size N] [--farm F] [--labgrid] | down [NAME...] [--farm F] [--all] [--remove] | status
     harness inspect MODEL                    inputs and outputs (names, shapes, dtypes) of an ONNX/TFLite/MNN file
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -101,8 +102,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "without --size, start the inventory's emulated boards")
     farm.add_argument("--farm", metavar="NAME", help="the farm's name (default: farm): up names its boards "
                       "NAME-a53, ... and its inventory; down and status take only its boards")
-    farm.add_argument("--all", action="store_true", help="down: every emulated board of this machine, "
-                      "whoever started it (other farms, other users' and tests' boards too)")
+    farm.add_argument("--labgrid", action="store_true",
+                      help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
+                      "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
+    farm.add_argument("--all", action="store_true", help="down: every emulated board and labgrid lab of this "
+                      "machine, whoever started it (other farms, other users' and tests' boards too)")
     farm.add_argument("--remove", action="store_true", help="down: also delete the boards' state (keys, "
                       "address, home); for boards that are stale")
 
@@ -142,6 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.boards += extra  # `farm down --remove a b`: names after an option (argparse stops at the option)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    previous_sigterm = install_sigterm_handler()
     # With --json, stdout carries only the JSON; the human display goes to stderr.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
     console = Console(stderr=stream is sys.stderr, width=console_width(stream))
@@ -153,9 +158,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HarnessError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         return error.exit_code
+    except Terminated:
+        console.print("[red]terminated[/]")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run unwinds as on Ctrl-C: labgrid places go back at once."""
+
+
+def install_sigterm_handler():
+    """Turn SIGTERM into Terminated; the previous handler (None where signals cannot be set: not the main thread)."""
+    def terminated(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, terminated)
+    except ValueError:
+        return None
 
 
 def console_width(stream) -> Optional[int]:
@@ -427,8 +453,10 @@ def cmd_boards(args, console: Console) -> int:
                      if features & set(group)]
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
-            table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")),
-                          Text("yes", "green") if item["reachable"] else Text("no", "red"),
+            # held: a labgrid place someone else holds; it was not probed.
+            up = Text("held", "yellow") if item.get("held") else \
+                Text("yes", "green") if item["reachable"] else Text("no", "red")
+            table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")), up,
                           facts.get("machine", "–"), facts.get("python", "–"),
                           Text(mnn, "yellow") if item.get("warning") else mnn, " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
@@ -445,6 +473,7 @@ def cmd_boards(args, console: Console) -> int:
 def cmd_farm(args, console: Console) -> int:
     from .emulation import board as emulated
     from .emulation import farm as farms
+    from .emulation.labgrid_farm import labgrid_status, labgrid_up
     from .errors import ConfigError
 
     def log(message):
@@ -453,13 +482,23 @@ def cmd_farm(args, console: Console) -> int:
     if args.boards and args.action != "down":
         raise ConfigError("harness farm", None, f"`farm {args.action}` takes no board names ({' '.join(args.boards)})",
                           "name boards with `harness farm down NAME...`")
-    if args.farm and args.farm not in farms.farm_names() and not (args.action == "up" and args.size):
+    known = sorted(set(farms.farm_names()) | {lab["prefix"] for lab in labgrid_status()})
+    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid)):
         raise ConfigError(farms.farm_inventory_path(args.farm), None, f"there is no farm {args.farm!r} on this "
-                          f"machine (farms: {', '.join(farms.farm_names()) or 'none'})",
+                          f"machine (farms: {', '.join(known) or 'none'})",
                           f"start it with `harness farm up --size N --farm {args.farm}`")
     if args.action == "down":
         return farm_down_command(args, console)
-    if args.action == "up" and args.size:
+    if args.action == "up" and args.labgrid:
+        name = args.farm or farms.DEFAULT_FARM
+        size = args.size or len(farms.FARM_BOARDS)
+        path = labgrid_up(size, log, prefix=name)
+        address = next(lab["address"] for lab in labgrid_status() if lab["prefix"] == name)
+        console.print(f"[green]labgrid lab {name!r} of {size} place(s) up[/]: coordinator {address}; "
+                      f"its inventory: {path}\n  harness --inventory {path} boards\n"
+                      f"  labgrid-client -x {address} places")
+        args.farm = name  # the status below: this lab's boards
+    elif args.action == "up" and args.size:
         name = args.farm or farms.DEFAULT_FARM
         previous = farms.farm_members(name)
         path = farms.farm_inventory_path(name)
@@ -485,10 +524,18 @@ def cmd_farm(args, console: Console) -> int:
     return 0
 
 
+def lab_boards() -> dict:
+    """labgrid lab (its farm's name) -> the emulated boards it exports as places."""
+    from .emulation.labgrid_farm import labgrid_status
+
+    return {lab["prefix"]: list(lab["places"]) for lab in labgrid_status()}
+
+
 def farm_down_command(args, console: Console) -> int:
-    """Stop exactly what was named: boards, one farm, the inventory's emulated boards, or (--all) everything."""
+    """Stop exactly what was named: boards, one farm (or lab), the inventory's emulated boards, or (--all) all."""
     from .emulation import board as emulated
     from .emulation import farm as farms
+    from .emulation.labgrid_farm import labgrid_down
 
     if args.all:
         names = emulated.list_boards()
@@ -505,12 +552,18 @@ def farm_down_command(args, console: Console) -> int:
             console.print(f"no board of {inventory.path} is emulated on this machine; "
                           f"name boards, or pass --farm NAME or --all (see `harness farm status`)")
             return 0
+    if names is None and args.farm in lab_boards():
+        names = lab_boards()[args.farm]  # a labgrid lab of that name: its boards, then its coordinator
     outcome = (farms.farm_down(args.farm, remove=args.remove) if names is None
                else farms.stop_boards(names, remove=args.remove))
     for name, what in outcome.items():
         style = {"unknown": "red", "was not running": "dim"}.get(what, "")
         console.print(Text(f"{name}: {what}" + (" (no emulated board of that name here)" if what == "unknown"
                                                 else ""), style))
+    if args.all or args.farm:
+        for stopped in labgrid_down(None if args.all else args.farm) if args.all or args.farm in lab_boards() \
+                else []:
+            console.print(f"{stopped}: stopped")
     if not outcome:
         console.print("no board to stop")
     return EXIT_CONFIG if "unknown" in outcome.values() else 0
@@ -520,17 +573,19 @@ def farm_status(args, console: Console) -> None:
     """Every emulated board of this machine with the farm it belongs to; stale ones, and how to remove them."""
     from .emulation import board as emulated
     from .emulation import farm as farms
+    from .emulation.labgrid_farm import labgrid_status
     from .fold import Column, FoldingTable
 
-    member_of = farms.farm_of()
+    member_of = {**{board: lab for lab, boards in lab_boards().items() for board in boards}, **farms.farm_of()}
     names = emulated.list_boards()
     if getattr(args, "farm", None):
         names = [name for name in names if member_of.get(name) == args.farm]
     table = FoldingTable([Column("Farm"), Column("Board", key=True), Column("CPU"), Column("MNN"),
                           Column("Address"), Column("Network"), Column("PID", "right"), Column("Running")],
                          title="Emulated boards",
-                         legend=["Farm: the `harness farm up` farm whose inventory lists the board; – none "
-                                 "(started by a run from an inventory's kind: emulated board, or left by one)"])
+                         legend=["Farm: the `harness farm up` farm (or labgrid lab) whose inventory lists the "
+                                 "board; – none (started by a run from an inventory's kind: emulated board, or left "
+                                 "by one)"])
     stale = []
     for name in sorted(names, key=lambda n: (member_of.get(n) is None, member_of.get(n) or "", n)):
         status = emulated.status(name) or {}
@@ -549,6 +604,14 @@ def farm_status(args, console: Console) -> None:
         console.print(f"[dim]farm {farm!r}: {len(members)} board(s), inventory {farms.farm_inventory_path(farm)}[/]"
                       + (f" [yellow](no state for {', '.join(missing)}: `harness farm up --farm {farm}`)[/]"
                          if missing else ""))
+    for lab in labgrid_status():
+        if getattr(args, "farm", None) and lab["prefix"] != args.farm:
+            continue
+        running = lab["coordinator_pid"] and lab["exporter_pid"]
+        console.print(f"labgrid lab {lab['prefix']}: coordinator {lab['address']} "
+                      f"(pid {lab['coordinator_pid'] or '–'}), exporter (pid {lab['exporter_pid'] or '–'}) "
+                      + ("[green]running[/]" if running else "[dim]stopped[/]")
+                      + f", places {', '.join(lab['places'])}; inventory {lab['inventory']}", highlight=False)
     if stale:
         command = f"harness farm down --remove {' '.join(stale)}"
         console.print(Text(f"{len(stale)} stopped board(s) belong to no farm: {', '.join(stale)}. "

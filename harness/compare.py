@@ -20,6 +20,14 @@ class_logits outputs add, along the class axis:
   benign flip is a near-tie tipped by a tiny error, a hard flip a confident
   label that changed.
 probability_map outputs add miou: the IoU of the two masks at `threshold`.
+decision outputs (a score turned into yes/no at `threshold`, e.g. speech per frame)
+add decision_agreement and decision_flips: the share and the count of elements
+whose decision differs.
+Integer outputs (token ids, class indices) are compared exactly: `mismatches`
+counts the elements that differ, and any is a failure.
+For a stream, `series` keeps, per step, the max abs error and, for an output
+with one value per step, both sides' values; error_growth is the median error
+of the last third of the steps over that of the first third.
 """
 
 import math
@@ -43,6 +51,9 @@ class OutputComparison:
     """Why it failed (empty when it passed)."""
     per_class_iou: Dict[int, float] = field(default_factory=dict)
     """class_logits: IoU of each class present in either label map."""
+    series: Dict[str, list] = field(default_factory=dict)
+    """Streams, per step: "max_abs"; for one value per step also "target" and "reference"; for decision
+    outputs "flipped" (the steps whose decision differs)."""
 
 
 @dataclass
@@ -56,15 +67,17 @@ class TargetComparison:
     """Set when there was nothing to compare (the target or the reference failed)."""
     failed_requirements: List[str] = field(default_factory=list)
     """Requirements the board broke whatever its numbers (require_same_mnn): it ran, and still fails."""
+    problems: List[str] = field(default_factory=list)
+    """Failures of the setting rather than of an output (asked OpenCL, ran on the CPU)."""
 
     @property
     def outputs_passed(self) -> bool:
-        """Every output within tolerance (the numbers alone, requirements aside)."""
+        """Every output within tolerance (the numbers alone, requirements and settings aside)."""
         return self.error is None and all(output.passed for output in self.outputs)
 
     @property
     def passed(self) -> bool:
-        return self.outputs_passed and not self.failed_requirements
+        return self.outputs_passed and not self.failed_requirements and not self.problems
 
     def __bool__(self) -> bool:
         return self.passed
@@ -98,7 +111,48 @@ def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = Output
         result.update(label_metrics(a, b, spec.class_axis, spec.benign_margin))
     elif spec.kind == "probability_map":
         result["miou"] = mask_iou(a > spec.threshold, b > spec.threshold)
+    elif spec.kind == "decision":
+        flipped = (a > spec.threshold) != (b > spec.threshold)
+        result["decision_flips"] = int(flipped.sum())
+        result["decision_agreement"] = float(1.0 - flipped.mean())
+    if is_integer(target) or is_integer(reference):
+        result["mismatches"] = int(np.count_nonzero(a != b))
     return result
+
+
+def is_integer(array: np.ndarray) -> bool:
+    return np.asarray(array).dtype.kind in "iub"
+
+
+def step_series(target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> Dict[str, list]:
+    """Per step (axis 0): the max abs error, both sides' values when a step has one, the flipped decisions."""
+    a = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    b = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    error = np.abs(np.where(np.isfinite(a), a, np.inf) - b)
+    series: Dict[str, list] = {"max_abs": [float(v) for v in error.max(axis=1)]}
+    if a.shape[1] == 1:
+        series["target"] = [float(v) for v in a[:, 0]]
+        series["reference"] = [float(v) for v in b[:, 0]]
+    if spec.kind == "decision":
+        flipped = ((a > spec.threshold) != (b > spec.threshold)).any(axis=1)
+        series["flipped"] = [int(step) for step in np.flatnonzero(flipped)]
+    return series
+
+
+def error_growth(max_abs: List[float]) -> Optional[float]:
+    """Median error of the last third of the steps over the first third's (None with fewer than 3 steps).
+
+    Both medians are floored at 1e-9 and at a thousandth of the largest error, so identical outputs give
+    1.0 and a first third of exact zeros does not turn float noise into a huge factor.
+    """
+    finite = [value for value in max_abs if np.isfinite(value)]
+    if len(max_abs) < 3 or len(finite) < len(max_abs):
+        return None if len(max_abs) < 3 else float("inf")
+    third = len(max_abs) // 3
+    floor = max(1e-9, 1e-3 * max(finite))
+    first = max(float(np.median(max_abs[:third])), floor)
+    last = max(float(np.median(max_abs[-third:])), floor)
+    return last / first
 
 
 def _db(signal: float, noise: float) -> float:
@@ -146,7 +200,7 @@ def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int)
     return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
 
 
-PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips")
+PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement")
 """Fractions every view shows as percentages."""
 
 
@@ -167,7 +221,7 @@ def format_metric(value: Optional[float], metric: str = "e", style: str = "cell"
         return f"{value:.6f}"
     if metric.endswith("_db"):
         return f"{value:.1f} dB"
-    if metric.endswith("_count"):
+    if metric.endswith("_count") or metric in ("decision_flips", "mismatches"):
         return f"{value:.0f}"
     return f"{value:.2e}" if style == "cell" else f"{value:.3g}"
 
@@ -176,7 +230,8 @@ def _shown(metric: str, value: float) -> str:
     return format_metric(value, metric, "text")
 
 
-def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> OutputComparison:
+def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec,
+          stream: bool = False) -> OutputComparison:
     if target.shape != reference.shape:
         return OutputComparison(name, False, reasons=[
             f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
@@ -187,6 +242,14 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
             f"class_axis {spec.class_axis} is not an axis of this output (shape {list(target.shape[1:])}): "
             f"set outputs.{name}.class_axis in the scenario"])
     values = metrics(target, reference, spec)
+    series = step_series(target, reference, spec) if stream and target.ndim >= 1 and len(target) else {}
+    if series:
+        values["error_growth"] = error_growth(series["max_abs"])
+    if "mismatches" in values:
+        # Integers (token ids, class indices) are right or wrong: no tolerance applies.
+        reasons = [f"{values['mismatches']} of {target.size} integer values differ (integers are compared "
+                   "exactly)"] if values["mismatches"] else []
+        return OutputComparison(name, not reasons, values, reasons, {}, series)
     limits = spec.tolerance
     reasons = []
     if values["nan_count"] or values["inf_count"]:
@@ -208,13 +271,15 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
                            f"needs atol {values['required_atol']:.3g}")
     # Non-finite values first, then what users act on (labels, masks, flips), then the elementwise statistics.
     reasons.sort(key=lambda reason: 0 if reason.endswith("Inf values")
-                 else 1 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips") else 2)
+                 else 1 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips", "decision_agreement")
+                 else 2)
     per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
-    return OutputComparison(name, not reasons, values, reasons, per_class)
+    return OutputComparison(name, not reasons, values, reasons, per_class, series)
 
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
                    output_names: List[str]) -> TargetComparison:
+    """Every output of output_names; for a stream, step by step too."""
     comparison = TargetComparison(target=target.target, reference=reference.target)
     if not reference.ok:
         comparison.error = f"the reference {reference.target} failed: {reference.error}"
@@ -227,7 +292,7 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
             comparison.outputs.append(OutputComparison(name, False, reasons=["output missing"]))
             continue
         comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
-                                        scenario.output_spec(name)))
+                                        scenario.output_spec(name), stream=scenario.stream is not None))
     return comparison
 
 

@@ -16,6 +16,7 @@ CAUSES = {
     "tensor-access": "wrong tensor access",
     "mnn-version": "MNN version mismatch",
     "argmax-flips": "ArgMax flips",
+    "backend": "backend fallback",
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
@@ -35,18 +36,26 @@ class Finding:
         return CAUSES[self.cause]
 
 
+def numbers_passed(comparison) -> bool:
+    """The outputs agree (a failed backend setting is a problem of its own, not of the numbers)."""
+    return comparison.error is None and all(output.passed for output in comparison.outputs)
+
+
 def attribute(conversion_passed: Optional[bool], platform_passed: bool, io_host: bool = False,
-              requirement_failed: bool = False) -> str:
+              requirement_failed: bool = False, backend_failed: bool = False) -> str:
     """Where a board's difference from the source model comes from.
 
     conversion: MNN on x86 already differs from the source; platform: the
     board differs from x86; both. io (io: host): the application's tensor
     access, not the platform, makes the board differ; "conversion+io" with a
-    conversion that differs too. version: the numbers match, and only a
-    requirement (require_same_mnn) fails the board.
+    conversion that differs too. When the numbers match and only the setting
+    fails the board: backend (it ran another backend than asked), version
+    (require_same_mnn).
     """
     if not platform_passed and io_host:
         return "conversion+io" if conversion_passed is False else "io"
+    if platform_passed and backend_failed:
+        return "backend"
     if conversion_passed is None:
         return "platform" if not platform_passed else ("version" if requirement_failed else "none")
     if not conversion_passed and not platform_passed:
@@ -87,7 +96,7 @@ def converter_hints(converter_args, source_path=None) -> List[str]:
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
-    if conversion is not None and not conversion.passed:
+    if conversion is not None and not numbers_passed(conversion):
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
         source = getattr(report.model, "source_path", None)
@@ -106,13 +115,17 @@ def diagnose(report) -> List[Finding]:
                                 "tensors, so this drift comes on top of it"))
     settings = report.scenario.run
     reference = report.results[report.reference]
+    for name, problem in (getattr(report, "backend_failures", None) or {}).items():
+        findings.append(Finding("backend", name, problem))
     for name, comparison in report.comparisons.items():
         if comparison.passed or comparison.error:
             continue
         facts = report.results[name].facts
         features = set(facts.get("cpu_features") or [])
         board_mnn, host_mnn = facts.get("mnn_version"), reference.facts.get("mnn_version")
-        if all(output.passed for output in comparison.outputs):
+        if numbers_passed(comparison):
+            if not getattr(comparison, "failed_requirements", None):
+                continue  # only its backend setting failed: named above
             # Only a requirement fails it (require_same_mnn): the numbers themselves match.
             findings.append(Finding("mnn-version", name, f"MNN {board_mnn} on {name}, {host_mnn} on the host: its "
                                     "outputs match the host's within tolerance, and the scenario's "
@@ -160,8 +173,9 @@ def diagnose(report) -> List[Finding]:
 
 def attributions(report) -> Dict[str, str]:
     conversion = getattr(report, "conversion", None)
-    conversion_passed = None if conversion is None else conversion.passed
+    conversion_passed = None if conversion is None else numbers_passed(conversion)
     io_host = getattr(report.scenario.run, "io", "copy") == "host"
-    return {name: attribute(conversion_passed, all(o.passed for o in comparison.outputs), io_host,
-                            bool(getattr(comparison, "failed_requirements", None)))
+    return {name: attribute(conversion_passed, numbers_passed(comparison), io_host,
+                            bool(getattr(comparison, "failed_requirements", None)),
+                            bool(getattr(comparison, "problems", None)))
             for name, comparison in report.comparisons.items() if comparison.error is None}

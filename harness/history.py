@@ -360,7 +360,7 @@ def regressions_text(found: List[Regression], at_most: int = 3) -> str:
     return shown + (f" and {len(more)} more ({', '.join(r.metric for r in more)})" if more else "")
 
 
-TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "cosine")
+TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "cosine")
 """What the trend views draw: the error a board shows, and the labels (or masks) users act on."""
 
 
@@ -371,7 +371,8 @@ def last_value(values: List[Optional[float]]):
 
 def row_label_metric(row: dict) -> Optional[str]:
     """A trend row's label metric: argmax agreement (class logits), else mask IoU; None for a plain tensor."""
-    return label_metric({name: last_value(row.get(name) or []) for name in ("argmax_agreement", "miou")})
+    return label_metric({name: last_value(row.get(name) or [])
+                         for name in ("argmax_agreement", "miou", "decision_agreement")})
 
 
 SPARK = "▁▂▃▄▅▆▇█"

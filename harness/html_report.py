@@ -7,7 +7,9 @@ the reference's and the board's label maps (argmax over the class axis, a
 fixed palette), and where they disagree: yellow a benign flip (the
 reference's top-1 minus top-2 score is below the output's benign_margin, a
 near-tie), red a hard flip. For every output, a histogram of |board - x86|
-over log-spaced bins.
+over log-spaced bins. For a stream (id="stream"), per board and output, line
+charts over the steps: the max abs error (log scale) and, for an output with
+one value per step, x86's and the board's values (with the decision threshold).
 """
 
 import base64
@@ -22,8 +24,9 @@ import cv2
 import numpy as np
 
 from .compare import format_metric
+from .junit import comparisons_of
 from .outcome import ERROR, UNUSABLE, label_metric, output_kind, summary_text, verdicts
-from .report import FEATURES_SHOWN, model_line, settings_text
+from .report import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 from .results import OK
 
 PICTURE_PX = 192
@@ -209,7 +212,7 @@ def verdict_table(summary: dict) -> str:
                                               "labels", "Verdict", "Reasons"))
     return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             '<p class=dim>labels: argmax agreement for class_logits outputs, mask IoU at the threshold for '
-            'probability_map outputs.</p>')
+            'probability_map outputs, decisions that agree for decision outputs.</p>')
 
 
 def boards_table(summary: dict) -> str:
@@ -243,6 +246,14 @@ def boards_table(summary: dict) -> str:
             notes.append(f'<li class="warn">{esc(name)}: {esc(note)}</li>')
         if facts.get("mnn_banner"):
             notes.append(f'<li class="dim">{esc(name)}: MNN says “{esc(facts["mnn_banner"])}”</li>')
+        if facts.get("api_reason"):
+            notes.append(f'<li class="dim">{esc(name)}: {esc(facts["api_reason"])}</li>')
+        backend = facts.get("backend") or {}
+        if backend.get("asked") not in (None, "cpu"):
+            failure = (summary.get("backend_failures") or {}).get(name)
+            shown = failure or f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
+            css = "fail" if failure else ("warn" if backend.get("ran") != backend.get("asked") else "dim")
+            notes.append(f'<li class="{css}">{esc(name)}: {esc(shown)}</li>')
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{''.join(notes)}</ul>")
 
@@ -254,9 +265,10 @@ def pictures(report, summary: dict) -> str:
     if reference is None or not reference.ok:
         return "<p class=dim>No pictures: the reference produced no outputs.</p>"
     inputs = None
-    if report.inputs is not None and Path(report.inputs.path).exists():
+    image_input = getattr(report.inputs, "image_input", None)  # no picture of an input that is not an image
+    if image_input and Path(report.inputs.path).exists():
         with np.load(report.inputs.path) as stored:
-            inputs = stored[report.inputs.input_name] if report.inputs.input_name in stored else None
+            inputs = stored[image_input] if image_input in stored else None
     sections: List[str] = []
     for output in summary.get("model", {}).get("outputs") or list(reference.outputs):
         spec = scenario.output_spec(output)
@@ -302,6 +314,82 @@ def pictures(report, summary: dict) -> str:
     return "".join(sections)
 
 
+def line_chart_svg(lines: List[tuple], log: bool = False, threshold: Optional[float] = None,
+                   width: int = 560, height: int = 180) -> str:
+    """Values per step as polylines: lines are (label, colour, values); log scales the y axis (errors)."""
+    def y_of(value):
+        return math.log10(max(value, 1e-12)) if log else value
+
+    present = [y_of(v) for _, _, values in lines for v in values if v is not None and math.isfinite(v)]
+    if threshold is not None:
+        present.append(y_of(threshold))
+    if not present:
+        return "<p class=dim>No finite values to draw.</p>"
+    low, high = min(present), max(present)
+    if high == low:
+        low, high = low - 1, high + 1
+    steps = max(len(values) for _, _, values in lines)
+    left, right, top, bottom = 58, 110, 10, 24
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def point(index, value):
+        x = left + (plot_w * index / max(steps - 1, 1))
+        y = top + plot_h * (1 - (y_of(value) - low) / (high - low))
+        return f"{x:.1f},{y:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#ccd"/>']
+    for value, anchor in ((high, top + 10), (low, top + plot_h)):
+        shown = f"{10 ** value:.0e}" if log else f"{value:.3g}"
+        parts.append(f'<text x="{left - 4}" y="{anchor}" text-anchor="end">{esc(shown)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 6}">step 0</text>'
+                 f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">step {steps - 1}</text>')
+    if threshold is not None:
+        y = top + plot_h * (1 - (y_of(threshold) - low) / (high - low))
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#c5221f" '
+                     f'stroke-dasharray="4 3"/><text x="{left + plot_w + 4}" y="{y + 4:.1f}" fill="#c5221f">'
+                     f'threshold {threshold:g}</text>')
+    for row, (label, colour, values) in enumerate(lines):
+        points = " ".join(point(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{points}">'
+                     f'<title>{esc(label)}</title></polyline>')
+        parts.append(f'<text x="{left + plot_w + 4}" y="{top + 12 + 14 * row}" fill="{colour}">{esc(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def stream_section(summary: dict) -> str:
+    """Per board and output of a stream: the max abs error per step, and both sides' values per step."""
+    stream = summary.get("stream")
+    if not stream:
+        return ""
+    specs = summary.get("output_specs") or {}
+    parts = [f'<h2 id="stream">Stream: {esc(stream.get("steps"))} steps, carried on each board: '
+             f'{esc(", ".join(f"{o} → {i}" for o, i in (stream.get("carry") or {}).items()) or "nothing")}</h2>']
+    for board, comparison in comparisons_of(summary):
+        for output, result in (comparison.get("outputs") or {}).items():
+            series = result.get("series") or {}
+            if not series.get("max_abs"):
+                continue
+            growth = (result.get("metrics") or {}).get("error_growth")
+            trend = "" if growth is None else (f" — last third ×{growth:.2g} the first"
+                                               + (" (the error grows)" if growth >= GROWS else ""))
+            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step{esc(trend)}</p>")
+            parts.append(line_chart_svg([("max |err|", "#c5221f", series["max_abs"])], log=True))
+            if "target" in series:
+                reference = comparison.get("reference") or summary.get("reference")
+                own = board.split(" vs ")[0]
+                threshold = (specs.get(output) or {}).get("threshold") if "flipped" in series else None
+                parts.append(f"<p class=dim>{esc(output)} per step</p>")
+                parts.append(line_chart_svg([(reference, "#3b6fd4", series["reference"]),
+                                             (own, "#e8710a", series["target"])], threshold=threshold))
+            if "flipped" in series:
+                flipped = series["flipped"]
+                parts.append(f'<p class="{"fail" if flipped else "pass"}">decisions that flip: {len(flipped)} of '
+                             f'{len(series["max_abs"])} steps{(" (steps " + ", ".join(map(str, flipped[:20])) + ")") if flipped else ""}</p>')
+    return "".join(parts)
+
+
 def findings(summary: dict) -> str:
     """The classic causes the run shows (diagnose's findings), as the terminal lists them."""
     items = [f'<li><b class="warn">{esc(f.get("title"))}</b> — '
@@ -315,14 +403,11 @@ def render_html(report, summary: dict) -> str:
     passed = exit_code == 0
     label, text = summary_text(summary)
     verdict = f"{label}: {text}"  # the terminal's last line, word for word
-    inputs = summary.get("inputs", {})
     meta = [("scenario", f"{summary['scenario']['name']} ({summary['scenario']['path']})"),
             ("run", summary.get("run_id")), ("started", summary.get("started_at")),
-            ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"),
-            ("model", model_line(summary)),
-            ("inputs", f"{len(inputs.get('samples') or [])} × {inputs.get('shape')}  sha256 "
-                       f"{str(inputs.get('sha256', ''))[:12]}"),
-            ("settings", settings_text(summary.get("settings") or {}))]
+            ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
+    meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
+    meta.append(("settings", settings_text(summary.get("settings") or {})))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
@@ -333,6 +418,7 @@ def render_html(report, summary: dict) -> str:
         f'<table class="meta">{meta_rows}</table>'
         f"<h2>Accuracy against {esc(summary.get('reference'))} (the x86 host)</h2>{verdict_table(summary)}"
         f"{findings(summary)}"
+        f"{stream_section(summary)}"
         f"<h2>Boards</h2>{boards_table(summary)}"
         f"{pictures(report, summary)}"
         "</body></html>\n")

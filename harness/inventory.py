@@ -1,10 +1,12 @@
 """The inventory: every board the harness may use, as data (host, port, user, key, tags).
 
-Three kinds of board, one interface later on:
+Four kinds of board, one interface later on:
 - local:    this machine, running the same agent in a subprocess (the x86 reference);
 - ssh:      a real board reached over SSH;
 - emulated: an aarch64 board the harness starts itself (sshd + qemu-user), for
-            users without hardware and for the tests.
+            users without hardware and for the tests;
+- labgrid:  a place of a labgrid coordinator (a shared lab): reserved and
+            acquired for the run, reached over SSH through its NetworkService.
 
 The inventory is found at `--inventory PATH`, else $MNN_HARNESS_INVENTORY,
 else ./inventory.yaml, else the default shipped with the harness (the x86
@@ -15,12 +17,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .errors import ConfigError
-from .yamlfile import Section, describe_file_type, load_yaml
+from .yamlfile import Section, describe_file_type, load_yaml, type_name
 
-KINDS = ("local", "ssh", "emulated")
+KINDS = ("local", "ssh", "emulated", "labgrid")
 QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
              "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
 DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
@@ -29,6 +31,13 @@ MNN_VERSION = re.compile(r"[0-9]+(\.[0-9A-Za-z]+)*")
 TIMEOUTS = {"connect_timeout": (15.0, 3600.0), "run_timeout": (1800.0, 7 * 86400.0),
             "transfer_timeout": (120.0, 86400.0), "dead_after": (30.0, 86400.0)}
 """Seconds: the default and the largest accepted (beyond it a board that hangs holds the run for days)."""
+LABGRID_DEFAULT_PORT = 20408
+"""labgrid's own default coordinator port, taken when `coordinator:` names only a host."""
+PLACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+TAG_KEY = re.compile(r"[a-z][a-z0-9_]+")
+"""labgrid's rule for tag keys (labgrid.remote.common.TAG_KEY), checked here so that a bad key is exit 2."""
+TAG_VALUE = re.compile(r"[A-Za-z0-9._+-]+")
+"""Tag values as `labgrid-client set-tags k=v` can write them: no spaces, no '='."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class BoardSpec:
     trust_on_first_use: bool = False
     python: str = "python3"
     workdir: str = "/tmp/mnn-harness"
+    """labgrid: `{place}` in it is replaced by the name of the place the run got."""
     cpu: str = "cortex-a76"
     """emulated: the qemu CPU model, which decides the CPU features MNN sees."""
     mnn_version: Optional[str] = None
@@ -58,6 +68,12 @@ class BoardSpec:
     """Seconds without an answer from the board after which it is taken for dead, mid-run."""
     transfer_timeout: float = 120.0
     """Seconds a transfer may stall (no progress) before the board is given up."""
+    place: Optional[str] = None
+    """labgrid: the place to reserve, by name."""
+    match: Tuple[Tuple[str, str], ...] = ()
+    """labgrid: instead of a place, any place carrying all these (key, value) tags."""
+    coordinator: Optional[str] = None
+    """labgrid: the coordinator as host:port (from `coordinator:` or $LG_COORDINATOR)."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,9 @@ def load_inventory(path) -> Inventory:
     top.done()
     if not boards:
         raise ConfigError(path, "boards", "lists no board", "add at least one board")
-    return Inventory(path=path, boards=boards)
+    inventory = Inventory(path=path, boards=boards)
+    check_labgrid_places(inventory)
+    return inventory
 
 
 def _board(name: str, section: Section) -> BoardSpec:
@@ -118,26 +136,103 @@ def _board(name: str, section: Section) -> BoardSpec:
             raise section.error("mnn_version", f"{mnn_version!r} is not an MNN version",
                                 "write it as a plain version in quotes, e.g. \"3.6.1\"")
         board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS), mnn_version=mnn_version)
+    elif kind == "labgrid":
+        # Address, user and port come from the place's NetworkService; how to log in is as for ssh.
+        board = BoardSpec(**common, **_ssh_login(section), **_labgrid_place(section))
     else:
-        port = section.int("port", None, minimum=1, maximum=65535, why="TCP ports are 1 to 65535")
-        key = section.str("key", None)
-        what = describe_file_type(Path(key).expanduser()) if key is not None else None
-        if what:
-            raise section.error("key", f"private key {key!r} is {what}, not a key file",
-                                "give the path of the private key file")
-        if key is not None and not Path(key).expanduser().is_file():
-            raise section.error("key", f"private key {key!r} does not exist",
-                                "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
-        known_hosts = section.str("known_hosts", None)
-        board = BoardSpec(**common, host=section.str("host"), port=port,
-                          user=section.str("user", None), key=key,
-                          known_hosts=known_hosts,
-                          trust_on_first_use=section.bool("trust_on_first_use", False),
-                          workdir=section.str("workdir", "/tmp/mnn-harness"),
-                          mnn_version=(section.to_str("mnn_version", str(section.raw("mnn_version")))
-                                       if section.has("mnn_version") else None))
+        board = BoardSpec(**common, host=section.str("host"),
+                          port=section.int("port", None, minimum=1, maximum=65535, why="TCP ports are 1 to 65535"),
+                          user=section.str("user", None), **_ssh_login(section))
     section.done()
     return board
+
+
+def _ssh_login(section: Section) -> dict:
+    """The SSH fields shared by ssh and labgrid boards: key, host-key checking, where the agent lives."""
+    key = section.str("key", None)
+    what = describe_file_type(Path(key).expanduser()) if key is not None else None
+    if what:
+        raise section.error("key", f"private key {key!r} is {what}, not a key file",
+                            "give the path of the private key file")
+    if key is not None and not Path(key).expanduser().is_file():
+        raise section.error("key", f"private key {key!r} does not exist",
+                            "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
+    return dict(key=key, known_hosts=section.str("known_hosts", None),
+                trust_on_first_use=section.bool("trust_on_first_use", False),
+                workdir=section.str("workdir", "/tmp/mnn-harness"),
+                mnn_version=(section.to_str("mnn_version", str(section.raw("mnn_version")))
+                             if section.has("mnn_version") else None))
+
+
+def _labgrid_place(section: Section) -> dict:
+    """place or match, and the coordinator, checked as labgrid would (a bad one is exit 2, not a hang)."""
+    if section.has("place") == section.has("match"):
+        raise section.error("place", "a labgrid board needs exactly one of `place:` and `match:`",
+                            "name the place (`place: rk3588-1`) or the tags any free place must carry "
+                            "(`match: {soc: rk3588}`)")
+    place = section.str("place", None)
+    if place is not None and not PLACE_NAME.fullmatch(place):
+        raise section.error("place", f"{place!r} is not a labgrid place name",
+                            "use letters, digits, '.', '_' and '-' (as `labgrid-client places` lists them)")
+    match = ()
+    if section.has("match"):
+        tags = section.section("match")
+        if not tags.data:
+            raise tags.error(None, "is empty: it would match every place of the lab",
+                             "give the tags a place must carry, e.g. `match: {soc: rk3588}`, or name a `place:`")
+        pairs = []
+        for key in list(tags.data):
+            if not isinstance(key, str) or not TAG_KEY.fullmatch(key):
+                raise tags.error(str(key), f"{key!r} is not a labgrid tag key",
+                                 "use lowercase letters, digits and '_', starting with a letter (two or more)")
+            value = tags.raw(key)
+            if not isinstance(value, str):
+                raise tags.error(key, f"must be a string, got {type_name(value)} {value!r}",
+                                 f"quote it: `{key}: \"{value}\"` (labgrid tags are strings; YAML reads yes/no "
+                                 "as true/false and 3.10 as a number)")
+            if not TAG_VALUE.fullmatch(value):
+                raise tags.error(key, f"{value!r} is not a labgrid tag value",
+                                 "use letters, digits, '.', '_', '+' and '-', without spaces or '='")
+            pairs.append((key, value))
+        tags.done()
+        match = tuple(sorted(pairs))
+    return dict(place=place, match=match, coordinator=_coordinator(section))
+
+
+def _coordinator(section: Section) -> str:
+    """host:port of the coordinator, from the board or $LG_COORDINATOR; the port checked, labgrid's default added."""
+    if section.has("coordinator"):
+        text, where = section.str("coordinator"), None
+    elif os.environ.get("LG_COORDINATOR"):
+        text, where = os.environ["LG_COORDINATOR"], "$LG_COORDINATOR"
+    else:
+        raise section.error("coordinator", "is missing and $LG_COORDINATOR is not set",
+                            "add `coordinator: HOST:PORT` (the labgrid coordinator) or export LG_COORDINATOR")
+    host, colon, port = text.strip().rpartition(":")
+    if not colon:
+        host, port = text.strip(), str(LABGRID_DEFAULT_PORT)
+    problem = None
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        problem = f"{text!r} names no host"
+    elif not port.isdigit() or not 1 <= int(port) <= 65535:
+        problem = f"{text!r} has no port between 1 and 65535"
+    if problem:
+        if where:
+            problem += f" (from {where})"
+        raise section.error("coordinator", problem, "write it as HOST:PORT, e.g. `coordinator: 127.0.0.1:20408`")
+    return f"{host}:{int(port)}"
+
+
+def check_labgrid_places(inventory: Inventory) -> None:
+    """Two boards naming one place of one coordinator would queue a run behind itself: refuse that."""
+    seen: Dict[tuple, str] = {}
+    for board in inventory.boards.values():
+        if board.kind == "labgrid" and board.place:
+            other = seen.setdefault((board.coordinator, board.place), board.name)
+            if other != board.name:
+                raise ConfigError(inventory.path, f"boards.{board.name}.place",
+                                  f"place {board.place!r} of {board.coordinator} is board {other!r} already",
+                                  "list each labgrid place once")
 
 
 def boards_named(inventory: Inventory, names: List[str], asked_in=None) -> List[BoardSpec]:

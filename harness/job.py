@@ -16,6 +16,8 @@ import numpy as np
 from .cache import sha256_file
 
 AGENT_PATH = Path(__file__).resolve().parent.parent / "agent" / "mnn_agent.py"
+JOB_SCHEMA = 2
+"""The job.json the host writes; the agent's docstring documents it (and reads schema 1 too)."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +42,24 @@ class Job:
     images_sha256: Optional[str] = None
     dump: Optional[dict] = None
     """Layer dump: {"sample": i, "ops": [names whose whole tensors to keep]} (None: no dump)."""
+    samples: int = 1
+    """Samples every target runs (stream steps for a stream)."""
+    stream: Optional[dict] = None
+    """{"steps": N, "carry": {output: input}} (None: independent samples)."""
 
     def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None) -> dict:
-        """job.json, with the model, inputs and raw images named as the target sees them."""
+        """job.json (JOB_SCHEMA, documented in agent/mnn_agent.py), with files named as the target sees them."""
         preprocess = None
         if self.preprocess is not None and images_ref is not None:
             preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
         return {
             "preprocess": preprocess, "dump": self.dump,
-            "schema": 1, "id": self.id,
+            "schema": JOB_SCHEMA, "id": self.id,
             "model": model_ref, "model_sha256": self.model_sha256,
             "inputs": inputs_ref, "inputs_sha256": self.inputs_sha256,
             "input_names": self.input_names, "output_names": self.output_names,
             "layout": self.layout, "settings": self.settings,
+            "samples": self.samples, "stream": self.stream,
             "iterations": self.iterations, "warmup": self.warmup,
         }
 

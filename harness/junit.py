@@ -30,8 +30,11 @@ METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
 
 
 def settings_label(settings: dict) -> str:
-    """"normal,1,session": the part of a testcase name that a settings matrix varies."""
-    return ",".join(str(settings.get(key, "?")) for key in ("precision", "threads", "api"))
+    """"normal,1,session" ("normal,1,session,opencl" off the CPU): the part of a testcase name a matrix varies."""
+    parts = [str(settings.get(key, "?")) for key in ("precision", "threads", "api")]
+    if settings.get("backend", "cpu") != "cpu":
+        parts.append(str(settings["backend"]))
+    return ",".join(parts)
 
 
 def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:

@@ -22,8 +22,7 @@ from .errors import ConfigError
 from .inventory import Inventory
 from .job import Job
 from .model import prepare_model
-from .preprocess import build_inputs
-from .runner import check_model_against_scenario, new_run_folder, new_run_id, run_folder
+from .runner import new_run_folder, new_run_id, prepare_inputs, run_folder, stream_spec
 from .scenario import Scenario
 from .targets import make_target
 
@@ -105,23 +104,27 @@ def find_first_divergence(scenario: Scenario, inventory: Inventory, board_name: 
     if board.kind == "local":
         raise ConfigError(scenario.path, "--board", f"{board_name} is the x86 host itself",
                           "name a board to compare with it")
+    if scenario.stream is not None:
+        raise ConfigError(scenario.path, "stream", "the layer search dumps one sample with the Session API; "
+                          "a stream's steps depend on each other", "look for the layer in a scenario without `stream:`")
     scenario = replace(scenario, run=replace(scenario.run, api="session", io="copy"))
     run_dir = run_folder(reports_dir, new_run_id(scenario) + f"-layers-{board_name}")
     model = prepare_model(scenario.model, log=lambda message: None)
     if model.source_format != "ONNX":
         raise ConfigError(scenario.path, "model", "the layer search reads tensor names from an ONNX source",
                           "give the model as ONNX")
-    input_name = check_model_against_scenario(scenario, model)
     with new_run_folder(run_dir):
-        inputs = build_inputs(scenario, input_name, run_dir)
+        inputs = prepare_inputs(scenario, model, run_dir)
     report = LayerReport(board=board_name, run_dir=run_dir, tolerance=tolerance)
     order = graph_tensors(model.source_path)
     op_types = {name: op_type for name, op_type, _ in order}
 
     def job(label, keep):
         return Job(id=f"{run_dir.name}-{label}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
-                   inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
-                   output_names=list(model.outputs), layout=scenario.preprocess.layout,
+                   inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=list(model.inputs),
+                   output_names=list(model.outputs),
+                   layout=scenario.preprocess.layout if scenario.preprocess else "NCHW",
+                   samples=inputs.count, stream=stream_spec(scenario, inputs),
                    settings=scenario.run.as_dict(),
                    dump={"sample": sample, "tensors": [name for name, _, _ in order], "keep": keep})
 

@@ -1,4 +1,4 @@
-"""The run matrix: precision x threads x api x io x converter variant, on every board, as one table.
+"""The run matrix: precision x threads x api x io x backend x converter variant, on every board, as one table.
 
 A scenario's `matrix:` section lists the values to try; every combination is
 a setting, and every setting is an ordinary run of its own (its own
@@ -27,13 +27,14 @@ from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, Ru
                      new_run_id, run_folder, run_scenario, select_targets)
 from .scenario import Scenario
 
-SETTING_KEYS = ("precision", "threads", "api", "io")
+SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
 
 
 @dataclass(frozen=True)
 class Setting:
     label: str
-    """e.g. "low-t1-session-copy-fp16": names the setting in tables, folders and JUnit."""
+    """e.g. "low-t1-session-copy-fp16" ("...-copy-opencl-fp16" when backends vary): names the setting in tables,
+    folders and JUnit."""
     values: Dict[str, object]
     converter: str
     scenario: Scenario
@@ -48,8 +49,10 @@ def expand(scenario: Scenario) -> List[Setting]:
     for combination in itertools.product(*[values for _, values in axes], converters):
         values = {key: value for (key, _), value in zip(axes, combination[:-1])}
         converter_label, converter_args = combination[-1]
-        label = "-".join([str(values["precision"]), f"t{values['threads']}", str(values["api"]),
-                          str(values["io"]), converter_label])
+        parts = [str(values["precision"]), f"t{values['threads']}", str(values["api"]), str(values["io"])]
+        if matrix.get("backend") or scenario.run.backend != "cpu":  # labels stay short where no backend varies
+            parts.append(str(values["backend"]))
+        label = "-".join(parts + [converter_label])
         variant = replace(scenario, run=replace(scenario.run, **values),
                           model=replace(scenario.model, converter_args=tuple(str(a) for a in converter_args)),
                           matrix={})
@@ -118,16 +121,18 @@ def cell(record: dict, board: str) -> Text:
     first = failing[0]
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
-    cause = "conversion" if first.is_conversion else first.cause
-    limit = short_limit(first.reasons[0]) if first.failure_type == "tolerance" else "require_same_mnn"
+    cause = first.cause or ("conversion" if first.is_conversion else "")
+    limit = {"tolerance": short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+             # asked a backend the board lacks: its numbers are the CPU's
+             "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
     return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
 
 
-ABBREVIATIONS = {"argmax_agreement": "agree", "miou": "IoU", "hard_flips": "hard", "max_abs": "max|d|",
-                 "mean_abs": "mean|d|", "p99_abs": "p99|d|", "cosine": "cos"}
+ABBREVIATIONS = {"argmax_agreement": "agree", "miou": "IoU", "decision_agreement": "decide", "hard_flips": "hard",
+                 "max_abs": "max|d|", "mean_abs": "mean|d|", "p99_abs": "p99|d|", "cosine": "cos"}
 """Short names of the limits in matrix cells; the legend under the table spells them out."""
-ABBREVIATION_LEGEND = ("agree: argmax agreement, IoU: mIoU or mask IoU, hard: hard flips, max|d|/mean|d|/p99|d|: "
-                       "max/mean/p99 of |board - x86|, cos: cosine")
+ABBREVIATION_LEGEND = ("agree: argmax agreement, IoU: mIoU or mask IoU, decide: decision agreement, hard: hard flips, "
+                       "max|d|/mean|d|/p99|d|: max/mean/p99 of |board - x86|, cos: cosine")
 
 
 def short_limit(reason: str) -> str:
@@ -147,9 +152,9 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
     return "max_abs", max((v.metrics.get("max_abs") or 0.0 for v in rows), default=None)
 
 
-LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, or mask IoU; max abs for "
-          "tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version) "
-          "and the first limit it broke")
+LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
+          "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
+          "backend) and the first limit it broke")
 
 
 def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:

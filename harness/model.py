@@ -35,13 +35,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .cache import cache_root, sha256_file, sha256_json
 from .errors import ModelError, SetupError
 from .yamlfile import describe_file_type
 
-__all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert",
+__all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert", "mnn_signature",
            "check_converter_args", "converter_options"]
 
 Log = Callable[[str], None]
@@ -66,6 +66,8 @@ _SIGNATURE_CHILD = (
     "import json, sys\n"
     "import MNN\n"
     "info = MNN.nn.load_module_from_file(sys.argv[1], [], []).get_info()\n"
+    "types = {'float': 'float32', 'int': 'int32', 'int64': 'int64', 'uint8': 'uint8', 'int8': 'int8',"
+    " 'double': 'float64'}\n"
     "try:\n"
     "    interpreter = MNN.Interpreter(sys.argv[1])\n"
     "    session = interpreter.createSession({})\n"
@@ -74,11 +76,16 @@ _SIGNATURE_CHILD = (
     "except Exception:\n"
     "    shapes = {}\n"
     "sys.stderr.write('\\nSIGNATURE ' + json.dumps({'inputs': dict(zip(info['inputNames'],"
-    " [list(t.shape) for t in info['inputs']])), 'outputs': list(info['outputNames']),"
-    " 'output_shapes': shapes}) + '\\n')\n"
+    " [list(t.shape) for t in info['inputs']])), 'dtypes': dict(zip(info['inputNames'],"
+    " [types.get(str(t.dtype).split('.')[-1], str(t.dtype)) for t in info['inputs']])),"
+    " 'outputs': list(info['outputNames']), 'output_shapes': shapes}) + '\\n')\n"
 )
-"""Reads input names/shapes, output names and (from a session, when one can be made) output shapes from a
-.mnn file; the result travels on stderr, past the banner."""
+"""Reads input names/shapes/types, output names and (from a session, when one can be made) output shapes
+from a .mnn file; the result travels on stderr, past the banner."""
+
+ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
+              11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+"""ONNX TensorProto element types by number, as numpy names."""
 
 _FAILURE_MARKERS = ("Converted Failed", "Convert error")
 """Lines MNN's converter prints when it gave up (it still returns True)."""
@@ -142,9 +149,20 @@ _VALUE_RULES: Dict[str, Tuple[Callable[[str], bool], str]] = {
 """Values the converter reads as numbers: it takes anything else as 0, silently, so they are checked here."""
 
 
+class Signature(NamedTuple):
+    """What a model file says of its inputs and outputs, read without running it."""
+
+    inputs: Dict[str, list]
+    """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
+    outputs: List[str]
+    output_shapes: Dict[str, Optional[list]]
+    input_dtypes: Dict[str, str]
+    """Input name -> numpy dtype name."""
+
+
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a scenario's model comes from: exactly one of `onnx`, `tflite` or `build_script`."""
+    """Where a scenario's model comes from: exactly one of `onnx`, `tflite`, `build_script` or `mnn`."""
 
     onnx: Optional[Path] = None
     """An existing ONNX file."""
@@ -156,16 +174,21 @@ class ModelSource:
     """Options of the build script: key `num_classes` becomes `--num-classes`; values are str/int/float/bool."""
     converter_args: tuple = ("--useGeluApproximation", "0")
     """Extra options of MNN's converter. The default keeps GELU exact: the converter approximates it unless told."""
+    mnn: Optional[Path] = None
+    """A deployed .mnn file, run as it is: no conversion, its own bytes are shipped."""
+    source: Optional[Path] = None
+    """With `mnn`: the ONNX or TFLite file it was converted from, run only as the source reference."""
 
 
 @dataclass(frozen=True)
 class ModelArtifact:
     """The converted model every target runs, and what the harness knows of it."""
 
-    source_path: Path
-    """The ONNX/TFLite file that was converted (in the build cache when a script made it)."""
-    source_format: str
-    """"ONNX" or "TFLITE", as MNN's converter names them."""
+    source_path: Optional[Path]
+    """The ONNX/TFLite file that was converted (in the build cache when a script made it); with a deployed
+    .mnn, the source the scenario names, or None."""
+    source_format: Optional[str]
+    """"ONNX" or "TFLITE", as MNN's converter names them (None: no source model)."""
     mnn_path: Path
     """The .mnn file in the conversion cache; ship these bytes, never a re-conversion."""
     mnn_sha256: str
@@ -179,6 +202,18 @@ class ModelArtifact:
     output_shapes: Dict[str, Optional[list]] = field(default_factory=dict)
     """Output name -> shape as the model file declares it (None for a dimension it leaves open); absent
     when the file does not say. The scenario's class_axis is checked against it before any board runs."""
+    input_dtypes: Dict[str, str] = field(default_factory=dict)
+    """Input name -> numpy dtype name the model declares (the source's when there is one: ONNX says int64
+    where MNN stores int32)."""
+    converted: bool = True
+    """False for a deployed .mnn run as it is."""
+
+    @property
+    def source_name(self) -> str:
+        """How reports name the model: its source file, or the deployed .mnn."""
+        if self.source_path is not None:
+            return self.source_path.name
+        return self.mnn_path.name
 
 
 def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
@@ -187,25 +222,65 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
     Raises ModelError when the source is missing or unreadable, the build
     script fails, or the converter refuses the model or the options.
     """
+    if source.mnn is not None:
+        return _deployed_model(source)
     path, source_format = _source_file(source, log)
     converter_args = tuple(str(arg) for arg in source.converter_args)
-    inputs: Optional[Dict[str, list]] = None
-    outputs: List[str] = []
-    output_shapes: Dict[str, Optional[list]] = {}
-    if source_format == "ONNX":
-        try:
-            inputs, outputs, output_shapes = onnx_signature(path)
-        except ImportError:
-            inputs = None  # no onnx package: read the names from the converted model below
-        except Exception as error:
-            raise ModelError(f"{path} is not a readable ONNX model: {error}\n"
-                             "  fix: check the file, or re-export it") from error
+    signature = _onnx_signature_or_none(path) if source_format == "ONNX" else None
     mnn_path = convert(path, source_format, converter_args, log)
-    if inputs is None:
-        inputs, outputs, output_shapes = mnn_signature(mnn_path)
+    signature = signature or mnn_signature(mnn_path)
     return ModelArtifact(source_path=path, source_format=source_format, mnn_path=mnn_path,
                          mnn_sha256=sha256_file(mnn_path), converter_args=converter_args,
-                         inputs=inputs, outputs=outputs, output_shapes=output_shapes)
+                         inputs=signature.inputs, outputs=signature.outputs, output_shapes=signature.output_shapes,
+                         input_dtypes=signature.input_dtypes)
+
+
+def _onnx_signature_or_none(path: Path) -> Optional["Signature"]:
+    try:
+        return onnx_signature(path)
+    except ImportError:
+        return None  # no onnx package: read the names from the converted model
+    except Exception as error:
+        raise ModelError(f"{path} is not a readable ONNX model: {error}\n"
+                         "  fix: check the file, or re-export it") from error
+
+
+SOURCE_FORMATS = {".onnx": "ONNX", ".tflite": "TFLITE"}
+"""Source model formats by file suffix (the `source:` of a deployed .mnn)."""
+
+
+def _deployed_model(source: ModelSource) -> ModelArtifact:
+    """A .mnn run as it is: its own bytes, its own signature; the named source only as the reference.
+
+    Its input names and types come from the .mnn itself (MNN stores int64 as int32): what the app
+    feeds. The source, when named, must have the same input and output names.
+    """
+    mnn_path = Path(source.mnn)
+    if not mnn_path.is_file():
+        raise ModelError(f"the MNN model {mnn_path} does not exist\n  fix: check `model.mnn` in the scenario")
+    signature = mnn_signature(mnn_path)
+    dtypes = dict(signature.input_dtypes)
+    source_path = Path(source.source) if source.source is not None else None
+    source_format = None
+    if source_path is not None:
+        source_format = SOURCE_FORMATS.get(source_path.suffix.lower())
+        if source_format is None:
+            raise ModelError(f"`model.source` {source_path} is neither .onnx nor .tflite\n"
+                             "  fix: name the ONNX or TFLite file the .mnn was converted from")
+        if source_format == "ONNX":
+            original = _onnx_signature_or_none(source_path)
+            if original is not None:
+                missing = sorted((set(signature.inputs) ^ set(original.inputs))
+                                 | (set(signature.outputs) - set(original.outputs)))
+                if missing:
+                    raise ModelError(f"`model.source` {source_path.name} does not match {mnn_path.name}: "
+                                     f"{', '.join(missing)} is only in one of them\n"
+                                     "  fix: name the source this .mnn was converted from")
+                dtypes = {name: original.input_dtypes.get(name, dtype) for name, dtype in dtypes.items()}
+    return ModelArtifact(source_path=source_path, source_format=source_format, mnn_path=mnn_path,
+                         mnn_sha256=sha256_file(mnn_path), converter_args=(), inputs=signature.inputs,
+                         outputs=signature.outputs, output_shapes=signature.output_shapes,
+                         input_dtypes=dtypes, converted=False)
 
 
 def _source_file(source: ModelSource, log: Log) -> Tuple[Path, str]:
@@ -436,8 +511,8 @@ def mnn_version() -> str:
                          "  fix: `pip install -e .`") from error
 
 
-def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, Optional[list]]]:
-    """Input name -> shape (None for a symbolic dimension), output names, and output name -> shape
+def onnx_signature(path: Path) -> "Signature":
+    """Input names, shapes (None for a symbolic dimension) and types, output names, and output shapes
     (for the outputs whose rank the file declares), from an ONNX file.
 
     Raises ImportError when the onnx package is missing.
@@ -446,26 +521,28 @@ def onnx_signature(path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, Op
 
     model = onnx.load(str(path), load_external_data=False)
     initializers = {initializer.name for initializer in model.graph.initializer}
-    inputs = {}
+    inputs, dtypes = {}, {}
     for value in model.graph.input:
         if value.name in initializers:  # old exporters list weights as inputs
             continue
         inputs[value.name] = _dims(value)
+        element = value.type.tensor_type.elem_type
+        dtypes[value.name] = ONNX_TYPES.get(element, f"onnx type {element}")
     output_shapes = {value.name: _dims(value) for value in model.graph.output
                      if value.type.tensor_type.HasField("shape")}
-    return inputs, [value.name for value in model.graph.output], output_shapes
+    return Signature(inputs, [value.name for value in model.graph.output], output_shapes, dtypes)
 
 
 def _dims(value) -> list:
     return [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
 
 
-def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str], Dict[str, Optional[list]]]:
-    """Input name -> shape, output names and output name -> shape, read from a .mnn file by MNN in a child
+def mnn_signature(mnn_path: Path) -> "Signature":
+    """Input names, shapes and types, output names and output shapes, read from a .mnn file by MNN in a child
     process. An output dimension MNN cannot know before a resize (0 or -1) is None.
 
-    Used for TFLite sources (no TFLite reader is a dependency) and for ONNX
-    when the onnx package is missing.
+    Used for deployed .mnn files, TFLite sources (no TFLite reader is a
+    dependency) and ONNX when the onnx package is missing.
     """
     completed = _run([sys.executable, "-c", _SIGNATURE_CHILD, str(mnn_path)], 120.0, f"reading {mnn_path}")
     for line in completed.stderr.splitlines():
@@ -473,7 +550,7 @@ def mnn_signature(mnn_path: Path) -> Tuple[Dict[str, list], List[str], Dict[str,
             signature = json.loads(line[len("SIGNATURE "):])
             output_shapes = {name: [dim if dim > 0 else None for dim in shape]
                              for name, shape in (signature.get("output_shapes") or {}).items()}
-            return signature["inputs"], signature["outputs"], output_shapes
+            return Signature(signature["inputs"], signature["outputs"], output_shapes, signature["dtypes"])
     raise ModelError(f"MNN could not read the inputs and outputs of {mnn_path}:\n"
                      f"{_tail(completed.stdout + completed.stderr)}")
 

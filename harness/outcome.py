@@ -12,11 +12,11 @@ from typing import Dict, List, Optional, Tuple
 
 from .compare import format_metric
 
-LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou"}
-"""The metric users act on, per output kind: labels that agree, masks that overlap."""
-LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU"}
+LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
+"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
+LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement"}
 ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
-                      "version": "MNN version", "none": ""}
+                      "version": "MNN version", "backend": "backend", "none": ""}
 """How a board's attribution (diagnose.attributions) reads in every view."""
 PASS, FAIL, ERROR, UNUSABLE = "pass", "fail", "error", "unusable"
 WHOLE_RUN = "*"
@@ -37,7 +37,8 @@ def label_metric(metrics: dict, kind: Optional[str] = None) -> Optional[str]:
         return LABEL_METRICS[kind]
     if kind == "tensor":
         return None
-    return next((name for name in ("argmax_agreement", "miou") if metrics.get(name) is not None), None)
+    return next((name for name in ("argmax_agreement", "miou", "decision_agreement")
+                 if metrics.get(name) is not None), None)
 
 
 def attribution_label(value: Optional[str]) -> str:
@@ -104,14 +105,18 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
                 found.append(Verdict(board, output, status, [comparison["error"]], host=host,
                                      is_conversion=is_conversion))
             continue
-        cause = "" if is_conversion else attribution_label(attribution.get(board))
+        problems = list(comparison.get("problems") or [])
+        cause = attribution_label("backend" if problems else None) if is_conversion \
+            else attribution_label(attribution.get(board))
         for output, result in (comparison.get("outputs") or {}).items():
             reasons = list(result.get("reasons") or []) if not result.get("passed") else []
-            failure_type = "tolerance" if reasons else ("requirement" if requirements else "")
-            verdict = Verdict(board, output, FAIL if reasons or requirements else PASS, reasons + requirements,
-                              result.get("metrics") or {}, cause if reasons or requirements else "", failure_type,
-                              host, is_conversion)
-            found.append(verdict)
+            # A backend that fell back makes the numbers the CPU's: that is the failure to read first.
+            failure_type = ("backend" if problems else "tolerance" if reasons
+                            else "requirement" if requirements else "")
+            failed = bool(failure_type)
+            found.append(Verdict(board, output, FAIL if failed else PASS, problems + reasons + requirements,
+                                 result.get("metrics") or {}, cause if failed else "", failure_type, host,
+                                 is_conversion))
     return found
 
 

@@ -1,13 +1,11 @@
-"""Host preprocessing: images become the input tensors every target runs, built once.
+"""Host preprocessing: images become the input tensors every target runs, built once (the image provider).
 
 The tensors are computed here, on the host, and shipped as bytes: a board
 never re-runs the preprocessing for the comparison, so a difference in the
 outputs is a difference in inference, not in image decoding or resizing.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import List
 
 import cv2
 import numpy as np
@@ -52,33 +50,6 @@ def preprocess_image(bgr: np.ndarray, spec: Preprocess) -> np.ndarray:
     if spec.layout == "NCHW":
         tensor = tensor.transpose(2, 0, 1)
     return np.ascontiguousarray(tensor[np.newaxis], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class InputSet:
-    """The input tensors of one run, saved once and shipped to every target."""
-
-    path: Path
-    """inputs.npz: one array per model input, samples stacked on a new first axis."""
-    sha256: str
-    sample_names: List[str]
-    input_name: str
-    shape: tuple
-    """Shape of one sample's tensor, batch axis included."""
-
-
-def build_inputs(scenario: Scenario, input_name: str, out_dir: Path) -> InputSet:
-    """Preprocess every image of the scenario into out_dir/inputs.npz and hash it."""
-    tensors = [preprocess_image(read_bgr(image), scenario.preprocess) for image in scenario.images]
-    stacked = np.stack(tensors)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "inputs.npz"
-    tmp = out_dir / ".inputs.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **{input_name: stacked})
-    tmp.replace(path)
-    return InputSet(path=path, sha256=sha256_file(path), sample_names=[i.name for i in scenario.images],
-                    input_name=input_name, shape=tuple(stacked.shape[1:]))
 
 
 def save_raw_images(scenario: Scenario, out_dir: Path):

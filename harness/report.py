@@ -15,7 +15,7 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,13 +25,17 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from .backend import fallback, ran_text
 from .compare import format_metric
 from .fold import Column, FoldingTable
-from .outcome import ERROR, UNUSABLE, WHOLE_RUN, headline, label_metric, output_kind, summary_text, verdicts
+from .history import sparkline
+from .outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
+                      summary_text, verdicts)
 from .results import OK, TargetResult
 from .runner import Progress, RunReport
 
-SUMMARY_SCHEMA = 1
+SUMMARY_SCHEMA = 2
+"""2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""
 FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
                   "avx2", "avx512f", "avx512_fp16", "avx512_bf16", "avx_vnni", "f16c")
 
@@ -71,7 +75,8 @@ def verdict_table(summary: dict) -> FoldingTable:
     """Board x output: the numbers and the verdict, the conversion check first, then failures first."""
     kinds = {output_kind(summary, output) for output in (summary.get("model") or {}).get("outputs") or []}
     legend = [text for kind, text in (("class_logits", "argmax agreement (class_logits)"),
-                                       ("probability_map", "mask IoU at the threshold (probability_map)"))
+                                       ("probability_map", "mask IoU at the threshold (probability_map)"),
+                                       ("decision", "decisions that agree at the threshold (decision)"))
               if kind in kinds]
     table = FoldingTable([Column("Board", key=True), Column("Output", key=True),
                           *[Column(header, "right") for header in METRIC_HEADERS],
@@ -172,11 +177,28 @@ def notes(summary: dict) -> List[Text]:
                               f"{_size(board.get('bytes_downloaded') or 0)}", "dim"))
         for note in board.get("notes") or []:
             lines.append(Text(f"{name}: {note}", "yellow"))
+        if facts.get("api_reason"):
+            lines.append(Text(f"{name}: {facts['api_reason']}", "dim"))
+        lines += backend_notes(summary, name, board)
         if board.get("status") != OK and board.get("error"):
             lines.append(Text(f"{name}: {board['error']}", "red"))
         if facts.get("mnn_banner"):
             lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
     return lines
+
+
+def backend_notes(summary: dict, name: str, board: dict) -> List[Text]:
+    """What ran where a scenario asked for another backend than the CPU, and a fallback that was allowed."""
+    result = TargetResult(name, board.get("kind", "?"), board.get("status", "?"), facts=board.get("facts") or {})
+    failures = summary.get("backend_failures") or {}
+    fell_back = fallback(result)
+    if fell_back and name not in failures:
+        return [Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow")]
+    if name == summary.get("reference") and name in failures and not summary.get("conversion"):
+        return [Text(f"{name}: {failures[name]}", "red")]
+    if ran_text(result) and ((board.get("facts") or {}).get("backend") or {}).get("asked") not in (None, "cpu"):
+        return [Text(f"{name}: ran on {ran_text(result)}", "dim")]
+    return []
 
 
 def summary_line(summary: dict) -> Text:
@@ -205,28 +227,133 @@ def reference_first(summary: dict) -> List[tuple]:
 
 
 def model_line(summary: dict) -> str:
+    """"built by segformer.py -> .mnn 1a2b...", "model.onnx -> .mnn ...", or a deployed .mnn as it is."""
     model = summary.get("model") or {}
+    sha = str(model.get("mnn_sha256", ""))[:12]
+    if not model.get("converted", True):
+        source = f", source {Path(model['source']).name}" if model.get("source") else ""
+        return f"{Path(model.get('mnn_path') or '?').name} {sha} as deployed (no conversion{source})"
     built_by = model.get("built_by")
-    source = f"built by {built_by}" if built_by else Path(model.get("source", "?")).name
-    return (f"{source} -> .mnn {str(model.get('mnn_sha256', ''))[:12]}  converter: "
-            f"{' '.join(model.get('converter_args') or []) or '(defaults)'}")
+    source = f"built by {built_by}" if built_by else Path(model.get("source") or "?").name
+    return f"{source} -> .mnn {sha}  converter: {' '.join(model.get('converter_args') or []) or '(defaults)'}"
+
+
+def input_rows(summary: dict) -> List[Tuple[str, str, str]]:
+    """(label, text, detail) per input: name, provider, samples x shape, dtype, sha256, and what it is."""
+    inputs = summary.get("inputs") or {}
+    tensors = inputs.get("tensors") or []
+    if not tensors:
+        return [("inputs", f"{len(inputs.get('samples') or [])} x {list(inputs.get('shape') or [])}  "
+                           f"sha256 {str(inputs.get('sha256', ''))[:12]}", "")]
+    rows = []
+    for tensor in tensors:
+        count = "shared" if tensor.get("shared") else f"{tensor.get('samples')} x"
+        shape = list(tensor.get("shape") or [])
+        rows.append((f"input {tensor.get('name')}", f"{tensor.get('provider')}  {count} {shape} {tensor.get('dtype')}"
+                     f"  sha256 {str(tensor.get('sha256', ''))[:12]}", tensor.get("detail") or ""))
+    return rows
+
+
+def downsample(values: List[Optional[float]], width: int, pick=max) -> List[Optional[float]]:
+    """At most width values: each the max (or another pick) of its bucket, so a spike is never lost."""
+    if len(values) <= width:
+        return list(values)
+    buckets = []
+    for index in range(width):
+        chunk = [v for v in values[index * len(values) // width:(index + 1) * len(values) // width] if v is not None]
+        buckets.append(pick(chunk) if chunk else None)
+    return buckets
+
+
+GROWS = 4.0
+"""error_growth (last third's median error over the first third's) from which a stream's error is said to grow."""
+
+
+def stream_lines(summary: dict, width: int) -> List[Text]:
+    """Per board and output: the max abs error per step as a sparkline (log scale), both sides' values per
+    step on one scale when a step has one value, and the decisions that flip. Fits `width` columns."""
+    stream = summary.get("stream")
+    compared = []
+    if summary.get("conversion"):
+        compared.append((conversion_label(summary), summary["conversion"]))  # first, as in the verdicts
+    compared += sorted((summary.get("comparisons") or {}).items())
+    rows = [(label, comparison, output, result) for label, comparison in compared
+            for output, result in (comparison.get("outputs") or {}).items()
+            if (result.get("series") or {}).get("max_abs")]
+    if not stream or not rows:
+        return []
+    steps = len(rows[0][3]["series"]["max_abs"])
+    carry = ", ".join(f"{out} -> {fed}" for out, fed in (stream.get("carry") or {}).items()) or "nothing carried"
+    lines = [Text(f"Stream: {steps} steps, {carry} on each board", "bold")]
+    name_width = 12
+    spark = max(8, min(steps, width - name_width - 4))
+    reference = summary.get("reference", "x86")
+    for label, comparison, output, result in rows:
+        series = result["series"]
+        errors = series["max_abs"]
+        growth = (result.get("metrics") or {}).get("error_growth")
+        trend = "" if growth is None else f" (x{growth:.2g}" + (": grows)" if growth >= GROWS else ")")
+        lines.append(Text.assemble((label, "bold"), f" {output}: max |err| per step ",
+                                   (f"{_e(errors[0])} .. {_e(errors[-1])}{trend}", "dim")))
+        lines.append(Text.assemble(("  " + "|err|".ljust(name_width) + " ", "dim"),
+                                   sparkline(downsample(errors, spark), log=True)))
+        if "target" in series:
+            values = [v for v in series["reference"] + series["target"] if v is not None] or [0.0]
+            low, high = min(values), max(values)
+            board = label.split(" vs ")[0] if label == conversion_label(summary) else label
+            against = comparison.get("reference") or reference
+            for side, name in ((series["reference"], against), (series["target"], board)):
+                lines.append(Text.assemble(("  " + name[:name_width].ljust(name_width) + " ", "dim"),
+                                           _scaled_spark(downsample(side, spark, _mean), low, high)))
+            lines.append(Text(f"  {'':{name_width}} {output} per step, {low:.3g} .. {high:.3g} on both lines",
+                              "dim"))
+        if "flipped" in series:
+            flipped = series["flipped"]
+            shown = ", ".join(str(step) for step in flipped[:8]) + (", ..." if len(flipped) > 8 else "")
+            threshold = ((summary.get("output_specs") or {}).get(output) or {}).get("threshold", 0.5)
+            lines.append(Text(f"  decisions at {threshold:g}: {len(flipped)} of {steps} steps flip"
+                              + (f" (steps {shown})" if flipped else ""), "red" if flipped else "green"))
+    return lines
+
+
+def _e(value: Optional[float]) -> str:
+    return "inf" if value is None else f"{value:.1e}"
+
+
+def _mean(values: List[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _scaled_spark(values: List[Optional[float]], low: float, high: float) -> str:
+    """A sparkline on a shared scale, so x86's and the board's lines can be read against each other."""
+    blocks = "▁▂▃▄▅▆▇█"
+    out = []
+    for value in values:
+        if value is None:
+            out.append(" ")
+        elif high <= low:
+            out.append(blocks[3])
+        else:
+            out.append(blocks[round((value - low) / (high - low) * (len(blocks) - 1))])
+    return "".join(out)
 
 
 def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> None:
     """The terminal report of a run's record (summary.json), live or stored: the same view of the same data."""
-    inputs = summary.get("inputs") or {}
     header = Table.grid(padding=(0, 1))
     header.add_column(style="dim", no_wrap=True)
     header.add_column(overflow="fold")
     header.add_row("scenario", f"[bold]{escape(summary['scenario']['name'])}[/]  run {summary.get('run_id')}")
     header.add_row("model", escape(model_line(summary)))
-    header.add_row("inputs", f"{len(inputs.get('samples') or [])} x {list(inputs.get('shape') or [])}  "
-                   f"sha256 {str(inputs.get('sha256', ''))[:12]}")
+    for label, text, detail in input_rows(summary):
+        header.add_row(escape(label), escape(text) + (f"  [dim]{escape(detail)}[/]" if detail else ""))
     header.add_row("settings", settings_text(summary.get("settings") or {}))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
     console.print(verdict_table(summary))
     for line in failure_reasons(summary):
         console.print(line)
+    for line in stream_lines(summary, console.width):
+        console.print(line, overflow="crop", no_wrap=True)  # the sparklines are sized to the width
     for name, parity in (summary.get("preprocess_parity") or {}).items():
         m = parity.get("metrics") or {}
         shown = (f"max abs {format_metric(m.get('max_abs'), 'max_abs', 'text')} "
@@ -258,11 +385,18 @@ def _json_metrics(metrics: dict) -> dict:
 
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
-            "failed_requirements": list(getattr(comparison, "failed_requirements", None) or []),
+            "problems": list(comparison.problems),
+            "failed_requirements": list(comparison.failed_requirements),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
-                                      if o.per_class_iou else {})}
+                                      if o.per_class_iou else {}),
+                                   **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
+                                      if o.series else {})}
                         for o in comparison.outputs}}
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _built_by(source) -> Optional[str]:
@@ -295,16 +429,25 @@ def summary(report: RunReport) -> dict:
         "wall_s": report.wall_s,
         "exit_code": report.exit_code,
         "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
-        "model": {"source": str(report.model.source_path), "mnn_path": str(report.model.mnn_path),
-                  "source_format": report.model.source_format, "built_by": _built_by(report.scenario.model),
-                  "mnn_sha256": report.model.mnn_sha256,
-                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs)},
+        "model": {"source": str(report.model.source_path) if report.model.source_path else None,
+                  "mnn_path": str(report.model.mnn_path), "mnn_sha256": report.model.mnn_sha256,
+                  "converted": report.model.converted, "source_format": report.model.source_format,
+                  "built_by": _built_by(report.scenario.model),
+                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
+                  "compared": report.scenario.compared_outputs(list(report.model.outputs))},
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
-                   "shape": list(report.inputs.shape)},
+                   "shape": list(report.inputs.shape), "count": report.inputs.count,
+                   "image_input": report.inputs.image_input,
+                   "tensors": [tensor.as_dict() for tensor in report.inputs.tensors]},
+        "stream": None if report.scenario.stream is None else {
+            "steps": report.inputs.count, "carry": dict(report.scenario.stream.carry)},
         "settings": report.scenario.run.as_dict(),
+        "allow_fallback": report.scenario.run.allow_fallback,
+        "backend_failures": dict(report.backend_failures),
         # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
-        "preprocess": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
+        "preprocess": None if report.scenario.preprocess is None else {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
         "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
                          for name in report.model.outputs},
         "reference": report.reference,
@@ -319,7 +462,8 @@ def summary(report: RunReport) -> dict:
         },
         "source": None if report.source is None else {
             "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"), "path": str(report.model.source_path)},
+            "runtime": report.source.facts.get("runtime"),
+            "path": str(report.model.source_path) if report.model.source_path else None},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,
         "raw_outputs": report.raw_outputs,

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 from . import __version__
+from .backend import backend_problem
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
 from .errors import ConfigError
+from .inputs import InputSet, build_inputs
 from .inventory import BoardSpec, Inventory, boards_named
 from .job import Job
 from .model import ModelArtifact, prepare_model
-from .preprocess import InputSet, build_inputs, preprocess_spec, save_raw_images
+from .preprocess import preprocess_spec, save_raw_images
 from .results import FAILED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
 from .diagnose import attributions, diagnose
@@ -58,6 +60,8 @@ class RunReport:
     """Raw output files kept in the run folder (relative paths); the rest were pruned."""
     parity: Dict[str, ParityResult] = field(default_factory=dict)
     """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
+    backend_failures: Dict[str, str] = field(default_factory=dict)
+    """Target -> why its backend setting failed (asked OpenCL, ran on the CPU), the reference's included."""
 
     @property
     def compared_targets(self) -> List[str]:
@@ -83,7 +87,7 @@ class RunReport:
         if self.results[self.reference].status != OK:
             return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
         if self.failed or (self.conversion is not None and not self.conversion.passed) \
-                or any(not parity.passed for parity in self.parity.values()):
+                or any(not parity.passed for parity in self.parity.values()) or self.backend_failures:
             return EXIT_COMPARISON_FAILED
         if self.unusable:
             return EXIT_BOARD
@@ -171,22 +175,31 @@ def new_run_folder(folder: Path, keep: Callable[[], bool] = lambda: False) -> It
 
 def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
     names = list(scenario.targets)
+    places: List[BoardSpec] = []
     if scenario.tags:
         tagged = [board.name for board in inventory.boards.values()
-                  if set(scenario.tags) <= set(board.tags) and board.name not in names]
-        if not tagged and not names:
+                  if board.kind != "labgrid" and set(scenario.tags) <= set(board.tags) and board.name not in names]
+        labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
+        if labgrid:
+            # labgrid places are chosen by their tags on the coordinator, a pool giving one board per place.
+            from .targets.labgrid import boards_for_tags
+
+            places = [board for board in boards_for_tags(labgrid, scenario.tags, names)
+                      if not only or board.name in only]
+        if not tagged and not places and not names:
             raise ConfigError(scenario.path, "tags", f"no board of {inventory.path} carries all of "
                               f"{', '.join(scenario.tags)}", "tag boards in the inventory, or name them in targets")
         names += tagged
     if only:
-        unknown = [name for name in only if name not in names and name != scenario.reference]
+        unknown = [name for name in only if name not in names and name != scenario.reference
+                   and name not in {board.name for board in places}]
         if unknown:
             raise ConfigError(scenario.path, "targets", f"--targets names {', '.join(unknown)}, which the "
                               f"scenario does not list", f"pick from {', '.join(names)}")
         names = [name for name in names if name in only]
     if scenario.reference not in names:
         names.insert(0, scenario.reference)
-    boards = boards_named(inventory, names, scenario.path)
+    boards = boards_named(inventory, names, scenario.path) + places
     reference = inventory.board(scenario.reference, scenario.path, "reference")
     if reference.kind != "local":
         raise ConfigError(scenario.path, "reference", f"the reference {reference.name!r} is a {reference.kind} "
@@ -194,24 +207,44 @@ def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List
     return boards
 
 
-def check_model_against_scenario(scenario: Scenario, model: ModelArtifact) -> str:
-    """The model's input name, after checking its shape against the preprocessing."""
-    if len(model.inputs) != 1:
-        raise ConfigError(scenario.path, "model", f"the model has {len(model.inputs)} inputs "
-                          f"({', '.join(model.inputs)}); scenarios feed one image input")
-    name, shape = next(iter(model.inputs.items()))
-    p = scenario.preprocess
-    expected = [1, 3, p.height, p.width] if p.layout == "NCHW" else [1, p.height, p.width, 3]
-    if shape and all(isinstance(d, int) and d > 0 for d in shape) and list(shape) != expected:
-        raise ConfigError(scenario.path, "preprocess.resize",
-                          f"makes {p.layout} input {expected} but the model's input {name!r} is {list(shape)}",
-                          "set resize height/width (and layout) to the model's input size")
+def check_outputs(scenario: Scenario, model: ModelArtifact) -> None:
+    """Every output the scenario names (settings, compare, stream carry) is one the model has."""
+    known = f"its outputs are {', '.join(model.outputs)}"
     for output, spec in scenario.outputs.items():
         if output not in model.outputs:
-            raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}",
-                              f"its outputs are {', '.join(model.outputs)}")
+            raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}", known)
         check_class_axis(scenario, output, spec.kind, spec.class_axis, model.output_shapes.get(output))
-    return name
+    for index, output in enumerate(scenario.compare or []):
+        if output not in model.outputs:
+            raise ConfigError(scenario.path, f"compare[{index}]", f"the model has no output {output!r}", known)
+    if scenario.stream is not None:
+        for output, fed in scenario.stream.carry.items():
+            if output not in model.outputs:
+                raise ConfigError(scenario.path, f"stream.carry.{output}", f"the model has no output {output!r}",
+                                  known)
+            if fed not in model.inputs:
+                raise ConfigError(scenario.path, f"stream.carry.{output}", f"the model has no input {fed!r}",
+                                  f"its inputs are {', '.join(model.inputs)}")
+
+
+def prepare_inputs(scenario: Scenario, model: ModelArtifact, run_dir: Path) -> InputSet:
+    """The run's inputs, built and checked against the model before anything is sent (ConfigError: exit 2)."""
+    check_outputs(scenario, model)
+    inputs = build_inputs(scenario, model, run_dir)
+    if scenario.stream is not None:
+        for output, fed in scenario.stream.carry.items():
+            tensor = inputs.tensor(fed)
+            if not tensor.shared and tensor.samples > 1:
+                raise ConfigError(scenario.path, f"inputs.{fed}", f"gives {tensor.samples} samples, but "
+                                  f"stream.carry feeds it from {output!r} after the first step",
+                                  "give one sample: the stream's starting value")
+    return inputs
+
+
+def stream_spec(scenario: Scenario, inputs: InputSet) -> Optional[dict]:
+    if scenario.stream is None:
+        return None
+    return {"steps": inputs.count, "carry": dict(scenario.stream.carry)}
 
 
 def check_class_axis(scenario: Scenario, output: str, kind: str, axis: int, shape: Optional[list]) -> None:
@@ -241,23 +274,24 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     run_dir = run_folder(reports_dir, run_id or new_run_id(scenario))
     run_id = run_dir.name
 
-    progress.step("model: building and converting (cached by content)")
+    progress.step("model: building and converting (cached by content)" if scenario.model.mnn is None
+                  else f"model: {scenario.model.mnn.name} as it is (no conversion)")
     model = prepare_model(scenario.model, log=log)
-    input_name = check_model_against_scenario(scenario, model)
-    progress.step(f"inputs: preprocessing {len(scenario.images)} image(s) on the host")
-    with new_run_folder(run_dir):  # an image that does not decode leaves no folder behind
-        inputs = build_inputs(scenario, input_name, run_dir)
+    progress.step(f"inputs: making {len(model.inputs)} input(s) on the host")
+    with new_run_folder(run_dir):  # an input that cannot be made leaves no folder behind
+        inputs = prepare_inputs(scenario, model, run_dir)
         images_path = images_sha256 = board_preprocess = None
         if scenario.parity is not None:
             images_path, images_sha256 = save_raw_images(scenario, run_dir)
-            board_preprocess = preprocess_spec(scenario.parity.board)
+            board_preprocess = {**preprocess_spec(scenario.parity.board), "input": inputs.image_input}
     # Unique on every board even when two runs share a run id (a matrix setting's label).
     job = Job(id=f"{run_id}-{secrets.token_hex(3)}", model_path=model.mnn_path, model_sha256=model.mnn_sha256,
-              inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=[input_name],
-              output_names=list(model.outputs), layout=scenario.preprocess.layout,
+              inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=list(model.inputs),
+              output_names=list(model.outputs), layout=scenario.preprocess.layout if scenario.preprocess else
+              ("NHWC" if model.source_format == "TFLITE" else "NCHW"),
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
               warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
-              images_sha256=images_sha256)
+              images_sha256=images_sha256, samples=inputs.count, stream=stream_spec(scenario, inputs))
 
     report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=scenario.reference, boards={board.name: board for board in boards},
@@ -278,29 +312,47 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
         return result
 
     source = None
-    if scenario.source_reference:
+    if scenario.source_reference and model.source_path is not None:
         source = SourceModelTarget(model.source_path, model.source_format)
         progress.add_target(source.name)
     with ThreadPoolExecutor(max_workers=len(targets) + 1, thread_name_prefix="target") as pool:
         futures = {target.name: pool.submit(run_one, target) for target in targets}
         source_future = pool.submit(run_one, source) if source else None
-        for name, future in futures.items():
-            report.results[name] = future.result()
-        if source_future is not None:
-            report.source = source_future.result()
+        try:
+            for name, future in futures.items():
+                report.results[name] = future.result()
+            if source_future is not None:
+                report.source = source_future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM (which the CLI raises as KeyboardInterrupt): shared lab places
+            # go back now, not when each board's thread is done.
+            if any(board.kind == "labgrid" for board in boards):
+                from .targets.labgrid import release_held_places
+
+                release_held_places()
+            raise
 
     reference = report.results[scenario.reference]
+    compared = scenario.compared_outputs(list(model.outputs))
+    for name, result in report.results.items():
+        problem = backend_problem(result, scenario.run.allow_fallback)
+        if problem:
+            report.backend_failures[name] = problem
     for name in report.compared_targets:
-        comparison = compare_target(scenario, report.results[name], reference, list(model.outputs))
+        comparison = compare_target(scenario, report.results[name], reference, compared)
         mismatch = mnn_mismatch(report.results[name], reference)
         if mismatch and scenario.require_same_mnn and comparison.error is None:
             # The board ran and its numbers are compared as any board's; the requirement fails it on top.
             comparison.failed_requirements.append(f"{mismatch}, and the scenario says require_same_mnn: true")
+        if name in report.backend_failures:
+            comparison.problems.append(report.backend_failures[name])
         report.comparisons[name] = comparison
     if scenario.parity is not None:
         report.parity = check_parity(report, scenario)
     if report.source is not None:
-        report.conversion = compare_target(scenario, reference, report.source, list(model.outputs))
+        report.conversion = compare_target(scenario, reference, report.source, compared)
+        if scenario.reference in report.backend_failures:
+            report.conversion.problems.append(report.backend_failures[scenario.reference])
     report.attribution = attributions(report)
     report.findings = diagnose(report)
     report.wall_s = time.perf_counter() - started

@@ -1,23 +1,27 @@
-"""A scenario: which model, which images, which preprocessing, which boards, which tolerances.
+"""A scenario: which model, which inputs, which preprocessing, which boards, which tolerances.
 
 `load_scenario(path)` reads and validates the YAML once; everything after it
 works on the typed `Scenario` and never looks at the YAML again.
 """
 
-import glob
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
+from .inputs.base import MAX_SAMPLES, whole_number
 from .model import ModelSource
-from .yamlfile import Section, describe_file_type, load_yaml, slug
+from .yamlfile import Section, load_yaml, slug
 
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
 PRECISIONS = ("normal", "high", "low", "low_bf16")
 APIS = ("session", "module")
 IO_MODES = ("copy", "host")
+BACKENDS = ("cpu", "opencl", "vulkan", "auto")
+"""MNN backends a run may ask for; `auto` takes the first non-CPU backend MNN has, else the CPU."""
 LAYOUTS = ("NCHW", "NHWC")
-OUTPUT_KINDS = ("tensor", "class_logits", "probability_map")
+OUTPUT_KINDS = ("tensor", "class_logits", "probability_map", "decision")
 MAX_SIDE = 8192
 """Largest resize height or width. A dynamic model takes any size, and 100000x100000 would be a
 120 GB float32 tensor per image, built on the host and sent to every board."""
@@ -29,18 +33,6 @@ MAX_ITERATIONS = 100_000
 """Iterations (and warmup runs) of the whole model on every board; the run_timeout still applies."""
 MAX_AXES = 32
 """A class axis beyond this cannot be an axis of any model's output (MNN tensors have at most 8)."""
-# Real photographs that ship inside scikit-image (public domain), usable offline.
-SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "page", "text",
-                  "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """One input image: a file, or a named image from scikit-image's data (`skimage:astronaut`)."""
-
-    name: str
-    path: Optional[Path] = None
-    skimage: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +77,24 @@ class RunSettings:
     """"copy" is correct tensor I/O; "host" reads the session tensor's own buffer (the classic bug)."""
     iterations: int = 1
     warmup: int = 0
+    backend: str = "cpu"
+    """The MNN backend asked for: cpu, opencl, vulkan or auto. What really ran is read on every board."""
+    allow_fallback: bool = False
+    """Accept a board whose MNN falls back to the CPU from the backend asked for (else that is a failure)."""
 
     def as_dict(self) -> dict:
-        return {"precision": self.precision, "threads": self.threads, "api": self.api, "io": self.io}
+        return {"precision": self.precision, "threads": self.threads, "api": self.api, "io": self.io,
+                "backend": self.backend}
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Run the samples as steps of one stream, in order, carrying outputs into the next step's inputs."""
+
+    steps: Optional[int] = None
+    """How many steps (None: one per sample the inputs give)."""
+    carry: Dict[str, str] = field(default_factory=dict)
+    """Output name -> input name: fed back on the board itself, so its own drift accumulates."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,8 @@ class Tolerance:
     """Fraction (0..1) of positions whose top class must agree; class_logits outputs only."""
     min_miou: Optional[float] = None
     """Mean IoU of the two label maps (class_logits) or of the two masks (probability_map)."""
+    min_decision_agreement: Optional[float] = None
+    """Fraction (0..1) of elements (frames) whose decision at `threshold` must agree; decision outputs only."""
     max_hard_flips: Optional[float] = None
     """Fraction (0..1) of positions whose confident label changed; class_logits outputs only."""
 
@@ -122,13 +131,15 @@ class Tolerance:
 UPPER_LIMITS = ("max_abs", "mean_abs", "median_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel")
 """Tolerance fields that cap the metric of the same name."""
 LOWER_LIMITS = {"min_cosine": "cosine", "min_snr_db": "snr_db", "min_psnr_db": "psnr_db",
-                "min_argmax_agreement": "argmax_agreement", "min_miou": "miou"}
+                "min_argmax_agreement": "argmax_agreement", "min_miou": "miou",
+                "min_decision_agreement": "decision_agreement"}
 """Tolerance fields that set a floor under a metric."""
-FRACTION_LIMITS = ("min_cosine", "min_argmax_agreement", "min_miou", "max_hard_flips")
+FRACTION_LIMITS = ("min_cosine", "min_argmax_agreement", "min_miou", "max_hard_flips", "min_decision_agreement")
 KIND_TOLERANCES = {
     "tensor": Tolerance(min_snr_db=60.0),
     "class_logits": Tolerance(min_argmax_agreement=0.999, max_hard_flips=0.0),
     "probability_map": Tolerance(min_miou=0.999),
+    "decision": Tolerance(min_decision_agreement=0.999),
 }
 """The limits an output of each kind gets unless the scenario says otherwise, picked from measured runs.
 
@@ -138,7 +149,8 @@ Runtime / LiteRT, a Cortex-A76 at precision normal against x86) gave SNR
 their max abs ranged from 1.7e-5 to 2.6e-3 with the output's scale; FP16
 (precision low on the A76) gave SNR 30-46 dB, argmax agreement 99.6%, mask
 IoU 99.56%. So a tensor is judged by a scale-free SNR floor, class logits by
-their labels and probability maps by their masks; an absolute max_abs is the
+their labels, probability maps by their masks and decisions by the decisions
+(Silero VAD: no frame flipped, FP16 included); an absolute max_abs is the
 user's to set, for outputs whose scale they know.
 """
 
@@ -146,13 +158,14 @@ user's to set, for outputs whose scale they know.
 @dataclass(frozen=True)
 class OutputSpec:
     kind: str = "tensor"
-    """tensor, class_logits (per-position class scores) or probability_map (a mask after a threshold)."""
+    """tensor, class_logits (per-position class scores), probability_map (a mask after a threshold) or
+    decision (a score a threshold turns into yes/no per element: speech or not, per frame)."""
     class_axis: int = 1
     """Axis of the class scores in the model's output (1 for NCHW logits)."""
     benign_margin: float = 0.1
     """class_logits: a flip where the reference's top-1 minus top-2 score is below this is a near-tie (benign)."""
     threshold: float = 0.5
-    """probability_map: values above it are the mask (PP-OCR's detector uses 0.3)."""
+    """probability_map and decision: values above it are the mask / the yes (PP-OCR's detector uses 0.3)."""
     tolerance: Tolerance = Tolerance()
 
 
@@ -161,8 +174,10 @@ class Scenario:
     path: Path
     name: str
     model: ModelSource
-    images: List[ImageRef]
-    preprocess: Preprocess
+    inputs: List[InputSpec]
+    """Each model input and the provider that makes it (harness/inputs)."""
+    preprocess: Optional[Preprocess]
+    """How images become tensors; None when no input is an image."""
     run: RunSettings
     targets: List[str]
     reference: str
@@ -182,9 +197,21 @@ class Scenario:
     """Also run the ONNX source model with ONNX Runtime, to tell conversion from platform differences."""
     require_same_mnn: bool = False
     """Fail a board whose MNN version differs from the reference's, whatever its numbers."""
+    stream: Optional[StreamSpec] = None
+    """Run the samples as the steps of one stream (None: independent samples)."""
+    compare: Optional[List[str]] = None
+    """The outputs to compare (None: every output of the model)."""
 
     def output_spec(self, name: str) -> OutputSpec:
         return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
+
+    @property
+    def images(self) -> List[ImageRef]:
+        """The images of the image input (empty when no input is an image)."""
+        return [image for spec in self.inputs if spec.provider.is_image for image in spec.provider.images]
+
+    def compared_outputs(self, model_outputs: List[str]) -> List[str]:
+        return [name for name in model_outputs if self.compare is None or name in self.compare]
 
 
 def load_scenario(path) -> Scenario:
@@ -195,8 +222,17 @@ def load_scenario(path) -> Scenario:
     name = top.name("name", None) or slug(path.stem, "scenario")
     description = top.str("description", "")
     model = _model(top.section("model"))
-    images = _images(top.section("inputs"))
-    preprocess = _preprocess(top.section("preprocess"), len(images))
+    inputs = parse_inputs(top.section("inputs"))
+    has_image = any(spec.provider.is_image for spec in inputs)
+    if has_image:
+        preprocess = _preprocess(top.section("preprocess"), len([image for spec in inputs
+                                                                 if spec.provider.is_image
+                                                                 for image in spec.provider.images]))
+    elif top.has("preprocess"):
+        raise top.error("preprocess", "applies to image inputs, and no input of this scenario is an image",
+                        "leave it out, or feed an input with `image: [...]`")
+    else:
+        preprocess = None
     run = _run(top.section("run", {}))
     targets = top.str_list("targets", [])
     tags = top.str_list("tags", [])
@@ -208,7 +244,14 @@ def load_scenario(path) -> Scenario:
     source_reference = top.bool("source_reference", True)
     find_layer = top.bool("find_layer", False)
     matrix = _matrix(top.section("matrix", {}))
+    if model.mnn is not None and "converter" in matrix:
+        raise top.error("matrix.converter", "converts the model, and a deployed `mnn:` model is run as it is",
+                        "give the ONNX/TFLite file as `onnx:`/`tflite:` to try converter variants")
+    if top.has("preprocess_parity") and preprocess is None:
+        raise top.error("preprocess_parity", "compares image preprocessing, and no input of this scenario is an image")
     parity = _parity(top.section("preprocess_parity"), preprocess) if top.has("preprocess_parity") else None
+    stream = _stream(top.section("stream")) if top.has("stream") else None
+    compare = _unique_names(top, "compare") if top.has("compare") else None
     given = _tolerance_given(top.section("tolerance", {}))
     default_tolerance = _tolerance_of("tensor", given)
     outputs = {}
@@ -217,19 +260,56 @@ def load_scenario(path) -> Scenario:
         outputs[output_name] = _output(outputs_section.section(output_name), given)
     outputs_section.done()
     top.done()
-    return Scenario(path=path, name=name, model=model, images=images, preprocess=preprocess,
+    return Scenario(path=path, name=name, model=model, inputs=inputs, preprocess=preprocess,
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
                     tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
-                    matrix=matrix, parity=parity, find_layer=find_layer)
+                    matrix=matrix, parity=parity, find_layer=find_layer, stream=stream, compare=compare)
+
+
+def _unique_names(section: Section, key: str) -> List[str]:
+    names = section.str_list(key)
+    if not names:
+        raise section.error(key, "is empty", "list the outputs to compare, or leave it out to compare all")
+    for index, name in enumerate(names):
+        if names.index(name) != index:
+            raise section.error(f"{key}[{index}]", f"names {name!r} twice")
+    return names
+
+
+def _stream(section: Section) -> StreamSpec:
+    """stream: {steps: 62, carry: {stateN: state}}"""
+    steps = section.raw("steps", None)
+    carry = section.raw("carry", {})
+    if not isinstance(carry, dict):
+        raise section.error("carry", "must map an output to the input it feeds next step",
+                            "e.g. `carry: {stateN: state}`")
+    for output, fed in carry.items():
+        if not isinstance(output, str) or not isinstance(fed, str) or not output or not fed:
+            raise section.error(f"carry.{output}", f"must map an output name to an input name, got {fed!r}")
+    fed: Dict[str, str] = {}
+    for output, target in carry.items():
+        if target in fed:
+            raise section.error(f"carry.{output}", f"feeds {target!r}, which {fed[target]!r} feeds already",
+                                "carry one output into each input")
+        fed[target] = output
+    spec = StreamSpec(steps=whole_number(section, "steps", steps, 1, MAX_SAMPLES) if steps is not None else None,
+                      carry=dict(carry))
+    section.done()
+    return spec
 
 
 def _model(section: Section) -> ModelSource:
-    sources = [key for key in ("onnx", "tflite", "build") if section.has(key)]
+    sources = [key for key in ("onnx", "tflite", "build", "mnn") if section.has(key)]
     if len(sources) != 1:
-        raise section.error(None, "needs exactly one of `onnx`, `tflite` or `build`"
+        raise section.error(None, "needs exactly one of `onnx`, `tflite`, `build` or `mnn`"
                             + (f" (found {', '.join(sources)})" if sources else ""),
-                            "give the ONNX/TFLite file, or the script that builds the model")
+                            "give the ONNX/TFLite file, the script that builds the model, or the deployed .mnn")
+    if section.has("mnn"):
+        return _deployed_model(section)
+    if section.has("source"):
+        raise section.error("source", "names the source of a deployed `mnn:` model",
+                            "with `onnx`/`tflite` the file itself is the source; leave `source` out")
     converter_args = _converter_args(section, "converter_args",
                                      section.list("converter_args", ["--useGeluApproximation", "0"]))
     build_args = section.raw("build_args", {})
@@ -272,57 +352,21 @@ def _converter_args(section: Section, key: str, args: list) -> tuple:
     return tuple(str(arg) for arg in args)
 
 
-def _images(section: Section) -> List[ImageRef]:
-    images: List[ImageRef] = []
-    for index, entry in enumerate(section.str_list("images")):
-        key = f"images[{index}]"
-        if entry.startswith("skimage:"):
-            image = entry.split(":", 1)[1]
-            if image not in SKIMAGE_IMAGES:
-                raise section.error(key, f"scikit-image has no image {image!r}",
-                                    f"use one of {', '.join(SKIMAGE_IMAGES)}")
-            images.append(ImageRef(name=image, skimage=image))
-            continue
-        pattern = Path(entry).expanduser()
-        if not pattern.is_absolute():
-            pattern = section.file.parent / pattern
-        if any(char in entry for char in "*?["):
-            matches = sorted(Path(match) for match in glob.glob(str(pattern), recursive=True))
-            matches = [match for match in matches if match.is_file()]
-            if not matches:
-                raise section.error(key, f"the pattern {entry!r} matches no file (looked for {pattern})",
-                                    "fix the pattern; relative paths start at the scenario's directory")
-        elif pattern.is_dir():
-            matches = sorted(p for p in pattern.iterdir()
-                             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"))
-            if not matches:
-                raise section.error(key, f"the directory {entry!r} holds no image files",
-                                    "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
-        elif pattern.is_file():
-            matches = [pattern]
-        elif pattern.exists():
-            raise section.error(key, f"{entry!r} is {describe_file_type(pattern)}, not an image file "
-                                f"(looked at {pattern})", "give an image file, a directory of them or a pattern")
-        else:
-            raise section.error(key, f"file {entry!r} does not exist (looked at {pattern})",
-                                "fix the path; relative paths start at the scenario's directory")
-        images += [ImageRef(name=match.stem, path=match) for match in matches]
-    if not images:
-        raise section.error("images", "is empty", "list at least one image, e.g. `- skimage:astronaut`")
-    names = [image.name for image in images]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        # Two files with the same stem get suffixes so that every sample has a unique name.
-        seen: Dict[str, int] = {}
-        renamed = []
-        for image in images:
-            count = seen.get(image.name, 0)
-            seen[image.name] = count + 1
-            renamed.append(ImageRef(name=f"{image.name}-{count}" if count else image.name,
-                                    path=image.path, skimage=image.skimage))
-        images = renamed
+def _deployed_model(section: Section) -> ModelSource:
+    """model: {mnn: app/model.mnn, source: model.onnx}: the .mnn as it is, no conversion."""
+    for key in ("converter_args", "build_args"):
+        if section.has(key):
+            raise section.error(key, "does not apply to a deployed `mnn:` model: it is run as it is",
+                                "leave it out, or give the ONNX/TFLite file as `onnx:`/`tflite:` to convert")
+    mnn = section.path_value("mnn")
+    if mnn.suffix.lower() != ".mnn" or not mnn.is_file():
+        raise section.error("mnn", f"{mnn.name!r} is not a .mnn file", "name the .mnn file your app ships")
+    source = section.path_value("source", None)
+    if source is not None and source.suffix.lower() not in (".onnx", ".tflite"):
+        raise section.error("source", f"{source.name!r} is neither .onnx nor .tflite",
+                            "name the ONNX or TFLite file the .mnn was converted from, or leave it out")
     section.done()
-    return images
+    return ModelSource(mnn=mnn, source=source, converter_args=())
 
 
 def _triple(section: Section, name: str, default) -> Tuple[float, float, float]:
@@ -396,14 +440,16 @@ def _parity(section: Section, host: Preprocess) -> ParitySpec:
 
 def _matrix(section: Section) -> Dict[str, object]:
     """matrix: {precision: [normal, low], threads: [1, 4], api: [session, module], io: [copy, host],
-    converter: {fp32: [], fp16: [--fp16], w8: [--weightQuantBits, "8"]}}"""
+    backend: [cpu, opencl], converter: {fp32: [], fp16: [--fp16], w8: [--weightQuantBits, "8"]}}"""
     matrix: Dict[str, object] = {}
-    for key, choices in (("precision", PRECISIONS), ("api", APIS), ("io", IO_MODES)):
+    for key, choices in (("precision", PRECISIONS), ("api", APIS), ("io", IO_MODES), ("backend", BACKENDS)):
         values = section.str_list(key, [])
         for index, value in enumerate(values):
             if value not in choices:
                 raise section.error(f"{key}[{index}]", f"is {value!r}, not one of {', '.join(choices)}",
                                     "use one of those")
+            if values.index(value) != index:
+                raise section.error(f"{key}[{index}]", f"names {value!r} twice", "list each value once")
         if values:
             matrix[key] = values
     threads = section.list("threads", [])
@@ -440,6 +486,8 @@ def _run(section: Section) -> RunSettings:
         io=section.str("io", "copy", IO_MODES),
         iterations=section.int("iterations", 1, minimum=1, maximum=MAX_ITERATIONS),
         warmup=section.int("warmup", 0, minimum=0, maximum=MAX_ITERATIONS),
+        backend=section.str("backend", "cpu", BACKENDS),
+        allow_fallback=section.bool("allow_fallback", False),
     )
     section.done()
     return settings
@@ -489,5 +537,11 @@ def _output(section: Section, given: Dict[str, Optional[float]]) -> OutputSpec:
         if spec.kind != "class_logits" and name in own:
             raise section.error(f"tolerance.{name}", "applies to class_logits outputs only",
                                 "set `kind: class_logits` or drop the limit")
+    if spec.kind != "decision" and "min_decision_agreement" in own:
+        raise section.error("tolerance.min_decision_agreement", "applies to decision outputs only",
+                            "set `kind: decision` or drop the limit")
+    if not math.isfinite(spec.threshold) or not math.isfinite(spec.benign_margin):
+        raise section.error("threshold" if not math.isfinite(spec.threshold) else "benign_margin",
+                            "must be a finite number")
     section.done()
     return spec

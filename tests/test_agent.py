@@ -104,3 +104,107 @@ def test_host_io_mode_reads_the_session_buffer(tmp_path, tiny_model):
 def test_no_job_is_usage_error(tmp_path):
     completed = subprocess.run([sys.executable, str(AGENT), str(tmp_path)], capture_output=True, text=True)
     assert completed.returncode == 2 and "job.json" in completed.stderr
+
+
+@pytest.fixture(scope="module")
+def int_mnn(tmp_path_factory):
+    from harness.model import convert
+
+    from .test_inputs import build_int_model
+
+    directory = tmp_path_factory.mktemp("ints")
+    build_int_model(directory / "ints.onnx")
+    return convert(directory / "ints.onnx", "ONNX", (), log=lambda message: None)
+
+
+def typed_job(job_dir, mnn_path, settings=None, stream=None, steps=3):
+    rng = np.random.default_rng(5)
+    arrays = {"ids": rng.integers(0, 9, size=(steps, 1, 8)).astype(np.int64),
+              "mask": np.ones((1, 1, 8), np.int32),                       # one sample, shared by every step
+              "pix": rng.integers(0, 9, size=(steps, 1, 8)).astype(np.uint8),
+              "x": rng.normal(size=(1, 1, 8)).astype(np.float32),
+              "scale": np.array([0.5], np.float32)}                       # a scalar input
+    np.savez(job_dir / "inputs.npz", **arrays)
+    job = {"schema": 2, "id": "typed", "model": str(mnn_path), "inputs": "inputs.npz",
+           "inputs_sha256": hashlib.sha256((job_dir / "inputs.npz").read_bytes()).hexdigest(),
+           "input_names": list(arrays), "output_names": ["y", "idx"], "layout": "NCHW",
+           "settings": {"precision": "normal", "threads": 1, **(settings or {})}, "samples": steps,
+           "stream": stream}
+    (job_dir / "job.json").write_text(json.dumps(job))
+    return arrays
+
+
+@pytest.mark.parametrize("api", ["session", "module"])
+def test_typed_inputs_a_scalar_and_a_stream_that_carries_an_output(tmp_path, int_mnn, api):
+    arrays = typed_job(tmp_path, int_mnn, {"api": api}, stream={"steps": 3, "carry": {"y": "x"}})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0, result
+    assert result["api"] == api and result["steps"] == 3
+    assert result["inputs"]["ids"] == {"shape": [1, 8], "dtype": "int64", "fed_dtype": "int32"}
+    assert result["inputs"]["scale"]["shape"] == []
+    outputs = np.load(tmp_path / "outputs.npz")
+    assert outputs["idx"].dtype == np.int32 and outputs["y"].dtype == np.float32
+    # The board carried y into x itself, step after step: the numpy recurrence gives the same numbers.
+    x = arrays["x"][0]
+    for step in range(3):
+        y = (arrays["ids"][step].astype(np.float32) + x + arrays["pix"][step]) * arrays["mask"][0] * 0.5
+        assert np.allclose(outputs["y"][step], y, rtol=1e-5), step
+        assert outputs["idx"][step, 0] == np.argmax(y[0])
+        x = y
+
+
+@pytest.mark.parametrize("api, backend, evidence", [
+    ("session", "opencl", "getSessionInfo(session, BACKENDS)"),
+    ("module", "vulkan", "MNN's fallback line"),
+])
+def test_a_missing_backend_is_reported_as_the_cpu_that_ran(tmp_path, int_mnn, api, backend, evidence):
+    typed_job(tmp_path, int_mnn, {"api": api, "backend": backend})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0 and completed.stdout == ""  # MNN's fallback line was captured
+    info = result["backend"]
+    assert (info["asked"], info["ran"], info["evidence"]) == (backend, "cpu", evidence)
+    type_code = {"opencl": 3, "vulkan": 7}[backend]
+    assert f"Can't Find type={type_code} backend, use 0 instead" in info["mnn_said"]
+
+
+def test_a_model_with_control_flow_runs_with_the_module_api(tmp_path):
+    """Silero VAD (If, LSTM): MNN's Session API cannot run it; the agent picks the Module API and says why."""
+    from harness.model import convert
+    from harness.yamlfile import Section
+
+    source = Section(tmp_path / "s.yaml", {"onnx": "pkg:silero_vad/data/silero_vad_16k_op15.onnx"}).path_value("onnx")
+    mnn = convert(source, "ONNX", (), log=lambda message: None)
+    frames = np.random.default_rng(1).normal(scale=0.1, size=(2, 1, 576)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", input=frames, state=np.zeros((1, 2, 1, 128), np.float32),
+             sr=np.array([16000], np.int64))
+    job = {"schema": 2, "model": str(mnn), "inputs": "inputs.npz", "input_names": ["input", "state", "sr"],
+           "output_names": ["output", "stateN"], "settings": {"api": "session"}, "samples": 2}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0, result
+    assert result["api"] == "module" and "If" in result["control_flow"]
+    assert "Session API cannot run" in result["api_reason"]
+
+
+def test_result_json_holds_every_key_the_protocol_documents(tmp_path, int_mnn):
+    """The agent's docstring is the protocol: every key it documents for result.json is written."""
+    text = AGENT.read_text()
+    section = text[text.index("result.json (RESULT_SCHEMA"):text.index("Exit codes:")]
+    documented = set()
+    for line in section.splitlines()[1:]:
+        if line.startswith("    ") and not line.startswith("     "):  # "    key, key   what they are"
+            documented.update(key.strip() for key in line[4:].split("  ")[0].split(","))
+    typed_job(tmp_path, int_mnn, stream={"steps": 3, "carry": {"y": "x"}})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0
+    assert {"status", "api", "backend", "inputs", "outputs", "steps", "outputs_sha256"} <= documented
+    assert documented <= set(result), documented - set(result)
+
+
+def test_auto_with_the_module_api_runs_what_a_session_gets(tmp_path, int_mnn):
+    """The Module API has no AUTO backend: the agent asks a session and creates the module for its answer."""
+    typed_job(tmp_path, int_mnn, {"api": "module", "backend": "auto"})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0, result
+    assert result["backend"]["asked"] == "auto" and result["backend"]["ran"] == "cpu"  # the wheel has no GPU
+    assert result["backend"]["evidence"] == "auto: a session with the same configuration"

@@ -30,6 +30,13 @@ def test_expand_makes_every_combination(write_file):
     assert low_w4.matrix == {}
 
 
+def test_a_backend_axis_names_its_settings(write_file):
+    scenario = load_scenario(write_file("b.yaml", scenario_text(["x86"]) + "matrix: {backend: [cpu, opencl]}\n"))
+    settings = expand(scenario)
+    assert [s.label for s in settings] == ["normal-t1-session-copy-cpu-default", "normal-t1-session-copy-opencl-default"]
+    assert [s.scenario.run.backend for s in settings] == ["cpu", "opencl"]
+
+
 @pytest.mark.emulated
 def test_matrix_shows_fp16_on_the_board_and_quantization_in_the_conversion(tmp_path, write_file,
                                                                            emulated_boards):

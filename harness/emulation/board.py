@@ -206,7 +206,31 @@ def remove(name: str) -> bool:
     return True
 
 
+def authorize_key(name: str, public_key: str) -> None:
+    """Let one more key log in to the board (a lab's shared key), now and after restarts.
+
+    sshd reads authorized_keys at every login, so a running board takes it at once.
+    """
+    directory = state_dir(name)
+    line = public_key.strip()
+    with _locked(directory):
+        extra = directory / "extra_authorized_keys"
+        lines = extra.read_text().splitlines() if extra.is_file() else []
+        if line not in lines:
+            _write_atomic(extra, "".join(f"{key}\n" for key in lines + [line]))
+        _write_authorized_keys(directory)
+
+
 # -- internals ------------------------------------------------------------------------------------------
+
+
+def _write_authorized_keys(directory: Path) -> None:
+    """The board's own client key and the extra keys authorize_key gave it."""
+    keys = (directory / "client_key.pub").read_text()
+    extra = directory / "extra_authorized_keys"
+    if extra.is_file():
+        keys += extra.read_text()
+    _write_atomic(directory / "authorized_keys", keys)
 
 
 def _user() -> str:
@@ -277,7 +301,7 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
     """Write keys and config, start sshd (in the board's namespace), wait until it greets; record the state."""
     _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host-key")
     _keygen(directory / "client_key", f"mnn-harness@{spec.name}")
-    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+    _write_authorized_keys(directory)
     if os.geteuid() == 0:
         PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
     log_path = directory / "sshd.log"

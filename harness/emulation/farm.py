@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterable, List, Tuple
 
 import yaml
 
+from ..endpoint import SshEndpoint
 from . import board as emulated
 
 
@@ -54,6 +55,19 @@ def farm_boards(size: int, prefix: str = "farm") -> List[FarmBoard]:
     return boards
 
 
+def start_boards(size: int, log: Callable[[str], None] = print,
+                 prefix: str = "farm") -> List[Tuple[FarmBoard, SshEndpoint]]:
+    """Start the farm's boards in parallel (those running already are kept); each with how to reach it."""
+    boards = farm_boards(size, prefix)
+
+    def start(board: FarmBoard):
+        return board, emulated.ensure_running(
+            emulated.EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version), log)
+
+    with ThreadPoolExecutor(max_workers=min(8, len(boards))) as pool:
+        return list(pool.map(start, boards))
+
+
 def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm") -> Path:
     """Start the farm (in parallel) and write its inventory and known_hosts; return the inventory's path.
 
@@ -61,15 +75,8 @@ def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, pr
     user's farm. A farm started again with another size gets its inventory rewritten for that size;
     its boards beyond the new size are stopped (they are this farm's, and no inventory lists them now).
     """
-    boards = farm_boards(size, prefix)
     previous = farm_members(prefix)
-
-    def start(board: FarmBoard):
-        return board, emulated.ensure_running(
-            emulated.EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version), log)
-
-    with ThreadPoolExecutor(max_workers=min(8, len(boards))) as pool:
-        started = list(pool.map(start, boards))
+    started = start_boards(size, log, prefix)
     known_hosts = emulated.farm_dir() / f"{prefix}-known_hosts"
     known_hosts.write_text("".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
     inventory = {"boards": {"x86": {"kind": "local", "tags": ["x86_64", "reference"]}}}

@@ -1,4 +1,4 @@
-"""Targets: where a job runs. The x86 host, an SSH board and an emulated board share one interface."""
+"""Targets: where a job runs. The x86 host, SSH, emulated and labgrid boards share one interface."""
 
 from ..inventory import BoardSpec
 from .base import Target
@@ -8,5 +8,8 @@ def make_target(board: BoardSpec, lock_timeout: float = 300.0) -> Target:
     if board.kind == "local":
         from .local import LocalTarget
         return LocalTarget(board, lock_timeout)
+    if board.kind == "labgrid":
+        from .labgrid import LabgridTarget
+        return LabgridTarget(board, lock_timeout)
     from .ssh import SshTarget
     return SshTarget(board, lock_timeout)

@@ -70,20 +70,28 @@ class SourceModelTarget(Target):
         run, runtime = self.load()
         with np.load(job.inputs_path, allow_pickle=False) as data:
             inputs = {name: data[name] for name in job.input_names}
-        samples = len(inputs[job.input_names[0]])
-        latency, collected = [], {name: [] for name in job.output_names}
-        for sample in range(samples):
+        carry = (job.stream or {}).get("carry") or {}
+        latency, collected, carried = [], {name: [] for name in job.output_names}, {}
+        for sample in range(job.samples):
+            # The same walk as the agent's: one shared sample for every step, carried outputs fed back.
+            feeds = {name: inputs[name][sample if len(inputs[name]) > 1 else 0, ...] for name in job.input_names}
+            feeds.update(carried)
             begin = time.perf_counter()
-            outputs = run({name: inputs[name][sample] for name in job.input_names}, job.output_names)
+            outputs = dict(zip(job.output_names, run(feeds, job.output_names)))
             latency.append((time.perf_counter() - begin) * 1000.0)
-            for name, value in zip(job.output_names, outputs):
-                collected[name].append(np.asarray(value, dtype=np.float32))
+            for name in job.output_names:
+                value = np.asarray(outputs[name])
+                collected[name].append(value.astype(np.float32) if value.dtype.kind == "f" else value)
+            carried = {fed: np.asarray(outputs[output]).astype(inputs[fed].dtype) for output, fed in carry.items()}
         arrays = {name: np.stack(values) for name, values in collected.items()}
         np.savez(local_dir / "outputs.npz", **arrays)
-        facts = {"schema": 1, "status": "ok", "error": None, "machine": platform.machine(),
+        facts = {"schema": 2, "status": "ok", "error": None, "machine": platform.machine(),
                  "python": platform.python_version(), "runtime": runtime,
                  "mnn_version": None, "latency_ms": latency, "settings": {"threads": 1},
+                 "inputs": {name: {"shape": list(a.shape[1:]), "dtype": str(a.dtype)} for name, a in inputs.items()},
                  "outputs": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in arrays.items()}}
+        if job.stream:
+            facts["steps"] = job.samples
         (local_dir / "result.json").write_text(json.dumps(facts, indent=1))
         result.timings["run"] = time.perf_counter() - started
 

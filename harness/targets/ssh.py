@@ -87,6 +87,10 @@ class SshTarget(Target):
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
                            python=board.python, workdir=board.workdir)
 
+    def ssh_port(self, endpoint: SshEndpoint) -> Optional[int]:
+        """The port to connect to; None lets ~/.ssh/config (or 22) decide, for an inventory that names none."""
+        return endpoint.port if self.board.kind == "emulated" or self.board.port else None
+
     def connect(self, endpoint: SshEndpoint, result: TargetResult) -> Connection:
         connect_kwargs = {"banner_timeout": self.board.connect_timeout,
                           "auth_timeout": self.board.connect_timeout}
@@ -94,8 +98,7 @@ class SshTarget(Target):
             # Only the named key: offering every key in ~/.ssh can exhaust
             # the server's MaxAuthTries before the right one is tried.
             connect_kwargs.update(key_filename=endpoint.key_filename, look_for_keys=False, allow_agent=False)
-        connection = Connection(endpoint.host, user=endpoint.user,
-                                port=endpoint.port if self.board.kind == "emulated" or self.board.port else None,
+        connection = Connection(endpoint.host, user=endpoint.user, port=self.ssh_port(endpoint),
                                 connect_timeout=self.board.connect_timeout, connect_kwargs=connect_kwargs)
         client = connection.client
         client.load_system_host_keys()
