@@ -161,6 +161,9 @@ def what_failed(summary: dict) -> List[str]:
             continue
         if verdict.status == ERROR:
             text = f"{verdict.board} did not run: {short_error(verdict.board, first_reason(verdict))}"
+        elif verdict.failure_type == "backend":
+            # "asked opencl, ran cpu": the whole story is in the lines above the last one.
+            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} (backend)"
         elif verdict.is_conversion:
             text = f"conversion: {verdict.board} {verdict.output} {first_reason(verdict)}"
         elif verdict.failure_type == "requirement":
@@ -174,6 +177,10 @@ def what_failed(summary: dict) -> List[str]:
     for verdict in parity_verdicts(summary):
         if not verdict.passed:
             named.append(f"preprocessing parity on {verdict.board}: {first_reason(verdict)}")
+    for name, problem in sorted((summary.get("backend_failures") or {}).items()):
+        text = f"{name}: {problem.split(' (')[0].split(':')[0]} (backend)"
+        if text not in named:  # the reference's, with no conversion check to carry it
+            named.append(text)
     unusable = [name for name, board in boards.items() if board.get("status") == UNUSABLE]
     if unusable:
         why = "; ".join(f"{name}: {short_error(name, boards[name].get('error'))}" for name in unusable)

@@ -285,9 +285,12 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
     steps = len(rows[0][3]["series"]["max_abs"])
     carry = ", ".join(f"{out} -> {fed}" for out, fed in (stream.get("carry") or {}).items()) or "nothing carried"
     lines = [Text(f"Stream: {steps} steps, {carry} on each board", "bold")]
-    name_width = 12
-    spark = max(8, min(steps, width - name_width - 4))
     reference = summary.get("reference", "x86")
+    sides = [reference] + [name for name in summary.get("boards") or {}] + \
+        [str(comparison.get("reference") or "") for _, comparison, _, _ in rows]
+    # Board names whole (never cut to fit): the sparklines take what is left.
+    name_width = min(max(12, *(len(name) for name in sides)), max(12, width // 3))
+    spark = max(8, min(steps, width - name_width - 4))
     for label, comparison, output, result in rows:
         series = result["series"]
         errors = series["max_abs"]
@@ -303,7 +306,10 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
             board = label.split(" vs ")[0] if label == conversion_label(summary) else label
             against = comparison.get("reference") or reference
             for side, name in ((series["reference"], against), (series["target"], board)):
-                lines.append(Text.assemble(("  " + name[:name_width].ljust(name_width) + " ", "dim"),
+                if len(name) > name_width:  # longer than a third of the terminal: on a line of its own
+                    lines.append(Text("  " + name, "dim"))
+                    name = ""
+                lines.append(Text.assemble(("  " + name.ljust(name_width) + " ", "dim"),
                                            _scaled_spark(downsample(side, spark, _mean), low, high)))
             lines.append(Text(f"  {'':{name_width}} {output} per step, {low:.3g} .. {high:.3g} on both lines",
                               "dim"))

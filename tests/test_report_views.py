@@ -3,9 +3,11 @@
 Every shipped scenario's report at 80, 100 and 160 columns: a real quick run,
 and the stored records (summary.json) of real runs of every shipped scenario
 on an emulated farm with long board names (tests/data/summaries/; SegFormer
-at its real 512x512 on the Cortex-A76 with MNN 3.4.1, failures of every kind
-among them). Then the last line of each kind of failure, as golden text with
-the numbers masked.
+at its real 512x512 on the Cortex-A76 with MNN 3.4.1, Silero VAD as a stream
+at FP16, failures of every kind among them: conversion, parity, version
+requirement, backend fallback, an unreachable board; records of both summary
+schemas). Then the last line of each kind of failure, as golden text with the
+numbers masked.
 """
 
 import json
