@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -535,7 +536,7 @@ def farm_down_command(args, console: Console) -> int:
     """Stop exactly what was named: boards, one farm (or lab), the inventory's emulated boards, or (--all) all."""
     from .emulation import board as emulated
     from .emulation import farm as farms
-    from .emulation.labgrid_farm import labgrid_down
+    from .emulation.labgrid_farm import lab_dir, labgrid_down
 
     if args.all:
         names = emulated.list_boards()
@@ -560,10 +561,12 @@ def farm_down_command(args, console: Console) -> int:
         style = {"unknown": "red", "was not running": "dim"}.get(what, "")
         console.print(Text(f"{name}: {what}" + (" (no emulated board of that name here)" if what == "unknown"
                                                 else ""), style))
-    if args.all or args.farm:
-        for stopped in labgrid_down(None if args.all else args.farm) if args.all or args.farm in lab_boards() \
-                else []:
+    labs = list(lab_boards()) if args.all else [args.farm] if args.farm in lab_boards() else []
+    for lab in labs:
+        for stopped in labgrid_down(lab):
             console.print(f"{stopped}: stopped")
+        if args.remove:  # forget the lab too: its places, key and inventory
+            shutil.rmtree(lab_dir(lab), ignore_errors=True)
     if not outcome:
         console.print("no board to stop")
     return EXIT_CONFIG if "unknown" in outcome.values() else 0
