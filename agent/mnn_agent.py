@@ -700,22 +700,22 @@ def write_op_tensor(MNN, np, tensor, array):
 
 
 def summarize(np, array):
-    """What crosses the wire for every op: statistics and PROBE_COUNT values at fixed positions."""
+    """What crosses the wire for every op: its extremes, NaN/Inf counts and PROBE_COUNT values at fixed positions.
+
+    Kept to a few passes over the tensor: under emulation this runs for every op.
+    """
     if array is None:
         return None
     flat = array.ravel()
-    values = flat.astype(np.float64)
-    finite = values[np.isfinite(values)]
     positions = np.linspace(0, flat.size - 1, num=min(PROBE_COUNT, flat.size)).astype(np.int64)
-    return {
-        "mean": float(finite.mean()) if finite.size else None,
-        "std": float(finite.std()) if finite.size else None,
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
-        "absmax": float(np.abs(finite).max()) if finite.size else None,
-        "nan": int(np.isnan(values).sum()), "inf": int(np.isinf(values).sum()),
-        "probe": [float(v) if np.isfinite(v) else None for v in values[positions]],
-    }
+    probe = flat[positions].astype(np.float64)
+    nan = inf = 0
+    if flat.dtype.kind == "f" and not np.isfinite(flat.max() - flat.min()):  # NaN/Inf somewhere: count them
+        nan, inf = int(np.isnan(flat).sum()), int(np.isinf(flat).sum())
+        flat = flat[np.isfinite(flat)]
+    low, high = (float(flat.min()), float(flat.max())) if flat.size else (None, None)
+    return {"min": low, "max": high, "absmax": max(abs(low), abs(high)) if flat.size else None,
+            "nan": nan, "inf": inf, "probe": [float(v) if np.isfinite(v) else None for v in probe]}
 
 
 def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
@@ -744,11 +744,12 @@ def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
             arrays = inject.get(index)
             for k, tensor in enumerate(tensors):
                 if arrays is not None and k < len(arrays) and arrays[k] is not None:
-                    if tuple(arrays[k].shape) != tuple(tensor.getShape()):
+                    shape = tuple(tensor.getShape())
+                    # Sizes, not shapes: a scalar is () on one machine and (1,) on another.
+                    if arrays[k].size != int(np.prod(shape)):
                         raise JobError("bad-replay", "op %d (%s) input %d has shape %s here, the replayed one %s"
-                                       % (index, record["name"], k, list(tensor.getShape()),
-                                          list(arrays[k].shape)))
-                    write_op_tensor(MNN, np, tensor, arrays[k])
+                                       % (index, record["name"], k, list(shape), list(arrays[k].shape)))
+                    write_op_tensor(MNN, np, tensor, arrays[k].reshape(shape))
                 address = tensor_address(tensor)
                 source = live.get(address) if address else None
                 entry = {"from": list(source) if source else None, "shape": list(tensor.getShape())}
@@ -795,6 +796,8 @@ def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
 def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir):
     """The layer dump the job asks for (job["dump"]), written to dump.json and dump.npz.
 
+    Returns (facts for result.json, the outputs of the first traced sample: the job's outputs).
+
     dump (all keys optional):
         samples   the samples whose every op is traced (summaries only; default [0])
         keep      {"sample": s, "ops": [op indices]}: whole input and output tensors of those ops
@@ -809,7 +812,7 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
     spec = job["dump"]
     if not isinstance(spec, dict):
         raise JobError("bad-job", "dump must be a mapping, not %r" % (spec,))
-    count = sample_count(job, inputs)
+    count = sample_count(dict(job, samples=None, stream=None), inputs)  # every sample the inputs hold
 
     def sample_index(value, what):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < count:
@@ -845,11 +848,18 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
         fill_session(MNN, interpreter, session, feeds, job["input_names"], dimension_type, shapes)
         return traced_run(MNN, np, interpreter, session, keep_ops, injected)
 
-    traces, tensors, replayed_names = [], {}, []
+    traces, tensors, replayed_names, outputs = [], {}, [], None
     for sample in sorted(set(samples) | ({keep_sample} if keep else set())):
         ops, kept, _ = run(sample, keep.get("ops") or () if sample == keep_sample else ())
         if not ops:
             raise JobError("no-ops", "MNN called back for no op: the session ran nothing this agent can see")
+        if outputs is None:  # the job's outputs: this traced run's, so the model does not run once more
+            outputs = {}
+            for name in job["output_names"]:
+                array = read_op_tensor(MNN, np, interpreter.getSessionOutput(session, name))
+                if array is None:
+                    raise JobError("empty-output", "output %r is empty" % name)
+                outputs[name] = array[np.newaxis]
         traces.append({"sample": sample, "ops": ops})
         tensors.update(("s%d.%s" % (sample, name), array) for name, array in kept.items())
     if inject:
@@ -857,11 +867,14 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
         tensors.update(("replay." + name, array) for name, array in replayed.items())
         replayed_names = sorted(replayed)
     payload = json.dumps({"traces": traces, "kept": sorted(tensors), "replayed": replayed_names}).encode()
+    facts = {"samples": [t["sample"] for t in traces], "ops": len(traces[0]["ops"]), "tensors": len(tensors),
+             "replayed": len(replayed_names)}
     write_atomically(os.path.join(job_dir, "dump.json"), lambda f: f.write(payload))
+    facts["json_sha256"] = sha256_file(os.path.join(job_dir, "dump.json"))
     if tensors:
         write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: np.savez(f, **tensors))
-    return {"samples": [t["sample"] for t in traces], "ops": len(traces[0]["ops"]), "tensors": len(tensors),
-            "replayed": len(replayed_names)}
+        facts["npz_sha256"] = sha256_file(os.path.join(job_dir, "dump.npz"))
+    return facts, outputs
 
 
 def board_preprocess(job_dir, job, np, MNN):
@@ -954,9 +967,10 @@ def run_job(job_dir):
             if api != "session":
                 raise JobError("bad-job", "the layer dump needs MNN's Session API (its op callbacks); "
                                + (result["api_reason"] or "the job asks for the Module API"))
-            result["dump"] = dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir)
-        collected = run_all(runner, job, inputs, result, np)
-        outputs = dict((name, np.stack(arrays)) for name, arrays in collected.items())
+            result["dump"], outputs = dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir)
+        else:
+            collected = run_all(runner, job, inputs, result, np)
+            outputs = dict((name, np.stack(arrays)) for name, arrays in collected.items())
         for name, array in outputs.items():
             result["outputs"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
             if array.dtype.kind != "f":
