@@ -36,7 +36,7 @@ from .job import Job
 from .mnn_graph import MnnFileError, read_mnn_graph
 from .model import prepare_model
 from .opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
-                     first_suspect, parse_traces, summary_rows, tensor_key, tolerance_for, window)
+                     first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
 from .opmap import map_ops, mapping_summary, read_source_graph
 from .results import TargetResult
 from .runner import new_run_folder, new_run_id, prepare_inputs, run_folder
@@ -197,9 +197,9 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
             result.error = "the two sides traced different samples"
             continue
         per_sample = {s: summary_rows(board_traces[s], reference_traces[s], fixed)[0] for s in common}
-        if not any(row.verdict != "unmatched" for rows in per_sample.values() for row in rows):
-            result.error = (f"no op of {name} matches an op of {reference_name} by name and type: nothing to "
-                            "compare (different models or MNN versions?)")
+        problem = nothing_compared(per_sample[common[0]], name, reference_name)
+        if problem:
+            result.error = problem
             continue
         result.sample = choose_sample(per_sample)
         result.sample_name = (inputs.sample_names[result.sample] if result.sample < len(inputs.sample_names)

@@ -38,10 +38,12 @@ def number(value: Optional[float], exact: bool = True) -> str:
 
 
 def common_prefix(names: List[str]) -> str:
-    """The longest prefix ending in '/' shared by every name (SegFormer's /inner/segformer/...)."""
-    if len(names) < 2:
+    """The longest prefix ending in '/' shared by the path-like names (SegFormer's /inner/segformer/...); the
+    others (MNN's own `logits__before_tr_raster_0`) are shown whole."""
+    paths = [name for name in names if "/" in name]
+    if len(paths) < 2 or len(paths) < len(names) / 2:
         return ""
-    prefix = os.path.commonprefix(names)
+    prefix = os.path.commonprefix(paths)
     cut = prefix.rfind("/")
     return prefix[:cut + 1] if cut >= 3 else ""
 

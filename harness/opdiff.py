@@ -436,6 +436,19 @@ def summary_rows(board: List[OpTrace], reference: List[OpTrace], tolerance: Tole
     return rows, sum(1 for row in rows if row.verdict == "unmatched")
 
 
+def nothing_compared(rows: List[OpRow], board: str, reference: str) -> Optional[str]:
+    """Why no op could be compared (then the search must say so, never pass), or None."""
+    if not rows:
+        return f"{board} ran no op"
+    matched = [row for row in rows if row.verdict != "unmatched"]
+    if not matched:
+        return (f"no op of {board} matches an op of {reference} by name and type: nothing to compare "
+                "(different models, or MNN versions that build different graphs?)")
+    if all(row.exit is None for row in matched):
+        return f"none of the {len(matched)} matching ops has an output with values to compare"
+    return None
+
+
 def over(row: OpRow, value: Optional[float] = None) -> bool:
     value = row.exit if value is None else value
     return value is not None and (value > row.tolerance or math.isnan(value))
