@@ -34,7 +34,7 @@ DEPLOYED = """\
 name: deployed
 model: {{mnn: tiny.mnn}}
 inputs:
-  images: [skimage:astronaut, skimage:coffee]
+  images: [{images}]
 preprocess:
   resize: {{height: 64, width: 64, interpolation: area}}
   mean: [0.485, 0.456, 0.406]
@@ -102,9 +102,9 @@ def boards():
         emulated.remove(name)
 
 
-def deployed_scenario(folder, precision):
-    path = folder / f"deployed-{precision}.yaml"
-    path.write_text(DEPLOYED.format(precision=precision))
+def deployed_scenario(folder, precision, images="skimage:astronaut, skimage:coffee"):
+    path = folder / f"deployed-{precision}-{len(images)}.yaml"
+    path.write_text(DEPLOYED.format(precision=precision, images=images))
     return path
 
 
@@ -135,15 +135,17 @@ def test_the_deployed_mnn_alone_names_conv1_on_the_a76_at_low_and_nothing_on_the
     assert [row.verdict for row in a76.rows[conv1 + 1:]] == ["inherited"] * (len(names) - conv1 - 1)
     assert all(row.exact for row in a76.rows[conv1:])
     assert a53.error is None and a53.board.arithmetic == "FP32" and a53.first_introduced is None
-    assert a53.first_nonfinite is None and all(row.verdict == "ok" for row in a53.rows)
+    # The A53 computes in float32: the error it accumulates may pass one op's FP32 tolerance, but no op adds it.
+    assert a53.first_nonfinite is None and {row.verdict for row in a53.rows} <= {"ok", "inherited"}
     # The run ends in one line per board.
     assert out.rstrip().splitlines()[-2:] == [
         f"first introduced at conv1 (Convolution) on {A76} at low (FP16); first NaN/Inf there",
         f"not on {A53} at low (FP32): no op introduces error beyond tolerance (FP32)"]
-    # Whole tensors travelled from the A76 only, and only from conv1 on.
-    assert (run_dir / "capture" / A76 / "dump.npz").is_file() and not (run_dir / "capture" / A53).exists()
-    with np.load(run_dir / "capture" / A76 / "dump.npz") as kept:
-        assert min(int(name.split(".")[1][2:]) for name in kept.files) == conv1
+    # Whole tensors travelled only from the first suspicious op on: conv1 on the A76, the tail on the A53.
+    def first_kept(board):
+        with np.load(run_dir / "capture" / board / "dump.npz") as kept:
+            return min(int(name.split(".")[1][2:]) for name in kept.files)
+    assert first_kept(A76) == conv1 and first_kept(A53) > conv1
     # Without a source model the node data is keyed by the .mnn's op names.
     data = check_model_explorer_file(run_dir / "model_explorer" / f"{A76}.json")
     assert data["results"]["conv1"]["value"] == FLOAT32_MAX and data["results"]["conv0"]["value"] < 1e-2
@@ -154,7 +156,7 @@ def test_the_deployed_mnn_alone_names_conv1_on_the_a76_at_low_and_nothing_on_the
 @pytest.mark.emulated
 def test_board_against_board_finds_the_same_op(tmp_path, write_file, overflow_mnn, boards):
     inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
-    scenario = load_scenario(deployed_scenario(overflow_mnn, "low"))
+    scenario = load_scenario(deployed_scenario(overflow_mnn, "low", images="skimage:astronaut"))
     report = search_layers(scenario, inventory, [A76], tmp_path, against=A53,
                            against_overrides={"precision": "normal"})
     (a76,) = report.boards
