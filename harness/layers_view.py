@@ -171,8 +171,9 @@ def render_layers(report: LayersReport, console: Console, show_all: bool = False
 def render_layers_html(report: LayersReport) -> str:
     from .html_report import CSS, esc, line_chart_svg
 
+    css = CSS + "td.wrap{max-width:420px;overflow-wrap:anywhere;font-size:12px}\n"
     parts = [f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>mnn-harness layers "
-             f"{esc(report.scenario)}</title><style>{CSS}</style></head><body>",
+             f"{esc(report.scenario)}</title><style>{css}</style></head><body>",
              f"<h1>mnn-harness layers: {esc(report.scenario)}</h1>",
              f'<div class="banner {"pass" if report.exit_code == 0 else "fail"}">'
              + "<br>".join(esc(board.headline()) for board in report.boards) + "</div>",
@@ -183,28 +184,34 @@ def render_layers_html(report: LayersReport) -> str:
         if board.error:
             parts.append(f'<p class="fail">{esc(board.error)}</p>')
             continue
-        introduced = [row.introduced for row in board.rows]
-        exits = [row.exit for row in board.rows]
+        def drawn(value):  # a log scale has no place for 0 (a Raster op that only moves data) or inf
+            return value if value is not None and 0 < value < math.inf else None
+
+        introduced = [drawn(row.introduced) for row in board.rows]
+        exits = [drawn(row.exit) for row in board.rows]
         tolerance = [row.tolerance for row in board.rows]
         parts.append("<p class=dim>Relative error per op, in execution order (log scale): introduced by the op "
                      "(its output against the reference running it on this board's inputs), accumulated on exit, "
                      "and the op's tolerance.</p>")
         parts.append(f'<div id="chart-{esc(board.board.board)}">' + line_chart_svg(
-            [("introduced", "#c5221f", [v if v is None or math.isfinite(v) else None for v in introduced]),
-             ("on exit", "#3b6fd4", [v if v is None or math.isfinite(v) else None for v in exits]),
+            [("introduced", "#c5221f", introduced), ("on exit", "#3b6fd4", exits),
              ("tolerance", "#9aa3b2", tolerance)], log=True, width=820, height=220, x_label="op") + "</div>")
+        nonfinite = [row.index for row in board.rows if row.nonfinite > row.reference_nonfinite]
+        if nonfinite:
+            parts.append(f'<p class="fail">NaN/Inf on exit from op #{nonfinite[0]} on (not drawn on a log '
+                         f'scale)</p>')
         parts.append("<ul>" + "".join(f"<li>{esc(line.plain)}</li>" for line in board_lines(board)) + "</ul>")
         head = "".join(f"<th>{h}</th>" for h in ("#", "Op", "Type", "on entry", "introduced", "on exit",
                                                   "tolerance", "verdict", "source"))
         body = []
         for row in board.rows:
             css = {"introduced": "fail", "inherited": "warn", "over": "fail"}.get(row.verdict, "")
-            body.append(f"<tr><td class=num>{row.index}</td><td>{esc(row.name)}</td><td>{esc(row.type)}</td>"
+            body.append(f"<tr><td class=num>{row.index}</td><td class=wrap>{esc(row.name)}</td><td>{esc(row.type)}</td>"
                         f"<td class=num>{esc(number(row.entry, row.exact))}</td>"
                         f"<td class=num>{esc(number(row.introduced))}</td>"
                         f"<td class=num>{esc(number(row.exit, row.exact))}</td>"
                         f"<td class=num>{row.tolerance:.1e}</td><td class='{css}'>{esc(row.verdict)}</td>"
-                        f"<td>{esc(source_text(row.source or {}))}</td></tr>")
+                        f"<td class='wrap dim'>{esc(source_text(row.source or {}))}</td></tr>")
         parts.append(f'<table id="ops-{esc(board.board.board)}"><thead><tr>{head}</tr></thead>'
                      f'<tbody>{"".join(body)}</tbody></table>')
     parts.append("</body></html>\n")
