@@ -56,6 +56,9 @@ result.json (RESULT_SCHEMA 2)
     steps           the number of stream steps run (streams only)
     latency_ms      per timed run; peak_rss_mb; wall_s
     outputs_sha256  SHA-256 of outputs.npz (each output stacked over samples or steps)
+    dump            jobs with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
+                    "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
+                    so a run whose outputs hold NaN/Inf still leaves its whole dump
 
 Exit codes: 0 the run succeeded, 1 it failed (result.json says why), 2 the job
 directory could not be read at all.

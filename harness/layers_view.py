@@ -129,7 +129,7 @@ def board_lines(board: BoardLayers) -> List[Text]:
     if board.samples > 1:
         firsts = "; ".join(f"{i}: {first or 'none'}" for i, first in enumerate(board.sample_firsts))
         lines.append(Text(f"{board.samples} samples traced; replayed sample {board.sample} ({board.sample_name}), "
-                          f"where the divergence starts earliest. First op over tolerance per sample: {firsts}",
+                          f"where the divergence starts earliest. First op over tolerance on exit, per sample: {firsts}",
                           "dim"))
     if board.unmatched:
         lines.append(Text(f"{board.unmatched} ops ran on one side only (no counterpart by name and type)", "yellow"))
