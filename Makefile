@@ -49,7 +49,7 @@ bench: setup
 	$(BIN)/python -m harness.bench
 
 farm-down:
-	-$(BIN)/harness farm down
+	-$(BIN)/harness farm down --all
 
 clean: farm-down
 	rm -rf $(VENV) *.egg-info

@@ -56,7 +56,7 @@ result.json (RESULT_SCHEMA 2)
     steps           the number of stream steps run (streams only)
     latency_ms      per timed run; peak_rss_mb; wall_s
     outputs_sha256  SHA-256 of outputs.npz (each output stacked over samples or steps)
-    dump            jobs with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
+    dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
                     "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
                     so a run whose outputs hold NaN/Inf still leaves its whole dump
 
@@ -942,7 +942,7 @@ def run_job(job_dir):
         "platform": platform.platform(), "hostname": platform.node(),
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
         "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
-        "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {},
+        "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
     }
     outputs = None
     try:

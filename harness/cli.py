@@ -3,7 +3,8 @@
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json]                   every board with live health
-    harness farm up [--size N] [--labgrid] | down | status
+    harness farm up [--size N] [--farm F] [--labgrid] | down [NAME...] [--farm F] [--all] [--remove] | status
+    harness inspect MODEL                    inputs and outputs (names, shapes, dtypes) of an ONNX/TFLite/MNN file
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
@@ -16,14 +17,16 @@ the night ran but could not be written to the history.
 import argparse
 import json
 import math
+import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from .errors import HarnessError
 from .inventory import find_inventory, load_inventory
@@ -31,8 +34,8 @@ from .runner import EXIT_CONFIG
 
 
 WEEK_S = 7 * 86400.0
-PRECISION_CHOICES = ("normal", "high", "low", "low_bf16")
 """The longest wait any option accepts: longer is a typo, and too large for the clocks that wait on it."""
+PRECISION_CHOICES = ("normal", "high", "low", "low_bf16")
 
 
 def bounded(kind=float, minimum: Optional[float] = None, above: Optional[float] = None,
@@ -109,15 +112,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     prepare = commands.add_parser("prepare", help="build and convert the scenarios' models now (cached)")
     prepare.add_argument("scenarios", nargs="+")
 
-    farm = commands.add_parser("farm", help="start, stop or show the emulated boards of the inventory")
+    farm = commands.add_parser("farm", help="start, stop or show emulated boards and farms of them")
     farm.add_argument("action", choices=("up", "down", "status"))
+    farm.add_argument("boards", nargs="*", metavar="NAME", help="down: stop only these boards")
     farm.add_argument("--size", type=bounded(int, minimum=0, maximum=249), default=0, metavar="N",
-                      help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with an older MNN, ...; at most "
-                      "249, one link-local subnet each) and write its inventory; without --size, start the "
-                      "inventory's emulated boards")
+                      help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with MNN 3.4.1, then again "
+                      "with -2, -3 suffixes; at most 249, one link-local subnet each) and write its inventory; "
+                      "without --size, start the inventory's emulated boards")
+    farm.add_argument("--farm", metavar="NAME", help="the farm's name (default: farm): up names its boards "
+                      "NAME-a53, ... and its inventory; down and status take only its boards")
     farm.add_argument("--labgrid", action="store_true",
                       help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
                       "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
+    farm.add_argument("--all", action="store_true", help="down: every emulated board and labgrid lab of this "
+                      "machine, whoever started it (other farms, other users' and tests' boards too)")
+    farm.add_argument("--remove", action="store_true", help="down: also delete the boards' state (keys, "
+                      "address, home); for boards that are stale")
+
+    inspect = commands.add_parser("inspect", help="a model's inputs and outputs: names, shapes, dtypes")
+    inspect.add_argument("model", help="an .onnx, .tflite or .mnn file, or pkg:PACKAGE/path/in/it")
 
     nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
                                   "the history and compare with the previous night")
@@ -143,15 +156,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     history.add_argument("--reports", default="reports", help="directory of history.sqlite (default: reports)")
     history.add_argument("--json", action="store_true", help="print the trend as JSON on stdout")
 
-    args = parser.parse_args(argv)
+    for subcommand in commands.choices.values():
+        # `harness run x.yaml --inventory lab.yaml` as well as `harness --inventory lab.yaml run x.yaml`.
+        subcommand.add_argument("--inventory", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "farm" and not any(arg.startswith("-") for arg in extra):
+        args.boards += extra  # `farm down --remove a b`: names after an option (argparse stops at the option)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     previous_sigterm = install_sigterm_handler()
     # With --json, stdout carries only the JSON; the human display goes to stderr.
-    # Not a terminal (CI logs, files): 100 columns, the width the report is laid out for.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
-    console = Console(stderr=stream is sys.stderr, width=None if stream.isatty() else 100)
+    console = Console(stderr=stream is sys.stderr, width=console_width(stream))
     try:
         commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
-                    "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm}
+                    "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
+                    "inspect": cmd_inspect}
         return commands[args.command](args, console)
     except HarnessError as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -182,6 +203,13 @@ def install_sigterm_handler():
         return None
 
 
+def console_width(stream) -> Optional[int]:
+    """A terminal's own width; else $COLUMNS (rich reads it); else, for CI logs and files, 100 columns."""
+    if stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit():
+        return None
+    return 100
+
+
 def cmd_run(args, console: Console) -> int:
     from .report import TerminalProgress, render
     from .runner import run_scenario
@@ -198,7 +226,8 @@ def cmd_run(args, console: Console) -> int:
     data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
-    render(report, console)
+    render(data, console, report.run_dir)
+    show_files(report.run_dir, console)
     failing = [name for name in report.failed if report.boards[name].kind != "local"]
     if (args.find_layer or scenario.find_layer) and failing:
         from .layers import search_layers, write_layers_files
@@ -210,6 +239,12 @@ def cmd_run(args, console: Console) -> int:
         write_layers_files(layers)
         render_layers(layers, console)
     return report.exit_code
+
+
+def show_files(run_dir: Path, console: Console) -> None:
+    for name in ("junit.xml", "report.html"):
+        if (run_dir / name).exists():
+            console.print(f"[dim]{name}: {escape(str(run_dir / name))}[/]")
 
 
 def cmd_layers(args, console: Console) -> int:
@@ -318,88 +353,26 @@ def cmd_nightly(args, console: Console) -> int:
     return result.exit_code
 
 
-def stored_report(run_dir: Path, data: dict):
-    """A RunReport rebuilt from summary.json, enough for report.render (nothing is re-run).
-
-    The scenario, model and inputs are stand-ins carrying only what the
-    summary stored; the board results and comparisons are the real types.
-    """
-    from types import SimpleNamespace
-
-    from .compare import OutputComparison, TargetComparison
-    from .results import TargetResult
-    from .runner import RunReport
-
-    from .inputs import InputTensor
-    from .scenario import OutputSpec, StreamSpec
-
-    settings = dict(data.get("settings") or {})
-    stream = data.get("stream")
-    specs = {name: OutputSpec(kind=spec.get("kind", "tensor"), threshold=spec.get("threshold", 0.5))
-             for name, spec in (data.get("output_specs") or {}).items()}
-    scenario = SimpleNamespace(name=data["scenario"]["name"], path=Path(data["scenario"]["path"]),
-                               run=SimpleNamespace(as_dict=lambda: settings),
-                               stream=StreamSpec(stream.get("steps"), dict(stream.get("carry") or {}))
-                               if stream else None,
-                               output_spec=lambda name: specs.get(name, OutputSpec()))
-    source = data["model"].get("source")
-    model = SimpleNamespace(source_path=Path(source) if source else None,
-                            source_name=Path(source or data["model"].get("mnn_path") or "?").name,
-                            mnn_path=Path(data["model"].get("mnn_path") or "?"),
-                            converted=data["model"].get("converted", True),
-                            mnn_sha256=data["model"].get("mnn_sha256", ""),
-                            converter_args=data["model"].get("converter_args") or [],
-                            outputs=data["model"].get("outputs") or [])
-    tensors = [InputTensor(name=t["name"], provider=t["provider"], detail=t.get("detail", ""), shape=tuple(t["shape"]),
-                           dtype=t["dtype"], samples=t.get("samples", 1), shared=t.get("shared", False),
-                           sha256=t.get("sha256", "")) for t in data["inputs"].get("tensors") or []]
-    inputs = SimpleNamespace(sample_names=data["inputs"].get("samples") or [], tensors=tensors,
-                             shape=tuple(data["inputs"].get("shape") or ()), sha256=data["inputs"].get("sha256", ""))
-    report = RunReport(run_id=data["run_id"], run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
-                       reference=data["reference"],
-                       boards={name: SimpleNamespace(name=name, kind=board.get("kind"), mnn_version=None)
-                               for name, board in data["boards"].items()},
-                       started_at=data.get("started_at", ""), wall_s=float(data.get("wall_s") or 0.0),
-                       host=data.get("host") or {})
-    # summary.json sorts its keys; the reference goes first again, as in the live report.
-    for name, board in sorted(data["boards"].items(), key=lambda item: item[0] != data["reference"]):
-        report.results[name] = TargetResult(
-            target=name, kind=board.get("kind", "?"), status=board.get("status", "?"), error=board.get("error"),
-            facts=board.get("facts") or {}, timings=board.get("timings") or {},
-            locked_span=board.get("locked_span"), bytes_uploaded=board.get("bytes_uploaded") or 0,
-            bytes_downloaded=board.get("bytes_downloaded") or 0, notes=board.get("notes") or [])
-    def comparison_of(target: str, stored: dict) -> TargetComparison:
-        return TargetComparison(
-            target=target, reference=stored.get("reference") or data["reference"], error=stored.get("error"),
-            problems=list(stored.get("problems") or []),
-            outputs=[OutputComparison(output, result.get("passed", False), result.get("metrics") or {},
-                                      result.get("reasons") or [], series=result.get("series") or {})
-                     for output, result in (stored.get("outputs") or {}).items()])
-
-    for name, comparison in data.get("comparisons", {}).items():
-        report.comparisons[name] = comparison_of(name, comparison)
-    if data.get("conversion"):
-        report.conversion = comparison_of(data["reference"], data["conversion"])
-    report.attribution = dict(data.get("attribution") or {})
-    report.backend_failures = dict(data.get("backend_failures") or {})
-    report.findings = [SimpleNamespace(**finding) for finding in data.get("findings") or []]
-    return report
-
-
 def find_run(reports: Path, run_id: str) -> Path:
+    """The run folder an id names: a path, a folder under reports (a matrix setting too), or a unique part of one."""
     from .errors import ConfigError
 
-    candidates = [Path(run_id), reports / run_id]
-    for candidate in candidates:
-        if (candidate / "summary.json").is_file():
+    for candidate in (Path(run_id), reports / run_id):
+        if (candidate / "summary.json").is_file() or (candidate / "matrix.json").is_file():
             return candidate
-    matches = sorted(p for p in reports.glob(f"*{run_id}*") if (p / "summary.json").is_file()) \
-        if reports.is_dir() else []
+    stored = sorted({path.parent for name in ("summary.json", "matrix.json")
+                     for path in reports.glob(f"**/{name}")}) if reports.is_dir() else []
+    matches = [path for path in stored if run_id in str(path.relative_to(reports))]
+    # A matrix's settings match its id too: the matrix itself is meant.
+    matrices = [path for path in matches if (path / "matrix.json").is_file()]
+    if len(matrices) == 1 and all(path == matrices[0] or matrices[0] in path.parents for path in matches):
+        return matrices[0]
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ConfigError(reports, None, f"{run_id!r} names {len(matches)} runs: "
-                          f"{', '.join(p.name for p in matches[:5])}", "give more of the run id")
+        listed = "\n".join(f"    {path.relative_to(reports)}" for path in matches)
+        raise ConfigError(reports, None, f"{run_id!r} names {len(matches)} runs:\n{listed}\n",
+                          "give more of the run id (any unique part of one of those)")
     raise ConfigError(reports / run_id, None, "no stored run with this id (no summary.json)",
                       f"pick one of `ls {reports}`, or pass --reports DIR")
 
@@ -409,24 +382,30 @@ def cmd_report(args, console: Console) -> int:
     from .report import render
 
     run_dir = find_run(Path(args.reports), args.run_id)
+    if (run_dir / "matrix.json").is_file():
+        from .matrix import render_records, stored_records
+
+        scenario_name, records, code = stored_records(run_dir)
+        if args.json:
+            print((run_dir / "matrix.json").read_text())
+        render_records(scenario_name, records, code, run_dir, console)
+        return code
     try:
         data = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError) as error:
         raise ConfigError(run_dir / "summary.json", None, f"cannot read it: {error}") from error
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
-    render(stored_report(run_dir, data), console)
-    for name in ("junit.xml", "report.html"):
-        if (run_dir / name).exists():
-            console.print(f"[dim]{name}: {run_dir / name}[/]")
+    render(data, console, run_dir)
+    show_files(run_dir, console)
     return int(data.get("exit_code", 0))
 
 
 def cmd_history(args, console: Console) -> int:
-    from rich.table import Table
-
+    from .compare import format_metric
     from .errors import ConfigError
-    from .history import History, sparkline
+    from .fold import Column, FoldingTable
+    from .history import TREND_METRICS, History, last_value, row_label_metric, sparkline
     from .nightly import HISTORY_FILE
 
     path = Path(args.reports) / HISTORY_FILE
@@ -435,26 +414,30 @@ def cmd_history(args, console: Console) -> int:
                           "or pass --reports DIR")
     with History(path) as history:
         nights = history.nights(args.nights)
-        rows = history.trend(args.scenario, args.nights)
+        rows = history.trend(args.scenario, args.nights, TREND_METRICS)
     if args.json:
         print(json.dumps({"history": str(path), "nights": [dict(n) for n in nights], "trend": rows}, indent=1))
         return 0
     first, last = (nights[0]["started_at"], nights[-1]["started_at"]) if nights else ("–", "–")
-    table = Table(title=f"History: {len(nights)} night(s), {first} .. {last}", title_justify="left",
-                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for column in ("Scenario", "Board", "Output", "max abs", "last", "argmax agree", "last", "Verdicts", "Now"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "last" else "left")
+    table = FoldingTable([Column("Scenario", key=True), Column("Board", key=True), Column("Output", key=True),
+                          Column("max abs"), Column("last", "right", label="max abs last"), Column("labels"),
+                          Column("last", "right", label="labels last"), Column("Verdicts"),
+                          Column("Now", key=True)],
+                         title=f"History: {len(nights)} night(s), {first} .. {last}",
+                         legend=["labels: argmax agreement (class logits) or mask IoU (probability maps); "
+                                 "verdicts per night: ● pass, ✗ fail, E did not run, U unusable, · absent"])
     marks = {"pass": "[green]●[/]", "fail": "[red]✗[/]", "error": "[red]E[/]", "unusable": "[yellow]U[/]",
              None: "[dim]·[/]"}
     for row in rows:
-        last_abs = next((v for v in reversed(row["max_abs"]) if v is not None), None)
-        last_agree = next((v for v in reversed(row["argmax_agreement"]) if v is not None), None)
-        status = next((s for s in reversed(row["status"]) if s is not None), None)
+        label = row_label_metric(row)
+        status = last_value(row["status"])
         table.add_row(row["scenario"], row["board"], row["output"], sparkline(row["max_abs"], log=True),
-                      f"{last_abs:.2e}" if last_abs is not None else "–", sparkline(row["argmax_agreement"]),
-                      f"{last_agree:.3%}" if last_agree is not None else "–",
-                      "".join(marks.get(s, "?") for s in row["status"]),
-                      {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]"}.get(status, f"[red]{status}[/]"))
+                      format_metric(last_value(row["max_abs"]), "max_abs"),
+                      sparkline(row[label]) if label else "–",
+                      format_metric(last_value(row[label]), label) if label else "–",
+                      Text.from_markup("".join(marks.get(s, "?") for s in row["status"])),
+                      Text.from_markup({"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]"}.get(
+                          status, f"[red]{status}[/]")))
     console.print(table)
     if not rows:
         console.print("[dim]nothing recorded" + (f" for scenario {args.scenario}" if args.scenario else "") + "[/]")
@@ -476,8 +459,6 @@ def cmd_prepare(args, console: Console) -> int:
 def cmd_boards(args, console: Console) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from rich.table import Table
-
     from .targets import make_target
 
     inventory = load_inventory(find_inventory(args.inventory))
@@ -488,15 +469,12 @@ def cmd_boards(args, console: Console) -> int:
     if args.json:
         print(json.dumps(health, indent=1))
     else:
-        table = Table(title=f"Boards of {inventory.path}", title_justify="left", header_style="bold",
-                      box=box.SIMPLE_HEAD)
-        # A holder's name is what a user of a shared lab looks for: room for it even at 80 columns,
-        # where the board's kind goes under its name.
-        min_widths = {"Lock": 16 if any(item.get("held") for item in health) else 6, "Tags": 6}
-        kind_separator = " " if console.width >= 100 else "\n"
-        for column in ("Board", "Up", "Machine", "Python", "MNN", "Features", "Disk", "Lock", "Tags"):
-            table.add_column(column, no_wrap=column not in ("Tags", "Lock", "Features"),
-                             min_width=min_widths.get(column))
+        from .fold import Column, FoldingTable
+
+        console.print(f"[bold]Boards of[/] {escape(str(inventory.path))}")
+        table = FoldingTable([Column("Board", key=True), Column("Up"), Column("Machine"), Column("Python"),
+                              Column("MNN"), Column("Features", wrap=True), Column("Disk", "right"),
+                              Column("Lock", wrap=True), Column("Tags", wrap=True)])
         for item in health:
             facts = item["facts"]
             features = set(facts.get("cpu_features") or [])
@@ -507,10 +485,11 @@ def cmd_boards(args, console: Console) -> int:
             mnn = facts.get("mnn_version") or "–"
             disk = facts.get("free_disk_mb")
             # held: a labgrid place someone else holds; it was not probed.
-            up = "[yellow]held[/]" if item.get("held") else "[green]yes[/]" if item["reachable"] else "[red]no[/]"
-            table.add_row(f"{item['board']}{kind_separator}[dim]({item['kind']})[/]", up,
+            up = Text("held", "yellow") if item.get("held") else \
+                Text("yes", "green") if item["reachable"] else Text("no", "red")
+            table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")), up,
                           facts.get("machine", "–"), facts.get("python", "–"),
-                          f"[yellow]{mnn}[/]" if item.get("warning") else mnn, " ".join(shown) or "–",
+                          Text(mnn, "yellow") if item.get("warning") else mnn, " ".join(shown) or "–",
                           f"{disk / 1024:.0f} GB" if disk else "–", item.get("lock") or "free",
                           " ".join(item["tags"]))
         console.print(table)
@@ -523,32 +502,46 @@ def cmd_boards(args, console: Console) -> int:
 
 
 def cmd_farm(args, console: Console) -> int:
-    from rich.table import Table
-
     from .emulation import board as emulated
-    from .emulation.farm import FARM_BOARDS, farm_down, farm_up
-    from .emulation.labgrid_farm import labgrid_down, labgrid_status, labgrid_up
+    from .emulation import farm as farms
+    from .emulation.labgrid_farm import labgrid_status, labgrid_up
+    from .errors import ConfigError
 
     def log(message):
-        console.print(f"[dim]{message}[/]")
+        console.print(f"[dim]{escape(message)}[/]")
 
+    if args.boards and args.action != "down":
+        raise ConfigError("harness farm", None, f"`farm {args.action}` takes no board names ({' '.join(args.boards)})",
+                          "name boards with `harness farm down NAME...`")
+    known = sorted(set(farms.farm_names()) | {lab["prefix"] for lab in labgrid_status()})
+    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid)):
+        raise ConfigError(farms.farm_inventory_path(args.farm), None, f"there is no farm {args.farm!r} on this "
+                          f"machine (farms: {', '.join(known) or 'none'})",
+                          f"start it with `harness farm up --size N --farm {args.farm}`")
     if args.action == "down":
-        for name in farm_down():
-            console.print(f"stopped {name}")
-        for name in labgrid_down():
-            console.print(f"stopped {name}")
-        return 0
+        return farm_down_command(args, console)
     if args.action == "up" and args.labgrid:
-        size = args.size or len(FARM_BOARDS)
-        path = labgrid_up(size, log)
-        address = next(lab["address"] for lab in labgrid_status() if lab["prefix"] == "farm")
-        console.print(f"[green]labgrid lab of {size} place(s) up[/]: coordinator {address}; its inventory: {path}\n"
-                      f"  harness --inventory {path} boards\n"
+        name = args.farm or farms.DEFAULT_FARM
+        size = args.size or len(farms.FARM_BOARDS)
+        path = labgrid_up(size, log, prefix=name)
+        address = next(lab["address"] for lab in labgrid_status() if lab["prefix"] == name)
+        console.print(f"[green]labgrid lab {name!r} of {size} place(s) up[/]: coordinator {address}; "
+                      f"its inventory: {path}\n  harness --inventory {path} boards\n"
                       f"  labgrid-client -x {address} places")
+        args.farm = name  # the status below: this lab's boards
     elif args.action == "up" and args.size:
-        path = farm_up(args.size, log)
-        console.print(f"[green]farm of {args.size} board(s) up[/]; its inventory: {path}\n"
+        name = args.farm or farms.DEFAULT_FARM
+        previous = farms.farm_members(name)
+        path = farms.farm_inventory_path(name)
+        if previous and len(previous) != args.size:
+            console.print(f"[yellow]farm {name!r} had {len(previous)} board(s); its inventory {path} is "
+                          f"rewritten for {args.size}[/] (start another farm beside it with --farm NAME)")
+        path = farms.farm_up(args.size, log, prefix=name)
+        console.print(f"[green]farm {name!r} of {args.size} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
+        args.farm = name  # the status below: this farm's boards
+    elif args.action == "up" and args.farm:
+        farms.farm_up(len(farms.farm_members(args.farm)), log, prefix=args.farm)
     elif args.action == "up":
         inventory = load_inventory(find_inventory(args.inventory))
         boards = [b for b in inventory.boards.values() if b.kind == "emulated"]
@@ -558,20 +551,126 @@ def cmd_farm(args, console: Console) -> int:
         for board in boards:
             emulated.ensure_running(emulated.EmulatedBoardSpec(
                 name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or "3.6.1"), log=log)
-    table = Table("Board", "CPU", "MNN", "Address", "Network", "PID", "Running", title="Emulated boards",
-                  title_justify="left")
-    for name in emulated.list_boards():
+    farm_status(args, console)
+    return 0
+
+
+def lab_boards() -> dict:
+    """labgrid lab (its farm's name) -> the emulated boards it exports as places."""
+    from .emulation.labgrid_farm import labgrid_status
+
+    return {lab["prefix"]: list(lab["places"]) for lab in labgrid_status()}
+
+
+def farm_down_command(args, console: Console) -> int:
+    """Stop exactly what was named: boards, one farm (or lab), the inventory's emulated boards, or (--all) all."""
+    from .emulation import board as emulated
+    from .emulation import farm as farms
+    from .emulation.labgrid_farm import lab_dir, labgrid_down
+
+    if args.all:
+        names = emulated.list_boards()
+    elif args.boards:
+        names = list(args.boards)
+    elif args.farm:
+        names = None  # the farm's own, and with --remove its inventory too
+    else:
+        # The inventory's boards that are emulated on this machine: `farm up` without --size, undone.
+        inventory = load_inventory(find_inventory(args.inventory))
+        names = [name for name, board in inventory.boards.items()
+                 if board.kind != "local" and emulated.status(name) is not None]
+        if not names:
+            console.print(f"no board of {inventory.path} is emulated on this machine; "
+                          f"name boards, or pass --farm NAME or --all (see `harness farm status`)")
+            return 0
+    if names is None and args.farm in lab_boards():
+        names = lab_boards()[args.farm]  # a labgrid lab of that name: its boards, then its coordinator
+    outcome = (farms.farm_down(args.farm, remove=args.remove) if names is None
+               else farms.stop_boards(names, remove=args.remove))
+    for name, what in outcome.items():
+        style = {"unknown": "red", "was not running": "dim"}.get(what, "")
+        console.print(Text(f"{name}: {what}" + (" (no emulated board of that name here)" if what == "unknown"
+                                                else ""), style))
+    labs = list(lab_boards()) if args.all else [args.farm] if args.farm in lab_boards() else []
+    for lab in labs:
+        for stopped in labgrid_down(lab):
+            console.print(f"{stopped}: stopped")
+        if args.remove:  # forget the lab too: its places, key and inventory
+            shutil.rmtree(lab_dir(lab), ignore_errors=True)
+    if not outcome:
+        console.print("no board to stop")
+    return EXIT_CONFIG if "unknown" in outcome.values() else 0
+
+
+def farm_status(args, console: Console) -> None:
+    """Every emulated board of this machine with the farm it belongs to; stale ones, and how to remove them."""
+    from .emulation import board as emulated
+    from .emulation import farm as farms
+    from .emulation.labgrid_farm import labgrid_status
+    from .fold import Column, FoldingTable
+
+    member_of = {**{board: lab for lab, boards in lab_boards().items() for board in boards}, **farms.farm_of()}
+    names = emulated.list_boards()
+    if getattr(args, "farm", None):
+        names = [name for name in names if member_of.get(name) == args.farm]
+    table = FoldingTable([Column("Farm"), Column("Board", key=True), Column("CPU"), Column("MNN"),
+                          Column("Address"), Column("Network"), Column("PID", "right"), Column("Running")],
+                         title="Emulated boards",
+                         legend=["Farm: the `harness farm up` farm (or labgrid lab) whose inventory lists the "
+                                 "board; – none (started by a run from an inventory's kind: emulated board, or left "
+                                 "by one)"])
+    stale = []
+    for name in sorted(names, key=lambda n: (member_of.get(n) is None, member_of.get(n) or "", n)):
         status = emulated.status(name) or {}
-        table.add_row(name, status.get("cpu", "?"), status.get("mnn_version", "?"),
+        running = bool(status.get("running"))
+        if not running and name not in member_of:
+            stale.append(name)
+        table.add_row(member_of.get(name, "–"), name, status.get("cpu", "?"), status.get("mnn_version", "?"),
                       f"{status.get('address', '127.0.0.1')}:{status.get('port', '?')}", status.get("network", "?"),
-                      str(status.get("pid") or "–"), "[green]yes[/]" if status.get("running") else "[dim]no[/]")
+                      str(status.get("pid") or "–"), Text("yes", "green") if running else Text("no", "dim"))
     console.print(table)
+    for farm in farms.farm_names():
+        if getattr(args, "farm", None) and farm != args.farm:
+            continue
+        members = farms.farm_members(farm)
+        missing = [name for name in members if emulated.status(name) is None]
+        console.print(f"[dim]farm {farm!r}: {len(members)} board(s), inventory {farms.farm_inventory_path(farm)}[/]"
+                      + (f" [yellow](no state for {', '.join(missing)}: `harness farm up --farm {farm}`)[/]"
+                         if missing else ""))
     for lab in labgrid_status():
+        if getattr(args, "farm", None) and lab["prefix"] != args.farm:
+            continue
         running = lab["coordinator_pid"] and lab["exporter_pid"]
         console.print(f"labgrid lab {lab['prefix']}: coordinator {lab['address']} "
                       f"(pid {lab['coordinator_pid'] or '–'}), exporter (pid {lab['exporter_pid'] or '–'}) "
                       + ("[green]running[/]" if running else "[dim]stopped[/]")
                       + f", places {', '.join(lab['places'])}; inventory {lab['inventory']}", highlight=False)
+    if stale:
+        command = f"harness farm down --remove {' '.join(stale)}"
+        console.print(Text(f"{len(stale)} stopped board(s) belong to no farm: {', '.join(stale)}. "
+                           f"To delete their state (keys, home): {command}", "yellow"))
+        if sys.stdin.isatty() and console.is_terminal:
+            from rich.prompt import Confirm
+
+            if Confirm.ask(f"Remove these {len(stale)} stale board(s) now?", console=console, default=False):
+                for name, what in farms.stop_boards(stale, remove=True).items():
+                    console.print(f"{name}: {what}")
+
+
+def cmd_inspect(args, console: Console) -> int:
+    from .fold import Column, FoldingTable
+    from .inspect_model import inspect_model, resolve_model_path
+
+    path = resolve_model_path(args.model)
+    signature = inspect_model(path)
+    console.print(f"[bold]{signature.format}[/] model {escape(str(path))}")
+    table = FoldingTable([Column("Role", key=True), Column("Name", key=True), Column("Shape"), Column("Dtype")])
+    for tensor in signature.tensors:
+        table.add_row(tensor.role, tensor.name, "[" + ", ".join("?" if d is None else str(d) for d in tensor.shape)
+                      + "]", tensor.dtype)
+    console.print(table)
+    for note in signature.notes:
+        console.print(f"[dim]{escape(note)}[/]")
     return 0
 
 

@@ -30,6 +30,7 @@ with one value per step, both sides' values; error_growth is the median error
 of the last third of the steps over that of the first third.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -64,12 +65,19 @@ class TargetComparison:
     outputs: List[OutputComparison] = field(default_factory=list)
     error: Optional[str] = None
     """Set when there was nothing to compare (the target or the reference failed)."""
+    failed_requirements: List[str] = field(default_factory=list)
+    """Requirements the board broke whatever its numbers (require_same_mnn): it ran, and still fails."""
     problems: List[str] = field(default_factory=list)
     """Failures of the setting rather than of an output (asked OpenCL, ran on the CPU)."""
 
     @property
+    def outputs_passed(self) -> bool:
+        """Every output within tolerance (the numbers alone, requirements and settings aside)."""
+        return self.error is None and all(output.passed for output in self.outputs)
+
+    @property
     def passed(self) -> bool:
-        return self.error is None and not self.problems and all(output.passed for output in self.outputs)
+        return self.outputs_passed and not self.failed_requirements and not self.problems
 
     def __bool__(self) -> bool:
         return self.passed
@@ -192,14 +200,34 @@ def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int)
     return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
 
 
-def _shown(metric: str, value: float) -> str:
-    if metric in ("argmax_agreement", "miou", "hard_flips", "decision_agreement"):
-        return f"{value:.4%}"
-    if metric == "cosine":
+PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement")
+"""Fractions every view shows as percentages."""
+
+
+def format_metric(value: Optional[float], metric: str = "e", style: str = "cell") -> str:
+    """A metric as every view shows it: the one number format of the harness.
+
+    metric is a metric's name (or "percent", "cosine", "e"); style "cell" is
+    the fixed-width form of tables, "text" the short form of sentences
+    ("max_abs 0.0782 > 0.001").
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if metric in PERCENT_METRICS or metric == "percent":
+        return f"{value:.3%}"
+    if metric == "cosine" or metric == "min_cosine":
         return f"{value:.6f}"
     if metric.endswith("_db"):
         return f"{value:.1f} dB"
-    return f"{value:.3g}"
+    if metric.endswith("_count") or metric in ("decision_flips", "mismatches"):
+        return f"{value:.0f}"
+    return f"{value:.2e}" if style == "cell" else f"{value:.3g}"
+
+
+def _shown(metric: str, value: float) -> str:
+    return format_metric(value, metric, "text")
 
 
 def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec,
@@ -241,6 +269,10 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
         if values["required_atol"] > (limits.atol or 0.0):
             reasons.append(f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| fails: "
                            f"needs atol {values['required_atol']:.3g}")
+    # Non-finite values first, then what users act on (labels, masks, flips), then the elementwise statistics.
+    reasons.sort(key=lambda reason: 0 if reason.endswith("Inf values")
+                 else 1 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips", "decision_agreement")
+                 else 2)
     per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
     return OutputComparison(name, not reasons, values, reasons, per_class, series)
 

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from .compare import format_metric
 from .junit import comparisons_of
+from .outcome import label_metric, parity_verdicts, verdicts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (
@@ -163,18 +165,8 @@ class NightDiff:
 
 def verdict_rows(summary: dict) -> List[Tuple[str, str, str, Optional[str]]]:
     """(board, output, status, reason) for every compared board and output of a summary."""
-    outputs = list(summary.get("model", {}).get("outputs") or [])
-    rows = []
-    for board, comparison in comparisons_of(summary):
-        if comparison.get("error"):
-            status = UNUSABLE if summary["boards"].get(board, {}).get("status") == "unusable" else ERROR
-            for output in (list(comparison.get("outputs") or {}) or outputs or [WHOLE_RUN]):
-                rows.append((board, output, status, comparison["error"]))
-            continue
-        for output, result in comparison.get("outputs", {}).items():
-            rows.append((board, output, PASS if result.get("passed") else FAIL,
-                         None if result.get("passed") else "; ".join(result.get("reasons") or [])))
-    return rows
+    return [(v.board, v.output, v.status, None if v.passed else "; ".join(v.reasons))
+            for v in verdicts(summary, failing_first=False) + parity_verdicts(summary)]
 
 
 def is_regression(metric: str, before: Optional[float], after: Optional[float], policy: RegressionPolicy) -> bool:
@@ -292,6 +284,14 @@ class History:
                 found[key].metrics[row["metric"]] = row["value"]
         return found
 
+    def run_ids(self, nights: List[int]) -> Dict[Tuple[int, str], Optional[str]]:
+        """(night, scenario) -> the run id of that scenario's run that night (its folder under reports/)."""
+        found: Dict[Tuple[int, str], Optional[str]] = {}
+        for night in nights:
+            for row in self.db.execute("SELECT scenario, run_id FROM runs WHERE night_id = ?", (night,)):
+                found[(night, row["scenario"])] = row["run_id"]
+        return found
+
     def settings(self, night: int) -> Dict[str, dict]:
         return {row["scenario"]: json.loads(row["settings"] or "null") or {}
                 for row in self.db.execute("SELECT scenario, settings FROM runs WHERE night_id = ?", (night,))}
@@ -340,9 +340,39 @@ class History:
                                             "nights": ids, "status": [None] * len(ids),
                                             **{m: [None] * len(ids) for m in metrics}})
                 row["status"][index] = outcome.status
+                row.setdefault("reasons", [None] * len(ids))[index] = outcome.reason
                 for metric in metrics:
                     row[metric][index] = outcome.metrics.get(metric)
         return [rows[key] for key in sorted(rows)]
+
+
+KEY_METRICS = ("max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
+"""The order in which a key's regressions are named: the ones a user reads first."""
+
+
+def regressions_text(found: List[Regression], at_most: int = 3) -> str:
+    """"max_abs 7.6e-06 -> 0.105 (x1.37e+04), ... and 8 more (...)": one key's regressions, the telling ones first."""
+    found = sorted(found, key=lambda r: (KEY_METRICS.index(r.metric) if r.metric in KEY_METRICS
+                                         else len(KEY_METRICS), r.metric))
+    shown = ", ".join(f"{r.metric} {format_metric(r.before, r.metric, 'text')} -> "
+                      f"{format_metric(r.after, r.metric, 'text')} ({r.change})" for r in found[:at_most])
+    more = found[at_most:]
+    return shown + (f" and {len(more)} more ({', '.join(r.metric for r in more)})" if more else "")
+
+
+TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "cosine")
+"""What the trend views draw: the error a board shows, and the labels (or masks) users act on."""
+
+
+def last_value(values: List[Optional[float]]):
+    """The latest night's value that is there (None when no night has one)."""
+    return next((value for value in reversed(values) if value is not None), None)
+
+
+def row_label_metric(row: dict) -> Optional[str]:
+    """A trend row's label metric: argmax agreement (class logits), else mask IoU; None for a plain tensor."""
+    return label_metric({name: last_value(row.get(name) or [])
+                         for name in ("argmax_agreement", "miou", "decision_agreement")})
 
 
 SPARK = "▁▂▃▄▅▆▇█"

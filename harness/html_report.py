@@ -23,8 +23,10 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from .compare import format_metric
 from .junit import comparisons_of
-from .report import FEATURES_SHOWN, GROWS, agreement_metric, format_metric
+from .outcome import ERROR, UNUSABLE, label_metric, output_kind, summary_text, verdicts
+from .report import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 from .results import OK
 
 PICTURE_PX = 192
@@ -190,34 +192,27 @@ def histogram_svg(difference: np.ndarray, limit: Optional[float] = None, width: 
 
 
 def verdict_table(summary: dict) -> str:
+    """The verdicts as the terminal shows them (outcome.verdicts): the conversion check first, failures first."""
     rows = []
-    labelled = comparisons_of(summary)
-    # The conversion check first, then failures first: what the user came for.
-    ordered = labelled[:1] + sorted(labelled[1:], key=lambda item: (item[1]["passed"], item[0])) \
-        if summary.get("conversion") else sorted(labelled, key=lambda item: (item[1]["passed"], item[0]))
-    for board, comparison in ordered:
-        if comparison.get("error"):
-            rows.append(f'<tr><td>{esc(board)}</td><td>–</td>' + '<td></td>' * 5 +
-                        f'<td class="fail">ERROR</td><td>{esc(comparison["error"])}</td></tr>')
+    for verdict in verdicts(summary):
+        if verdict.status in (ERROR, UNUSABLE):
+            rows.append(f'<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>' + '<td></td>' * 5 +
+                        f'<td class="fail">ERROR</td><td>{esc(verdict.reasons[0])}</td></tr>')
             continue
-        for problem in comparison.get("problems") or []:
-            rows.append(f'<tr><td>{esc(board)}</td><td>–</td>' + '<td></td>' * 5 +
-                        f'<td class="fail">FAIL backend</td><td>{esc(problem)}</td></tr>')
-        for output, result in comparison.get("outputs", {}).items():
-            m = result.get("metrics") or {}
-            cause = (summary.get("attribution") or {}).get(board)
-            cause = f" {esc(cause)}" if cause and cause != "none" and not result.get("passed") else ""
-            verdict = '<td class="pass">PASS</td>' if result.get("passed") else f'<td class="fail">FAIL{cause}</td>'
-            rows.append(f"<tr><td>{esc(board)}</td><td>{esc(output)}</td>"
-                        f'<td class="num">{format_metric(m.get("max_abs"), "e")}</td>'
-                        f'<td class="num">{format_metric(m.get("mean_abs"), "e")}</td>'
-                        f'<td class="num">{format_metric(m.get("max_rel"), "e")}</td>'
-                        f'<td class="num">{format_metric(m.get("cosine"), "cosine")}</td>'
-                        f'<td class="num">{format_metric(agreement_metric(m), "percent")}</td>'
-                        f"{verdict}<td>{esc('; '.join(result.get('reasons') or []))}</td></tr>")
+        m = verdict.metrics
+        cause = f" {esc(verdict.cause)}" if verdict.cause else ""
+        shown = '<td class="pass">PASS</td>' if verdict.passed else f'<td class="fail">FAIL{cause}</td>'
+        label = label_metric(m, output_kind(summary, verdict.output))
+        rows.append(f"<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>"
+                    + "".join(f'<td class="num">{format_metric(m.get(metric), metric)}</td>'
+                              for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
+                    + f'<td class="num">{format_metric(m.get(label), label) if label else "–"}</td>'
+                    f"{shown}<td>{esc('; '.join(verdict.reasons))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "labels", "Verdict", "Reasons"))
-    return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            '<p class=dim>labels: argmax agreement for class_logits outputs, mask IoU at the threshold for '
+            'probability_map outputs, decisions that agree for decision outputs.</p>')
 
 
 def boards_table(summary: dict) -> str:
@@ -407,28 +402,13 @@ def findings(summary: dict) -> str:
 def render_html(report, summary: dict) -> str:
     exit_code = summary.get("exit_code")
     passed = exit_code == 0
-    verdict = {0: "PASS: every board matches the reference within tolerance",
-               1: "FAIL: some board differs from the reference, or its model did not run",
-               3: "BOARD ERROR: some board could not be used"}.get(exit_code, f"exit {exit_code}")
-    model = summary.get("model", {})
-    inputs = summary.get("inputs", {})
-    if model.get("converted", True):
-        model_text = (f"{Path(model.get('source') or '?').name} → .mnn {str(model.get('mnn_sha256', ''))[:12]}  "
-                      f"converter: {' '.join(model.get('converter_args') or []) or '(defaults)'}")
-    else:
-        model_text = (f"{Path(model.get('mnn_path') or '?').name} {str(model.get('mnn_sha256', ''))[:12]} as deployed"
-                      + (f" (source {Path(model['source']).name})" if model.get("source") else " (no conversion)"))
+    label, text = summary_text(summary)
+    verdict = f"{label}: {text}"  # the terminal's last line, word for word
     meta = [("scenario", f"{summary['scenario']['name']} ({summary['scenario']['path']})"),
             ("run", summary.get("run_id")), ("started", summary.get("started_at")),
-            ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_text)]
-    for tensor in inputs.get("tensors") or []:
-        count = "shared" if tensor.get("shared") else f"{tensor.get('samples')} ×"
-        meta.append((f"input {tensor.get('name')}", f"{tensor.get('provider')}  {count} {tensor.get('shape')} "
-                     f"{tensor.get('dtype')}  sha256 {str(tensor.get('sha256', ''))[:12]}  {tensor.get('detail', '')}"))
-    if not inputs.get("tensors"):
-        meta.append(("inputs", f"{len(inputs.get('samples') or [])} × {inputs.get('shape')}  sha256 "
-                               f"{str(inputs.get('sha256', ''))[:12]}"))
-    meta.append(("settings", " ".join(f"{k}={v}" for k, v in (summary.get("settings") or {}).items())))
+            ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
+    meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
+    meta.append(("settings", settings_text(summary.get("settings") or {})))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

@@ -7,7 +7,11 @@ written again without re-running it. One testcase per scenario x board x output:
 
 The settings sit in the name so that a future settings matrix (the same
 scenario at several precisions) gives distinct, stable test names. An output
-outside tolerance is a <failure> whose message is the broken limits; a board
+outside tolerance is a <failure type="tolerance"> whose message is the broken
+limits; a board that ran but broke a requirement (require_same_mnn: its MNN
+version) is a <failure type="requirement"> naming both versions; a board whose
+own preprocessing (preprocess_parity) differs from the host's is a
+<failure type="preprocessing"> in the testcase "(preprocessing)[...]"; a board
 whose model did not run, or that could not be used, gives an <error> testcase
 per output (so a test keeps its identity from night to night in CI history).
 One <testsuite> per compared board, inside one <testsuites>; when the scenario
@@ -18,7 +22,9 @@ runs its source model, the conversion check comes first as the suite
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
+
+from .outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, conversion_label, parity_verdicts, verdicts
 
 METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
 
@@ -41,7 +47,7 @@ def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
     found = []
     conversion = summary.get("conversion")
     if conversion:
-        found.append((f"{summary.get('reference', 'x86')} vs {conversion.get('reference', 'source')}", conversion))
+        found.append((conversion_label(summary), conversion))
     found += sorted(summary.get("comparisons", {}).items())
     return found
 
@@ -57,12 +63,14 @@ def _metrics_text(metrics: dict) -> str:
 def junit_tree(summary: dict) -> ET.ElementTree:
     scenario = summary["scenario"]["name"]
     settings = summary.get("settings", {})
-    outputs: List[str] = list(summary.get("model", {}).get("outputs") or [])
     boards = summary.get("boards", {})
     root = ET.Element("testsuites", name=f"mnn-harness {scenario}")
     totals = {"tests": 0, "failures": 0, "errors": 0}
-    for board, comparison in comparisons_of(summary):
-        host = board if board in boards else summary.get("reference", board)  # the conversion runs on x86
+    by_board: Dict[str, List[Verdict]] = {}
+    for verdict in verdicts(summary, failing_first=False) + parity_verdicts(summary):
+        by_board.setdefault(verdict.board, []).append(verdict)
+    for board, rows in by_board.items():
+        host = rows[0].host  # the conversion runs on x86
         facts = boards.get(host, {})
         wall = float(sum((facts.get("timings") or {}).values()))
         suite = ET.SubElement(root, "testsuite", name=f"{scenario}.{board}",
@@ -75,31 +83,28 @@ def junit_tree(summary: dict) -> ET.ElementTree:
                            *((f"setting.{k}", v) for k, v in sorted(settings.items()))):
             if value is not None:
                 ET.SubElement(properties, "property", name=key, value=str(value))
-        compared = comparison.get("outputs") or {}
-        names = list(compared) or outputs or ["(outputs)"]
         counts = {"tests": 0, "failures": 0, "errors": 0}
-        share = wall / max(len(names), 1)
-        for output in names:
+        share = wall / max(len(rows), 1)
+        for verdict in rows:
             case = ET.SubElement(suite, "testcase", classname=f"{scenario}.{board}",
-                                 name=case_name(output, settings), time=f"{share:.3f}")
+                                 name=case_name(verdict.output if verdict.output != WHOLE_RUN else "(outputs)",
+                                                settings), time=f"{share:.3f}")
             counts["tests"] += 1
-            if comparison.get("error"):
-                kind = facts.get("status") or "error"
-                message = comparison["error"]
-                element = ET.SubElement(case, "error", message=message, type=f"board {kind}")
+            if verdict.status in (ERROR, UNUSABLE):
+                message = verdict.reasons[0]
+                element = ET.SubElement(case, "error", message=message, type=f"board {facts.get('status') or 'error'}")
                 element.text = message
                 counts["errors"] += 1
                 continue
-            result = compared.get(output, {"passed": False, "reasons": ["output missing"], "metrics": {}})
-            problems = comparison.get("problems") or []
-            if not result.get("passed") or problems:
-                message = "; ".join(problems + list(result.get("reasons") or []) or ["failed"])
-                element = ET.SubElement(case, "failure", message=message,
-                                        type="backend" if problems else "tolerance")
-                element.text = message + "\n" + _metrics_text(result.get("metrics") or {})
+            if not verdict.passed:
+                message = "; ".join(verdict.reasons)
+                if verdict.failure_type == "requirement":
+                    message += "; its outputs match within tolerance"
+                element = ET.SubElement(case, "failure", message=message, type=verdict.failure_type)
+                element.text = message + "\n" + _metrics_text(verdict.metrics)
                 counts["failures"] += 1
             out = ET.SubElement(case, "system-out")
-            out.text = _metrics_text(result.get("metrics") or {})
+            out.text = _metrics_text(verdict.metrics)
         suite.set("tests", str(counts["tests"]))
         suite.set("failures", str(counts["failures"]))
         suite.set("errors", str(counts["errors"]))

@@ -1,20 +1,19 @@
 """Views of a layer search (opdiff.LayersReport): the terminal table, report.html, Model Explorer node data.
 
-Each reads the report and changes nothing in it. The terminal table fits 80
-columns: long op names fold onto more lines instead of being cut, the op type
-goes under the name when the terminal is narrow, and the names' common prefix
-is said once above the table.
+Each reads the report and changes nothing in it. The terminal table is a
+FoldingTable: a table where the op names fit, else one op per line with its
+errors under it, never a name or a number cut; the names' common prefix is
+said once under it.
 """
 
 import math
 import os
 from typing import List, Optional
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from .fold import Column, FoldingTable
 from .opdiff import BoardLayers, LayersReport, OpRow
 
 MARKS = {"introduced": ("✗", "bold red"), "inherited": ("~", "yellow"), "ok": ("✓", "green"),
@@ -72,33 +71,25 @@ def shown_rows(board: BoardLayers, show_all: bool) -> List[Optional[OpRow]]:
     return out
 
 
-def board_table(board: BoardLayers, width: int, show_all: bool = False) -> Table:
+def board_table(board: BoardLayers, show_all: bool = False) -> FoldingTable:
+    """One row per op: as a table where the names fit, else stacked (the op on one line, its errors under it)."""
     prefix = common_prefix([row.name for row in board.rows])
-    narrow = width < 100
     title = (f"{board.board.label} against {board.reference.label}"
              + (f", {board.sample_name}" if board.sample_name else ""))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
-                  caption=(f"op names under {prefix}" if prefix else None), caption_justify="left")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("Op" if not narrow else "Op / type", overflow="fold", ratio=1)
-    if not narrow:
-        table.add_column("Type", overflow="fold", max_width=22)
-    for header in ("on entry", "introduced", "on exit"):
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    legend = ([f"op names under {prefix}"] if prefix else []) + [LEGEND]
+    table = FoldingTable([Column("#", "right", key=True), Column("Op", key=True), Column("Type", key=True),
+                          Column("", key=True), Column("on entry", "right"), Column("introduced", "right"),
+                          Column("on exit", "right")], title=title, legend=legend)
     for row in shown_rows(board, show_all):
         if row is None:
-            table.add_row("", Text("⋮", "dim"), *([""] if not narrow else []), "", "", "", "")
+            table.add_row("", Text("⋮", "dim"), "", "", "", "", "")
             continue
         mark, style = MARKS.get(row.verdict, ("", ""))
         name = row.name[len(prefix):] if prefix and row.name.startswith(prefix) else row.name
-        op = Text(name, style="bold red" if row.verdict == "introduced" else "")
-        if narrow:
-            op.append(f"\n{row.type}", style="dim")
-        introduced = number(row.introduced)
-        table.add_row(str(row.index), op, *([row.type] if not narrow else []), number(row.entry, row.exact),
-                      Text(introduced, style=style if row.introduced is not None else "dim"),
-                      number(row.exit, row.exact), Text(mark, style=style))
+        table.add_row(str(row.index), Text(name, style="bold red" if row.verdict == "introduced" else ""),
+                      Text(row.type, "dim"), Text(mark, style), number(row.entry, row.exact),
+                      Text(number(row.introduced), style=style if row.introduced is not None else "dim"),
+                      number(row.exit, row.exact))
     return table
 
 
@@ -154,8 +145,7 @@ def render_layers(report: LayersReport, console: Console, show_all: bool = False
         if board.error:
             console.print(Text(f"{board.board.board}: layer search failed: {board.error}", "red"))
             continue
-        console.print(board_table(board, console.width, show_all))
-        console.print(Text(LEGEND, "dim"))
+        console.print(board_table(board, show_all))
         for line in board_lines(board):
             console.print(line)
     if report.mapping:

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from .compare import format_metric
+from .fold import Column, FoldingTable
 from .inventory import Inventory
+from .outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
+                      what_failed)
+from .report import summary
 from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, RunReport, new_run_folder,
                      new_run_id, run_folder, run_scenario, select_targets)
 from .scenario import Scenario
@@ -100,98 +103,137 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     return report
 
 
-def _cell(report: RunReport, board: str) -> Text:
-    result = report.results.get(board)
-    if result is None:
+def cell(record: dict, board: str) -> Text:
+    """One setting on one board, from its record: ok and the headline number, or FAIL, the cause and the limit.
+
+    The reference's column is the conversion check (MNN on x86 against the
+    source model), for that setting's converter variant.
+    """
+    if board not in (record.get("boards") or {}) and board != conversion_label(record):
         return Text("–", "dim")
-    if board == report.reference:
-        conversion = report.conversion
-        if conversion is None:
-            return Text("ref", "dim")
-        worst = _worst(conversion)
-        return Text(f"src {worst}" + (" backend" if conversion.problems else ""),
-                    "green" if conversion.passed else "bold red")
-    comparison = report.comparisons[board]
-    if comparison.error:
-        return Text("ERROR", "bold red")
-    cause = report.attribution.get(board, "none")
-    if comparison.problems:  # asked a backend the board lacks: its numbers are the CPU's
-        cause = "backend"
-    return Text(("ok " if comparison.passed else "FAIL ") + _worst(comparison)
-                + ("" if comparison.passed or cause in ("none", "platform") else f" {cause}"),
-                "green" if comparison.passed else "bold red")
+    rows = [v for v in verdicts(record) if v.board == board]
+    if not rows:
+        return Text("ref", "dim")
+    failing = [v for v in rows if not v.passed]
+    if not failing:
+        metric, value = worst(record, rows)
+        return Text(f"ok {format_metric(value, metric)}", "green")
+    first = failing[0]
+    if first.status in (ERROR, UNUSABLE):
+        return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
+    cause = first.cause or ("conversion" if first.is_conversion else "")
+    limit = {"tolerance": short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+             # asked a backend the board lacks: its numbers are the CPU's
+             "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
+    return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
 
 
-def _worst(comparison) -> str:
-    """The number a user reads first: label agreement where there are labels, else max abs."""
-    worst_agreement, worst_abs = None, 0.0
-    for output in comparison.outputs:
-        agreement = output.metrics.get("argmax_agreement", output.metrics.get("miou"))
-        if agreement is not None:
-            worst_agreement = agreement if worst_agreement is None else min(worst_agreement, agreement)
-        worst_abs = max(worst_abs, output.metrics.get("max_abs") or 0.0)
-    return f"{worst_agreement:.2%}" if worst_agreement is not None else f"{worst_abs:.1e}"
+ABBREVIATIONS = {"argmax_agreement": "agree", "miou": "IoU", "decision_agreement": "decide", "hard_flips": "hard",
+                 "max_abs": "max|d|", "mean_abs": "mean|d|", "p99_abs": "p99|d|", "cosine": "cos"}
+"""Short names of the limits in matrix cells; the legend under the table spells them out."""
+ABBREVIATION_LEGEND = ("agree: argmax agreement, IoU: mIoU or mask IoU, decide: decision agreement, hard: hard flips, "
+                       "max|d|/mean|d|/p99|d|: max/mean/p99 of |board - x86|, cos: cosine")
 
 
-def matrix_table(report: MatrixReport) -> Table:
-    return matrix_view(report)[0]
+def short_limit(reason: str) -> str:
+    """"argmax_agreement 99.219% < 99.900%" as "agree 99.219%<99.900%": a broken limit that fits a cell."""
+    parts = reason.split(" ")
+    if len(parts) == 4 and parts[2] in ("<", ">"):
+        return f"{ABBREVIATIONS.get(parts[0], parts[0])} {parts[1]}{parts[2]}{parts[3]}"
+    return reason
 
 
-def matrix_view(report: MatrixReport) -> Tuple[Table, List[str]]:
+def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
+    """The number a user reads first over a board's outputs: the worst label metric, else the largest max abs."""
+    labelled = [headline(record, v) for v in rows if label_metric(v.metrics, output_kind(record, v.output))]
+    labelled = [(metric, value) for metric, value in labelled if value is not None]
+    if labelled:
+        return min(labelled, key=lambda item: item[1])
+    return "max_abs", max((v.metrics.get("max_abs") or 0.0 for v in rows), default=None)
+
+
+LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
+          "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
+          "backend) and the first limit it broke")
+
+
+def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
+    """Each setting's label with its run's record (summary.json as a dict): what the matrix views read."""
+    return [(setting.label, summary(single)) for setting, single in report.runs]
+
+
+def stored_records(matrix_dir: Path) -> Tuple[str, List[Tuple[str, dict]], int]:
+    """A stored matrix (matrix.json and each setting's summary.json): its scenario, records and exit code."""
+    data = json.loads((matrix_dir / "matrix.json").read_text())
+    records = [(item["label"], json.loads((matrix_dir / item["label"] / "summary.json").read_text()))
+               for item in data["settings"] if (matrix_dir / item["label"] / "summary.json").is_file()]
+    return data["scenario"], records, int(data.get("exit_code", 0))
+
+
+def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingTable:
     """Settings by boards; with more boards than settings, boards by settings (S1, S2, ... and a legend).
 
-    Either way failures come first, and 20 boards x 6 settings fit in 100 columns.
+    Either way failures come first. Every cell reads its setting's record (summary.json), as every view does.
     """
     boards: List[str] = []
-    for _, single in report.runs:
-        boards += [name for name in single.results if name not in boards]
-    runs = sorted(report.runs, key=lambda item: (item[1].exit_code == 0, item[0].label))
-    title = f"Which settings diverge on which boards ({report.scenario.name})"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, header_style="bold")
-    if len(boards) <= len(runs):
-        table.add_column("Setting", no_wrap=True)
-        for board in boards:
-            table.add_column(board, no_wrap=True)
-        for setting, single in runs:
-            table.add_row(setting.label, *[_cell(single, board) for board in boards])
-        return table, []
-    table.add_column("Board", no_wrap=True)
-    for index, (setting, _) in enumerate(runs, 1):
-        table.add_column(f"S{index}", no_wrap=True)
-    failing_first = sorted(boards, key=lambda b: (b != report.runs[0][1].reference,
-                                                  all(_passed(single, b) for _, single in runs), b))
+    for _, record in records:
+        labels = ([conversion_label(record)] if record.get("conversion") else [record["reference"]]) + \
+            [name for name in record["boards"] if name != record["reference"]]
+        boards += [name for name in labels if name not in boards]
+    ordered = sorted(records, key=lambda item: (item[1]["exit_code"] == 0, item[0]))
+    title = f"Which settings diverge on which boards ({scenario_name})"
+    if len(boards) <= len(ordered):
+        table = FoldingTable([Column("Setting", key=True)] + [Column(board, wrap=True) for board in boards],
+                             title=title, legend=[LEGEND, ABBREVIATION_LEGEND])
+        for label, record in ordered:
+            table.add_row(label, *[cell(record, board) for board in boards])
+        return table
+    failing_first = sorted(boards, key=lambda b: (b != boards[0], all(not cell(r, b).plain.startswith(("FAIL", "ERROR"))
+                                                                      for _, r in ordered), b))
+    table = FoldingTable([Column("Board", key=True)] + [Column(f"S{index}", wrap=True)
+                                                        for index in range(1, len(ordered) + 1)],
+                         title=title, legend=[f"S{index} = {label}"
+                                              for index, (label, _) in enumerate(ordered, 1)]
+                         + [LEGEND, ABBREVIATION_LEGEND])
     for board in failing_first:
-        table.add_row(board, *[_cell(single, board) for _, single in runs])
-    return table, [f"S{index} = {setting.label}" for index, (setting, _) in enumerate(runs, 1)]
+        table.add_row(board, *[cell(record, board) for _, record in ordered])
+    return table
 
 
-def _passed(single: RunReport, board: str) -> bool:
-    comparison = single.comparisons.get(board)
-    return comparison is None or comparison.passed
+def matrix_table(report: MatrixReport) -> FoldingTable:
+    return matrix_view(report.scenario.name, records_of(report))
 
 
 def render_matrix(report: MatrixReport, console: Console) -> None:
-    table, legend = matrix_view(report)
-    console.print(table)
-    for line in legend:
-        console.print(f"[dim]{line}[/]")
+    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console)
+
+
+def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_code: int, run_dir: Path,
+                   console: Console) -> None:
+    """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
+    console.print(matrix_view(scenario_name, records))
     seen = set()
-    for setting, single in report.runs:
-        for finding in single.findings:
-            key = (finding.cause, finding.board)
+    for label, record in records:
+        for finding in record.get("findings") or []:
+            key = (finding["cause"], finding.get("board"), finding["message"])
             if key in seen:
                 continue
             seen.add(key)
-            where = f"{finding.board}: " if finding.board else ""
-            console.print(Text.assemble(("● ", "yellow"), (finding.title, "bold yellow"),
-                                        f" — {where}{finding.message} [first in {setting.label}]"))
-    failing = [setting.label for setting, single in report.runs if single.exit_code]
-    console.print(f"[dim]results: {report.run_dir}/<setting>/[/]")
-    if failing:
-        console.print(Text(f"FAIL  {len(failing)} of {len(report.runs)} setting(s) diverge: {', '.join(failing)}"
-                           f"  [exit {report.exit_code}]", "bold red"))
-    else:
-        console.print(Text(f"PASS  all {len(report.runs)} setting(s) match on every board", "bold green"))
+            where = f"{finding['board']}: " if finding.get("board") else ""
+            console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
+                                        f" — {where}{finding['message']} [first in {label}]"))
+    console.print(f"[dim]results: {run_dir}/<setting>/[/]")
+    console.print(matrix_summary_line(records, exit_code))
+
+
+def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int) -> Text:
+    """The last line: which settings diverge, each with what failed first in it."""
+    failing = sorted((label, record) for label, record in records if record.get("exit_code"))
+    if not failing:
+        return Text(f"PASS  all {len(records)} setting(s) match on every board", "bold green")
+    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
+    return Text(f"FAIL  {len(failing)} of {len(records)} setting(s) diverge: {named}  [exit {exit_code}]",
+                "bold red")
 
 
 def write_matrix_json(report: MatrixReport) -> Path:

@@ -27,15 +27,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
+from .dashboard import write_dashboard
 from .errors import HarnessError
-from .history import History, NightDiff, RegressionPolicy, RunRecord, is_busy
+from .fold import Column, FoldingTable
+from .history import History, NightDiff, RegressionPolicy, RunRecord, is_busy, regressions_text
 from .inventory import Inventory, find_inventory, load_inventory
+from .outcome import summary_text
 from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
 from .scenario import Scenario, load_scenario
 from .yamlfile import Section, load_yaml
@@ -109,10 +110,13 @@ class NightResult:
     wall_s: float = 0.0
     history_error: Optional[str] = None
     """Why the night is not in the history (its runs are still in their folders)."""
+    dashboard: Optional[Path] = None
+    """reports/index.html, the history as a page; None if it could not be written."""
 
     def as_dict(self) -> dict:
         return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
                 "history_error": self.history_error,
+                "dashboard": str(self.dashboard) if self.dashboard else None,
                 "started_at": self.started_at, "wall_s": self.wall_s,
                 "regression_policy": asdict(self.policy),
                 "runs": [{"scenario": run.scenario, "scenario_path": run.scenario_path,
@@ -203,7 +207,7 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
                                       lock_timeout=lock_timeout)
             data = write_run_files(report, console)
             console.print(f"[dim]results: {report.run_dir}[/]")
-            console.print(summary_line(report))
+            console.print(summary_line(data))
             records.append(RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data))
             run_dirs.append(report.run_dir)
         except HarnessError as error:
@@ -220,28 +224,22 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
             run_dirs.append(None)
     history_path = Path(reports_dir) / HISTORY_FILE
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    history_error = None
+    history_error, dashboard = None, None
     try:
         night, diff, code = store_night(history_path, config, started_at, finished_at, records, history_timeout,
                                         lambda message: console.print(f"[yellow]{escape(message)}[/]"))
     except HistoryUnwritable as error:
         night, diff, history_error = None, NightDiff(previous=None), str(error)
         code = night_exit_code(records, diff, config.regression) or EXIT_HISTORY
+    if night is not None:
+        try:
+            with History(history_path) as history:
+                dashboard = write_dashboard(history, Path(reports_dir), diff)
+        except Exception as error:  # a view failing must not hide the night's verdict
+            console.print(f"[yellow]could not write the dashboard: {type(error).__name__}: {escape(str(error))}[/]")
     return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,
                        exit_code=code, policy=config.regression, started_at=started_at,
-                       wall_s=time.perf_counter() - started, history_error=history_error)
-
-
-KEY_METRICS = ("max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
-"""The order in which a key's regressions are named: the ones a user reads first."""
-
-
-def _value(metric: str, value: float) -> str:
-    if metric in ("argmax_agreement", "miou"):
-        return f"{value:.3%}"
-    if metric == "cosine":
-        return f"{value:.6f}"
-    return f"{value:.3g}"
+                       wall_s=time.perf_counter() - started, history_error=history_error, dashboard=dashboard)
 
 
 def _key(key) -> str:
@@ -251,20 +249,17 @@ def _key(key) -> str:
 
 def render_night(result: NightResult, console: Console) -> None:
     title = f"Night {result.night}" if result.night is not None else f"Night of {result.started_at} (not in the history)"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD,
-                  header_style="bold", pad_edge=False)
-    for column in ("Scenario", "Run", "Boards", "Verdict"):
-        table.add_column(column, no_wrap=column != "Verdict")
+    table = FoldingTable([Column("Scenario", key=True), Column("Run"), Column("Boards"),
+                          Column("Verdict", key=True, wrap=True)], title=title)
     for run in result.runs:
         if run.summary is None:
             table.add_row(run.scenario, "–", "–", Text(f"ERROR {run.error.splitlines()[0]}", "bold red"))
             continue
         comparisons = run.summary.get("comparisons", {})
         passed = [name for name, c in comparisons.items() if c.get("passed")]
-        verdict = {0: Text("PASS", "bold green"), 1: Text("FAIL", "bold red"),
-                   3: Text("BOARD ERROR", "bold red")}.get(run.exit_code, Text(f"exit {run.exit_code}", "red"))
+        label, text = summary_text(run.summary, at_most=1)
         table.add_row(run.scenario, run.summary.get("run_id", "?"), f"{len(passed)}/{len(comparisons)} pass",
-                      verdict)
+                      Text(label, "bold green") if run.exit_code == 0 else Text(f"{label}: {text}", "bold red"))
     console.print(table)
     diff = result.diff
     if result.history_error:
@@ -289,12 +284,7 @@ def render_night(result: NightResult, console: Console) -> None:
         for regression in diff.regressions:
             by_key.setdefault(regression.key, []).append(regression)
         for key, found in by_key.items():
-            found.sort(key=lambda r: (KEY_METRICS.index(r.metric) if r.metric in KEY_METRICS else len(KEY_METRICS),
-                                      r.metric))
-            shown = ", ".join(f"{r.metric} {_value(r.metric, r.before)} -> {_value(r.metric, r.after)} ({r.change})"
-                              for r in found[:3])
-            more = f" and {len(found) - 3} more ({', '.join(r.metric for r in found[3:])})" if len(found) > 3 else ""
-            lines.append(Text(f"  regression   {_key(key)}: {shown}{more}", style))
+            lines.append(Text(f"  regression   {_key(key)}: {regressions_text(found)}", style))
         for key, reason in diff.still_failing:
             lines.append(Text(f"  still failing {_key(key)}: {reason}", "red"))
         for scenario, before, after in diff.settings_changed:
@@ -309,6 +299,8 @@ def render_night(result: NightResult, console: Console) -> None:
             console.print(line)
     if not result.history_error:
         console.print(f"[dim]history: {result.history_path}[/]")
+    if result.dashboard:
+        console.print(f"[dim]dashboard: {result.dashboard}[/]")
     counts = (f"{len(result.runs)} run(s), {len(diff.new_failures)} new failure(s), {len(diff.fixed)} fixed, "
               f"{len(diff.regressions)} regression(s)")
     if result.exit_code == 0 and diff.regressions:

@@ -1,4 +1,8 @@
-"""Views of a RunReport: the rich terminal report, its live progress, and summary.json.
+"""A run's record and its terminal view: summary.json (the record), the rich report of it, the live progress.
+
+The terminal report reads only the record (the dict summary() returns, or a
+stored summary.json), as junit.xml, report.html and the history do, so a
+live run and `harness report RUN-ID` print the same thing.
 
 Colours mean one thing each: green passed, red failed, yellow a warning a
 user should read (a version mismatch, a host key accepted on first use),
@@ -11,21 +15,24 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from .backend import fallback, ran_text
+from .compare import format_metric
+from .fold import Column, FoldingTable
 from .history import sparkline
-from .results import OK, UNUSABLE, TargetResult
-from .runner import Progress, RunReport, mnn_mismatch
+from .outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
+                      summary_text, verdicts)
+from .results import OK, TargetResult
+from .runner import Progress, RunReport
 
 SUMMARY_SCHEMA = 2
 """2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""
@@ -64,92 +71,82 @@ class TerminalProgress(Progress):
         self.bar.update(self.tasks[name], stage=shown, completed=1)
 
 
-def format_metric(value: Optional[float], kind: str) -> str:
-    """A metric as the reports show it: kind "percent", "cosine", or anything else in e-notation."""
-    if value is None:
-        return "–"
-    if kind == "percent":
-        return f"{value:.3%}"
-    if kind == "cosine":
-        return f"{value:.6f}"
-    return f"{value:.2e}"
-
-
-def agreement_metric(metrics: dict) -> Optional[float]:
-    """The "labels" column: argmax agreement of class logits, mask IoU, or the share of agreeing decisions."""
-    for name in ("argmax_agreement", "miou", "decision_agreement"):
-        if metrics.get(name) is not None:
-            return metrics[name]
-    return None
-
-
-def verdict_table(report: RunReport) -> Table:
-    table = Table(title=f"Accuracy against [bold]{report.reference}[/] (the x86 host)", title_justify="left",
-                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    # "labels": argmax agreement of class logits, or the mask IoU of a probability map.
-    for column in ("Board", "Output", "max abs", "mean abs", "p99 abs", "cosine", "labels", "Verdict"):
-        table.add_column(column, justify="left" if column in ("Board", "Output", "Verdict") else "right",
-                         no_wrap=True)
-    rows = sorted(report.comparisons.values(), key=lambda c: (c.passed, c.target))
-    if report.conversion is not None:
-        rows.insert(0, report.conversion)  # the model itself before the boards: x86 MNN vs its source
-    # Failures first: they are what the user came for.
-    for comparison in rows:
-        if comparison.error:
-            table.add_row(comparison.target, "–", "", "", "", "", "", Text("ERROR", "bold red"))
+def verdict_table(summary: dict) -> FoldingTable:
+    """Board x output: the numbers and the verdict, the conversion check first, then failures first."""
+    kinds = {output_kind(summary, output) for output in (summary.get("model") or {}).get("outputs") or []}
+    legend = [text for kind, text in (("class_logits", "argmax agreement (class_logits)"),
+                                       ("probability_map", "mask IoU at the threshold (probability_map)"),
+                                       ("decision", "decisions that agree at the threshold (decision)"))
+              if kind in kinds]
+    table = FoldingTable([Column("Board", key=True), Column("Output", key=True),
+                          *[Column(header, "right") for header in METRIC_HEADERS],
+                          Column("labels", "right"), Column("Verdict", key=True, wrap=True)],
+                         title=f"Accuracy against [bold]{summary.get('reference')}[/] (the x86 host)",
+                         legend=[f"labels: {', '.join(legend)}"] if legend else [])
+    for verdict in verdicts(summary):
+        m = verdict.metrics
+        if verdict.status in (ERROR, UNUSABLE):
+            table.add_row(verdict.board, verdict.output if verdict.output != WHOLE_RUN else "–",
+                          *[""] * (len(METRIC_HEADERS) + 1), Text("ERROR", "bold red"))
             continue
-        if comparison.problems and comparison.outputs and all(o.passed for o in comparison.outputs):
-            table.add_row(comparison.target, "–", "", "", "", "", "", Text("FAIL backend", "bold red"))
-        for output in comparison.outputs:
-            m = output.metrics
-            label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
-                     else comparison.target)
-            cause = report.attribution.get(comparison.target) if comparison is not report.conversion else None
-            verdict = Text("PASS", "bold green") if output.passed else Text("FAIL", "bold red")
-            if not output.passed and cause and cause != "none":
-                verdict.append(f" {cause}", "red")
-            table.add_row(label, output.output, format_metric(m.get("max_abs"), "e"),
-                          format_metric(m.get("mean_abs"), "e"), format_metric(m.get("p99_abs"), "e"),
-                          format_metric(m.get("cosine"), "cosine"),
-                          format_metric(agreement_metric(m), "percent"), verdict)
+        shown = Text("PASS", "bold green") if verdict.passed else Text("FAIL", "bold red")
+        if verdict.cause:
+            shown.append(f" {verdict.cause}", "red")
+        label = label_metric(m, output_kind(summary, verdict.output))
+        table.add_row(verdict.board, verdict.output,
+                      *[format_metric(m.get(metric), metric) for metric in METRIC_HEADERS.values()],
+                      format_metric(m.get(label), label) if label else "–", shown)
     return table
 
 
-def failure_reasons(report: RunReport) -> list:
-    lines = []
-    comparisons = sorted(report.comparisons.values(), key=lambda c: c.target)
-    if report.conversion is not None:
-        comparisons.insert(0, report.conversion)
-    for comparison in comparisons:
-        if comparison.error:
-            lines.append(Text(f"✗ {comparison.target}: {comparison.error}", "red"))
-        for problem in comparison.problems:
-            lines.append(Text(f"✗ {comparison.target}: {problem}", "red"))
-        for output in comparison.outputs:
-            if not output.passed:
-                lines.append(Text(f"✗ {comparison.target} {output.output}: {'; '.join(output.reasons)}", "red"))
+METRIC_HEADERS = {"max abs": "max_abs", "mean abs": "mean_abs", "p99 abs": "p99_abs", "cosine": "cosine"}
+"""The terminal's metric columns (header -> metric); the labels column follows them."""
+
+
+def failure_reasons(summary: dict) -> List[Text]:
+    """A line per failing board and output with every limit it broke (or why it did not run)."""
+    lines, seen = [], set()
+    for verdict in verdicts(summary, failing_first=False):
+        if verdict.passed:
+            continue
+        if verdict.status in (ERROR, UNUSABLE):
+            reason = verdict.reasons[0]
+            own = f"{verdict.board}: "  # a board's error often starts with its name already
+            line = f"✗ {verdict.board}: {reason[len(own):] if reason.startswith(own) else reason}"
+        elif verdict.failure_type == "requirement":
+            metric, value = headline(summary, verdict)
+            line = (f"✗ {verdict.board}: {'; '.join(verdict.reasons)}. It ran and its outputs match "
+                    f"({verdict.output} {metric} {format_metric(value, metric, 'text')})")
+        else:
+            line = f"✗ {verdict.board} {verdict.output}: {'; '.join(verdict.reasons)}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(Text(line, "red"))
     return lines
 
 
-def boards_table(report: RunReport) -> Table:
-    table = Table(title="Boards", title_justify="left", box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for column in ("Board", "Status", "Machine", "MNN", "Python", "CPU features", "Latency", "Peak RSS", "Wall"):
-        table.add_column(column, no_wrap=column != "CPU features",
-                         justify="right" if column in ("Latency", "Peak RSS", "Wall") else "left")
-    reference_mnn = report.results[report.reference].facts.get("mnn_version")
-    for name, result in report.results.items():
-        facts = result.facts
-        status = Text(result.status, "green" if result.ok else "red")
+def boards_table(summary: dict) -> FoldingTable:
+    """Each board's facts that explain a difference: machine, MNN version, CPU features, time, memory."""
+    table = FoldingTable([Column("Board", key=True), Column("Status", key=True), Column("Machine"), Column("MNN"),
+                          Column("Python"), Column("CPU features", wrap=True), Column("Latency", "right"),
+                          Column("Peak RSS", "right"), Column("Wall", "right")], title="Boards")
+    reference = summary.get("reference")
+    boards = summary.get("boards") or {}
+    reference_mnn = ((boards.get(reference) or {}).get("facts") or {}).get("mnn_version")
+    for name, board in reference_first(summary):
+        facts = board.get("facts") or {}
+        status = board.get("status", "?")
         mnn = facts.get("mnn_version") or "?"
-        mnn_text = Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else "")
         features = [f for f in FEATURES_SHOWN if f in (facts.get("cpu_features") or [])]
         latency = facts.get("latency_ms") or []
-        latency_text = f"{statistics.median(latency):.1f} ms" if latency else "–"
         rss = facts.get("peak_rss_mb")
-        wall = sum(result.timings.values())
-        table.add_row(name + (" [dim](ref)[/]" if name == report.reference else ""), status,
-                      facts.get("machine", "?"), mnn_text, facts.get("python", "?"),
-                      " ".join(features) or "–", latency_text, f"{rss:.0f} MB" if rss else "–", f"{wall:.1f} s")
+        wall = sum((board.get("timings") or {}).values())
+        table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else ""),
+                      Text(status, "green" if status == OK else "red"), facts.get("machine", "?"),
+                      Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else ""),
+                      facts.get("python", "?"), " ".join(features) or "–",
+                      f"{statistics.median(latency):.1f} ms" if latency else "–", f"{rss:.0f} MB" if rss else "–",
+                      f"{wall:.1f} s")
     return table
 
 
@@ -161,87 +158,99 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-def notes(report: RunReport) -> list:
+def notes(summary: dict) -> List[Text]:
     lines = []
-    reference = report.results[report.reference]
-    for name, result in report.results.items():
-        mismatch = mnn_mismatch(result, reference)
-        if mismatch:
-            lines.append(Text(f"{name}: {mismatch}: a version mismatch can explain a difference", "yellow"))
-        expected = report.boards[name].mnn_version
-        found = result.facts.get("mnn_version")
+    reference = summary.get("reference")
+    boards = summary.get("boards") or {}
+    host_mnn = ((boards.get(reference) or {}).get("facts") or {}).get("mnn_version")
+    for name, board in reference_first(summary):
+        facts = board.get("facts") or {}
+        found = facts.get("mnn_version")
+        if found and host_mnn and found != host_mnn:
+            lines.append(Text(f"{name}: MNN {found} on the board, {host_mnn} on the host: a version mismatch can "
+                              "explain a difference", "yellow"))
+        expected = board.get("expected_mnn_version")
         if expected and found and expected != found:
             lines.append(Text(f"{name}: the inventory expects MNN {expected}, the board has {found}", "yellow"))
-        if result.bytes_uploaded or result.bytes_downloaded:
-            lines.append(Text(f"{name}: sent {_size(result.bytes_uploaded)}, fetched "
-                              f"{_size(result.bytes_downloaded)}", "dim"))
-        for note in result.notes:
+        if board.get("bytes_uploaded") or board.get("bytes_downloaded"):
+            lines.append(Text(f"{name}: sent {_size(board.get('bytes_uploaded') or 0)}, fetched "
+                              f"{_size(board.get('bytes_downloaded') or 0)}", "dim"))
+        for note in board.get("notes") or []:
             lines.append(Text(f"{name}: {note}", "yellow"))
-        if result.facts.get("api_reason"):
-            lines.append(Text(f"{name}: {result.facts['api_reason']}", "dim"))
-        fell_back = fallback(result)
-        if fell_back and name not in report.backend_failures:
-            lines.append(Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow"))
-        elif name == report.reference and name in report.backend_failures and report.conversion is None:
-            lines.append(Text(f"{name}: {report.backend_failures[name]}", "red"))
-        elif ran_text(result) and (result.facts.get("backend") or {}).get("asked") not in (None, "cpu"):
-            lines.append(Text(f"{name}: ran on {ran_text(result)}", "dim"))
-        if result.status != OK and result.error:
-            lines.append(Text(f"{name}: {result.error}", "red"))
-        banner = result.facts.get("mnn_banner")
-        if banner:
-            lines.append(Text(f"{name}: MNN says \"{banner}\"", "dim"))
+        if facts.get("api_reason"):
+            lines.append(Text(f"{name}: {facts['api_reason']}", "dim"))
+        lines += backend_notes(summary, name, board)
+        if board.get("status") != OK and board.get("error"):
+            lines.append(Text(f"{name}: {board['error']}", "red"))
+        if facts.get("mnn_banner"):
+            lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
     return lines
 
 
-def summary_line(report: RunReport) -> Text:
-    compared = len(report.compared_targets)
-    failed = report.failed
-    unusable = report.unusable
-    if report.exit_code == 0:
-        return Text(f"PASS  {compared} board(s) match {report.reference} within tolerance "
-                    f"({report.scenario.name}, {report.wall_s:.0f} s)", "bold green")
-    parts = []
-    if failed:
-        reasons = []
-        for name in failed:
-            comparison = report.comparisons[name]
-            if comparison.error:
-                reasons.append(f"{name}: did not run")
-            else:
-                bad = [f"{o.output} {o.reasons[0]}" for o in comparison.outputs if not o.passed]
-                bad += [problem.split(":")[0] for problem in comparison.problems]
-                reasons.append(f"{name}: {bad[0]}" if bad else name)
-        parts.append(f"{len(failed)} of {compared} board(s) differ ({'; '.join(reasons)})")
-    if unusable:
-        parts.append(f"{len(unusable)} board(s) could not be used ({', '.join(unusable)})")
-    fell_back = [name for name in report.backend_failures if name not in failed]
-    if fell_back:
-        parts.append(f"{', '.join(fell_back)} ran another backend than asked")
-    if not parts and report.conversion is not None and not report.conversion.passed:
-        parts.append(f"{report.reference} differs from the source model")
-    label = "FAIL" if report.exit_code == 1 else "BOARD ERROR"
-    return Text(f"{label}  " + "; ".join(parts) + f"  [exit {report.exit_code}]", "bold red")
+def backend_notes(summary: dict, name: str, board: dict) -> List[Text]:
+    """What ran where a scenario asked for another backend than the CPU, and a fallback that was allowed."""
+    result = TargetResult(name, board.get("kind", "?"), board.get("status", "?"), facts=board.get("facts") or {})
+    failures = summary.get("backend_failures") or {}
+    fell_back = fallback(result)
+    if fell_back and name not in failures:
+        return [Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow")]
+    if name == summary.get("reference") and name in failures and not summary.get("conversion"):
+        return [Text(f"{name}: {failures[name]}", "red")]
+    if ran_text(result) and ((board.get("facts") or {}).get("backend") or {}).get("asked") not in (None, "cpu"):
+        return [Text(f"{name}: ran on {ran_text(result)}", "dim")]
+    return []
 
 
-def model_text(model) -> str:
-    if not getattr(model, "converted", True):
-        source = f", source {model.source_path.name}" if model.source_path is not None else ""
-        return f"{model.mnn_path.name} {model.mnn_sha256[:12]} as deployed (no conversion{source})"
-    return (f"{model.source_name} -> .mnn {model.mnn_sha256[:12]}  converter: "
-            f"{' '.join(model.converter_args) or '(defaults)'}")
+def summary_line(summary: dict) -> Text:
+    """The last line: PASS or what failed, every kind of failure named, and the exit code."""
+    label, text = summary_text(summary)
+    code = summary.get("exit_code", 0)
+    if code == 0:
+        return Text(f"PASS  {text} ({summary['scenario']['name']}, {float(summary.get('wall_s') or 0):.0f} s)",
+                    "bold green")
+    return Text(f"{label}  {text}  [exit {code}]", "bold red")
 
 
-def input_rows(inputs) -> list:
-    """(label, text) per input: name, provider, samples x shape, dtype, sha256, and what it is."""
-    tensors = getattr(inputs, "tensors", None) or []
+SETTINGS_ORDER = ("precision", "threads", "api", "io")
+
+
+def settings_text(settings: dict) -> str:
+    """precision=normal threads=1 api=session io=copy: in this order, live or stored (JSON sorts keys)."""
+    keys = [k for k in SETTINGS_ORDER if k in settings] + sorted(k for k in settings if k not in SETTINGS_ORDER)
+    return " ".join(f"{k}={settings[k]}" for k in keys)
+
+
+def reference_first(summary: dict) -> List[tuple]:
+    """The boards of the record, the reference first, then in the record's order."""
+    reference = summary.get("reference")
+    return sorted((summary.get("boards") or {}).items(), key=lambda item: item[0] != reference)
+
+
+def model_line(summary: dict) -> str:
+    """"built by segformer.py -> .mnn 1a2b...", "model.onnx -> .mnn ...", or a deployed .mnn as it is."""
+    model = summary.get("model") or {}
+    sha = str(model.get("mnn_sha256", ""))[:12]
+    if not model.get("converted", True):
+        source = f", source {Path(model['source']).name}" if model.get("source") else ""
+        return f"{Path(model.get('mnn_path') or '?').name} {sha} as deployed (no conversion{source})"
+    built_by = model.get("built_by")
+    source = f"built by {built_by}" if built_by else Path(model.get("source") or "?").name
+    return f"{source} -> .mnn {sha}  converter: {' '.join(model.get('converter_args') or []) or '(defaults)'}"
+
+
+def input_rows(summary: dict) -> List[Tuple[str, str, str]]:
+    """(label, text, detail) per input: name, provider, samples x shape, dtype, sha256, and what it is."""
+    inputs = summary.get("inputs") or {}
+    tensors = inputs.get("tensors") or []
     if not tensors:
-        return [("inputs", f"{len(inputs.sample_names)} x {list(inputs.shape)}  sha256 {inputs.sha256[:12]}")]
+        return [("inputs", f"{len(inputs.get('samples') or [])} x {list(inputs.get('shape') or [])}  "
+                           f"sha256 {str(inputs.get('sha256', ''))[:12]}", "")]
     rows = []
     for tensor in tensors:
-        count = "shared" if tensor.shared else f"{tensor.samples} x"
-        rows.append((f"input {tensor.name}", f"{tensor.provider}  {count} {list(tensor.shape)} {tensor.dtype}  "
-                     f"sha256 {tensor.sha256[:12]}  [dim]{escape(tensor.detail)}[/]"))
+        count = "shared" if tensor.get("shared") else f"{tensor.get('samples')} x"
+        shape = list(tensor.get("shape") or [])
+        rows.append((f"input {tensor.get('name')}", f"{tensor.get('provider')}  {count} {shape} {tensor.get('dtype')}"
+                     f"  sha256 {str(tensor.get('sha256', ''))[:12]}", tensor.get("detail") or ""))
     return rows
 
 
@@ -260,44 +269,54 @@ GROWS = 4.0
 """error_growth (last third's median error over the first third's) from which a stream's error is said to grow."""
 
 
-def stream_lines(report: RunReport, width: int) -> List[Text]:
+def stream_lines(summary: dict, width: int) -> List[Text]:
     """Per board and output: the max abs error per step as a sparkline (log scale), both sides' values per
     step on one scale when a step has one value, and the decisions that flip. Fits `width` columns."""
-    stream = getattr(report.scenario, "stream", None)
-    comparisons = sorted(report.comparisons.values(), key=lambda c: c.target)
-    if report.conversion is not None:
-        comparisons.insert(0, report.conversion)  # x86 against the source model first, as in the verdicts
-    rows = [(c, o) for c in comparisons for o in c.outputs if o.series.get("max_abs")]
-    if stream is None or not rows:
+    stream = summary.get("stream")
+    compared = []
+    if summary.get("conversion"):
+        compared.append((conversion_label(summary), summary["conversion"]))  # first, as in the verdicts
+    compared += sorted((summary.get("comparisons") or {}).items())
+    rows = [(label, comparison, output, result) for label, comparison in compared
+            for output, result in (comparison.get("outputs") or {}).items()
+            if (result.get("series") or {}).get("max_abs")]
+    if not stream or not rows:
         return []
-    steps = len(rows[0][1].series["max_abs"])
-    carry = ", ".join(f"{out} -> {fed}" for out, fed in stream.carry.items()) or "nothing carried"
+    steps = len(rows[0][3]["series"]["max_abs"])
+    carry = ", ".join(f"{out} -> {fed}" for out, fed in (stream.get("carry") or {}).items()) or "nothing carried"
     lines = [Text(f"Stream: {steps} steps, {carry} on each board", "bold")]
-    name_width = 12
+    reference = summary.get("reference", "x86")
+    sides = [reference] + [name for name in summary.get("boards") or {}] + \
+        [str(comparison.get("reference") or "") for _, comparison, _, _ in rows]
+    # Board names whole (never cut to fit): the sparklines take what is left.
+    name_width = min(max(12, *(len(name) for name in sides)), max(12, width // 3))
     spark = max(8, min(steps, width - name_width - 4))
-    for comparison, output in rows:
-        series = output.series
+    for label, comparison, output, result in rows:
+        series = result["series"]
         errors = series["max_abs"]
-        label = (f"{comparison.target} vs {comparison.reference}" if comparison is report.conversion
-                 else comparison.target)
-        growth = output.metrics.get("error_growth")
+        growth = (result.get("metrics") or {}).get("error_growth")
         trend = "" if growth is None else f" (x{growth:.2g}" + (": grows)" if growth >= GROWS else ")")
-        lines.append(Text.assemble((label, "bold"), f" {output.output}: max |err| per step ",
+        lines.append(Text.assemble((label, "bold"), f" {output}: max |err| per step ",
                                    (f"{_e(errors[0])} .. {_e(errors[-1])}{trend}", "dim")))
         lines.append(Text.assemble(("  " + "|err|".ljust(name_width) + " ", "dim"),
                                    sparkline(downsample(errors, spark), log=True)))
         if "target" in series:
             values = [v for v in series["reference"] + series["target"] if v is not None] or [0.0]
             low, high = min(values), max(values)
-            for side, name in ((series["reference"], comparison.reference), (series["target"], comparison.target)):
-                lines.append(Text.assemble(("  " + name[:name_width].ljust(name_width) + " ", "dim"),
+            board = label.split(" vs ")[0] if label == conversion_label(summary) else label
+            against = comparison.get("reference") or reference
+            for side, name in ((series["reference"], against), (series["target"], board)):
+                if len(name) > name_width:  # longer than a third of the terminal: on a line of its own
+                    lines.append(Text("  " + name, "dim"))
+                    name = ""
+                lines.append(Text.assemble(("  " + name.ljust(name_width) + " ", "dim"),
                                            _scaled_spark(downsample(side, spark, _mean), low, high)))
-            lines.append(Text(f"  {'':{name_width}} {output.output} per step, {low:.3g} .. {high:.3g} on both lines",
+            lines.append(Text(f"  {'':{name_width}} {output} per step, {low:.3g} .. {high:.3g} on both lines",
                               "dim"))
         if "flipped" in series:
             flipped = series["flipped"]
             shown = ", ".join(str(step) for step in flipped[:8]) + (", ..." if len(flipped) > 8 else "")
-            threshold = report.scenario.output_spec(output.output).threshold
+            threshold = ((summary.get("output_specs") or {}).get(output) or {}).get("threshold", 0.5)
             lines.append(Text(f"  decisions at {threshold:g}: {len(flipped)} of {steps} steps flip"
                               + (f" (steps {shown})" if flipped else ""), "red" if flipped else "green"))
     return lines
@@ -325,38 +344,44 @@ def _scaled_spark(values: List[Optional[float]], low: float, high: float) -> str
     return "".join(out)
 
 
-def render(report: RunReport, console: Console) -> None:
-    scenario, model, inputs = report.scenario, report.model, report.inputs
+def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> None:
+    """The terminal report of a run's record (summary.json), live or stored: the same view of the same data."""
     header = Table.grid(padding=(0, 1))
     header.add_column(style="dim", no_wrap=True)
-    header.add_column()
-    header.add_row("scenario", f"[bold]{scenario.name}[/]  run {report.run_id}")
-    header.add_row("model", escape(model_text(model)))
-    for label, text in input_rows(inputs):
-        header.add_row(escape(label), text)
-    header.add_row("settings", " ".join(f"{k}={v}" for k, v in scenario.run.as_dict().items()))
+    header.add_column(overflow="fold")
+    header.add_row("scenario", f"[bold]{escape(summary['scenario']['name'])}[/]  run {summary.get('run_id')}")
+    header.add_row("model", escape(model_line(summary)))
+    for label, text, detail in input_rows(summary):
+        header.add_row(escape(label), escape(text) + (f"  [dim]{escape(detail)}[/]" if detail else ""))
+    header.add_row("settings", settings_text(summary.get("settings") or {}))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
-    console.print(verdict_table(report))
-    for line in failure_reasons(report):
+    console.print(verdict_table(summary))
+    for line in failure_reasons(summary):
         console.print(line)
-    for line in stream_lines(report, console.width):
-        console.print(line, overflow="crop", no_wrap=True)
-    for name, parity in report.parity.items():
-        shown = (f"max abs {parity.metrics['max_abs']:.3g} (~{parity.metrics['gray_levels']:.0f} gray levels)"
-                 if parity.metrics else parity.error)
+    for line in stream_lines(summary, console.width):
+        console.print(line, overflow="crop", no_wrap=True)  # the sparklines are sized to the width
+    for name, parity in (summary.get("preprocess_parity") or {}).items():
+        m = parity.get("metrics") or {}
+        shown = (f"max abs {format_metric(m.get('max_abs'), 'max_abs', 'text')} "
+                 f"(~{m.get('gray_levels') or 0:.0f} gray levels)" if m.get("max_abs") is not None
+                 else parity.get("error") or "")
+        verdict = ("PASS", "bold green") if parity.get("passed") else ("FAIL", "bold red")
         console.print(Text.assemble(("preprocessing on ", "dim"), (name, "bold"),
-                                    (f" ({parity.backend or '?'}) vs host: ", "dim"), shown or "", " ",
-                                    ("PASS", "bold green") if parity.passed else ("FAIL", "bold red")))
-    if report.findings:
+                                    (f" ({parity.get('backend') or '?'}) vs host: ", "dim"), shown, " ", verdict,
+                                    (f": {parity['hint']}" if parity.get("hint") and not parity.get("passed")
+                                     else "", "red")))
+    if summary.get("findings"):
         console.print(Text("Likely causes", "bold"))
-        for finding in report.findings:
-            where = f"{finding.board}: " if finding.board else ""
-            console.print(Text.assemble(("● ", "yellow"), (finding.title, "bold yellow"), f" — {where}{finding.message}"))
-    console.print(boards_table(report))
-    for line in notes(report):
+        for finding in summary["findings"]:
+            where = f"{finding['board']}: " if finding.get("board") else ""
+            console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
+                                        f" — {where}{finding['message']}"))
+    console.print(boards_table(summary))
+    for line in notes(summary):
         console.print(line)
-    console.print(f"[dim]results: {report.run_dir}[/]")
-    console.print(summary_line(report))
+    if run_dir is not None:
+        console.print(f"[dim]results: {escape(str(run_dir))}[/]")
+    console.print(summary_line(summary))
 
 
 def _json_metrics(metrics: dict) -> dict:
@@ -367,6 +392,7 @@ def _json_metrics(metrics: dict) -> dict:
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
             "problems": list(comparison.problems),
+            "failed_requirements": list(comparison.failed_requirements),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
                                       if o.per_class_iou else {}),
@@ -377,6 +403,27 @@ def _comparison_json(comparison) -> dict:
 
 def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _built_by(source) -> Optional[str]:
+    """The build script's name when a script made the model ("segformer.py"), else None."""
+    script = getattr(source, "build_script", None)
+    return Path(script).name if script else None
+
+
+def _facts(facts: dict) -> dict:
+    """The agent's facts as the record keeps them: no traceback; output shapes as the model's.
+
+    Agents stack the samples on a first axis; the record says the model's
+    shape of one sample and how many samples there were.
+    """
+    kept = {k: v for k, v in facts.items() if k != "traceback"}
+    if isinstance(kept.get("outputs"), dict):
+        kept["outputs"] = {name: ({**info, "shape": list(info["shape"][1:]), "samples": info["shape"][0]}
+                                  if isinstance(info, dict) and info.get("shape") and "samples" not in info
+                                  else info)
+                           for name, info in kept["outputs"].items()}
+    return kept
 
 
 def summary(report: RunReport) -> dict:
@@ -391,6 +438,7 @@ def summary(report: RunReport) -> dict:
         "model": {"source": str(report.model.source_path) if report.model.source_path else None,
                   "mnn_path": str(report.model.mnn_path), "mnn_sha256": report.model.mnn_sha256,
                   "converted": report.model.converted, "source_format": report.model.source_format,
+                  "built_by": _built_by(report.scenario.model),
                   "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
                   "compared": report.scenario.compared_outputs(list(report.model.outputs))},
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
@@ -412,7 +460,8 @@ def summary(report: RunReport) -> dict:
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
-                   "facts": {k: v for k, v in result.facts.items() if k != "traceback"},
+                   "expected_mnn_version": getattr(report.boards.get(name), "mnn_version", None),
+                   "facts": _facts(result.facts),
                    "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
             for name, result in report.results.items()

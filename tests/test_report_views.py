@@ -1,0 +1,163 @@
+"""The report says what happened, whole, at any terminal width.
+
+Every shipped scenario's report at 80, 100 and 160 columns: a real quick run,
+and the stored records (summary.json) of real runs of every shipped scenario
+on an emulated farm with long board names (tests/data/summaries/; SegFormer
+at its real 512x512 on the Cortex-A76 with MNN 3.4.1, Silero VAD as a stream
+at FP16, failures of every kind among them: conversion, parity, version
+requirement, backend fallback, an unreachable board; records of both summary
+schemas). Then the last line of each kind of failure, as golden text with the
+numbers masked.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from harness.cli import main
+from harness.compare import format_metric
+from harness.outcome import ERROR, UNUSABLE, verdicts
+from harness.report import METRIC_HEADERS, render, summary_line
+from harness.scenario import load_scenario
+
+from .conftest import REPO, scenario_text
+from .golden import assert_golden, masked
+
+SUMMARIES = Path(__file__).resolve().parent / "data" / "summaries"
+WIDTHS = (80, 100, 160)
+GOLDEN_WIDTH = 400
+"""Goldens are rendered unwrapped: where a sentence wraps depends on its numbers, which are masked."""
+
+
+def rendered(summary: dict, width: int) -> str:
+    console = Console(width=width, record=True)
+    render(summary, console, Path("reports") / summary["run_id"])
+    return console.export_text()
+
+
+def one_run(reports: Path) -> Path:
+    (run_dir,) = [path for path in reports.iterdir() if path.is_dir()]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A real run of the shipped quick scenario (x86 and its source model: seconds, no emulation)."""
+    reports = tmp_path_factory.mktemp("quick")
+    assert main(["run", str(REPO / "scenarios" / "quick.yaml"), "--targets", "x86", "--reports", str(reports)]) == 0
+    return one_run(reports)
+
+
+def stored_summaries():
+    return [json.loads(path.read_text()) for path in sorted(SUMMARIES.glob("*.json"))]
+
+
+def test_the_stored_summaries_cover_every_shipped_scenario():
+    shipped = {load_scenario(path).name for path in (REPO / "scenarios").glob("*.yaml") if path.name != "nightly.yaml"}
+    stored = {summary["scenario"]["name"] for summary in stored_summaries()}
+    assert shipped <= stored, f"add a summary of a real run of {sorted(shipped - stored)} to {SUMMARIES}"
+    kinds = {summary["exit_code"] for summary in stored_summaries()}
+    assert kinds == {0, 1, 3}  # passes, failures and a board that could not be used
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_report_is_whole_at_any_width(width, quick_run):
+    summaries = stored_summaries() + [json.loads((quick_run / "summary.json").read_text())]
+    for summary in summaries:
+        text = rendered(summary, width)
+        where = f"{summary['scenario']['name']} at {width} columns:\n{text}"
+        assert "…" not in text, where
+        assert max(len(line) for line in text.splitlines()) <= width, where
+        flat = " ".join(text.split())
+        for board in summary["boards"]:
+            assert board in text, where  # every board name whole, on one line
+        for verdict in verdicts(summary):
+            assert verdict.board in text, where
+            if verdict.status in (ERROR, UNUSABLE):
+                continue
+            for metric in METRIC_HEADERS.values():
+                assert format_metric(verdict.metrics.get(metric), metric) in text, (metric, where)
+            shown = "PASS" if verdict.passed else f"FAIL {verdict.cause}".strip()
+            assert shown in flat, (shown, where)
+        assert " ".join(summary_line(summary).plain.split()) in flat, where
+
+
+def test_columns_is_honoured_when_piped(quick_run, monkeypatch, capsys):
+    for width in WIDTHS:
+        monkeypatch.setenv("COLUMNS", str(width))
+        assert main(["report", str(quick_run)]) == 0
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= width and "…" not in out
+    monkeypatch.delenv("COLUMNS")
+    assert main(["report", str(quick_run)]) == 0
+    out = capsys.readouterr().out
+    assert 80 < max(len(line) for line in out.splitlines()) <= 100  # a CI log without COLUMNS: 100
+
+
+def test_the_report_of_a_run_and_of_its_record_are_the_same(quick_run, capsys):
+    """`harness run` and `harness report RUN-ID` print the same report: one record, one view."""
+    summary = json.loads((quick_run / "summary.json").read_text())
+    assert main(["report", str(quick_run)]) == 0
+    stored = capsys.readouterr().out
+    assert "built by tiny_segnet.py -> .mnn" in stored  # a built model says so, not "model.onnx"
+    assert rendered(summary, 100).splitlines()[0] in stored
+    last = [line for line in stored.splitlines() if line.startswith("PASS")][0]
+    assert last.startswith("PASS  only the reference x86 and the source model (onnxruntime) ran")
+    assert f"junit.xml: {quick_run / 'junit.xml'}" in stored.replace("\n", "")
+    # The model's own output shape, and how many samples were stacked for the run.
+    assert summary["boards"]["x86"]["facts"]["outputs"]["logits"] == {"shape": [1, 8, 16, 16], "samples": 1,
+                                                                        "dtype": "float32"}
+
+
+def run_text(tmp_path, name, text, *extra):
+    scenario = tmp_path / f"{name}.yaml"
+    scenario.write_text(text)
+    reports = tmp_path / name
+    code = main(["run", str(scenario), "--reports", str(reports), *extra])
+    return code, reports
+
+
+def test_golden_conversion_failure(tmp_path, capsys):
+    text = scenario_text(["x86"]).replace("  build_args:", '  converter_args: [--weightQuantBits, "4"]\n  build_args:')
+    code, reports = run_text(tmp_path, "w4", text)
+    out = capsys.readouterr().out
+    assert code == 1
+    last = [line for line in out.splitlines() if line.startswith("FAIL")][0]
+    assert last.startswith("FAIL  conversion: x86 vs onnxruntime logits ")
+    summary = json.loads((one_run(reports) / "summary.json").read_text())
+    assert_golden("conversion_failure", masked(rendered(summary, GOLDEN_WIDTH), {str(tmp_path): "TMP"}))
+
+
+def test_golden_preprocessing_parity_failure(tmp_path, capsys):
+    text = scenario_text(["x86"]).replace("interpolation: area", "interpolation: linear")
+    code, reports = run_text(tmp_path, "parity", text + "preprocess_parity: {board: {color: bgr}}\n")
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  preprocessing parity on x86: the channel order is swapped (BGR against RGB)" in out
+    summary = json.loads((one_run(reports) / "summary.json").read_text())
+    # CI sees it too: the exit code is 1, so junit.xml holds the failure that made it so.
+    from junitparser import Failure, JUnitXml
+    cases = {case.name: case for suite in JUnitXml.fromfile(str(one_run(reports) / "junit.xml")) for case in suite}
+    (failure,) = [r for r in cases["(preprocessing)[normal,1,session]"].result if isinstance(r, Failure)]
+    assert failure.type == "preprocessing" and "swapped" in failure.message
+    assert_golden("parity_failure", masked(rendered(summary, GOLDEN_WIDTH), {str(tmp_path): "TMP"}))
+
+
+def test_golden_matrix_with_a_failed_converter_variant(tmp_path, capsys):
+    from harness.matrix import render_records, stored_records
+
+    matrix = 'matrix:\n  converter:\n    fp32: [--useGeluApproximation, "0"]\n    fp16: [--fp16]\n'
+    code, reports = run_text(tmp_path, "matrix", scenario_text(["x86"]) + matrix)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL 1 of 2 setting(s) diverge: normal-t1-session-copy-fp16 (conversion: x86 vs onnxruntime" in \
+        " ".join(out.split())
+    matrix_dir = one_run(reports)
+    console = Console(width=GOLDEN_WIDTH, record=True)
+    name, records, exit_code = stored_records(matrix_dir)
+    render_records(name, records, exit_code, Path("reports/MATRIX"), console)
+    text = console.export_text()
+    assert "FAIL conversion" in text and "…" not in text  # the src cell fails, with its limit
+    assert_golden("matrix_converter_variant", masked(text, {str(tmp_path): "TMP"}))
