@@ -178,11 +178,11 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
     searches: Dict[str, dict] = {}
     for name in boards:
         side = side_of(name, board_settings, results[name])
-        fixed = tolerance_for([(reference_settings.get("precision", "normal"), reference_side.cpu_features),
-                               (board_settings.get("precision", "normal"), side.cpu_features)], tolerance)
+        limits = tolerance_for([(reference_settings.get("precision", "normal"), reference_side.cpu_features),
+                                (board_settings.get("precision", "normal"), side.cpu_features)], tolerance)
         result = BoardLayers(board=side, reference=reference_side, budget_mb=budget_mb, samples=len(samples),
-                             tolerance={"arithmetic": fixed.arithmetic, "eps": fixed.eps, "fixed": fixed.fixed,
-                                        "steps": fixed.steps, "text": fixed.describe()})
+                             tolerance={"arithmetic": limits.arithmetic, "eps": limits.eps, "fixed": limits.fixed,
+                                        "steps": limits.steps, "text": limits.describe()})
         report.boards.append(result)
         if reference_traces is None:
             result.error = reference_error
@@ -196,7 +196,7 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
         if not common:
             result.error = "the two sides traced different samples"
             continue
-        per_sample = {s: summary_rows(board_traces[s], reference_traces[s], fixed)[0] for s in common}
+        per_sample = {s: summary_rows(board_traces[s], reference_traces[s], limits)[0] for s in common}
         problem = nothing_compared(per_sample[common[0]], name, reference_name)
         if problem:
             result.error = problem
