@@ -120,6 +120,10 @@ def _texts(value) -> Optional[str]:
     return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else "a list of strings"
 
 
+def _integers(value) -> Optional[str]:
+    return None if isinstance(value, list) and all(_integer(v) is None for v in value) else "a list of integers"
+
+
 def _numbers(value) -> Optional[str]:
     return None if isinstance(value, list) and all(_is_number(v) for v in value) else "a list of finite numbers"
 
@@ -171,7 +175,8 @@ RESULT_FIELDS: Dict[str, Callable] = {
     "outputs": _output_facts, "outputs_sha256": _optional(_sha256),
     "preprocess": _optional(_fields({"status": _text, "backend": _optional(_text), "error": _optional(_text),
                                      "sha256": _optional(_sha256)})),
-    "dump": _optional(_fields({"tensors": _integer, "kept": _integer, "sample": _integer})),
+    "dump": _optional(_fields({"samples": _integers, "ops": _integer, "tensors": _integer, "replayed": _integer,
+                               "json_sha256": _sha256, "npz_sha256": _sha256})),
 }
 """result.json fields and what each must be; a field not named here is kept (cleaned) for newer agents."""
 RESULT_REQUIRED = ("status",)

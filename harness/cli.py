@@ -36,6 +36,7 @@ from .runner import EXIT_CONFIG
 
 WEEK_S = 7 * 86400.0
 """The longest wait any option accepts: longer is a typo, and too large for the clocks that wait on it."""
+PRECISION_CHOICES = ("normal", "high", "low", "low_bf16")
 
 
 def bounded(kind=float, minimum: Optional[float] = None, above: Optional[float] = None,
@@ -82,12 +83,29 @@ def main(argv: Optional[List[str]] = None) -> int:
                      metavar="SECONDS",
                      help="wait this long for another run's lock on a board (default 300)")
 
-    layers = commands.add_parser("layers", help="find the first op whose output differs on a board")
+    layers = commands.add_parser("layers", help="find the first op that goes wrong on a board, and whether it "
+                                 "introduced the error or inherited it")
     layers.add_argument("scenario")
-    layers.add_argument("--board", required=True, help="the board to compare with the x86 host")
-    layers.add_argument("--tolerance", type=bounded(float, above=0.0), default=1e-2,
-                        help="relative error (max |board - x86| / max |x86|) an op may show (default 1e-2)")
+    layers.add_argument("--board", required=True, metavar="NAME[,NAME...]",
+                        help="the board(s) to search, comma-separated, each against the same reference")
+    layers.add_argument("--against", metavar="NAME", help="compare with this board instead of the x86 host "
+                        "(board against board, e.g. an A76 at low against an A53)")
+    layers.add_argument("--precision", choices=PRECISION_CHOICES, help="the boards' precision (default: the "
+                        "scenario's)")
+    layers.add_argument("--threads", type=bounded(int, minimum=1, maximum=256), help="the boards' threads")
+    layers.add_argument("--against-precision", choices=PRECISION_CHOICES, help="the reference's precision")
+    layers.add_argument("--against-threads", type=bounded(int, minimum=1, maximum=256),
+                        help="the reference's threads")
+    layers.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),
+                        help="one relative error (max |board - ref| / max |ref|) for every op, instead of the "
+                        "default that follows the arithmetic (FP16's resolution at low on an FP16 board)")
+    layers.add_argument("--budget", type=bounded(float, above=0.0, maximum=1e6), default=256.0, metavar="MB",
+                        help="whole tensors fetched from each board for the replay (default 256)")
+    layers.add_argument("--all", action="store_true", help="show every op in the table")
+    layers.add_argument("--json", action="store_true", help="print layers.json on stdout")
     layers.add_argument("--reports", default="reports")
+    layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                        metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
     boards = commands.add_parser("boards", help="every board of the inventory with live health")
     boards.add_argument("--json", action="store_true", help="print the health as JSON on stdout")
@@ -202,11 +220,15 @@ def cmd_run(args, console: Console) -> int:
         return report.exit_code
     failing = [name for name in report.failed if report.boards[name].kind != "local"]
     if (args.find_layer or scenario.find_layer) and failing:
-        from .layers import find_first_divergence, render_layers
+        from .layers import search_layers, write_layers_files
+        from .layers_view import render_layers
 
-        console.print(f"[bold]Looking for the first divergent op on {failing[0]}[/]")
-        render_layers(find_first_divergence(scenario, inventory, failing[0], Path(args.reports),
-                                            interruption=args.interruption), console)
+        console.print(f"[bold]Looking for the first op that goes wrong on {', '.join(failing)}[/]")
+        with console.status("tracing every op"):
+            layers = search_layers(scenario, inventory, failing, Path(args.reports), lock_timeout=args.lock_timeout,
+                                   interruption=args.interruption)
+        write_layers_files(layers)
+        render_layers(layers, console)
     return report.exit_code
 
 
@@ -217,18 +239,26 @@ def show_files(run_dir: Path, console: Console) -> None:
 
 
 def cmd_layers(args, console: Console) -> int:
-    from .layers import find_first_divergence, render_layers
+    from .layers import search_layers, write_layers_files
+    from .layers_view import render_layers
     from .scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
-    with console.status(f"dumping every op on x86 and {args.board}"):
-        report = find_first_divergence(scenario, inventory, args.board, Path(args.reports), args.tolerance,
-                                       interruption=args.interruption)
-    render_layers(report, console)
-    if report.error:
-        return 3
-    return 1 if report.first else 0
+    boards = [name.strip() for name in args.board.split(",") if name.strip()]
+    with console.status("tracing every op") as status:
+        report = search_layers(scenario, inventory, boards, Path(args.reports), against=args.against,
+                               board_overrides={"precision": args.precision, "threads": args.threads},
+                               against_overrides={"precision": args.against_precision,
+                                                  "threads": args.against_threads},
+                               tolerance=args.tolerance, budget_mb=args.budget,
+                               log=lambda message: status.update(message), lock_timeout=args.lock_timeout,
+                               interruption=args.interruption)
+    write_layers_files(report)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1))
+    render_layers(report, console, show_all=args.all)
+    return report.exit_code
 
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:

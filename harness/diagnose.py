@@ -7,7 +7,7 @@ board's facts (CPU features, MNN version) and the comparisons.
 
 import functools
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 CAUSES = {
     "preprocessing": "preprocessing drift",
@@ -20,6 +20,8 @@ CAUSES = {
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
+ARITHMETIC_EPS = {"FP32": 2.0 ** -23, "FP16": 2.0 ** -10, "BF16": 2.0 ** -7}
+"""Machine epsilon of each arithmetic MNN's CPU kernels compute in."""
 LABEL_METRICS = ("argmax_agreement", "miou", "hard_flips")
 
 
@@ -93,6 +95,21 @@ def converter_hints(converter_args, source_path=None) -> List[str]:
     return hints
 
 
+def arithmetic(precision: str, cpu_features) -> Tuple[str, float]:
+    """The arithmetic a board computes in at a precision setting, and its epsilon.
+
+    precision low computes in FP16 only where the CPU has FP16 arithmetic
+    (ARMv8.2 asimdhp/fphp); the x86 wheel and older ARM cores ignore it.
+    low_bf16 computes in BF16 where the CPU has bf16.
+    """
+    features = set(cpu_features or ())
+    if precision == "low" and features & FP16_FEATURES:
+        return "FP16", ARITHMETIC_EPS["FP16"]
+    if precision == "low_bf16" and "bf16" in features:
+        return "BF16", ARITHMETIC_EPS["BF16"]
+    return "FP32", ARITHMETIC_EPS["FP32"]
+
+
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
@@ -139,13 +156,13 @@ def diagnose(report) -> List[Finding]:
                                     "board that buffer is not float32 in NCHW order"
                                     + (" (precision low: it holds FP16)" if settings.precision == "low" else "")))
             named = True
-        if settings.precision == "low" and features & FP16_FEATURES:
+        if arithmetic(settings.precision, features)[0] == "FP16":
             findings.append(Finding("precision", name,
                                     f"precision: low computes in FP16 on {name} "
                                     f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
                                     "Use precision: normal where accuracy matters"))
             named = True
-        if settings.precision == "low_bf16" and "bf16" in features:
+        if arithmetic(settings.precision, features)[0] == "BF16":
             findings.append(Finding("precision", name, f"precision: low_bf16 computes in BF16 on {name}"))
             named = True
         if board_mnn and host_mnn and board_mnn != host_mnn:

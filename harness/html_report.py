@@ -315,8 +315,9 @@ def pictures(report, summary: dict) -> str:
 
 
 def line_chart_svg(lines: List[tuple], log: bool = False, threshold: Optional[float] = None,
-                   width: int = 560, height: int = 180) -> str:
-    """Values per step as polylines: lines are (label, colour, values); log scales the y axis (errors)."""
+                   width: int = 560, height: int = 180, x_label: str = "step") -> str:
+    """Values per step as polylines: lines are (label, colour, values); log scales the y axis (errors);
+    x_label names the x axis's unit (a stream's steps, a net's ops)."""
     def y_of(value):
         return math.log10(max(value, 1e-12)) if log else value
 
@@ -342,8 +343,8 @@ def line_chart_svg(lines: List[tuple], log: bool = False, threshold: Optional[fl
     for value, anchor in ((high, top + 10), (low, top + plot_h)):
         shown = f"{10 ** value:.0e}" if log else f"{value:.3g}"
         parts.append(f'<text x="{left - 4}" y="{anchor}" text-anchor="end">{esc(shown)}</text>')
-    parts.append(f'<text x="{left}" y="{height - 6}">step 0</text>'
-                 f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">step {steps - 1}</text>')
+    parts.append(f'<text x="{left}" y="{height - 6}">{esc(x_label)} 0</text>'
+                 f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">{esc(x_label)} {steps - 1}</text>')
     if threshold is not None:
         y = top + plot_h * (1 - (y_of(threshold) - low) / (high - low))
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#c5221f" '

@@ -43,7 +43,8 @@ class Job:
     images_path: Optional[Path] = None
     images_sha256: Optional[str] = None
     dump: Optional[dict] = None
-    """Layer dump: {"sample": i, "ops": [names whose whole tensors to keep]} (None: no dump)."""
+    """The per-op dump of `harness layers` (samples to trace, ops to keep whole, ops to replay on another
+    machine's inputs; documented in the agent's dump_ops). None: no dump."""
     samples: int = 1
     """Samples every target runs (stream steps for a stream)."""
     stream: Optional[dict] = None

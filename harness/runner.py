@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import __version__
 from .backend import backend_problem
@@ -372,33 +372,44 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
 
 def run_targets(targets: List[Target], job: Job, targets_dir: Path, progress: Progress,
                 interruption: Interruption) -> Dict[str, TargetResult]:
-    """Every target in a thread of its own; the main thread only waits, so a signal is seen at once.
+    """The same job on every target, each in reports/<run-id>/targets/<name>/ (see run_target_jobs)."""
+    results = run_target_jobs([(target, job, targets_dir / target.name) for target in targets], progress,
+                              interruption)
+    return {target.name: result for target, result in zip(targets, results)}
 
-    On an interruption every unfinished target is asked to stop (it kills its
+
+def run_target_jobs(work: List[Tuple[Target, Job, Path]], progress: Progress,
+                    interruption: Interruption) -> List[TargetResult]:
+    """Each target runs its own job in a thread of its own; the results in the order of work.
+
+    The main thread only waits, so a signal is seen at once. On an
+    interruption every unfinished target is asked to stop (it kills its
     agent, removes its job, releases its lock); one that has not returned after
     STOP_GRACE_S (a frozen board) has its connections closed under it and is
     reported interrupted. Threads are daemons: one stuck in a frozen board's
-    socket never keeps the process from exiting.
+    socket never keeps the process from exiting. One board may appear more
+    than once (several jobs for it): its lock takes them in turn.
     """
-    results: Dict[str, TargetResult] = {}
-    done: "queue.Queue[str]" = queue.Queue()
+    results: Dict[int, TargetResult] = {}
+    done: "queue.Queue[int]" = queue.Queue()
     given_up = set()
 
-    def work(target: Target) -> None:
+    def work_on(index: int) -> None:
+        target, job, folder = work[index]
         try:
-            result = target.run(job, targets_dir / target.name, lambda stage: progress.stage(target.name, stage))
+            result = target.run(job, folder, lambda stage: progress.stage(target.name, stage))
         finally:
             target.close()
-        if target.name not in given_up:
-            results[target.name] = result
+        if index not in given_up:
+            results[index] = result
             progress.target_done(target.name, result)
-        done.put(target.name)
+        done.put(index)
 
-    for target in targets:
-        threading.Thread(target=work, args=(target,), name=f"target-{target.name}", daemon=True).start()
+    for index, (target, _, _) in enumerate(work):
+        threading.Thread(target=work_on, args=(index,), name=f"target-{target.name}", daemon=True).start()
 
     def wait_for(deadline: Optional[float]) -> None:
-        while len(results) < len(targets) and (deadline is None or time.monotonic() < deadline):
+        while len(results) < len(work) and (deadline is None or time.monotonic() < deadline):
             if deadline is None and interruption.is_set():
                 return
             try:
@@ -408,29 +419,31 @@ def run_targets(targets: List[Target], job: Job, targets_dir: Path, progress: Pr
 
     with interruption.boards_running():
         wait_for(None)
-        if len(results) < len(targets):
+        if len(results) < len(work):
             progress.step(f"interrupted ({interruption.signal_name}): stopping the agents, removing their jobs, "
                           "releasing the boards' locks (again to quit at once)")
-            unfinished = [target for target in targets if target.name not in results]
-            for target in unfinished:
-                target.interrupt()
+            unfinished = [index for index in range(len(work)) if index not in results]
+            for index in unfinished:
+                work[index][0].interrupt()
             wait_for(time.monotonic() + STOP_GRACE_S)
-            stuck = [target for target in unfinished if target.name not in results]
-            for target in stuck:
+            stuck = [index for index in unfinished if index not in results]
+            for index in stuck:
+                target = work[index][0]
                 closer = threading.Thread(target=target.abort, name=f"abort-{target.name}", daemon=True)
                 closer.start()
                 closer.join(timeout=2.0)
             wait_for(time.monotonic() + 1.0)
-            for target in stuck:
-                if target.name not in results:
-                    given_up.add(target.name)
+            for index in stuck:
+                if index not in results:
+                    target = work[index][0]
+                    given_up.add(index)
                     result = TargetResult(target=target.name, kind=target.board.kind, status=INTERRUPTED,
                                           error=f"{target.name}: interrupted during {target.stage}; it did not stop "
                                                 f"within {STOP_GRACE_S:g} s, so its connection was closed (its agent "
                                                 "dies with the session; the next run breaks its lock)")
-                    results[target.name] = result
+                    results[index] = result
                     progress.target_done(target.name, result)
-    return dict(results)
+    return [results[index] for index in range(len(work))]
 
 
 __all__ = ["RunReport", "Progress", "run_scenario", "EXIT_PASS", "EXIT_COMPARISON_FAILED",

@@ -208,3 +208,53 @@ def test_auto_with_the_module_api_runs_what_a_session_gets(tmp_path, int_mnn):
     assert completed.returncode == 0, result
     assert result["backend"]["asked"] == "auto" and result["backend"]["ran"] == "cpu"  # the wheel has no GPU
     assert result["backend"]["evidence"] == "auto: a session with the same configuration"
+
+
+def test_op_trace_links_every_input_to_the_op_that_made_it(tmp_path, tiny_model):
+    _, mnn_path = tiny_model
+    make_job(tmp_path, mnn_path, dump={"samples": [0, 1], "keep": {"sample": 1, "ops": [1, 2]}})
+    completed, result = run_agent(tmp_path)
+    assert completed.returncode == 0, result
+    dump = json.loads((tmp_path / "dump.json").read_text())
+    ops = dump["traces"][0]["ops"]
+    assert [op["type"] for op in ops] == ["Raster"] + ["Convolution"] * 5 + ["Raster"]
+    assert [op["name"] for op in ops[1:6]] == ["conv0", "conv1", "conv2", "conv3", "classifier"]
+    assert ops[0]["inputs"][0]["from"] is None and ops[0]["inputs"][0]["summary"]  # the model input, summarized
+    assert [op["inputs"][0]["from"] for op in ops[1:]] == [[i, 0] for i in range(6)]  # a chain, op after op
+    assert [t["sample"] for t in dump["traces"]] == [0, 1] and result["dump"]["ops"] == 7
+    # Whole tensors only of the ops asked for: conv1's input is conv0's output, kept once.
+    with np.load(tmp_path / "dump.npz") as kept:
+        assert sorted(kept.files) == ["s1.op1.in0", "s1.op1.out0", "s1.op2.out0"]
+        assert result["dump"]["npz_sha256"] == hashlib.sha256((tmp_path / "dump.npz").read_bytes()).hexdigest()
+
+
+def test_replaying_a_sides_own_inputs_reproduces_its_outputs_bit_for_bit(tmp_path, tiny_model):
+    """The replay writes another machine's tensors into an op's inputs just before it runs. Fed its own
+    tensors, every op must give back exactly what it gave; fed a changed input, that op must change."""
+    _, mnn_path = tiny_model
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    x = make_job(capture, mnn_path, dump={"samples": [0], "keep": {"sample": 0, "ops": list(range(7))}})
+    assert run_agent(capture)[1]["status"] == "ok"
+    with np.load(capture / "dump.npz") as stored:
+        kept = {name: stored[name] for name in stored.files}
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    arrays = {"pixel_values": x}
+    inject = {}
+    for op in range(7):
+        key = "s0.op0.in0" if op == 0 else f"s0.op{op - 1}.out0"
+        arrays["mine." + key] = kept[key] * (2 if op == 3 else 1)  # op 3 (conv2) is fed twice its input
+        inject[str(op)] = ["mine." + key]
+    np.savez(replay / "inputs.npz", **arrays)
+    job = {"model": str(mnn_path), "inputs": "inputs.npz", "input_names": ["pixel_values"],
+           "output_names": ["logits"], "layout": "NCHW", "settings": {"precision": "normal", "api": "session"},
+           "dump": {"samples": [0], "replay": {"sample": 0, "ops": inject}}}
+    (replay / "job.json").write_text(json.dumps(job))
+    completed, result = run_agent(replay)
+    assert completed.returncode == 0, result
+    assert result["dump"]["replayed"] == 7
+    with np.load(replay / "dump.npz") as replayed:
+        for op in range(7):
+            same = np.array_equal(replayed[f"replay.op{op}.out0"], kept[f"s0.op{op}.out0"])
+            assert same == (op != 3), op

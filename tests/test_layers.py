@@ -1,61 +1,312 @@
-"""The first divergent layer, on a model where one known layer is made to diverge.
+"""harness layers: the first op that goes wrong, from the deployed .mnn alone, board against board.
 
 tiny_segnet's overflow_layer N scales conv N's output past FP16's range and
 conv N+1's weights back: the same function in float32, an overflow at exactly
-layer N when a board computes in FP16 (precision low on a Cortex-A76).
+conv N when a board computes in FP16 (precision low on a Cortex-A76; a
+Cortex-A53 has no FP16 arithmetic and computes in float32 whatever it is asked).
 """
 
-import pytest
+import json
+import math
+import os
+import shutil
 
+import numpy as np
+import pytest
+from rich.console import Console
+
+from harness.cli import main
+from harness.emulation import board as emulated
 from harness.inventory import load_inventory
-from harness.layers import find_first_divergence
+from harness.layers import search_layers, write_layers_files
+from harness.layers_view import FLOAT32_MAX, board_table, model_explorer_data, render_layers
+from harness.model import prepare_model
+from harness.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
 from harness.scenario import load_scenario
 
-from .conftest import scenario_text
+from .conftest import REPO, scenario_text
 
-pytestmark = pytest.mark.emulated
+PREFIX = f"ly{os.getpid()}"
+A76, A53 = f"{PREFIX}-a76", f"{PREFIX}-a53"
+INVENTORY = (f"boards:\n  x86: {{kind: local}}\n  x86b: {{kind: local}}\n"
+             f"  {A76}: {{kind: emulated, cpu: cortex-a76}}\n  {A53}: {{kind: emulated, cpu: cortex-a53}}\n")
+DEPLOYED = """\
+name: deployed
+model: {{mnn: tiny.mnn}}
+inputs:
+  images: [{images}]
+preprocess:
+  resize: {{height: 64, width: 64, interpolation: area}}
+  mean: [0.485, 0.456, 0.406]
+  std: [0.229, 0.224, 0.225]
+run: {{precision: {precision}}}
+targets: [x86]
+"""
 
-INVENTORY = "boards:\n  x86: {kind: local}\n  lay-a76: {kind: emulated, cpu: cortex-a76}\n"
+# Model Explorer's node data for one graph, as its documentation gives it (NodeDataProviderGraphData in
+# src/ui/src/components/visualizer/common/types.ts; GraphNodeData in the Python package's node_data_builder.py).
+COLOUR = {"type": "string", "minLength": 1}
+MODEL_EXPLORER_GRAPH_NODE_DATA = {
+    "type": "object",
+    "required": ["results"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "results": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["value"], "additionalProperties": False,
+            "properties": {"value": {"type": "number"}, "bgColor": COLOUR, "textColor": COLOUR}}},
+        "thresholds": {"type": "array", "items": {
+            "type": "object", "required": ["value", "bgColor"], "additionalProperties": False,
+            "properties": {"value": {"type": "number"}, "bgColor": COLOUR, "textColor": COLOUR}}},
+        "gradient": {"type": "array", "items": {
+            "type": "object", "required": ["stop"], "additionalProperties": False,
+            "properties": {"stop": {"type": "number", "minimum": 0, "maximum": 1}, "bgColor": COLOUR,
+                           "textColor": COLOUR}}},
+        "hideInAggregatedStatsTable": {"type": "boolean"},
+        "hideInChildrenStatsTable": {"type": "boolean"},
+        "hideAggregatedStats": {"type": "array", "items": {"enum": ["min", "max", "sum", "avg"]}},
+        "showExpandedSummaryOnGroupNode": {"type": "boolean"},
+        "showLabelCountColumnsInChildrenStatsTable": {"type": "boolean"},
+    },
+}
 
 
-def scenario(write_file, name, precision, overflow_layer):
-    text = scenario_text(["x86", "lay-a76"], precision=precision).replace(
-        "seed: 0}", f"seed: 0, overflow_layer: {overflow_layer}}}")
-    return load_scenario(write_file(f"{name}.yaml", text))
+def check_model_explorer_file(path):
+    import jsonschema
+
+    def no_constant(name):
+        raise AssertionError(f"{path} holds {name}, which JSON (and Model Explorer) cannot read")
+
+    data = json.loads(path.read_text(), parse_constant=no_constant)
+    jsonschema.validate(data, MODEL_EXPLORER_GRAPH_NODE_DATA)
+    return data
 
 
-@pytest.mark.parametrize("layer", [1, 2])
-def test_the_known_overflowing_layer_is_found(tmp_path, write_file, emulated_boards, layer):
-    emulated_boards.add("lay-a76")
-    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
-    report = find_first_divergence(scenario(write_file, f"l{layer}", "low", layer), inventory, "lay-a76",
-                                   tmp_path, tolerance=0.05)
-    assert report.error is None
-    assert report.first is not None and report.first.name == f"conv{layer}.relu"
-    assert report.first.exact["inf"] > 0  # FP16 overflowed there ...
-    before = [row for row in report.rows if row.index < report.first.index]
-    assert before and all(row.summary_error < 0.05 for row in before)  # ... and nowhere before it
-    assert (report.run_dir / "tensors" / "lay-a76" / "dump.npz").is_file()  # whole tensors: only the window
+@pytest.fixture(scope="module")
+def overflow_mnn(tmp_path_factory):
+    """tiny_segnet --overflow-layer 1 converted to .mnn, alone in a folder: no ONNX beside it."""
+    folder = tmp_path_factory.mktemp("deployed")
+    built = folder / "build.yaml"
+    built.write_text(scenario_text(["x86"]).replace("seed: 0}", "seed: 0, overflow_layer: 1}"))
+    model = prepare_model(load_scenario(built).model, log=lambda message: None)
+    shutil.copy(model.mnn_path, folder / "tiny.mnn")
+    built.unlink()
+    return folder
 
 
-def test_no_divergent_layer_at_normal_precision(tmp_path, write_file, emulated_boards):
-    emulated_boards.add("lay-a76")
-    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
-    report = find_first_divergence(scenario(write_file, "n", "normal", 2), inventory, "lay-a76", tmp_path)
-    assert report.error is None and report.first is None
-    assert len(report.rows) == 5 and all(row.summary_error < 1e-3 for row in report.rows)
-    assert not (report.run_dir / "tensors").exists()  # nothing to fetch whole
+@pytest.fixture(scope="module")
+def boards():
+    yield
+    for name in (A76, A53):
+        emulated.stop(name)
+        emulated.remove(name)
 
 
-def test_a_failing_run_looks_for_the_layer_by_itself(tmp_path, write_file, emulated_boards, capsys):
-    from harness.cli import main
+def deployed_scenario(folder, precision, images="skimage:astronaut, skimage:coffee"):
+    path = folder / f"deployed-{precision}-{len(images)}.yaml"
+    path.write_text(DEPLOYED.format(precision=precision, images=images))
+    return path
 
-    emulated_boards.add("lay-a76")
+
+def layers_json(reports):
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir() and p.name.endswith("-layers")]
+    return run_dir, LayersReport.from_dict(json.loads((run_dir / "layers.json").read_text()))
+
+
+@pytest.mark.emulated
+def test_the_deployed_mnn_alone_names_conv1_on_the_a76_at_low_and_nothing_on_the_a53(
+        tmp_path, write_file, overflow_mnn, boards, capsys):
+    assert not list(overflow_mnn.glob("*.onnx"))
     inventory = write_file("inventory.yaml", INVENTORY)
-    text = scenario_text(["x86", "lay-a76"], precision="low").replace(
+    code = main(["--inventory", str(inventory), "layers", str(deployed_scenario(overflow_mnn, "low")),
+                 "--board", f"{A76},{A53}", "--reports", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 1
+    run_dir, report = layers_json(tmp_path / "r")
+    a76, a53 = report.boards
+    assert report.model["source"] is None and "no source model" in report.mapping
+    assert a76.error is None and a76.board.arithmetic == "FP16" and a76.tolerance["arithmetic"] == "FP16"
+    names = [row.name for row in a76.rows]
+    conv1 = names.index("conv1")
+    assert a76.first_introduced == conv1 and a76.first_nonfinite == conv1
+    assert a76.rows[conv1].type == "Convolution" and a76.rows[conv1].introduced == math.inf
+    # Every op before conv1 stays within FP16's resolution; every op after it only inherits the Inf.
+    assert all(row.verdict == "ok" for row in a76.rows[:conv1])
+    assert [row.verdict for row in a76.rows[conv1 + 1:]] == ["inherited"] * (len(names) - conv1 - 1)
+    assert all(row.exact for row in a76.rows[conv1:])
+    assert a53.error is None and a53.board.arithmetic == "FP32" and a53.first_introduced is None
+    # The A53 computes in float32: the error it accumulates may pass one op's FP32 tolerance, but no op adds it.
+    assert a53.first_nonfinite is None and {row.verdict for row in a53.rows} <= {"ok", "inherited"}
+    # The run ends in one line per board.
+    assert out.rstrip().splitlines()[-2:] == [
+        f"first introduced at conv1 (Convolution) on {A76} at low (FP16); first NaN/Inf there",
+        f"not on {A53} at low (FP32): no op introduces error beyond tolerance (FP32)"]
+    # Whole tensors travelled only from the first suspicious op on: conv1 on the A76, the tail on the A53.
+    def first_kept(board):
+        with np.load(run_dir / "capture" / board / "dump.npz") as kept:
+            return min(int(name.split(".")[1][2:]) for name in kept.files)
+    assert first_kept(A76) == conv1 and first_kept(A53) > conv1
+    # Without a source model the node data is keyed by the .mnn's op names.
+    data = check_model_explorer_file(run_dir / "model_explorer" / f"{A76}.json")
+    assert data["results"]["conv1"]["value"] == FLOAT32_MAX and data["results"]["conv0"]["value"] < 1e-2
+    html = (run_dir / "report.html").read_text()
+    assert f'id="chart-{A76}"' in html and "<polyline" in html and f'id="ops-{A53}"' in html
+
+
+@pytest.mark.emulated
+def test_board_against_board_finds_the_same_op(tmp_path, write_file, overflow_mnn, boards):
+    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
+    scenario = load_scenario(deployed_scenario(overflow_mnn, "low", images="skimage:astronaut"))
+    report = search_layers(scenario, inventory, [A76], tmp_path, against=A53,
+                           against_overrides={"precision": "normal"})
+    (a76,) = report.boards
+    assert report.reference == A53 and a76.reference.settings["precision"] == "normal"
+    assert a76.reference.machine == "aarch64" and a76.error is None
+    conv1 = [row.name for row in a76.rows].index("conv1")
+    assert a76.first_introduced == conv1
+    assert {row.verdict for row in a76.rows[conv1 + 1:]} == {"inherited"}
+    # The replay ran on the A53, fed the A76's tensors.
+    replay = json.loads((tmp_path / report.run_dir.split("/")[-1] / "replay" / A76 / "result.json").read_text())
+    assert replay["machine"] == "aarch64" and "asimdhp" not in replay["cpu_features"]
+    assert replay["dump"]["replayed"] == len(a76.rows) - conv1
+
+
+def test_ops_map_back_to_onnx_exactly_on_the_tiny_net(tmp_path, write_file):
+    """Two local sides (no board needed): the mapping is the .mnn's and the source's, not the board's."""
+    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
+    scenario = load_scenario(write_file("tiny.yaml", scenario_text(["x86", "x86b"])))
+    report = search_layers(scenario, inventory, ["x86b"], tmp_path)
+    (side,) = report.boards
+    assert report.exit_code == 0 and side.first_introduced is None and side.replayed is None
+    by_name = {row.name: row.source for row in side.rows}
+    for index in range(4):
+        assert by_name[f"conv{index}"] == {"kind": "exact", "nodes": [f"conv{index}", f"conv{index}.relu"],
+                                           "types": ["Conv", "Relu"], "tensors": [f"conv{index}.relu"], "via": None}
+    assert by_name["classifier"]["kind"] == "exact" and by_name["classifier"]["nodes"] == ["classifier"]
+    assert by_name["conv0_raster_0"]["kind"] == "nearest" and by_name["conv0_raster_0"]["via"] == "conv0"
+    assert report.mapping.startswith("back to model.onnx: 5 exact, 0 fused groups, 2 generated ops")
+    written = write_layers_files(report)
+    data = check_model_explorer_file(written["model_explorer/x86b.json"])
+    assert set(data["results"]) == {"conv0.relu", "conv1.relu", "conv2.relu", "conv3.relu", "classifier"}
+    assert all(result["value"] == 0.0 for result in data["results"].values())  # the same machine
+
+
+def test_a_wrong_source_model_says_the_mapping_cannot_point_anywhere(tmp_path, overflow_mnn):
+    from harness.mnn_graph import read_mnn_graph
+    from harness.opmap import map_ops, mapping_summary, read_source_graph
+
+    other = tmp_path / "other.onnx"
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Relu", ["a"], ["b"], name="r")], "g",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), other)
+    names = [op.name for op in read_mnn_graph(overflow_mnn / "tiny.mnn").ops]
+    source = read_source_graph(other, "ONNX")
+    line = mapping_summary(map_ops(names, read_mnn_graph(overflow_mnn / "tiny.mnn"), source), source)
+    assert "0 exact, 0 fused groups" in line and "no op of the .mnn keeps a name of other.onnx" in line
+
+
+def test_nothing_comparable_is_an_error_never_a_pass(tmp_path, overflow_mnn):
+    """Real traces of both sides; then the board's ops renamed as another converter would: no op matches."""
+    import subprocess
+    import sys
+    import hashlib
+
+    x = np.random.default_rng(0).normal(size=(1, 1, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", pixel_values=x)
+    (tmp_path / "job.json").write_text(json.dumps({
+        "model": str(overflow_mnn / "tiny.mnn"), "inputs": "inputs.npz",
+        "inputs_sha256": hashlib.sha256((tmp_path / "inputs.npz").read_bytes()).hexdigest(),
+        "input_names": ["pixel_values"], "output_names": ["logits"], "layout": "NCHW",
+        "settings": {"precision": "normal", "api": "session"}, "dump": {"samples": [0]}}))
+    subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(tmp_path)], check=True)
+    data = json.loads((tmp_path / "dump.json").read_text())
+    reference = parse_traces(data)[0]
+    for op in data["traces"][0]["ops"]:
+        op["name"] = "renamed_" + op["name"]
+    board = parse_traces(data)[0]
+    tolerance = tolerance_for([("normal", [])])
+    rows, unmatched = summary_rows(board, reference, tolerance)
+    assert unmatched == len(rows) == 7
+    assert "nothing to compare" in nothing_compared(rows, "b", "x86")
+    assert nothing_compared(summary_rows(reference, reference, tolerance)[0], "x86", "x86") is None
+    # A board that sends garbage is a failed side with the reason, not a crash.
+    for garbage in ({}, {"traces": [{"sample": 0, "ops": [{"inputs": [{"from": [5, 0]}], "outputs": []}]}]},
+                    {"traces": [{"sample": 0, "ops": [{"inputs": [], "outputs": [{"summary": {"probe": "x"}}]}]}]}):
+        with pytest.raises(DumpError):
+            parse_traces(garbage)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "nan"], "not a finite number"), (["--budget", "-1"], "more than 0"),
+    (["--budget", "1e30"], "at most"), (["--tolerance", "nan"], "not a finite number"),
+    (["--tolerance", "0"], "more than 0"), (["--tolerance", "2"], "at most"), (["--threads", "0"], "at least 1"),
+    (["--against-threads", "100000"], "at most"), (["--precision", "fp8"], "invalid choice"),
+    (["--board", "nope"], "no board named 'nope'"), (["--against", "nope"], "no board named 'nope'"),
+    (["--board", "x86b,x86b"], "names x86b twice"), (["--board", "x86b", "--against", "x86b"], "also the side"),
+    (["--board", ","], "names no board"),
+])
+def test_hostile_options_stop_before_anything_runs(tmp_path, write_file, capsys, argv, message):
+    inventory = write_file("inventory.yaml", INVENTORY)
+    scenario = write_file("tiny.yaml", scenario_text(["x86"]))
+    if "--board" not in argv:
+        argv = argv + ["--board", "x86b"]
+    try:
+        code = main(["--inventory", str(inventory), "layers", str(scenario), "--reports", str(tmp_path / "r")] + argv)
+    except SystemExit as exit_:  # the argument parser's refusals
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2 and message in " ".join((captured.out + captured.err).split())
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+@pytest.mark.emulated
+@pytest.mark.slow
+def test_segformer_at_low_shows_what_each_op_receives_and_what_it_adds(tmp_path, write_file, boards):
+    """SegFormer-128 on the A76 at low: the error ramps up from the first op (exit errors ~1e-2), yet every op
+    introduces only what FP16 rounding explains, and the table says which is which."""
+    text = scenario_text(["x86"], precision="low", size=128).replace(
+        f"build: {REPO / 'scenarios' / 'models' / 'tiny_segnet.py'}",
+        f"build: {REPO / 'scenarios' / 'models' / 'segformer.py'}").replace(
+        "num_classes: 8", "num_classes: 150")
+    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
+    report = search_layers(load_scenario(write_file("seg.yaml", text)), inventory, [A76], tmp_path)
+    (a76,) = report.boards
+    assert a76.error is None and a76.tolerance["arithmetic"] == "FP16"
+    compared = [row for row in a76.rows if row.verdict != "unmatched"]
+    assert len(compared) == len(a76.rows) > 250
+    replayed = [row for row in compared if row.introduced is not None]
+    assert len(replayed) > 250 and all(row.entry is not None and row.exact for row in replayed)
+    # The error accumulates (exit well above one FP16 step) while no op introduces more than FP16 explains.
+    assert max(row.exit for row in replayed) > 8 * 2 ** -10
+    assert a76.first_introduced is None and a76.first_nonfinite is None
+    assert all(row.introduced <= row.tolerance for row in replayed)
+    convolutions = [row for row in replayed if row.type == "Convolution"]
+    assert all(0 < row.introduced < 2 ** -10 * math.sqrt(row.reduction) for row in convolutions)
+    assert all(row.introduced == 0 for row in replayed if row.type == "Raster")  # moves data, adds nothing
+    assert a76.type_shares[0]["type"] == "Convolution"
+    # Back to the ONNX graph: MatMul + Add fused into one convolution, named as such.
+    fused = [row.source for row in a76.rows if row.name.endswith("q_proj/Add_output_0__matmul_converted")]
+    assert fused and all(s["kind"] == "fused" and s["types"] == ["MatMul", "Add"] for s in fused)
+    # The table fits 80 columns: names fold, nothing is cut with an ellipsis, both errors are there.
+    console = Console(width=80, record=True, color_system=None)
+    console.print(board_table(a76))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert "on entry" in text and "introduced" in text and "op names under /inner/" in text
+    render_layers(report, console)
+    assert "error introduced, by op type: Convolution" in console.export_text()
+
+
+@pytest.mark.emulated
+def test_a_failing_run_looks_for_the_op_by_itself(tmp_path, write_file, boards, capsys):
+    inventory = write_file("inventory.yaml", INVENTORY)
+    text = scenario_text(["x86", A76], precision="low").replace(
         "seed: 0}", "seed: 0, overflow_layer: 2}") + "find_layer: true\n"
     code = main(["--inventory", str(inventory), "run", str(write_file("auto.yaml", text)),
                  "--reports", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 1
-    assert "first divergent op: #2 conv2.relu" in out
+    assert f"first introduced at conv2 (Convolution) on {A76} at low (FP16)" in out

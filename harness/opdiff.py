@@ -1,0 +1,560 @@
+"""Two runs of the same .mnn, op by op: where error enters, and which op introduced it.
+
+The agent traces every op MNN executes (dump_ops): its name, type, flops, a
+summary of each output and, for each input, the op that produced it. Here the
+two sides' op sequences are aligned, each op gets three errors, relative to
+the reference output's largest magnitude:
+
+- on entry: the worst of its inputs (what it received from the ops before it);
+- on exit: its output against the reference's output;
+- introduced: its output against the reference side running the same op on
+  THIS side's inputs (the replay): what the op did wrong by itself.
+
+An op whose exit error is over tolerance but whose replay matches only passed
+on what it inherited; the first op whose replay does not match introduced the
+error. Tolerances know the arithmetic: an op that sums K products in FP16
+rounds at about sqrt(K) FP16 steps, so the default per-op tolerance is
+TOLERANCE_STEPS x that (measured on SegFormer-128 at low on a Cortex-A76:
+every op stayed under 0.92 of one such step).
+"""
+
+import difflib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .diagnose import arithmetic
+
+TOLERANCE_STEPS = 4.0
+"""Default per-op tolerance, in rounding steps of the arithmetic: TOLERANCE_STEPS * eps * sqrt(K)."""
+SUSPECT = 0.25
+"""Whole tensors are fetched from the first op whose summary error reaches this share of its tolerance: the
+64 probe values of a summary can miss the worst element."""
+SCALE_FLOOR = 1e-30
+
+
+class DumpError(Exception):
+    """A side's dump.json is missing, malformed or does not match the job."""
+
+
+@dataclass
+class OpTrace:
+    """One executed op as one side's agent reported it."""
+
+    index: int
+    name: str
+    type: str
+    flops: float
+    inputs: List[Optional[Tuple[int, int]]]
+    """Per input: (op, output) that produced it on this side, or None (a model input, a constant)."""
+    input_shapes: List[list]
+    input_summaries: List[Optional[dict]]
+    """Summaries of the inputs no op produced (None for the others)."""
+    outputs: List[dict]
+    """Per output: {"shape", "dtype", "summary"}."""
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        return self.name, self.type
+
+    @property
+    def elements(self) -> int:
+        return sum(int(np.prod(o["shape"])) if o["shape"] else 1 for o in self.outputs) or 1
+
+    @property
+    def reduction(self) -> float:
+        """K: multiply-adds per output value (MNN counts flops in units of 2^20)."""
+        return max(1.0, self.flops * 2 ** 20 / self.elements)
+
+    def output_bytes(self) -> int:
+        return sum((int(np.prod(o["shape"])) if o["shape"] else 1) * 4 for o in self.outputs)
+
+    def input_bytes(self, k: int) -> int:
+        shape = self.input_shapes[k] if k < len(self.input_shapes) else []
+        return (int(np.prod(shape)) if shape else 1) * 4
+
+
+def _number(value, what: str, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DumpError(f"{what} is {value!r}, not a number")
+    return float(value)
+
+
+def _shape(value, what: str) -> list:
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        raise DumpError(f"{what} is {value!r}, not a shape")
+    return value
+
+
+def _summary(value, what: str) -> Optional[dict]:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DumpError(f"{what} is not a summary")
+    probe = value.get("probe")
+    if not isinstance(probe, list):
+        raise DumpError(f"{what}.probe is not a list")
+    return {"probe": [_number(p, f"{what}.probe[]") for p in probe],
+            "absmax": _number(value.get("absmax"), f"{what}.absmax"),
+            "nan": int(_number(value.get("nan", 0), f"{what}.nan", False)),
+            "inf": int(_number(value.get("inf", 0), f"{what}.inf", False)),
+            **{key: _number(value.get(key), f"{what}.{key}") for key in ("min", "max")}}
+
+
+def parse_traces(data) -> Dict[int, List[OpTrace]]:
+    """dump.json's traces, checked field by field: a board that sends garbage is a failed side, not a crash."""
+    if not isinstance(data, dict) or not isinstance(data.get("traces"), list):
+        raise DumpError("dump.json has no list of traces")
+    traces: Dict[int, List[OpTrace]] = {}
+    for trace in data["traces"]:
+        if not isinstance(trace, dict) or not isinstance(trace.get("ops"), list):
+            raise DumpError("a trace has no list of ops")
+        sample = int(_number(trace.get("sample"), "trace.sample", False))
+        ops = []
+        for index, op in enumerate(trace["ops"]):
+            where = f"op {index}"
+            if not isinstance(op, dict) or not isinstance(op.get("inputs"), list) \
+                    or not isinstance(op.get("outputs"), list):
+                raise DumpError(f"{where} is not an op record")
+            inputs, shapes, summaries = [], [], []
+            for k, entry in enumerate(op["inputs"]):
+                if not isinstance(entry, dict):
+                    raise DumpError(f"{where} input {k} is not a record")
+                source = entry.get("from")
+                if source is not None:
+                    if (not isinstance(source, list) or len(source) != 2
+                            or not all(isinstance(v, int) and not isinstance(v, bool) for v in source)
+                            or not 0 <= source[0] < index):
+                        raise DumpError(f"{where} input {k} comes from {source!r}, not an earlier op")
+                    source = (source[0], source[1])
+                inputs.append(source)
+                shapes.append(_shape(entry.get("shape", []), f"{where} input {k} shape"))
+                summaries.append(_summary(entry.get("summary"), f"{where} input {k} summary"))
+            outputs = []
+            for k, entry in enumerate(op["outputs"]):
+                if not isinstance(entry, dict):
+                    raise DumpError(f"{where} output {k} is not a record")
+                outputs.append({"shape": _shape(entry.get("shape", []), f"{where} output {k} shape"),
+                                "dtype": str(entry.get("dtype", "float32")),
+                                "summary": _summary(entry.get("summary"), f"{where} output {k} summary")})
+            ops.append(OpTrace(index, str(op.get("name", "")), str(op.get("type", "?")),
+                               _number(op.get("flops", 0.0), f"{where} flops", False), inputs, shapes, summaries,
+                               outputs))
+        for op in ops:  # an input names an output its producer has
+            for source in op.inputs:
+                if source is not None and not 0 <= source[1] < len(ops[source[0]].outputs):
+                    raise DumpError(f"op {op.index} reads output {source[1]} of op {source[0]}, which has "
+                                    f"{len(ops[source[0]].outputs)}")
+        traces[sample] = ops
+    return traces
+
+
+def align(reference: Sequence[OpTrace], board: Sequence[OpTrace]) -> Dict[int, int]:
+    """board op index -> reference op index, matching (name, type) in order (difflib over the two sequences)."""
+    matcher = difflib.SequenceMatcher(a=[op.key for op in board], b=[op.key for op in reference], autojunk=False)
+    pairs: Dict[int, int] = {}
+    for a, b, size in matcher.get_matching_blocks():
+        for offset in range(size):
+            pairs[a + offset] = b + offset
+    return pairs
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def summary_error(board: Optional[dict], reference: Optional[dict]) -> Optional[float]:
+    """Relative error over the probe values: max |board - ref| / max |ref| (inf: NaN/Inf new on the board)."""
+    if board is None or reference is None:
+        return None
+    if board["nan"] + board["inf"] > reference["nan"] + reference["inf"]:
+        return math.inf
+    pairs = [(b, r) for b, r in zip(board["probe"], reference["probe"]) if b is not None and r is not None]
+    if not pairs:
+        return 0.0
+    b, r = np.array(pairs, dtype=np.float64).T
+    scale = max(reference.get("absmax") or float(np.abs(r).max()), SCALE_FLOOR)
+    return float(np.abs(b - r).max() / scale)
+
+
+def exact_error(board: np.ndarray, reference: np.ndarray, fed_nonfinite: bool = False) -> float:
+    """Relative error over every element; inf where the board holds NaN/Inf and the reference a number.
+
+    Elements that are not finite on both sides are left out: a NaN/Inf the
+    reference side makes too is no new error. fed_nonfinite: the op was fed
+    NaN/Inf, so NaN/Inf in its output came with its inputs, whatever either
+    side's arithmetic then makes of them (inf - inf, relu(-inf)): only the
+    elements finite on both sides are compared.
+    """
+    if board.size != reference.size:
+        return math.inf
+    b, r = board.astype(np.float64).ravel(), reference.astype(np.float64).ravel()
+    finite_b, finite_r = np.isfinite(b), np.isfinite(r)
+    if np.any(~finite_b & finite_r) and not fed_nonfinite:
+        return math.inf
+    both = finite_b & finite_r
+    if not both.any():
+        return 0.0
+    scale = max(float(np.abs(r[both]).max()), SCALE_FLOOR)
+    return float(np.abs(b[both] - r[both]).max() / scale)
+
+
+def worst(values) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+# ---- tolerances -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The per-op limit on relative error: fixed, or following the arithmetic's resolution."""
+
+    arithmetic: str
+    """FP32, FP16 or BF16: the coarsest arithmetic either side computes in."""
+    eps: float
+    fixed: Optional[float] = None
+    """--tolerance: the same limit for every op."""
+    steps: float = TOLERANCE_STEPS
+
+    def of(self, reduction: float) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        return self.steps * self.eps * math.sqrt(max(reduction, 1.0))
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"{self.fixed:g} relative for every op (--tolerance)"
+        return (f"{self.arithmetic} resolution: {self.steps:g} x {self.eps:.2g} x sqrt(K), K the multiply-adds "
+                "per output value")
+
+
+def tolerance_for(sides: Sequence[Tuple[str, List[str]]], fixed: Optional[float] = None) -> Tolerance:
+    """The tolerance for a comparison of sides given as (precision, CPU features): the coarsest arithmetic wins."""
+    coarsest = max((arithmetic(precision, features) for precision, features in sides), key=lambda a: a[1])
+    return Tolerance(coarsest[0], coarsest[1], fixed)
+
+
+# ---- the record -----------------------------------------------------------------------------
+
+@dataclass
+class OpRow:
+    """One op of the board's run, against the reference."""
+
+    index: int
+    """Position in the board's execution order."""
+    name: str
+    type: str
+    shape: list
+    reduction: float
+    tolerance: float
+    reference_index: Optional[int] = None
+    """The same op in the reference's execution order (None: the reference ran no such op)."""
+    entry: Optional[float] = None
+    exit: Optional[float] = None
+    introduced: Optional[float] = None
+    """From the replay (None: not replayed)."""
+    exact: bool = False
+    """entry and exit come from whole tensors (else from the summaries' probe values)."""
+    nonfinite: int = 0
+    """NaN/Inf values in the board's output."""
+    reference_nonfinite: int = 0
+    verdict: str = "ok"
+    """ok, inherited (over tolerance on exit, not introduced), introduced, over (over tolerance, not
+    replayed) or unmatched."""
+    source: Optional[dict] = None
+    """Mapping back to the source model (opmap.Mapping.as_dict)."""
+
+
+@dataclass
+class Side:
+    board: str
+    settings: dict
+    machine: str = ""
+    mnn_version: str = ""
+    cpu_features: List[str] = field(default_factory=list)
+    arithmetic: str = "FP32"
+
+    @property
+    def label(self) -> str:
+        return f"{self.board} at {self.settings.get('precision', 'normal')} ({self.arithmetic})"
+
+
+@dataclass
+class BoardLayers:
+    """The layer search of one board against the reference."""
+
+    board: Side
+    reference: Side
+    tolerance: dict = field(default_factory=dict)
+    """Tolerance as data: arithmetic, eps, fixed, steps, text."""
+    sample: int = 0
+    sample_name: str = ""
+    samples: int = 1
+    sample_firsts: List[Optional[str]] = field(default_factory=list)
+    """Per traced sample, the first op over tolerance by the summaries (None: none)."""
+    rows: List[OpRow] = field(default_factory=list)
+    replayed: Optional[Tuple[int, int]] = None
+    """First and last row replayed with whole tensors (None: none needed or none fitted)."""
+    budget_mb: float = 0.0
+    fetched_mb: float = 0.0
+    unmatched: int = 0
+    """Ops one side ran and the other did not."""
+    first_introduced: Optional[int] = None
+    """Row index of the first op that introduces error beyond tolerance."""
+    first_nonfinite: Optional[int] = None
+    """Row index of the first op whose output holds NaN/Inf the reference's does not."""
+    type_shares: List[dict] = field(default_factory=list)
+    """Op types by their share of the introduced error: {"type", "count", "share"}, largest first."""
+    notes: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def headline(self) -> str:
+        """The one line per board that ends a layer search."""
+        who = self.board.label
+        if self.error:
+            return f"no answer for {who}: {self.error}"
+        if self.first_introduced is not None:
+            row = self.rows[self.first_introduced]
+            line = f"first introduced at {row.name} ({row.type}) on {who}"
+            if self.first_nonfinite is not None:
+                nonfinite = self.rows[self.first_nonfinite]
+                line += (f"; first NaN/Inf there" if nonfinite.index == row.index
+                         else f"; first NaN/Inf at {nonfinite.name} ({nonfinite.type})")
+            return line
+        if self.first_nonfinite is not None:
+            row = self.rows[self.first_nonfinite]
+            return f"first NaN/Inf at {row.name} ({row.type}) on {who}, not replayed"
+        over = [row for row in self.rows if row.verdict == "over"]
+        if over:
+            return (f"{over[0].name} ({over[0].type}) is the first op over tolerance on {who}, beyond what "
+                    f"the budget replayed")
+        return f"not on {who}: no op introduces error beyond tolerance ({self.tolerance.get('arithmetic', '')})"
+
+
+@dataclass
+class LayersReport:
+    """A layer search of one or more boards: the record every view reads (saved as layers.json)."""
+
+    scenario: str
+    run_dir: str
+    model: dict
+    reference: str
+    boards: List[BoardLayers] = field(default_factory=list)
+    mapping: str = ""
+    """How the ops map back to the source model, in one line."""
+    started_at: str = ""
+    wall_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an op introduces error beyond tolerance on some board (or its output is NaN/Inf), else 3 when a
+        side could not be searched, else 0."""
+        if any(b.first_introduced is not None or b.first_nonfinite is not None
+               or any(r.verdict == "over" for r in b.rows) for b in self.boards):
+            return 1
+        if any(b.failed for b in self.boards):
+            return 3
+        return 0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        return json_safe(data)
+
+    @staticmethod
+    def from_dict(data: dict) -> "LayersReport":
+        boards = []
+        for item in data.get("boards") or []:
+            item = dict(item)
+            rows = [OpRow(**{k: from_json_number(v) if k in ("entry", "exit", "introduced") else v
+                             for k, v in row.items()}) for row in item.pop("rows", [])]
+            board, reference = Side(**item.pop("board")), Side(**item.pop("reference"))
+            replayed = item.pop("replayed", None)
+            boards.append(BoardLayers(board=board, reference=reference, rows=rows,
+                                      replayed=tuple(replayed) if replayed else None, **item))
+        return LayersReport(scenario=data["scenario"], run_dir=data["run_dir"], model=data.get("model") or {},
+                            reference=data["reference"], boards=boards, mapping=data.get("mapping", ""),
+                            started_at=data.get("started_at", ""), wall_s=float(data.get("wall_s") or 0.0))
+
+
+def json_safe(value):
+    """JSON has no Infinity or NaN: they are stored as the strings "inf" and "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def from_json_number(value):
+    return float(value) if isinstance(value, str) else value
+
+
+# ---- the analysis ---------------------------------------------------------------------------
+
+def summary_rows(board: List[OpTrace], reference: List[OpTrace], tolerance: Tolerance) -> Tuple[List[OpRow], int]:
+    """One row per board op with entry and exit errors from the summaries; and the count of unmatched ops."""
+    pairs = align(reference, board)
+    rows: List[OpRow] = []
+    exits: Dict[Tuple[int, int], Optional[float]] = {}
+    for op in board:
+        row = OpRow(index=op.index, name=op.name, type=op.type, shape=op.outputs[0]["shape"] if op.outputs else [],
+                    reduction=op.reduction, tolerance=tolerance.of(op.reduction),
+                    nonfinite=sum((o["summary"] or {}).get("nan", 0) + (o["summary"] or {}).get("inf", 0)
+                                  for o in op.outputs))
+        other = reference[pairs[op.index]] if op.index in pairs else None
+        if other is None or len(other.outputs) != len(op.outputs) or len(other.inputs) != len(op.inputs):
+            row.verdict = "unmatched"
+            rows.append(row)
+            continue
+        row.reference_index = other.index
+        row.reference_nonfinite = sum((o["summary"] or {}).get("nan", 0) + (o["summary"] or {}).get("inf", 0)
+                                      for o in other.outputs)
+        for k, (mine, theirs) in enumerate(zip(op.outputs, other.outputs)):
+            exits[(op.index, k)] = summary_error(mine["summary"], theirs["summary"]) \
+                if np.prod(mine["shape"]) == np.prod(theirs["shape"]) else math.inf
+        row.exit = worst(exits[(op.index, k)] for k in range(len(op.outputs)))
+        entries = []
+        for k, source in enumerate(op.inputs):
+            if source is not None:
+                entries.append(exits.get(source))
+            else:
+                entries.append(summary_error(op.input_summaries[k], other.input_summaries[k])
+                               if other.inputs[k] is None else None)
+        row.entry = worst(entries)
+        row.verdict = "over" if over(row) else "ok"
+        rows.append(row)
+    return rows, sum(1 for row in rows if row.verdict == "unmatched")
+
+
+def nothing_compared(rows: List[OpRow], board: str, reference: str) -> Optional[str]:
+    """Why no op could be compared (then the search must say so, never pass), or None."""
+    if not rows:
+        return f"{board} ran no op"
+    matched = [row for row in rows if row.verdict != "unmatched"]
+    if not matched:
+        return (f"no op of {board} matches an op of {reference} by name and type: nothing to compare "
+                "(different models, or MNN versions that build different graphs?)")
+    if all(row.exit is None for row in matched):
+        return f"none of the {len(matched)} matching ops has an output with values to compare"
+    return None
+
+
+def over(row: OpRow, value: Optional[float] = None) -> bool:
+    value = row.exit if value is None else value
+    return value is not None and (value > row.tolerance or math.isnan(value))
+
+
+def first_suspect(rows: List[OpRow]) -> Optional[int]:
+    """The first row worth whole tensors: its summary error reaches SUSPECT of its tolerance, or NaN/Inf is new."""
+    for position, row in enumerate(rows):
+        if row.verdict == "unmatched":
+            continue
+        if row.nonfinite > row.reference_nonfinite or (row.exit is not None and row.exit >= SUSPECT * row.tolerance):
+            return position
+    return None
+
+
+def window(board: List[OpTrace], rows: List[OpRow], start: int, budget_bytes: float) -> List[int]:
+    """Rows from start onwards whose whole tensors (outputs, and inputs no op in the window made) fit the budget."""
+    chosen, total, inside = [], 0, set()
+    for position in range(start, len(rows)):
+        row = rows[position]
+        if row.verdict == "unmatched":
+            continue
+        op = board[row.index]
+        size = op.output_bytes() + sum(op.input_bytes(k) for k, source in enumerate(op.inputs)
+                                       if source is None or source[0] not in inside)
+        if chosen and total + size > budget_bytes:
+            break
+        chosen.append(position)
+        inside.add(row.index)
+        total += size
+    return chosen
+
+
+def tensor_key(ops: List[OpTrace], kept: set, sample: int, op: int, k: int) -> str:
+    """Where input k of op sits in a side's dump.npz: its producer's kept output, else the op's own kept input."""
+    source = ops[op].inputs[k]
+    if source is not None and source[0] in kept:
+        return f"s{sample}.op{source[0]}.out{source[1]}"
+    return f"s{sample}.op{op}.in{k}"
+
+
+def exact_rows(rows: List[OpRow], positions: List[int], board_ops: List[OpTrace], reference_ops: List[OpTrace],
+               sample: int, board_tensors: Dict[str, np.ndarray], reference_tensors: Dict[str, np.ndarray],
+               replayed: Dict[str, np.ndarray]) -> None:
+    """Entry, exit and introduced errors of the replayed rows from whole tensors; verdicts for them."""
+    board_kept = {rows[p].index for p in positions}
+    reference_kept = {rows[p].reference_index for p in positions}
+    for position in positions:
+        row = rows[position]
+        mine, theirs = board_ops[row.index], reference_ops[row.reference_index]
+        entries, fed_nonfinite = [], False
+        for k in range(len(mine.inputs)):
+            a = board_tensors.get(tensor_key(board_ops, board_kept, sample, row.index, k))
+            b = reference_tensors.get(tensor_key(reference_ops, reference_kept, sample, theirs.index, k))
+            entries.append(exact_error(a, b) if a is not None and b is not None else None)
+            fed_nonfinite = fed_nonfinite or (a is not None and a.dtype.kind == "f" and not np.isfinite(a).all())
+        exits, introduced = [], []
+        for k in range(len(mine.outputs)):
+            a = board_tensors.get(f"s{sample}.op{row.index}.out{k}")
+            b = reference_tensors.get(f"s{sample}.op{theirs.index}.out{k}")
+            c = replayed.get(f"replay.op{theirs.index}.out{k}")
+            exits.append(exact_error(a, b) if a is not None and b is not None else None)
+            introduced.append(exact_error(a, c, fed_nonfinite) if a is not None and c is not None else None)
+        if all(value is None for value in exits):
+            continue  # nothing arrived whole for this op: it keeps its summary errors
+        row.entry, row.exit, row.introduced, row.exact = worst(entries), worst(exits), worst(introduced), True
+        if row.introduced is not None and over(row, row.introduced):
+            row.verdict = "introduced"
+        elif over(row):
+            row.verdict = "inherited" if row.introduced is not None else "over"
+        else:
+            row.verdict = "ok"
+
+
+def conclude(result: BoardLayers) -> None:
+    """The first op that introduces error, the first NaN/Inf, and the op types by introduced error."""
+    rows = result.rows
+    result.first_introduced = next((i for i, r in enumerate(rows) if r.verdict == "introduced"), None)
+    result.first_nonfinite = next((i for i, r in enumerate(rows) if r.verdict != "unmatched"
+                                   and r.nonfinite > r.reference_nonfinite), None)
+    totals: Dict[str, list] = {}
+    nonfinite: Dict[str, int] = {}
+    for row in rows:
+        if row.introduced is None:
+            continue
+        if not math.isfinite(row.introduced):
+            nonfinite[row.type] = nonfinite.get(row.type, 0) + 1
+            continue
+        entry = totals.setdefault(row.type, [0, 0.0])
+        entry[0] += 1
+        entry[1] += row.introduced
+    whole = sum(value for _, value in totals.values())
+    # Types that introduce NaN/Inf first (share None), then the others by their share of the finite error.
+    result.type_shares = [{"type": kind, "count": count, "share": None} for kind, count in sorted(nonfinite.items())]
+    result.type_shares += [{"type": kind, "count": count, "share": value / whole}
+                           for kind, (count, value) in sorted(totals.items(), key=lambda item: -item[1][1])
+                           if whole and value > 0]
+
+
+def choose_sample(per_sample: Dict[int, List[OpRow]]) -> int:
+    """The sample whose divergence starts earliest (ties: the larger error there): the one worth replaying."""
+    def rank(sample):
+        rows = per_sample[sample]
+        start = first_suspect(rows)
+        if start is None:
+            return (len(rows) + 1, 0.0, sample)
+        value = rows[start].exit if rows[start].exit is not None else 0.0
+        return (start, -(value if math.isfinite(value) else 1e308), sample)
+    return min(per_sample, key=rank)
