@@ -3,12 +3,37 @@
 
     python3 mnn_agent.py JOB_DIR
     python3 mnn_agent.py --probe OUT.json     # the board's facts: Python, MNN, CPU features, disk
+    python3 mnn_agent.py --serve SESSION_DIR [--cache-models N] [--cache-mb MB]   # resident: jobs one after another
 
 JOB_DIR holds job.json (what to run), the model and the inputs (paths in
 job.json, relative to JOB_DIR or absolute). The agent writes outputs.npz and
 result.json into JOB_DIR, each to a temporary name renamed when complete, so
 the host never reads a half-written result. result.json is written even when
 the run fails: status "error" and the reason.
+
+Resident mode (--serve, PROTOCOL 1) runs many job directories in one process,
+each exactly as one-shot mode runs it (the same files, written the same way),
+keeping numpy and MNN imported and a bounded cache of loaded models. Frames,
+both ways: MAGIC (4 bytes "MNNA"), the length of the body (4 bytes, big
+endian, at most FRAME_MAX), the body (a JSON object in UTF-8). Requests come
+on stdin; replies go on a duplicate of the original stdout taken before
+descriptors 1 and 2 are pointed at SESSION_DIR/serve.log (during a job: at
+the job's agent.log), so nothing MNN prints can reach the replies. End of
+stdin ends the agent.
+
+    agent -> host   {"type": "hello", "protocol": 1, "pid", "pgid", "python", "machine",
+                     "cache": {"models", "rss_mb"}}: once, when ready
+    host -> agent   {"op": "run", "seq": n, "dir": JOB_DIR, "job": {...}?, "remove": [name, ...]?}
+                    "job": the job.json to write into a new JOB_DIR (a direct child of SESSION_DIR);
+                    without it JOB_DIR must hold job.json already. "remove": job dirs of earlier
+                    requests (names of children of SESSION_DIR) to delete first.
+    agent -> host   {"type": "done", "seq": n, "status": "ok" | "error", "exit": 0 | 1, "wall_s",
+                     "rss_mb", "peak_rss_mb", "cache": {"entries", "hits", "misses", "evicted"}}
+                    or {"type": "error", "seq": n, "error": text}: the request was not run
+    host -> agent   {"op": "quit"}: exit (end of stdin does the same)
+
+A job past its deadline_s ends the whole agent (SIGALRM): the host starts a
+fresh one for the next job. SESSION_DIR/agent.pid holds the agent's pid.
 
 This file stands alone: Python >= 3.8, numpy and MNN only, nothing from the
 host's `harness` package. Nothing travels on stdout (MNN prints a banner there
@@ -61,6 +86,8 @@ result.json (RESULT_SCHEMA 2)
     steps           the number of stream steps run (streams only)
     latency_ms      per timed run; peak_rss_mb; wall_s
     outputs_sha256  SHA-256 of outputs.npz (each output stacked over samples or steps)
+    agent           {"mode": "one-shot" | "resident", "pid", "jobs": jobs this process ran, this one
+                    included, "cached": whether the loaded model came from the resident cache}
     dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
                     "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
                     so a run whose outputs hold NaN/Inf still leaves its whole dump
@@ -84,6 +111,14 @@ import traceback
 
 JOB_SCHEMAS = (1, 2)
 RESULT_SCHEMA = 2
+PROTOCOL = 1
+"""The resident mode's protocol (see the module's docstring); the host refuses an agent that speaks another."""
+MAGIC = b"MNNA"
+FRAME_MAX = 16 << 20
+CACHE_MODELS = 4
+"""Loaded models a resident agent keeps by default (least recently used go first)."""
+CACHE_MB = 1024.0
+"""A resident agent's resident memory above which cached models are evicted, by default."""
 PRECISIONS = ("normal", "high", "low", "low_bf16")
 APIS = ("session", "module")
 IO_MODES = ("copy", "host")
@@ -229,17 +264,23 @@ class CapturedStdout(object):
         return False
 
 
+_IMPORTED = []
+
+
 def import_mnn():
     """Import MNN with stdout captured, and return (MNN, the banner it printed).
 
     The banner ("The device supports: ...") is MNN's own view of the CPU
-    (fp16, i8sdot, i8mm, sve2).
+    (fp16, i8sdot, i8mm, sve2). MNN prints it once, at its first import: a
+    resident agent remembers it for every later job.
     """
-    with CapturedStdout() as printed:
-        import MNN  # noqa: F401  (imported for its side effect on sys.modules)
-        import MNN.expr  # noqa: F401
-        import MNN.nn  # noqa: F401
-    return sys.modules["MNN"], printed.text
+    if not _IMPORTED:
+        with CapturedStdout() as printed:
+            import MNN  # noqa: F401  (imported for its side effect on sys.modules)
+            import MNN.expr  # noqa: F401
+            import MNN.nn  # noqa: F401
+        _IMPORTED.append((sys.modules["MNN"], printed.text))
+    return _IMPORTED[0]
 
 
 def _flush_c_stdio():
@@ -290,18 +331,18 @@ def load_job(job_dir):
     return job
 
 
-def check_file(path, expected, kind, what):
-    if expected and sha256_file(path) != expected:
+def check_file(path, expected, kind, what, cache=None):
+    if expected and (cache.sha256(path) if cache is not None else sha256_file(path)) != expected:
         raise JobError(kind, "%s %s does not have the SHA-256 the host sent (%s): the transfer corrupted "
                        "it or a stale file was used" % (what, path, expected))
 
 
-def load_inputs(job_dir, job, np):
+def load_inputs(job_dir, job, np, cache=None):
     """The model path and the input arrays, after checking both hashes: the board runs the host's bytes."""
     inputs_path = resolve(job_dir, job["inputs"])
-    check_file(inputs_path, job.get("inputs_sha256"), "bad-inputs", "inputs")
+    check_file(inputs_path, job.get("inputs_sha256"), "bad-inputs", "inputs", cache)
     model_path = resolve(job_dir, job["model"])
-    check_file(model_path, job.get("model_sha256"), "bad-model", "model")
+    check_file(model_path, job.get("model_sha256"), "bad-model", "model", cache)
     with open_regular(inputs_path) as f, np.load(f, allow_pickle=False) as data:
         arrays = {name: np.ascontiguousarray(data[name]) for name in data.files}
     missing = [name for name in job["input_names"] if name not in arrays]
@@ -443,6 +484,14 @@ class Runner(object):
         self.asked_backend = str(settings.get("backend", "cpu")).lower()
         self.backend = None
 
+    def use(self, settings, layout):
+        """Take a job's settings that do not reach MNN's loading (io, layout): a cached runner serves any."""
+        self.settings = settings
+        self.layout = layout
+
+    def release(self):
+        """Drop what MNN holds for this model (a resident agent evicting it from its cache)."""
+
     def feeds(self, feeds):
         return dict((name, feed_array(self.np, name, feeds[name], self.input_types.get(name)))
                     for name in self.input_names)
@@ -482,6 +531,17 @@ class SessionRunner(Runner):
         for name in self.input_names:
             self.input_types.setdefault(name, self.dtype_of(inputs[name]))
         self.shapes = {}
+
+    def use(self, settings, layout):
+        Runner.use(self, settings, layout)
+        self.io = settings.get("io", "copy")
+
+    def release(self):
+        try:
+            self.interpreter.releaseSession(self.session)
+        except Exception:  # noqa: BLE001  an MNN without releaseSession frees it with the interpreter
+            pass
+        self.session = self.interpreter = None
 
     def dtype_of(self, tensor):
         kind = tensor.getDataType()
@@ -579,6 +639,9 @@ class ModuleRunner(Runner):
             code, evidence = self.probe_backend()
         self.backend = backend_facts(asked, code, evidence, said.text)
 
+    def release(self):
+        self.module = None
+
     def probe_backend(self):
         """The backend a session of the same configuration gets on this MNN (the module's runtime is alike)."""
         with CapturedStdout():
@@ -608,6 +671,12 @@ class ModuleRunner(Runner):
                 raise JobError("empty-output", "output %r is empty" % name)
             outputs[name] = array
         return outputs
+
+
+def runner_key(model_sha, api, settings, job):
+    """What reaches MNN when a model is loaded: a loaded runner serves every job with the same key."""
+    return (model_sha, api, str(settings.get("precision", "normal")), int(settings.get("threads", 1)),
+            str(settings.get("backend", "cpu")).lower(), tuple(job["input_names"]), tuple(job["output_names"]))
 
 
 def choose_api(settings, op_types):
@@ -959,8 +1028,12 @@ def board_preprocess(job_dir, job, np, MNN):
     return facts
 
 
-def run_job(job_dir):
-    """Run the job; return the result dict (also on failure) and the outputs (None on failure)."""
+def run_job(job_dir, cache=None):
+    """Run the job; return the result dict (also on failure) and the outputs (None on failure).
+
+    cache: a resident agent's ModelCache (loaded models, file hashes, model facts kept between jobs);
+    None in one-shot mode.
+    """
     started = time.time()
     result = {
         "schema": RESULT_SCHEMA, "status": "error", "error": None, "error_kind": None,
@@ -969,6 +1042,8 @@ def run_job(job_dir):
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
         "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
         "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
+        "agent": {"mode": "resident" if cache is not None else "one-shot", "pid": os.getpid(),
+                  "jobs": cache.jobs if cache is not None else 1, "cached": False},
     }
     outputs = None
     try:
@@ -981,16 +1056,27 @@ def run_job(job_dir):
         MNN, banner = import_mnn()
         result["mnn_version"] = MNN.version()
         result["mnn_banner"] = banner
-        model_path, inputs = load_inputs(job_dir, job, np)
+        model_path, inputs = load_inputs(job_dir, job, np, cache)
         if job.get("preprocess"):
             result["preprocess"] = board_preprocess(job_dir, job, np, MNN)
-        op_types, input_types = model_facts(MNN.expr, model_path)
+        model_sha = cache.sha256(model_path) if cache is not None else None
+        if cache is not None:
+            op_types, input_types = cache.model_facts(model_sha, lambda: model_facts(MNN.expr, model_path))
+        else:
+            op_types, input_types = model_facts(MNN.expr, model_path)
         result["control_flow"] = sorted(op_types & set(CONTROL_FLOW_OPS))
         api, result["api_reason"] = choose_api(settings, op_types)
         runner_class = ModuleRunner if api == "module" else SessionRunner
         layout = job.get("layout", "NCHW")
-        runner = runner_class(MNN, np, model_path, settings, job["input_names"], job["output_names"], layout,
-                              input_types)
+
+        def load():
+            return runner_class(MNN, np, model_path, settings, job["input_names"], job["output_names"], layout,
+                                input_types)
+        if cache is not None:
+            runner, result["agent"]["cached"] = cache.runner(runner_key(model_sha, api, settings, job), load)
+            runner.use(settings, layout)
+        else:
+            runner = load()
         result["api"], result["backend"] = runner.api, runner.backend
         result["inputs"] = describe_inputs(job, inputs, runner)
         if job.get("dump"):
@@ -1047,15 +1133,12 @@ def probe(out_path):
     return 0 if not facts["errors"] else 1
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "--probe":
-        return probe(argv[1])
-    if len(argv) != 1 or not os.path.isfile(os.path.join(argv[0], "job.json")):
-        sys.stderr.write("usage: mnn_agent.py JOB_DIR   (JOB_DIR must hold job.json)\n")
-        return 2
-    job_dir = argv[0]
-    result, outputs = run_job(job_dir)
+def run_and_write(job_dir, cache=None):
+    """Run the job in job_dir and write its files (outputs.npz, then result.json, each atomically).
+
+    The same in both modes; returns (exit code, the result dict).
+    """
+    result, outputs = run_job(job_dir, cache)
     if outputs is not None:
         import numpy as np
         write_atomically(os.path.join(job_dir, "outputs.npz"), lambda f: np.savez(f, **outputs))
@@ -1064,8 +1147,270 @@ def main(argv=None):
     write_atomically(os.path.join(job_dir, "result.json"), lambda f: f.write(payload))
     if result["status"] != "ok":
         sys.stderr.write("mnn_agent: %s\n" % result["error"])
-        return 1
-    return 0
+        return 1, result
+    return 0, result
+
+
+# ---- resident mode: many jobs, one process ------------------------------------------------
+
+
+def current_rss_mb():
+    """Resident memory now (not the peak): what the cache bound watches. None where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2.0 ** 20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ModelCache(object):
+    """What a resident agent keeps between jobs: loaded models (runners), model facts and file hashes.
+
+    Runners are keyed by what reaches MNN when a model loads (runner_key) and
+    evicted least recently used first: beyond max_models, and while the
+    process's resident memory is above max_rss_mb (the model just used stays).
+    File hashes are keyed by the file's identity and times: a store file
+    replaced or rewritten is hashed again.
+    """
+
+    def __init__(self, max_models=CACHE_MODELS, max_rss_mb=CACHE_MB):
+        from collections import OrderedDict
+
+        self.max_models = max_models
+        self.max_rss_mb = max_rss_mb
+        self.entries = OrderedDict()
+        self.facts = OrderedDict()
+        self.hashes = {}
+        self.hits = self.misses = self.evicted = 0
+        self.jobs = 0
+
+    def sha256(self, path):
+        with open_regular(path) as f:
+            info = os.fstat(f.fileno())
+            key = (path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            if key not in self.hashes:
+                digest = hashlib.sha256()
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+                if len(self.hashes) > 256:
+                    self.hashes.clear()
+                self.hashes[key] = digest.hexdigest()
+        return self.hashes[key]
+
+    def model_facts(self, sha, read):
+        if sha not in self.facts:
+            self.facts[sha] = read()
+            while len(self.facts) > 64:
+                self.facts.popitem(last=False)
+        self.facts.move_to_end(sha)
+        return self.facts[sha]
+
+    def runner(self, key, load):
+        """(runner, True) from the cache, or (a newly loaded runner, False), now the most recently used."""
+        if key in self.entries:
+            self.hits += 1
+            self.entries.move_to_end(key)
+            return self.entries[key], True
+        self.misses += 1
+        runner = load()
+        self.entries[key] = runner
+        return runner, False
+
+    def trim(self):
+        """Evict beyond the bounds; the most recently used runner stays (the next job may want it again)."""
+        import gc
+
+        while len(self.entries) > max(0, self.max_models):
+            self._evict()
+        rss = current_rss_mb()
+        while rss is not None and rss > self.max_rss_mb and len(self.entries) > 1:
+            self._evict()
+            gc.collect()
+            rss = current_rss_mb()
+
+    def _evict(self):
+        _, runner = self.entries.popitem(last=False)
+        runner.release()
+        self.evicted += 1
+
+    def describe(self):
+        return {"entries": len(self.entries), "hits": self.hits, "misses": self.misses, "evicted": self.evicted}
+
+
+class ProtocolError(Exception):
+    """The host sent something that is not a frame of this protocol: the agent cannot go on reading."""
+
+
+def read_exactly(fd, count):
+    data = b""
+    while len(data) < count:
+        chunk = os.read(fd, count - len(data))
+        if not chunk:
+            if data:
+                raise ProtocolError("the input ended inside a frame")
+            return None
+        data += chunk
+    return data
+
+
+def read_frame(fd):
+    """The next request (a dict), or None at the end of the input."""
+    header = read_exactly(fd, 8)
+    if header is None:
+        return None
+    magic, length = struct.unpack(">4sI", header)
+    if magic != MAGIC or length > FRAME_MAX:
+        raise ProtocolError("not a frame of protocol %d (%r, %d bytes)" % (PROTOCOL, magic, length))
+    body = read_exactly(fd, length)
+    if body is None:
+        raise ProtocolError("the input ended inside a frame")
+    message = json.loads(body.decode("utf-8"))
+    if not isinstance(message, dict):
+        raise ProtocolError("a frame's body must be a JSON object")
+    return message
+
+
+def write_frame(fd, message):
+    body = json.dumps(message, sort_keys=True).encode("utf-8")
+    data = struct.pack(">4sI", MAGIC, len(body)) + body
+    while data:
+        data = data[os.write(fd, data):]
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+
+
+def session_child(session_dir, name):
+    """SESSION_DIR/name, for a name of safe characters only: all a request may create or remove."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise JobError("bad-request", "%r is not a job directory name of this session" % (name,))
+    return os.path.join(session_dir, name)
+
+
+def prepare_job_dir(session_dir, request):
+    """The job dir a run request names, made (with its job.json) when the request carries the job."""
+    for name in request.get("remove") or []:
+        path = session_child(session_dir, name)
+        if os.path.islink(path):
+            os.unlink(path)
+        elif os.path.isdir(path):
+            import shutil
+            shutil.rmtree(path)
+    job_dir = request.get("dir")
+    if not isinstance(job_dir, str) or not os.path.isabs(job_dir) or "\0" in job_dir:
+        raise JobError("bad-request", "dir must be an absolute path, not %r" % (job_dir,))
+    if request.get("job") is not None:
+        if os.path.dirname(os.path.normpath(job_dir)) != os.path.normpath(session_dir):
+            raise JobError("bad-request", "a new job dir must be a child of the session dir %s" % session_dir)
+        job_dir = session_child(session_dir, os.path.basename(os.path.normpath(job_dir)))
+        os.mkdir(job_dir)
+        payload = json.dumps(request["job"], indent=1).encode("utf-8")
+        write_atomically(os.path.join(job_dir, "job.json"), lambda f: f.write(payload))
+    elif not os.path.isfile(os.path.join(job_dir, "job.json")):
+        raise JobError("bad-request", "%s holds no job.json" % job_dir)
+    return job_dir
+
+
+class JobOutput(object):
+    """Descriptors 1 and 2 pointed at the job's agent.log while it runs, back at the session's log after."""
+
+    def __init__(self, job_dir, session_log_fd):
+        self.path = os.path.join(job_dir, "agent.log")
+        self.session_log_fd = session_log_fd
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _flush_c_stdio()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _flush_c_stdio()
+        os.dup2(self.session_log_fd, 1)
+        os.dup2(self.session_log_fd, 2)
+        return False
+
+
+def serve(session_dir, max_models=CACHE_MODELS, max_rss_mb=CACHE_MB):
+    """The resident mode: say hello, then run each request's job dir until the input ends."""
+    session_dir = os.path.abspath(session_dir)
+    replies = os.dup(1)  # taken before fd 1 is pointed at the log: MNN's prints cannot reach it
+    log_fd = os.open(os.path.join(session_dir, "serve.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    pid = str(os.getpid()).encode()
+    write_atomically(os.path.join(session_dir, "agent.pid"), lambda f: f.write(pid + b"\n"))
+    cache = ModelCache(max_models, max_rss_mb)
+    try:
+        write_frame(replies, {"type": "hello", "protocol": PROTOCOL, "pid": os.getpid(), "pgid": os.getpgid(0),
+                              "python": platform.python_version(), "machine": platform.machine(),
+                              "cache": {"models": max_models, "rss_mb": max_rss_mb}})
+        while True:
+            try:
+                request = read_frame(0)
+            except (ProtocolError, ValueError) as error:
+                write_frame(replies, {"type": "error", "seq": None, "error": "protocol: %s" % error})
+                return 2
+            if request is None or request.get("op") == "quit":
+                return 0
+            seq = request.get("seq")
+            if request.get("op") != "run":
+                write_frame(replies, {"type": "error", "seq": seq, "error": "unknown op %r" % request.get("op")})
+                continue
+            started = time.time()
+            try:
+                job_dir = prepare_job_dir(session_dir, request)
+            except (JobError, OSError) as error:
+                write_frame(replies, {"type": "error", "seq": seq, "error": str(error)})
+                continue
+            cache.jobs += 1
+            try:
+                with JobOutput(job_dir, log_fd):
+                    code, result = run_and_write(job_dir, cache)
+                status = result["status"]
+            except Exception as error:  # noqa: BLE001  writing the results failed (a full disk): say so, go on
+                write_frame(replies, {"type": "error", "seq": seq, "error": "%s: %s" % (type(error).__name__, error)})
+                continue
+            finally:
+                if hasattr(signal, "alarm"):
+                    signal.alarm(0)  # this job's deadline is over
+            cache.trim()
+            write_frame(replies, {"type": "done", "seq": seq, "status": status, "exit": code,
+                                  "wall_s": time.time() - started, "rss_mb": current_rss_mb(),
+                                  "peak_rss_mb": peak_rss_mb(), "cache": cache.describe()})
+    except BrokenPipeError:
+        return 0  # the host went away: nothing to tell anyone
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--probe":
+        return probe(argv[1])
+    if argv and argv[0] == "--serve":
+        options = {"--cache-models": CACHE_MODELS, "--cache-mb": CACHE_MB}
+        rest = argv[1:]
+        try:
+            while len(rest) > 1 and rest[0] in options:
+                options[rest[0]] = type(options[rest[0]])(rest[1])
+                rest = rest[2:]
+        except ValueError:
+            rest = []
+        if len(rest) != 1 or not os.path.isdir(rest[0]):
+            sys.stderr.write("usage: mnn_agent.py --serve SESSION_DIR [--cache-models N] [--cache-mb MB]\n")
+            return 2
+        return serve(rest[0], options["--cache-models"], options["--cache-mb"])
+    if len(argv) != 1 or not os.path.isfile(os.path.join(argv[0], "job.json")):
+        sys.stderr.write("usage: mnn_agent.py JOB_DIR   (JOB_DIR must hold job.json)\n")
+        return 2
+    return run_and_write(argv[0])[0]
 
 
 if __name__ == "__main__":
