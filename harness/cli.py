@@ -199,6 +199,7 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
+    from .executor import Executor, Progress
     from .report import TerminalProgress, render
     from .runner import run_scenario
     from .scenario import load_scenario
@@ -208,27 +209,32 @@ def cmd_run(args, console: Console) -> int:
     only = [name.strip() for name in args.targets.split(",")] if args.targets else None
     if scenario.matrix:
         return run_matrix_command(scenario, inventory, only, args, console)
-    with TerminalProgress(console) as progress:
-        report = run_scenario(scenario, inventory, Path(args.reports), progress, only,
-                              lock_timeout=args.lock_timeout, interruption=args.interruption)
-    data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
-    if args.json:
-        print(json.dumps(data, indent=1, sort_keys=True))
-    render(data, console, report.run_dir)
-    show_files(report.run_dir, console)
-    if report.interrupted:
-        return report.exit_code
-    failing = [name for name in report.failed if report.boards[name].kind != "local"]
-    if (args.find_layer or scenario.find_layer) and failing:
-        from .layers import search_layers, write_layers_files
-        from .layers_view import render_layers
+    # The boards' sessions stay open for the layer search when it follows (--find-layer on a failing board).
+    with Executor(interruption=args.interruption, lock_timeout=args.lock_timeout) as executor:
+        with TerminalProgress(console) as progress:
+            executor.progress = progress
+            report = run_scenario(scenario, inventory, Path(args.reports), progress, only, executor=executor)
+        executor.progress = Progress()
+        failing = [name for name in report.failed if report.boards[name].kind != "local"]
+        searching = bool((args.find_layer or scenario.find_layer) and failing and not report.interrupted)
+        if not searching:
+            executor.close()  # before the record is written: what closing the sessions says is in it
+        data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
+        if args.json:
+            print(json.dumps(data, indent=1, sort_keys=True))
+        render(data, console, report.run_dir)
+        show_files(report.run_dir, console)
+        if searching:
+            from .layers import search_layers, write_layers_files
+            from .layers_view import render_layers
 
-        console.print(f"[bold]Looking for the first op that goes wrong on {', '.join(failing)}[/]")
-        with console.status("tracing every op"):
-            layers = search_layers(scenario, inventory, failing, Path(args.reports), lock_timeout=args.lock_timeout,
-                                   interruption=args.interruption)
-        write_layers_files(layers)
-        render_layers(layers, console)
+            console.print(f"[bold]Looking for the first op that goes wrong on {', '.join(failing)}[/]")
+            with console.status("tracing every op"):
+                layers = search_layers(scenario, inventory, failing, Path(args.reports),
+                                       lock_timeout=args.lock_timeout, interruption=args.interruption,
+                                       executor=executor)
+            write_layers_files(layers)
+            render_layers(layers, console)
     return report.exit_code
 
 
@@ -268,23 +274,11 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
 
     settings = expand(scenario)
     console.print(f"[bold]{len(settings)} settings[/]: {', '.join(s.label for s in settings)}")
-
-    class SettingProgress(TerminalProgress):
-        def __init__(self, setting):
-            super().__init__(console)
-            self.setting = setting
-            console.print(f"[bold cyan]▶ {setting.label}[/]")
-            self.bar.start()
-
-        def target_done(self, name, result):
-            super().target_done(name, result)
-            if len(self.tasks) and all(self.bar.tasks[t].completed for t in self.tasks.values()):
-                self.bar.stop()
-
-    report = run_matrix(scenario, inventory, Path(args.reports), SettingProgress, only,
-                        lock_timeout=args.lock_timeout, interruption=args.interruption,
-                        after_run=lambda setting, single: write_run_files(single, console,
-                                                                          keep_outputs_mb=args.keep_outputs))
+    with TerminalProgress(console) as progress:
+        report = run_matrix(scenario, inventory, Path(args.reports), progress, only,
+                            lock_timeout=args.lock_timeout, interruption=args.interruption,
+                            after_run=lambda setting, single: write_run_files(single, console,
+                                                                              keep_outputs_mb=args.keep_outputs))
     if args.json:
         print((report.run_dir / "matrix.json").read_text())
     render_matrix(report, console)

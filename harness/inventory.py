@@ -76,6 +76,12 @@ class BoardSpec:
     """labgrid: instead of a place, any place carrying all these (key, value) tags."""
     coordinator: Optional[str] = None
     """labgrid: the coordinator as host:port (from `coordinator:` or $LG_COORDINATOR)."""
+    resident: bool = True
+    """Run jobs on a resident agent started once per session (False: a new agent process per job)."""
+    agent_cache_models: int = 4
+    """Loaded models the resident agent keeps between jobs (least recently used go first)."""
+    agent_cache_mb: float = 1024.0
+    """The resident agent's memory (RSS, MB) above which it evicts cached models."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,11 @@ def _board(name: str, section: Section) -> BoardSpec:
                   python=section.str("python", "python3"),
                   store_max_mb=section.number("store_max_mb", 2048.0, above=0.0,
                                               why="MB the board's store of models and inputs may hold"),
+                  resident=section.bool("resident", True),
+                  agent_cache_models=section.int("agent_cache_models", 4, minimum=0, maximum=1000,
+                                                 why="models the resident agent keeps loaded"),
+                  agent_cache_mb=section.number("agent_cache_mb", 1024.0, above=0.0, maximum=1 << 20,
+                                                why="MB of memory above which the resident agent evicts models"),
                   **{key: section.number(key, default, above=0.0, maximum=largest,
                                          why="seconds the harness waits on the board")
                      for key, (default, largest) in TIMEOUTS.items()})

@@ -6,6 +6,8 @@ side of that contract, shared by every target so that local and remote runs
 are read the same way.
 """
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -53,6 +55,18 @@ class Job:
     """Each input's shape per sample; bounds the board's own preprocessed tensors."""
     output_shapes: Optional[Dict[str, Optional[List[int]]]] = None
     """Each output's shape per sample as MNN works it out on the host (None: unknown); bounds outputs.npz."""
+    source_path: Optional[Path] = None
+    """The model a source-model side runs instead of the .mnn (ONNX or TFLite); host only, never in job.json."""
+    source_format: Optional[str] = None
+    """"ONNX" or "TFLITE" for source_path."""
+
+    def identity(self) -> str:
+        """A digest of everything that goes into the agent's run, the job's own name and paths aside:
+        two jobs with the same identity on the same board compute the same thing."""
+        manifest = self.manifest("model", "inputs", "images" if self.images_path else None)
+        del manifest["id"]
+        manifest["agent_sha256"] = sha256_file(self.agent_path)
+        return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
     def limits(self) -> Dict[str, int]:
         """The most bytes each file a target brings back may have; anything bigger is refused unread."""

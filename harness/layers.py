@@ -1,7 +1,7 @@
 """harness layers: the first op that goes wrong, from the deployed .mnn alone, board against board.
 
-Three rounds of jobs, each an ordinary Job run through Target.run, so any
-target (and later any executor) can carry them:
+Three rounds of jobs, each an ordinary Job, planned on the executor's board
+sessions (the same connections and resident agents for all three rounds):
 
 1. trace, on the reference and every board at once: every op MNN executes,
    with a summary of each output (statistics and 64 values at fixed
@@ -22,6 +22,7 @@ layers_view's; this module only runs the jobs and gathers what they wrote.
 import json
 import secrets
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -39,9 +40,9 @@ from .opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose
                      first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
 from .opmap import map_ops, mapping_summary, read_source_graph
 from .results import TargetResult
-from .runner import Progress, new_run_folder, new_run_id, prepare_inputs, run_folder, run_target_jobs
+from .executor import Executor, PlannedJob
+from .runner import new_run_folder, new_run_id, prepare_inputs, run_folder
 from .scenario import Scenario
-from .targets import make_target
 
 DEFAULT_BUDGET_MB = 256.0
 """Whole tensors fetched from each board for the replay (SegFormer-512 has 764 MB of op outputs)."""
@@ -55,18 +56,17 @@ def side_settings(scenario: Scenario, overrides: Dict[str, object]) -> dict:
     return settings
 
 
-def run_jobs(work: List[Tuple[BoardSpec, Job, Path]], lock_timeout: float,
-             interruption: Optional[Interruption] = None) -> List[TargetResult]:
-    """Run each job on its board, all at once; one board's failure is its result, not the end of the others.
+def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label: str) -> List[TargetResult]:
+    """One round: each job on its board's session, the boards at once; one board's failure is its result,
+    not the end of the others.
 
     A Ctrl-C or SIGTERM stops every board as in a run (agents killed, jobs removed, locks and labgrid
     places released) and ends the search with Interrupted.
     """
-    interruption = interruption or Interruption()
-    targets = [(make_target(board, lock_timeout), job, folder) for board, job, folder in work]
-    results = run_target_jobs(targets, Progress(), interruption)
-    if interruption.is_set():
-        raise Interrupted(f"the layer search was interrupted ({interruption.signal_name}); its boards were stopped")
+    results = executor.run([PlannedJob(board, job, folder, label) for board, job, folder in work])
+    if executor.interruption.is_set():
+        raise Interrupted(f"the layer search was interrupted ({executor.interruption.signal_name}); its boards "
+                          "were stopped")
     return results
 
 
@@ -112,8 +112,23 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
                   against: Optional[str] = None, board_overrides: Optional[dict] = None,
                   against_overrides: Optional[dict] = None, tolerance: Optional[float] = None,
                   budget_mb: float = DEFAULT_BUDGET_MB, log: Log = lambda message: None,
-                  lock_timeout: float = 300.0, interruption: Optional[Interruption] = None) -> LayersReport:
-    """Search every board against the reference (the x86 host, or `against`); returns the report."""
+                  lock_timeout: float = 300.0, interruption: Optional[Interruption] = None,
+                  executor: Optional[Executor] = None) -> LayersReport:
+    """Search every board against the reference (the x86 host, or `against`); returns the report.
+
+    The three rounds run on the same board sessions: executor's (a run's, for --find-layer), or the search's
+    own, closed at its end.
+    """
+    with ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(Executor(interruption=interruption, lock_timeout=lock_timeout))
+        return _search(scenario, inventory, boards, reports_dir, against, board_overrides, against_overrides,
+                       tolerance, budget_mb, log, executor)
+
+
+def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports_dir: Path, against: Optional[str],
+            board_overrides: Optional[dict], against_overrides: Optional[dict], tolerance: Optional[float],
+            budget_mb: float, log: Log, executor: Executor) -> LayersReport:
     started = time.perf_counter()
     where = scenario.path
     if not boards:
@@ -156,9 +171,9 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
     samples = list(range(inputs.count))
     sides = [reference_name] + boards
     log(f"trace: every op on {', '.join(sides)}")
-    traced = run_jobs([(spec, job(f"trace-{spec.name}", reference_settings if spec.name == reference_name
-                                  else board_settings, {"samples": samples}), run_dir / "trace" / spec.name)
-                       for spec in [reference] + specs], lock_timeout, interruption)
+    traced = run_jobs(executor, [(spec, job(f"trace-{spec.name}", reference_settings if spec.name == reference_name
+                                            else board_settings, {"samples": samples}), run_dir / "trace" / spec.name)
+                                 for spec in [reference] + specs], "trace")
     results = dict(zip(sides, traced))
     reference_error = ""
     try:
@@ -216,11 +231,11 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
     if capture:
         log(f"capture: whole tensors of the suspicious ops on {', '.join(capture)}")
         spec_of = {spec.name: spec for spec in specs}
-        captured = run_jobs([(spec_of[name], job(f"capture-{name}", board_settings, {
+        captured = run_jobs(executor, [(spec_of[name], job(f"capture-{name}", board_settings, {
             "samples": [result_of(report, name).sample],
             "keep": {"sample": result_of(report, name).sample,
                      "ops": [result_of(report, name).rows[p].index for p in s["positions"]]}}),
-            run_dir / "capture" / name) for name, s in capture.items()], lock_timeout, interruption)
+            run_dir / "capture" / name) for name, s in capture.items()], "capture")
         replays = []
         for (name, search), result in zip(capture.items(), captured):
             board = result_of(report, name)
@@ -235,8 +250,8 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
                                                      reference_settings, job)))
         if replays:
             log(f"replay: those ops on {reference_name}, fed each board's own inputs")
-            replayed = run_jobs([(reference, replay, run_dir / "replay" / name) for name, _, replay in replays],
-                                lock_timeout, interruption)
+            replayed = run_jobs(executor, [(reference, replay, run_dir / "replay" / name)
+                                           for name, _, replay in replays], "replay")
             for (name, search, _), result in zip(replays, replayed):
                 board = result_of(report, name)
                 try:

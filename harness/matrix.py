@@ -4,7 +4,11 @@ A scenario's `matrix:` section lists the values to try; every combination is
 a setting, and every setting is an ordinary run of its own (its own
 reports/<matrix-id>/<setting>/ with summary.json, and its own x86 reference
 and source-model comparison), so a setting reads exactly like a single run.
-The matrix report is the table of which settings diverge on which boards.
+The settings run as one plan: each board runs them back to back on its
+session (one connection, one resident agent), the boards at once; a
+reference whose inputs are the same for two settings runs once (the source
+model, which no MNN setting reaches, once for the whole matrix). The matrix report is the
+table of which settings diverge on which boards.
 """
 
 import itertools
@@ -12,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from rich.console import Console
 from rich.text import Text
@@ -24,8 +28,9 @@ from .inventory import Inventory
 from .outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
                       what_failed)
 from .report import summary
-from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, Progress, RunReport, new_run_folder,
-                     new_run_id, run_folder, run_scenario, select_targets)
+from .executor import Executor, Progress
+from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport, new_run_folder, new_run_id,
+                     prepare_run, run_folder, run_scenario, run_together, select_targets)
 from .scenario import Scenario
 
 SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
@@ -67,25 +72,43 @@ class MatrixReport:
     run_dir: Path
     scenario: Scenario
     runs: List[Tuple[Setting, RunReport]] = field(default_factory=list)
+    interrupted: Optional[str] = None
+    """The signal that stopped the matrix, or None."""
+    interrupted_exit_code: int = 130
 
     @property
     def exit_code(self) -> int:
         interrupted = [report for _, report in self.runs if getattr(report, "interrupted", None)]
         if interrupted:
             return interrupted[0].exit_code
+        if self.interrupted:
+            return self.interrupted_exit_code
         codes = [report.exit_code for _, report in self.runs]
         if EXIT_COMPARISON_FAILED in codes:
             return EXIT_COMPARISON_FAILED
         return EXIT_BOARD if EXIT_BOARD in codes else EXIT_PASS
 
 
+Display = Union[Progress, Callable[[Optional[Setting]], Progress]]
+"""A matrix's display: one Progress, or a function giving one (for a setting; None: for all of them)."""
+
+
 def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
-               progress_for: Callable[[Setting], Progress], only: Optional[List[str]] = None,
+               progress: Display = Progress(), only: Optional[List[str]] = None,
                lock_timeout: float = 300.0,
                after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None,
-               interruption: Optional[Interruption] = None) -> MatrixReport:
+               interruption: Optional[Interruption] = None, warm: bool = True) -> MatrixReport:
+    """Every setting on every board.
+
+    warm (the default): one plan of every setting's jobs over board sessions, each board running its
+    settings back to back on one connection and one resident agent while the boards run at once, the x86
+    reference and the source model computed once per distinct input to them. warm=False: one run after the
+    other, each with its own connections and an agent process per job (as before sessions; the bench's
+    baseline).
+    """
     from .model import check_converter_args
 
+    interruption = interruption or Interruption()
     settings = expand(scenario)
     # What can be checked before the first setting runs is: a bad variant found after an hour of runs
     # would cost that hour.
@@ -97,14 +120,30 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     # The settings that ran before one failed are results: their folder stays, with a matrix.json.
     with new_run_folder(run_dir, keep=lambda: bool(report.runs)):
         try:
-            for setting in settings:
-                single = run_scenario(setting.scenario, inventory, run_dir, progress_for(setting), only,
-                                      lock_timeout=lock_timeout, run_id=setting.label, interruption=interruption)
-                after_run(setting, single)
-                report.runs.append((setting, single))
-                if single.interrupted:
-                    break  # Ctrl-C / SIGTERM: the settings not yet run are not in matrix.json
+            if warm:
+                display = progress(None) if callable(progress) else progress
+                prepared = [prepare_run(setting.scenario, inventory, run_dir, display, only, run_id=setting.label,
+                                        label=setting.label) for setting in settings]
+                with Executor(display, interruption, lock_timeout) as executor:
+                    singles = run_together(prepared, executor)
+                for setting, single in zip(settings, singles):
+                    if single is not None:
+                        after_run(setting, single)
+                        report.runs.append((setting, single))
+            else:
+                for setting in settings:
+                    display = progress(setting) if callable(progress) else progress
+                    single = run_scenario(setting.scenario, inventory, run_dir, display, only,
+                                          lock_timeout=lock_timeout, run_id=setting.label, interruption=interruption,
+                                          warm=False)
+                    after_run(setting, single)
+                    report.runs.append((setting, single))
+                    if single.interrupted:
+                        break  # Ctrl-C / SIGTERM: the settings not yet run are not in matrix.json
         finally:
+            if interruption.is_set():
+                report.interrupted = interruption.signal_name or "SIGINT"
+                report.interrupted_exit_code = interruption.exit_code
             if report.runs:
                 write_matrix_json(report)
     return report

@@ -192,41 +192,80 @@ def store_night(history_path: Path, config: NightlyConfig, started_at: str, fini
 
 def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
                 inventory_arg: Optional[str] = None, lock_timeout: float = 300.0,
-                history_timeout: float = HISTORY_TIMEOUT_S, interruption=None) -> NightResult:
-    from .cli import write_run_files
-    from .report import TerminalProgress, summary_line
-    from .runner import run_scenario
+                history_timeout: float = HISTORY_TIMEOUT_S, interruption=None, warm: bool = True) -> NightResult:
+    """Every scenario of the night; one that fails (even its model not building) does not stop the others.
 
+    warm (the default): every scenario is made ready first (models, inputs), then all their jobs run as one
+    plan, each board's back to back on its session (one connection, one resident agent) while the boards
+    run at once, a reference whose inputs two scenarios share computed once. warm=False: one run after the
+    other, a connection and an agent process per job (as before sessions; the bench's baseline).
+    """
+    from .cli import write_run_files
+    from .executor import Executor
+    from .interrupt import Interruption
+    from .report import TerminalProgress, summary_line
+    from .runner import prepare_run, run_scenario, run_together
+
+    interruption = interruption or Interruption()
     planned = plan(config, inventory_arg)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    records: List[RunRecord] = []
-    run_dirs: List[Optional[Path]] = []
-    for index, item in enumerate(planned, 1):
+    outcomes: List[Tuple[RunRecord, Optional[Path]]] = []
+
+    def failed(item: PlannedRun, error: Exception) -> Tuple[RunRecord, None]:
+        if isinstance(error, HarnessError):
+            console.print(f"[bold red]{escape(item.scenario.name)}: error:[/] {escape(str(error))}", highlight=False)
+            return RunRecord(item.scenario.name, str(item.entry.scenario), error.exit_code, error=str(error)), None
+        # one broken run must not cost the night the others
+        console.print(f"[bold red]{escape(item.scenario.name)} crashed:[/] {type(error).__name__}: "
+                      f"{escape(str(error))}", highlight=False)
+        console.print(Text(traceback.format_exc(), "dim"), highlight=False)
+        return RunRecord(item.scenario.name, str(item.entry.scenario), EXIT_COMPARISON_FAILED,
+                         error=f"{type(error).__name__}: {error}"), None
+
+    def record(index: int, item: PlannedRun, report) -> Tuple[RunRecord, Optional[Path]]:
         console.rule(f"[bold]{index}/{len(planned)}  {item.scenario.name}[/]  [dim]{item.entry.scenario}[/]")
         try:
-            with TerminalProgress(console) as progress:
-                report = run_scenario(item.scenario, item.inventory, reports_dir, progress, item.entry.targets,
-                                      lock_timeout=lock_timeout, interruption=interruption)
             data = write_run_files(report, console)
-            console.print(f"[dim]results: {report.run_dir}[/]")
-            console.print(summary_line(data))
-            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data))
-            run_dirs.append(report.run_dir)
+        except Exception as error:  # noqa: BLE001  a run whose files cannot be written is that run's failure
+            return failed(item, error)
+        console.print(f"[dim]results: {report.run_dir}[/]")
+        console.print(summary_line(data))
+        return RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data), report.run_dir
+
+    if warm:
+        ready: List[Tuple[int, PlannedRun, object]] = []
+        errors = {}
+        with TerminalProgress(console) as progress:
+            for index, item in enumerate(planned, 1):
+                try:
+                    ready.append((index, item, prepare_run(item.scenario, item.inventory, reports_dir, progress,
+                                                           item.entry.targets, label=item.scenario.name)))
+                except Exception as error:  # noqa: BLE001  said per scenario below, in its place
+                    errors[index] = failed(item, error)
+            with Executor(progress, interruption, lock_timeout) as executor:
+                reports = dict(zip([index for index, _, _ in ready],
+                                   run_together([prepared for _, _, prepared in ready], executor)))
+        for index, item in enumerate(planned, 1):
+            if index in errors:
+                outcomes.append(errors[index])
+            elif reports.get(index) is not None:
+                outcomes.append(record(index, item, reports[index]))
+            # else: interrupted before any of its boards started: the night stops there
+    else:
+        for index, item in enumerate(planned, 1):
+            try:
+                with TerminalProgress(console) as progress:
+                    report = run_scenario(item.scenario, item.inventory, reports_dir, progress, item.entry.targets,
+                                          lock_timeout=lock_timeout, interruption=interruption, warm=False)
+            except Exception as error:  # noqa: BLE001  as above
+                outcomes.append(failed(item, error))
+                continue
+            outcomes.append(record(index, item, report))
             if report.interrupted:
                 break  # Ctrl-C / SIGTERM: the night stops here; what ran is kept
-        except HarnessError as error:
-            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), error.exit_code,
-                                     error=str(error)))
-            run_dirs.append(None)
-        except Exception as error:  # one broken run must not cost the night the others
-            console.print(f"[bold red]{escape(item.scenario.name)} crashed:[/] {type(error).__name__}: "
-                          f"{escape(str(error))}", highlight=False)
-            console.print(Text(traceback.format_exc(), "dim"), highlight=False)
-            records.append(RunRecord(item.scenario.name, str(item.entry.scenario), EXIT_COMPARISON_FAILED,
-                                     error=f"{type(error).__name__}: {error}"))
-            run_dirs.append(None)
+    records = [outcome for outcome, _ in outcomes]
+    run_dirs = [run_dir for _, run_dir in outcomes]
     history_path = Path(reports_dir) / HISTORY_FILE
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     history_error, dashboard = None, None

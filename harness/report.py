@@ -49,6 +49,8 @@ class TerminalProgress(Progress):
                                 TextColumn("{task.fields[stage]}"), TimeElapsedColumn(),
                                 console=console, transient=False)
         self.tasks: Dict[str, TaskID] = {}
+        self.jobs: Dict[str, str] = {}
+        """Board -> which of its jobs runs ("3/16 low-t1-session-copy-fp32"), when it has more than one."""
 
     def __enter__(self):
         self.bar.start()
@@ -63,8 +65,13 @@ class TerminalProgress(Progress):
     def add_target(self, name: str) -> None:
         self.tasks[name] = self.bar.add_task(name, total=1, stage="[dim]waiting")
 
+    def job(self, name: str, label: str, number: int, count: int) -> None:
+        if count > 1 or label:
+            self.jobs[name] = escape(f"{number}/{count} {label}".strip() if count > 1 else label)
+
     def stage(self, name: str, stage: str) -> None:
-        self.bar.update(self.tasks[name], stage=f"[cyan]{stage}")
+        job = self.jobs.get(name)
+        self.bar.update(self.tasks[name], stage=f"[dim]{job}[/] [cyan]{stage}" if job else f"[cyan]{stage}")
 
     def target_done(self, name: str, result: TargetResult) -> None:
         shown = {OK: "[green]done", UNUSABLE: "[red]unusable", INTERRUPTED: "[yellow]interrupted"}.get(
@@ -465,7 +472,8 @@ def summary(report: RunReport) -> dict:
                    "expected_mnn_version": getattr(report.boards.get(name), "mnn_version", None),
                    "facts": _facts(result.facts),
                    "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
-                   "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded}
+                   "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded,
+                   **({"reused_from": result.reused_from} if result.reused_from else {})}
             for name, result in report.results.items()
         },
         "source": None if report.source is None else {

@@ -1,25 +1,32 @@
-"""One run, start to end: scenario -> model and inputs -> targets in parallel -> comparisons.
+"""One run, start to end: scenario -> model and inputs -> a plan of jobs on the boards -> comparisons.
 
-The data walks one way. `run_scenario` returns a `RunReport`, the one object
-the terminal report and the files in reports/<run-id>/ are views of.
+The data walks one way. `prepare_run` does the host's part (model, inputs,
+the job), its plan goes to the executor with every other run's of the same
+invocation (a matrix, a night), and `finish_run` turns the results into a
+`RunReport`, the one object the terminal report and the files in
+reports/<run-id>/ are views of. `run_scenario` is the three for one run.
 """
 
+import dataclasses
+import hashlib
+import json
 import platform
-import queue
 import secrets
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional
 
 from . import __version__
 from .backend import backend_problem
+from .cache import sha256_file
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
+from .diagnose import attributions, diagnose
 from .errors import ConfigError
+from .executor import Executor, PlannedJob, Progress
 from .inputs import InputSet, build_inputs
 from .interrupt import Interruption
 from .inventory import BoardSpec, Inventory, boards_named
@@ -29,17 +36,11 @@ from .model_shapes import output_shapes
 from .preprocess import preprocess_spec, save_raw_images
 from .results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 from .scenario import Scenario
-from .diagnose import attributions, diagnose
-from .yamlfile import name_problem
-from .targets import make_target
-from .targets.base import Target
 from .targets.remote import safe_name
-from .targets.source import SourceModelTarget
+from .targets.source import source_board
+from .yamlfile import name_problem
 
 EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
-STOP_GRACE_S = 5.0
-"""After an interruption, how long boards get to kill their agents, remove their jobs and release their locks
-before their connections are closed under them (a frozen board)."""
 
 
 @dataclass
@@ -110,18 +111,6 @@ class RunReport:
         if self.unusable:
             return EXIT_BOARD
         return EXIT_PASS
-
-
-class Progress:
-    """What the run tells its display; the terminal report implements it with rich."""
-
-    def step(self, message: str) -> None: ...
-
-    def add_target(self, name: str) -> None: ...
-
-    def stage(self, name: str, stage: str) -> None: ...
-
-    def target_done(self, name: str, result: TargetResult) -> None: ...
 
 
 def check_parity(report: "RunReport", scenario: Scenario) -> Dict[str, ParityResult]:
@@ -282,17 +271,52 @@ def check_class_axis(scenario: Scenario, output: str, kind: str, axis: int, shap
                           "logits, -1 for NHWC")
 
 
-def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
-                 progress: Progress = Progress(), only: Optional[List[str]] = None,
-                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0,
-                 run_id: Optional[str] = None, interruption: Optional[Interruption] = None) -> RunReport:
-    """One run; run_id names its folder under reports_dir (a new one by default).
+@dataclass
+class PreparedRun:
+    """A run made ready before any board is used: its folder, model, inputs, and the job every board runs."""
 
-    interruption: when it is set (Ctrl-C, SIGTERM) the boards stop promptly
-    and the report holds what finished and "interrupted" for the rest.
-    """
+    report: RunReport
+    """The run's record, still without results."""
+    job: Job
+    source_job: Optional[Job]
+    """The source model's job (ONNX Runtime / LiteRT on the host), when the scenario asks for it."""
+    started: float
+    label: str = ""
+    """What the display calls this run among others (a matrix setting, a nightly scenario)."""
+
+    def plan(self) -> List[PlannedJob]:
+        """The run's jobs: the same job on every board (the reference first), then the source model's.
+
+        The reference and the source model are keyed for reuse by what goes into them (the model's bytes,
+        the inputs and every setting the agent or the runtime receives): another run of the same
+        invocation with the same key takes their result instead of computing it again.
+        """
+        report, targets = self.report, self.report.run_dir / "targets"
+        items = [PlannedJob(board, self.job, targets / board.name, self.label,
+                            reuse=f"mnn:{self.job.identity()}" if board.name == report.reference else None)
+                 for board in report.boards.values()]
+        if self.source_job is not None:
+            board = source_board(report.model.source_format)
+            items.append(PlannedJob(board, self.source_job, targets / board.name, self.label,
+                                    reuse=source_key(self.source_job)))
+        return items
+
+
+def source_key(job: Job) -> str:
+    """What reaches ONNX Runtime (or LiteRT): the source model's bytes and the inputs as the agent walks them;
+    no MNN setting does."""
+    what = {"source": sha256_file(job.source_path), "format": job.source_format, "inputs": job.inputs_sha256,
+            "input_names": job.input_names, "output_names": job.output_names, "samples": job.samples,
+            "stream": job.stream}
+    return "source:" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, progress: Progress = Progress(),
+                only: Optional[List[str]] = None, log: Callable[[str], None] = lambda message: None,
+                run_id: Optional[str] = None, label: str = "") -> PreparedRun:
+    """Everything a run does on the host before a board is used: boards chosen, model built and converted,
+    inputs made and checked, the job written down. A ConfigError (exit 2) here leaves no run folder."""
     started = time.perf_counter()
-    interruption = interruption or Interruption()
     boards = select_targets(scenario, inventory, only)
     run_dir = run_folder(reports_dir, run_id or new_run_id(scenario))
     run_id = run_dir.name
@@ -320,31 +344,37 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
               warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
               images_sha256=images_sha256, samples=inputs.count, stream=stream_spec(scenario, inputs),
               input_shapes=input_shapes, output_shapes=shapes)
-
+    source_job = None
+    if scenario.source_reference and model.source_path is not None:
+        source_job = dataclasses.replace(job, source_path=model.source_path, source_format=model.source_format)
     report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
                        reference=scenario.reference, boards={board.name: board for board in boards},
                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        host={"machine": platform.machine(), "python": platform.python_version(),
                              "harness": __version__})
-    targets: List[Target] = [make_target(board, lock_timeout) for board in boards]
-    source = None
-    if scenario.source_reference and model.source_path is not None:
-        source = SourceModelTarget(model.source_path, model.source_format)
-        targets.append(source)
-    for target in targets:
-        progress.add_target(target.name)
-    results = run_targets(targets, job, run_dir / "targets", progress, interruption)
-    for target in targets:
-        if target is not source:
-            report.results[target.name] = results[target.name]
-    if source is not None:
-        report.source = results[source.name]
-    if interruption.is_set():
+    return PreparedRun(report, job, source_job, started, label)
+
+
+def finish_run(prepared: PreparedRun, results: List[TargetResult], interruption: Interruption,
+               ended: Optional[float] = None, interrupted: Optional[bool] = None) -> RunReport:
+    """The run's record from its jobs' results (in plan order): comparisons, attributions, likely causes.
+
+    ended: when its last job's result came (time.perf_counter()); the run's wall time ends there.
+    interrupted: whether the record says the run was stopped (default: whether a signal came at all; a
+    matrix or a night says it only of the runs the signal cut).
+    """
+    report, scenario = prepared.report, prepared.report.scenario
+    boards = list(report.boards)
+    for name, result in zip(boards, results):
+        report.results[name] = result
+    if prepared.source_job is not None:
+        report.source = results[len(boards)]
+    if interruption.is_set() if interrupted is None else interrupted:
         report.interrupted = interruption.signal_name or "SIGINT"
         report.interrupted_exit_code = interruption.exit_code
 
     reference = report.results[scenario.reference]
-    compared = scenario.compared_outputs(list(model.outputs))
+    compared = scenario.compared_outputs(list(report.model.outputs))
     for name, result in report.results.items():
         problem = backend_problem(result, scenario.run.allow_fallback)
         if problem:
@@ -366,85 +396,70 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
             report.conversion.problems.append(report.backend_failures[scenario.reference])
     report.attribution = attributions(report)
     report.findings = diagnose(report)
-    report.wall_s = time.perf_counter() - started
+    report.wall_s = (ended or time.perf_counter()) - prepared.started
     return report
 
 
-def run_targets(targets: List[Target], job: Job, targets_dir: Path, progress: Progress,
-                interruption: Interruption) -> Dict[str, TargetResult]:
-    """The same job on every target, each in reports/<run-id>/targets/<name>/ (see run_target_jobs)."""
-    results = run_target_jobs([(target, job, targets_dir / target.name) for target in targets], progress,
-                              interruption)
-    return {target.name: result for target, result in zip(targets, results)}
+def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
+                 progress: Progress = Progress(), only: Optional[List[str]] = None,
+                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0,
+                 run_id: Optional[str] = None, interruption: Optional[Interruption] = None,
+                 executor: Optional[Executor] = None, warm: bool = True) -> RunReport:
+    """One run; run_id names its folder under reports_dir (a new one by default).
 
-
-def run_target_jobs(work: List[Tuple[Target, Job, Path]], progress: Progress,
-                    interruption: Interruption) -> List[TargetResult]:
-    """Each target runs its own job in a thread of its own; the results in the order of work.
-
-    The main thread only waits, so a signal is seen at once. On an
-    interruption every unfinished target is asked to stop (it kills its
-    agent, removes its job, releases its lock); one that has not returned after
-    STOP_GRACE_S (a frozen board) has its connections closed under it and is
-    reported interrupted. Threads are daemons: one stuck in a frozen board's
-    socket never keeps the process from exiting. One board may appear more
-    than once (several jobs for it): its lock takes them in turn.
+    interruption: when it is set (Ctrl-C, SIGTERM) the boards stop promptly
+    and the report holds what finished and "interrupted" for the rest.
+    executor: board sessions to run on (and keep open for what comes after, e.g. --find-layer); by
+    default the run opens its own and closes them when it is done. warm=False: a session (connection,
+    agent process) per job, as the harness ran before sessions.
     """
-    results: Dict[int, TargetResult] = {}
-    done: "queue.Queue[int]" = queue.Queue()
-    given_up = set()
-
-    def work_on(index: int) -> None:
-        target, job, folder = work[index]
-        try:
-            result = target.run(job, folder, lambda stage: progress.stage(target.name, stage))
-        finally:
-            target.close()
-        if index not in given_up:
-            results[index] = result
-            progress.target_done(target.name, result)
-        done.put(index)
-
-    for index, (target, _, _) in enumerate(work):
-        threading.Thread(target=work_on, args=(index,), name=f"target-{target.name}", daemon=True).start()
-
-    def wait_for(deadline: Optional[float]) -> None:
-        while len(results) < len(work) and (deadline is None or time.monotonic() < deadline):
-            if deadline is None and interruption.is_set():
-                return
-            try:
-                done.get(timeout=0.1)
-            except queue.Empty:
-                pass
-
-    with interruption.boards_running():
-        wait_for(None)
-        if len(results) < len(work):
-            progress.step(f"interrupted ({interruption.signal_name}): stopping the agents, removing their jobs, "
-                          "releasing the boards' locks (again to quit at once)")
-            unfinished = [index for index in range(len(work)) if index not in results]
-            for index in unfinished:
-                work[index][0].interrupt()
-            wait_for(time.monotonic() + STOP_GRACE_S)
-            stuck = [index for index in unfinished if index not in results]
-            for index in stuck:
-                target = work[index][0]
-                closer = threading.Thread(target=target.abort, name=f"abort-{target.name}", daemon=True)
-                closer.start()
-                closer.join(timeout=2.0)
-            wait_for(time.monotonic() + 1.0)
-            for index in stuck:
-                if index not in results:
-                    target = work[index][0]
-                    given_up.add(index)
-                    result = TargetResult(target=target.name, kind=target.board.kind, status=INTERRUPTED,
-                                          error=f"{target.name}: interrupted during {target.stage}; it did not stop "
-                                                f"within {STOP_GRACE_S:g} s, so its connection was closed (its agent "
-                                                "dies with the session; the next run breaks its lock)")
-                    results[index] = result
-                    progress.target_done(target.name, result)
-    return [results[index] for index in range(len(work))]
+    interruption = interruption or (executor.interruption if executor else Interruption())
+    prepared = prepare_run(scenario, inventory, reports_dir, progress, only, log, run_id)
+    own = executor is None
+    executor = executor or Executor(progress, interruption, lock_timeout, warm=warm)
+    try:
+        results = executor.run(prepared.plan())
+    finally:
+        if own:
+            executor.close()
+    return finish_run(prepared, results, interruption, max(executor.ended_at.values(), default=None))
 
 
-__all__ = ["RunReport", "Progress", "run_scenario", "EXIT_PASS", "EXIT_COMPARISON_FAILED",
-           "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE", "INTERRUPTED"]
+def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Optional[RunReport]]:
+    """Several runs (a matrix's settings, a night's scenarios) as one plan: each board runs its jobs of every
+    run back to back on its session, the boards at once; a report per run, in order.
+
+    After an interruption, a run none of whose boards started its job (only the reference, or nothing,
+    had run) is left out (None), as the runs after a stopped one always were; the runs the signal cut say
+    so, and the last run kept says so in any case, so that the exit code tells of the signal.
+    """
+    plan: List[PlannedJob] = []
+    spans = []
+    for run in prepared:
+        items = run.plan()
+        spans.append(range(len(plan), len(plan) + len(items)))
+        plan += items
+    results = executor.run(plan)
+    interruption = executor.interruption
+    reports: List[Optional[RunReport]] = []
+    for run, span in zip(prepared, spans):
+        if interruption.is_set():
+            boards = [index for index in span
+                      if plan[index].board.name != run.report.reference and plan[index].board.kind != "source"]
+            if all(index in executor.not_started for index in boards or span):
+                reports.append(None)
+                continue
+        mine = [results[index] for index in span]
+        ended = max((executor.ended_at[index] for index in span if index in executor.ended_at), default=None)
+        reports.append(finish_run(run, mine, interruption, ended,
+                                  interrupted=any(result.status == INTERRUPTED for result in mine)))
+    kept = [report for report in reports if report is not None]
+    if interruption.is_set() and kept and not any(report.interrupted for report in kept):
+        kept[-1].interrupted = interruption.signal_name or "SIGINT"
+        kept[-1].interrupted_exit_code = interruption.exit_code
+    return reports
+
+
+__all__ = ["RunReport", "Progress", "PreparedRun", "prepare_run", "finish_run", "run_scenario", "run_together",
+           "EXIT_PASS", "EXIT_COMPARISON_FAILED", "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE",
+           "INTERRUPTED"]

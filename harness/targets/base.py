@@ -1,11 +1,17 @@
-"""The one interface every target implements (Polygraphy's runner: public method, *_impl underneath)."""
+"""The one interface every target implements (Polygraphy's runner: public method, *_impl underneath).
+
+A target is a board session: the first job opens it (a connection, the
+board's lock, a labgrid place, a resident agent: whatever the kind needs),
+the following jobs run on what it holds, and close() ends it. The executor
+keeps one per board for a whole run, matrix, night or layer search.
+"""
 
 import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from ..board_files import clean_text, read_log_tail
 from ..errors import BoardError, BoardResultError, Interrupted
@@ -14,7 +20,7 @@ from ..job import Job, read_agent_result, read_preprocessed
 from ..results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 
 StageCallback = Callable[[str], None]
-"""Told the stage a target enters: "connect", "lock", "upload", "run", "download"."""
+"""Told the stage a target enters: "reserve", "connect", "lock", "upload", "run", "download"."""
 
 
 class Target(ABC):
@@ -26,6 +32,9 @@ class Target(ABC):
         """Set (from another thread) when the run must stop: the target stops at its next check, cleans up, returns."""
         self.stage = "start"
         self.stage_started = time.monotonic()
+        self.closing_notes: List[str] = []
+        """What closing the session had to say (a labgrid place that would not go back): the executor adds
+        it to the session's last result."""
 
     @property
     def name(self) -> str:
@@ -36,8 +45,8 @@ class Target(ABC):
         self.interrupted.set()
 
     def abort(self) -> None:
-        """Force a target that did not stop in time: close its connections, so a thread blocked on a frozen
-        board returns. Safe to call from another thread."""
+        """Force a target that did not stop in time: close its connections (no orderly clean-up), so a thread
+        blocked on a frozen board returns. Safe to call from another thread."""
         self.close()
 
     def enter(self, stage: str, on_stage: StageCallback) -> None:
@@ -155,4 +164,5 @@ class Target(ABC):
         """
 
     def close(self) -> None:
-        """Release connections; called once after the run (and maybe from another thread by abort)."""
+        """End the session: stop its agent, remove what it left on the board, release the lock and the
+        connection. Called once its jobs are done (and after an interruption); idempotent."""

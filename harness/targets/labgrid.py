@@ -31,7 +31,7 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -535,11 +535,12 @@ def _wait_and_acquire(held: HeldPlace, coordinator: Coordinator, board: BoardSpe
 
 
 class LabgridTarget(SshTarget):
-    """An SSH board whose address comes from a labgrid place held for the length of the run."""
+    """An SSH board whose address comes from a labgrid place held for the length of the session."""
 
     def __init__(self, board: BoardSpec, lock_timeout: float = 300.0):
         super().__init__(board, lock_timeout)
         self.held: Optional[HeldPlace] = None
+        self.place: Optional[ExitStack] = None
 
     def endpoint(self) -> SshEndpoint:
         if self.held is None:
@@ -555,27 +556,39 @@ class LabgridTarget(SshTarget):
         super().interrupt()
         release_held_places()
 
-    def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
-        on_stage("reserve")
+    def open_session(self, job: Job, on_stage: StageCallback, result: TargetResult):
+        """Reserve and acquire the place (waiting in the lab's queue), then open the board as over SSH; the
+        place stays ours until close()."""
+        self.enter("reserve", on_stage)
         started = time.perf_counter()
-        held = None
+        place = ExitStack()
         try:
-            with hold_place(self.board, self.lock_timeout, on_wait=on_stage) as held:
-                result.timings["reserve"] = time.perf_counter() - started
-                if held.waited_for:
-                    result.notes.append(f"waited {held.waited_s:.0f} s for labgrid place {held.name} "
-                                        f"({held.waited_for})")
-                if self.board.match:
-                    result.notes.append(f"ran on labgrid place {held.name}")
-                self.held = held
-                try:
-                    super().run_impl(job, local_dir, on_stage, result)
-                finally:
-                    self.close()  # the next holder of the place must not meet our session
-                    self.held = None
+            held = place.enter_context(hold_place(self.board, self.lock_timeout, on_wait=on_stage))
+        except BoardError as error:
+            place.close()
+            if not self.interrupted.is_set():
+                self.broken = str(error)
+            raise
+        except BaseException:
+            place.close()
+            raise
+        self.held, self.place = held, place
+        result.timings["reserve"] = time.perf_counter() - started
+        if held.waited_for:
+            result.notes.append(f"waited {held.waited_s:.0f} s for labgrid place {held.name} ({held.waited_for})")
+        if self.board.match:
+            result.notes.append(f"ran on labgrid place {held.name}")
+        return super().open_session(job, on_stage, result)
+
+    def close(self) -> None:
+        try:
+            super().close()  # the next holder of the place must not meet our session
         finally:
-            for problem in held.problems if held else []:
-                result.notes.append(f"giving the labgrid place back: {problem}")
+            held, place = self.held, self.place
+            self.held, self.place = None, None
+            if place is not None:
+                place.close()
+                self.closing_notes += [f"giving the labgrid place back: {problem}" for problem in held.problems]
 
     def probe_impl(self, health: dict) -> None:
         """Probe the board if its place is free (held for the probe only); else say who holds it."""

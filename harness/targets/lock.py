@@ -209,6 +209,20 @@ class BoardLock:
             self.record["agent"] = {"pid": pid, "pgid": pgid}
             self._write_record()
 
+    def record_job(self, job_dir: str) -> None:
+        """The directory whose agent keeps the lock alive now (a session's one-shot job, or the session's own)."""
+        if self.held and self.record.get("job") != job_dir:
+            self.job_dir = job_dir
+            self.record["job"] = job_dir
+            self.record.pop("agent", None)
+            self._write_record()
+
+    def extend(self, hold_for: float) -> None:
+        """Push the expiry forward: a session that runs job after job for hours still holds a fresh lock."""
+        if self.held:
+            self.record["expires"] = time.time() + hold_for
+            self._write_record()
+
     def release(self) -> None:
         with _HELD_GUARD:
             _HELD.discard((self.lock_dir, self.run_id))

@@ -8,11 +8,12 @@ Scripts: POSIX sh (dash, busybox ash and bash all run them), sent as
 `sh -c SCRIPT sh ARG...` with every argument quoted, so the board user's
 login shell does not matter. Each script is one remote call.
 
-The agent runs under AGENT_RUN, whose watchdog is the kill switch: it holds
-the SSH channel's stdin and, when that ends (the host closed the channel on
-Ctrl-C or run_timeout, or the session dropped), kills the session's process
-group, agent included. sshd makes every session the leader of its own
-process group, so `kill 0` reaches exactly the session's processes.
+The agent runs under AGENT_RUN (one job) or SERVE (the resident agent, job
+after job), whose watchdog is the kill switch: it holds the SSH channel's
+stdin and, when that ends (the host closed the channel at the end of the
+session, on Ctrl-C or run_timeout, or the session dropped), kills the
+session's process group, agent included. sshd makes every session the leader
+of its own process group, so `kill 0` reaches exactly the session's processes.
 """
 
 import posixpath
@@ -165,6 +166,19 @@ watchdog=$!
 wait "$agent"; status=$?
 kill "$watchdog" 2>/dev/null
 exit "$status"
+"""
+
+SERVE = r"""
+# $1 session dir, then the command (python agent --serve ... DIR): the resident agent, in the session dir. Its
+# requests come from the channel's stdin through cat; when that ends (the host closed the channel, or the session
+# dropped) the whole session's process group is killed, agent included. Replies go straight to the channel's
+# stdout; the shell ends when the agent does (a crash, a kill), and the channel says with which status.
+# (A background job's stdin is /dev/null in a non-interactive shell: the channel's goes to cat as fd 3.)
+s=$1; shift
+cd -- "$s" || exit 125
+exec 3<&0 </dev/null
+{ cat <&3; kill -s KILL 0; } 2>/dev/null | "$@" 2>>serve.log &
+wait "$!"
 """
 
 END_JOB = _AGENT_ALIVE + r"""

@@ -3,12 +3,15 @@
 MNN on x86 against this tells whether the conversion changed the model; MNN on
 a board against MNN on x86 tells whether the platform did. It writes the
 agent's result.json and outputs.npz, so it is read like every other target.
+In-process; a session keeps each source model it loaded (the job names it:
+Job.source_path) for the jobs after.
 """
 
 import json
 import platform
 import time
 from pathlib import Path
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -29,22 +32,29 @@ def source_board(source_format: str = "ONNX") -> BoardSpec:
 class SourceModelTarget(Target):
     """Runs the scenario's source model: ONNX with ONNX Runtime's CPU provider, TFLite with LiteRT."""
 
-    def __init__(self, source_path: Path, source_format: str = "ONNX", lock_timeout: float = 0.0):
-        super().__init__(source_board(source_format), lock_timeout)
-        self.source_path = source_path
-        self.source_format = source_format
+    def __init__(self, board: BoardSpec, lock_timeout: float = 0.0):
+        super().__init__(board, lock_timeout)
+        self.loaded: Dict[Tuple[str, str], tuple] = {}
+        """(source path, format) -> (run function, runtime): the models this session loaded."""
 
-    def load(self):
+    def session_for(self, source_path: Path, source_format: str):
+        key = (str(source_path), source_format)
+        if key not in self.loaded:
+            self.loaded[key] = self.load(source_path, source_format)
+        return self.loaded[key]
+
+    @staticmethod
+    def load(source_path: Path, source_format: str = "ONNX"):
         """A function sample_inputs -> outputs in job order, and the runtime's name and version."""
         try:
-            if self.source_format == "TFLITE":
+            if source_format == "TFLITE":
                 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
                 import ai_edge_litert
                 # TFLite's own kernels, not the XNNPACK delegate: a reference rather than the fastest path,
                 # and no "INFO: Created TensorFlow Lite XNNPACK delegate" line on the report's stderr.
                 builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-                interpreter = Interpreter(model_path=str(self.source_path), num_threads=1,
+                interpreter = Interpreter(model_path=str(source_path), num_threads=1,
                                           experimental_op_resolver_type=builtin)
                 interpreter.allocate_tensors()
                 inputs = {d["name"]: d["index"] for d in interpreter.get_input_details()}
@@ -58,17 +68,19 @@ class SourceModelTarget(Target):
                 return run, f"litert {getattr(ai_edge_litert, '__version__', '?')}"
             import onnxruntime
         except ImportError as error:
-            raise BoardError(f"the {self.source_format} runtime is not installed: `pip install -e .[model]`") \
+            raise BoardError(f"the {source_format} runtime is not installed: `pip install -e .[model]`") \
                 from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # a reference, not a race: deterministic reductions
-        session = onnxruntime.InferenceSession(str(self.source_path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(str(source_path), options, providers=["CPUExecutionProvider"])
         return (lambda feeds, names: session.run(names, feeds)), f"onnxruntime {onnxruntime.__version__}"
 
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
         self.enter("run", on_stage)
         started = time.perf_counter()
-        run, runtime = self.load()
+        if job.source_path is None:
+            raise BoardError(f"{self.name}: the job names no source model")
+        run, runtime = self.session_for(job.source_path, job.source_format or "ONNX")
         with np.load(job.inputs_path, allow_pickle=False) as data:
             inputs = {name: data[name] for name in job.input_names}
         carry = (job.stream or {}).get("carry") or {}
@@ -98,5 +110,8 @@ class SourceModelTarget(Target):
         (local_dir / "result.json").write_text(json.dumps(facts, indent=1))
         result.timings["run"] = time.perf_counter() - started
 
+    def close(self) -> None:
+        self.loaded.clear()
+
     def probe_impl(self, health: dict) -> None:
-        health["facts"] = {"machine": platform.machine(), "runtime": self.load()[1]}
+        health["facts"] = {"machine": platform.machine(), "runtime": "in-process"}
