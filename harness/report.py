@@ -189,7 +189,9 @@ def notes(summary: dict) -> List[Text]:
             lines.append(Text(f"{name}: {facts['api_reason']}", "dim"))
         lines += backend_notes(summary, name, board)
         if board.get("status") != OK and board.get("error"):
-            lines.append(Text(f"{name}: {board['error']}", "red"))
+            # Board errors name their board (they are read alone too, in logs and junit): once is enough here.
+            error = board["error"][len(name) + 2:] if board["error"].startswith(f"{name}: ") else board["error"]
+            lines.append(Text(f"{name}: {error}", "red"))
         if facts.get("mnn_banner"):
             lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
     return lines
