@@ -87,7 +87,9 @@ result.json (RESULT_SCHEMA 2)
     latency_ms      per timed run; peak_rss_mb; wall_s
     outputs_sha256  SHA-256 of outputs.npz (each output stacked over samples or steps)
     agent           {"mode": "one-shot" | "resident", "pid", "jobs": jobs this process ran, this one
-                    included, "cached": whether the loaded model came from the resident cache}
+                    included, "cached": whether the loaded model came from the resident cache;
+                    resident only: "rss_mb" (resident memory after the job and the cache's trim),
+                    "cache": {"entries", "hits", "misses", "evicted"}}
     dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
                     "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
                     so a run whose outputs hold NaN/Inf still leaves its whole dump
@@ -1043,7 +1045,7 @@ def run_job(job_dir, cache=None):
         "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
         "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
         "agent": {"mode": "resident" if cache is not None else "one-shot", "pid": os.getpid(),
-                  "jobs": cache.jobs if cache is not None else 1, "cached": False},
+                  "jobs": cache.jobs if cache is not None else 1, "cached": False, "rss_mb": None, "cache": None},
     }
     outputs = None
     try:
@@ -1139,6 +1141,9 @@ def run_and_write(job_dir, cache=None):
     The same in both modes; returns (exit code, the result dict).
     """
     result, outputs = run_job(job_dir, cache)
+    if cache is not None:
+        cache.trim()  # before result.json: it says what the agent holds after this job
+        result["agent"].update(rss_mb=current_rss_mb(), cache=cache.describe())
     if outputs is not None:
         import numpy as np
         write_atomically(os.path.join(job_dir, "outputs.npz"), lambda f: np.savez(f, **outputs))
@@ -1382,7 +1387,6 @@ def serve(session_dir, max_models=CACHE_MODELS, max_rss_mb=CACHE_MB):
             finally:
                 if hasattr(signal, "alarm"):
                     signal.alarm(0)  # this job's deadline is over
-            cache.trim()
             write_frame(replies, {"type": "done", "seq": seq, "status": status, "exit": code,
                                   "wall_s": time.time() - started, "rss_mb": current_rss_mb(),
                                   "peak_rss_mb": peak_rss_mb(), "cache": cache.describe()})

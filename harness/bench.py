@@ -18,6 +18,10 @@ each other, on the same boards, with the same scenario, say more. Three:
    qemu, Python), agent startup (numpy and MNN imports, model load: the
    agent's wall_s minus inference) and inference.
 
+Then what board sessions save (bench_sessions): 4. a 16-setting matrix and
+5. a 3-scenario night, one-shot against resident, and 6. the per-job
+overhead on a warm board, each against the issue's goals.
+
 Every measurement is repeated (--repeat) and shown as median [min - max].
 The bench starts its own boards (prefix bench<pid>) and removes them at the end.
 """
@@ -40,6 +44,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
 from .emulation import board as emulated
 from .emulation.farm import farm_boards, farm_up
 from .errors import BoardError, HarnessError
@@ -371,10 +376,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="times each measurement is made (default 3)")
     parser.add_argument("--iterations", type=int, default=1, help="timed inferences per run on each board")
     parser.add_argument("--prefix", default=f"bench{os.getpid()}", help="name prefix of the bench's boards")
+    parser.add_argument("--matrix-settings", type=int, choices=(1, 2, 4, 8, 16), default=16,
+                        help="settings of the matrix run one-shot and resident (default 16)")
+    parser.add_argument("--night-scenarios", type=int, default=3, help="scenarios of the night (default 3)")
     parser.add_argument("--json", action="store_true", help="print the measurements as JSON on stdout")
     args = parser.parse_args(argv)
-    if args.boards < 1 or args.repeat < 1 or args.iterations < 1:
-        parser.error("--boards, --repeat and --iterations must be at least 1")
+    if args.boards < 1 or args.repeat < 1 or args.iterations < 1 or args.night_scenarios < 1:
+        parser.error("--boards, --repeat, --iterations and --night-scenarios must be at least 1")
     console = Console(stderr=args.json)
     progress = (lambda message: print(f"bench: {message}", file=sys.stderr, flush=True))
 
@@ -386,6 +394,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             inventory = farm_up(args.boards, log=lambda message: None, prefix=args.prefix)
             bench = Bench(names, inventory, Path(workdir), args.iterations)
             data = measure(bench, args.repeat, progress)
+            sessions = SessionsBench(names, inventory, Path(workdir), cpu_ticks, args.matrix_settings,
+                                     args.night_scenarios, host_cores())
+            data["sessions"] = measure_sessions(sessions, args.repeat, progress)
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -403,7 +414,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         console.print(table)
     for line in limits(data):
         console.print(line)
-    console.print(f"[dim]bench took {data['bench_wall_s']:.0f} s, {bench.runs} runs[/]")
+    for table in sessions_tables(data["sessions"], _table, _median, _range, data["boards"], data["cores"]):
+        console.print(table)
+    for line in sessions_verdicts(data["sessions"]):
+        console.print(line)
+    console.print(f"[dim]bench took {data['bench_wall_s']:.0f} s, {bench.runs + sessions.runs} runs[/]")
     return 0
 
 

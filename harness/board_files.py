@@ -177,6 +177,8 @@ RESULT_FIELDS: Dict[str, Callable] = {
                                      "sha256": _optional(_sha256)})),
     "dump": _optional(_fields({"samples": _integers, "ops": _integer, "tensors": _integer, "replayed": _integer,
                                "json_sha256": _sha256, "npz_sha256": _sha256})),
+    "agent": _optional(_fields({"mode": _text, "pid": _integer, "jobs": _integer, "rss_mb": _optional(_number),
+                                "cache": _optional(_scalars)})),
 }
 """result.json fields and what each must be; a field not named here is kept (cleaned) for newer agents."""
 RESULT_REQUIRED = ("status",)

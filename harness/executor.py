@@ -198,11 +198,12 @@ class Executor:
         return result
 
     def target_for(self, board: BoardSpec) -> Target:
-        """The board's session (warm), or a session for this job alone (warm=False)."""
+        """The board's session (warm), or a session for this job alone with a one-shot agent (warm=False)."""
         with self._guard:
             target = self.sessions.get(board)
             if target is None or not self.warm:
-                target = self.sessions[board] = make_target(board, self.lock_timeout)
+                spec = board if self.warm else dataclasses.replace(board, resident=False)
+                target = self.sessions[board] = make_target(spec, self.lock_timeout)
             return target
 
     def _wait_for(self, results: dict, count: int, done: "queue.Queue[int]", deadline: Optional[float]) -> None:

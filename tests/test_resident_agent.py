@@ -118,7 +118,9 @@ def test_a_served_job_writes_what_the_one_shot_agent_writes(tmp_path, tiny_model
     with np.load(one_shot / "outputs.npz") as alone, np.load(last / "outputs.npz") as resident:
         assert np.array_equal(alone["logits"], resident["logits"])
     assert results[-1]["outputs_sha256"] == hashlib.sha256((last / "outputs.npz").read_bytes()).hexdigest()
-    assert expected["agent"] == {"mode": "one-shot", "pid": expected["agent"]["pid"], "jobs": 1, "cached": False}
+    assert expected["agent"] == {"mode": "one-shot", "pid": expected["agent"]["pid"], "jobs": 1, "cached": False,
+                                 "rss_mb": None, "cache": None}
+    assert results[-1]["agent"]["cache"] == replies[-1].cache and results[-1]["agent"]["rss_mb"] > 10
 
 
 def test_bad_requests_are_refused_and_the_agent_goes_on(tmp_path, tiny_model):

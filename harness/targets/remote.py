@@ -174,10 +174,19 @@ SERVE = r"""
 # dropped) the whole session's process group is killed, agent included. Replies go straight to the channel's
 # stdout; the shell ends when the agent does (a crash, a kill), and the channel says with which status.
 # (A background job's stdin is /dev/null in a non-interactive shell: the channel's goes to cat as fd 3.)
+# When the agent ends first, it stops cat (whose pid the pump left in pump.pid): dash's `wait` waits for the
+# whole pipeline, and cat would otherwise hold it until the host closes the channel. A cat stopped so fails,
+# and only a cat that saw the end of its input kills the group.
 s=$1; shift
 cd -- "$s" || exit 125
 exec 3<&0 </dev/null
-{ cat <&3; kill -s KILL 0; } 2>/dev/null | "$@" 2>>serve.log &
+rm -f pump.pid
+{ sh -c 'echo "$$" >pump.pid; exec cat' <&3 && kill -s KILL 0; } 2>/dev/null | {
+  "$@" 2>>serve.log; status=$?
+  while [ ! -s pump.pid ]; do sleep 1; done
+  kill "$(cat pump.pid)" 2>/dev/null
+  exit "$status"
+} &
 wait "$!"
 """
 
