@@ -44,12 +44,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from .agent_bundle import bundle
 from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
 from .emulation import board as emulated
 from .emulation.farm import farm_boards, farm_up
 from .errors import BoardError, HarnessError
 from .inventory import load_inventory
-from .job import AGENT_PATH
 from .runner import RunReport, run_scenario
 from .scenario import load_scenario
 
@@ -218,7 +218,7 @@ def measure(bench: Bench, repeat: int, progress: Callable[[str], None]) -> dict:
         samples["skipped"].append(cold.bytes_uploaded - warm.bytes_uploaded)
         model_bytes = runs["warm"].report.model.mnn_path.stat().st_size
         inputs_bytes = Path(runs["warm"].report.inputs.path).stat().st_size
-        agent_bytes = AGENT_PATH.stat().st_size
+        agent_bytes = bundle().stat().st_size
         name = slowest(runs["n"].report, every)
         slowest_names.append(name)
         overheads["slowest_of_n"].append(overhead_of(runs["n"].report, name))

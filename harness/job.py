@@ -1,7 +1,8 @@
 """A job: what one target runs (agent, model, inputs, settings), and reading back what it wrote.
 
 The agent contract lives in agent/mnn_agent.py: a job directory with
-job.json, results in result.json and outputs.npz. This module is the host's
+job.json, results in result.json and outputs.npz. Every target runs the agent
+as one file, the bundle of agent_bundle. This module is the host's
 side of that contract, shared by every target so that local and remote runs
 are read the same way.
 """
@@ -14,12 +15,12 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .agent_bundle import bundle
 from .board_files import (DUMP_JSON_MAX, DUMP_NPZ_MAX, ITEM_BYTES_MAX, NPZ_MEMBER_OVERHEAD, RESULT_JSON_MAX,
                           check_regular, load_npz, npz_limit, read_result_json)
 from .cache import sha256_file
 from .errors import BoardResultError
 
-AGENT_PATH = Path(__file__).resolve().parent.parent / "agent" / "mnn_agent.py"
 JOB_SCHEMA = 2
 """The job.json the host writes; the agent's docstring documents it (and reads schema 1 too)."""
 
@@ -39,14 +40,15 @@ class Job:
     settings: dict
     iterations: int = 1
     warmup: int = 0
-    agent_path: Path = AGENT_PATH
+    agent_path: Optional[Path] = None
+    """The agent file to run; None: the bundle of the repository's agent (see agent())."""
     preprocess: Optional[dict] = None
     """Board-side preprocessing to run for the parity check (None: none)."""
     images_path: Optional[Path] = None
     images_sha256: Optional[str] = None
     dump: Optional[dict] = None
     """The per-op dump of `harness layers` (samples to trace, ops to keep whole, ops to replay on another
-    machine's inputs; documented in the agent's dump_ops). None: no dump."""
+    machine's inputs; documented in agent/mnnagent/dump.py). None: no dump."""
     samples: int = 1
     """Samples every target runs (stream steps for a stream)."""
     stream: Optional[dict] = None
@@ -60,12 +62,17 @@ class Job:
     source_format: Optional[str] = None
     """"ONNX" or "TFLITE" for source_path."""
 
+    def agent(self) -> Path:
+        """The one file every target runs for this job: agent_path, else the agent's bundle (built once per
+        content, then found in the cache)."""
+        return self.agent_path if self.agent_path is not None else bundle()
+
     def identity(self) -> str:
         """A digest of everything that goes into the agent's run, the job's own name and paths aside:
         two jobs with the same identity on the same board compute the same thing."""
         manifest = self.manifest("model", "inputs", "images" if self.images_path else None)
         del manifest["id"]
-        manifest["agent_sha256"] = sha256_file(self.agent_path)
+        manifest["agent_sha256"] = sha256_file(self.agent())
         return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
     def limits(self) -> Dict[str, int]:

@@ -1,12 +1,12 @@
 """The x86 host as a target: the same agent, in a subprocess on this machine, resident for the whole session.
 
 A subprocess, not an import: MNN prints on stdout, may crash on a bad setting,
-and must run exactly as it does on a board. The session starts
-`mnn_agent.py --serve` once and sends it every job (the job dirs are the run
-folders' targets/<name>/); a job that kills it or passes run_timeout fails,
-and the next job gets a fresh agent. An agent that cannot serve (no hello)
-makes the session run its jobs one-shot, `mnn_agent.py JOB_DIR`, as does
-`resident: false` in the inventory.
+and must run exactly as it does on a board: the same file, the agent's
+bundle (harness/agent_bundle.py). The session starts `BUNDLE --serve` once and
+sends it every job (the job dirs are the run folders' targets/<name>/); a job
+that kills it or passes run_timeout fails, and the next job gets a fresh
+agent. An agent that cannot serve (no hello) makes the session run its jobs
+one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory.
 """
 
 import json
@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..agent_bundle import bundle
 from ..board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_json
 from ..errors import BoardError, BoardResultError, Interrupted
-from ..job import AGENT_PATH, Job
+from ..job import Job
 from ..results import TargetResult
 from .base import StageCallback, Target
 from .resident import AgentCannotServe, AgentDied, AgentDiedError, AgentLink, AgentTimedOut, ResidentAgent
@@ -132,7 +133,7 @@ class LocalTarget(Target):
             self.agent = None
         if self.session_dir is None:
             self.session_dir = Path(tempfile.mkdtemp(prefix=f"mnn-harness-{self.name}-"))
-        command = [self.python, str(job.agent_path), "--serve", "--cache-models",
+        command = [self.python, str(job.agent()), "--serve", "--cache-models",
                    str(self.board.agent_cache_models), "--cache-mb", f"{self.board.agent_cache_mb:g}",
                    str(self.session_dir)]
         try:
@@ -206,7 +207,7 @@ class LocalTarget(Target):
     def run_one_shot(self, job: Job, local_dir: Path, result: TargetResult) -> None:
         with open(local_dir / "agent.log", "wb") as log:
             try:
-                agent = subprocess.Popen([self.python, str(job.agent_path), str(local_dir)], stdin=subprocess.DEVNULL,
+                agent = subprocess.Popen([self.python, str(job.agent()), str(local_dir)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             except FileNotFoundError as error:
                 raise BoardError(f"{self.name}: python {self.python!r} not found; fix `python` for this board "
@@ -249,7 +250,7 @@ class LocalTarget(Target):
     def probe_impl(self, health: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="mnn-harness-probe-") as directory:
             out = Path(directory) / "probe.json"
-            subprocess.run([self.python, str(AGENT_PATH), "--probe", str(out)], stdin=subprocess.DEVNULL,
+            subprocess.run([self.python, str(bundle()), "--probe", str(out)], stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=self.board.connect_timeout * 4)
             if not out.is_file():
                 raise BoardError(f"{self.name}: the agent's probe wrote nothing with {self.python}")

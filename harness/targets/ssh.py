@@ -19,8 +19,9 @@ request to the agent (it makes the job's dir, writes job.json, runs it, and
 removes the previous job's dir); the results are fetched within their size
 caps. The session ends by closing the agent's channel, removing the session's
 dir and releasing the lock. An agent that cannot serve (no hello) and
-`resident: false` run each job one-shot instead (its own dir, `mnn_agent.py
-JOB_DIR` under AGENT_RUN's watchdog), on the same connection and lock.
+`resident: false` run each job one-shot instead (its own dir, `AGENT
+JOB_DIR` under AGENT_RUN's watchdog), on the same connection and lock. The
+agent is one file in the store, the bundle of agent_bundle (mnn_agent-<sha16>.pyz).
 
 Nothing blocks for long without checking `interrupted`: a Ctrl-C stops a
 board within a fraction of a second, its agent killed, its job dir removed
@@ -43,11 +44,12 @@ from typing import Dict, List, Optional, Tuple
 import paramiko
 from fabric import Connection
 
+from ..agent_bundle import bundle
 from ..board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text, human_size
 from ..cache import sha256_file
 from ..endpoint import SshEndpoint
 from ..errors import BoardError, BoardResultError, Interrupted
-from ..job import AGENT_PATH, Job
+from ..job import Job
 from ..results import TargetResult
 from ..agent_protocol import ProtocolError, run_request
 from . import remote
@@ -443,7 +445,7 @@ class SshTarget(Target):
         # the agent and this first job's files in the store.
         self.enter("upload", on_stage)
         started = time.perf_counter()
-        files = [self.agent_file(job), *self.job_files(job)]
+        files = [self.agent_file(job.agent()), *self.job_files(job)]
         leftovers, hashes, links = self.begin_job(board, session_id, [item.name for item in files])
         if leftovers.describe():
             result.notes.append(f"cleaned up after earlier runs: {leftovers.describe()}")
@@ -514,9 +516,11 @@ class SshTarget(Target):
 
     # -- one job ---------------------------------------------------------------------------------------
 
-    def agent_file(self, job: Job) -> "StoreFile":
-        agent_sha = sha256_file(job.agent_path)
-        return StoreFile(f"mnn_agent-{agent_sha[:16]}.py", job.agent_path, agent_sha)
+    @staticmethod
+    def agent_file(agent: Path) -> "StoreFile":
+        """The agent in the store, by its SHA-256: mnn_agent-<sha16>.pyz for the bundle."""
+        agent_sha = sha256_file(agent)
+        return StoreFile(f"mnn_agent-{agent_sha[:16]}{agent.suffix}", agent, agent_sha)
 
     def job_files(self, job: Job) -> List["StoreFile"]:
         """The files a job needs in the store, by content: model, inputs (and raw images)."""
@@ -528,7 +532,7 @@ class SshTarget(Target):
 
     def run_job(self, board: "BoardConnection", job: Job, local_dir: Path, on_stage: StageCallback,
                 result: TargetResult) -> None:
-        agent_file, files = self.agent_file(job), self.job_files(job)
+        agent_file, files = self.agent_file(job.agent()), self.job_files(job)
         agent_path = board.paths.store_file(agent_file.name)
         model, inputs = (board.paths.store_file(item.name) for item in files[:2])
         images = board.paths.store_file(files[2].name) if job.images_path else None
@@ -977,8 +981,8 @@ class SshTarget(Target):
         health["notes"] = result.notes
 
     def store_files_for_probe(self) -> Dict[str, StoreFile]:
-        agent_sha = sha256_file(AGENT_PATH)
-        return {f"mnn_agent-{agent_sha[:16]}.py": StoreFile(f"mnn_agent-{agent_sha[:16]}.py", AGENT_PATH, agent_sha)}
+        agent = self.agent_file(bundle())
+        return {agent.name: agent}
 
     def clean(self) -> dict:
         """`harness boards --clean`: under the board's lock, remove leftovers and evict the store to its cap."""

@@ -86,7 +86,7 @@ def test_leftovers_are_cleaned_the_store_is_bounded_and_verified(rig, tmp_path):
         os.utime(path, (time.time() - 86400 * (3 - index),) * 2)
         old.append(path)
     # The stored agent and model changed on the board, same size: caught by their hashes, sent again.
-    (agent,) = store.glob("mnn_agent-*.py")
+    (agent,) = store.glob("mnn_agent-*.pyz")
     (model,) = store.glob("*.mnn")
     for path in (agent, model):
         data = bytearray(path.read_bytes())
