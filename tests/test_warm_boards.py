@@ -3,23 +3,26 @@
 Two emulated boards of their own (real sshd, real aarch64 MNN under qemu),
 driven through the executor as a run, a matrix and a night drive them: every
 setting on one agent with the one-shot numbers, an agent killed mid-job, a job
-past run_timeout, fifty jobs in a bounded memory, and Ctrl-C in the middle of
-a matrix.
+past run_timeout, fifty jobs in a bounded memory, Ctrl-C in the middle of a
+matrix, and the agent's one-file bundle in the boards' stores.
 """
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
 import signal
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from harness import agent_bundle
 from harness.emulation import board as emulated
 from harness.emulation.farm import farm_boards, farm_up
 from harness.executor import Executor, PlannedJob, Progress
@@ -224,3 +227,25 @@ def test_a_signal_mid_matrix_stops_every_board_and_keeps_what_finished(farm, tmp
     for board, marker in zip((a53, a76), markers):
         assert wait_for(lambda: not processes_naming(marker), timeout=15), processes_naming(marker)
         assert not (workdir(farm, board) / "lock").exists() and not list((workdir(farm, board) / "jobs").iterdir())
+
+
+def test_the_boards_run_the_agents_bundle_from_their_store(farm, tmp_path, write_file):
+    """Both ways a board runs the agent (resident and one-shot), under the real aarch64 MNN, run the one-file
+    bundle: the store holds it by its SHA-256, byte for byte, and no copy of the sources."""
+    a53, a76 = names()
+    inventory = load_inventory(inventory_with(farm, tmp_path, **{a53: {"resident": False}}))
+    prepared = prepare_run(load_scenario(write_file("b.yaml", scenario_text(["x86", a53, a76]))), inventory,
+                           tmp_path / "r")
+    with Executor() as executor:
+        (report,) = run_together([prepared], executor)
+    assert report.exit_code == 0
+    assert {board: report.results[board].facts["agent"]["mode"] for board in (a53, a76)} == \
+        {a53: "one-shot", a76: "resident"}
+    assert {report.results[board].facts["machine"] for board in (a53, a76)} == {"aarch64"}
+    bundle = agent_bundle.bundle()
+    name = f"mnn_agent-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]}.pyz"
+    for board in (a53, a76):
+        store = workdir(farm, board) / "store"
+        assert sorted(path.name for path in store.glob("mnn_agent-*")) == [name]
+        assert (store / name).read_bytes() == bundle.read_bytes() and zipfile.is_zipfile(store / name)
+        assert not list(store.glob("*.py"))
