@@ -374,7 +374,9 @@ def cmd_report(args, console: Console) -> int:
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
             print((run_dir / "matrix.json").read_text())
-        render_records(scenario_name, records, code, run_dir, console)
+        saved = json.loads((run_dir / "matrix.json").read_text())
+        render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
+                       interrupted=saved.get("interrupted"))
         return code
     try:
         data = json.loads((run_dir / "summary.json").read_text())
