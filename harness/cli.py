@@ -374,7 +374,9 @@ def cmd_report(args, console: Console) -> int:
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
             print((run_dir / "matrix.json").read_text())
-        render_records(scenario_name, records, code, run_dir, console)
+        saved = json.loads((run_dir / "matrix.json").read_text())
+        render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
+                       interrupted=saved.get("interrupted"))
         return code
     try:
         data = json.loads((run_dir / "summary.json").read_text())
@@ -499,7 +501,10 @@ def cmd_boards(args, console: Console) -> int:
                 console.print(f"[yellow]{escape(item['board'])}: its workdir {escape(item['workdir'])} did not exist "
                               "(a new board, or /tmp cleared by a reboot): made it[/]", highlight=False)
             if item["error"]:
-                console.print(f"[red]{escape(item['board'])}: {escape(item['error'])}[/]", highlight=False)
+                # Board errors name their board already (they are read alone too, in logs).
+                error = item["error"]
+                error = error if error.startswith(f"{item['board']}: ") else f"{item['board']}: {error}"
+                console.print(f"[red]{escape(error)}[/]", highlight=False)
             if item.get("warning"):
                 console.print(f"[yellow]{escape(item['board'])}: {escape(item['warning'])}[/]", highlight=False)
     return 0 if all(item["reachable"] for item in health) else 3

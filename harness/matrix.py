@@ -25,6 +25,7 @@ from .compare import format_metric
 from .fold import Column, FoldingTable
 from .interrupt import Interruption
 from .inventory import Inventory
+from .results import INTERRUPTED
 from .outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
                       what_failed)
 from .report import summary
@@ -75,6 +76,8 @@ class MatrixReport:
     interrupted: Optional[str] = None
     """The signal that stopped the matrix, or None."""
     interrupted_exit_code: int = 130
+    planned: int = 0
+    """How many settings the matrix has: an interrupted matrix ran fewer."""
 
     @property
     def exit_code(self) -> int:
@@ -116,7 +119,7 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     for setting in settings:
         check_converter_args(setting.scenario.model.converter_args)
     run_dir = run_folder(reports_dir, new_run_id(scenario))
-    report = MatrixReport(run_dir.name, run_dir, scenario)
+    report = MatrixReport(run_dir.name, run_dir, scenario, planned=len(settings))
     # The settings that ran before one failed are results: their folder stays, with a matrix.json.
     with new_run_folder(run_dir, keep=lambda: bool(report.runs)):
         try:
@@ -157,6 +160,8 @@ def cell(record: dict, board: str) -> Text:
     """
     if board not in (record.get("boards") or {}) and board != conversion_label(record):
         return Text("–", "dim")
+    if ((record.get("boards") or {}).get(board) or {}).get("status") == INTERRUPTED:
+        return Text("STOPPED\ninterrupted", "bold yellow")
     rows = [v for v in verdicts(record) if v.board == board]
     if not rows:
         return Text("ref", "dim")
@@ -203,6 +208,9 @@ LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreemen
           "backend) and the first limit it broke")
 
 
+STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
+
+
 def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
     """Each setting's label with its run's record (summary.json as a dict): what the matrix views read."""
     return [(setting.label, summary(single)) for setting, single in report.runs]
@@ -228,9 +236,12 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
         boards += [name for name in labels if name not in boards]
     ordered = sorted(records, key=lambda item: (item[1]["exit_code"] == 0, item[0]))
     title = f"Which settings diverge on which boards ({scenario_name})"
+    stopped = any((board or {}).get("status") == INTERRUPTED for _, record in records
+                  for board in (record.get("boards") or {}).values())
+    legends = [LEGEND, ABBREVIATION_LEGEND] + ([STOPPED_LEGEND] if stopped else [])
     if len(boards) <= len(ordered):
         table = FoldingTable([Column("Setting", key=True)] + [Column(board, wrap=True) for board in boards],
-                             title=title, legend=[LEGEND, ABBREVIATION_LEGEND])
+                             title=title, legend=legends)
         for label, record in ordered:
             table.add_row(label, *[cell(record, board) for board in boards])
         return table
@@ -239,8 +250,7 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
     table = FoldingTable([Column("Board", key=True)] + [Column(f"S{index}", wrap=True)
                                                         for index in range(1, len(ordered) + 1)],
                          title=title, legend=[f"S{index} = {label}"
-                                              for index, (label, _) in enumerate(ordered, 1)]
-                         + [LEGEND, ABBREVIATION_LEGEND])
+                                              for index, (label, _) in enumerate(ordered, 1)] + legends)
     for board in failing_first:
         table.add_row(board, *[cell(record, board) for _, record in ordered])
     return table
@@ -251,11 +261,12 @@ def matrix_table(report: MatrixReport) -> FoldingTable:
 
 
 def render_matrix(report: MatrixReport, console: Console) -> None:
-    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console)
+    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
+                   planned=report.planned, interrupted=report.interrupted)
 
 
 def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_code: int, run_dir: Path,
-                   console: Console) -> None:
+                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None) -> None:
     """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
     console.print(matrix_view(scenario_name, records))
     seen = set()
@@ -269,22 +280,32 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
                                         f" — {where}{finding['message']} [first in {label}]"))
     console.print(f"[dim]results: {run_dir}/<setting>/[/]")
-    console.print(matrix_summary_line(records, exit_code))
+    console.print(matrix_summary_line(records, exit_code, planned, interrupted))
 
 
-def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int) -> Text:
-    """The last line: which settings diverge, each with what failed first in it."""
-    failing = sorted((label, record) for label, record in records if record.get("exit_code"))
+def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int, planned: Optional[int] = None,
+                        interrupted: Optional[str] = None) -> Text:
+    """The last line: which settings diverge, each with what failed first in it; for an interrupted matrix,
+    how far it got first (a setting stopped midway is not a divergence)."""
+    stopped = [label for label, record in records if record.get("interrupted")]
+    finished = [(label, record) for label, record in records if not record.get("interrupted")]
+    failing = sorted((label, record) for label, record in finished if record.get("exit_code"))
+    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
+    if interrupted or stopped:
+        total = max(planned or 0, len(records))
+        so_far = f"{len(failing)} diverge: {named}" if failing else "none diverge"
+        return Text(f"INTERRUPTED ({interrupted or 'a signal'})  {len(finished)} of {total} setting(s) finished "
+                    f"({so_far}), {len(stopped)} stopped midway, {total - len(records)} not started  "
+                    f"[exit {exit_code}]", "bold yellow")
     if not failing:
         return Text(f"PASS  all {len(records)} setting(s) match on every board", "bold green")
-    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
     return Text(f"FAIL  {len(failing)} of {len(records)} setting(s) diverge: {named}  [exit {exit_code}]",
                 "bold red")
 
 
 def write_matrix_json(report: MatrixReport) -> Path:
     data = {"schema": 1, "matrix_id": report.matrix_id, "scenario": report.scenario.name,
-            "exit_code": report.exit_code,
+            "exit_code": report.exit_code, "planned": report.planned, "interrupted": report.interrupted,
             "settings": [{"label": s.label, **s.values, "converter": s.converter,
                           "converter_args": list(s.scenario.model.converter_args), "run_id": r.run_id,
                           "exit_code": r.exit_code} for s, r in report.runs]}
