@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from .errors import HarnessError
-from .interrupt import signals_handled
-from .inventory import find_inventory, load_inventory
-from .runner import EXIT_CONFIG
+from .core.errors import HarnessError
+from .core.inventory import find_inventory, load_inventory
+from .execution.interrupt import signals_handled
+from .plans.run import EXIT_CONFIG
 
 
 WEEK_S = 7 * 86400.0
@@ -184,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             return error.exit_code
         except KeyboardInterrupt:
-            labgrid = sys.modules.get(f"{__package__}.targets.labgrid")
+            labgrid = sys.modules.get(f"{__package__}.execution.targets.labgrid")
             if labgrid is not None:  # places held while no board ran (a probe): back to the lab at once
                 labgrid.release_held_places()
             console.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
@@ -199,10 +199,10 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
-    from .executor import Executor, Progress
-    from .report import TerminalProgress, render
-    from .runner import run_scenario
-    from .scenario import load_scenario
+    from .execution.executor import Executor, Progress
+    from .views.terminal import TerminalProgress, render
+    from .plans.run import run_scenario
+    from .core.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -225,8 +225,8 @@ def cmd_run(args, console: Console) -> int:
         render(data, console, report.run_dir)
         show_files(report.run_dir, console)
         if searching:
-            from .layers import search_layers, write_layers_files
-            from .layers_view import render_layers
+            from .plans.layers import search_layers, write_layers_files
+            from .views.layers import render_layers
 
             console.print(f"[bold]Looking for the first op that goes wrong on {', '.join(failing)}[/]")
             with console.status("tracing every op"):
@@ -245,9 +245,9 @@ def show_files(run_dir: Path, console: Console) -> None:
 
 
 def cmd_layers(args, console: Console) -> int:
-    from .layers import search_layers, write_layers_files
-    from .layers_view import render_layers
-    from .scenario import load_scenario
+    from .plans.layers import search_layers, write_layers_files
+    from .views.layers import render_layers
+    from .core.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -269,8 +269,8 @@ def cmd_layers(args, console: Console) -> int:
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
     """A scenario with a matrix: every setting is a run of its own; one table says which diverge where."""
-    from .matrix import expand, render_matrix, run_matrix
-    from .report import TerminalProgress
+    from .plans.matrix import expand, render_matrix, run_matrix
+    from .views.terminal import TerminalProgress
 
     settings = expand(scenario)
     console.print(f"[bold]{len(settings)} settings[/]: {', '.join(s.label for s in settings)}")
@@ -311,9 +311,9 @@ def write_run_files(report, console: Console, keep_outputs_mb: float = 0.0) -> d
     in memory); summary.json is the record and is written next; a JUnit or HTML
     writer that breaks is reported in yellow and does not change the exit code.
     """
-    from .html_report import write_html
-    from .junit import write_junit
-    from .report import summary, write_summary
+    from .views.html import write_html
+    from .views.junit import write_junit
+    from .views.terminal import summary, write_summary
 
     report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
     write_summary(report)
@@ -328,7 +328,7 @@ def write_run_files(report, console: Console, keep_outputs_mb: float = 0.0) -> d
 
 
 def cmd_nightly(args, console: Console) -> int:
-    from .nightly import load_nightly, nightly_json, render_night, run_nightly
+    from .plans.night import load_nightly, nightly_json, render_night, run_nightly
 
     config = load_nightly(args.file)
     result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout,
@@ -341,7 +341,7 @@ def cmd_nightly(args, console: Console) -> int:
 
 def find_run(reports: Path, run_id: str) -> Path:
     """The run folder an id names: a path, a folder under reports (a matrix setting too), or a unique part of one."""
-    from .errors import ConfigError
+    from .core.errors import ConfigError
 
     for candidate in (Path(run_id), reports / run_id):
         if (candidate / "summary.json").is_file() or (candidate / "matrix.json").is_file():
@@ -364,12 +364,12 @@ def find_run(reports: Path, run_id: str) -> Path:
 
 
 def cmd_report(args, console: Console) -> int:
-    from .errors import ConfigError
-    from .report import render
+    from .core.errors import ConfigError
+    from .views.terminal import render
 
     run_dir = find_run(Path(args.reports), args.run_id)
     if (run_dir / "matrix.json").is_file():
-        from .matrix import render_records, stored_records
+        from .plans.matrix import render_records, stored_records
 
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
@@ -388,11 +388,11 @@ def cmd_report(args, console: Console) -> int:
 
 
 def cmd_history(args, console: Console) -> int:
-    from .compare import format_metric
-    from .errors import ConfigError
-    from .fold import Column, FoldingTable
-    from .history import TREND_METRICS, History, last_value, row_label_metric, sparkline
-    from .nightly import HISTORY_FILE
+    from .analysis.compare import format_metric
+    from .core.errors import ConfigError
+    from .views.fold import Column, FoldingTable
+    from .record.history import TREND_METRICS, History, last_value, row_label_metric, sparkline
+    from .plans.night import HISTORY_FILE
 
     path = Path(args.reports) / HISTORY_FILE
     if not path.is_file():
@@ -431,8 +431,8 @@ def cmd_history(args, console: Console) -> int:
 
 
 def cmd_prepare(args, console: Console) -> int:
-    from .model import prepare_model
-    from .scenario import load_scenario
+    from .core.model import prepare_model
+    from .core.scenario import load_scenario
 
     for path in args.scenarios:
         scenario = load_scenario(path)
@@ -445,7 +445,7 @@ def cmd_prepare(args, console: Console) -> int:
 def cmd_boards(args, console: Console) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .targets import make_target
+    from .execution.targets import make_target
 
     inventory = load_inventory(find_inventory(args.inventory))
     targets = [make_target(board) for board in inventory.boards.values()]
@@ -469,7 +469,7 @@ def cmd_boards(args, console: Console) -> int:
     if args.json:
         print(json.dumps(health, indent=1))
     else:
-        from .fold import Column, FoldingTable
+        from .views.fold import Column, FoldingTable
 
         console.print(f"[bold]Boards of[/] {escape(str(inventory.path))}")
         table = FoldingTable([Column("Board", key=True), Column("Up"), Column("Machine"), Column("Python"),
@@ -509,7 +509,7 @@ def cmd_farm(args, console: Console) -> int:
     from .emulation import board as emulated
     from .emulation import farm as farms
     from .emulation.labgrid_farm import labgrid_status, labgrid_up
-    from .errors import ConfigError
+    from .core.errors import ConfigError
 
     def log(message):
         console.print(f"[dim]{escape(message)}[/]")
@@ -611,7 +611,7 @@ def farm_status(args, console: Console) -> None:
     from .emulation import board as emulated
     from .emulation import farm as farms
     from .emulation.labgrid_farm import labgrid_status
-    from .fold import Column, FoldingTable
+    from .views.fold import Column, FoldingTable
 
     member_of = {**{board: lab for lab, boards in lab_boards().items() for board in boards}, **farms.farm_of()}
     names = emulated.list_boards()
@@ -662,8 +662,8 @@ def farm_status(args, console: Console) -> None:
 
 
 def cmd_inspect(args, console: Console) -> int:
-    from .fold import Column, FoldingTable
-    from .inspect_model import inspect_model, resolve_model_path
+    from .views.fold import Column, FoldingTable
+    from .core.inspect_model import inspect_model, resolve_model_path
 
     path = resolve_model_path(args.model)
     signature = inspect_model(path)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import step_series
-from harness.scenario import OutputSpec
+from harness.analysis.compare import step_series
+from harness.core.scenario import OutputSpec
 
 from .conftest import scenario_text
 

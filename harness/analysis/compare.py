@@ -36,8 +36,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .results import TargetResult
-from .scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from ..core.results import TargetResult
+from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
 
 REL_FLOOR = 1e-6
 

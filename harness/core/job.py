@@ -19,7 +19,7 @@ from .board_files import (DUMP_JSON_MAX, DUMP_NPZ_MAX, ITEM_BYTES_MAX, NPZ_MEMBE
 from .cache import sha256_file
 from .errors import BoardResultError
 
-AGENT_PATH = Path(__file__).resolve().parent.parent / "agent" / "mnn_agent.py"
+AGENT_PATH = Path(__file__).resolve().parents[2] / "agent" / "mnn_agent.py"
 JOB_SCHEMA = 2
 """The job.json the host writes; the agent's docstring documents it (and reads schema 1 too)."""
 

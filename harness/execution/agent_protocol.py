@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .errors import HarnessError
+from ..core.errors import HarnessError
 
 PROTOCOL = 1
 """The version this host speaks; an agent saying another in its hello is not used (one-shot instead)."""

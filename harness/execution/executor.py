@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..core.inventory import BoardSpec
+from ..core.job import Job
+from ..core.results import INTERRUPTED, OK, TargetResult
 from .interrupt import Interruption
-from .inventory import BoardSpec
-from .job import Job
-from .results import INTERRUPTED, OK, TargetResult
 from .targets import make_target
 from .targets.base import Target
 

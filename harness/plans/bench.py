@@ -44,16 +44,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..core.errors import BoardError, HarnessError
+from ..core.inventory import load_inventory
+from ..core.job import AGENT_PATH
+from ..core.scenario import load_scenario
+from ..emulation import board as emulated
+from ..emulation.farm import farm_boards, farm_up
 from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
-from .emulation import board as emulated
-from .emulation.farm import farm_boards, farm_up
-from .errors import BoardError, HarnessError
-from .inventory import load_inventory
-from .job import AGENT_PATH
-from .runner import RunReport, run_scenario
-from .scenario import load_scenario
+from .run import RunReport, run_scenario
 
-TINY_SEGNET = Path(__file__).resolve().parent.parent / "scenarios" / "models" / "tiny_segnet.py"
+TINY_SEGNET = Path(__file__).resolve().parents[2] / "scenarios" / "models" / "tiny_segnet.py"
 STAGES = ("connect", "lock", "upload", "run", "download", "read")
 """The stages a board's TargetResult.timings records, in the order they happen."""
 

@@ -31,12 +31,12 @@ from typing import Callable, Dict, List
 from rich.console import Console
 from rich.table import Table
 
-from .errors import BoardError
-from .inventory import load_inventory
+from ..core.errors import BoardError
+from ..core.inventory import load_inventory
+from ..core.results import TargetResult
+from ..core.scenario import load_scenario
 from .matrix import MatrixReport, run_matrix
-from .nightly import load_nightly, run_nightly
-from .results import TargetResult
-from .scenario import load_scenario
+from .night import load_nightly, run_nightly
 
 GOALS = {"matrix_speedup": 5.0, "board_wall_ratio": 1.3, "job_overhead_ratio": 0.10}
 """The issue's goals for the ratios below."""

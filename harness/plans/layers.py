@@ -29,20 +29,20 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .cache import sha256_file
-from .errors import ConfigError, Interrupted
-from .interrupt import Interruption
-from .inventory import BoardSpec, Inventory
-from .job import Job
-from .mnn_graph import MnnFileError, read_mnn_graph
-from .model import prepare_model
-from .opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
+from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
                      first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
-from .opmap import map_ops, mapping_summary, read_source_graph
-from .results import TargetResult
-from .executor import Executor, PlannedJob
-from .runner import new_run_folder, new_run_id, prepare_inputs, run_folder
-from .scenario import Scenario
+from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
+from ..core.cache import sha256_file
+from ..core.errors import ConfigError, Interrupted
+from ..core.inventory import BoardSpec, Inventory
+from ..core.job import Job
+from ..core.mnn_graph import MnnFileError, read_mnn_graph
+from ..core.model import prepare_model
+from ..core.results import TargetResult
+from ..core.scenario import Scenario
+from ..execution.executor import Executor, PlannedJob
+from ..execution.interrupt import Interruption
+from .run import new_run_folder, new_run_id, prepare_inputs, run_folder
 
 DEFAULT_BUDGET_MB = 256.0
 """Whole tensors fetched from each board for the replay (SegFormer-512 has 764 MB of op outputs)."""
@@ -99,7 +99,7 @@ def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.nd
 
 
 def side_of(board: str, settings: dict, result: TargetResult) -> Side:
-    from .diagnose import arithmetic
+    from ..analysis.diagnose import arithmetic
 
     facts = result.facts or {}
     features = [str(f) for f in facts.get("cpu_features") or []]
@@ -333,7 +333,7 @@ def attach_mappings(report: LayersReport, model) -> str:
 
 def write_layers_files(report: LayersReport) -> Dict[str, Path]:
     """layers.json (the record), report.html and one Model Explorer node-data file per board."""
-    from .layers_view import model_explorer_data, render_layers_html
+    from ..views.layers import model_explorer_data, render_layers_html
 
     run_dir = Path(report.run_dir)
     written = {}

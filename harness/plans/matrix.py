@@ -21,17 +21,17 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from rich.console import Console
 from rich.text import Text
 
-from .compare import format_metric
-from .fold import Column, FoldingTable
-from .interrupt import Interruption
-from .inventory import Inventory
-from .outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
+from ..analysis.compare import format_metric
+from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
                       what_failed)
-from .report import summary
-from .executor import Executor, Progress
-from .runner import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport, new_run_folder, new_run_id,
+from ..core.inventory import Inventory
+from ..core.scenario import Scenario
+from ..execution.executor import Executor, Progress
+from ..execution.interrupt import Interruption
+from ..views.fold import Column, FoldingTable
+from ..views.terminal import summary
+from .run import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport, new_run_folder, new_run_id,
                      prepare_run, run_folder, run_scenario, run_together, select_targets)
-from .scenario import Scenario
 
 SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
 
@@ -106,7 +106,7 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     other, each with its own connections and an agent process per job (as before sessions; the bench's
     baseline).
     """
-    from .model import check_converter_args
+    from ..core.model import check_converter_args
 
     interruption = interruption or Interruption()
     settings = expand(scenario)

@@ -31,15 +31,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from .dashboard import write_dashboard
-from .errors import HarnessError
-from .fold import Column, FoldingTable
-from .history import History, NightDiff, RegressionPolicy, RunRecord, is_busy, regressions_text
-from .inventory import Inventory, find_inventory, load_inventory
-from .outcome import summary_text
-from .runner import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
-from .scenario import Scenario, load_scenario
-from .yamlfile import Section, load_yaml
+from ..analysis.outcome import summary_text
+from ..core.errors import HarnessError
+from ..core.inventory import Inventory, find_inventory, load_inventory
+from ..core.scenario import Scenario, load_scenario
+from ..core.yamlfile import Section, load_yaml
+from ..record.history import History, NightDiff, RegressionPolicy, RunRecord, is_busy, regressions_text
+from ..views.dashboard import write_dashboard
+from ..views.fold import Column, FoldingTable
+from .run import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
 
 HISTORY_FILE = "history.sqlite"
 EXIT_HISTORY = 4
@@ -128,7 +128,7 @@ class NightResult:
 
 def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun]:
     """Every scenario and inventory read and checked before anything runs."""
-    from .runner import select_targets
+    from .run import select_targets
 
     planned = []
     for entry in config.runs:
@@ -200,11 +200,11 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     run at once, a reference whose inputs two scenarios share computed once. warm=False: one run after the
     other, a connection and an agent process per job (as before sessions; the bench's baseline).
     """
-    from .cli import write_run_files
-    from .executor import Executor
-    from .interrupt import Interruption
-    from .report import TerminalProgress, summary_line
-    from .runner import prepare_run, run_scenario, run_together
+    from ..cli import write_run_files
+    from ..execution.executor import Executor
+    from ..execution.interrupt import Interruption
+    from ..views.terminal import TerminalProgress, summary_line
+    from .run import prepare_run, run_scenario, run_together
 
     interruption = interruption or Interruption()
     planned = plan(config, inventory_arg)

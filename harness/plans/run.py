@@ -20,25 +20,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
-from . import __version__
-from .backend import backend_problem
-from .cache import sha256_file
-from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
-from .diagnose import attributions, diagnose
-from .errors import ConfigError
-from .executor import Executor, PlannedJob, Progress
-from .inputs import InputSet, build_inputs
-from .interrupt import Interruption
-from .inventory import BoardSpec, Inventory, boards_named
-from .job import Job
-from .model import ModelArtifact, prepare_model
-from .model_shapes import output_shapes
-from .preprocess import preprocess_spec, save_raw_images
-from .results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
-from .scenario import Scenario
-from .targets.remote import safe_name
-from .targets.source import source_board
-from .yamlfile import name_problem
+from .. import __version__
+from ..analysis.compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
+from ..analysis.diagnose import attributions, diagnose
+from ..core.backend import backend_problem
+from ..core.cache import sha256_file
+from ..core.errors import ConfigError
+from ..core.inputs import InputSet, build_inputs
+from ..core.inventory import BoardSpec, Inventory, boards_named
+from ..core.job import Job
+from ..core.model import ModelArtifact, prepare_model
+from ..core.model_shapes import output_shapes
+from ..core.preprocess import preprocess_spec, save_raw_images
+from ..core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
+from ..core.scenario import Scenario
+from ..core.yamlfile import name_problem
+from ..execution.executor import Executor, PlannedJob, Progress
+from ..execution.interrupt import Interruption
+from ..execution.targets.remote import safe_name
+from ..execution.targets.source import source_board
 
 EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
 
@@ -189,7 +189,7 @@ def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List
         labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
         if labgrid:
             # labgrid places are chosen by their tags on the coordinator, a pool giving one board per place.
-            from .targets.labgrid import boards_for_tags
+            from ..execution.targets.labgrid import boards_for_tags
 
             places = [board for board in boards_for_tags(labgrid, scenario.tags, names)
                       if not only or board.name in only]

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from .compare import format_metric
-from .junit import comparisons_of
-from .outcome import label_metric, parity_verdicts, verdicts
+from ..analysis.compare import format_metric
+from ..analysis.outcome import label_metric, parity_verdicts, verdicts
+from ..views.junit import comparisons_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .compare import format_metric
-from .history import (ERROR_FLOOR, TREND_METRICS, History, Key, NightDiff, last_value, regressions_text,
+from ..analysis.compare import format_metric
+from ..analysis.outcome import LABEL_NAMES
+from ..record.history import (ERROR_FLOOR, TREND_METRICS, History, Key, NightDiff, last_value, regressions_text,
                       row_label_metric)
-from .outcome import LABEL_NAMES
 
 DASHBOARD_FILE = "index.html"
 NIGHTS_SHOWN = 30
@@ -150,7 +150,7 @@ def render_dashboard(history: History, reports_dir: Path, diff: Optional[NightDi
     rows = history.trend(None, nights, TREND_METRICS)
     run_ids = history.run_ids(ids)
     if diff is None and ids:
-        from .history import RegressionPolicy
+        from ..record.history import RegressionPolicy
 
         diff = history.compare(ids[-1], RegressionPolicy())
     standing = standings(diff)

@@ -23,11 +23,11 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-from .compare import format_metric
+from ..analysis.compare import format_metric
+from ..analysis.outcome import ERROR, UNUSABLE, label_metric, output_kind, summary_text, verdicts
+from ..core.results import OK
 from .junit import comparisons_of
-from .outcome import ERROR, UNUSABLE, label_metric, output_kind, summary_text, verdicts
-from .report import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
-from .results import OK
+from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
 PICTURE_PX = 192
 """Displayed size of the longer side of every picture (the PNGs are scaled with pixelated rendering)."""

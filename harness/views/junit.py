@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, conversion_label, parity_verdicts, verdicts
+from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, conversion_label, parity_verdicts, verdicts
 
 METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
 

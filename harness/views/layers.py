@@ -13,8 +13,8 @@ from typing import List, Optional
 from rich.console import Console
 from rich.text import Text
 
+from ..analysis.opdiff import BoardLayers, LayersReport, OpRow
 from .fold import Column, FoldingTable
-from .opdiff import BoardLayers, LayersReport, OpRow
 
 MARKS = {"introduced": ("✗", "bold red"), "inherited": ("~", "yellow"), "ok": ("✓", "green"),
          "over": ("?", "red"), "unmatched": (" ", "dim")}
@@ -159,7 +159,7 @@ def render_layers(report: LayersReport, console: Console, show_all: bool = False
 # ---- report.html --------------------------------------------------------------------------------
 
 def render_layers_html(report: LayersReport) -> str:
-    from .html_report import CSS, esc, line_chart_svg
+    from .html import CSS, esc, line_chart_svg
 
     css = CSS + "td.wrap{max-width:420px;overflow-wrap:anywhere;font-size:12px}\n"
     parts = [f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>mnn-harness layers "

@@ -25,14 +25,14 @@ from rich.progress import SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from .backend import fallback, ran_text
-from .compare import format_metric
-from .fold import Column, FoldingTable
-from .history import sparkline
-from .outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
+from ..analysis.compare import format_metric
+from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
                       summary_text, verdicts)
-from .results import INTERRUPTED, OK, TargetResult
-from .runner import Progress, RunReport
+from ..core.backend import fallback, ran_text
+from ..core.results import INTERRUPTED, OK, TargetResult
+from ..plans.run import Progress, RunReport
+from ..record.history import sparkline
+from .fold import Column, FoldingTable
 
 SUMMARY_SCHEMA = 2
 """2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""

@@ -13,11 +13,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from ..board_files import clean_text, read_log_tail
-from ..errors import BoardError, BoardResultError, Interrupted
-from ..inventory import BoardSpec
-from ..job import Job, read_agent_result, read_preprocessed
-from ..results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
+from ...core.board_files import clean_text, read_log_tail
+from ...core.errors import BoardError, BoardResultError, Interrupted
+from ...core.inventory import BoardSpec
+from ...core.job import Job, read_agent_result, read_preprocessed
+from ...core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 
 StageCallback = Callable[[str], None]
 """Told the stage a target enters: "reserve", "connect", "lock", "upload", "run", "download"."""

@@ -37,11 +37,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..endpoint import SshEndpoint
-from ..errors import BoardError, SetupError
-from ..inventory import BoardSpec
-from ..job import Job
-from ..results import TargetResult
+from ...core.endpoint import SshEndpoint
+from ...core.errors import BoardError, SetupError
+from ...core.inventory import BoardSpec
+from ...core.job import Job
+from ...core.results import TargetResult
 from .base import StageCallback
 from .ssh import SshTarget
 

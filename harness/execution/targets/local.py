@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_json
-from ..errors import BoardError, BoardResultError, Interrupted
-from ..job import AGENT_PATH, Job
-from ..results import TargetResult
+from ...core.board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_json
+from ...core.errors import BoardError, BoardResultError, Interrupted
+from ...core.job import AGENT_PATH, Job
+from ...core.results import TargetResult
 from .base import StageCallback, Target
 from .resident import AgentCannotServe, AgentDied, AgentDiedError, AgentLink, AgentTimedOut, ResidentAgent
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from ..errors import BoardError, Interrupted
+from ...core.errors import BoardError, Interrupted
 
 POLL_S = 1.0
 HOLDERLESS_GRACE_S = 60.0

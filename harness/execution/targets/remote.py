@@ -22,7 +22,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
-from ..errors import BoardError
+from ...core.errors import BoardError
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")

@@ -23,8 +23,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable, Optional
 
+from ...core.errors import BoardResultError
 from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
-from ..errors import BoardResultError
 
 POLL_S = 0.05
 """How often a wait checks the interruption, the heartbeat and the agent's process."""

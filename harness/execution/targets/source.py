@@ -15,11 +15,11 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ..cache import sha256_file
-from ..errors import BoardError
-from ..inventory import BoardSpec
-from ..job import Job
-from ..results import TargetResult
+from ...core.cache import sha256_file
+from ...core.errors import BoardError
+from ...core.inventory import BoardSpec
+from ...core.job import Job
+from ...core.results import TargetResult
 from .base import StageCallback, Target
 
 SOURCE_NAMES = {"ONNX": "onnxruntime", "TFLITE": "litert"}

@@ -43,12 +43,12 @@ from typing import Dict, List, Optional, Tuple
 import paramiko
 from fabric import Connection
 
-from ..board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text, human_size
-from ..cache import sha256_file
-from ..endpoint import SshEndpoint
-from ..errors import BoardError, BoardResultError, Interrupted
-from ..job import AGENT_PATH, Job
-from ..results import TargetResult
+from ...core.board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text, human_size
+from ...core.cache import sha256_file
+from ...core.endpoint import SshEndpoint
+from ...core.errors import BoardError, BoardResultError, Interrupted
+from ...core.job import AGENT_PATH, Job
+from ...core.results import TargetResult
 from ..agent_protocol import ProtocolError, run_request
 from . import remote
 from .base import StageCallback, Target
@@ -218,7 +218,7 @@ class SshTarget(Target):
     def endpoint(self) -> SshEndpoint:
         board = self.board
         if board.kind == "emulated":
-            from ..emulation.board import EmulatedBoardSpec, ensure_running
+            from ...emulation.board import EmulatedBoardSpec, ensure_running
 
             return ensure_running(EmulatedBoardSpec(name=board.name, cpu=board.cpu,
                                                     mnn_version=board.mnn_version or "3.6.1"),
