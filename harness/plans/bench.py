@@ -1,4 +1,4 @@
-"""What the harness costs, as ratios measured side by side in one run: `python -m harness.bench` (`make bench`).
+"""What the harness costs, as ratios measured side by side in one run (`python -m harness.bench`, `make bench`).
 
 Absolute times on a shared machine say little; ratios of runs made next to
 each other, on the same boards, with the same scenario, say more. Three:
@@ -26,88 +26,29 @@ Every measurement is repeated (--repeat) and shown as median [min - max].
 The bench starts its own boards (prefix bench<pid>) and removes them at the end.
 """
 
-import argparse
-import json
-import os
 import shutil
-import statistics
-import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Tuple
 
 import yaml
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from ..core.errors import BoardError, HarnessError
+from ..core.errors import BoardError
 from ..core.inventory import load_inventory
 from ..core.job import AGENT_PATH
 from ..core.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.farm import farm_boards, farm_up
+from .bench_common import background_load, cpu_ticks, host_cores, scenario_text, spread
 from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
 from .run import RunReport, run_scenario
 
-TINY_SEGNET = Path(__file__).resolve().parents[2] / "scenarios" / "models" / "tiny_segnet.py"
 STAGES = ("connect", "lock", "upload", "run", "download", "read")
 """The stages a board's TargetResult.timings records, in the order they happen."""
-
-
-def scenario_text(targets: List[str], precision: str = "normal", size: int = 64,
-                  images=("skimage:astronaut",), tolerance: str = "", extra_run: str = "",
-                  name: str = "tiny") -> str:
-    """The light scenario of the bench and the tests: tiny_segnet at size x size.
-
-    tolerance and extra_run are YAML fragments appended inside the tolerance
-    and run mappings (", max_rel: 1", ", iterations: 10").
-    """
-    return textwrap.dedent(f"""\
-        name: {name}
-        model:
-          build: {TINY_SEGNET}
-          build_args: {{height: {size}, width: {size}, num_classes: 8, seed: 0}}
-        inputs:
-          images: [{", ".join(images)}]
-        preprocess:
-          resize: {{height: {size}, width: {size}, interpolation: area}}
-          mean: [0.485, 0.456, 0.406]
-          std: [0.229, 0.224, 0.225]
-        run: {{precision: {precision}{extra_run}}}
-        targets: [{", ".join(targets)}]
-        tolerance: {{max_abs: 1e-3{tolerance}}}
-        outputs:
-          logits: {{kind: class_logits, tolerance: {{min_argmax_agreement: 0.99}}}}
-        """)
-
-
-def spread(samples: List[float]) -> Dict[str, object]:
-    """median, min, max and the samples themselves, for the table and the JSON."""
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "samples": list(samples)}
-
-
-def cpu_ticks() -> tuple:
-    """(busy, total) jiffies of all the host's CPUs, from /proc/stat."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
-
-
-def background_load(seconds: float = 1.0) -> float:
-    """How busy the host's CPUs are while the bench itself waits (0..1): the machine is shared."""
-    busy, total = cpu_ticks()
-    time.sleep(seconds)
-    busy_after, total_after = cpu_ticks()
-    return (busy_after - busy) / max(1, total_after - total)
-
-
-def host_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass
@@ -370,57 +311,33 @@ def limits(data: dict) -> List[str]:
     return lines
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--boards", type=int, default=4, help="boards in the farm run (default 4)")
-    parser.add_argument("--repeat", type=int, default=3, help="times each measurement is made (default 3)")
-    parser.add_argument("--iterations", type=int, default=1, help="timed inferences per run on each board")
-    parser.add_argument("--prefix", default=f"bench{os.getpid()}", help="name prefix of the bench's boards")
-    parser.add_argument("--matrix-settings", type=int, choices=(1, 2, 4, 8, 16), default=16,
-                        help="settings of the matrix run one-shot and resident (default 16)")
-    parser.add_argument("--night-scenarios", type=int, default=3, help="scenarios of the night (default 3)")
-    parser.add_argument("--json", action="store_true", help="print the measurements as JSON on stdout")
-    args = parser.parse_args(argv)
-    if args.boards < 1 or args.repeat < 1 or args.iterations < 1 or args.night_scenarios < 1:
-        parser.error("--boards, --repeat, --iterations and --night-scenarios must be at least 1")
-    console = Console(stderr=args.json)
-    progress = (lambda message: print(f"bench: {message}", file=sys.stderr, flush=True))
+def views(data: dict) -> list:
+    """Everything the bench prints, in order: the farm's tables and what they mean, then the sessions'."""
+    return [*tables(data), *limits(data),
+            *sessions_tables(data["sessions"], _table, _median, _range, data["boards"], data["cores"]),
+            *sessions_verdicts(data["sessions"])]
 
+
+def run_bench(boards: int, repeat: int, iterations: int, prefix: str, matrix_settings: int, night_scenarios: int,
+              progress: Callable[[str], None]) -> Tuple[dict, int]:
+    """Start the bench's own boards (named prefix-...), measure the farm, then the sessions, and remove the
+    boards whatever happens; the measurements and how many runs they took."""
     started = time.perf_counter()
-    names = [board.name for board in farm_boards(args.boards, args.prefix)]
+    names = [board.name for board in farm_boards(boards, prefix)]
     try:
         with tempfile.TemporaryDirectory(prefix="mnn-bench-") as workdir:
-            progress(f"starting {args.boards} emulated board(s): {', '.join(names)}")
-            inventory = farm_up(args.boards, log=lambda message: None, prefix=args.prefix)
-            bench = Bench(names, inventory, Path(workdir), args.iterations)
-            data = measure(bench, args.repeat, progress)
-            sessions = SessionsBench(names, inventory, Path(workdir), cpu_ticks, args.matrix_settings,
-                                     args.night_scenarios, host_cores())
-            data["sessions"] = measure_sessions(sessions, args.repeat, progress)
-    except HarnessError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+            progress(f"starting {boards} emulated board(s): {', '.join(names)}")
+            inventory = farm_up(boards, log=lambda message: None, prefix=prefix)
+            bench = Bench(names, inventory, Path(workdir), iterations)
+            data = measure(bench, repeat, progress)
+            sessions = SessionsBench(names, inventory, Path(workdir), cpu_ticks, matrix_settings,
+                                     night_scenarios, host_cores())
+            data["sessions"] = measure_sessions(sessions, repeat, progress)
     finally:
         for name in names:
             emulated.remove(name)
-        for leftover in (emulated.farm_dir() / f"{args.prefix}-inventory.yaml",
-                         emulated.farm_dir() / f"{args.prefix}-known_hosts"):
+        for leftover in (emulated.farm_dir() / f"{prefix}-inventory.yaml",
+                         emulated.farm_dir() / f"{prefix}-known_hosts"):
             leftover.unlink(missing_ok=True)
     data["bench_wall_s"] = time.perf_counter() - started
-    if args.json:
-        print(json.dumps(data, indent=1))
-        return 0
-    for table in tables(data):
-        console.print(table)
-    for line in limits(data):
-        console.print(line)
-    for table in sessions_tables(data["sessions"], _table, _median, _range, data["boards"], data["cores"]):
-        console.print(table)
-    for line in sessions_verdicts(data["sessions"]):
-        console.print(line)
-    console.print(f"[dim]bench took {data['bench_wall_s']:.0f} s, {bench.runs + sessions.runs} runs[/]")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return data, bench.runs + sessions.runs

@@ -35,6 +35,7 @@ from ..core.errors import BoardError
 from ..core.inventory import load_inventory
 from ..core.results import TargetResult
 from ..core.scenario import load_scenario
+from .bench_common import scenario_text, spread
 from .matrix import MatrixReport, run_matrix
 from .night import load_nightly, run_nightly
 
@@ -91,8 +92,6 @@ class SessionsBench:
     cores: int = 1
 
     def __post_init__(self) -> None:
-        from .bench import scenario_text
-
         targets = ["x86", *self.boards]
         self.matrix_path = self.workdir / "sessions-matrix.yaml"
         self.matrix_path.write_text(scenario_text(targets, name="matrix") + matrix_yaml(self.settings))
@@ -204,8 +203,6 @@ def measure_sessions(bench: SessionsBench, repeat: int, progress: Callable[[str]
         samples["board_transfers"].append(sum(transfers(result) for result in resident))
         samples["board_floor"].append(floor)
         samples["board_ratio"].append(walls[slowest] / floor)
-    from .bench import spread
-
     return {"settings": bench.settings, "scenarios": bench.scenarios, "board": first,
             "slowest_boards": slowest_boards, "goals": dict(GOALS),
             **{key: spread(values) for key, values in samples.items()}}
