@@ -1,18 +1,51 @@
-"""Host preprocessing: images become the input tensors every target runs, built once (the image provider).
+"""Host preprocessing: images (ImageRef) become the input tensors every target runs, built once, by the
+steps a scenario's `preprocess:` gives (Preprocess); the image provider (inputs/image.py) calls it.
 
 The tensors are computed here, on the host, and shipped as bytes: a board
 never re-runs the preprocessing for the comparison, so a difference in the
 outputs is a difference in inference, not in image decoding or resizing.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from .cache import sha256_file
 from .errors import ConfigError
-from .scenario import ImageRef, Preprocess, Scenario
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One input image: a file, or a named image from scikit-image's data (`skimage:astronaut`)."""
+
+    name: str
+    path: Optional[Path] = None
+    skimage: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input tensor, as data.
+
+    The order is fixed and is the order of the fields: read as BGR (OpenCV's
+    order), convert colour, resize, multiply by `scale`, subtract `mean`,
+    divide by `std`, lay out as NCHW or NHWC, add the batch axis.
+    """
+
+    color: str = "rgb"
+    """Channel order the model wants: "rgb" converts from BGR, "bgr" keeps it."""
+    height: int = 512
+    width: int = 512
+    interpolation: str = "linear"
+    """OpenCV interpolation: nearest, linear, area or cubic."""
+    scale: float = 1.0 / 255.0
+    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "NCHW"
+
 
 INTERPOLATION_FLAGS = {
     "nearest": cv2.INTER_NEAREST,
@@ -52,9 +85,9 @@ def preprocess_image(bgr: np.ndarray, spec: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(tensor[np.newaxis], dtype=np.float32)
 
 
-def save_raw_images(scenario: Scenario, out_dir: Path):
+def save_raw_images(images: List[ImageRef], out_dir: Path):
     """The decoded BGR images as the board gets them (images.npz: img0, img1, ...) and their SHA-256."""
-    arrays = {f"img{index}": read_bgr(image) for index, image in enumerate(scenario.images)}
+    arrays = {f"img{index}": read_bgr(image) for index, image in enumerate(images)}
     path = out_dir / "images.npz"
     tmp = out_dir / ".images.npz.tmp"
     with open(tmp, "wb") as f:

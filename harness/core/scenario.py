@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from .inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
 from .inputs.base import MAX_SAMPLES, whole_number
 from .model import ModelSource
+from .preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
 from .yamlfile import Section, load_yaml, slug
 
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
@@ -33,27 +34,6 @@ MAX_ITERATIONS = 100_000
 """Iterations (and warmup runs) of the whole model on every board; the run_timeout still applies."""
 MAX_AXES = 32
 """A class axis beyond this cannot be an axis of any model's output (MNN tensors have at most 8)."""
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an image becomes the model's input tensor, as data.
-
-    The order is fixed and is the order of the fields: read as BGR (OpenCV's
-    order), convert colour, resize, multiply by `scale`, subtract `mean`,
-    divide by `std`, lay out as NCHW or NHWC, add the batch axis.
-    """
-
-    color: str = "rgb"
-    """Channel order the model wants: "rgb" converts from BGR, "bgr" keeps it."""
-    height: int = 512
-    width: int = 512
-    interpolation: str = "linear"
-    """OpenCV interpolation: nearest, linear, area or cubic."""
-    scale: float = 1.0 / 255.0
-    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
-    layout: str = "NCHW"
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,7 @@ def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, pro
         inputs = prepare_inputs(scenario, model, run_dir)
         images_path = images_sha256 = board_preprocess = None
         if scenario.parity is not None:
-            images_path, images_sha256 = save_raw_images(scenario, run_dir)
+            images_path, images_sha256 = save_raw_images(scenario.images, run_dir)
             board_preprocess = {**preprocess_spec(scenario.parity.board), "input": inputs.image_input}
         # What a board may send back is bounded by what this model gives for these inputs.
         input_shapes = {tensor.name: list(tensor.shape) for tensor in inputs.tensors}

@@ -8,8 +8,9 @@
 import glob
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
+from ..preprocess import ImageRef, preprocess_image, read_bgr
 from ..yamlfile import Section, describe_file_type
 from .base import BuildContext, ModelInput, Provider, Samples, input_error
 
@@ -17,15 +18,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Real photographs that ship inside scikit-image (public domain), usable offline.
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "page", "text",
                   "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """One input image: a file, or a named image from scikit-image's data (`skimage:astronaut`)."""
-
-    name: str
-    path: Optional[Path] = None
-    skimage: Optional[str] = None
 
 
 def image_list(section: Section, key: str) -> List[ImageRef]:
@@ -95,8 +87,6 @@ class ImageInput(Provider):
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
         import numpy as np
-
-        from ..preprocess import preprocess_image, read_bgr
 
         p = context.preprocess
         expected = self.expected_shape(p)
