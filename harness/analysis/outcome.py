@@ -54,6 +54,21 @@ def conversion_label(summary: dict) -> str:
     return f"{summary.get('reference', 'x86')} vs {conversion.get('reference') or source_runtime(summary)}"
 
 
+def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
+    """(label, comparison) of a summary: the conversion check first ("x86 vs onnxruntime"), then every board.
+
+    The conversion check (MNN on x86 against the source model) is present
+    when the scenario runs the source model; it counts in the exit code like
+    a board, so every view shows it.
+    """
+    found = []
+    conversion = summary.get("conversion")
+    if conversion:
+        found.append((conversion_label(summary), conversion))
+    found += sorted(summary.get("comparisons", {}).items())
+    return found
+
+
 def source_runtime(summary: dict) -> str:
     source = summary.get("source") or {}
     return (source.get("runtime") or "").split(" ")[0] or "the source model"

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import label_metric, parity_verdicts, verdicts
-from ..views.junit import comparisons_of
+from ..analysis.outcome import comparisons_of, label_metric, parity_verdicts, verdicts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (

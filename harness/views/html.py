@@ -24,9 +24,8 @@ import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import ERROR, UNUSABLE, label_metric, output_kind, summary_text, verdicts
+from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts
 from ..core.results import OK
-from .junit import comparisons_of
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
 PICTURE_PX = 192

@@ -22,9 +22,9 @@ runs its source model, the conversion check comes first as the suite
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
-from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, conversion_label, parity_verdicts, verdicts
+from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, parity_verdicts, verdicts
 
 METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
 
@@ -35,21 +35,6 @@ def settings_label(settings: dict) -> str:
     if settings.get("backend", "cpu") != "cpu":
         parts.append(str(settings["backend"]))
     return ",".join(parts)
-
-
-def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
-    """(label, comparison) of a summary: the conversion check first ("x86 vs onnxruntime"), then every board.
-
-    The conversion check (MNN on x86 against the source model) is present
-    when the scenario runs the source model; it counts in the exit code like
-    a board, so every view shows it.
-    """
-    found = []
-    conversion = summary.get("conversion")
-    if conversion:
-        found.append((conversion_label(summary), conversion))
-    found += sorted(summary.get("comparisons", {}).items())
-    return found
 
 
 def case_name(output: str, settings: dict) -> str:
