@@ -31,7 +31,7 @@ from rich.text import Text
 from .core.errors import HarnessError
 from .core.inventory import find_inventory, load_inventory
 from .execution.interrupt import signals_handled
-from .plans.run import EXIT_CONFIG
+from .analysis.run_report import EXIT_CONFIG
 
 
 WEEK_S = 7 * 86400.0
@@ -199,10 +199,10 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
-    from .execution.executor import Executor, Progress
-    from .views.terminal import TerminalProgress, render
-    from .plans.run import run_scenario
     from .core.scenario import load_scenario
+    from .execution.executor import Executor, Progress
+    from .plans.run import run_scenario, write_run_files
+    from .views.terminal import TerminalProgress, render, show_files
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -238,12 +238,6 @@ def cmd_run(args, console: Console) -> int:
     return report.exit_code
 
 
-def show_files(run_dir: Path, console: Console) -> None:
-    for name in ("junit.xml", "report.html"):
-        if (run_dir / name).exists():
-            console.print(f"[dim]{name}: {escape(str(run_dir / name))}[/]")
-
-
 def cmd_layers(args, console: Console) -> int:
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
@@ -270,6 +264,8 @@ def cmd_layers(args, console: Console) -> int:
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
     """A scenario with a matrix: every setting is a run of its own; one table says which diverge where."""
     from .plans.matrix import expand, render_matrix, run_matrix
+    from .plans.run import write_run_files
+    from .record.run_folder import matrix_text
     from .views.terminal import TerminalProgress
 
     settings = expand(scenario)
@@ -280,55 +276,14 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                             after_run=lambda setting, single: write_run_files(single, console,
                                                                               keep_outputs_mb=args.keep_outputs))
     if args.json:
-        print((report.run_dir / "matrix.json").read_text())
+        print(matrix_text(report.run_dir))
     render_matrix(report, console)
     return report.exit_code
 
 
-def prune_raw_outputs(run_dir: Path, keep_mb: float) -> list:
-    """Delete the boards' raw tensors beyond keep_mb (all of them at 0); return the files kept.
-
-    A nightly farm of tens of boards would otherwise keep gigabytes of logits
-    a night. The reference's are kept first: any board can be compared with it.
-    """
-    files = sorted(run_dir.glob("targets/*/outputs.npz"), key=lambda p: (p.parent.name != "x86", p.stat().st_size))
-    files += sorted(run_dir.glob("targets/*/preprocessed.npz"))
-    kept, budget = [], keep_mb * 1e6
-    for path in files:
-        size = path.stat().st_size
-        if size <= budget:
-            budget -= size
-            kept.append(str(path.relative_to(run_dir)))
-        else:
-            path.unlink()
-    return kept
-
-
-def write_run_files(report, console: Console, keep_outputs_mb: float = 0.0) -> dict:
-    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the summary dict.
-
-    Raw outputs are pruned to keep_outputs_mb first (the views use the arrays
-    in memory); summary.json is the record and is written next; a JUnit or HTML
-    writer that breaks is reported in yellow and does not change the exit code.
-    """
-    from .views.html import write_html
-    from .views.junit import write_junit
-    from .views.terminal import summary, write_summary
-
-    report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
-    write_summary(report)
-    data = summary(report)
-    for label, write in (("junit.xml", lambda: write_junit(data, report.run_dir)),
-                         ("report.html", lambda: write_html(report, data))):
-        try:
-            write()
-        except Exception as error:  # a view failing must not hide the run's verdict
-            console.print(f"[yellow]could not write {label}: {type(error).__name__}: {escape(str(error))}[/]")
-    return data
-
-
 def cmd_nightly(args, console: Console) -> int:
-    from .plans.night import load_nightly, nightly_json, render_night, run_nightly
+    from .plans.night import load_nightly, run_nightly
+    from .views.night import nightly_json, render_night
 
     config = load_nightly(args.file)
     result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout,
@@ -339,47 +294,19 @@ def cmd_nightly(args, console: Console) -> int:
     return result.exit_code
 
 
-def find_run(reports: Path, run_id: str) -> Path:
-    """The run folder an id names: a path, a folder under reports (a matrix setting too), or a unique part of one."""
-    from .core.errors import ConfigError
-
-    for candidate in (Path(run_id), reports / run_id):
-        if (candidate / "summary.json").is_file() or (candidate / "matrix.json").is_file():
-            return candidate
-    stored = sorted({path.parent for name in ("summary.json", "matrix.json")
-                     for path in reports.glob(f"**/{name}")}) if reports.is_dir() else []
-    matches = [path for path in stored if run_id in str(path.relative_to(reports))]
-    # A matrix's settings match its id too: the matrix itself is meant.
-    matrices = [path for path in matches if (path / "matrix.json").is_file()]
-    if len(matrices) == 1 and all(path == matrices[0] or matrices[0] in path.parents for path in matches):
-        return matrices[0]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        listed = "\n".join(f"    {path.relative_to(reports)}" for path in matches)
-        raise ConfigError(reports, None, f"{run_id!r} names {len(matches)} runs:\n{listed}\n",
-                          "give more of the run id (any unique part of one of those)")
-    raise ConfigError(reports / run_id, None, "no stored run with this id (no summary.json)",
-                      f"pick one of `ls {reports}`, or pass --reports DIR")
-
-
 def cmd_report(args, console: Console) -> int:
-    from .core.errors import ConfigError
-    from .views.terminal import render
+    from .record.run_folder import find_run, is_matrix, matrix_text, read_summary, stored_records
+    from .views.matrix import render_records
+    from .views.terminal import render, show_files
 
     run_dir = find_run(Path(args.reports), args.run_id)
-    if (run_dir / "matrix.json").is_file():
-        from .plans.matrix import render_records, stored_records
-
+    if is_matrix(run_dir):
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
-            print((run_dir / "matrix.json").read_text())
+            print(matrix_text(run_dir))
         render_records(scenario_name, records, code, run_dir, console)
         return code
-    try:
-        data = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(run_dir / "summary.json", None, f"cannot read it: {error}") from error
+    data = read_summary(run_dir)
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(data, console, run_dir)
@@ -391,8 +318,7 @@ def cmd_history(args, console: Console) -> int:
     from .analysis.compare import format_metric
     from .core.errors import ConfigError
     from .views.fold import Column, FoldingTable
-    from .record.history import TREND_METRICS, History, last_value, row_label_metric, sparkline
-    from .plans.night import HISTORY_FILE
+    from .record.history import HISTORY_FILE, TREND_METRICS, History, last_value, row_label_metric, sparkline
 
     path = Path(args.reports) / HISTORY_FILE
     if not path.is_file():

@@ -108,7 +108,7 @@ def record(boards, flipped, conversion_limit=None):
 
 
 def test_twenty_boards_by_six_settings_fit_in_100_columns_failures_first():
-    from harness.plans.matrix import matrix_summary_line, matrix_view
+    from harness.views.matrix import matrix_summary_line, matrix_view
 
     labels = ["normal-t1-session-copy-fp32", "low-t1-session-copy-fp32", "normal-t4-session-copy-fp32",
               "normal-t1-module-copy-fp32", "normal-t1-session-copy-fp16", "normal-t1-session-copy-w8"]

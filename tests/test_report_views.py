@@ -146,7 +146,8 @@ def test_golden_preprocessing_parity_failure(tmp_path, capsys):
 
 
 def test_golden_matrix_with_a_failed_converter_variant(tmp_path, capsys):
-    from harness.plans.matrix import render_records, stored_records
+    from harness.record.run_folder import stored_records
+    from harness.views.matrix import render_records
 
     matrix = 'matrix:\n  converter:\n    fp32: [--useGeluApproximation, "0"]\n    fp16: [--fp16]\n'
     code, reports = run_text(tmp_path, "matrix", scenario_text(["x86"]) + matrix)

@@ -37,6 +37,7 @@ import yaml
 from rich import box
 from rich.table import Table
 
+from ..analysis.run_report import RunReport
 from ..core.errors import BoardError
 from ..core.inventory import load_inventory
 from ..core.job import AGENT_PATH
@@ -45,7 +46,7 @@ from ..emulation import board as emulated
 from ..emulation.farm import farm_boards, farm_up
 from .bench_common import background_load, cpu_ticks, host_cores, scenario_text, spread
 from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
-from .run import RunReport, run_scenario
+from .run import run_scenario
 
 STAGES = ("connect", "lock", "upload", "run", "download", "read")
 """The stages a board's TargetResult.timings records, in the order they happen."""

@@ -16,7 +16,7 @@ sessions (the same connections and resident agents for all three rounds):
    the first op whose replay does not match introduced it.
 
 The analysis is opdiff's, the mapping back to the source opmap's, the views
-layers_view's; this module only runs the jobs and gathers what they wrote.
+views/layers.py's; this module only runs the jobs and gathers what they wrote.
 """
 
 import json
@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..analysis.diagnose import arithmetic
 from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
                      first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
@@ -42,7 +43,9 @@ from ..core.results import TargetResult
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
-from .run import new_run_folder, new_run_id, prepare_inputs, run_folder
+from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
+from ..views.layers import model_explorer_data, render_layers_html
+from .run import prepare_inputs
 
 DEFAULT_BUDGET_MB = 256.0
 """Whole tensors fetched from each board for the replay (SegFormer-512 has 764 MB of op outputs)."""
@@ -99,8 +102,6 @@ def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.nd
 
 
 def side_of(board: str, settings: dict, result: TargetResult) -> Side:
-    from ..analysis.diagnose import arithmetic
-
     facts = result.facts or {}
     features = [str(f) for f in facts.get("cpu_features") or []]
     return Side(board=board, settings=settings, machine=str(facts.get("machine") or ""),
@@ -333,25 +334,16 @@ def attach_mappings(report: LayersReport, model) -> str:
 
 def write_layers_files(report: LayersReport) -> Dict[str, Path]:
     """layers.json (the record), report.html and one Model Explorer node-data file per board."""
-    from ..views.layers import model_explorer_data, render_layers_html
-
     run_dir = Path(report.run_dir)
     written = {}
     for name, text in (("layers.json", json.dumps(report.as_dict(), indent=1)),
                        ("report.html", render_layers_html(report))):
-        path = run_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        written[name] = path
-    folder = run_dir / "model_explorer"
+        written[name] = write_file(run_dir, name, text)
     for board in report.boards:
         if board.error or not board.rows:
             continue
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{board.board.board}.json"
-        path.write_text(json.dumps(model_explorer_data(board), indent=1))
-        written[f"model_explorer/{path.name}"] = path
+        name = f"model_explorer/{board.board.board}.json"
+        written[name] = write_file(run_dir, name, json.dumps(model_explorer_data(board), indent=1))
     return written
 
 

@@ -18,11 +18,10 @@ ran but could not be written to the history (another writer held it past
 --history-timeout): its runs are in their folders, which it names.
 """
 
-import json
 import sqlite3
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -31,19 +30,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from ..analysis.outcome import summary_text
+from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
 from ..core.errors import HarnessError
 from ..core.inventory import Inventory, find_inventory, load_inventory
 from ..core.scenario import Scenario, load_scenario
 from ..core.yamlfile import Section, load_yaml
-from ..record.history import History, NightDiff, RegressionPolicy, RunRecord, is_busy, regressions_text
+from ..execution.executor import Executor
+from ..execution.interrupt import Interruption
+from ..record.history import (EXIT_HISTORY, HISTORY_FILE, History, NightDiff, NightResult, RegressionPolicy, RunRecord,
+                              is_busy)
 from ..views.dashboard import write_dashboard
-from ..views.fold import Column, FoldingTable
-from .run import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
+from ..views.terminal import TerminalProgress, summary_line
+from .run import prepare_run, run_scenario, run_together, select_targets, write_run_files
 
-HISTORY_FILE = "history.sqlite"
-EXIT_HISTORY = 4
-"""The night ran but is not in the history; a failed comparison (1) still outranks it."""
 HISTORY_TIMEOUT_S = 300.0
 """How long a night waits for another writer to release the history before it gives up on writing it."""
 HISTORY_WAIT_STEP_S = 2.0
@@ -96,39 +95,8 @@ class PlannedRun:
     inventory: Inventory
 
 
-@dataclass
-class NightResult:
-    night: Optional[int]
-    """Its id in the history; None when the history could not be written."""
-    history_path: Path
-    runs: List[RunRecord]
-    run_dirs: List[Optional[Path]]
-    diff: NightDiff
-    exit_code: int
-    policy: RegressionPolicy
-    started_at: str = ""
-    wall_s: float = 0.0
-    history_error: Optional[str] = None
-    """Why the night is not in the history (its runs are still in their folders)."""
-    dashboard: Optional[Path] = None
-    """reports/index.html, the history as a page; None if it could not be written."""
-
-    def as_dict(self) -> dict:
-        return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
-                "history_error": self.history_error,
-                "dashboard": str(self.dashboard) if self.dashboard else None,
-                "started_at": self.started_at, "wall_s": self.wall_s,
-                "regression_policy": asdict(self.policy),
-                "runs": [{"scenario": run.scenario, "scenario_path": run.scenario_path,
-                          "run_id": run.summary.get("run_id") if run.summary else None,
-                          "run_dir": str(run_dir) if run_dir else None, "exit_code": run.exit_code,
-                          "error": run.error} for run, run_dir in zip(self.runs, self.run_dirs)],
-                "changes": self.diff.as_dict()}
-
-
 def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun]:
     """Every scenario and inventory read and checked before anything runs."""
-    from .run import select_targets
 
     planned = []
     for entry in config.runs:
@@ -200,12 +168,6 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     run at once, a reference whose inputs two scenarios share computed once. warm=False: one run after the
     other, a connection and an agent process per job (as before sessions; the bench's baseline).
     """
-    from ..cli import write_run_files
-    from ..execution.executor import Executor
-    from ..execution.interrupt import Interruption
-    from ..views.terminal import TerminalProgress, summary_line
-    from .run import prepare_run, run_scenario, run_together
-
     interruption = interruption or Interruption()
     planned = plan(config, inventory_arg)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -284,75 +246,3 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,
                        exit_code=code, policy=config.regression, started_at=started_at,
                        wall_s=time.perf_counter() - started, history_error=history_error, dashboard=dashboard)
-
-
-def _key(key) -> str:
-    scenario, board, output = key
-    return f"{scenario} / {board} / {output}"
-
-
-def render_night(result: NightResult, console: Console) -> None:
-    title = f"Night {result.night}" if result.night is not None else f"Night of {result.started_at} (not in the history)"
-    table = FoldingTable([Column("Scenario", key=True), Column("Run"), Column("Boards"),
-                          Column("Verdict", key=True, wrap=True)], title=title)
-    for run in result.runs:
-        if run.summary is None:
-            table.add_row(run.scenario, "–", "–", Text(f"ERROR {run.error.splitlines()[0]}", "bold red"))
-            continue
-        comparisons = run.summary.get("comparisons", {})
-        passed = [name for name, c in comparisons.items() if c.get("passed")]
-        label, text = summary_text(run.summary, at_most=1)
-        table.add_row(run.scenario, run.summary.get("run_id", "?"), f"{len(passed)}/{len(comparisons)} pass",
-                      Text(label, "bold green") if run.exit_code == 0 else Text(f"{label}: {text}", "bold red"))
-    console.print(table)
-    diff = result.diff
-    if result.history_error:
-        folders = [str(run_dir) for run_dir in result.run_dirs if run_dir is not None]
-        console.print(Text(f"the night could not be written to {result.history_path}: {result.history_error}",
-                           "bold red"))
-        console.print(Text("  its runs are safe in their folders: " + (", ".join(folders) or "(none ran)"), "red"))
-        console.print(Text("  fix: find the process holding the history (`fuser -v "
-                           f"{result.history_path}`) and end it; the next night compares with the last one "
-                           "recorded", "red"))
-    elif diff.previous is None:
-        console.print("[dim]first night in the history: nothing to compare with[/]")
-    else:
-        console.print(f"[bold]Since night {diff.previous}[/]")
-        lines = []
-        for key, reason in diff.new_failures:
-            lines.append(Text(f"  new failure  {_key(key)}: {reason}", "bold red"))
-        for key in diff.fixed:
-            lines.append(Text(f"  fixed        {_key(key)}", "green"))
-        style = "bold red" if result.policy.fail_on_regression else "yellow"
-        by_key = {}
-        for regression in diff.regressions:
-            by_key.setdefault(regression.key, []).append(regression)
-        for key, found in by_key.items():
-            lines.append(Text(f"  regression   {_key(key)}: {regressions_text(found)}", style))
-        for key, reason in diff.still_failing:
-            lines.append(Text(f"  still failing {_key(key)}: {reason}", "red"))
-        for scenario, before, after in diff.settings_changed:
-            changed = ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
-                                if before.get(k) != after.get(k))
-            lines.append(Text(f"  settings     {scenario}: {changed}", "yellow"))
-        for key in diff.new_keys:
-            lines.append(Text(f"  new          {_key(key)}", "dim"))
-        for key in diff.gone_keys:
-            lines.append(Text(f"  gone         {_key(key)}", "dim"))
-        for line in lines or [Text("  no change in verdicts, no regression", "green")]:
-            console.print(line)
-    if not result.history_error:
-        console.print(f"[dim]history: {result.history_path}[/]")
-    if result.dashboard:
-        console.print(f"[dim]dashboard: {result.dashboard}[/]")
-    counts = (f"{len(result.runs)} run(s), {len(diff.new_failures)} new failure(s), {len(diff.fixed)} fixed, "
-              f"{len(diff.regressions)} regression(s)")
-    if result.exit_code == 0 and diff.regressions:
-        counts += " (fail_on_regression: false)"
-    label = {0: ("NIGHT OK", "bold yellow" if diff.regressions else "bold green"), 1: ("NIGHT FAILED", "bold red"), 2: ("CONFIG ERROR", "bold red"),
-             3: ("BOARD ERROR", "bold red"), EXIT_HISTORY: ("NOT IN HISTORY", "bold red")}.get(result.exit_code, ("?", "red"))
-    console.print(Text(f"{label[0]}  {counts}  [exit {result.exit_code}]", label[1]))
-
-
-def nightly_json(result: NightResult) -> str:
-    return json.dumps(result.as_dict(), indent=1, sort_keys=True)

@@ -1,10 +1,12 @@
-"""One run, start to end: scenario -> model and inputs -> a plan of jobs on the boards -> comparisons.
+"""One run, start to end: scenario -> model and inputs -> a plan of jobs on the boards -> comparisons -> its folder.
 
 The data walks one way. `prepare_run` does the host's part (model, inputs,
 the job), its plan goes to the executor with every other run's of the same
 invocation (a matrix, a night), and `finish_run` turns the results into a
-`RunReport`, the one object the terminal report and the files in
-reports/<run-id>/ are views of. `run_scenario` is the three for one run.
+`RunReport` (analysis/run_report.py judges them), the one object the
+terminal report and the files in reports/<run-id>/ are views of;
+`write_run_files` keeps it there (record/run_folder.py). `run_scenario` is
+the three for one run.
 """
 
 import dataclasses
@@ -12,18 +14,17 @@ import hashlib
 import json
 import platform
 import secrets
-import shutil
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
+
+from rich.console import Console
+from rich.markup import escape
 
 from .. import __version__
-from ..analysis.compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
-from ..analysis.diagnose import attributions, diagnose
-from ..core.backend import backend_problem
+from ..analysis.run_report import RunReport, judge
 from ..core.cache import sha256_file
 from ..core.errors import ConfigError
 from ..core.inputs import InputSet, build_inputs
@@ -32,152 +33,18 @@ from ..core.job import Job
 from ..core.model import ModelArtifact, prepare_model
 from ..core.model_shapes import output_shapes
 from ..core.preprocess import preprocess_spec, save_raw_images
-from ..core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
+from ..core.results import INTERRUPTED, TargetResult
 from ..core.scenario import Scenario
-from ..core.yamlfile import name_problem
 from ..execution.executor import Executor, PlannedJob, Progress
 from ..execution.interrupt import Interruption
 from ..execution.targets.remote import safe_name
 from ..execution.targets.source import source_board
+from ..record.run_folder import HTML_FILE, JUNIT_FILE, View, new_run_folder, new_run_id, run_folder, write_run
+from ..views.html import render_html
+from ..views.junit import junit_xml
 
-EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    run_dir: Path
-    scenario: Scenario
-    model: ModelArtifact
-    inputs: InputSet
-    reference: str
-    boards: Dict[str, BoardSpec]
-    results: Dict[str, TargetResult] = field(default_factory=dict)
-    comparisons: Dict[str, TargetComparison] = field(default_factory=dict)
-    started_at: str = ""
-    wall_s: float = 0.0
-    host: dict = field(default_factory=dict)
-    source: Optional[TargetResult] = None
-    """The source model run by ONNX Runtime on the host, when the scenario asks for it."""
-    conversion: Optional[TargetComparison] = None
-    """MNN on x86 against the source model: what the conversion changed."""
-    attribution: Dict[str, str] = field(default_factory=dict)
-    """Board -> where its difference comes from: conversion, platform, both or none."""
-    findings: list = field(default_factory=list)
-    """diagnose.Finding: the classic causes this run shows."""
-    raw_outputs: List[str] = field(default_factory=list)
-    """Raw output files kept in the run folder (relative paths); the rest were pruned."""
-    parity: Dict[str, ParityResult] = field(default_factory=dict)
-    """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
-    backend_failures: Dict[str, str] = field(default_factory=dict)
-    """Target -> why its backend setting failed (asked OpenCL, ran on the CPU), the reference's included."""
-    interrupted: Optional[str] = None
-    """The signal that stopped the run ("SIGINT", "SIGTERM"), or None; unfinished boards are "interrupted"."""
-    interrupted_exit_code: int = 130
-
-    @property
-    def compared_targets(self) -> List[str]:
-        return [name for name in self.results if name != self.reference]
-
-    @property
-    def interrupted_targets(self) -> List[str]:
-        return [name for name, result in self.results.items() if result.status == INTERRUPTED]
-
-    @property
-    def unusable(self) -> List[str]:
-        return [name for name, result in self.results.items() if result.status == UNUSABLE]
-
-    @property
-    def failed(self) -> List[str]:
-        """Targets whose outputs did not match, or whose model did not run."""
-        return [name for name, comparison in self.comparisons.items()
-                if not comparison.passed and self.results[name].status not in (UNUSABLE, INTERRUPTED)]
-
-    @property
-    def exit_code(self) -> int:
-        """1 if any comparison failed, else 3 if a board could not be used, else 0.
-
-        An accuracy failure outranks a board outage: it is the news the run
-        exists to give. The reference failing makes every comparison fail.
-        An interrupted run exits 130 (SIGINT) or 143 (SIGTERM), whatever finished.
-        """
-        if self.interrupted:
-            return self.interrupted_exit_code
-        if self.results[self.reference].status != OK:
-            return EXIT_BOARD if self.results[self.reference].status == UNUSABLE else EXIT_COMPARISON_FAILED
-        if self.failed or (self.conversion is not None and not self.conversion.passed) \
-                or any(not parity.passed for parity in self.parity.values()) or self.backend_failures:
-            return EXIT_COMPARISON_FAILED
-        if self.unusable:
-            return EXIT_BOARD
-        return EXIT_PASS
-
-
-def check_parity(report: "RunReport", scenario: Scenario) -> Dict[str, ParityResult]:
-    import numpy as np
-
-    with np.load(report.inputs.path, allow_pickle=False) as data:
-        host = data[report.inputs.input_name]
-    parity = {}
-    for name, result in report.results.items():
-        info = result.facts.get("preprocess") or {}
-        if result.preprocessed is None:
-            parity[name] = ParityResult(name, info.get("backend"), False,
-                                        error=info.get("error") or "the board sent no preprocessed tensors")
-            continue
-        parity[name] = compare_preprocessing(name, info.get("backend"), result.preprocessed, host,
-                                             scenario.preprocess.std, scenario.preprocess.layout,
-                                             scenario.parity.max_abs)
-    return parity
-
-
-def mnn_mismatch(result: TargetResult, reference: TargetResult) -> Optional[str]:
-    board, host = result.facts.get("mnn_version"), reference.facts.get("mnn_version")
-    if board and host and board != host:
-        return f"MNN {board} on the board, {host} on the host"
-    return None
-
-
-def new_run_id(scenario: Scenario) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{scenario.name}-{secrets.token_hex(2)}"
-
-
-MAX_RUN_ID = 200
-"""A run id is one folder name (a file system takes 255 bytes): a time stamp, the scenario's name, a setting."""
-
-
-def run_folder(reports_dir: Path, run_id: str) -> Path:
-    """reports_dir/run_id, refused unless run_id is one safe path component whose folder stays under reports_dir.
-
-    Scenario, board and converter-variant names are checked where they
-    enter; this is the last check before anything is written, for every
-    caller (a matrix setting, the layer search, a nightly run).
-    """
-    reports_dir = Path(reports_dir)
-    folder = reports_dir / run_id
-    problem = name_problem(run_id, MAX_RUN_ID)
-    if problem is None and not folder.resolve().is_relative_to(reports_dir.resolve()):
-        problem = f"{folder} resolves to {folder.resolve()}, outside {reports_dir.resolve()}"
-    if problem:
-        raise ConfigError(reports_dir, "run id", problem, "name scenarios, boards and converter variants with "
-                          "letters, digits, '.', '_' and '-' only")
-    return folder
-
-
-@contextmanager
-def new_run_folder(folder: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
-    """Make folder; if what runs inside fails (a configuration error, a model that does not build, Ctrl-C),
-    remove it again unless keep() says it holds results, so that no empty or half-made run folder is left
-    under --reports. A folder that existed before is never removed."""
-    made = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield folder
-    except BaseException:
-        if made and not keep():
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
+RUN_VIEWS: Dict[str, View] = {JUNIT_FILE: lambda report, data: junit_xml(data), HTML_FILE: render_html}
+"""The views every run folder keeps beside summary.json: junit.xml for CI, report.html for people."""
 
 
 def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
@@ -363,7 +230,7 @@ def finish_run(prepared: PreparedRun, results: List[TargetResult], interruption:
     interrupted: whether the record says the run was stopped (default: whether a signal came at all; a
     matrix or a night says it only of the runs the signal cut).
     """
-    report, scenario = prepared.report, prepared.report.scenario
+    report = prepared.report
     boards = list(report.boards)
     for name, result in zip(boards, results):
         report.results[name] = result
@@ -373,29 +240,7 @@ def finish_run(prepared: PreparedRun, results: List[TargetResult], interruption:
         report.interrupted = interruption.signal_name or "SIGINT"
         report.interrupted_exit_code = interruption.exit_code
 
-    reference = report.results[scenario.reference]
-    compared = scenario.compared_outputs(list(report.model.outputs))
-    for name, result in report.results.items():
-        problem = backend_problem(result, scenario.run.allow_fallback)
-        if problem:
-            report.backend_failures[name] = problem
-    for name in report.compared_targets:
-        comparison = compare_target(scenario, report.results[name], reference, compared)
-        mismatch = mnn_mismatch(report.results[name], reference)
-        if mismatch and scenario.require_same_mnn and comparison.error is None:
-            # The board ran and its numbers are compared as any board's; the requirement fails it on top.
-            comparison.failed_requirements.append(f"{mismatch}, and the scenario says require_same_mnn: true")
-        if name in report.backend_failures:
-            comparison.problems.append(report.backend_failures[name])
-        report.comparisons[name] = comparison
-    if scenario.parity is not None:
-        report.parity = check_parity(report, scenario)
-    if report.source is not None:
-        report.conversion = compare_target(scenario, reference, report.source, compared)
-        if scenario.reference in report.backend_failures:
-            report.conversion.problems.append(report.backend_failures[scenario.reference])
-    report.attribution = attributions(report)
-    report.findings = diagnose(report)
+    judge(report)
     report.wall_s = (ended or time.perf_counter()) - prepared.started
     return report
 
@@ -460,6 +305,10 @@ def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Option
     return reports
 
 
-__all__ = ["RunReport", "Progress", "PreparedRun", "prepare_run", "finish_run", "run_scenario", "run_together",
-           "EXIT_PASS", "EXIT_COMPARISON_FAILED", "EXIT_CONFIG", "EXIT_BOARD", "OK", "FAILED", "UNUSABLE",
-           "INTERRUPTED"]
+def write_run_files(report: RunReport, console: Console, keep_outputs_mb: float = 0.0) -> dict:
+    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the record (summary.json's dict).
+
+    A view that cannot be written is said in yellow and does not change the exit code.
+    """
+    return write_run(report, RUN_VIEWS, keep_outputs_mb, on_error=lambda name, error: console.print(
+        f"[yellow]could not write {name}: {type(error).__name__}: {escape(str(error))}[/]"))

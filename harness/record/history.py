@@ -22,7 +22,7 @@ makes is what the comparison is for (it is reported as a settings change).
 import json
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -397,3 +397,39 @@ def sparkline(values: List[Optional[float]], log: bool = False) -> str:
         else:
             out.append(SPARK[round((scaled(value) - low) / (high - low) * (len(SPARK) - 1))])
     return "".join(out)
+
+
+HISTORY_FILE = "history.sqlite"
+"""reports/history.sqlite: the memory between nights."""
+EXIT_HISTORY = 4
+"""The night ran but is not in the history; a failed comparison (1) still outranks it."""
+
+
+@dataclass
+class NightResult:
+    night: Optional[int]
+    """Its id in the history; None when the history could not be written."""
+    history_path: Path
+    runs: List[RunRecord]
+    run_dirs: List[Optional[Path]]
+    diff: NightDiff
+    exit_code: int
+    policy: RegressionPolicy
+    started_at: str = ""
+    wall_s: float = 0.0
+    history_error: Optional[str] = None
+    """Why the night is not in the history (its runs are still in their folders)."""
+    dashboard: Optional[Path] = None
+    """reports/index.html, the history as a page; None if it could not be written."""
+
+    def as_dict(self) -> dict:
+        return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
+                "history_error": self.history_error,
+                "dashboard": str(self.dashboard) if self.dashboard else None,
+                "started_at": self.started_at, "wall_s": self.wall_s,
+                "regression_policy": asdict(self.policy),
+                "runs": [{"scenario": run.scenario, "scenario_path": run.scenario_path,
+                          "run_id": run.summary.get("run_id") if run.summary else None,
+                          "run_dir": str(run_dir) if run_dir else None, "exit_code": run.exit_code,
+                          "error": run.error} for run, run_dir in zip(self.runs, self.run_dirs)],
+                "changes": self.diff.as_dict()}

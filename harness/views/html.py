@@ -15,7 +15,6 @@ one value per step, x86's and the board's values (with the decision threshold).
 import base64
 import html
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import List, Optional
@@ -422,12 +421,3 @@ def render_html(report, summary: dict) -> str:
         f"<h2>Boards</h2>{boards_table(summary)}"
         f"{pictures(report, summary)}"
         "</body></html>\n")
-
-
-def write_html(report, summary: dict) -> Path:
-    """Write reports/<run-id>/report.html (to a temp file renamed when complete)."""
-    path = Path(report.run_dir) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(render_html(report, summary), encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -19,9 +19,7 @@ runs its source model, the conversion check comes first as the suite
 "<scenario>.x86 vs onnxruntime".
 """
 
-import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Dict, List
 
 from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, parity_verdicts, verdicts
@@ -104,10 +102,6 @@ def junit_tree(summary: dict) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def write_junit(summary: dict, run_dir: Path) -> Path:
-    """Write reports/<run-id>/junit.xml (to a temp file renamed when complete)."""
-    path = Path(run_dir) / "junit.xml"
-    tmp = path.with_name(".junit.xml.tmp")
-    junit_tree(summary).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
-    return path
+def junit_xml(summary: dict) -> bytes:
+    """junit.xml as its bytes (record/run_folder.py writes it into the run folder)."""
+    return ET.tostring(junit_tree(summary).getroot(), encoding="utf-8", xml_declaration=True)

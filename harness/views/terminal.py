@@ -1,18 +1,15 @@
-"""A run's record and its terminal view: summary.json (the record), the rich report of it, the live progress.
+"""The terminal view of a run's record (summary.json), and the live progress while it runs.
 
-The terminal report reads only the record (the dict summary() returns, or a
-stored summary.json), as junit.xml, report.html and the history do, so a
-live run and `harness report RUN-ID` print the same thing.
+The terminal report reads only the record (the dict record/run_folder.py's
+summary() returns, or a stored summary.json read back by it), as junit.xml,
+report.html and the history do, so a live run and `harness report RUN-ID`
+print the same thing.
 
 Colours mean one thing each: green passed, red failed, yellow a warning a
 user should read (a version mismatch, a host key accepted on first use),
 dim is context.
 """
 
-import dataclasses
-import json
-import math
-import os
 import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -30,12 +27,11 @@ from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, he
                       summary_text, verdicts)
 from ..core.backend import fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
-from ..plans.run import Progress, RunReport
+from ..execution.executor import Progress
 from ..record.history import sparkline
+from ..record.run_folder import kept_views
 from .fold import Column, FoldingTable
 
-SUMMARY_SCHEMA = 2
-"""2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""
 FEATURES_SHOWN = ("asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2",
                   "avx2", "avx512f", "avx512_fp16", "avx512_bf16", "avx_vnni", "f16c")
 
@@ -394,109 +390,7 @@ def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> N
     console.print(summary_line(summary))
 
 
-def _json_metrics(metrics: dict) -> dict:
-    """JSON has no infinity (an SNR of identical outputs): null stands for it."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-
-
-def _comparison_json(comparison) -> dict:
-    return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
-            "problems": list(comparison.problems),
-            "failed_requirements": list(comparison.failed_requirements),
-            "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
-                                   **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
-                                      if o.per_class_iou else {}),
-                                   **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
-                                      if o.series else {})}
-                        for o in comparison.outputs}}
-
-
-def _finite(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _built_by(source) -> Optional[str]:
-    """The build script's name when a script made the model ("segformer.py"), else None."""
-    script = getattr(source, "build_script", None)
-    return Path(script).name if script else None
-
-
-def _facts(facts: dict) -> dict:
-    """The agent's facts as the record keeps them: no traceback; output shapes as the model's.
-
-    Agents stack the samples on a first axis; the record says the model's
-    shape of one sample and how many samples there were.
-    """
-    kept = {k: v for k, v in facts.items() if k != "traceback"}
-    if isinstance(kept.get("outputs"), dict):
-        kept["outputs"] = {name: ({**info, "shape": list(info["shape"][1:]), "samples": info["shape"][0]}
-                                  if isinstance(info, dict) and info.get("shape") and "samples" not in info
-                                  else info)
-                           for name, info in kept["outputs"].items()}
-    return kept
-
-
-def summary(report: RunReport) -> dict:
-    """summary.json: everything the terminal showed, as data for scripts and later runs."""
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "run_id": report.run_id,
-        "started_at": report.started_at,
-        "wall_s": report.wall_s,
-        "exit_code": report.exit_code,
-        "interrupted": report.interrupted,
-        "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
-        "model": {"source": str(report.model.source_path) if report.model.source_path else None,
-                  "mnn_path": str(report.model.mnn_path), "mnn_sha256": report.model.mnn_sha256,
-                  "converted": report.model.converted, "source_format": report.model.source_format,
-                  "built_by": _built_by(report.scenario.model),
-                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
-                  "compared": report.scenario.compared_outputs(list(report.model.outputs))},
-        "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
-                   "shape": list(report.inputs.shape), "count": report.inputs.count,
-                   "image_input": report.inputs.image_input,
-                   "tensors": [tensor.as_dict() for tensor in report.inputs.tensors]},
-        "stream": None if report.scenario.stream is None else {
-            "steps": report.inputs.count, "carry": dict(report.scenario.stream.carry)},
-        "settings": report.scenario.run.as_dict(),
-        "allow_fallback": report.scenario.run.allow_fallback,
-        "backend_failures": dict(report.backend_failures),
-        # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
-        "preprocess": None if report.scenario.preprocess is None else {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
-        "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
-                         for name in report.model.outputs},
-        "reference": report.reference,
-        "host": report.host,
-        "boards": {
-            name: {"kind": result.kind, "status": result.status, "error": result.error,
-                   "expected_mnn_version": getattr(report.boards.get(name), "mnn_version", None),
-                   "facts": _facts(result.facts),
-                   "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
-                   "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded,
-                   **({"reused_from": result.reused_from} if result.reused_from else {})}
-            for name, result in report.results.items()
-        },
-        "source": None if report.source is None else {
-            "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"),
-            "path": str(report.model.source_path) if report.model.source_path else None},
-        "conversion": None if report.conversion is None else _comparison_json(report.conversion),
-        "attribution": report.attribution,
-        "raw_outputs": report.raw_outputs,
-        "preprocess_parity": {name: {"passed": p.passed, "backend": p.backend, "metrics": _json_metrics(p.metrics),
-                                     "hint": p.hint, "error": p.error} for name, p in report.parity.items()},
-        "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}
-                     for f in report.findings],
-        "comparisons": {name: _comparison_json(comparison) for name, comparison in report.comparisons.items()},
-    }
-
-
-def write_summary(report: RunReport) -> Path:
-    path = report.run_dir / "summary.json"
-    tmp = path.with_name(".summary.json.tmp")
-    tmp.write_text(json.dumps(summary(report), indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
-
+def show_files(run_dir: Path, console: Console) -> None:
+    """Where the run folder's views are (junit.xml, report.html), those that were written."""
+    for path in kept_views(run_dir):
+        console.print(f"[dim]{path.name}: {escape(str(path))}[/]")

@@ -27,7 +27,7 @@ from harness.core.errors import ConfigError
 from harness.record.history import History
 from harness.core.inventory import load_inventory
 from harness.plans.night import EXIT_HISTORY, HISTORY_FILE, load_nightly, run_nightly
-from harness.plans.run import run_folder
+from harness.record.run_folder import run_folder
 from harness.core.scenario import load_scenario
 from harness.core.yamlfile import MAX_EXPANDED_VALUES, load_yaml
 
