@@ -199,6 +199,7 @@ def console_width(stream) -> Optional[int]:
 def cmd_run(args, console: Console) -> int:
     from .core.scenario import load_scenario
     from .execution.executor import Executor, Progress
+    from .plans.layers import boards_to_search
     from .plans.run import run_scenario, write_run_files
     from .views.terminal import TerminalProgress, render, show_files
 
@@ -213,8 +214,8 @@ def cmd_run(args, console: Console) -> int:
             executor.progress = progress
             report = run_scenario(scenario, inventory, Path(args.reports), progress, only, executor=executor)
         executor.progress = Progress()
-        failing = [name for name in report.failed if report.boards[name].kind != "local"]
-        searching = bool((args.find_layer or scenario.find_layer) and failing and not report.interrupted)
+        failing = boards_to_search(report, args.find_layer or scenario.find_layer)
+        searching = bool(failing)
         if not searching:
             executor.close()  # before the record is written: what closing the sessions says is in it
         data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
@@ -237,9 +238,9 @@ def cmd_run(args, console: Console) -> int:
 
 
 def cmd_layers(args, console: Console) -> int:
+    from .core.scenario import load_scenario
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
-    from .core.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))

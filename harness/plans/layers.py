@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..analysis.diagnose import arithmetic
+from ..analysis.run_report import RunReport
 from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
                      first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
@@ -107,6 +108,13 @@ def side_of(board: str, settings: dict, result: TargetResult) -> Side:
     return Side(board=board, settings=settings, machine=str(facts.get("machine") or ""),
                 mnn_version=str(facts.get("mnn_version") or ""), cpu_features=features,
                 arithmetic=arithmetic(str(settings.get("precision", "normal")), features)[0])
+
+
+def boards_to_search(report: RunReport, asked: bool) -> List[str]:
+    """The boards a run's layer search looks at (`--find-layer`, or `find_layer: true`): every board that
+    failed but the local host; none when nothing was asked or the run was interrupted."""
+    failing = [name for name in report.failed if report.boards[name].kind != "local"]
+    return failing if asked and failing and not report.interrupted else []
 
 
 def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], reports_dir: Path,
@@ -347,4 +355,4 @@ def write_layers_files(report: LayersReport) -> Dict[str, Path]:
     return written
 
 
-__all__ = ["search_layers", "write_layers_files", "DEFAULT_BUDGET_MB", "side_settings"]
+__all__ = ["search_layers", "boards_to_search", "write_layers_files", "DEFAULT_BUDGET_MB", "side_settings"]
