@@ -53,6 +53,7 @@ def imports_of(package_root: Path) -> List[Import]:
     for source, path in sorted(modules.items()):
         text = path.read_text()
         tree = ast.parse(text, str(path))
+        lines = text.splitlines()
         own_package = source if path.name == "__init__.py" else source.rpartition(".")[0]
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
@@ -71,7 +72,10 @@ def imports_of(package_root: Path) -> List[Import]:
                            if alias.name == package or alias.name.startswith(package + ".")}
             else:
                 continue
-            statement = ast.get_source_segment(text, node) or ""
+            written = lines[node.lineno - 1:node.end_lineno]
+            written[-1] = written[-1][:node.end_col_offset]
+            written[0] = written[0][node.col_offset:]
+            statement = " ".join(written)
             for target in sorted(targets):
                 found.append(Import(source, target, path.relative_to(package_root.parent), node.lineno,
                                     " ".join(statement.split())))
@@ -139,22 +143,30 @@ def _where(item: Import) -> str:
     return f"{item.path}:{item.line}"
 
 
-def readme_rooms(readme: str) -> Optional[Set[str]]:
-    """The rooms the README's layout names: `harness/ROOM/` lines of its tree under "How it works"."""
+def readme_tree(readme: str) -> Optional[str]:
+    """The ```harness/ ...``` tree under the README's "How it works"."""
     section = readme.split("## How it works", 1)[-1].split("\n## ", 1)[0]
     block = re.search(r"```\n(harness/\n.*?)```", section, re.S)
-    if block is None:
-        return None
-    return set(re.findall(r"^\s*(?:[│├└─ ]*)(\w+)/", block.group(1), re.M)) - {"harness"}
+    return block.group(1) if block else None
 
 
-def test_no_module_imports_from_a_higher_room():
-    problems = upward_imports(imports_of(ROOT / "harness"))
+def readme_rooms(tree: str) -> Set[str]:
+    """The rooms a tree names: its `  ROOM/` lines (a room's own packages, deeper in, are not rooms)."""
+    return set(re.findall(r"^  (\w+)/", tree, re.M))
+
+
+@pytest.fixture(scope="module")
+def harness_imports() -> List[Import]:
+    return imports_of(ROOT / "harness")
+
+
+def test_no_module_imports_from_a_higher_room(harness_imports):
+    problems = upward_imports(harness_imports)
     assert not problems, "imports from a higher room:\n" + "\n".join(problems)
 
 
-def test_no_import_cycle_between_modules():
-    problems = cycles(imports_of(ROOT / "harness"))
+def test_no_import_cycle_between_modules(harness_imports):
+    problems = cycles(harness_imports)
     assert not problems, "\n".join(problems)
 
 
@@ -164,13 +176,19 @@ def test_every_directory_is_a_room_and_every_room_a_directory():
     assert directories == set(ROOMS) - {"entry"}
 
 
-def test_the_readme_layout_names_the_rooms_there_are():
-    named = readme_rooms((ROOT / "README.md").read_text())
-    assert named is not None, "README's \"How it works\" has no ```harness/ ...``` tree"
-    directories = {path.name for path in (ROOT / "harness").iterdir()
-                   if path.is_dir() and (path / "__init__.py").is_file()}
+def test_the_readme_layout_names_the_rooms_there_are_and_their_modules():
+    tree = readme_tree((ROOT / "README.md").read_text())
+    assert tree is not None, "README's \"How it works\" has no ```harness/ ...``` tree"
+    rooms = {path for path in (ROOT / "harness").iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
+    named = readme_rooms(tree)
+    directories = {room.name for room in rooms}
     assert named == directories, (f"the README's tree names {sorted(named - directories)} that do not exist "
                                   f"and leaves out {sorted(directories - named)}")
+    modules = {path.stem if path.name != "__init__.py" else path.parent.name
+               for room in rooms for path in room.rglob("*.py")} - directories
+    modules |= {path.name for path in (ROOT / "harness").glob("*.py")} - {"__init__.py"}
+    missing = sorted(name for name in modules if not re.search(rf"\b{re.escape(name)}\b", tree))
+    assert not missing, f"the README's tree does not name {missing}"
 
 
 @pytest.fixture
