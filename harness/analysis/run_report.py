@@ -93,7 +93,7 @@ class RunReport:
         return EXIT_PASS
 
 
-def check_parity(report: "RunReport", scenario: Scenario) -> Dict[str, ParityResult]:
+def check_parity(report: RunReport, scenario: Scenario) -> Dict[str, ParityResult]:
     import numpy as np
 
     with np.load(report.inputs.path, allow_pickle=False) as data:

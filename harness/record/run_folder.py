@@ -225,10 +225,13 @@ def write_run(report: RunReport, views: Dict[str, View], keep_outputs_mb: float 
     Raw outputs are pruned to keep_outputs_mb first (the views use the arrays
     in memory); summary.json is the record and is written next; a view that
     breaks is told to on_error (file name, error) and does not change the exit code.
+    The record returned, which the views get, is summary.json as read_summary reads it back: a live run and
+    a stored one are rendered from the same data by construction.
     """
     report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
-    data = summary(report)
-    write_file(report.run_dir, SUMMARY_FILE, json.dumps(data, indent=1, sort_keys=True))
+    text = json.dumps(summary(report), indent=1, sort_keys=True)
+    write_file(report.run_dir, SUMMARY_FILE, text)
+    data = json.loads(text)
     for name, view in views.items():
         try:
             write_file(report.run_dir, name, view(report, data))
