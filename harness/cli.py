@@ -294,7 +294,7 @@ def cmd_nightly(args, console: Console) -> int:
 
 
 def cmd_report(args, console: Console) -> int:
-    from .record.run_folder import find_run, is_matrix, matrix_text, read_summary, stored_records
+    from .record.run_folder import find_run, is_matrix, matrix_text, read_matrix, read_summary, stored_records
     from .views.matrix import render_records
     from .views.terminal import render, show_files
 
@@ -303,7 +303,9 @@ def cmd_report(args, console: Console) -> int:
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
             print(matrix_text(run_dir))
-        render_records(scenario_name, records, code, run_dir, console)
+        saved = read_matrix(run_dir)
+        render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
+                       interrupted=saved.get("interrupted"))
         return code
     data = read_summary(run_dir)
     if args.json:

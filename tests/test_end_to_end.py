@@ -91,5 +91,6 @@ def test_unreachable_board_is_a_result_not_an_abort(tmp_path, write_file, capsys
     summary = json.loads((only_run(reports) / "summary.json").read_text())
     assert summary["boards"]["e2e-down"]["status"] == "unusable"
     assert "127.0.0.1" in summary["boards"]["e2e-down"]["error"]
+    assert "Connection refused" in summary["boards"]["e2e-down"]["error"]  # the socket's words, not paramiko's
     assert summary["boards"]["x86"]["status"] == "ok"
     assert "could not be used" in out

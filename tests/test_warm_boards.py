@@ -214,6 +214,9 @@ def test_a_signal_mid_matrix_stops_every_board_and_keeps_what_finished(farm, tmp
     assert process.poll() is None
     os.kill(process.pid, signal.SIGTERM)
     assert process.wait(timeout=60) == 143, (tmp_path / "out.txt").read_text()
+    said = " ".join((tmp_path / "out.txt").read_text().split())
+    assert "INTERRUPTED (SIGTERM)" in said and "stopped midway" in said and "[exit 143]" in said, said
+    assert "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting" in said, said
     (matrix_dir,) = list(reports.iterdir())
     saved = json.loads((matrix_dir / "matrix.json").read_text())
     assert saved["exit_code"] == 143 and saved["settings"]

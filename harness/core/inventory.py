@@ -133,7 +133,7 @@ def _board(name: str, section: Section) -> BoardSpec:
     tags = tuple(section.to_str(f"tags[{index}]", str(tag)) for index, tag in enumerate(section.list("tags", [])))
     common = dict(name=name, kind=kind, tags=tags,
                   python=section.str("python", "python3"),
-                  store_max_mb=section.number("store_max_mb", 2048.0, above=0.0,
+                  store_max_mb=section.number("store_max_mb", 2048.0, above=0.0, maximum=1 << 30,
                                               why="MB the board's store of models and inputs may hold"),
                   resident=section.bool("resident", True),
                   agent_cache_models=section.int("agent_cache_models", 4, minimum=0, maximum=1000,

@@ -70,6 +70,8 @@ class MatrixReport:
     interrupted: Optional[str] = None
     """The signal that stopped the matrix, or None."""
     interrupted_exit_code: int = 130
+    planned: int = 0
+    """How many settings the matrix has: an interrupted matrix ran fewer."""
 
     @property
     def exit_code(self) -> int:
@@ -111,7 +113,7 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     for setting in settings:
         check_converter_args(setting.scenario.model.converter_args)
     run_dir = run_folder(reports_dir, new_run_id(scenario))
-    report = MatrixReport(run_dir.name, run_dir, scenario)
+    report = MatrixReport(run_dir.name, run_dir, scenario, planned=len(settings))
     # The settings that ran before one failed are results: their folder stays, with a matrix.json.
     with new_run_folder(run_dir, keep=lambda: bool(report.runs)):
         try:
@@ -154,13 +156,14 @@ def matrix_table(report: MatrixReport) -> FoldingTable:
 
 
 def render_matrix(report: MatrixReport, console: Console) -> None:
-    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console)
+    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
+                   planned=report.planned, interrupted=report.interrupted)
 
 
 def matrix_record(report: MatrixReport) -> dict:
     """matrix.json: the settings, each with its values, converter, run id and exit code."""
     return {"schema": 1, "matrix_id": report.matrix_id, "scenario": report.scenario.name,
-            "exit_code": report.exit_code,
+            "exit_code": report.exit_code, "planned": report.planned, "interrupted": report.interrupted,
             "settings": [{"label": s.label, **s.values, "converter": s.converter,
                           "converter_args": list(s.scenario.model.converter_args), "run_id": r.run_id,
                           "exit_code": r.exit_code} for s, r in report.runs]}

@@ -295,9 +295,14 @@ def matrix_text(matrix_dir: Path) -> str:
     return (matrix_dir / MATRIX_FILE).read_text()
 
 
+def read_matrix(matrix_dir: Path) -> dict:
+    """matrix.json as stored: its settings, exit code, how many settings were planned, the signal if any."""
+    return json.loads((matrix_dir / MATRIX_FILE).read_text())
+
+
 def stored_records(matrix_dir: Path) -> Tuple[str, List[Tuple[str, dict]], int]:
     """A stored matrix (matrix.json and each setting's summary.json): its scenario, records and exit code."""
-    data = json.loads((matrix_dir / MATRIX_FILE).read_text())
+    data = read_matrix(matrix_dir)
     records = [(item["label"], json.loads((matrix_dir / item["label"] / SUMMARY_FILE).read_text()))
                for item in data["settings"] if (matrix_dir / item["label"] / SUMMARY_FILE).is_file()]
     return data["scenario"], records, int(data.get("exit_code", 0))

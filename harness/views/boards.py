@@ -52,6 +52,9 @@ def render_health(health: List[dict], inventory_path: Path, console: Console) ->
             console.print(f"[yellow]{escape(item['board'])}: its workdir {escape(item['workdir'])} did not exist "
                           "(a new board, or /tmp cleared by a reboot): made it[/]", highlight=False)
         if item["error"]:
-            console.print(f"[red]{escape(item['board'])}: {escape(item['error'])}[/]", highlight=False)
+            # Board errors name their board already (they are read alone too, in logs).
+            error = item["error"]
+            error = error if error.startswith(f"{item['board']}: ") else f"{item['board']}: {error}"
+            console.print(f"[red]{escape(error)}[/]", highlight=False)
         if item.get("warning"):
             console.print(f"[yellow]{escape(item['board'])}: {escape(item['warning'])}[/]", highlight=False)

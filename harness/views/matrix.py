@@ -11,6 +11,7 @@ from rich.text import Text
 from ..analysis.compare import format_metric
 from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
                                 what_failed)
+from ..core.results import INTERRUPTED
 from .fold import Column, FoldingTable
 
 
@@ -22,6 +23,8 @@ def cell(record: dict, board: str) -> Text:
     """
     if board not in (record.get("boards") or {}) and board != conversion_label(record):
         return Text("–", "dim")
+    if ((record.get("boards") or {}).get(board) or {}).get("status") == INTERRUPTED:
+        return Text("STOPPED\ninterrupted", "bold yellow")
     rows = [v for v in verdicts(record) if v.board == board]
     if not rows:
         return Text("ref", "dim")
@@ -67,6 +70,8 @@ LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreemen
           "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
           "backend) and the first limit it broke")
 
+STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
+
 
 def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingTable:
     """Settings by boards; with more boards than settings, boards by settings (S1, S2, ... and a legend).
@@ -80,9 +85,12 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
         boards += [name for name in labels if name not in boards]
     ordered = sorted(records, key=lambda item: (item[1]["exit_code"] == 0, item[0]))
     title = f"Which settings diverge on which boards ({scenario_name})"
+    stopped = any((board or {}).get("status") == INTERRUPTED for _, record in records
+                  for board in (record.get("boards") or {}).values())
+    legends = [LEGEND, ABBREVIATION_LEGEND] + ([STOPPED_LEGEND] if stopped else [])
     if len(boards) <= len(ordered):
         table = FoldingTable([Column("Setting", key=True)] + [Column(board, wrap=True) for board in boards],
-                             title=title, legend=[LEGEND, ABBREVIATION_LEGEND])
+                             title=title, legend=legends)
         for label, record in ordered:
             table.add_row(label, *[cell(record, board) for board in boards])
         return table
@@ -91,15 +99,14 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
     table = FoldingTable([Column("Board", key=True)] + [Column(f"S{index}", wrap=True)
                                                         for index in range(1, len(ordered) + 1)],
                          title=title, legend=[f"S{index} = {label}"
-                                              for index, (label, _) in enumerate(ordered, 1)]
-                         + [LEGEND, ABBREVIATION_LEGEND])
+                                              for index, (label, _) in enumerate(ordered, 1)] + legends)
     for board in failing_first:
         table.add_row(board, *[cell(record, board) for _, record in ordered])
     return table
 
 
 def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_code: int, run_dir: Path,
-                   console: Console) -> None:
+                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None) -> None:
     """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
     console.print(matrix_view(scenario_name, records))
     seen = set()
@@ -113,14 +120,24 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
                                         f" — {where}{finding['message']} [first in {label}]"))
     console.print(f"[dim]results: {run_dir}/<setting>/[/]")
-    console.print(matrix_summary_line(records, exit_code))
+    console.print(matrix_summary_line(records, exit_code, planned, interrupted))
 
 
-def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int) -> Text:
-    """The last line: which settings diverge, each with what failed first in it."""
-    failing = sorted((label, record) for label, record in records if record.get("exit_code"))
+def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int, planned: Optional[int] = None,
+                        interrupted: Optional[str] = None) -> Text:
+    """The last line: which settings diverge, each with what failed first in it; for an interrupted matrix,
+    how far it got first (a setting stopped midway is not a divergence)."""
+    stopped = [label for label, record in records if record.get("interrupted")]
+    finished = [(label, record) for label, record in records if not record.get("interrupted")]
+    failing = sorted((label, record) for label, record in finished if record.get("exit_code"))
+    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
+    if interrupted or stopped:
+        total = max(planned or 0, len(records))
+        so_far = f"{len(failing)} diverge: {named}" if failing else "none diverge"
+        return Text(f"INTERRUPTED ({interrupted or 'a signal'})  {len(finished)} of {total} setting(s) finished "
+                    f"({so_far}), {len(stopped)} stopped midway, {total - len(records)} not started  "
+                    f"[exit {exit_code}]", "bold yellow")
     if not failing:
         return Text(f"PASS  all {len(records)} setting(s) match on every board", "bold green")
-    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
     return Text(f"FAIL  {len(failing)} of {len(records)} setting(s) diverge: {named}  [exit {exit_code}]",
                 "bold red")

@@ -204,6 +204,14 @@ def _inventory_cases():
             where = f"boards.{board}.{key}"
             cases += [(where, NAN, "finite number"), (where, INF, "finite number"), (where, -5, "more than 0"),
                       (where, 0, "more than 0"), (where, 1e12, f"at most {largest}"), (where, "soon", "must be a number")]
+    for key, largest in (("store_max_mb", "1073741824"), ("agent_cache_mb", "1048576")):
+        where = f"boards.lab.{key}"
+        cases += [(where, NAN, "finite number"), (where, INF, "finite number"), (where, -1, "more than 0"),
+                  (where, 0, "more than 0"), (where, 1e30, f"at most {largest}"), (where, "lots", "must be a number")]
+    where = "boards.lab.agent_cache_models"
+    cases += [(where, NAN, "must be an integer"), (where, -1, "at least 0"), (where, 10 ** 30, "at most 1000"),
+              (where, 2.5, "must be an integer"), (where, "four", "must be an integer"),
+              ("boards.lab.resident", "yes please", "true or false"), ("boards.lab.resident", 1, "true or false")]
     cases += [("boards.emu.mnn_version", "../../../tmp/x", "not an MNN version"),
               ("boards.emu.mnn_version", NAN, "not an MNN version"),
               ("boards.emu.mnn_version", "3.6.1/../../x", "not an MNN version"),

@@ -276,6 +276,11 @@ class SshTarget(Target):
                 failure = f"SSH to {where} failed: {error}"
             except (socket.timeout, TimeoutError):
                 failure = f"no answer from {where} within {self.board.connect_timeout:g} s (connect_timeout)"
+            except paramiko.ssh_exception.NoValidConnectionsError as error:
+                # paramiko's own words are "[Errno None] Unable to connect": say what the socket said.
+                why = "; ".join(sorted({os.strerror(e.errno) if e.errno else str(e)
+                                        for e in error.errors.values()})) or str(error)
+                failure = f"cannot connect to {where}: {why} (is sshd running there, on port {connection.port}?)"
             except OSError as error:
                 failure = f"cannot connect to {where}: {error}"
             # A board that reboots or a sshd at its MaxStartups limit refuses for a
