@@ -6,7 +6,6 @@ behind a real sshd. The stream is cut to 24 frames (32 ms each) to stay light.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from harness.core.scenario import OutputSpec
 from .conftest import scenario_text
 
 REPO = Path(__file__).resolve().parent.parent
-BOARD = f"vad-a76-{os.getpid()}"
+BOARD = "vad-a76"  # a fixed name, as the other tests: its state is reused, not left behind per run
 INVENTORY = f"boards:\n  x86: {{kind: local}}\n  {BOARD}: {{kind: emulated, cpu: cortex-a76}}\n"
 STEPS = 24
 

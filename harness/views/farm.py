@@ -34,7 +34,9 @@ def render_overview(overview: Overview, console: Console) -> None:
     if overview.stale:
         command = f"harness farm down --remove {' '.join(overview.stale)}"
         console.print(Text(f"{len(overview.stale)} stopped board(s) belong to no farm: {', '.join(overview.stale)}. "
-                           f"To delete their state (keys, home): {command}", "yellow"))
+                           "To delete their state (keys, home):", "yellow"))
+        # One line whatever its length, so it can be copied whole: the terminal wraps it, rich does not break it.
+        console.print(Text(command, "yellow"), soft_wrap=True)
 
 
 def render_stopped(stopped: Stopped, console: Console) -> None:
