@@ -40,7 +40,7 @@ fresh one for the next job. SESSION_DIR/agent.pid holds the agent's pid.
 
 This file is the agent's contract and its entry; the agent itself is the package
 mnnagent (one module per concept, listed in its __init__). The harness builds the
-two into one zipapp (harness/agent_bundle.py) and ships that. Python >= 3.8, numpy
+two into one zipapp (harness/core/agent_bundle.py) and ships that. Python >= 3.8, numpy
 and MNN only, nothing from the host's `harness` package. Nothing travels on stdout
 (MNN prints a banner there at import); diagnostics go to stderr, results go to files.
 

@@ -19,19 +19,17 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 
-from .errors import HarnessError
-from .interrupt import signals_handled
-from .inventory import find_inventory, load_inventory
-from .runner import EXIT_CONFIG
+from .analysis.run_report import EXIT_CONFIG
+from .core.errors import HarnessError
+from .core.inventory import find_inventory, load_inventory
+from .execution.interrupt import signals_handled
 
 
 WEEK_S = 7 * 86400.0
@@ -184,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             return error.exit_code
         except KeyboardInterrupt:
-            labgrid = sys.modules.get(f"{__package__}.targets.labgrid")
+            labgrid = sys.modules.get(f"{__package__}.execution.targets.labgrid")
             if labgrid is not None:  # places held while no board ran (a probe): back to the lab at once
                 labgrid.release_held_places()
             console.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
@@ -199,10 +197,11 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
-    from .executor import Executor, Progress
-    from .report import TerminalProgress, render
-    from .runner import run_scenario
-    from .scenario import load_scenario
+    from .core.scenario import load_scenario
+    from .execution.executor import Executor, Progress
+    from .plans.layers import boards_to_search
+    from .plans.run import run_scenario, write_run_files
+    from .views.terminal import TerminalProgress, render, show_files
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -215,8 +214,8 @@ def cmd_run(args, console: Console) -> int:
             executor.progress = progress
             report = run_scenario(scenario, inventory, Path(args.reports), progress, only, executor=executor)
         executor.progress = Progress()
-        failing = [name for name in report.failed if report.boards[name].kind != "local"]
-        searching = bool((args.find_layer or scenario.find_layer) and failing and not report.interrupted)
+        failing = boards_to_search(report, args.find_layer or scenario.find_layer)
+        searching = bool(failing)
         if not searching:
             executor.close()  # before the record is written: what closing the sessions says is in it
         data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
@@ -225,8 +224,8 @@ def cmd_run(args, console: Console) -> int:
         render(data, console, report.run_dir)
         show_files(report.run_dir, console)
         if searching:
-            from .layers import search_layers, write_layers_files
-            from .layers_view import render_layers
+            from .plans.layers import search_layers, write_layers_files
+            from .views.layers import render_layers
 
             console.print(f"[bold]Looking for the first op that goes wrong on {', '.join(failing)}[/]")
             with console.status("tracing every op"):
@@ -238,16 +237,10 @@ def cmd_run(args, console: Console) -> int:
     return report.exit_code
 
 
-def show_files(run_dir: Path, console: Console) -> None:
-    for name in ("junit.xml", "report.html"):
-        if (run_dir / name).exists():
-            console.print(f"[dim]{name}: {escape(str(run_dir / name))}[/]")
-
-
 def cmd_layers(args, console: Console) -> int:
-    from .layers import search_layers, write_layers_files
-    from .layers_view import render_layers
-    from .scenario import load_scenario
+    from .core.scenario import load_scenario
+    from .plans.layers import search_layers, write_layers_files
+    from .views.layers import render_layers
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -269,8 +262,10 @@ def cmd_layers(args, console: Console) -> int:
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
     """A scenario with a matrix: every setting is a run of its own; one table says which diverge where."""
-    from .matrix import expand, render_matrix, run_matrix
-    from .report import TerminalProgress
+    from .plans.matrix import expand, render_matrix, run_matrix
+    from .plans.run import write_run_files
+    from .record.run_folder import matrix_text
+    from .views.terminal import TerminalProgress
 
     settings = expand(scenario)
     console.print(f"[bold]{len(settings)} settings[/]: {', '.join(s.label for s in settings)}")
@@ -280,55 +275,14 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                             after_run=lambda setting, single: write_run_files(single, console,
                                                                               keep_outputs_mb=args.keep_outputs))
     if args.json:
-        print((report.run_dir / "matrix.json").read_text())
+        print(matrix_text(report.run_dir))
     render_matrix(report, console)
     return report.exit_code
 
 
-def prune_raw_outputs(run_dir: Path, keep_mb: float) -> list:
-    """Delete the boards' raw tensors beyond keep_mb (all of them at 0); return the files kept.
-
-    A nightly farm of tens of boards would otherwise keep gigabytes of logits
-    a night. The reference's are kept first: any board can be compared with it.
-    """
-    files = sorted(run_dir.glob("targets/*/outputs.npz"), key=lambda p: (p.parent.name != "x86", p.stat().st_size))
-    files += sorted(run_dir.glob("targets/*/preprocessed.npz"))
-    kept, budget = [], keep_mb * 1e6
-    for path in files:
-        size = path.stat().st_size
-        if size <= budget:
-            budget -= size
-            kept.append(str(path.relative_to(run_dir)))
-        else:
-            path.unlink()
-    return kept
-
-
-def write_run_files(report, console: Console, keep_outputs_mb: float = 0.0) -> dict:
-    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the summary dict.
-
-    Raw outputs are pruned to keep_outputs_mb first (the views use the arrays
-    in memory); summary.json is the record and is written next; a JUnit or HTML
-    writer that breaks is reported in yellow and does not change the exit code.
-    """
-    from .html_report import write_html
-    from .junit import write_junit
-    from .report import summary, write_summary
-
-    report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
-    write_summary(report)
-    data = summary(report)
-    for label, write in (("junit.xml", lambda: write_junit(data, report.run_dir)),
-                         ("report.html", lambda: write_html(report, data))):
-        try:
-            write()
-        except Exception as error:  # a view failing must not hide the run's verdict
-            console.print(f"[yellow]could not write {label}: {type(error).__name__}: {escape(str(error))}[/]")
-    return data
-
-
 def cmd_nightly(args, console: Console) -> int:
-    from .nightly import load_nightly, nightly_json, render_night, run_nightly
+    from .plans.night import load_nightly, run_nightly
+    from .views.night import nightly_json, render_night
 
     config = load_nightly(args.file)
     result = run_nightly(config, Path(args.reports), console, args.inventory, args.lock_timeout,
@@ -339,49 +293,21 @@ def cmd_nightly(args, console: Console) -> int:
     return result.exit_code
 
 
-def find_run(reports: Path, run_id: str) -> Path:
-    """The run folder an id names: a path, a folder under reports (a matrix setting too), or a unique part of one."""
-    from .errors import ConfigError
-
-    for candidate in (Path(run_id), reports / run_id):
-        if (candidate / "summary.json").is_file() or (candidate / "matrix.json").is_file():
-            return candidate
-    stored = sorted({path.parent for name in ("summary.json", "matrix.json")
-                     for path in reports.glob(f"**/{name}")}) if reports.is_dir() else []
-    matches = [path for path in stored if run_id in str(path.relative_to(reports))]
-    # A matrix's settings match its id too: the matrix itself is meant.
-    matrices = [path for path in matches if (path / "matrix.json").is_file()]
-    if len(matrices) == 1 and all(path == matrices[0] or matrices[0] in path.parents for path in matches):
-        return matrices[0]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        listed = "\n".join(f"    {path.relative_to(reports)}" for path in matches)
-        raise ConfigError(reports, None, f"{run_id!r} names {len(matches)} runs:\n{listed}\n",
-                          "give more of the run id (any unique part of one of those)")
-    raise ConfigError(reports / run_id, None, "no stored run with this id (no summary.json)",
-                      f"pick one of `ls {reports}`, or pass --reports DIR")
-
-
 def cmd_report(args, console: Console) -> int:
-    from .errors import ConfigError
-    from .report import render
+    from .record.run_folder import find_run, is_matrix, matrix_text, read_matrix, read_summary, stored_records
+    from .views.matrix import render_records
+    from .views.terminal import render, show_files
 
     run_dir = find_run(Path(args.reports), args.run_id)
-    if (run_dir / "matrix.json").is_file():
-        from .matrix import render_records, stored_records
-
+    if is_matrix(run_dir):
         scenario_name, records, code = stored_records(run_dir)
         if args.json:
-            print((run_dir / "matrix.json").read_text())
-        saved = json.loads((run_dir / "matrix.json").read_text())
+            print(matrix_text(run_dir))
+        saved = read_matrix(run_dir)
         render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
                        interrupted=saved.get("interrupted"))
         return code
-    try:
-        data = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError) as error:
-        raise ConfigError(run_dir / "summary.json", None, f"cannot read it: {error}") from error
+    data = read_summary(run_dir)
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(data, console, run_dir)
@@ -390,11 +316,9 @@ def cmd_report(args, console: Console) -> int:
 
 
 def cmd_history(args, console: Console) -> int:
-    from .compare import format_metric
-    from .errors import ConfigError
-    from .fold import Column, FoldingTable
-    from .history import TREND_METRICS, History, last_value, row_label_metric, sparkline
-    from .nightly import HISTORY_FILE
+    from .core.errors import ConfigError
+    from .record.history import HISTORY_FILE, TREND_METRICS, History
+    from .views.history import render_trend
 
     path = Path(args.reports) / HISTORY_FILE
     if not path.is_file():
@@ -406,35 +330,13 @@ def cmd_history(args, console: Console) -> int:
     if args.json:
         print(json.dumps({"history": str(path), "nights": [dict(n) for n in nights], "trend": rows}, indent=1))
         return 0
-    first, last = (nights[0]["started_at"], nights[-1]["started_at"]) if nights else ("–", "–")
-    table = FoldingTable([Column("Scenario", key=True), Column("Board", key=True), Column("Output", key=True),
-                          Column("max abs"), Column("last", "right", label="max abs last"), Column("labels"),
-                          Column("last", "right", label="labels last"), Column("Verdicts"),
-                          Column("Now", key=True)],
-                         title=f"History: {len(nights)} night(s), {first} .. {last}",
-                         legend=["labels: argmax agreement (class logits) or mask IoU (probability maps); "
-                                 "verdicts per night: ● pass, ✗ fail, E did not run, U unusable, · absent"])
-    marks = {"pass": "[green]●[/]", "fail": "[red]✗[/]", "error": "[red]E[/]", "unusable": "[yellow]U[/]",
-             None: "[dim]·[/]"}
-    for row in rows:
-        label = row_label_metric(row)
-        status = last_value(row["status"])
-        table.add_row(row["scenario"], row["board"], row["output"], sparkline(row["max_abs"], log=True),
-                      format_metric(last_value(row["max_abs"]), "max_abs"),
-                      sparkline(row[label]) if label else "–",
-                      format_metric(last_value(row[label]), label) if label else "–",
-                      Text.from_markup("".join(marks.get(s, "?") for s in row["status"])),
-                      Text.from_markup({"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]"}.get(
-                          status, f"[red]{status}[/]")))
-    console.print(table)
-    if not rows:
-        console.print("[dim]nothing recorded" + (f" for scenario {args.scenario}" if args.scenario else "") + "[/]")
+    render_trend(nights, rows, args.scenario, console)
     return 0
 
 
 def cmd_prepare(args, console: Console) -> int:
-    from .model import prepare_model
-    from .scenario import load_scenario
+    from .core.model import prepare_model
+    from .core.scenario import load_scenario
 
     for path in args.scenarios:
         scenario = load_scenario(path)
@@ -445,76 +347,29 @@ def cmd_prepare(args, console: Console) -> int:
 
 
 def cmd_boards(args, console: Console) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .targets import make_target
+    from .execution.health import clean_boards, probe_boards
+    from .views.boards import render_cleaned, render_health
 
     inventory = load_inventory(find_inventory(args.inventory))
-    targets = [make_target(board) for board in inventory.boards.values()]
+    count = len(inventory.boards)
     if args.clean:
-        with console.status(f"cleaning {len(targets)} board(s)"):
-            with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-                cleaned = list(pool.map(lambda target: target.clean(), targets))
-        for item in cleaned:
-            if item.get("cleaned"):
-                busy = f"; left {len(item['busy'])} job dir(s) whose agent still runs" if item["busy"] else ""
-                console.print(f"[green]cleaned[/] {escape(item['board'])}: freed {item['freed_mb']:.1f} MB "
-                              f"({len(item['jobs'])} stale job dir(s), {len(item['partials'])} partial upload(s), "
-                              f"{len(item['evicted'])} store file(s) evicted){busy}", highlight=False)
-            elif item.get("note") and item["note"] != "nothing to clean on this kind of board":
-                console.print(f"[yellow]not cleaned[/] {escape(item['board'])}: {escape(item['note'])}",
-                              highlight=False)
-        targets = [make_target(board) for board in inventory.boards.values()]
-    with console.status(f"probing {len(targets)} board(s)"):
-        with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-            health = list(pool.map(lambda target: target.probe(), targets))
+        with console.status(f"cleaning {count} board(s)"):
+            cleaned = clean_boards(inventory)
+        render_cleaned(cleaned, console)
+    with console.status(f"probing {count} board(s)"):
+        health = probe_boards(inventory)
     if args.json:
         print(json.dumps(health, indent=1))
     else:
-        from .fold import Column, FoldingTable
-
-        console.print(f"[bold]Boards of[/] {escape(str(inventory.path))}")
-        table = FoldingTable([Column("Board", key=True), Column("Up"), Column("Machine"), Column("Python"),
-                              Column("MNN"), Column("Features", wrap=True), Column("Disk", "right"),
-                              Column("Lock", wrap=True), Column("Tags", wrap=True)])
-        for item in health:
-            facts = item["facts"]
-            features = set(facts.get("cpu_features") or [])
-            shown = [label for label, group in (("fp16", ("asimdhp", "avx512_fp16")),
-                                                ("dot", ("asimddp", "avx_vnni", "avx512_vnni")),
-                                                ("i8mm", ("i8mm", "amx_tile")), ("sve", ("sve", "sve2")))
-                     if features & set(group)]
-            mnn = facts.get("mnn_version") or "–"
-            disk = facts.get("free_disk_mb")
-            # held: a labgrid place someone else holds; it was not probed.
-            up = Text("held", "yellow") if item.get("held") else \
-                Text("yes", "green") if item["reachable"] else Text("no", "red")
-            # Text, not markup: what a board reports is shown as it is, never read as styles.
-            table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")), up,
-                          Text(str(facts.get("machine") or "–")), Text(str(facts.get("python") or "–")),
-                          Text(str(mnn), "yellow" if item.get("warning") else ""), " ".join(shown) or "–",
-                          f"{disk / 1024:.0f} GB" if disk else "–", Text(str(item.get("lock") or "free")),
-                          Text(" ".join(item["tags"])))
-        console.print(table)
-        for item in health:
-            if item.get("workdir_created"):
-                console.print(f"[yellow]{escape(item['board'])}: its workdir {escape(item['workdir'])} did not exist "
-                              "(a new board, or /tmp cleared by a reboot): made it[/]", highlight=False)
-            if item["error"]:
-                # Board errors name their board already (they are read alone too, in logs).
-                error = item["error"]
-                error = error if error.startswith(f"{item['board']}: ") else f"{item['board']}: {error}"
-                console.print(f"[red]{escape(error)}[/]", highlight=False)
-            if item.get("warning"):
-                console.print(f"[yellow]{escape(item['board'])}: {escape(item['warning'])}[/]", highlight=False)
+        render_health(health, inventory.path, console)
     return 0 if all(item["reachable"] for item in health) else 3
 
 
 def cmd_farm(args, console: Console) -> int:
-    from .emulation import board as emulated
+    from .core.errors import ConfigError
+    from .emulation import control
     from .emulation import farm as farms
     from .emulation.labgrid_farm import labgrid_status, labgrid_up
-    from .errors import ConfigError
 
     def log(message):
         console.print(f"[dim]{escape(message)}[/]")
@@ -522,7 +377,7 @@ def cmd_farm(args, console: Console) -> int:
     if args.boards and args.action != "down":
         raise ConfigError("harness farm", None, f"`farm {args.action}` takes no board names ({' '.join(args.boards)})",
                           "name boards with `harness farm down NAME...`")
-    known = sorted(set(farms.farm_names()) | {lab["prefix"] for lab in labgrid_status()})
+    known = control.known_farms()
     if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid)):
         raise ConfigError(farms.farm_inventory_path(args.farm), None, f"there is no farm {args.farm!r} on this "
                           f"machine (farms: {', '.join(known) or 'none'})",
@@ -553,29 +408,18 @@ def cmd_farm(args, console: Console) -> int:
         farms.farm_up(len(farms.farm_members(args.farm)), log, prefix=args.farm)
     elif args.action == "up":
         inventory = load_inventory(find_inventory(args.inventory))
-        boards = [b for b in inventory.boards.values() if b.kind == "emulated"]
-        if not boards:
+        if not control.inventory_boards_up(inventory, log):
             console.print(f"the inventory {inventory.path} has no emulated board; try `harness farm up --size 4`")
             return EXIT_CONFIG
-        for board in boards:
-            emulated.ensure_running(emulated.EmulatedBoardSpec(
-                name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or "3.6.1"), log=log)
     farm_status(args, console)
     return 0
-
-
-def lab_boards() -> dict:
-    """labgrid lab (its farm's name) -> the emulated boards it exports as places."""
-    from .emulation.labgrid_farm import labgrid_status
-
-    return {lab["prefix"]: list(lab["places"]) for lab in labgrid_status()}
 
 
 def farm_down_command(args, console: Console) -> int:
     """Stop exactly what was named: boards, one farm (or lab), the inventory's emulated boards, or (--all) all."""
     from .emulation import board as emulated
-    from .emulation import farm as farms
-    from .emulation.labgrid_farm import lab_dir, labgrid_down
+    from .emulation import control
+    from .views.farm import render_stopped
 
     if args.all:
         names = emulated.list_boards()
@@ -586,100 +430,38 @@ def farm_down_command(args, console: Console) -> int:
     else:
         # The inventory's boards that are emulated on this machine: `farm up` without --size, undone.
         inventory = load_inventory(find_inventory(args.inventory))
-        names = [name for name, board in inventory.boards.items()
-                 if board.kind != "local" and emulated.status(name) is not None]
+        names = control.inventory_boards_here(inventory)
         if not names:
             console.print(f"no board of {inventory.path} is emulated on this machine; "
                           f"name boards, or pass --farm NAME or --all (see `harness farm status`)")
             return 0
-    if names is None and args.farm in lab_boards():
-        names = lab_boards()[args.farm]  # a labgrid lab of that name: its boards, then its coordinator
-    outcome = (farms.farm_down(args.farm, remove=args.remove) if names is None
-               else farms.stop_boards(names, remove=args.remove))
-    for name, what in outcome.items():
-        style = {"unknown": "red", "was not running": "dim"}.get(what, "")
-        console.print(Text(f"{name}: {what}" + (" (no emulated board of that name here)" if what == "unknown"
-                                                else ""), style))
-    labs = list(lab_boards()) if args.all else [args.farm] if args.farm in lab_boards() else []
-    for lab in labs:
-        for stopped in labgrid_down(lab):
-            console.print(f"{stopped}: stopped")
-        if args.remove:  # forget the lab too: its places, key and inventory
-            shutil.rmtree(lab_dir(lab), ignore_errors=True)
-    if not outcome:
-        console.print("no board to stop")
-    return EXIT_CONFIG if "unknown" in outcome.values() else 0
+    stopped = control.stop(names, args.farm, remove=args.remove, every_lab=args.all)
+    render_stopped(stopped, console)
+    return EXIT_CONFIG if "unknown" in stopped.boards.values() else 0
 
 
 def farm_status(args, console: Console) -> None:
-    """Every emulated board of this machine with the farm it belongs to; stale ones, and how to remove them."""
-    from .emulation import board as emulated
+    """Every emulated board of this machine with the farm it belongs to; stale ones, and an offer to remove them."""
+    from .emulation import control
     from .emulation import farm as farms
-    from .emulation.labgrid_farm import labgrid_status
-    from .fold import Column, FoldingTable
+    from .views.farm import render_overview
 
-    member_of = {**{board: lab for lab, boards in lab_boards().items() for board in boards}, **farms.farm_of()}
-    names = emulated.list_boards()
-    if getattr(args, "farm", None):
-        names = [name for name in names if member_of.get(name) == args.farm]
-    table = FoldingTable([Column("Farm"), Column("Board", key=True), Column("CPU"), Column("MNN"),
-                          Column("Address"), Column("Network"), Column("PID", "right"), Column("Running")],
-                         title="Emulated boards",
-                         legend=["Farm: the `harness farm up` farm (or labgrid lab) whose inventory lists the "
-                                 "board; – none (started by a run from an inventory's kind: emulated board, or left "
-                                 "by one)"])
-    stale = []
-    for name in sorted(names, key=lambda n: (member_of.get(n) is None, member_of.get(n) or "", n)):
-        status = emulated.status(name) or {}
-        running = bool(status.get("running"))
-        if not running and name not in member_of:
-            stale.append(name)
-        table.add_row(member_of.get(name, "–"), name, status.get("cpu", "?"), status.get("mnn_version", "?"),
-                      f"{status.get('address', '127.0.0.1')}:{status.get('port', '?')}", status.get("network", "?"),
-                      str(status.get("pid") or "–"), Text("yes", "green") if running else Text("no", "dim"))
-    console.print(table)
-    for farm in farms.farm_names():
-        if getattr(args, "farm", None) and farm != args.farm:
-            continue
-        members = farms.farm_members(farm)
-        missing = [name for name in members if emulated.status(name) is None]
-        console.print(f"[dim]farm {farm!r}: {len(members)} board(s), inventory {farms.farm_inventory_path(farm)}[/]"
-                      + (f" [yellow](no state for {', '.join(missing)}: `harness farm up --farm {farm}`)[/]"
-                         if missing else ""))
-    for lab in labgrid_status():
-        if getattr(args, "farm", None) and lab["prefix"] != args.farm:
-            continue
-        running = lab["coordinator_pid"] and lab["exporter_pid"]
-        console.print(f"labgrid lab {lab['prefix']}: coordinator {lab['address']} "
-                      f"(pid {lab['coordinator_pid'] or '–'}), exporter (pid {lab['exporter_pid'] or '–'}) "
-                      + ("[green]running[/]" if running else "[dim]stopped[/]")
-                      + f", places {', '.join(lab['places'])}; inventory {lab['inventory']}", highlight=False)
-    if stale:
-        command = f"harness farm down --remove {' '.join(stale)}"
-        console.print(Text(f"{len(stale)} stopped board(s) belong to no farm: {', '.join(stale)}. "
-                           f"To delete their state (keys, home): {command}", "yellow"))
-        if sys.stdin.isatty() and console.is_terminal:
-            from rich.prompt import Confirm
+    overview = control.overview(getattr(args, "farm", None))
+    render_overview(overview, console)
+    if overview.stale and sys.stdin.isatty() and console.is_terminal:
+        from rich.prompt import Confirm
 
-            if Confirm.ask(f"Remove these {len(stale)} stale board(s) now?", console=console, default=False):
-                for name, what in farms.stop_boards(stale, remove=True).items():
-                    console.print(f"{name}: {what}")
+        if Confirm.ask(f"Remove these {len(overview.stale)} stale board(s) now?", console=console, default=False):
+            for name, what in farms.stop_boards(overview.stale, remove=True).items():
+                console.print(f"{name}: {what}")
 
 
 def cmd_inspect(args, console: Console) -> int:
-    from .fold import Column, FoldingTable
-    from .inspect_model import inspect_model, resolve_model_path
+    from .core.inspect_model import inspect_model, resolve_model_path
+    from .views.inspect import render_signature
 
     path = resolve_model_path(args.model)
-    signature = inspect_model(path)
-    console.print(f"[bold]{signature.format}[/] model {escape(str(path))}")
-    table = FoldingTable([Column("Role", key=True), Column("Name", key=True), Column("Shape"), Column("Dtype")])
-    for tensor in signature.tensors:
-        table.add_row(tensor.role, tensor.name, "[" + ", ".join("?" if d is None else str(d) for d in tensor.shape)
-                      + "]", tensor.dtype)
-    console.print(table)
-    for note in signature.notes:
-        console.print(f"[dim]{escape(note)}[/]")
+    render_signature(path, inspect_model(path), console)
     return 0
 
 

@@ -108,7 +108,7 @@ def test_no_job_is_usage_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def int_mnn(tmp_path_factory):
-    from harness.model import convert
+    from harness.core.model import convert
 
     from .test_inputs import build_int_model
 
@@ -169,8 +169,8 @@ def test_a_missing_backend_is_reported_as_the_cpu_that_ran(tmp_path, int_mnn, ap
 
 def test_a_model_with_control_flow_runs_with_the_module_api(tmp_path):
     """Silero VAD (If, LSTM): MNN's Session API cannot run it; the agent picks the Module API and says why."""
-    from harness.model import convert
-    from harness.yamlfile import Section
+    from harness.core.model import convert
+    from harness.core.yamlfile import Section
 
     source = Section(tmp_path / "s.yaml", {"onnx": "pkg:silero_vad/data/silero_vad_16k_op15.onnx"}).path_value("onnx")
     mnn = convert(source, "ONNX", (), log=lambda message: None)

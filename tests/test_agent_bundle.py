@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import agent_bundle
+from harness.core import agent_bundle
 
 from .test_agent import AGENT, make_job, run_agent, tiny_model  # noqa: F401  (the fixture, shared)
 
@@ -45,7 +45,7 @@ def copy_of_the_sources(directory: Path) -> Path:
 def test_the_bundle_is_byte_identical_across_builds_from_a_clean_cache(tmp_path):
     here = agent_bundle.bundle(cache_dir=tmp_path / "cache-a")
     # Another process, clock zone, umask and locale, from a copy whose files have other times and modes.
-    code = ("import sys; from pathlib import Path; from harness import agent_bundle; "
+    code = ("import sys; from pathlib import Path; from harness.core import agent_bundle; "
             "print(agent_bundle.bundle(Path(sys.argv[1]), Path(sys.argv[2])))")
     env = {**os.environ, "TZ": "Pacific/Kiritimati", "LC_ALL": "C", "PYTHONHASHSEED": "123"}
     there = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "sh", sys.executable, "-c", code,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness.compare import judge, metrics, per_class_iou
-from harness.scenario import OutputSpec, Tolerance
+from harness.analysis.compare import judge, metrics, per_class_iou
+from harness.core.scenario import OutputSpec, Tolerance
 
 LOGITS = OutputSpec(kind="class_logits", class_axis=1)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import TargetComparison, judge
-from harness.diagnose import attribute, attributions, diagnose
-from harness.scenario import OutputSpec, RunSettings, Tolerance
+from harness.analysis.compare import TargetComparison, judge
+from harness.analysis.diagnose import attribute, attributions, diagnose
+from harness.core.scenario import OutputSpec, RunSettings, Tolerance
 
 from .conftest import REPO
 
@@ -109,7 +109,7 @@ def test_wrong_tensor_access_is_the_apps_io_and_comes_before_fp16():
     assert causes.index("tensor-access") < causes.index("precision")
     report.attribution = attributions(report)
     assert report.attribution == {"arm": "io"}
-    from harness.outcome import attribution_label
+    from harness.analysis.outcome import attribution_label
     assert attribution_label("io") == "app I/O" and attribution_label("conversion+io") == "conversion + app I/O"
 
 

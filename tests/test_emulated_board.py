@@ -13,10 +13,10 @@ import paramiko
 import pytest
 
 from harness.emulation import board
-from harness.errors import BoardError
-from harness.inventory import BoardSpec
-from harness.results import TargetResult
-from harness.targets.ssh import SshTarget
+from harness.core.errors import BoardError
+from harness.core.inventory import BoardSpec
+from harness.core.results import TargetResult
+from harness.execution.targets.ssh import SshTarget
 
 pytestmark = pytest.mark.emulated
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import metrics
-from harness.scenario import OutputSpec
+from harness.analysis.compare import metrics
+from harness.core.scenario import OutputSpec
 
 from .conftest import scenario_text
 

@@ -16,11 +16,11 @@ import yaml
 from harness.cli import main
 from harness.emulation import board as emulated
 from harness.emulation.farm import farm_boards, farm_up
-from harness.errors import BoardError
-from harness.inventory import load_inventory
-from harness.runner import Progress, run_scenario
-from harness.scenario import load_scenario
-from harness.targets.lock import BoardLock
+from harness.core.errors import BoardError
+from harness.core.inventory import load_inventory
+from harness.plans.run import Progress, run_scenario
+from harness.core.scenario import load_scenario
+from harness.execution.targets.lock import BoardLock
 
 from .conftest import scenario_text
 
@@ -75,7 +75,7 @@ def test_require_same_mnn_fails_a_board_that_ran_and_matches_and_says_so(farm, t
     from junitparser import Failure, JUnitXml
     from rich.console import Console
 
-    from harness.report import render
+    from harness.views.terminal import render
 
     from .golden import assert_golden, masked
 
@@ -170,9 +170,9 @@ def test_two_runs_on_one_board_take_turns(farm, tmp_path, write_file):
 
 
 def test_a_held_lock_times_out_clearly_and_a_dead_holders_lock_is_broken(farm):
-    from harness.inventory import BoardSpec  # noqa: F401  (the farm inventory's boards are ssh boards)
-    from harness.results import TargetResult
-    from harness.targets.ssh import SshTarget
+    from harness.core.inventory import BoardSpec  # noqa: F401  (the farm inventory's boards are ssh boards)
+    from harness.core.results import TargetResult
+    from harness.execution.targets.ssh import SshTarget
 
     a53 = names()[0]
     target = SshTarget(load_inventory(farm).board(a53))

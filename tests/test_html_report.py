@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.html_report import disagreement_picture, histogram_svg, label_maps
+from harness.views.html import disagreement_picture, histogram_svg, label_maps
 
 from .conftest import scenario_text
 

@@ -206,7 +206,7 @@ def test_hostile_values_in_new_keys_stop_the_run_naming_the_key(workdir, capsys,
 
 
 def test_only_the_deployed_mnn_and_then_with_its_source(workdir, capsys):
-    from harness.model import convert
+    from harness.core.model import convert
 
     mnn = convert(workdir / "ints.onnx", "ONNX", ("--useGeluApproximation", "0"), log=lambda m: None)
     shutil.copy(mnn, workdir / "app.mnn")
@@ -232,8 +232,8 @@ def test_only_the_deployed_mnn_and_then_with_its_source(workdir, capsys):
 
 
 def test_integer_outputs_are_compared_exactly():
-    from harness.compare import judge
-    from harness.scenario import OutputSpec, Tolerance
+    from harness.analysis.compare import judge
+    from harness.core.scenario import OutputSpec, Tolerance
 
     loose = OutputSpec(tolerance=Tolerance(max_abs=100.0, min_cosine=0.0))
     reference = np.array([[3], [7], [1]], dtype=np.int64)

@@ -6,7 +6,7 @@ import pytest
 from junitparser import Error, Failure, JUnitXml
 
 from harness.cli import main
-from harness.junit import junit_tree, case_name
+from harness.views.junit import junit_tree, case_name
 
 from .conftest import scenario_text
 

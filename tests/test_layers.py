@@ -17,12 +17,12 @@ from rich.console import Console
 
 from harness.cli import main
 from harness.emulation import board as emulated
-from harness.inventory import load_inventory
-from harness.layers import search_layers, write_layers_files
-from harness.layers_view import FLOAT32_MAX, board_table, model_explorer_data, render_layers
-from harness.model import prepare_model
-from harness.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
-from harness.scenario import load_scenario
+from harness.core.inventory import load_inventory
+from harness.plans.layers import search_layers, write_layers_files
+from harness.views.layers import FLOAT32_MAX, board_table, model_explorer_data, render_layers
+from harness.core.model import prepare_model
+from harness.analysis.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
+from harness.core.scenario import load_scenario
 
 from .conftest import REPO, scenario_text
 
@@ -192,8 +192,8 @@ def test_ops_map_back_to_onnx_exactly_on_the_tiny_net(tmp_path, write_file):
 
 
 def test_a_wrong_source_model_says_the_mapping_cannot_point_anywhere(tmp_path, overflow_mnn):
-    from harness.mnn_graph import read_mnn_graph
-    from harness.opmap import map_ops, mapping_summary, read_source_graph
+    from harness.core.mnn_graph import read_mnn_graph
+    from harness.analysis.opmap import map_ops, mapping_summary, read_source_graph
 
     other = tmp_path / "other.onnx"
     import onnx

@@ -5,10 +5,10 @@ import json
 import pytest
 from rich.console import Console
 
-from harness.inventory import load_inventory
-from harness.matrix import expand, matrix_table, run_matrix
-from harness.runner import Progress
-from harness.scenario import load_scenario
+from harness.core.inventory import load_inventory
+from harness.plans.matrix import expand, matrix_table, run_matrix
+from harness.plans.run import Progress
+from harness.core.scenario import load_scenario
 
 from .conftest import scenario_text
 
@@ -108,7 +108,7 @@ def record(boards, flipped, conversion_limit=None):
 
 
 def test_twenty_boards_by_six_settings_fit_in_100_columns_failures_first():
-    from harness.matrix import matrix_summary_line, matrix_view
+    from harness.views.matrix import matrix_summary_line, matrix_view
 
     labels = ["normal-t1-session-copy-fp32", "low-t1-session-copy-fp32", "normal-t4-session-copy-fp32",
               "normal-t1-module-copy-fp32", "normal-t1-session-copy-fp16", "normal-t1-session-copy-w8"]

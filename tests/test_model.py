@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from harness.cache import sha256_file
-from harness.model import ModelError, ModelSource, prepare_model
+from harness.core.cache import sha256_file
+from harness.core.model import ModelError, ModelSource, prepare_model
 
 from .conftest import REPO, TINY_SEGNET
 

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from harness.cli import main
-from harness.history import RegressionPolicy, is_regression, sparkline
+from harness.record.history import RegressionPolicy, is_regression, sparkline
 
 from .conftest import TINY_SEGNET
 

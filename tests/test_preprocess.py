@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.preprocess import preprocess_image, read_bgr
-from harness.scenario import ImageRef, Preprocess
+from harness.core.preprocess import preprocess_image, read_bgr
+from harness.core.scenario import ImageRef, Preprocess
 
 
 def test_each_step_in_order():
@@ -52,7 +52,7 @@ def test_skimage_image_is_bgr():
 
 
 def test_unreadable_image_names_the_file(tmp_path):
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(ConfigError, match="broken.jpg"):

@@ -17,10 +17,10 @@ import pytest
 from rich.console import Console
 
 from harness.cli import main
-from harness.compare import format_metric
-from harness.outcome import ERROR, UNUSABLE, verdicts
-from harness.report import METRIC_HEADERS, render, summary_line
-from harness.scenario import load_scenario
+from harness.analysis.compare import format_metric
+from harness.analysis.outcome import ERROR, UNUSABLE, verdicts
+from harness.views.terminal import METRIC_HEADERS, render, summary_line
+from harness.core.scenario import load_scenario
 
 from .conftest import REPO, scenario_text
 from .golden import assert_golden, masked
@@ -146,7 +146,8 @@ def test_golden_preprocessing_parity_failure(tmp_path, capsys):
 
 
 def test_golden_matrix_with_a_failed_converter_variant(tmp_path, capsys):
-    from harness.matrix import render_records, stored_records
+    from harness.record.run_folder import stored_records
+    from harness.views.matrix import render_records
 
     matrix = 'matrix:\n  converter:\n    fp32: [--useGeluApproximation, "0"]\n    fp16: [--fp16]\n'
     code, reports = run_text(tmp_path, "matrix", scenario_text(["x86"]) + matrix)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import agent_protocol
-from harness.agent_protocol import FrameReader, encode, read_hello, read_reply, run_request
+from harness.execution import agent_protocol
+from harness.execution.agent_protocol import FrameReader, encode, read_hello, read_reply, run_request
 
 from .test_agent import AGENT, make_job, run_agent, tiny_model  # noqa: F401  (the fixture, shared)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import ConfigError
-from harness.scenario import load_scenario
+from harness.core.errors import ConfigError
+from harness.core.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ MNN are imported when a job runs, never at import, so `--probe` works on a
 board that lacks them and says so. The contract (job.json, result.json, the
 resident protocol) is documented in agent/mnn_agent.py, the entry script; the
 harness ships this package and that script to boards as one zipapp
-(harness/agent_bundle.py).
+(harness/core/agent_bundle.py).
 
 Modules, each importing only those above it:
     contract    the schemas, the settings the agent knows, JobError

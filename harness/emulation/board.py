@@ -61,9 +61,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
-from ..cache import cache_root
-from ..endpoint import SshEndpoint
-from ..errors import BoardError, SetupError
+from ..core.cache import cache_root
+from ..core.endpoint import SshEndpoint
+from ..core.errors import BoardError, SetupError
 from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_mnn, ensure_sysroot, python_command, qemu_binary,
                       sysroot_key)
 

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterable, List, Tuple
 
 import yaml
 
-from ..endpoint import SshEndpoint
+from ..core.endpoint import SshEndpoint
 from . import board as emulated
 
 

@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
-from ..cache import cache_root, sha256_file, sha256_json
-from ..errors import SetupError
+from ..core.cache import cache_root, sha256_file, sha256_json
+from ..core.errors import SetupError
 
 Log = Callable[[str], None]
 

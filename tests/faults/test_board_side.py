@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench import scenario_text
+from harness.plans.bench_common import scenario_text
 from harness.emulation import board as emulated
-from harness.errors import BoardError
-from harness.targets.remote import BoardPaths, safe_name
+from harness.core.errors import BoardError
+from harness.execution.targets.remote import BoardPaths, safe_name
 
 from .conftest import (needs_root, only_run, processes_naming, run_harness, ssh_board, start_board, summary_of,
                        wait_for, write_inventory)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.bench import scenario_text
+from harness.plans.bench_common import scenario_text
 from harness.emulation import board as emulated
 
 from .conftest import harness, needs_root, only_run, ssh_board, start_board, write_inventory
@@ -188,8 +188,8 @@ def test_a_zip_bomb_is_refused_by_its_members_declared_sizes_before_inflating(tm
     """Even under a generous file cap (shapes unknown): the member's declared size decides, nothing inflates."""
     import resource
 
-    from harness.board_files import load_npz
-    from harness.errors import BoardResultError
+    from harness.core.board_files import load_npz
+    from harness.core.errors import BoardResultError
 
     bomb = tmp_path / "outputs.npz"
     zip_bomb(bomb)

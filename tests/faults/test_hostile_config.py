@@ -23,13 +23,13 @@ import yaml
 from rich.console import Console
 
 from harness.cli import main
-from harness.errors import ConfigError
-from harness.history import History
-from harness.inventory import load_inventory
-from harness.nightly import EXIT_HISTORY, HISTORY_FILE, load_nightly, run_nightly
-from harness.runner import run_folder
-from harness.scenario import load_scenario
-from harness.yamlfile import MAX_EXPANDED_VALUES, load_yaml
+from harness.core.errors import ConfigError
+from harness.record.history import History
+from harness.core.inventory import load_inventory
+from harness.plans.night import EXIT_HISTORY, HISTORY_FILE, load_nightly, run_nightly
+from harness.record.run_folder import run_folder
+from harness.core.scenario import load_scenario
+from harness.core.yamlfile import MAX_EXPANDED_VALUES, load_yaml
 
 from ..conftest import TINY_SEGNET, scenario_text
 
@@ -401,7 +401,7 @@ def test_a_model_that_is_not_a_file_says_what_it_is(scenario_dir, key, what, wor
 
 def test_the_model_layer_says_what_a_non_file_is(tmp_path):
     """A ModelSource made in code (the bench, a test) meets the same words as a scenario."""
-    from harness.model import ModelError, ModelSource, prepare_model
+    from harness.core.model import ModelError, ModelSource, prepare_model
 
     for source, words in ((ModelSource(onnx=Path("/dev/zero")), "is a character device"),
                           (ModelSource(tflite=tmp_path), "is a directory"),
@@ -488,8 +488,8 @@ def test_run_folder_stays_under_reports(tmp_path):
 
 
 def test_run_scenario_refuses_a_run_id_that_leaves_reports(tmp_path):
-    from harness.inventory import load_inventory as inventory_of
-    from harness.runner import run_scenario
+    from harness.core.inventory import load_inventory as inventory_of
+    from harness.plans.run import run_scenario
 
     (tmp_path / "inventory.yaml").write_text("boards:\n  x86: {kind: local}\n")
     scenario = load_scenario(scenario_file(tmp_path))

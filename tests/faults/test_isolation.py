@@ -8,7 +8,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness.cache import cache_root
+from harness.core.cache import cache_root
 from harness.emulation import board as emulated
 
 from .conftest import needs_root, start_board

@@ -1,0 +1,341 @@
+"""Comparing one set of outputs with a reference's: metrics, then a verdict with its reasons.
+
+Metrics (float64, over every element of every sample), at least what the best
+comparators give (Polygraphy's error statistics, Qualcomm AI Hub's PSNR):
+- abs error |target - reference|: max_abs, mean_abs, median_abs, p99_abs;
+- rel error |target - reference| / max(|reference|, REL_FLOOR) (the floor keeps
+  near-zero references from turning noise into infinity): max_rel, mean_rel,
+  median_rel, p99_rel;
+- cosine: cosine similarity of the flattened outputs (ignores a common scale);
+- snr_db: 10 log10(sum reference^2 / sum error^2); psnr_db: 10 log10(range^2 / mse)
+  with the reference's peak-to-peak range (inf when identical);
+- nan_count, inf_count: of the target;
+- required_atol: the smallest atol that passes the elementwise check at the
+  scenario's rtol (Polygraphy's "minimum required tolerance").
+class_logits outputs add, along the class axis:
+- argmax_agreement: share of positions with the same top class;
+- miou: mean over classes present in either label map of their IoU;
+- benign_flips / hard_flips: shares of positions whose label changed where the
+  reference's top-1 minus top-2 margin is below / above `benign_margin`: a
+  benign flip is a near-tie tipped by a tiny error, a hard flip a confident
+  label that changed.
+probability_map outputs add miou: the IoU of the two masks at `threshold`.
+decision outputs (a score turned into yes/no at `threshold`, e.g. speech per frame)
+add decision_agreement and decision_flips: the share and the count of elements
+whose decision differs.
+Integer outputs (token ids, class indices) are compared exactly: `mismatches`
+counts the elements that differ, and any is a failure.
+For a stream, `series` keeps, per step, the max abs error and, for an output
+with one value per step, both sides' values; error_growth is the median error
+of the last third of the steps over that of the first third.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..core.results import TargetResult
+from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+
+REL_FLOOR = 1e-6
+
+
+@dataclass
+class OutputComparison:
+    output: str
+    passed: bool
+    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
+    reasons: List[str] = field(default_factory=list)
+    """Why it failed (empty when it passed)."""
+    per_class_iou: Dict[int, float] = field(default_factory=dict)
+    """class_logits: IoU of each class present in either label map."""
+    series: Dict[str, list] = field(default_factory=dict)
+    """Streams, per step: "max_abs"; for one value per step also "target" and "reference"; for decision
+    outputs "flipped" (the steps whose decision differs)."""
+
+
+@dataclass
+class TargetComparison:
+    """One target against the reference, output by output."""
+
+    target: str
+    reference: str
+    outputs: List[OutputComparison] = field(default_factory=list)
+    error: Optional[str] = None
+    """Set when there was nothing to compare (the target or the reference failed)."""
+    failed_requirements: List[str] = field(default_factory=list)
+    """Requirements the board broke whatever its numbers (require_same_mnn): it ran, and still fails."""
+    problems: List[str] = field(default_factory=list)
+    """Failures of the setting rather than of an output (asked OpenCL, ran on the CPU)."""
+
+    @property
+    def outputs_passed(self) -> bool:
+        """Every output within tolerance (the numbers alone, requirements and settings aside)."""
+        return self.error is None and all(output.passed for output in self.outputs)
+
+    @property
+    def passed(self) -> bool:
+        return self.outputs_passed and not self.failed_requirements and not self.problems
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = OutputSpec()) -> dict:
+    """The comparison metrics of two same-shaped arrays; see the module docstring."""
+    a = np.asarray(target, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    finite = np.isfinite(a)
+    result: Dict[str, Optional[float]] = {"nan_count": int(np.isnan(a).sum()), "inf_count": int(np.isinf(a).sum())}
+    a = np.where(finite, a, 0.0)
+    error = np.abs(a - b).ravel()
+    relative = error / np.maximum(np.abs(b).ravel(), REL_FLOOR)
+    if error.size == 0:
+        return {**result, "max_abs": 0.0, "cosine": 1.0}
+    for name, values in (("abs", error), ("rel", relative)):
+        result[f"max_{name}"] = float(values.max())
+        result[f"mean_{name}"] = float(values.mean())
+        result[f"median_{name}"] = float(np.median(values))
+        result[f"p99_{name}"] = float(np.quantile(values, 0.99))
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    result["cosine"] = float(np.dot(a.ravel(), b.ravel()) / norm) if norm > 0 else float(not a.any() and not b.any())
+    signal, noise = float(np.sum(b * b)), float(np.sum(error * error))
+    result["snr_db"] = _db(signal, noise)
+    peak = float(b.max() - b.min())
+    result["psnr_db"] = _db(peak * peak, noise / error.size)
+    rtol = spec.tolerance.rtol or 0.0
+    result["required_atol"] = float(max(0.0, (error - rtol * np.abs(b).ravel()).max()))
+    if spec.kind == "class_logits":
+        result.update(label_metrics(a, b, spec.class_axis, spec.benign_margin))
+    elif spec.kind == "probability_map":
+        result["miou"] = mask_iou(a > spec.threshold, b > spec.threshold)
+    elif spec.kind == "decision":
+        flipped = (a > spec.threshold) != (b > spec.threshold)
+        result["decision_flips"] = int(flipped.sum())
+        result["decision_agreement"] = float(1.0 - flipped.mean())
+    if is_integer(target) or is_integer(reference):
+        result["mismatches"] = int(np.count_nonzero(a != b))
+    return result
+
+
+def is_integer(array: np.ndarray) -> bool:
+    return np.asarray(array).dtype.kind in "iub"
+
+
+def step_series(target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> Dict[str, list]:
+    """Per step (axis 0): the max abs error, both sides' values when a step has one, the flipped decisions."""
+    a = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    b = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    error = np.abs(np.where(np.isfinite(a), a, np.inf) - b)
+    series: Dict[str, list] = {"max_abs": [float(v) for v in error.max(axis=1)]}
+    if a.shape[1] == 1:
+        series["target"] = [float(v) for v in a[:, 0]]
+        series["reference"] = [float(v) for v in b[:, 0]]
+    if spec.kind == "decision":
+        flipped = ((a > spec.threshold) != (b > spec.threshold)).any(axis=1)
+        series["flipped"] = [int(step) for step in np.flatnonzero(flipped)]
+    return series
+
+
+def error_growth(max_abs: List[float]) -> Optional[float]:
+    """Median error of the last third of the steps over the first third's (None with fewer than 3 steps).
+
+    Both medians are floored at 1e-9 and at a thousandth of the largest error, so identical outputs give
+    1.0 and a first third of exact zeros does not turn float noise into a huge factor.
+    """
+    finite = [value for value in max_abs if np.isfinite(value)]
+    if len(max_abs) < 3 or len(finite) < len(max_abs):
+        return None if len(max_abs) < 3 else float("inf")
+    third = len(max_abs) // 3
+    floor = max(1e-9, 1e-3 * max(finite))
+    first = max(float(np.median(max_abs[:third])), floor)
+    last = max(float(np.median(max_abs[-third:])), floor)
+    return last / first
+
+
+def _db(signal: float, noise: float) -> float:
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return float(10.0 * np.log10(signal / noise))
+
+
+def label_metrics(target: np.ndarray, reference: np.ndarray, class_axis: int, benign_margin: float) -> dict:
+    axis = class_axis + 1 if class_axis >= 0 else class_axis  # samples are stacked on axis 0
+    labels_t = np.argmax(target, axis=axis)
+    labels_r = np.argmax(reference, axis=axis)
+    top2 = -np.partition(-reference, 1, axis=axis)
+    margin = np.take(top2, 0, axis=axis) - np.take(top2, 1, axis=axis)
+    flipped = labels_t != labels_r
+    classes = np.union1d(np.unique(labels_t), np.unique(labels_r))
+    ious = [float(np.sum((labels_t == c) & (labels_r == c)) / np.sum((labels_t == c) | (labels_r == c)))
+            for c in classes]
+    return {
+        "argmax_agreement": float(1.0 - flipped.mean()),
+        "miou": float(np.mean(ious)) if ious else 1.0,
+        "benign_flips": float((flipped & (margin < benign_margin)).mean()),
+        "hard_flips": float((flipped & (margin >= benign_margin)).mean()),
+    }
+
+
+def per_class_iou(target: np.ndarray, reference: np.ndarray, class_axis: int) -> Dict[int, float]:
+    """IoU of each class present in either label map (for reports that want the detail)."""
+    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    labels_t, labels_r = np.argmax(target, axis=axis), np.argmax(reference, axis=axis)
+    return {int(c): float(np.sum((labels_t == c) & (labels_r == c)) / np.sum((labels_t == c) | (labels_r == c)))
+            for c in np.union1d(np.unique(labels_t), np.unique(labels_r))}
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int) -> float:
+    """Fraction of positions with the same top class. class_axis counts in one sample's shape."""
+    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
+
+
+PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement")
+"""Fractions every view shows as percentages."""
+
+
+def format_metric(value: Optional[float], metric: str = "e", style: str = "cell") -> str:
+    """A metric as every view shows it: the one number format of the harness.
+
+    metric is a metric's name (or "percent", "cosine", "e"); style "cell" is
+    the fixed-width form of tables, "text" the short form of sentences
+    ("max_abs 0.0782 > 0.001").
+    """
+    if value is None:
+        return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if metric in PERCENT_METRICS or metric == "percent":
+        return f"{value:.3%}"
+    if metric == "cosine" or metric == "min_cosine":
+        return f"{value:.6f}"
+    if metric.endswith("_db"):
+        return f"{value:.1f} dB"
+    if metric.endswith("_count") or metric in ("decision_flips", "mismatches"):
+        return f"{value:.0f}"
+    return f"{value:.2e}" if style == "cell" else f"{value:.3g}"
+
+
+def _shown(metric: str, value: float) -> str:
+    return format_metric(value, metric, "text")
+
+
+def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec,
+          stream: bool = False) -> OutputComparison:
+    if target.shape != reference.shape:
+        return OutputComparison(name, False, reasons=[
+            f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
+    rank = target.ndim - 1  # samples are stacked on axis 0
+    if spec.kind == "class_logits" and not -rank <= spec.class_axis < rank:
+        # Checked before the run when the model file declares the rank; this is the run-time net.
+        return OutputComparison(name, False, reasons=[
+            f"class_axis {spec.class_axis} is not an axis of this output (shape {list(target.shape[1:])}): "
+            f"set outputs.{name}.class_axis in the scenario"])
+    values = metrics(target, reference, spec)
+    series = step_series(target, reference, spec) if stream and target.ndim >= 1 and len(target) else {}
+    if series:
+        values["error_growth"] = error_growth(series["max_abs"])
+    if "mismatches" in values:
+        # Integers (token ids, class indices) are right or wrong: no tolerance applies.
+        reasons = [f"{values['mismatches']} of {target.size} integer values differ (integers are compared "
+                   "exactly)"] if values["mismatches"] else []
+        return OutputComparison(name, not reasons, values, reasons, {}, series)
+    limits = spec.tolerance
+    reasons = []
+    if values["nan_count"] or values["inf_count"]:
+        reasons.append(f"{values['nan_count']} NaN and {values['inf_count']} Inf values")
+    for metric in UPPER_LIMITS:
+        limit, value = getattr(limits, metric), values.get(metric)
+        if limit is not None and value is not None and value > limit:
+            reasons.append(f"{metric} {_shown(metric, value)} > {limit:g}")
+    for field_name, metric in LOWER_LIMITS.items():
+        limit, value = getattr(limits, field_name), values.get(metric)
+        if limit is not None and value is not None and value < limit:
+            reasons.append(f"{metric} {_shown(metric, value)} < {_shown(metric, limit)}")
+    if limits.max_hard_flips is not None and values.get("hard_flips", 0.0) > limits.max_hard_flips:
+        reasons.append(f"hard_flips {_shown('hard_flips', values['hard_flips'])} > "
+                       f"{_shown('hard_flips', limits.max_hard_flips)}")
+    if limits.atol is not None or limits.rtol is not None:
+        if values["required_atol"] > (limits.atol or 0.0):
+            reasons.append(f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| fails: "
+                           f"needs atol {values['required_atol']:.3g}")
+    # Non-finite values first, then what users act on (labels, masks, flips), then the elementwise statistics.
+    reasons.sort(key=lambda reason: 0 if reason.endswith("Inf values")
+                 else 1 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips", "decision_agreement")
+                 else 2)
+    per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
+    return OutputComparison(name, not reasons, values, reasons, per_class, series)
+
+
+def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
+                   output_names: List[str]) -> TargetComparison:
+    """Every output of output_names; for a stream, step by step too."""
+    comparison = TargetComparison(target=target.target, reference=reference.target)
+    if not reference.ok:
+        comparison.error = f"the reference {reference.target} failed: {reference.error}"
+        return comparison
+    if not target.ok:
+        comparison.error = target.error or target.status
+        return comparison
+    for name in output_names:
+        if name not in target.outputs or name not in reference.outputs:
+            comparison.outputs.append(OutputComparison(name, False, reasons=["output missing"]))
+            continue
+        comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
+                                        scenario.output_spec(name), stream=scenario.stream is not None))
+    return comparison
+
+
+@dataclass
+class ParityResult:
+    """The board's own preprocessing against the host's tensors (the same images, the same spec)."""
+
+    target: str
+    backend: Optional[str]
+    passed: bool
+    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
+    hint: str = ""
+    """What the difference looks like: swapped channels, or resize/rounding."""
+    error: Optional[str] = None
+
+
+def compare_preprocessing(target: str, backend: Optional[str], board: np.ndarray, host: np.ndarray,
+                          std: tuple, layout: str, max_abs: float) -> ParityResult:
+    if board.shape != host.shape:
+        return ParityResult(target, backend, False, error=f"shape {list(board.shape)} differs from the host's "
+                            f"{list(host.shape)}: the resize size differs")
+    values = metrics(board, host)
+    channel_axis = -3 if layout == "NCHW" else -1
+    # A normalized unit is std/scale gray levels; the worst channel says how many levels apart they are.
+    levels = values["max_abs"] * max(std) * 255.0
+    hint = ""
+    if values["max_abs"] > max_abs:
+        swapped = np.flip(host, axis=channel_axis)
+        straight = np.mean([_correlation(np.take(board, c, channel_axis), np.take(host, c, channel_axis))
+                            for c in range(3)])
+        crossed = np.mean([_correlation(np.take(board, c, channel_axis), np.take(swapped, c, channel_axis))
+                           for c in range(3)])
+        if crossed > straight + 0.01:
+            hint = "the channel order is swapped (BGR against RGB)"
+        else:
+            hint = (f"values differ by up to ~{levels:.0f} gray levels at the same size: the resize "
+                    "interpolation or its rounding differs")
+    values["gray_levels"] = levels
+    return ParityResult(target, backend, values["max_abs"] <= max_abs, values, hint)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])

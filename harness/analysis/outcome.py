@@ -1,0 +1,246 @@
+"""What a run's record says happened, read the same way by every view.
+
+The record is summary.json (the dict `report.summary(report)` returns). The
+terminal report, junit.xml, report.html, the matrix table, the history and
+the dashboard read verdicts, causes and the metric a user acts on through
+these functions only, so that no two views can disagree on which number to
+show or on why a board failed.
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .compare import format_metric
+
+LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
+"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
+LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement"}
+ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
+                      "version": "MNN version", "backend": "backend", "none": ""}
+"""How a board's attribution (diagnose.attributions) reads in every view."""
+PASS, FAIL, ERROR, UNUSABLE = "pass", "fail", "error", "unusable"
+WHOLE_RUN = "*"
+"""The output of a verdict about a board whose model did not run and whose outputs are not known."""
+
+
+def output_kind(summary: dict, output: str) -> str:
+    return ((summary.get("output_specs") or {}).get(output) or {}).get("kind", "tensor")
+
+
+def label_metric(metrics: dict, kind: Optional[str] = None) -> Optional[str]:
+    """The label metric of an output: argmax agreement of class logits, mask IoU of a probability map.
+
+    None for a plain tensor. A record without output kinds (older runs) is
+    read by which metric it has, class logits first.
+    """
+    if kind in LABEL_METRICS:
+        return LABEL_METRICS[kind]
+    if kind == "tensor":
+        return None
+    return next((name for name in ("argmax_agreement", "miou", "decision_agreement")
+                 if metrics.get(name) is not None), None)
+
+
+def attribution_label(value: Optional[str]) -> str:
+    """"platform", "conversion + app I/O", ...; "" when there is nothing to attribute."""
+    if not value:
+        return ""
+    return " + ".join(ATTRIBUTION_LABELS.get(part, part) for part in value.split("+") if part != "none")
+
+
+def conversion_label(summary: dict) -> str:
+    """"x86 vs onnxruntime": the conversion check's name in every view."""
+    conversion = summary.get("conversion") or {}
+    return f"{summary.get('reference', 'x86')} vs {conversion.get('reference') or source_runtime(summary)}"
+
+
+def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
+    """(label, comparison) of a summary: the conversion check first ("x86 vs onnxruntime"), then every board.
+
+    The conversion check (MNN on x86 against the source model) is present
+    when the scenario runs the source model; it counts in the exit code like
+    a board, so every view shows it.
+    """
+    found = []
+    conversion = summary.get("conversion")
+    if conversion:
+        found.append((conversion_label(summary), conversion))
+    found += sorted(summary.get("comparisons", {}).items())
+    return found
+
+
+def source_runtime(summary: dict) -> str:
+    source = summary.get("source") or {}
+    return (source.get("runtime") or "").split(" ")[0] or "the source model"
+
+
+@dataclass
+class Verdict:
+    """One row of every verdict table: a board (or the conversion check) and one output."""
+
+    board: str
+    """Board name, or conversion_label() for the conversion check."""
+    output: str
+    status: str
+    """pass, fail, error (the model did not run there) or unusable (the board could not be used)."""
+    reasons: List[str] = field(default_factory=list)
+    """Why it failed: broken limits first, then broken requirements, or the error."""
+    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
+    cause: str = ""
+    """Where the difference comes from (attribution_label), for a failing board."""
+    failure_type: str = ""
+    """tolerance (the numbers) or requirement (require_same_mnn, the numbers aside); "" when it passed."""
+    host: str = ""
+    """The board that ran it (the reference, for the conversion check)."""
+    is_conversion: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
+
+
+def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
+    """Every verdict of the record: the conversion check first, then the boards (failing first, or by name)."""
+    outputs = list((summary.get("model") or {}).get("outputs") or [])
+    boards = summary.get("boards") or {}
+    attribution = summary.get("attribution") or {}
+    found: List[Verdict] = []
+    compared: List[Tuple[str, dict, bool]] = []
+    if summary.get("conversion"):
+        compared.append((conversion_label(summary), summary["conversion"], True))
+    by_board = sorted((summary.get("comparisons") or {}).items(),
+                      key=lambda item: ((item[1].get("passed", False), item[0]) if failing_first else item[0]))
+    compared += [(name, comparison, False) for name, comparison in by_board]
+    for board, comparison, is_conversion in compared:
+        host = summary.get("reference", board) if is_conversion else board
+        requirements = list(comparison.get("failed_requirements") or [])
+        if comparison.get("error"):
+            status = UNUSABLE if (boards.get(board) or {}).get("status") == UNUSABLE else ERROR
+            for output in list(comparison.get("outputs") or {}) or outputs or [WHOLE_RUN]:
+                found.append(Verdict(board, output, status, [comparison["error"]], host=host,
+                                     is_conversion=is_conversion))
+            continue
+        problems = list(comparison.get("problems") or [])
+        cause = attribution_label("backend" if problems else None) if is_conversion \
+            else attribution_label(attribution.get(board))
+        for output, result in (comparison.get("outputs") or {}).items():
+            reasons = list(result.get("reasons") or []) if not result.get("passed") else []
+            # A backend that fell back makes the numbers the CPU's: that is the failure to read first.
+            failure_type = ("backend" if problems else "tolerance" if reasons
+                            else "requirement" if requirements else "")
+            failed = bool(failure_type)
+            found.append(Verdict(board, output, FAIL if failed else PASS, problems + reasons + requirements,
+                                 result.get("metrics") or {}, cause if failed else "", failure_type, host,
+                                 is_conversion))
+    return found
+
+
+PREPROCESSING = "(preprocessing)"
+"""The output name of a preprocessing-parity verdict: the board's own input tensor against the host's."""
+
+
+def parity_verdicts(summary: dict) -> List[Verdict]:
+    """preprocess_parity: per board, its own preprocessing of the raw images against the host's tensors."""
+    found = []
+    for name, parity in sorted((summary.get("preprocess_parity") or {}).items()):
+        passed = bool(parity.get("passed"))
+        reason = parity.get("hint") or parity.get("error") or "differs from the host's"
+        found.append(Verdict(name, PREPROCESSING, PASS if passed else FAIL, [] if passed else [reason],
+                             parity.get("metrics") or {}, "" if passed else "preprocessing",
+                             "" if passed else "preprocessing", name))
+    return found
+
+
+def first_reason(verdict: Verdict) -> str:
+    return verdict.reasons[0] if verdict.reasons else ""
+
+
+def headline(summary: dict, verdict: Verdict) -> Tuple[str, Optional[float]]:
+    """The one number of a verdict a user reads first: its label metric, else max abs."""
+    metric = label_metric(verdict.metrics, output_kind(summary, verdict.output)) or "max_abs"
+    return metric, verdict.metrics.get(metric)
+
+
+def what_failed(summary: dict) -> List[str]:
+    """Every failure of the record, each named with what broke: the words of a report's last line."""
+    named: List[str] = []
+    reference = summary.get("reference", "x86")
+    boards = summary.get("boards") or {}
+    reference_board = boards.get(reference) or {}
+    if reference_board and reference_board.get("status") != "ok":
+        named.append(f"the reference {reference} did not run: {first_line(reference_board.get('error'))}")
+        return named  # every comparison failed with it; the cause is the reference
+    rows = verdicts(summary)
+    for verdict in rows:
+        if verdict.passed or verdict.status == UNUSABLE:
+            continue
+        if verdict.status == ERROR:
+            text = f"{verdict.board} did not run: {short_error(verdict.board, first_reason(verdict))}"
+        elif verdict.failure_type == "backend":
+            # "asked opencl, ran cpu": the whole story is in the lines above the last one.
+            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} (backend)"
+        elif verdict.is_conversion:
+            text = f"conversion: {verdict.board} {verdict.output} {first_reason(verdict)}"
+        elif verdict.failure_type == "requirement":
+            metric, value = headline(summary, verdict)
+            text = (f"{verdict.board}: {first_reason(verdict)} (it ran, and its outputs match: "
+                    f"{metric} {format_metric(value, metric, 'text')})")
+        else:
+            text = f"{verdict.board}: {verdict.output} {first_reason(verdict)}"
+        if text not in named:
+            named.append(text)
+    for verdict in parity_verdicts(summary):
+        if not verdict.passed:
+            named.append(f"preprocessing parity on {verdict.board}: {first_reason(verdict)}")
+    for name, problem in sorted((summary.get("backend_failures") or {}).items()):
+        text = f"{name}: {problem.split(' (')[0].split(':')[0]} (backend)"
+        if text not in named:  # the reference's, with no conversion check to carry it
+            named.append(text)
+    unusable = [name for name, board in boards.items() if board.get("status") == UNUSABLE]
+    if unusable:
+        why = "; ".join(f"{name}: {short_error(name, boards[name].get('error'))}" for name in unusable)
+        named.append(f"{len(unusable)} board(s) could not be used ({why})")
+    return named
+
+
+def short_error(board: str, error: Optional[str]) -> str:
+    """A board's error in a few words for a last line: its first line, without the board's own name again."""
+    text = first_line(error)
+    return text[len(board) + 2:] if text.startswith(f"{board}: ") else text
+
+
+def first_line(text: Optional[str]) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "no reason given"
+
+
+def summary_text(summary: dict, at_most: int = 3) -> Tuple[str, str]:
+    """(label, sentence) of a run's last line: PASS/FAIL/BOARD ERROR/INTERRUPTED and what happened, whole."""
+    code = summary.get("exit_code", 0)
+    reference = summary.get("reference", "x86")
+    compared = [name for name in (summary.get("boards") or {}) if name != reference]
+    if summary.get("interrupted"):
+        boards = summary.get("boards") or {}
+        stopped = [name for name, board in boards.items() if board.get("status") == "interrupted"]
+        finished = [name for name in boards if name not in stopped]
+        return (f"INTERRUPTED ({summary['interrupted']})",
+                f"finished: {', '.join(finished) or 'none'}; stopped: {', '.join(stopped) or 'none'} "
+                "(agents killed, locks released)")
+    conversion = summary.get("conversion")
+    if code == 0:
+        if compared:
+            text = f"{len(compared)} board(s) match {reference} within tolerance"
+            if conversion:
+                text += f", and {reference} matches {source_runtime(summary)}"
+        elif conversion:
+            text = (f"only the reference {reference} and the source model ({source_runtime(summary)}) ran: "
+                    f"MNN on {reference} matches it within tolerance; no board was compared")
+        else:
+            text = f"only the reference {reference} ran: nothing was compared"
+        return "PASS", text
+    named = what_failed(summary)
+    shown = "; ".join(named[:at_most])
+    if len(named) > at_most:
+        shown += f"; and {len(named) - at_most} more (above)"
+    if not compared and conversion is not None and code != 3:
+        shown += f" (only the reference {reference} and the source model ran)"
+    return ("FAIL" if code == 1 else "BOARD ERROR" if code == 3 else f"EXIT {code}"), shown or "see above"

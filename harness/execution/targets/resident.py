@@ -1,0 +1,165 @@
+"""A resident agent seen from the host: one agent process that runs job after job (`mnn_agent.py --serve`).
+
+The host starts it once per board session and keeps it: numpy and MNN stay
+imported and loaded models stay cached between jobs. Requests and replies
+travel as frames (agent_protocol) over an AgentLink: the SSH channel of a
+board, or the pipes of a subprocess on this machine. Closing the link is the
+kill switch on both: a board's watchdog kills the agent's process group when
+the channel closes, the local link kills its process group.
+
+What can happen to a job, as the host sees it:
+- a reply: the job ran, its files are in the job dir;
+- the agent's process ended first (an MNN crash, the out-of-memory killer, a
+  `kill -9`): AgentDied, that job fails with the exit status in words, and
+  the next job gets a fresh agent;
+- run_timeout passed: AgentTimedOut, the link is closed (the agent dies), the
+  next job gets a fresh agent;
+- the agent never said hello, or not in this protocol: AgentCannotServe, the
+  session runs its jobs one-shot (`mnn_agent.py JOB_DIR`) instead.
+"""
+
+import signal
+import time
+from abc import ABC, abstractmethod
+from typing import Callable, Optional
+
+from ...core.errors import BoardResultError
+from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
+
+POLL_S = 0.05
+"""How often a wait checks the interruption, the heartbeat and the agent's process."""
+HELLO_BYTES_MAX = 64 << 10
+"""What may arrive before the hello: a program that is not our agent says something else at once."""
+
+
+class AgentCannotServe(Exception):
+    """The agent did not become a resident agent (no hello, another protocol): run jobs one-shot instead."""
+
+
+class AgentDied(Exception):
+    """The agent's process ended before it answered: status is what its shell or Popen reported."""
+
+    def __init__(self, status: Optional[int], reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+class AgentTimedOut(Exception):
+    """The job ran past run_timeout; the caller closes the link, which ends the agent."""
+
+
+class AgentDiedError(BoardResultError):
+    """The job's agent died before it wrote a result: the job failed, for the reason given."""
+
+
+def describe_status(status: Optional[int]) -> str:
+    """An exit status in words: 137 from a shell is SIGKILL (the out-of-memory killer, or someone)."""
+    if status is None:
+        return "its connection closed"
+    number = -status if status < 0 else status - 128 if status > 128 else None
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        why = {"SIGKILL": " (the out-of-memory killer, or a kill -9)", "SIGSEGV": " (a crash in native code)",
+               "SIGABRT": " (an abort in native code)", "SIGALRM": " (its own deadline_s)"}.get(name, "")
+        return f"killed by {name}{why}"
+    return f"exited with status {status}"
+
+
+class AgentLink(ABC):
+    """The bytes between the host and one agent process."""
+
+    @abstractmethod
+    def send(self, data: bytes) -> None:
+        """Send all of data (a request frame)."""
+
+    @abstractmethod
+    def receive(self, wait: float) -> bytes:
+        """What arrived, waiting up to `wait` seconds for something; b"" if nothing did."""
+
+    @abstractmethod
+    def exit_status(self) -> Optional[int]:
+        """None while the agent runs; its exit status once it ended."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """End the agent (the kill switch). Idempotent, safe from another thread."""
+
+
+class ResidentAgent:
+    """The host's handle on one resident agent: its hello, then one request at a time."""
+
+    def __init__(self, link: AgentLink, name: str):
+        self.link = link
+        self.name = name
+        self.reader = FrameReader()
+        self.hello: Optional[Hello] = None
+        self.seq = 0
+        self.jobs = 0
+        self.received = 0
+        """Bytes of reply frames, for the report's "fetched"."""
+        self.last: Optional[Reply] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.hello.pid if self.hello else None
+
+    def alive(self) -> bool:
+        return self.link.exit_status() is None
+
+    def handshake(self, timeout: float, check: Callable[[], None]) -> Hello:
+        """Wait for the hello; AgentCannotServe when none comes (or something else does)."""
+        deadline = time.monotonic() + timeout
+        try:
+            message = self._next(deadline, check, limit=HELLO_BYTES_MAX)
+            self.hello = read_hello(message)
+        except ProtocolError as error:
+            raise AgentCannotServe(str(error)) from None
+        except AgentDied as died:
+            raise AgentCannotServe(f"it ended before it was ready ({describe_status(died.status)})") from None
+        except AgentTimedOut:
+            raise AgentCannotServe(f"it said nothing within {timeout:g} s") from None
+        return self.hello
+
+    def call(self, request: dict, timeout: float, check: Callable[[], None]) -> Reply:
+        """Send a run request and wait for its reply (AgentDied, AgentTimedOut, or whatever check raises)."""
+        self.seq += 1
+        request = {**request, "seq": self.seq}
+        data = encode(request)
+        self.link.send(data)
+        self.jobs += 1
+        reply = read_reply(self._next(time.monotonic() + timeout, check))
+        if reply.seq is not None and reply.seq != self.seq:
+            raise ProtocolError(f"the agent answered request {reply.seq}, not {self.seq}")
+        self.last = reply
+        return reply
+
+    def sent_bytes(self, request: dict) -> int:
+        return len(encode({**request, "seq": self.seq + 1}))
+
+    def _next(self, deadline: float, check: Callable[[], None], limit: Optional[int] = None) -> dict:
+        """The next frame; the link's data first, so a reply that came just before the agent ended counts."""
+        received = 0
+        while True:
+            frame = self.reader.take()
+            if frame is not None:
+                return frame
+            check()
+            status = self.link.exit_status()
+            data = self.link.receive(POLL_S)
+            if data:
+                received += len(data)
+                self.received += len(data)
+                if limit is not None and received > limit:
+                    raise ProtocolError(f"it sent {received} bytes that are not a frame of this protocol")
+                self.reader.feed(data)
+                continue
+            if status is not None:
+                raise AgentDied(status, describe_status(status))
+            if time.monotonic() > deadline:
+                raise AgentTimedOut()
+
+    def close(self) -> None:
+        self.link.close()

@@ -1,0 +1,358 @@
+"""harness layers: the first op that goes wrong, from the deployed .mnn alone, board against board.
+
+Three rounds of jobs, each an ordinary Job, planned on the executor's board
+sessions (the same connections and resident agents for all three rounds):
+
+1. trace, on the reference and every board at once: every op MNN executes,
+   with a summary of each output (statistics and 64 values at fixed
+   positions) and, for each input, the op that made it. Op names, types and
+   order come from the model as MNN runs it; no source model is needed.
+2. capture, on each board: the whole input and output tensors of the ops from
+   the first suspicious one onwards, as many as --budget allows.
+3. replay, on the reference, one job per board: a run in which each of those
+   ops computes on the BOARD's inputs (written into the op's input tensors
+   just before it runs), beside a run on its own. An op whose output on the
+   board matches the reference's replay only passed on error it inherited;
+   the first op whose replay does not match introduced it.
+
+The analysis is opdiff's, the mapping back to the source opmap's, the views
+views/layers.py's; this module only runs the jobs and gathers what they wrote.
+"""
+
+import json
+import secrets
+import time
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..analysis.diagnose import arithmetic
+from ..analysis.run_report import RunReport
+from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
+                     first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
+from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
+from ..core.cache import sha256_file
+from ..core.errors import ConfigError, Interrupted
+from ..core.inventory import BoardSpec, Inventory
+from ..core.job import Job
+from ..core.mnn_graph import MnnFileError, read_mnn_graph
+from ..core.model import prepare_model
+from ..core.results import TargetResult
+from ..core.scenario import Scenario
+from ..execution.executor import Executor, PlannedJob
+from ..execution.interrupt import Interruption
+from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
+from ..views.layers import model_explorer_data, render_layers_html
+from .run import prepare_inputs
+
+DEFAULT_BUDGET_MB = 256.0
+"""Whole tensors fetched from each board for the replay (SegFormer-512 has 764 MB of op outputs)."""
+Log = Callable[[str], None]
+
+
+def side_settings(scenario: Scenario, overrides: Dict[str, object]) -> dict:
+    """A side's settings: the scenario's, with the command line's on top; always the Session API (callbacks)."""
+    settings = {**scenario.run.as_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+    settings.update(api="session", io="copy")
+    return settings
+
+
+def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label: str) -> List[TargetResult]:
+    """One round: each job on its board's session, the boards at once; one board's failure is its result,
+    not the end of the others.
+
+    A Ctrl-C or SIGTERM stops every board as in a run (agents killed, jobs removed, locks and labgrid
+    places released) and ends the search with Interrupted.
+    """
+    results = executor.run([PlannedJob(board, job, folder, label) for board, job, folder in work])
+    if executor.interruption.is_set():
+        raise Interrupted(f"the layer search was interrupted ({executor.interruption.signal_name}); its boards "
+                          "were stopped")
+    return results
+
+
+def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """dump.json and dump.npz as the agent wrote them, checked against the hashes in result.json.
+
+    A run whose outputs hold NaN/Inf fails as a job but its dump is whole: the
+    layer search exists for exactly those runs.
+    """
+    facts = (result.facts or {}).get("dump")
+    if not isinstance(facts, dict):
+        raise DumpError(result.error or f"the agent reported no layer dump ({result.status})")
+    json_path, npz_path = folder / "dump.json", folder / "dump.npz"
+    if not json_path.is_file() or sha256_file(json_path) != facts.get("json_sha256"):
+        raise DumpError(f"{json_path} is missing or does not match the SHA-256 in result.json")
+    try:
+        data = json.loads(json_path.read_text())
+    except ValueError as error:
+        raise DumpError(f"{json_path} is not JSON: {error}") from error
+    tensors: Dict[str, np.ndarray] = {}
+    if facts.get("npz_sha256"):
+        if not npz_path.is_file() or sha256_file(npz_path) != facts["npz_sha256"]:
+            raise DumpError(f"{npz_path} is missing or does not match the SHA-256 in result.json")
+        try:
+            with np.load(npz_path, allow_pickle=False) as stored:
+                tensors = {name: stored[name] for name in stored.files}
+        except (OSError, ValueError) as error:
+            raise DumpError(f"{npz_path} cannot be read: {error}") from error
+    return data, tensors
+
+
+def side_of(board: str, settings: dict, result: TargetResult) -> Side:
+    facts = result.facts or {}
+    features = [str(f) for f in facts.get("cpu_features") or []]
+    return Side(board=board, settings=settings, machine=str(facts.get("machine") or ""),
+                mnn_version=str(facts.get("mnn_version") or ""), cpu_features=features,
+                arithmetic=arithmetic(str(settings.get("precision", "normal")), features)[0])
+
+
+def boards_to_search(report: RunReport, asked: bool) -> List[str]:
+    """The boards a run's layer search looks at (`--find-layer`, or `find_layer: true`): every board that
+    failed but the local host; none when nothing was asked or the run was interrupted."""
+    failing = [name for name in report.failed if report.boards[name].kind != "local"]
+    return failing if asked and failing and not report.interrupted else []
+
+
+def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], reports_dir: Path,
+                  against: Optional[str] = None, board_overrides: Optional[dict] = None,
+                  against_overrides: Optional[dict] = None, tolerance: Optional[float] = None,
+                  budget_mb: float = DEFAULT_BUDGET_MB, log: Log = lambda message: None,
+                  lock_timeout: float = 300.0, interruption: Optional[Interruption] = None,
+                  executor: Optional[Executor] = None) -> LayersReport:
+    """Search every board against the reference (the x86 host, or `against`); returns the report.
+
+    The three rounds run on the same board sessions: executor's (a run's, for --find-layer), or the search's
+    own, closed at its end.
+    """
+    with ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(Executor(interruption=interruption, lock_timeout=lock_timeout))
+        return _search(scenario, inventory, boards, reports_dir, against, board_overrides, against_overrides,
+                       tolerance, budget_mb, log, executor)
+
+
+def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports_dir: Path, against: Optional[str],
+            board_overrides: Optional[dict], against_overrides: Optional[dict], tolerance: Optional[float],
+            budget_mb: float, log: Log, executor: Executor) -> LayersReport:
+    started = time.perf_counter()
+    where = scenario.path
+    if not boards:
+        raise ConfigError(where, "--board", "names no board", "name one or more boards, comma-separated")
+    duplicates = sorted({name for name in boards if boards.count(name) > 1})
+    if duplicates:
+        raise ConfigError(where, "--board", f"names {', '.join(duplicates)} twice", "name each board once")
+    reference_name = against or scenario.reference
+    reference = inventory.board(reference_name, where, "--against" if against else "reference")
+    specs = [inventory.board(name, where, "--board") for name in boards]
+    if reference_name in boards:
+        raise ConfigError(where, "--board", f"{reference_name} is also the side every board is compared with",
+                          "compare it with another board (--against), or leave it out")
+    if scenario.stream is not None:
+        raise ConfigError(where, "stream", "the layer search traces single samples; a stream's steps depend on "
+                          "each other", "look for the op in a scenario without `stream:`")
+    board_settings = side_settings(scenario, board_overrides or {})
+    reference_settings = side_settings(scenario, against_overrides or {})
+    run_dir = run_folder(reports_dir, new_run_id(scenario) + "-layers")
+    log("model: building and converting (cached by content)" if scenario.model.mnn is None
+        else f"model: {scenario.model.mnn.name} as it is")
+    model = prepare_model(scenario.model, log=log)
+    with new_run_folder(run_dir):
+        inputs = prepare_inputs(scenario, model, run_dir)
+    layout = scenario.preprocess.layout if scenario.preprocess else ("NHWC" if model.source_format == "TFLITE"
+                                                                     else "NCHW")
+    report = LayersReport(scenario=scenario.name, run_dir=str(run_dir), reference=reference_name,
+                          model={"mnn": str(model.mnn_path), "mnn_sha256": model.mnn_sha256,
+                                 "source": str(model.source_path) if model.source_path else None,
+                                 "source_format": model.source_format, "converted": model.converted},
+                          started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def job(label: str, settings: dict, dump: dict, inputs_path: Path = inputs.path,
+            inputs_sha256: str = inputs.sha256) -> Job:
+        return Job(id=f"{run_dir.name}-{label}-{secrets.token_hex(3)}", model_path=model.mnn_path,
+                   model_sha256=model.mnn_sha256, inputs_path=inputs_path, inputs_sha256=inputs_sha256,
+                   input_names=list(model.inputs), output_names=list(model.outputs), layout=layout,
+                   settings=settings, samples=1, dump=dump)
+
+    samples = list(range(inputs.count))
+    sides = [reference_name] + boards
+    log(f"trace: every op on {', '.join(sides)}")
+    traced = run_jobs(executor, [(spec, job(f"trace-{spec.name}", reference_settings if spec.name == reference_name
+                                            else board_settings, {"samples": samples}), run_dir / "trace" / spec.name)
+                                 for spec in [reference] + specs], "trace")
+    results = dict(zip(sides, traced))
+    reference_error = ""
+    try:
+        reference_traces = parse_traces(read_dump(run_dir / "trace" / reference_name, results[reference_name])[0])
+    except DumpError as error:
+        reference_traces = None
+        reference_error = f"the reference {reference_name} sent no usable trace: {error}"
+    reference_side = side_of(reference_name, reference_settings, results[reference_name])
+
+    searches: Dict[str, dict] = {}
+    for name in boards:
+        side = side_of(name, board_settings, results[name])
+        limits = tolerance_for([(reference_settings.get("precision", "normal"), reference_side.cpu_features),
+                                (board_settings.get("precision", "normal"), side.cpu_features)], tolerance)
+        result = BoardLayers(board=side, reference=reference_side, budget_mb=budget_mb, samples=len(samples),
+                             tolerance={"arithmetic": limits.arithmetic, "eps": limits.eps, "fixed": limits.fixed,
+                                        "steps": limits.steps, "text": limits.describe()})
+        report.boards.append(result)
+        if reference_traces is None:
+            result.error = reference_error
+            continue
+        try:
+            board_traces = parse_traces(read_dump(run_dir / "trace" / name, results[name])[0])
+        except DumpError as error:
+            result.error = f"{name} sent no usable trace: {error}"
+            continue
+        common = sorted(set(board_traces) & set(reference_traces))
+        if not common:
+            result.error = "the two sides traced different samples"
+            continue
+        per_sample = {s: summary_rows(board_traces[s], reference_traces[s], limits)[0] for s in common}
+        problem = nothing_compared(per_sample[common[0]], name, reference_name)
+        if problem:
+            result.error = problem
+            continue
+        result.sample = choose_sample(per_sample)
+        result.sample_name = (inputs.sample_names[result.sample] if result.sample < len(inputs.sample_names)
+                              else f"sample {result.sample}")
+        result.sample_firsts = []
+        for s in common:
+            rows = per_sample[s]
+            first = next((r for r in rows if r.verdict == "over"), None)
+            result.sample_firsts.append(f"{first.name} ({first.type})" if first else None)
+        result.rows = per_sample[result.sample]
+        result.unmatched = sum(1 for row in result.rows if row.verdict == "unmatched")
+        start = first_suspect(result.rows)
+        positions = window(board_traces[result.sample], result.rows, start, budget_mb * 2 ** 20) \
+            if start is not None else []
+        if start is not None and positions and positions[-1] < len(result.rows) - 1:
+            result.notes.append(f"whole tensors of {len(positions)} ops fitted --budget {budget_mb:g} MB; the "
+                                f"{len(result.rows) - 1 - positions[-1]} ops after them have summary errors only")
+        searches[name] = {"traces": board_traces, "positions": positions}
+
+    capture = {name: s for name, s in searches.items() if s["positions"]}
+    if capture:
+        log(f"capture: whole tensors of the suspicious ops on {', '.join(capture)}")
+        spec_of = {spec.name: spec for spec in specs}
+        captured = run_jobs(executor, [(spec_of[name], job(f"capture-{name}", board_settings, {
+            "samples": [result_of(report, name).sample],
+            "keep": {"sample": result_of(report, name).sample,
+                     "ops": [result_of(report, name).rows[p].index for p in s["positions"]]}}),
+            run_dir / "capture" / name) for name, s in capture.items()], "capture")
+        replays = []
+        for (name, search), result in zip(capture.items(), captured):
+            board = result_of(report, name)
+            try:
+                _, tensors = read_dump(run_dir / "capture" / name, result)
+            except DumpError as error:
+                board.error = f"{name} sent no whole tensors: {error}"
+                continue
+            search["tensors"] = tensors
+            board.fetched_mb = sum(array.nbytes for array in tensors.values()) / 2 ** 20
+            replays.append((name, search, replay_job(run_dir, name, board, search, reference_traces, inputs.path,
+                                                     reference_settings, job)))
+        if replays:
+            log(f"replay: those ops on {reference_name}, fed each board's own inputs")
+            replayed = run_jobs(executor, [(reference, replay, run_dir / "replay" / name)
+                                           for name, _, replay in replays], "replay")
+            for (name, search, _), result in zip(replays, replayed):
+                board = result_of(report, name)
+                try:
+                    _, tensors = read_dump(run_dir / "replay" / name, result)
+                except DumpError as error:
+                    board.error = f"the replay on {reference_name} failed: {error}"
+                    continue
+                reference_ops = reference_traces[board.sample]
+                exact_rows(board.rows, search["positions"], search["traces"][board.sample], reference_ops,
+                           board.sample, search["tensors"], tensors, tensors)
+                board.replayed = (search["positions"][0], search["positions"][-1])
+
+    mapping_line = attach_mappings(report, model)
+    report.mapping = mapping_line
+    for board in report.boards:
+        if board.error is None:
+            conclude(board)
+    report.wall_s = time.perf_counter() - started
+    return report
+
+
+def result_of(report: LayersReport, name: str) -> BoardLayers:
+    return next(board for board in report.boards if board.board.board == name)
+
+
+def replay_job(run_dir: Path, name: str, board: BoardLayers, search: dict, reference_traces: Dict[int, list],
+               inputs_path: Path, settings: dict, make_job) -> Job:
+    """The reference's job: its own run keeping the same ops, and a run of those ops on the board's inputs.
+
+    The board's tensors travel as extra arrays of the job's inputs file (the
+    model inputs stay as they are), so any target carries them like inputs.
+    """
+    board_ops: List[OpTrace] = search["traces"][board.sample]
+    rows = [board.rows[p] for p in search["positions"]]
+    kept = {row.index for row in rows}
+    with np.load(inputs_path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    inject = {}
+    for row in rows:
+        keys = []
+        for k in range(len(board_ops[row.index].inputs)):
+            source = tensor_key(board_ops, kept, board.sample, row.index, k)
+            if source in search["tensors"]:
+                arrays["replay." + source] = search["tensors"][source]
+                keys.append("replay." + source)
+            else:
+                keys.append(None)  # an input the board could not read (no elements): the reference's own
+        inject[str(row.reference_index)] = keys
+    folder = run_dir / "replay" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "replay-inputs.npz"
+    np.savez(path, **arrays)
+    keep = [row.reference_index for row in rows]
+    return make_job(f"replay-{name}", settings, {"samples": [board.sample],
+                                                 "keep": {"sample": board.sample, "ops": keep},
+                                                 "replay": {"sample": board.sample, "ops": inject}},
+                    path, sha256_file(path))
+
+
+def attach_mappings(report: LayersReport, model) -> str:
+    """Map every row's op back to the source model (when there is one); the one-line summary."""
+    try:
+        graph = read_mnn_graph(model.mnn_path)
+    except (MnnFileError, OSError) as error:
+        return f"no mapping back to the source: {error}"
+    source = None
+    if model.source_path is not None:
+        try:
+            source = read_source_graph(model.source_path, model.source_format)
+        except Exception as error:  # noqa: BLE001  a source that cannot be listed costs the mapping, not the search
+            return f"no mapping back to {Path(model.source_path).name}: {type(error).__name__}: {error}"
+    names = list(dict.fromkeys(row.name for board in report.boards for row in board.rows))
+    mappings = map_ops(names, graph, source)
+    for board in report.boards:
+        for row in board.rows:
+            row.source = mappings[row.name].as_dict()
+    return mapping_summary(mappings, source)
+
+
+def write_layers_files(report: LayersReport) -> Dict[str, Path]:
+    """layers.json (the record), report.html and one Model Explorer node-data file per board."""
+    run_dir = Path(report.run_dir)
+    written = {}
+    for name, text in (("layers.json", json.dumps(report.as_dict(), indent=1)),
+                       ("report.html", render_layers_html(report))):
+        written[name] = write_file(run_dir, name, text)
+    for board in report.boards:
+        if board.error or not board.rows:
+            continue
+        name = f"model_explorer/{board.board.board}.json"
+        written[name] = write_file(run_dir, name, json.dumps(model_explorer_data(board), indent=1))
+    return written
+
+
+__all__ = ["search_layers", "boards_to_search", "write_layers_files", "DEFAULT_BUDGET_MB", "side_settings"]

@@ -1,0 +1,169 @@
+"""The run matrix: precision x threads x api x io x backend x converter variant, on every board, as one table.
+
+A scenario's `matrix:` section lists the values to try; every combination is
+a setting, and every setting is an ordinary run of its own (its own
+reports/<matrix-id>/<setting>/ with summary.json, and its own x86 reference
+and source-model comparison), so a setting reads exactly like a single run.
+The settings run as one plan: each board runs them back to back on its
+session (one connection, one resident agent), the boards at once; a
+reference whose inputs are the same for two settings runs once (the source
+model, which no MNN setting reaches, once for the whole matrix). The matrix report is the
+table of which settings diverge on which boards.
+"""
+
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+from rich.console import Console
+
+from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport
+from ..core.inventory import Inventory
+from ..core.scenario import Scenario
+from ..execution.executor import Executor, Progress
+from ..execution.interrupt import Interruption
+from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_matrix
+from ..views.fold import FoldingTable
+from ..views.matrix import matrix_view, render_records
+from .run import prepare_run, run_scenario, run_together, select_targets
+
+SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    """e.g. "low-t1-session-copy-fp16" ("...-copy-opencl-fp16" when backends vary): names the setting in tables,
+    folders and JUnit."""
+    values: Dict[str, object]
+    converter: str
+    scenario: Scenario
+
+
+def expand(scenario: Scenario) -> List[Setting]:
+    """Every combination of the matrix's values, as a scenario of its own."""
+    matrix = scenario.matrix
+    axes = [(key, list(matrix.get(key) or [getattr(scenario.run, key)])) for key in SETTING_KEYS]
+    converters = list((matrix.get("converter") or {"default": list(scenario.model.converter_args)}).items())
+    settings = []
+    for combination in itertools.product(*[values for _, values in axes], converters):
+        values = {key: value for (key, _), value in zip(axes, combination[:-1])}
+        converter_label, converter_args = combination[-1]
+        parts = [str(values["precision"]), f"t{values['threads']}", str(values["api"]), str(values["io"])]
+        if matrix.get("backend") or scenario.run.backend != "cpu":  # labels stay short where no backend varies
+            parts.append(str(values["backend"]))
+        label = "-".join(parts + [converter_label])
+        variant = replace(scenario, run=replace(scenario.run, **values),
+                          model=replace(scenario.model, converter_args=tuple(str(a) for a in converter_args)),
+                          matrix={})
+        settings.append(Setting(label, values, converter_label, variant))
+    return settings
+
+
+@dataclass
+class MatrixReport:
+    matrix_id: str
+    run_dir: Path
+    scenario: Scenario
+    runs: List[Tuple[Setting, RunReport]] = field(default_factory=list)
+    interrupted: Optional[str] = None
+    """The signal that stopped the matrix, or None."""
+    interrupted_exit_code: int = 130
+    planned: int = 0
+    """How many settings the matrix has: an interrupted matrix ran fewer."""
+
+    @property
+    def exit_code(self) -> int:
+        interrupted = [report for _, report in self.runs if getattr(report, "interrupted", None)]
+        if interrupted:
+            return interrupted[0].exit_code
+        if self.interrupted:
+            return self.interrupted_exit_code
+        codes = [report.exit_code for _, report in self.runs]
+        if EXIT_COMPARISON_FAILED in codes:
+            return EXIT_COMPARISON_FAILED
+        return EXIT_BOARD if EXIT_BOARD in codes else EXIT_PASS
+
+
+Display = Union[Progress, Callable[[Optional[Setting]], Progress]]
+"""A matrix's display: one Progress, or a function giving one (for a setting; None: for all of them)."""
+
+
+def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
+               progress: Display = Progress(), only: Optional[List[str]] = None,
+               lock_timeout: float = 300.0,
+               after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None,
+               interruption: Optional[Interruption] = None, warm: bool = True) -> MatrixReport:
+    """Every setting on every board.
+
+    warm (the default): one plan of every setting's jobs over board sessions, each board running its
+    settings back to back on one connection and one resident agent while the boards run at once, the x86
+    reference and the source model computed once per distinct input to them. warm=False: one run after the
+    other, each with its own connections and an agent process per job (as before sessions; the bench's
+    baseline).
+    """
+    from ..core.model import check_converter_args
+
+    interruption = interruption or Interruption()
+    settings = expand(scenario)
+    # What can be checked before the first setting runs is: a bad variant found after an hour of runs
+    # would cost that hour.
+    select_targets(scenario, inventory, only)
+    for setting in settings:
+        check_converter_args(setting.scenario.model.converter_args)
+    run_dir = run_folder(reports_dir, new_run_id(scenario))
+    report = MatrixReport(run_dir.name, run_dir, scenario, planned=len(settings))
+    # The settings that ran before one failed are results: their folder stays, with a matrix.json.
+    with new_run_folder(run_dir, keep=lambda: bool(report.runs)):
+        try:
+            if warm:
+                display = progress(None) if callable(progress) else progress
+                prepared = [prepare_run(setting.scenario, inventory, run_dir, display, only, run_id=setting.label,
+                                        label=setting.label) for setting in settings]
+                with Executor(display, interruption, lock_timeout) as executor:
+                    singles = run_together(prepared, executor)
+                for setting, single in zip(settings, singles):
+                    if single is not None:
+                        after_run(setting, single)
+                        report.runs.append((setting, single))
+            else:
+                for setting in settings:
+                    display = progress(setting) if callable(progress) else progress
+                    single = run_scenario(setting.scenario, inventory, run_dir, display, only,
+                                          lock_timeout=lock_timeout, run_id=setting.label, interruption=interruption,
+                                          warm=False)
+                    after_run(setting, single)
+                    report.runs.append((setting, single))
+                    if single.interrupted:
+                        break  # Ctrl-C / SIGTERM: the settings not yet run are not in matrix.json
+        finally:
+            if interruption.is_set():
+                report.interrupted = interruption.signal_name or "SIGINT"
+                report.interrupted_exit_code = interruption.exit_code
+            if report.runs:
+                write_matrix(report.run_dir, matrix_record(report))
+    return report
+
+
+def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
+    """Each setting's label with its run's record (summary.json as a dict): what the matrix views read."""
+    return [(setting.label, summary(single)) for setting, single in report.runs]
+
+
+def matrix_table(report: MatrixReport) -> FoldingTable:
+    return matrix_view(report.scenario.name, records_of(report))
+
+
+def render_matrix(report: MatrixReport, console: Console) -> None:
+    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
+                   planned=report.planned, interrupted=report.interrupted)
+
+
+def matrix_record(report: MatrixReport) -> dict:
+    """matrix.json: the settings, each with its values, converter, run id and exit code."""
+    return {"schema": 1, "matrix_id": report.matrix_id, "scenario": report.scenario.name,
+            "exit_code": report.exit_code, "planned": report.planned, "interrupted": report.interrupted,
+            "settings": [{"label": s.label, **s.values, "converter": s.converter,
+                          "converter_args": list(s.scenario.model.converter_args), "run_id": r.run_id,
+                          "exit_code": r.exit_code} for s, r in report.runs]}
