@@ -27,7 +27,7 @@ from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.job import Job
 from ...core.results import TargetResult
 from .base import StageCallback, Target
-from .resident import AgentCannotServe, AgentDied, AgentDiedError, AgentLink, AgentTimedOut, ResidentAgent
+from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on
 
 POLL_S = 0.1
 HELLO_TIMEOUT_S = 60.0
@@ -162,7 +162,7 @@ class LocalTarget(Target):
         return agent
 
     def run_resident(self, agent: ResidentAgent, local_dir: Path, result: TargetResult) -> None:
-        from ..agent_protocol import ProtocolError, run_request
+        from ..agent_protocol import run_request
 
         result_file = local_dir / "result.json"
         grace_until = []
@@ -177,25 +177,7 @@ class LocalTarget(Target):
                     return
             raise Interrupted(f"{self.name}: interrupted during run")
 
-        try:
-            reply = agent.call(run_request(0, str(local_dir.resolve())), self.board.run_timeout, check)
-        except AgentTimedOut:
-            self.end_agent()
-            raise BoardError(f"{self.name}: the agent ran longer than run_timeout={self.board.run_timeout:g} s "
-                             "and was stopped") from None
-        except AgentDied as died:
-            self.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
-            self.end_agent()
-            raise AgentDiedError(f"{self.name}: the agent (pid {agent.pid}) died during this job, {died}; the "
-                                 "next job starts a fresh agent") from None
-        except ProtocolError as error:
-            self.end_agent()
-            raise BoardResultError(f"{self.name}: the agent broke its protocol: {error}") from None
-        except BaseException:
-            self.end_agent()
-            raise
-        if not reply.done:
-            raise BoardResultError(f"{self.name}: the agent refused the job: {reply.error}")
+        run_on(self, agent, run_request(0, str(local_dir.resolve())), self.board.run_timeout, check)
 
     def end_agent(self) -> None:
         agent, self.agent = self.agent, None

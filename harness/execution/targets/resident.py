@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable, Optional
 
-from ...core.errors import BoardResultError
+from ...core.errors import BoardError, BoardResultError
 from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
 
 POLL_S = 0.05
@@ -163,3 +163,34 @@ class ResidentAgent:
 
     def close(self) -> None:
         self.link.close()
+
+
+def run_on(session, agent: ResidentAgent, request: dict, run_timeout: float, check: Callable[[], None],
+           after_death: Callable[[], None] = lambda: None) -> Reply:
+    """One job on a session's resident agent, and what can go wrong in the words every board session uses.
+
+    session is the board session (local or SSH): its name, its end_agent(), and its died (the note its next
+    job carries). Whatever goes wrong ends the agent, so the session's next job starts a fresh one;
+    after_death runs when the agent died on its own (the SSH session fetches the end of its log then).
+    """
+    try:
+        reply = agent.call(request, run_timeout, check)
+    except AgentTimedOut:
+        session.end_agent()
+        raise BoardError(f"{session.name}: the agent ran longer than run_timeout={run_timeout:g} s "
+                         "and was stopped") from None
+    except AgentDied as died:
+        session.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
+        session.end_agent()
+        after_death()
+        raise AgentDiedError(f"{session.name}: the agent (pid {agent.pid}) died during this job, {died}; the "
+                             "next job starts a fresh agent") from None
+    except ProtocolError as error:
+        session.end_agent()
+        raise BoardResultError(f"{session.name}: the agent broke its protocol: {error}") from None
+    except BaseException:
+        session.end_agent()
+        raise
+    if not reply.done:
+        raise BoardResultError(f"{session.name}: the agent refused the job: {reply.error}")
+    return reply

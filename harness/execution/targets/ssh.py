@@ -51,12 +51,12 @@ from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.job import Job
 from ...core.results import TargetResult
-from ..agent_protocol import ProtocolError, run_request
+from ..agent_protocol import run_request
 from . import remote
 from .base import StageCallback, Target
 from .lock import BoardLock, read_holder
 from .remote import BoardPaths, Leftovers
-from .resident import AgentCannotServe, AgentDied, AgentDiedError, AgentLink, AgentTimedOut, ResidentAgent
+from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
@@ -665,28 +665,11 @@ class SshTarget(Target):
         received = agent.received
         heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
         try:
-            reply = agent.call(request, self.board.run_timeout, self.agent_check(board, heartbeat))
-        except AgentTimedOut:
-            self.end_agent()
-            raise BoardError(f"{self.name}: the agent ran longer than run_timeout={self.board.run_timeout:g} s "
-                             "and was stopped") from None
-        except AgentDied as died:
-            self.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
-            self.end_agent()
-            self.fetch_log_quietly(board, job_dir, local_dir, result)
-            raise AgentDiedError(f"{self.name}: the agent (pid {agent.pid}) died during this job, {died}; the "
-                                 "next job starts a fresh agent") from None
-        except ProtocolError as error:
-            self.end_agent()
-            raise BoardResultError(f"{self.name}: the agent broke its protocol: {error}") from None
-        except BaseException:
-            self.end_agent()
-            raise
+            run_on(self, agent, request, self.board.run_timeout, self.agent_check(board, heartbeat),
+                   after_death=lambda: self.fetch_log_quietly(board, job_dir, local_dir, result))
         finally:
             self.done_dirs = [job_id]
             result.bytes_downloaded += agent.received - received
-        if not reply.done:
-            raise BoardResultError(f"{self.name}: the agent refused the job: {reply.error}")
 
     def end_agent(self) -> None:
         agent, self.agent = self.agent, None
