@@ -325,7 +325,7 @@ class BoardLayers:
             line = f"first introduced at {row.name} ({row.type}) on {who}"
             if self.first_nonfinite is not None:
                 nonfinite = self.rows[self.first_nonfinite]
-                line += (f"; first NaN/Inf there" if nonfinite.index == row.index
+                line += ("; first NaN/Inf there" if nonfinite.index == row.index
                          else f"; first NaN/Inf at {nonfinite.name} ({nonfinite.type})")
             return line
         if self.first_nonfinite is not None:

@@ -235,7 +235,7 @@ def tables(data: dict) -> List[Table]:
                     f"CPUs busy {_median(farm['cpu_busy_n'], '%')}")
     scaling.add_row(f"wall({n}) / wall(1)", _median(farm["ratio"], "x"), _range(farm["ratio"], "x"), "1.00x",
                     f"CPU floor {farm['cpu_floor_ratio']:.2f}x ({cores} cores)")
-    scaling.add_row(f"  board wall, same", _median(farm["board_ratio"], "x"), _range(farm["board_ratio"], "x"),
+    scaling.add_row("  board wall, same", _median(farm["board_ratio"], "x"), _range(farm["board_ratio"], "x"),
                     "1.00x", "slowest board's stages")
     scaling.add_row(f"{n}·wall(1) / wall({n})", _median(farm["speedup"], "x"), _range(farm["speedup"], "x"),
                     f"{n:.2f}x", "speedup over one board at a time")

@@ -27,7 +27,7 @@ from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.job import Job
 from ...core.results import TargetResult
 from .base import StageCallback, Target
-from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on
+from .resident import AgentLink, ResidentAgent, run_on, session_agent
 
 POLL_S = 0.1
 HELLO_TIMEOUT_S = 60.0
@@ -123,14 +123,10 @@ class LocalTarget(Target):
 
     def resident_agent(self, job: Job, result: TargetResult) -> Optional[ResidentAgent]:
         """The session's agent, started now if it has none (or it died); None when jobs run one-shot."""
-        if self.one_shot is not None:
-            return None
-        if self.agent is not None and self.agent.alive():
-            return self.agent
-        if self.agent is not None:
-            self.agent.close()
-            self.died = self.died or f"its agent (pid {self.agent.pid}) ended between jobs"
-            self.agent = None
+        return session_agent(self, result, lambda: self.start_agent(job),
+                             lambda agent: agent.handshake(HELLO_TIMEOUT_S, self.check_interrupted))
+
+    def start_agent(self, job: Job) -> ResidentAgent:
         if self.session_dir is None:
             self.session_dir = Path(tempfile.mkdtemp(prefix=f"mnn-harness-{self.name}-"))
         command = [self.python, str(job.agent()), "--serve", "--cache-models",
@@ -144,22 +140,7 @@ class LocalTarget(Target):
         except FileNotFoundError as error:
             raise BoardError(f"{self.name}: python {self.python!r} not found; fix `python` for this board "
                              "in the inventory") from error
-        agent = ResidentAgent(ProcessLink(process), self.name)
-        try:
-            agent.handshake(HELLO_TIMEOUT_S, self.check_interrupted)
-        except AgentCannotServe as error:
-            agent.close()
-            self.one_shot = f"its agent could not serve jobs ({error})"
-            result.notes.append(f"{self.one_shot}: ran it once per job instead")
-            return None
-        except BaseException:
-            agent.close()
-            raise
-        if self.died:
-            result.notes.append(f"{self.died}; this job ran on a fresh agent (pid {agent.pid})")
-            self.died = None
-        self.agent = agent
-        return agent
+        return ResidentAgent(ProcessLink(process), self.name)
 
     def run_resident(self, agent: ResidentAgent, local_dir: Path, result: TargetResult) -> None:
         from ..agent_protocol import run_request

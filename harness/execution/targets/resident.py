@@ -23,6 +23,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable, Optional
 
+from ...core.results import TargetResult
+
 from ...core.errors import BoardError, BoardResultError
 from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
 
@@ -194,3 +196,43 @@ def run_on(session, agent: ResidentAgent, request: dict, run_timeout: float, che
     if not reply.done:
         raise BoardResultError(f"{session.name}: the agent refused the job: {reply.error}")
     return reply
+
+
+def session_agent(session, result: TargetResult, start: Callable[[], ResidentAgent],
+                  handshake: Callable[[ResidentAgent], Hello],
+                  cannot_serve: Callable[[ResidentAgent, AgentCannotServe], None] = lambda agent, error: None
+                  ) -> Optional[ResidentAgent]:
+    """The agent a board session's next job runs on: the one it has while it lives, else a fresh one (the job's
+    notes say what became of the last), or None when the session runs its jobs one-shot.
+
+    session is the board session (local or SSH): its agent, died, one_shot and end_agent(). start() starts an
+    agent; handshake() waits for its hello (and records what the session keeps of it). An agent that cannot
+    serve (no hello, another protocol) makes the session run its jobs one-shot from then on, unless
+    cannot_serve() finds a clearer error in why (and raises it).
+    """
+    if session.one_shot is not None:
+        return None
+    if session.agent is not None and session.agent.alive():
+        return session.agent
+    if session.agent is not None:
+        session.died = session.died or f"its agent (pid {session.agent.pid}) ended between jobs"
+        session.end_agent()
+    agent = start()
+    try:
+        hello = handshake(agent)
+    except AgentCannotServe as error:
+        try:
+            cannot_serve(agent, error)
+        finally:
+            agent.close()
+        session.one_shot = f"its agent could not serve jobs ({error})"
+        result.notes.append(f"{session.one_shot}: ran it once per job instead")
+        return None
+    except BaseException:
+        agent.close()
+        raise
+    if session.died:
+        result.notes.append(f"{session.died}; this job ran on a fresh agent (pid {hello.pid})")
+        session.died = None
+    session.agent = agent
+    return agent

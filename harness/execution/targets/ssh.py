@@ -51,12 +51,12 @@ from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.job import Job
 from ...core.results import TargetResult
-from ..agent_protocol import run_request
+from ..agent_protocol import Hello, run_request
 from . import remote
 from .base import StageCallback, Target
 from .lock import BoardLock, read_holder
 from .remote import BoardPaths, Leftovers
-from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on
+from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on, session_agent
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
@@ -604,45 +604,32 @@ class SshTarget(Target):
                        result: TargetResult) -> Optional[ResidentAgent]:
         """The session's resident agent, started now if it has none (or it died); None when jobs run one-shot
         (`resident: false`, or an agent that could not serve: no hello, another protocol)."""
-        if self.one_shot is not None:
-            return None
-        if self.agent is not None and self.agent.alive():
-            return self.agent
-        if self.agent is not None:
-            self.died = self.died or f"its agent (pid {self.agent.pid}) ended between jobs"
-            self.end_agent()
-        channel = board.transport.open_session(timeout=self.board.connect_timeout)
-        channel.exec_command(remote.sh(remote.SERVE, [
-            self.session_dir, board.endpoint.python, agent_path, "--serve",
-            "--cache-models", str(self.board.agent_cache_models), "--cache-mb", f"{self.board.agent_cache_mb:g}",
-            self.session_dir]))
-        link = ChannelLink(channel)
-        agent = ResidentAgent(link, self.name)
-        try:
+
+        def start() -> ResidentAgent:
+            channel = board.transport.open_session(timeout=self.board.connect_timeout)
+            channel.exec_command(remote.sh(remote.SERVE, [
+                self.session_dir, board.endpoint.python, agent_path, "--serve",
+                "--cache-models", str(self.board.agent_cache_models), "--cache-mb",
+                f"{self.board.agent_cache_mb:g}", self.session_dir]))
+            return ResidentAgent(ChannelLink(channel), self.name)
+
+        def handshake(agent: ResidentAgent) -> Hello:
             heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
             hello = agent.handshake(max(60.0, self.board.connect_timeout * 4), self.agent_check(board, heartbeat))
-        except AgentCannotServe as error:
-            status = link.exit_status()
-            agent.close()
+            if self.lock is not None:
+                self.lock.record_agent(hello.pid, hello.pgid)  # the lock lives as long as this agent does
+            return hello
+
+        def cannot_serve(agent: ResidentAgent, error: AgentCannotServe) -> None:
+            status = agent.link.exit_status()
             if status == 127:
                 raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}; install Python >= 3.8 "
                                  "with numpy and MNN there, or set `python` for this board in the inventory") \
                     from None
             if status == 125:
                 raise BoardError(f"{self.name}: the session's directory {self.session_dir} vanished") from None
-            self.one_shot = f"its agent could not serve jobs ({error})"
-            result.notes.append(f"{self.one_shot}: ran it once per job instead")
-            return None
-        except BaseException:
-            agent.close()
-            raise
-        if self.lock is not None:
-            self.lock.record_agent(hello.pid, hello.pgid)  # the lock lives as long as this agent does
-        if self.died:
-            result.notes.append(f"{self.died}; this job ran on a fresh agent (pid {hello.pid})")
-            self.died = None
-        self.agent = agent
-        return agent
+
+        return session_agent(self, result, start, handshake, cannot_serve)
 
     def agent_check(self, board: "BoardConnection", heartbeat: Optional["Heartbeat"] = None):
         """What a wait on the agent checks: Ctrl-C, the connection, and (during a job) the board's heartbeat."""
