@@ -126,6 +126,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     farm.add_argument("--labgrid", action="store_true",
                       help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
                       "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
+    farm.add_argument("--bare", action="store_true",
+                      help="up: also start NAME-bare, a Cortex-A76 whose Python has no numpy and no MNN, which the "
+                      "harness provisions with the MNN each run asks for (alone without --size)")
     farm.add_argument("--all", action="store_true", help="down: every emulated board and labgrid lab of this "
                       "machine, whoever started it (other farms, other users' and tests' boards too)")
     farm.add_argument("--remove", action="store_true", help="down: also delete the boards' state (keys, "
@@ -378,7 +381,8 @@ def cmd_farm(args, console: Console) -> int:
         raise ConfigError("harness farm", None, f"`farm {args.action}` takes no board names ({' '.join(args.boards)})",
                           "name boards with `harness farm down NAME...`")
     known = control.known_farms()
-    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid)):
+    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid
+                                                                              or args.bare)):
         raise ConfigError(farms.farm_inventory_path(args.farm), None, f"there is no farm {args.farm!r} on this "
                           f"machine (farms: {', '.join(known) or 'none'})",
                           f"start it with `harness farm up --size N --farm {args.farm}`")
@@ -393,19 +397,22 @@ def cmd_farm(args, console: Console) -> int:
                       f"its inventory: {path}\n  harness --inventory {path} boards\n"
                       f"  labgrid-client -x {address} places")
         args.farm = name  # the status below: this lab's boards
-    elif args.action == "up" and args.size:
+    elif args.action == "up" and (args.size or args.bare):
         name = args.farm or farms.DEFAULT_FARM
         previous = farms.farm_members(name)
         path = farms.farm_inventory_path(name)
-        if previous and len(previous) != args.size:
+        count = args.size + args.bare
+        if previous and len(previous) != count:
             console.print(f"[yellow]farm {name!r} had {len(previous)} board(s); its inventory {path} is "
-                          f"rewritten for {args.size}[/] (start another farm beside it with --farm NAME)")
-        path = farms.farm_up(args.size, log, prefix=name)
-        console.print(f"[green]farm {name!r} of {args.size} board(s) up[/]; its inventory: {path}\n"
+                          f"rewritten for {count}[/] (start another farm beside it with --farm NAME)")
+        path = farms.farm_up(args.size, log, prefix=name, bare=args.bare)
+        console.print(f"[green]farm {name!r} of {count} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
         args.farm = name  # the status below: this farm's boards
     elif args.action == "up" and args.farm:
-        farms.farm_up(len(farms.farm_members(args.farm)), log, prefix=args.farm)
+        members = farms.farm_members(args.farm)
+        bare = f"{args.farm}-bare" in members
+        farms.farm_up(len(members) - bare, log, prefix=args.farm, bare=bare)
     elif args.action == "up":
         inventory = load_inventory(find_inventory(args.inventory))
         if not control.inventory_boards_up(inventory, log):

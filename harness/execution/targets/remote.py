@@ -20,6 +20,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, List, Sequence
 
 from ...core.errors import BoardError
@@ -80,6 +81,15 @@ class BoardPaths:
         if normal != path or not normal.startswith(self.workdir + "/"):
             raise BoardError(f"refusing {path!r}: it is not inside the board's workdir {self.workdir}")
         return normal
+
+
+@dataclass
+class StoreFile:
+    """A file a board's store must hold, named by its content: the agent, a model, inputs, a wheel."""
+
+    name: str
+    local: Path
+    sha256: str
 
 
 def sh(script: str, args: Sequence[str]) -> str:
