@@ -159,7 +159,7 @@ class Target(ABC):
         health["seconds"] = time.perf_counter() - started
         expected = self.board.mnn_version
         found = health["facts"].get("mnn_version")
-        if expected and found and found != expected:
+        if expected and found and found != expected and self.board.mnn == "system":
             health["warning"] = f"MNN {found} on the board, the inventory expects {expected}"
         return health
 

@@ -28,6 +28,7 @@ board within a fraction of a second, its agent killed, its job dir removed
 and its lock released.
 """
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -218,7 +219,9 @@ class SshTarget(Target):
         if board.kind == "emulated":
             from ...emulation.board import emulated_spec, ensure_running
 
-            return ensure_running(emulated_spec(board), log=lambda message: None)
+            # `python:` of the inventory holds for an emulated board too (its bin/python3 unless told otherwise).
+            return dataclasses.replace(ensure_running(emulated_spec(board), log=lambda message: None),
+                                       python=board.python)
         return SshEndpoint(host=board.host, port=board.port or 22, user=board.user,
                            key_filename=str(Path(board.key).expanduser()) if board.key else None,
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
@@ -971,6 +974,14 @@ class SshTarget(Target):
         holder = read_holder(board.sftp, board.paths.lock)
         health["lock"] = clean_text(holder.describe()) if holder else None
         health["notes"] = result.notes
+        health["mnn"] = self.board.mnn
+        if self.board.mnn == "provision":
+            try:
+                health["python_facts"] = self.provisioner.python(board).as_dict()
+            except BoardError as error:
+                health["warning"] = clean_text(str(error))
+            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
+            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
 
     def store_files_for_probe(self) -> Dict[str, StoreFile]:
         agent = self.agent_file(bundle())
