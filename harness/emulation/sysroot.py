@@ -17,6 +17,9 @@ Both builds happen in a temporary directory next to the final one, under an
 exclusive lock, and are renamed into place when complete, so no process ever
 uses a half-built tree and two processes never build the same thing at once.
 
+A bare variant (`ensure_bare_sysroot`, for boards the harness provisions) shares
+the sysroot's files as hard links, with an empty dist-packages: no numpy, no MNN.
+
     python -m harness.emulation.sysroot [MNN_VERSION ...]   # build (or find) the sysroot and MNN
 """
 

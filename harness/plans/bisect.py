@@ -74,6 +74,8 @@ class BisectReport:
     cross: Optional[Step] = None
     """The first failing release with the other half at the last passing one's version."""
     interrupted: Optional[str] = None
+    interrupted_exit_code: int = 130
+    """130 for SIGINT, 143 for SIGTERM (what CI sends on a cancel)."""
 
     @property
     def ordered(self) -> List[Step]:
@@ -92,7 +94,7 @@ class BisectReport:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return self.interrupted_exit_code
         verdicts_seen = {step.verdict for step in self.ordered}
         if FAILED in verdicts_seen:
             return EXIT_COMPARISON_FAILED
@@ -285,6 +287,7 @@ def run_bisect(scenario: Scenario, inventory: Inventory, board: str, versions: L
                     report.cross.version = bad
         except KeyboardInterrupt:
             report.interrupted = report.interrupted or interruption.signal_name or "SIGINT"
+            report.interrupted_exit_code = interruption.exit_code
         finally:
             if report.steps:
                 record = report.record()

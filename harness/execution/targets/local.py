@@ -6,7 +6,9 @@ bundle (core/agent_bundle.py). The session starts `BUNDLE --serve` once and
 sends it every job (the job dirs are the run folders' targets/<name>/); a job
 that kills it or passes run_timeout fails, and the next job gets a fresh
 agent. An agent that cannot serve (no hello) makes the session run its jobs
-one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory.
+one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory. A job that asks for another MNN
+release than the installed one runs on an agent with that release's host site first on its path
+(core/wheels.host_site).
 """
 
 import json

@@ -130,6 +130,11 @@ done
   kb=$(du -sk -- "$f" 2>/dev/null | cut -f1)
   rm -f -- "$f" && echo "partial ${f##*/} ${kb:-0}"
 done
+[ "$mode" = clean ] && for d in "$w"/sites/.*.partial; do
+  [ -d "$d" ] || continue
+  kb=$(du -sk -- "$d" 2>/dev/null | cut -f1)
+  rm -rf -- "$d" && echo "partial ${d##*/} ${kb:-0}"
+done
 [ "$mode" = clean ] && for d in "$w"/lock.stale-*; do
   [ -e "$d" ] || [ -L "$d" ] || continue
   rm -rf -- "$d" && echo "stale-lock ${d##*/} 0"

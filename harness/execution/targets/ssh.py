@@ -21,7 +21,10 @@ caps. The session ends by closing the agent's channel, removing the session's
 dir and releasing the lock. An agent that cannot serve (no hello) and
 `resident: false` run each job one-shot instead (its own dir, `AGENT
 JOB_DIR` under AGENT_RUN's watchdog), on the same connection and lock. The
-agent is one file in the store, the bundle of agent_bundle (mnn_agent-<sha16>.pyz).
+agent is one file in the store, the bundle of agent_bundle (mnn_agent-<sha16>.pyz). Unless the inventory
+says `mnn: system`, the session also brings MNN there (provision.py): the board's Python is probed after
+the lock, the sites of the job's MNN version made if missing, and the agent started with them on its path
+(a resident agent per version).
 
 Nothing blocks for long without checking `interrupted`: a Ctrl-C stops a
 board within a fraction of a second, its agent killed, its job dir removed
