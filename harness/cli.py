@@ -6,6 +6,7 @@
     harness farm up [--size N] [--farm F] [--labgrid] | down [NAME...] [--farm F] [--all] [--remove] | status
     harness inspect MODEL                    inputs and outputs (names, shapes, dtypes) of an ONNX/TFLite/MNN file
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
+    harness bisect SCENARIO --board B --mnn 3.0.0..3.6.1 [--all] [--converter]   which MNN release breaks it
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
 
@@ -105,6 +106,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
+    bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
+                                 "runtime (on the board and x86) or, with --converter, the converter")
+    bisect.add_argument("scenario")
+    bisect.add_argument("--board", required=True, metavar="NAME", help="the board (the harness brings each "
+                        "release there; not a `mnn: system` board unless --converter)")
+    bisect.add_argument("--mnn", required=True, metavar="FIRST..LAST|V1,V2,...",
+                        help="the releases: a range (3.0.0..3.6.1: every release with wheels in it) or a list")
+    bisect.add_argument("--converter", action="store_true",
+                        help="move the converter (each release's, on the host) instead of the runtime")
+    bisect.add_argument("--all", action="store_true", help="run every release and show the metric of each "
+                        "(default: both ends, then a binary search when the verdict flips)")
+    bisect.add_argument("--reports", default="reports")
+    bisect.add_argument("--json", action="store_true", help="print bisect.json on stdout")
+    bisect.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                        metavar="SECONDS", help="wait this long for another run's lock on the board (default 300)")
+
     boards = commands.add_parser("boards", help="every board of the inventory with live health")
     boards.add_argument("--json", action="store_true", help="print the health as JSON on stdout")
     boards.add_argument("--clean", action="store_true",
@@ -126,6 +143,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     farm.add_argument("--labgrid", action="store_true",
                       help="up: also start a labgrid coordinator and exporter on 127.0.0.1, make each board of the "
                       "farm (--size, default 4) a place, and write an inventory of kind: labgrid boards")
+    farm.add_argument("--bare", action="store_true",
+                      help="up: also start NAME-bare, a Cortex-A76 whose Python has no numpy and no MNN, which the "
+                      "harness provisions with the MNN each run asks for (alone without --size)")
     farm.add_argument("--all", action="store_true", help="down: every emulated board and labgrid lab of this "
                       "machine, whoever started it (other farms, other users' and tests' boards too)")
     farm.add_argument("--remove", action="store_true", help="down: also delete the boards' state (keys, "
@@ -176,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
-                        "inspect": cmd_inspect}
+                        "inspect": cmd_inspect, "bisect": cmd_bisect}
             return commands[args.command](args, console)
         except HarnessError as error:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -280,6 +300,31 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
     return report.exit_code
 
 
+def cmd_bisect(args, console: Console) -> int:
+    from .core.scenario import load_scenario
+    from .plans.bisect import releases_between, run_bisect
+    from .plans.run import write_run_files
+    from .views.bisect import render_bisect
+    from .views.terminal import TerminalProgress
+
+    scenario = load_scenario(args.scenario)
+    inventory = load_inventory(find_inventory(args.inventory))
+    versions = releases_between(args.mnn)
+    console.print(f"[bold]bisect[/] {escape(scenario.name)} on {escape(args.board)}: "
+                  f"{'converter' if args.converter else 'runtime'} releases {', '.join(versions)}", highlight=False)
+    with TerminalProgress(console) as progress:
+        report = run_bisect(scenario, inventory, args.board, versions, Path(args.reports), converter=args.converter,
+                            every=args.all, progress=progress, lock_timeout=args.lock_timeout,
+                            interruption=args.interruption,
+                            after_run=lambda label, single: write_run_files(single, console),
+                            log=lambda message: progress.step(message))
+    record = report.record()
+    if args.json:
+        print(json.dumps(record, indent=1))
+    render_bisect(record, report.run_dir, console)
+    return report.exit_code
+
+
 def cmd_nightly(args, console: Console) -> int:
     from .plans.night import load_nightly, run_nightly
     from .views.night import nightly_json, render_night
@@ -378,7 +423,8 @@ def cmd_farm(args, console: Console) -> int:
         raise ConfigError("harness farm", None, f"`farm {args.action}` takes no board names ({' '.join(args.boards)})",
                           "name boards with `harness farm down NAME...`")
     known = control.known_farms()
-    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid)):
+    if args.farm and args.farm not in known and not (args.action == "up" and (args.size or args.labgrid
+                                                                              or args.bare)):
         raise ConfigError(farms.farm_inventory_path(args.farm), None, f"there is no farm {args.farm!r} on this "
                           f"machine (farms: {', '.join(known) or 'none'})",
                           f"start it with `harness farm up --size N --farm {args.farm}`")
@@ -393,19 +439,22 @@ def cmd_farm(args, console: Console) -> int:
                       f"its inventory: {path}\n  harness --inventory {path} boards\n"
                       f"  labgrid-client -x {address} places")
         args.farm = name  # the status below: this lab's boards
-    elif args.action == "up" and args.size:
+    elif args.action == "up" and (args.size or args.bare):
         name = args.farm or farms.DEFAULT_FARM
         previous = farms.farm_members(name)
         path = farms.farm_inventory_path(name)
-        if previous and len(previous) != args.size:
+        count = args.size + args.bare
+        if previous and len(previous) != count:
             console.print(f"[yellow]farm {name!r} had {len(previous)} board(s); its inventory {path} is "
-                          f"rewritten for {args.size}[/] (start another farm beside it with --farm NAME)")
-        path = farms.farm_up(args.size, log, prefix=name)
-        console.print(f"[green]farm {name!r} of {args.size} board(s) up[/]; its inventory: {path}\n"
+                          f"rewritten for {count}[/] (start another farm beside it with --farm NAME)")
+        path = farms.farm_up(args.size, log, prefix=name, bare=args.bare)
+        console.print(f"[green]farm {name!r} of {count} board(s) up[/]; its inventory: {path}\n"
                       f"  harness --inventory {path} boards")
         args.farm = name  # the status below: this farm's boards
     elif args.action == "up" and args.farm:
-        farms.farm_up(len(farms.farm_members(args.farm)), log, prefix=args.farm)
+        members = farms.farm_members(args.farm)
+        bare = f"{args.farm}-bare" in members
+        farms.farm_up(len(members) - bare, log, prefix=args.farm, bare=bare)
     elif args.action == "up":
         inventory = load_inventory(find_inventory(args.inventory))
         if not control.inventory_boards_up(inventory, log):

@@ -26,8 +26,9 @@ KINDS = ("local", "ssh", "emulated", "labgrid")
 QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
              "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
 DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
-MNN_VERSION = re.compile(r"[0-9]+(\.[0-9A-Za-z]+)*")
-"""An emulated board's MNN version names a directory of the cache and a pip requirement: a plain version."""
+MNN_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
+"""An MNN version names a directory of the cache and on boards, and a pip requirement: a plain version."""
+MNN_MODES = ("provision", "system")
 TIMEOUTS = {"connect_timeout": (15.0, 3600.0), "run_timeout": (1800.0, 7 * 86400.0),
             "transfer_timeout": (120.0, 86400.0), "dead_after": (30.0, 86400.0)}
 """Seconds: the default and the largest accepted (beyond it a board that hangs holds the run for days)."""
@@ -61,7 +62,15 @@ class BoardSpec:
     cpu: str = "cortex-a76"
     """emulated: the qemu CPU model, which decides the CPU features MNN sees."""
     mnn_version: Optional[str] = None
-    """emulated: the MNN wheel installed on the board; ssh: the version expected there."""
+    """The MNN that runs on the board: the version the harness brings there (`mnn: provision`; None: the
+    host's), or, for `mnn: system`, the version expected of the board's own (a different one is reported);
+    emulated (not bare): the MNN wheel the board carries."""
+    mnn: str = "system"
+    """provision: the harness brings MNN and numpy (wheels for the board's Python, unpacked in its workdir);
+    system: the board's own MNN. The inventory's default is provision for ssh and labgrid boards and bare
+    emulated ones."""
+    bare: bool = False
+    """emulated: a board as it comes, its Python without numpy and MNN, provisioned by the harness."""
     connect_timeout: float = 15.0
     run_timeout: float = 1800.0
     dead_after: float = 30.0
@@ -146,11 +155,13 @@ def _board(name: str, section: Section) -> BoardSpec:
     if kind == "local":
         board = BoardSpec(**{**common, "python": section.str("python", "") or ""})
     elif kind == "emulated":
-        mnn_version = str(section.raw("mnn_version", "3.6.1"))
-        if not MNN_VERSION.fullmatch(mnn_version):
-            raise section.error("mnn_version", f"{mnn_version!r} is not an MNN version",
-                                "write it as a plain version in quotes, e.g. \"3.6.1\"")
-        board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS), mnn_version=mnn_version)
+        bare = section.bool("bare", False)
+        mnn = _mnn_mode(section, "provision" if bare else "system")
+        if bare and mnn == "system":
+            raise section.error("mnn", "is system, and a bare board has no MNN of its own",
+                                "leave `mnn` out: the harness brings MNN to a bare board")
+        board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS), bare=bare, mnn=mnn,
+                          mnn_version=mnn_version_of(section, None if bare else "3.6.1"))
     elif kind == "labgrid":
         # Address, user and port come from the place's NetworkService; how to log in is as for ssh.
         board = BoardSpec(**common, **_ssh_login(section), **_labgrid_place(section))
@@ -175,8 +186,27 @@ def _ssh_login(section: Section) -> dict:
     return dict(key=key, known_hosts=section.str("known_hosts", None),
                 trust_on_first_use=section.bool("trust_on_first_use", False),
                 workdir=section.str("workdir", "/tmp/mnn-harness"),
-                mnn_version=(section.to_str("mnn_version", str(section.raw("mnn_version")))
-                             if section.has("mnn_version") else None))
+                mnn=_mnn_mode(section, "provision"), mnn_version=mnn_version_of(section, None))
+
+
+def _mnn_mode(section: Section, default: str) -> str:
+    return section.str("mnn", default, MNN_MODES)
+
+
+def mnn_version_of(section: Section, default: Optional[str], key: str = "mnn_version") -> Optional[str]:
+    """A plain MNN version, given as a string, or default when the key is absent."""
+    if not section.has(key):
+        return default
+    raw = section.raw(key)
+    if not isinstance(raw, str):
+        raise section.error(key, f"is not an MNN version in quotes: got {type_name(raw)} {raw!r}",
+                            "write it in quotes, e.g. \"3.6.1\" (YAML reads 3.10 as the number 3.1)")
+    version = section.to_str(key, raw)
+    if not MNN_VERSION.fullmatch(version):
+        raise section.error(key, f"{version!r} is not an MNN version",
+                            "write it as a plain version in quotes, e.g. \"3.6.1\" (releases with wheels: "
+                            "3.0.0 to 3.6.1)")
+    return version
 
 
 def _labgrid_place(section: Section) -> dict:

@@ -61,6 +61,9 @@ class Job:
     """The model a source-model side runs instead of the .mnn (ONNX or TFLite); host only, never in job.json."""
     source_format: Optional[str] = None
     """"ONNX" or "TFLITE" for source_path."""
+    mnn_version: Optional[str] = None
+    """The MNN release the job must run with (None: each board's own: its `mnn_version`, else the host's).
+    Host only: the board learns it from the sites on its path, and the result says which MNN really ran."""
 
     def agent(self) -> Path:
         """The one file every target runs for this job: agent_path, else the agent's bundle (built once per
@@ -73,6 +76,7 @@ class Job:
         manifest = self.manifest("model", "inputs", "images" if self.images_path else None)
         del manifest["id"]
         manifest["agent_sha256"] = sha256_file(self.agent())
+        manifest["mnn_version"] = self.mnn_version
         return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
     def limits(self) -> Dict[str, int]:

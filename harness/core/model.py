@@ -23,7 +23,6 @@ against the converter's own `--help`.
 """
 
 import fcntl
-import importlib.metadata
 import json
 import re
 import shutil
@@ -38,7 +37,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from .cache import cache_root, sha256_file, sha256_json
-from .errors import ModelError, SetupError
+from .errors import ModelError
+from .wheels import host_mnn_version, host_site, site_env
 from .yamlfile import describe_file_type
 
 __all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert", "mnn_signature",
@@ -178,6 +178,9 @@ class ModelSource:
     """A deployed .mnn file, run as it is: no conversion, its own bytes are shipped."""
     source: Optional[Path] = None
     """With `mnn`: the ONNX or TFLite file it was converted from, run only as the source reference."""
+    converter_version: Optional[str] = None
+    """The MNN release whose converter converts it (None: the installed MNN's); another release's runs from a
+    cached site of its own (core/wheels.host_site)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,8 @@ class ModelArtifact:
     where MNN stores int32)."""
     converted: bool = True
     """False for a deployed .mnn run as it is."""
+    converter_version: Optional[str] = None
+    """The MNN release whose converter wrote mnn_path (None for a deployed .mnn)."""
 
     @property
     def source_name(self) -> str:
@@ -227,12 +232,13 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
     path, source_format = _source_file(source, log)
     converter_args = tuple(str(arg) for arg in source.converter_args)
     signature = _onnx_signature_or_none(path) if source_format == "ONNX" else None
-    mnn_path = convert(path, source_format, converter_args, log)
+    converter_version = source.converter_version or mnn_version()
+    mnn_path = convert(path, source_format, converter_args, log, converter_version)
     signature = signature or mnn_signature(mnn_path)
     return ModelArtifact(source_path=path, source_format=source_format, mnn_path=mnn_path,
                          mnn_sha256=sha256_file(mnn_path), converter_args=converter_args,
                          inputs=signature.inputs, outputs=signature.outputs, output_shapes=signature.output_shapes,
-                         input_dtypes=signature.input_dtypes)
+                         input_dtypes=signature.input_dtypes, converter_version=converter_version)
 
 
 def _onnx_signature_or_none(path: Path) -> Optional["Signature"]:
@@ -369,11 +375,17 @@ def _build_failure(script: Path, options: List[str], completed: subprocess.Compl
                       f"{tail}\n  fix: {fix}")
 
 
-def convert(source: Path, source_format: str, converter_args: tuple, log: Log = print) -> Path:
-    """Convert to .mnn once per (source bytes, format, options, MNN version) and return the .mnn path."""
+def convert(source: Path, source_format: str, converter_args: tuple, log: Log = print,
+            converter_version: Optional[str] = None) -> Path:
+    """Convert to .mnn once per (source bytes, format, options, MNN version) and return the .mnn path.
+
+    converter_version: another MNN release's converter (None: the installed one's), run in a child with that
+    release's site first on its path.
+    """
     converter_args = tuple(str(arg) for arg in converter_args)
-    check_converter_args(converter_args)
-    version = mnn_version()
+    version = converter_version or mnn_version()
+    site = host_site(version, log)
+    check_converter_args(converter_args, version)
     key = sha256_json({"source": sha256_file(source), "format": source_format,
                        "args": list(converter_args), "mnn": version})[:20]
     final = cache_root() / "models" / "mnn" / key
@@ -391,7 +403,7 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
             log(f"model: converting {name} with MNN {version}, options {shown_args}")
             started = time.monotonic()
             completed = _run([sys.executable, "-c", _CONVERT_CHILD, *argv], CONVERT_TIMEOUT_S,
-                             f"MNN's converter on {source}")
+                             f"MNN's converter on {source}", env=site_env(site))
             seconds = time.monotonic() - started
             converter_log = completed.stdout + completed.stderr
             (building / "convert.log").write_text(converter_log)
@@ -434,14 +446,15 @@ def _conversion_problem(returncode: int, written: Path, converter_log: str) -> O
     return None
 
 
-def check_converter_args(converter_args: tuple) -> None:
+def check_converter_args(converter_args: tuple, converter_version: Optional[str] = None) -> None:
     """Refuse what the converter would ignore or misread: an unknown option, a missing or bad value.
 
     MNN's converter ignores unknown options and reads a bad number as 0, so
     a typo such as `--useGeluAproximation 0` would quietly give the default
-    (approximated) GELU. Known options come from the converter's `--help`.
+    (approximated) GELU. Known options come from the converter's `--help` (of converter_version's
+    converter; None: the installed one).
     """
-    known = converter_options()
+    known = converter_options(converter_version)
     shown = f"model.converter_args [{' '.join(converter_args)}]"
     args = list(converter_args)
     index = 0
@@ -483,19 +496,19 @@ def _close_match(option: str, known: List[str]) -> Optional[str]:
     return lowered[close[0]] if close else None
 
 
-def converter_options() -> Dict[str, bool]:
+def converter_options(converter_version: Optional[str] = None) -> Dict[str, bool]:
     """The converter's options (name -> takes a value), read from its own `--help`, once per MNN version.
 
     Empty when the help cannot be read: then only the built-in rules apply.
     """
-    return dict(_converter_options(mnn_version()))
+    return dict(_converter_options(converter_version or mnn_version()))
 
 
 @lru_cache(maxsize=None)
 def _converter_options(version: str) -> Tuple[Tuple[str, bool], ...]:
     try:
         completed = _run([sys.executable, "-c", _CONVERT_CHILD, CONVERTER_ARGV0, "--help"], 120.0,
-                         "MNN converter's --help")
+                         "MNN converter's --help", env=site_env(host_site(version, lambda message: None)))
     except ModelError:
         return ()
     options = re.findall(r"(?m)^\s+(?:-\w, )?(--[A-Za-z0-9_]+)( arg)?", completed.stdout)
@@ -504,11 +517,7 @@ def _converter_options(version: str) -> Tuple[Tuple[str, bool], ...]:
 
 def mnn_version() -> str:
     """The installed MNN's version, from its package metadata: importing MNN would print on stdout."""
-    try:
-        return importlib.metadata.version("MNN")
-    except importlib.metadata.PackageNotFoundError as error:
-        raise SetupError("MNN is not installed on this host; the harness converts and runs models with it\n"
-                         "  fix: `pip install -e .`") from error
+    return host_mnn_version()
 
 
 def onnx_signature(path: Path) -> "Signature":
@@ -555,10 +564,11 @@ def mnn_signature(mnn_path: Path) -> "Signature":
                      f"{_tail(completed.stdout + completed.stderr)}")
 
 
-def _run(argv: List[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+def _run(argv: List[str], timeout: float, what: str, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     """Run a child with its output captured; a child that hangs is an error that names it."""
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              env=env)
     except subprocess.TimeoutExpired as error:
         # What the child printed before it was killed arrives as bytes, whatever `text` said.
         text = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part

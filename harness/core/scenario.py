@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
 from .inputs.base import MAX_SAMPLES, whole_number
+from .inventory import MNN_VERSION, mnn_version_of
 from .model import ModelSource
 from .preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
 from .yamlfile import Section, load_yaml, slug
@@ -181,6 +182,9 @@ class Scenario:
     """Run the samples as the steps of one stream (None: independent samples)."""
     compare: Optional[List[str]] = None
     """The outputs to compare (None: every output of the model)."""
+    mnn_version: Optional[str] = None
+    """The MNN release every MNN of the run runs: the x86 reference's and each provisioned board's (None: each
+    board's own `mnn_version`, else the host's). A `mnn: system` board with another one cannot run it."""
 
     def output_spec(self, name: str) -> OutputSpec:
         return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
@@ -232,6 +236,7 @@ def load_scenario(path) -> Scenario:
     parity = _parity(top.section("preprocess_parity"), preprocess) if top.has("preprocess_parity") else None
     stream = _stream(top.section("stream")) if top.has("stream") else None
     compare = _unique_names(top, "compare") if top.has("compare") else None
+    mnn_version = mnn_version_of(top, None)
     given = _tolerance_given(top.section("tolerance", {}))
     default_tolerance = _tolerance_of("tensor", given)
     outputs = {}
@@ -244,7 +249,8 @@ def load_scenario(path) -> Scenario:
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
                     tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
-                    matrix=matrix, parity=parity, find_layer=find_layer, stream=stream, compare=compare)
+                    matrix=matrix, parity=parity, find_layer=find_layer, stream=stream, compare=compare,
+                    mnn_version=mnn_version)
 
 
 def _unique_names(section: Section, key: str) -> List[str]:
@@ -313,6 +319,7 @@ def _model(section: Section) -> ModelSource:
         build_script=section.path_value("build", None),
         build_args=dict(build_args),
         converter_args=converter_args,
+        converter_version=mnn_version_of(section, None, "converter_version"),
     )
     section.done()
     return source
@@ -334,7 +341,7 @@ def _converter_args(section: Section, key: str, args: list) -> tuple:
 
 def _deployed_model(section: Section) -> ModelSource:
     """model: {mnn: app/model.mnn, source: model.onnx}: the .mnn as it is, no conversion."""
-    for key in ("converter_args", "build_args"):
+    for key in ("converter_args", "build_args", "converter_version"):
         if section.has(key):
             raise section.error(key, "does not apply to a deployed `mnn:` model: it is run as it is",
                                 "leave it out, or give the ONNX/TFLite file as `onnx:`/`tflite:` to convert")
@@ -454,6 +461,15 @@ def _matrix(section: Section) -> Dict[str, object]:
         variants[name] = list(_converter_args(section, key, args))
     if variants:
         matrix["converter"] = variants
+    versions = section.list("mnn_version", [])
+    for index, value in enumerate(versions):
+        if not isinstance(value, str) or not MNN_VERSION.fullmatch(value):
+            raise section.error(f"mnn_version[{index}]", f"{value!r} is not an MNN version",
+                                "list versions in quotes, e.g. [\"3.4.1\", \"3.6.1\"] (YAML reads 3.10 as 3.1)")
+        if versions.index(value) != index:
+            raise section.error(f"mnn_version[{index}]", f"names {value!r} twice", "list each version once")
+    if versions:
+        matrix["mnn_version"] = versions
     section.done()
     return matrix
 

@@ -64,8 +64,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 from ..core.cache import cache_root
 from ..core.endpoint import SshEndpoint
 from ..core.errors import BoardError, SetupError
-from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_mnn, ensure_sysroot, python_command, qemu_binary,
-                      sysroot_key)
+from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_bare_sysroot, ensure_mnn, ensure_sysroot,
+                      python_command, qemu_binary, sysroot_key)
 
 Log = Callable[[str], None]
 
@@ -100,7 +100,7 @@ _MOUNTS = r"""
 # state, which sshd reads and writes: a cache under /tmp), then sshd.
 set -e
 mount --bind "$1" "$2"; mount -o remount,bind,ro "$2"
-mount --bind "$3" "$4"; mount -o remount,bind,ro "$4"
+if [ "$3" != - ]; then mount --bind "$3" "$4"; mount -o remount,bind,ro "$4"; fi
 tmp_mb=$5; state=$6
 shift 6
 for d in /tmp /var/tmp /dev/shm /run/lock; do
@@ -124,6 +124,9 @@ class EmulatedBoardSpec:
     network: str = "auto"
     """netns: its own network namespace and link-local address; loopback: a port on 127.0.0.1;
     auto: netns where this process may create namespaces, else loopback."""
+    bare: bool = False
+    """A board as it comes: the sysroot's Python without numpy and MNN (the bare sysroot), for the harness to
+    provision; mnn_version is then not the board's."""
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -134,6 +137,13 @@ class EmulatedBoardSpec:
                              f"{', '.join(CPU_MODELS)}")
         if self.network not in NETWORKS:
             raise BoardError(f"board {self.name}: network {self.network!r} is not one of {', '.join(NETWORKS)}")
+
+
+def emulated_spec(board) -> EmulatedBoardSpec:
+    """The emulated board an inventory's `kind: emulated` entry (a BoardSpec) describes."""
+    if board.bare:
+        return EmulatedBoardSpec(name=board.name, cpu=board.cpu, bare=True)
+    return EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or DEFAULT_MNN_VERSION)
 
 
 # -- queries --------------------------------------------------------------------------------------------
@@ -163,7 +173,8 @@ def status(name: str) -> Optional[Dict[str, object]]:
     if state is None:
         return None
     pid = _pid(name)
-    return {"name": name, "cpu": state.get("cpu"), "mnn_version": state.get("mnn_version"),
+    return {"name": name, "cpu": state.get("cpu"),
+            "mnn_version": "bare" if state.get("bare") else state.get("mnn_version"),
             "network": state.get("network", "loopback"), "address": state.get("address", LOOPBACK),
             "port": state.get("port"), "pid": pid, "running": pid is not None}
 
@@ -196,17 +207,21 @@ def ensure_running(spec: EmulatedBoardSpec, log: Log = print) -> SshEndpoint:
         raise SetupError("ssh-keygen is missing; run `make setup` (it installs openssh-server)")
     _check_cpu(spec)
     network = _resolve_network(spec)
-    sysroot = ensure_sysroot(log)
-    mnn = ensure_mnn(spec.mnn_version, log)
+    if spec.bare:
+        sysroot, mnn = ensure_bare_sysroot(log), None
+    else:
+        sysroot, mnn = ensure_sysroot(log), ensure_mnn(spec.mnn_version, log)
     directory = state_dir(spec.name)
-    wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": spec.mnn_version, "network": network,
-              "sysroot": sysroot_key(), "layout": LAYOUT, "isolated": _may_isolate(network)}
+    wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": None if spec.bare else spec.mnn_version,
+              "network": network, "sysroot": sysroot_key(), "layout": LAYOUT, "isolated": _may_isolate(network),
+              "bare": spec.bare}
     with _locked(directory):
         state = _read_state(spec.name) or {}
         pid = _pid(spec.name)
         # A running board of an earlier layout keeps serving until its next start: restarting it here would
         # cut off a run of an older harness that uses it right now.
-        same = {key: state.get(key) for key in wanted if key not in ("layout", "isolated")}
+        same = {key: state.get(key, False if key == "bare" else None) for key in wanted
+                if key not in ("layout", "isolated")}
         if pid is not None and same != {key: wanted[key] for key in same}:
             log(f"{spec.name}: its spec changed, restarting it")
             _terminate(pid)
@@ -431,7 +446,7 @@ def _free_port(address: str, preferred: Optional[int]) -> int:
     raise BoardError(f"no free TCP port on {address} for an emulated board")
 
 
-def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, sysroot: Path, mnn: Path,
+def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, sysroot: Path, mnn: Optional[Path],
            log: Log) -> None:
     """Write keys and config, start sshd (in the board's namespace), wait until it greets; record the state."""
     _keygen(directory / "ssh_host_ed25519_key", f"{spec.name}-host-key")
@@ -448,7 +463,8 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
         work = _prepare_board_side(public, user)
         extra.update(user=user.pw_name, public=str(public), workdir=str(work))
         _write_authorized_keys(directory, public)
-        sshd = ["/bin/sh", "-c", _MOUNTS, "sh", str(sysroot), str(public / "sysroot"), str(mnn), str(public / "mnn"),
+        sshd = ["/bin/sh", "-c", _MOUNTS, "sh", str(sysroot), str(public / "sysroot"), str(mnn or "-"),
+                str(public / "mnn"),
                 str(PRIVATE_TMP_MB), str(directory.resolve()), *sshd]
         user_name = user.pw_name
     else:
@@ -499,7 +515,8 @@ def _start(spec: EmulatedBoardSpec, directory: Path, state: dict, wanted: dict, 
         raise BoardError(f"{spec.name}: {error}; sshd's log ({log_path}) ends with:\n{_log_tail(log_path)}") from None
     _write_atomic(directory / "state.json",
                   json.dumps({**wanted, **extra, "address": address, "port": port}, indent=1) + "\n")
-    log(f"{spec.name}: emulated {spec.cpu} with MNN {spec.mnn_version} on {address}:{port} ({wanted['network']})")
+    what = "bare (no numpy, no MNN)" if spec.bare else f"with MNN {spec.mnn_version}"
+    log(f"{spec.name}: emulated {spec.cpu} {what} on {address}:{port} ({wanted['network']})")
 
 
 # -- network namespaces ---------------------------------------------------------------------------------
@@ -679,21 +696,25 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def _write_scripts(spec: EmulatedBoardSpec, side: Path, sysroot: Path, mnn: Path, isolated: bool) -> None:
+def _write_scripts(spec: EmulatedBoardSpec, side: Path, sysroot: Path, mnn: Optional[Path], isolated: bool) -> None:
     """bin/python3 (the emulated interpreter) and board-shell (what every SSH session runs), in the board's side.
 
-    An isolated board sees the sysroot and MNN where its namespace mounts them (side/sysroot, side/mnn).
+    An isolated board sees the sysroot and MNN where its namespace mounts them (side/sysroot, side/mnn). The
+    board's MNN comes after whatever PYTHONPATH the caller gives, as a system-wide MNN would: a site the harness
+    provisions is found first. A bare board has no MNN of its own.
     """
     home = side / "home"
     (side / "bin").mkdir(parents=True, exist_ok=True)
     if isolated:
-        sysroot, mnn = side / "sysroot", side / "mnn"
+        sysroot, mnn = side / "sysroot", (side / "mnn" if mnn is not None else None)
     python = " ".join(shlex.quote(arg) for arg in python_command(sysroot, spec.cpu))
+    path = f"PYTHONPATH=\"${{PYTHONPATH:+$PYTHONPATH:}}\"{shlex.quote(str(mnn))} " if mnn is not None else ""
     _write_atomic(side / "bin" / "python3", (
         "#!/bin/sh\n"
-        f"# aarch64 Python {PYTHON_VERSION} on an emulated {spec.cpu}, MNN {spec.mnn_version}\n"
-        "unset PYTHONHOME PYTHONSTARTUP\n"
-        f"PYTHONPATH={shlex.quote(str(mnn))} PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 exec {python} \"$@\"\n"),
+        f"# aarch64 Python {PYTHON_VERSION} on an emulated {spec.cpu}, "
+        + ("bare: no numpy, no MNN\n" if spec.bare else f"MNN {spec.mnn_version}\n")
+        + "unset PYTHONHOME PYTHONSTARTUP\n"
+        f"{path}PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 exec {python} \"$@\"\n"),
         mode=0o755)
     link = side / "bin" / f"python{PYTHON_VERSION}"
     if not link.is_symlink():  # absent, or a copy of the wrapper written by an earlier version
@@ -730,7 +751,7 @@ def _write_config(spec: EmulatedBoardSpec, directory: Path, side: Path, address:
         strict = ("# not root: the board runs as this user, its state under a cache whose modes (a world-writable\n"
                   "# tmp, say) sshd's checks were not written for\nStrictModes no\nPermitRootLogin prohibit-password")
     _write_atomic(directory / "sshd_config", f"""\
-# sshd of the emulated board {spec.name} ({spec.cpu}, MNN {spec.mnn_version}), written by mnn-harness
+# sshd of the emulated board {spec.name} ({spec.cpu}, {"bare" if spec.bare else "MNN " + spec.mnn_version}), written by mnn-harness
 ListenAddress {address}:{port}
 HostKey {_config_path(directory / "ssh_host_ed25519_key")}
 PidFile {_config_path(directory / "sshd.pid")}

@@ -34,8 +34,7 @@ def inventory_boards_up(inventory: Inventory, log: Log) -> List[str]:
     """Start the inventory's kind: emulated boards (those running already are kept); their names."""
     boards = [b for b in inventory.boards.values() if b.kind == "emulated"]
     for board in boards:
-        emulated.ensure_running(emulated.EmulatedBoardSpec(
-            name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or "3.6.1"), log=log)
+        emulated.ensure_running(emulated.emulated_spec(board), log=log)
     return [board.name for board in boards]
 
 

@@ -29,6 +29,16 @@ class FarmBoard:
     cpu: str
     mnn_version: str
     tags: Tuple[str, ...]
+    bare: bool = False
+    """A board as it comes (Python, no numpy, no MNN): the harness provisions it, its inventory says so."""
+
+    def spec(self) -> "emulated.EmulatedBoardSpec":
+        return emulated.EmulatedBoardSpec(name=self.name, cpu=self.cpu, bare=True) if self.bare else \
+            emulated.EmulatedBoardSpec(name=self.name, cpu=self.cpu, mnn_version=self.mnn_version)
+
+    def inventory_mnn(self) -> dict:
+        """How the farm's inventory says where the board's MNN comes from: its own, or the harness's."""
+        return {"mnn": "provision"} if self.bare else {"mnn": "system", "mnn_version": self.mnn_version}
 
 
 FARM_BOARDS = (
@@ -45,38 +55,48 @@ def farm_inventory_path(prefix: str = "farm") -> Path:
     return emulated.farm_dir() / ("inventory.yaml" if prefix == "farm" else f"{prefix}-inventory.yaml")
 
 
-def farm_boards(size: int, prefix: str = "farm") -> List[FarmBoard]:
+BARE_BOARD = FarmBoard("farm-bare", "cortex-a76", "", ("a76", "fp16", "dotprod", "bare"), bare=True)
+"""`farm up --bare`: a Cortex-A76 whose Python has no numpy and no MNN, for the harness to provision."""
+
+
+def farm_boards(size: int, prefix: str = "farm", bare: bool = False) -> List[FarmBoard]:
     boards = []
     for index in range(size):
         base = FARM_BOARDS[index % len(FARM_BOARDS)]
         lap = index // len(FARM_BOARDS)
         name = base.name.replace("farm", prefix, 1)
         boards.append(FarmBoard(name if lap == 0 else f"{name}-{lap + 1}", base.cpu, base.mnn_version, base.tags))
+    if bare:
+        boards.append(FarmBoard(BARE_BOARD.name.replace("farm", prefix, 1), BARE_BOARD.cpu, "", BARE_BOARD.tags,
+                                bare=True))
     return boards
 
 
 def start_boards(size: int, log: Callable[[str], None] = print,
-                 prefix: str = "farm") -> List[Tuple[FarmBoard, SshEndpoint]]:
+                 prefix: str = "farm", bare: bool = False) -> List[Tuple[FarmBoard, SshEndpoint]]:
     """Start the farm's boards in parallel (those running already are kept); each with how to reach it."""
-    boards = farm_boards(size, prefix)
+    boards = farm_boards(size, prefix, bare)
 
     def start(board: FarmBoard):
-        return board, emulated.ensure_running(
-            emulated.EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version), log)
+        return board, emulated.ensure_running(board.spec(), log)
 
     with ThreadPoolExecutor(max_workers=min(8, len(boards))) as pool:
         return list(pool.map(start, boards))
 
 
-def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm") -> Path:
+def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, prefix: str = "farm",
+            bare: bool = False) -> Path:
     """Start the farm (in parallel) and write its inventory and known_hosts; return the inventory's path.
+
+    bare: one more board, PREFIX-bare, a Cortex-A76 with a Python and nothing else, which the harness
+    provisions (its inventory entry leaves `mnn` at provision).
 
     prefix names the farm and its boards (farm-a53, ...): tests use their own so they never touch a
     user's farm. A farm started again with another size gets its inventory rewritten for that size;
     its boards beyond the new size are stopped (they are this farm's, and no inventory lists them now).
     """
     previous = farm_members(prefix)
-    started = start_boards(size, log, prefix)
+    started = start_boards(size, log, prefix, bare)
     known_hosts = emulated.farm_dir() / f"{prefix}-known_hosts"
     known_hosts.write_text("".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
     inventory = {"boards": {"x86": {"kind": "local", "tags": ["x86_64", "reference"]}}}
@@ -84,7 +104,7 @@ def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, pr
         inventory["boards"][board.name] = {
             "kind": "ssh", "host": endpoint.host, "port": endpoint.port, "user": endpoint.user,
             "key": endpoint.key_filename, "known_hosts": str(known_hosts), "workdir": endpoint.workdir,
-            "python": endpoint.python, "mnn_version": board.mnn_version,
+            "python": endpoint.python, **board.inventory_mnn(),
             "tags": ["emulated", *board.tags],
         }
     path = farm_inventory_path(prefix)

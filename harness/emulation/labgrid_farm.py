@@ -111,7 +111,7 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
             inventory["boards"][board.name] = {
                 "kind": "labgrid", "place": board.name, "coordinator": address,
                 "key": str(directory / "lab_key"), "known_hosts": str(known_hosts), "workdir": workdir,
-                "python": endpoint.python, "mnn_version": board.mnn_version,
+                "python": endpoint.python, **board.inventory_mnn(),
                 "tags": ["emulated", "labgrid", *board.tags]}
         path = directory / "inventory.yaml"
         _write_atomic(path, "# Written by `harness farm up --labgrid`: the emulated farm as places of a labgrid "

@@ -17,6 +17,9 @@ Both builds happen in a temporary directory next to the final one, under an
 exclusive lock, and are renamed into place when complete, so no process ever
 uses a half-built tree and two processes never build the same thing at once.
 
+A bare variant (`ensure_bare_sysroot`, for boards the harness provisions) shares
+the sysroot's files as hard links, with an empty dist-packages: no numpy, no MNN.
+
     python -m harness.emulation.sysroot [MNN_VERSION ...]   # build (or find) the sysroot and MNN
 """
 
@@ -36,6 +39,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 
 from ..core.cache import cache_root, sha256_file, sha256_json
 from ..core.errors import SetupError
+from ..core.wheels import Platform, fetch_wheel
 
 Log = Callable[[str], None]
 
@@ -57,8 +61,6 @@ DEB_PACKAGES = (
 """python3.11 and the closure of its run-time dependencies (Debian 12), unpacked without maintainer scripts."""
 ARCH_ALL = frozenset({"libtirpc-common", "media-types"})
 """Packages that are "Architecture: all": there is no `:arm64` variant to ask apt for."""
-WHEEL_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
-"""Wheel tags the sysroot's glibc 2.36 can load (manylinux2014 is manylinux_2_17)."""
 LAYOUT = 1
 """Bump when the way a sysroot is assembled changes: a new cache key rebuilds it."""
 
@@ -85,6 +87,10 @@ def sysroot_key() -> str:
 
 def sysroot_path() -> Path:
     return cache_root() / "sysroot" / sysroot_key()
+
+
+def bare_sysroot_path() -> Path:
+    return cache_root() / "sysroot" / f"{sysroot_key()}-bare"
 
 
 def mnn_path(version: str) -> Path:
@@ -138,6 +144,47 @@ def ensure_sysroot(log: Log = print) -> Path:
             _write_marker(building, {"key": sysroot_key(), "debs": [d._asdict() for d in debs],
                                      "numpy_wheel": numpy_wheel.name, "numpy_sha256": sha256_file(numpy_wheel)})
         log(f"sysroot ready in {time.monotonic() - started:.0f} s: {final}")
+    return final
+
+
+def ensure_bare_sysroot(log: Log = print) -> Path:
+    """The sysroot as a board comes: its Python 3.11 without numpy (MNN is never in a sysroot).
+
+    For emulated boards the harness provisions (`bare: true`). It shares the
+    sysroot's files as hard links, so it costs directory entries, not a second
+    150 MB; only dist-packages, where numpy lives, is left empty.
+    """
+    final = bare_sysroot_path()
+    if (final / MARKER).is_file():
+        return final
+    sysroot = ensure_sysroot(log)
+    skipped = sysroot / "usr" / "lib" / "python3" / "dist-packages"
+    with _locked(final):
+        if (final / MARKER).is_file():
+            return final
+        with _building(final) as building:
+            for root, directories, files in os.walk(sysroot):
+                here = Path(root)
+                into = building / here.relative_to(sysroot)
+                for name in directories:
+                    source = here / name
+                    if source.is_symlink():
+                        os.symlink(os.readlink(source), into / name)
+                    else:
+                        (into / name).mkdir(mode=0o755, exist_ok=True)
+                directories[:] = [name for name in directories
+                                  if not (here / name).is_symlink() and here / name != skipped]
+                for name in files:
+                    source = here / name
+                    if here == sysroot and name == MARKER:
+                        continue
+                    if source.is_symlink():
+                        os.symlink(os.readlink(source), into / name)
+                    else:
+                        os.link(source, into / name)
+            _check_import(building, None, "import sys; print(sys.version_info[0])", "3")
+            _write_marker(building, {"key": sysroot_key(), "bare": True, "linked_from": str(sysroot)})
+        log(f"bare sysroot ready (hard links, no numpy): {final}")
     return final
 
 
@@ -267,38 +314,13 @@ def _deb_ok(path: Path, deb: DebFile) -> bool:
 # -- wheels ---------------------------------------------------------------------------------------------
 
 
-def _wheel_matches(path: Path, name: str, version: str) -> bool:
-    """True for an aarch64 wheel of name==version that a CPython 3.11 can load (PEP 427 file name)."""
-    parts = path.name[:-len(".whl")].split("-")
-    if len(parts) < 5 or parts[0].lower().replace("-", "_") != name.lower().replace("-", "_"):
-        return False
-    python_tags, platform_tags = parts[-3].split("."), parts[-1].split(".")
-    cp = "cp" + PYTHON_VERSION.replace(".", "")
-    return (parts[1] == version and any(tag in (cp, "py3", "abi3") for tag in python_tags + parts[-2].split("."))
-            and any(tag.endswith("aarch64") for tag in platform_tags))
+BOARD_PLATFORM = Platform("aarch64", (3, 11), (2, 36))
+"""What the sysroot's Python loads: Debian 12's CPython 3.11 on aarch64 with glibc 2.36."""
 
 
 def _download_wheel(name: str, version: str, log: Log) -> Path:
-    """The aarch64 cp311 wheel of name==version in cache_root()/wheels, fetched with pip if not there yet."""
-    directory = cache_root() / "wheels"
-    directory.mkdir(parents=True, exist_ok=True)
-    found = sorted(p for p in directory.glob("*.whl") if _wheel_matches(p, name, version))
-    if found:
-        return found[0]
-    log(f"downloading the aarch64 wheel of {name}=={version}")
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-            "--python-version", PYTHON_VERSION, "--implementation", "cp", "--dest", str(directory)]
-    for platform in WHEEL_PLATFORMS:
-        argv += ["--platform", platform]
-    completed = _run_quiet(argv + [f"{name}=={version}"], timeout=DOWNLOAD_TIMEOUT_S)
-    found = sorted(p for p in directory.glob("*.whl") if _wheel_matches(p, name, version))
-    if completed.returncode != 0 or not found:
-        raise SetupError(f"pip found no aarch64 CPython {PYTHON_VERSION} wheel of {name}=={version} "
-                         f"(platforms {', '.join(WHEEL_PLATFORMS)}):\n{_tail(completed)}\n"
-                         f"  fix: pick a version that publishes one (`pip download --only-binary=:all: "
-                         f"--platform manylinux2014_aarch64 --python-version {PYTHON_VERSION} --no-deps "
-                         f"{name}==VERSION`), or check that pip can reach its package index")
-    return found[0]
+    """The aarch64 cp311 wheel of name==version, from the host's wheel cache (fetched with pip once)."""
+    return fetch_wheel(name, version, BOARD_PLATFORM, log).path
 
 
 def _unzip(wheel: Path, destination: Path) -> None:

@@ -34,29 +34,37 @@ SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
 @dataclass(frozen=True)
 class Setting:
     label: str
-    """e.g. "low-t1-session-copy-fp16" ("...-copy-opencl-fp16" when backends vary): names the setting in tables,
-    folders and JUnit."""
+    """e.g. "low-t1-session-copy-fp16" ("...-copy-opencl-fp16" when backends vary, "mnn3.4.1-low-..." when MNN
+    versions do): names the setting in tables, folders and JUnit."""
     values: Dict[str, object]
     converter: str
     scenario: Scenario
 
 
 def expand(scenario: Scenario) -> List[Setting]:
-    """Every combination of the matrix's values, as a scenario of its own."""
+    """Every combination of the matrix's values, as a scenario of its own.
+
+    MNN versions are the outermost axis: a board runs one version's settings back to back, on one resident
+    agent per version.
+    """
     matrix = scenario.matrix
+    versions = list(matrix.get("mnn_version") or [scenario.mnn_version])
     axes = [(key, list(matrix.get(key) or [getattr(scenario.run, key)])) for key in SETTING_KEYS]
     converters = list((matrix.get("converter") or {"default": list(scenario.model.converter_args)}).items())
     settings = []
-    for combination in itertools.product(*[values for _, values in axes], converters):
-        values = {key: value for (key, _), value in zip(axes, combination[:-1])}
+    for combination in itertools.product(versions, *[values for _, values in axes], converters):
+        version = combination[0]
+        values = {key: value for (key, _), value in zip(axes, combination[1:-1])}
         converter_label, converter_args = combination[-1]
         parts = [str(values["precision"]), f"t{values['threads']}", str(values["api"]), str(values["io"])]
         if matrix.get("backend") or scenario.run.backend != "cpu":  # labels stay short where no backend varies
             parts.append(str(values["backend"]))
-        label = "-".join(parts + [converter_label])
+        label = "-".join(([f"mnn{version}"] if matrix.get("mnn_version") else []) + parts + [converter_label])
         variant = replace(scenario, run=replace(scenario.run, **values),
                           model=replace(scenario.model, converter_args=tuple(str(a) for a in converter_args)),
-                          matrix={})
+                          matrix={}, mnn_version=version)
+        if matrix.get("mnn_version"):
+            values = {"mnn_version": version, **values}
         settings.append(Setting(label, values, converter_label, variant))
     return settings
 
@@ -111,7 +119,7 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     # would cost that hour.
     select_targets(scenario, inventory, only)
     for setting in settings:
-        check_converter_args(setting.scenario.model.converter_args)
+        check_converter_args(setting.scenario.model.converter_args, setting.scenario.model.converter_version)
     run_dir = run_folder(reports_dir, new_run_id(scenario))
     report = MatrixReport(run_dir.name, run_dir, scenario, planned=len(settings))
     # The settings that ran before one failed are results: their folder stays, with a matrix.json.

@@ -210,7 +210,7 @@ def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, pro
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
               warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
               images_sha256=images_sha256, samples=inputs.count, stream=stream_spec(scenario, inputs),
-              input_shapes=input_shapes, output_shapes=shapes)
+              input_shapes=input_shapes, output_shapes=shapes, mnn_version=scenario.mnn_version)
     source_job = None
     if scenario.source_reference and model.source_path is not None:
         source_job = dataclasses.replace(job, source_path=model.source_path, source_format=model.source_format)

@@ -142,6 +142,14 @@ def _facts(facts: dict) -> dict:
     return kept
 
 
+def _expected_mnn(report: RunReport, name: str) -> Optional[str]:
+    """The MNN version a board was to run: the run's (scenario, matrix, bisect), else the inventory's."""
+    board = report.boards.get(name)
+    if board is None or board.kind == "local" and not report.scenario.mnn_version:
+        return None
+    return report.scenario.mnn_version or getattr(board, "mnn_version", None)
+
+
 def summary(report: RunReport) -> dict:
     """summary.json: everything the terminal showed, as data for scripts and later runs."""
     return {
@@ -157,6 +165,7 @@ def summary(report: RunReport) -> dict:
                   "converted": report.model.converted, "source_format": report.model.source_format,
                   "built_by": _built_by(report.scenario.model),
                   "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
+                  "converter_version": report.model.converter_version,
                   "compared": report.scenario.compared_outputs(list(report.model.outputs))},
         "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
                    "shape": list(report.inputs.shape), "count": report.inputs.count,
@@ -165,6 +174,7 @@ def summary(report: RunReport) -> dict:
         "stream": None if report.scenario.stream is None else {
             "steps": report.inputs.count, "carry": dict(report.scenario.stream.carry)},
         "settings": report.scenario.run.as_dict(),
+        "mnn_version": report.scenario.mnn_version,
         "allow_fallback": report.scenario.run.allow_fallback,
         "backend_failures": dict(report.backend_failures),
         # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
@@ -177,7 +187,8 @@ def summary(report: RunReport) -> dict:
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
-                   "expected_mnn_version": getattr(report.boards.get(name), "mnn_version", None),
+                   "expected_mnn_version": _expected_mnn(report, name),
+                   "mnn": getattr(report.boards.get(name), "mnn", None),
                    "facts": _facts(result.facts),
                    "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded,

@@ -36,6 +36,8 @@ def render_health(health: List[dict], inventory_path: Path, console: Console) ->
         features = set(facts.get("cpu_features") or [])
         shown = [label for label, group in FEATURE_GROUPS if features & set(group)]
         mnn = facts.get("mnn_version") or "–"
+        if item.get("mnn") == "provision":  # the harness brings MNN: the versions its store holds
+            mnn = "brought: " + (" ".join(item.get("provisioned") or []) or "none yet")
         disk = facts.get("free_disk_mb")
         # held: a labgrid place someone else holds; it was not probed.
         up = Text("held", "yellow") if item.get("held") else \

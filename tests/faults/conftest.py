@@ -31,7 +31,7 @@ def start_board(name: str, cpu: str = "cortex-a76"):
 
 def ssh_board(endpoint, workdir: Optional[str] = None, **overrides) -> dict:
     """An inventory entry reaching the emulated board as a plain SSH board."""
-    entry = {"kind": "ssh", "host": endpoint.host, "port": endpoint.port, "user": endpoint.user,
+    entry = {"kind": "ssh", "mnn": "system", "host": endpoint.host, "port": endpoint.port, "user": endpoint.user,
              "key": endpoint.key_filename, "known_hosts": endpoint.known_hosts,
              "workdir": workdir or endpoint.workdir, "python": endpoint.python}
     entry.update(overrides)

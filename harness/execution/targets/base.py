@@ -84,11 +84,31 @@ class Target(ABC):
                 if result.status == UNUSABLE:
                     (local_dir / "harness-error.txt").write_text(traceback.format_exc())
                 return result
-            return self.collect(local_dir, result, job)
+            return self.check_version(self.collect(local_dir, result, job), job)
         finally:
             # Whatever a board said reaches a terminal: no control sequences from it.
             result.error = clean_text(result.error) if result.error else result.error
             result.notes = [clean_text(note) for note in result.notes]
+
+    def expected_mnn_version(self, job: Job) -> Optional[str]:
+        """The MNN version this job must run with here (None: whatever the board has): what the run asks for."""
+        return getattr(job, "mnn_version", None)
+
+    def check_version(self, result: TargetResult, job: Job) -> TargetResult:
+        """A job that ran with another MNN than it asked for is not that version's result: the board is unusable
+        for it, whatever its numbers (MNN's own word on its version is the judge)."""
+        expected, ran = self.expected_mnn_version(job), result.facts.get("mnn_version")
+        if result.status != OK or not expected or ran == expected:
+            return result
+        result.status, result.outputs = UNUSABLE, {}
+        if self.board.mnn == "system" and self.board.kind != "local":
+            result.error = (f"{self.name}: the run asks for MNN {expected}, and this board runs its own MNN {ran} "
+                            "(`mnn: system`): its numbers would be another version's; remove `mnn: system` for "
+                            "this board to let the harness bring MNN there")
+        else:
+            result.error = (f"{self.name}: asked for MNN {expected}, and MNN says {ran} ran; another MNN on the "
+                            "board's path comes first (PYTHONPATH, a .pth file): remove it")
+        return result
 
     def _unless_interrupted(self, status: str, error: str):
         """An error caused by our own stopping (a closed connection) is the interruption, not the board's fault."""
@@ -139,7 +159,7 @@ class Target(ABC):
         health["seconds"] = time.perf_counter() - started
         expected = self.board.mnn_version
         found = health["facts"].get("mnn_version")
-        if expected and found and found != expected:
+        if expected and found and found != expected and self.board.mnn == "system":
             health["warning"] = f"MNN {found} on the board, the inventory expects {expected}"
         return health
 

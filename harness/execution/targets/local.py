@@ -6,7 +6,9 @@ bundle (core/agent_bundle.py). The session starts `BUNDLE --serve` once and
 sends it every job (the job dirs are the run folders' targets/<name>/); a job
 that kills it or passes run_timeout fails, and the next job gets a fresh
 agent. An agent that cannot serve (no hello) makes the session run its jobs
-one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory.
+one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory. A job that asks for another MNN
+release than the installed one runs on an agent with that release's host site first on its path
+(core/wheels.host_site).
 """
 
 import json
@@ -23,9 +25,10 @@ from typing import Optional
 
 from ...core.agent_bundle import bundle
 from ...core.board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_json
-from ...core.errors import BoardError, BoardResultError, Interrupted
+from ...core.errors import BoardError, BoardResultError, Interrupted, SetupError
 from ...core.job import Job
 from ...core.results import TargetResult
+from ...core.wheels import host_site, site_env
 from .base import StageCallback, Target
 from .resident import AgentLink, ResidentAgent, run_on, session_agent
 
@@ -95,6 +98,8 @@ class LocalTarget(Target):
         self.died: Optional[str] = None
         """Why the last agent ended, told with the next job (which runs on a fresh one)."""
         self.running: Optional[subprocess.Popen] = None
+        self.agent_site: Optional[Path] = None
+        """The site of the MNN the resident agent imports (None: the installed one)."""
 
     @property
     def python(self) -> str:
@@ -107,8 +112,15 @@ class LocalTarget(Target):
         (local_dir / "job.json").write_text(json.dumps(manifest, indent=1))
         for stale in ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz"):
             (local_dir / stale).unlink(missing_ok=True)
+        try:
+            site = host_site(job.mnn_version, log=lambda message: None) if job.mnn_version else None
+        except SetupError as error:
+            raise BoardError(f"{self.name}: {error}") from None
         self.enter("run", on_stage)
         started = time.perf_counter()
+        if self.agent is not None and site != self.agent_site:
+            self.end_agent()  # another MNN for this job: the resident agent is per version
+        self.agent_site = site
         agent = self.resident_agent(job, result)
         try:
             if agent is not None:
@@ -136,7 +148,7 @@ class LocalTarget(Target):
             with open(self.session_dir / "start.log", "ab") as log:
                 # Its own session: a Ctrl-C in the terminal reaches the harness, which stops the agent itself.
                 process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                           start_new_session=True)
+                                           start_new_session=True, env=site_env(self.agent_site))
         except FileNotFoundError as error:
             raise BoardError(f"{self.name}: python {self.python!r} not found; fix `python` for this board "
                              "in the inventory") from error
@@ -171,7 +183,8 @@ class LocalTarget(Target):
         with open(local_dir / "agent.log", "wb") as log:
             try:
                 agent = subprocess.Popen([self.python, str(job.agent()), str(local_dir)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=site_env(self.agent_site))
             except FileNotFoundError as error:
                 raise BoardError(f"{self.name}: python {self.python!r} not found; fix `python` for this board "
                                  "in the inventory") from error

@@ -20,6 +20,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, List, Sequence
 
 from ...core.errors import BoardError
@@ -82,6 +83,15 @@ class BoardPaths:
         return normal
 
 
+@dataclass
+class StoreFile:
+    """A file a board's store must hold, named by its content: the agent, a model, inputs, a wheel."""
+
+    name: str
+    local: Path
+    sha256: str
+
+
 def sh(script: str, args: Sequence[str]) -> str:
     """A command line that runs script with POSIX sh, whatever the login shell, args quoted."""
     return " ".join(shlex.quote(part) for part in ["sh", "-c", script, "sh", *args])
@@ -119,6 +129,11 @@ done
   [ -f "$f" ] || [ -L "$f" ] || continue
   kb=$(du -sk -- "$f" 2>/dev/null | cut -f1)
   rm -f -- "$f" && echo "partial ${f##*/} ${kb:-0}"
+done
+[ "$mode" = clean ] && for d in "$w"/sites/.*.partial; do
+  [ -d "$d" ] || continue
+  kb=$(du -sk -- "$d" 2>/dev/null | cut -f1)
+  rm -rf -- "$d" && echo "partial ${d##*/} ${kb:-0}"
 done
 [ "$mode" = clean ] && for d in "$w"/lock.stale-*; do
   [ -e "$d" ] || [ -L "$d" ] || continue

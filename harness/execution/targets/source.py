@@ -11,7 +11,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -74,6 +74,9 @@ class SourceModelTarget(Target):
         options.intra_op_num_threads = 1  # a reference, not a race: deterministic reductions
         session = onnxruntime.InferenceSession(str(source_path), options, providers=["CPUExecutionProvider"])
         return (lambda feeds, names: session.run(names, feeds)), f"onnxruntime {onnxruntime.__version__}"
+
+    def expected_mnn_version(self, job: Job) -> Optional[str]:
+        return None  # ONNX Runtime or LiteRT: no MNN runs here
 
     def run_impl(self, job: Job, local_dir: Path, on_stage: StageCallback, result: TargetResult) -> None:
         self.enter("run", on_stage)

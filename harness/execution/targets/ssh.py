@@ -21,13 +21,17 @@ caps. The session ends by closing the agent's channel, removing the session's
 dir and releasing the lock. An agent that cannot serve (no hello) and
 `resident: false` run each job one-shot instead (its own dir, `AGENT
 JOB_DIR` under AGENT_RUN's watchdog), on the same connection and lock. The
-agent is one file in the store, the bundle of agent_bundle (mnn_agent-<sha16>.pyz).
+agent is one file in the store, the bundle of agent_bundle (mnn_agent-<sha16>.pyz). Unless the inventory
+says `mnn: system`, the session also brings MNN there (provision.py): the board's Python is probed after
+the lock, the sites of the job's MNN version made if missing, and the agent started with them on its path
+(a resident agent per version).
 
 Nothing blocks for long without checking `interrupted`: a Ctrl-C stops a
 board within a fraction of a second, its agent killed, its job dir removed
 and its lock released.
 """
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -54,8 +58,9 @@ from ...core.results import TargetResult
 from ..agent_protocol import Hello, run_request
 from . import remote
 from .base import StageCallback, Target
+from .provision import Provisioner, list_sites, remove_sites
 from .lock import BoardLock, read_holder
-from .remote import BoardPaths, Leftovers
+from .remote import BoardPaths, Leftovers, StoreFile
 from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on, session_agent
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
@@ -121,15 +126,6 @@ class RemoteRun:
     status: int
     stdout: str
     stderr: str
-
-
-@dataclass
-class StoreFile:
-    """A file the job needs in the board's store, named by its content."""
-
-    name: str
-    local: Path
-    sha256: str
 
 
 class Heartbeat:
@@ -216,19 +212,27 @@ class SshTarget(Target):
         """Job dirs of the session that the next request removes."""
         self.broken: Optional[str] = None
         """Why the session could not be opened: every later job fails with it, at once."""
+        self.provisioner = Provisioner(self)
+        """The MNN this session brings to the board (unless the inventory says `mnn: system`)."""
+        self.agent_runtime: Optional[Tuple[str, ...]] = None
+        """The command prefix the resident agent was started with (which MNN it imports)."""
 
     def endpoint(self) -> SshEndpoint:
         board = self.board
         if board.kind == "emulated":
-            from ...emulation.board import EmulatedBoardSpec, ensure_running
+            from ...emulation.board import emulated_spec, ensure_running
 
-            return ensure_running(EmulatedBoardSpec(name=board.name, cpu=board.cpu,
-                                                    mnn_version=board.mnn_version or "3.6.1"),
-                                  log=lambda message: None)
+            # `python:` of the inventory holds for an emulated board too (its bin/python3 unless told otherwise).
+            return dataclasses.replace(ensure_running(emulated_spec(board), log=lambda message: None),
+                                       python=board.python)
         return SshEndpoint(host=board.host, port=board.port or 22, user=board.user,
                            key_filename=str(Path(board.key).expanduser()) if board.key else None,
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
                            python=board.python, workdir=board.workdir)
+
+    def expected_mnn_version(self, job: Job) -> Optional[str]:
+        """A provisioned board runs the version its sites hold; a `mnn: system` one what the run asks, if anything."""
+        return self.provisioner.expected_version() or job.mnn_version
 
     def ssh_port(self, endpoint: SshEndpoint) -> Optional[int]:
         """The port to connect to; None lets ~/.ssh/config (or 22) decide, for an inventory that names none."""
@@ -446,6 +450,8 @@ class SshTarget(Target):
         lock.acquire(self.lock_timeout, on_wait=on_stage)
         self.lock, self.locked_at, self.lock_written = lock, time.time(), time.monotonic()
         result.timings["lock"] = time.perf_counter() - started
+        if self.provisioner.enabled:
+            self.provisioner.python(board)  # a board that cannot run MNN's wheels fails before anything is sent
         # One remote call: clean what earlier runs left (we hold the lock), make the session's dir, and hash
         # the agent and this first job's files in the store.
         self.enter("upload", on_stage)
@@ -494,6 +500,7 @@ class SshTarget(Target):
         agent, self.agent = self.agent, None
         if agent is not None:
             agent.close()
+        self.provisioner = Provisioner(self)  # the next session looks at the board afresh
         board, lock, session_dir = self.remote, self.lock, self.session_dir
         self.remote, self.lock, self.session_dir = None, None, None
         self.store_state, self.done_dirs = {}, []
@@ -550,6 +557,8 @@ class SshTarget(Target):
                 started = time.perf_counter()
                 self.renew_lock()
                 self.sync_store(board, [agent_file, *files], result)
+                if self.provisioner.enabled:
+                    self.provisioner.runtime(board, job.mnn_version, [agent_file, *files], result)
                 result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
                 self.enter("run", on_stage)
                 started = time.perf_counter()
@@ -607,8 +616,9 @@ class SshTarget(Target):
 
         def start() -> ResidentAgent:
             channel = board.transport.open_session(timeout=self.board.connect_timeout)
+            self.agent_runtime = command
             channel.exec_command(remote.sh(remote.SERVE, [
-                self.session_dir, board.endpoint.python, agent_path, "--serve",
+                self.session_dir, *command, agent_path, "--serve",
                 "--cache-models", str(self.board.agent_cache_models), "--cache-mb",
                 f"{self.board.agent_cache_mb:g}", self.session_dir]))
             return ResidentAgent(ChannelLink(channel), self.name)
@@ -629,6 +639,9 @@ class SshTarget(Target):
             if status == 125:
                 raise BoardError(f"{self.name}: the session's directory {self.session_dir} vanished") from None
 
+        command = tuple(self.provisioner.command(board.endpoint.python))
+        if self.agent is not None and self.agent_runtime != command:
+            self.end_agent()  # the next job asks for another MNN: the resident agent is per version
         return session_agent(self, result, start, handshake, cannot_serve)
 
     def agent_check(self, board: "BoardConnection", heartbeat: Optional["Heartbeat"] = None):
@@ -721,39 +734,48 @@ class SshTarget(Target):
         return int(self.board.store_max_mb * 1024 * 1024)
 
     def evict(self, board: BoardConnection, keep: set, incoming: int, result: Optional[TargetResult]) -> Tuple[int, List[str]]:
-        """Remove least recently used store files until the store fits store_max_mb with `incoming` bytes more.
+        """Remove least recently used store files and provisioned sites until they fit store_max_mb with
+        `incoming` bytes more; never what `keep` names nor the sites of the MNN in use.
 
-        A job's files are touched when it uses them, so modification times
-        order the store by last use. Returns (bytes freed, files removed).
+        A job's files (and a site's site.json) are touched when used, so modification times order them by last
+        use. Returns (bytes freed, files and sites removed).
         """
-        entries = [entry for entry in board.sftp.listdir_attr(board.store)
+        entries = [(entry.filename, entry.st_size or 0, entry.st_mtime or 0, "file")
+                   for entry in board.sftp.listdir_attr(board.store)
                    if stat.S_ISREG(entry.st_mode or 0) or stat.S_ISLNK(entry.st_mode or 0)]
-        total = sum(entry.st_size or 0 for entry in entries)
+        entries += [(site.id, site.kb * 1024, site.last_used, "site") for site in list_sites(board)]
+        total = sum(size for _, size, _, _ in entries)
         budget = self.store_cap_bytes() - incoming
         if total <= budget:
             return 0, []
-        victims, freed = [], 0
-        for entry in sorted(entries, key=lambda e: (e.st_mtime or 0, e.filename)):
+        keep = set(keep) | set(self.provisioner.in_use)
+        files, sites, freed = [], [], 0
+        for name, size, _, what in sorted(entries, key=lambda e: (e[2], e[0])):
             if total - freed <= budget:
                 break
-            if entry.filename in keep:
+            if name in keep:
                 continue
             try:
-                remote.check_name(entry.filename, "store file")
+                remote.check_name(name, "store file")
             except BoardError:
                 continue
-            victims.append(entry.filename)
-            freed += entry.st_size or 0
-        if victims:
-            self.exec_script(board, remote.REMOVE_STORE_FILES, [board.store, *victims], "evicting store files",
+            (files if what == "file" else sites).append(name)
+            freed += size
+        if files:
+            self.exec_script(board, remote.REMOVE_STORE_FILES, [board.store, *files], "evicting store files",
                              check=False)
+        if sites:
+            remove_sites(self, board, sites)
+            self.provisioner.forget(sites)
         if result is not None:
-            if victims:
-                result.notes.append(f"store over store_max_mb={self.board.store_max_mb:g}: evicted {len(victims)} "
-                                    f"least recently used file(s), {freed / 1e6:.1f} MB")
+            if files or sites:
+                result.notes.append(f"store over store_max_mb={self.board.store_max_mb:g}: evicted {len(files)} "
+                                    f"least recently used file(s)"
+                                    + (f" and {len(sites)} provisioned site(s) ({', '.join(sites)})" if sites else "")
+                                    + f", {freed / 1e6:.1f} MB")
             if total - freed > budget:
                 result.notes.append(f"this job's own files exceed store_max_mb={self.board.store_max_mb:g}")
-        return freed, victims
+        return freed, files + sites
 
     def put(self, board: BoardConnection, local: Path, target: str) -> int:
         """Upload to target.partial and rename it over target; the bytes moved. A full disk says so."""
@@ -795,7 +817,8 @@ class SshTarget(Target):
         started = time.perf_counter()
         channel = board.transport.open_session(timeout=self.board.connect_timeout)
         try:
-            channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, board.endpoint.python, agent]))
+            channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, *self.provisioner.command(board.endpoint.python),
+                                                              agent]))
             deadline = time.monotonic() + self.board.run_timeout
             heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
             line = self._first_line(channel, board)
@@ -954,6 +977,14 @@ class SshTarget(Target):
         holder = read_holder(board.sftp, board.paths.lock)
         health["lock"] = clean_text(holder.describe()) if holder else None
         health["notes"] = result.notes
+        health["mnn"] = self.board.mnn
+        if self.board.mnn == "provision":
+            try:
+                health["python_facts"] = self.provisioner.python(board).as_dict()
+            except BoardError as error:
+                health["warning"] = clean_text(str(error))
+            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
+            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
 
     def store_files_for_probe(self) -> Dict[str, StoreFile]:
         agent = self.agent_file(bundle())
