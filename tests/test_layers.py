@@ -206,6 +206,8 @@ def test_a_wrong_source_model_says_the_mapping_cannot_point_anywhere(tmp_path, o
     source = read_source_graph(other, "ONNX")
     line = mapping_summary(map_ops(names, read_mnn_graph(overflow_mnn / "tiny.mnn"), source), source)
     assert "0 exact, 0 fused groups" in line and "no op of the .mnn keeps a name of other.onnx" in line
+    # No side traced an op (every trace failed): nothing is said about names that were never looked at.
+    assert mapping_summary({}, source) == "nothing mapped back to other.onnx: no op was traced"
 
 
 def test_nothing_comparable_is_an_error_never_a_pass(tmp_path, overflow_mnn):

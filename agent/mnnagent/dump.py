@@ -11,7 +11,7 @@ import os
 
 from .backends import SESSION_BACKENDS
 from .contract import JobError
-from .files import sha256_file, write_atomically
+from .files import sha256_file, write_atomically, write_npz
 from .inputs import sample_count, sample_of
 from .native import CapturedStdout
 from .runners import HALIDE, fill_session
@@ -250,6 +250,6 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
     write_atomically(os.path.join(job_dir, "dump.json"), lambda f: f.write(payload))
     facts["json_sha256"] = sha256_file(os.path.join(job_dir, "dump.json"))
     if tensors:
-        write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: np.savez(f, **tensors))
+        write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: write_npz(f, np, tensors))
         facts["npz_sha256"] = sha256_file(os.path.join(job_dir, "dump.npz"))
     return facts, outputs

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..analysis.compare import format_metric
 from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts
+from ..core.npz import load_tensor
 from ..core.results import OK
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
@@ -265,8 +266,7 @@ def pictures(report, summary: dict) -> str:
     inputs = None
     image_input = getattr(report.inputs, "image_input", None)  # no picture of an input that is not an image
     if image_input and Path(report.inputs.path).exists():
-        with np.load(report.inputs.path) as stored:
-            inputs = stored[image_input] if image_input in stored else None
+        inputs = load_tensor(report.inputs.path, image_input)
     sections: List[str] = []
     for output in summary.get("model", {}).get("outputs") or list(reference.outputs):
         spec = scenario.output_spec(output)
