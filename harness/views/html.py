@@ -206,7 +206,7 @@ def verdict_table(summary: dict) -> str:
                     + "".join(f'<td class="num">{format_metric(m.get(metric), metric)}</td>'
                               for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
                     + f'<td class="num">{format_metric(m.get(label), label) if label else "–"}</td>'
-                    f"{shown}<td>{esc('; '.join(verdict.reasons))}</td></tr>")
+                    f"{shown}<td>{esc('; '.join(verdict.reasons + verdict.notes))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "labels", "Verdict", "Reasons"))
     return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
