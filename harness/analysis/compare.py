@@ -347,8 +347,8 @@ def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bo
     count, margin = values["mask_empty_samples"], values.get("mask_empty_margin") or 0.0
     snr = values.get("mask_empty_snr_db")
     where = (f"{count} of {samples} sample(s) empty on both sides (no value above the threshold {spec.threshold:g}: "
-             f"the values reach {values.get('mask_empty_target_peak', 0.0):.2g} against the reference's "
-             f"{values.get('mask_empty_peak', 0.0):.2g}), which IoU cannot judge")
+             f"the largest are {values.get('mask_empty_target_peak', 0.0):.2g}, and "
+             f"{values.get('mask_empty_peak', 0.0):.2g} on the reference), which IoU cannot judge")
     if margin > 1.0:
         return False, (f"mask_empty_margin {margin:.3g} > 1: where the mask is empty the values differ by more than "
                        f"their distance to the threshold, enough to put pixels in the mask ({where})")
