@@ -139,7 +139,8 @@ def test_a_mask_empty_on_both_sides_is_not_100_percent_and_is_judged_by_its_dist
     garbage = np.full_like(empty, -4.3e37)  # an overflow that stays under the threshold: still an empty mask
     result = judge("p", garbage, empty, spec)
     assert not result.passed and result.metrics["mask_empty_margin"] > 1e37
-    assert result.reasons[0].startswith("mask_empty_margin 1.43e+38 > 1") and "put pixels in the mask" in result.reasons[0]
+    assert result.reasons[0].startswith("mask_empty_margin 1.43e+38 > 1")
+    assert "put pixels in the mask" in result.reasons[0]
     # A second sample with a mask: IoU judges that one, the empty one is judged as above.
     page = np.concatenate([empty, np.where(rng.random(empty.shape) > 0.5, 0.9, 0.0)])
     result = judge("p", page, page, spec)

@@ -287,7 +287,7 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
                 headers: List[Tuple[zipfile.ZipInfo, str]] = []
                 for info in infos:
                     member = info.filename[:-4] if info.filename.endswith(".npy") else None
-                    name = (tensor_name(member) if wanted is None else wanted.get(member)) if member is not None else None
+                    name = None if member is None else tensor_name(member) if wanted is None else wanted.get(member)
                     if name is None:
                         raise BoardResultError(f"{what} holds an unexpected member {clean_text(info.filename)!r}")
                     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
