@@ -71,6 +71,11 @@ job.json
 The agent never reads through a symlink in its job dir or store (O_NOFOLLOW), and
 writes only by creating a new temp file and renaming it over the target.
 
+Every .npz either side writes (inputs, outputs, preprocessed, dump) holds one member per
+tensor, named by the tensor's name percent-encoded as urllib.parse.quote(name, safe=":")
+does, plus ".npy": `logits.npy`, `save_infer_model%2Fscale_0.tmp_1.npy`. Names may hold
+anything ("/", "%", "file"); members are flat, one-to-one, and numpy.load reads them.
+
 Inputs may be float32, int32, int64 or uint8, of any rank (a scalar has shape []).
 MNN stores int64 inputs as int32: the agent casts them, after checking that every
 value fits. Outputs keep their type: integer outputs come back as integers.

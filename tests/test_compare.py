@@ -103,3 +103,46 @@ def test_shape_mismatch_and_nan_fail_with_reason():
     assert "shape" in judge("y", np.zeros((1, 2)), np.zeros((1, 3)), spec).reasons[0]
     verdict = judge("y", np.array([np.nan, np.inf, 1.0]), np.zeros(3), spec)
     assert not verdict.passed and "1 NaN and 1 Inf" in verdict.reasons[0]
+
+
+def test_mask_changes_are_counted_and_placed_at_the_edges_or_away_from_them():
+    reference = np.zeros((1, 1, 1, 8, 8))
+    reference[..., 2:5, 2:5] = 0.9  # a 3x3 mask
+    spec = OutputSpec(kind="probability_map", threshold=0.5)
+    grown = reference.copy()
+    grown[..., 5, 2:5] = 0.6  # a row added along its edge
+    m = metrics(grown, reference, spec)
+    assert (m["mask_changed"], m["mask_added"], m["mask_removed"], m["mask_size"], m["mask_area"]) == (3, 3, 0, 9, 64)
+    assert m["mask_changed_at_edge"] == 3 and m["miou"] == pytest.approx(9 / 12)
+    blob = reference.copy()
+    blob[..., 7, 7] = 0.8  # a pixel far from it
+    blob[..., 3, 3] = 0.1  # a hole in its middle
+    m = metrics(blob, reference, spec)
+    assert (m["mask_changed"], m["mask_added"], m["mask_removed"], m["mask_changed_at_edge"]) == (2, 1, 1, 0)
+    # NHWC maps ([1, H, W, 1]) have their rows and columns on other axes: the same edges.
+    nhwc = metrics(np.moveaxis(grown, 2, -1), np.moveaxis(reference, 2, -1), spec)
+    assert nhwc["mask_changed_at_edge"] == 3
+
+
+def test_a_mask_empty_on_both_sides_is_not_100_percent_and_is_judged_by_its_distance_to_the_threshold():
+    """PP-OCR's detector on an image without text: every probability under 1e-6 against 0.3. IoU is 0/0 there;
+    such samples are judged by whether a difference could put a pixel in the mask."""
+    rng = np.random.default_rng(0)
+    empty = rng.random((1, 1, 1, 16, 16)) * 1e-6
+    spec = OutputSpec(kind="probability_map", threshold=0.3, tolerance=Tolerance(min_miou=0.999))
+    noisy = empty * rng.uniform(0.5, 1.5, size=empty.shape)  # an SNR of ~15 dB, and nothing near 0.3
+    result = judge("p", noisy, empty, spec)
+    assert result.passed and result.metrics["miou"] is None and result.metrics["mask_empty_samples"] == 1
+    assert result.metrics["mask_empty_snr_db"] < 20 and result.metrics["mask_empty_margin"] < 1e-5
+    (note,) = result.notes
+    assert "1 of 1 sample(s) empty on both sides" in note and "IoU cannot judge" in note
+    garbage = np.full_like(empty, -4.3e37)  # an overflow that stays under the threshold: still an empty mask
+    result = judge("p", garbage, empty, spec)
+    assert not result.passed and result.metrics["mask_empty_margin"] > 1e37
+    assert result.reasons[0].startswith("mask_empty_margin 1.43e+38 > 1")
+    assert "put pixels in the mask" in result.reasons[0]
+    # A second sample with a mask: IoU judges that one, the empty one is judged as above.
+    page = np.concatenate([empty, np.where(rng.random(empty.shape) > 0.5, 0.9, 0.0)])
+    result = judge("p", page, page, spec)
+    assert result.passed and result.metrics["miou"] == 1.0 and result.metrics["mask_empty_samples"] == 1
+    assert "1 of 2 sample(s)" in result.notes[0]

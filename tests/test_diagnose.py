@@ -22,11 +22,14 @@ def test_attribution_table():
     assert attribute(None, False) == "platform"
 
 
-def fake_report(io="copy", precision="normal", board_facts=None, comparison=None):
+def fake_report(io="copy", precision="normal", board_facts=None, comparison=None, specs=None):
     results = {"x86": SimpleNamespace(facts={"mnn_version": "3.6.1"}),
                "arm": SimpleNamespace(facts={"mnn_version": "3.6.1", "cpu_features": [], **(board_facts or {})})}
-    return SimpleNamespace(conversion=None, scenario=SimpleNamespace(run=RunSettings(io=io, precision=precision)),
-                           reference="x86", results=results, comparisons={"arm": comparison},
+    specs = {"logits": OutputSpec(kind="class_logits"), **(specs or {})}
+    scenario = SimpleNamespace(run=RunSettings(io=io, precision=precision),
+                               output_spec=lambda name: specs.get(name, OutputSpec()))
+    return SimpleNamespace(conversion=None, scenario=scenario, reference="x86", results=results,
+                           comparisons={"arm": comparison},
                            model=SimpleNamespace(converter_args=("--useGeluApproximation", "0")))
 
 
@@ -47,6 +50,28 @@ def test_argmax_flips_of_near_ties_are_named():
     (finding,) = diagnose(fake_report(comparison=failing_logits()))
     assert finding.cause == "argmax-flips" and finding.board == "arm"
     assert "25.000% of positions change label, 100% of them near-ties" in finding.message
+
+
+def test_a_probability_map_is_never_given_argmax_flips_but_its_mask_changes():
+    """A probability map has no argmax: its failing mask says how many pixels changed side and where."""
+    reference = np.zeros((1, 1, 1, 8, 8))
+    reference[..., 2:5, 2:5] = 0.9
+    target = reference.copy()
+    target[..., 5, 2:5] = 0.31  # a row tipped over the threshold along the mask's edge
+    spec = OutputSpec(kind="probability_map", threshold=0.3, tolerance=Tolerance(min_miou=0.999))
+    comparison = TargetComparison("arm", "x86", [judge("sigmoid_0.tmp_0", target, reference, spec)])
+    (finding,) = diagnose(fake_report(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
+    assert finding.cause == "mask-changes" and finding.title == "mask changes at the threshold"
+    assert finding.message.startswith("sigmoid_0.tmp_0: 3 of 64 pixels (4.688%) are on the other side of the "
+                                      "threshold 0.3: 3 joined x86's mask of 9 pixels and 0 left it; 100% of them "
+                                      "next to its edges")
+    assert "along the mask's outline" in finding.message and "ArgMax" not in finding.message
+    garbage = reference.copy()
+    garbage[..., 7, 0:4] = 4.3e37  # a region far from the mask: the values themselves are wrong
+    comparison = TargetComparison("arm", "x86", [judge("sigmoid_0.tmp_0", garbage, reference, spec)])
+    (finding,) = diagnose(fake_report(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
+    assert "0% of them next to its edges, the rest away from them: whole regions appear or vanish" in finding.message
+    assert "(by up to 4.3e+37)" in finding.message
 
 
 def test_fp16_board_with_precision_low_and_host_io_are_named():

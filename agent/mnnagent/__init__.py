@@ -10,7 +10,7 @@ harness ships this package and that script to boards as one zipapp
 
 Modules, each importing only those above it:
     contract    the schemas, the settings the agent knows, JobError
-    files       the job dir's files: no symlinks followed, hashes, atomic writes
+    files       the job dir's files: no symlinks followed, hashes, atomic writes, tensors in .npz
     machine     CPU features, memory now and at its peak
     native      importing MNN; what it prints on descriptor 1 kept off stdout
     backends    the backend that really ran

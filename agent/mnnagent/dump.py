@@ -11,7 +11,7 @@ import os
 
 from .backends import SESSION_BACKENDS
 from .contract import JobError
-from .files import sha256_file, write_atomically
+from .files import sha256_file, write_atomically, write_npz
 from .inputs import sample_count, sample_of
 from .native import CapturedStdout
 from .runners import HALIDE, fill_session
@@ -53,28 +53,34 @@ def halide_dtype(MNN, tensor):
 
 
 def read_op_tensor(MNN, np, tensor):
-    """An op's tensor as a numpy array, or None when it has no elements.
+    """An op's tensor as a numpy array in the order of its getShape(), or None when it has no elements.
 
-    Only copyToHostTensor into a Caffe host tensor reads it right: getNumpyData
-    on the op's own tensor returns the backend's packed buffer (NC4HW4/NC8HW8,
-    FP16 bits at precision low) while its metadata says float32 Caffe.
+    Only copyToHostTensor reads it right: getNumpyData on the op's own tensor
+    returns the backend's packed buffer (NC4HW4/NC8HW8, FP16 bits at precision
+    low) while its metadata says float32 Caffe. The host tensor takes the op
+    tensor's own dimension type: MNN converts between NHWC and NCHW whenever
+    the two differ, and for a tensor that is NHWC (a model from TFLite: its
+    Rasters, Reductions, its input) reading into Caffe permutes the values
+    while the shape stays getShape()'s. Summaries barely notice (both sides
+    are permuted alike), but writing such an array back (the replay) permutes
+    it again, another way: a TFLite MEAN, run as Raster + Reduction, then
+    averaged the wrong values.
     """
     shape = tuple(tensor.getShape())
     if any(dim <= 0 for dim in shape):
         return None
     dtype = halide_dtype(MNN, tensor)
-    host = MNN.Tensor(shape, getattr(MNN, HALIDE[dtype]), np.zeros(shape, dtype=dtype),
-                      MNN.Tensor_DimensionType_Caffe)
+    host = MNN.Tensor(shape, getattr(MNN, HALIDE[dtype]), np.zeros(shape, dtype=dtype), tensor.getDimensionType())
     tensor.copyToHostTensor(host)
     return np.array(host.getNumpyData(), dtype=dtype, copy=True).reshape(shape)
 
 
 def write_op_tensor(MNN, np, tensor, array):
-    """Overwrite an op's input tensor with array (same shape), converting to the backend's layout and precision."""
+    """Overwrite an op's input tensor with array (its getShape(), as read_op_tensor gives it), converting to the
+    backend's packing and precision; in the tensor's own dimension type, so no axis is permuted."""
     dtype = halide_dtype(MNN, tensor)
     array = np.ascontiguousarray(array, dtype=dtype)
-    tensor.copyFrom(MNN.Tensor(tuple(array.shape), getattr(MNN, HALIDE[dtype]), array,
-                               MNN.Tensor_DimensionType_Caffe))
+    tensor.copyFrom(MNN.Tensor(tuple(array.shape), getattr(MNN, HALIDE[dtype]), array, tensor.getDimensionType()))
 
 
 def summarize(np, array):
@@ -250,6 +256,6 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
     write_atomically(os.path.join(job_dir, "dump.json"), lambda f: f.write(payload))
     facts["json_sha256"] = sha256_file(os.path.join(job_dir, "dump.json"))
     if tensors:
-        write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: np.savez(f, **tensors))
+        write_atomically(os.path.join(job_dir, "dump.npz"), lambda f: write_npz(f, np, tensors))
         facts["npz_sha256"] = sha256_file(os.path.join(job_dir, "dump.npz"))
     return facts, outputs

@@ -7,7 +7,7 @@ so the probe still works on a board without it.
 """
 
 from .contract import INPUT_DTYPES, JobError
-from .files import open_regular, resolve, sha256_file
+from .files import read_npz, resolve, sha256_file
 
 
 def check_file(path, expected, kind, what, cache=None):
@@ -22,8 +22,7 @@ def load_inputs(job_dir, job, np, cache=None):
     check_file(inputs_path, job.get("inputs_sha256"), "bad-inputs", "inputs", cache)
     model_path = resolve(job_dir, job["model"])
     check_file(model_path, job.get("model_sha256"), "bad-model", "model", cache)
-    with open_regular(inputs_path) as f, np.load(f, allow_pickle=False) as data:
-        arrays = {name: np.ascontiguousarray(data[name]) for name in data.files}
+    arrays = read_npz(inputs_path, np)
     missing = [name for name in job["input_names"] if name not in arrays]
     if missing:
         raise JobError("bad-inputs", "inputs.npz lacks the model input(s) %s" % ", ".join(missing))

@@ -14,7 +14,7 @@ import traceback
 
 from .contract import APIS, BACKENDS, IO_MODES, JOB_SCHEMAS, PRECISIONS, RESULT_SCHEMA, JobError
 from .dump import dump_ops
-from .files import open_regular, sha256_file, write_atomically
+from .files import open_regular, sha256_file, write_atomically, write_npz
 from .inputs import load_inputs, sample_count, sample_of
 from .machine import cpu_features, current_rss_mb, peak_rss_mb
 from .model import CONTROL_FLOW_OPS, choose_api, model_facts
@@ -188,7 +188,7 @@ def run_and_write(job_dir, cache=None):
         result["agent"].update(rss_mb=current_rss_mb(), cache=cache.describe())
     if outputs is not None:
         import numpy as np
-        write_atomically(os.path.join(job_dir, "outputs.npz"), lambda f: np.savez(f, **outputs))
+        write_atomically(os.path.join(job_dir, "outputs.npz"), lambda f: write_npz(f, np, outputs))
         result["outputs_sha256"] = sha256_file(os.path.join(job_dir, "outputs.npz"))
     payload = json.dumps(result, indent=1, sort_keys=True).encode()
     write_atomically(os.path.join(job_dir, "result.json"), lambda f: f.write(payload))

@@ -16,6 +16,7 @@ CAUSES = {
     "tensor-access": "wrong tensor access",
     "mnn-version": "MNN version mismatch",
     "argmax-flips": "ArgMax flips",
+    "mask-changes": "mask changes at the threshold",
     "backend": "backend fallback",
     "platform": "platform numerics",
 }
@@ -171,21 +172,48 @@ def diagnose(report) -> List[Finding]:
             named = True
         for output in comparison.outputs:
             failed = {reason.split(" ")[0] for reason in output.reasons}
-            if not output.passed and failed <= set(LABEL_METRICS):
-                m = output.metrics
-                flips = (m.get("benign_flips") or 0.0) + (m.get("hard_flips") or 0.0)
-                benign = (m.get("benign_flips") or 0.0) / flips if flips else 0.0
-                findings.append(Finding("argmax-flips", name,
-                                        f"{output.output}: {flips:.3%} of positions change label, {benign:.0%} of "
-                                        f"them near-ties (benign flips), while the scores moved by at most "
-                                        f"{m.get('max_abs', 0):.2g}: ArgMax turns small differences into visible "
-                                        "ones"))
+            if output.passed or not failed <= set(LABEL_METRICS):
+                continue
+            kind = report.scenario.output_spec(output.output).kind
+            if kind == "class_logits":  # an argmax only exists where there are class scores
+                findings.append(Finding("argmax-flips", name, argmax_flips(output)))
+                named = True
+            elif kind == "probability_map":
+                findings.append(Finding("mask-changes", name,
+                                        mask_changes(output, report.scenario.output_spec(output.output).threshold)))
                 named = True
         if not named:
             findings.append(Finding("platform", name,
                                     f"{name} differs from x86 with the same model bytes, inputs, MNN version and "
                                     "settings: the platform's kernels (SIMD width, reduction order, threads)"))
     return findings
+
+
+def argmax_flips(output) -> str:
+    m = output.metrics
+    flips = (m.get("benign_flips") or 0.0) + (m.get("hard_flips") or 0.0)
+    benign = (m.get("benign_flips") or 0.0) / flips if flips else 0.0
+    return (f"{output.output}: {flips:.3%} of positions change label, {benign:.0%} of them near-ties (benign "
+            f"flips), while the scores moved by at most {m.get('max_abs', 0):.2g}: ArgMax turns small differences "
+            "into visible ones")
+
+
+def mask_changes(output, threshold: float) -> str:
+    """How many pixels of a probability map's mask changed side of the threshold, and where: at the edges of
+    x86's mask (values near the threshold tipped over) or away from them (regions that appear or vanish)."""
+    m = output.metrics
+    changed, area = int(m.get("mask_changed") or 0), int(m.get("mask_area") or 0)
+    at_edge = (m.get("mask_changed_at_edge") or 0) / changed if changed else 0.0
+    text = (f"{output.output}: {changed:,} of {area:,} pixels ({changed / area if area else 0.0:.3%}) are on the "
+            f"other side of the threshold {threshold:g}: {int(m.get('mask_added') or 0):,} joined x86's mask of "
+            f"{int(m.get('mask_size') or 0):,} pixels and {int(m.get('mask_removed') or 0):,} left it; "
+            f"{at_edge:.0%} of them next to its edges")
+    moved = f"{m.get('max_abs', 0):.2g}"
+    if at_edge >= 0.5:
+        return (text + f". The values moved by at most {moved}: the threshold turns small differences near it "
+                "into visible ones along the mask's outline")
+    return (text + f", the rest away from them: whole regions appear or vanish, the values themselves differ "
+            f"(by up to {moved})")
 
 
 def attributions(report) -> Dict[str, str]:

@@ -12,7 +12,10 @@ the reference output's largest magnitude:
 
 An op whose exit error is over tolerance but whose replay matches only passed
 on what it inherited; the first op whose replay does not match introduced the
-error. Tolerances know the arithmetic: an op that sums K products in FP16
+error. The search checks itself: an op cannot introduce more than what it was
+fed plus what it passed on (introduced <= entry + exit, up to its tolerance),
+so a replay that says otherwise is a defect of the replay, shown as such and
+never the answer. Tolerances know the arithmetic: an op that sums K products in FP16
 rounds at about sqrt(K) FP16 steps, so the default per-op tolerance is
 TOLERANCE_STEPS x that (measured on SegFormer-128 at low on a Cortex-A76:
 every op stayed under 0.92 of one such step).
@@ -33,6 +36,9 @@ SUSPECT = 0.25
 """Whole tensors are fetched from the first op whose summary error reaches this share of its tolerance: the
 64 probe values of a summary can miss the worst element."""
 SCALE_FLOOR = 1e-30
+REDUCING_TYPES = ("Pooling", "Pooling3D", "Reduction")
+"""Ops whose every output sums (or compares) many input values, while MNN counts them as one flop per output
+(a Reduction, a global pool; source/shape/SizeComputer.cpp): their K comes from the values they reduce."""
 
 
 class DumpError(Exception):
@@ -65,8 +71,13 @@ class OpTrace:
 
     @property
     def reduction(self) -> float:
-        """K: multiply-adds per output value (MNN counts flops in units of 2^20)."""
-        return max(1.0, self.flops * 2 ** 20 / self.elements)
+        """K: multiply-adds per output value (MNN counts flops in units of 2^20); for pools and reductions at
+        least the input values per output value, which a global average pool or a MEAN sums."""
+        counted = self.flops * 2 ** 20 / self.elements
+        if self.type in REDUCING_TYPES and self.input_shapes:
+            reduced = (int(np.prod(self.input_shapes[0])) if self.input_shapes[0] else 1) / self.elements
+            counted = max(counted, reduced)
+        return max(1.0, counted)
 
     def output_bytes(self) -> int:
         return sum((int(np.prod(o["shape"])) if o["shape"] else 1) * 4 for o in self.outputs)
@@ -263,7 +274,7 @@ class OpRow:
     reference_nonfinite: int = 0
     verdict: str = "ok"
     """ok, inherited (over tolerance on exit, not introduced), introduced, over (over tolerance, not
-    replayed) or unmatched."""
+    replayed), defect (the replay contradicts the op's own entry and exit errors: not judged) or unmatched."""
     source: Optional[dict] = None
     """Mapping back to the source model (opmap.Mapping.as_dict)."""
 
@@ -331,10 +342,12 @@ class BoardLayers:
         if self.first_nonfinite is not None:
             row = self.rows[self.first_nonfinite]
             return f"first NaN/Inf at {row.name} ({row.type}) on {who}, not replayed"
-        over = [row for row in self.rows if row.verdict == "over"]
-        if over:
-            return (f"{over[0].name} ({over[0].type}) is the first op over tolerance on {who}, beyond what "
-                    f"the budget replayed")
+        unjudged = [row for row in self.rows if row.verdict == "over" or (row.verdict == "defect" and over(row))]
+        if unjudged:
+            first = unjudged[0]
+            why = ("whose replay is defective (it cannot be judged)" if first.verdict == "defect"
+                   else "beyond what the budget replayed")
+            return f"{first.name} ({first.type}) is the first op over tolerance on {who}, {why}"
         return f"not on {who}: no op introduces error beyond tolerance ({self.tolerance.get('arithmetic', '')})"
 
 
@@ -357,7 +370,8 @@ class LayersReport:
         """1 when an op introduces error beyond tolerance on some board (or its output is NaN/Inf), else 3 when a
         side could not be searched, else 0."""
         if any(b.first_introduced is not None or b.first_nonfinite is not None
-               or any(r.verdict == "over" for r in b.rows) for b in self.boards):
+               or any(r.verdict == "over" or (r.verdict == "defect" and over(r)) for r in b.rows)
+               for b in self.boards):
             return 1
         if any(b.failed for b in self.boards):
             return 3
@@ -454,6 +468,26 @@ def over(row: OpRow, value: Optional[float] = None) -> bool:
     return value is not None and (value > row.tolerance or math.isnan(value))
 
 
+def replay_defect(row: OpRow) -> bool:
+    """The replay contradicts the op's own errors: it cannot be believed.
+
+    The board's output a, the reference's on its own inputs b, the reference's
+    on the board's inputs c: |a - c| <= |a - b| + |b - c|, and |b - c| is the
+    op's answer to the difference on entry, no larger than it for an op that
+    does not amplify relative differences. So what an op introduces stays
+    within entry + exit (plus rounding: the op's tolerance); on the hand
+    landmark, PP-OCR classifier and selfie segmentation models every replayed
+    op stayed at least 2e-3 under that bound. More means the replay computed something else (a tensor written in
+    the wrong layout: a TFLite MEAN replayed on permuted values "introduced"
+    2.5 while its entry and exit errors were 4.8e-2 and 8.2e-3). Only whole,
+    finite errors are checked.
+    """
+    values = (row.introduced, row.entry, row.exit)
+    if not row.exact or any(value is None or not math.isfinite(value) for value in values):
+        return False
+    return row.introduced > row.entry + row.exit + row.tolerance
+
+
 def first_suspect(rows: List[OpRow]) -> Optional[int]:
     """The first row worth whole tensors: its summary error reaches SUSPECT of its tolerance, or NaN/Inf is new."""
     for position, row in enumerate(rows):
@@ -515,7 +549,9 @@ def exact_rows(rows: List[OpRow], positions: List[int], board_ops: List[OpTrace]
         if all(value is None for value in exits):
             continue  # nothing arrived whole for this op: it keeps its summary errors
         row.entry, row.exit, row.introduced, row.exact = worst(entries), worst(exits), worst(introduced), True
-        if row.introduced is not None and over(row, row.introduced):
+        if replay_defect(row):
+            row.verdict = "defect"
+        elif row.introduced is not None and over(row, row.introduced):
             row.verdict = "introduced"
         elif over(row):
             row.verdict = "inherited" if row.introduced is not None else "over"
@@ -532,7 +568,7 @@ def conclude(result: BoardLayers) -> None:
     totals: Dict[str, list] = {}
     nonfinite: Dict[str, int] = {}
     for row in rows:
-        if row.introduced is None:
+        if row.introduced is None or row.verdict == "defect":  # a defective replay measured nothing of the op
             continue
         if not math.isfinite(row.introduced):
             nonfinite[row.type] = nonfinite.get(row.type, 0) + 1

@@ -205,6 +205,8 @@ def mapping_summary(mappings: Dict[str, Mapping], source: Optional[SourceGraph])
     """One line on how the ops map back, saying so when no op kept a name of the source."""
     if source is None:
         return "no source model: op names and types are the .mnn's own"
+    if not mappings:  # no side traced an op: there is nothing to say about names
+        return f"nothing mapped back to {source.path.name}: no op was traced"
     counts = {kind: sum(1 for m in mappings.values() if m.kind == kind) for kind in (EXACT, FUSED, NEAREST, NONE)}
     line = (f"back to {source.path.name}: {counts[EXACT]} exact, {counts[FUSED]} fused groups, "
             f"{counts[NEAREST]} generated ops by their nearest named neighbour")

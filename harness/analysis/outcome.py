@@ -93,6 +93,8 @@ class Verdict:
     host: str = ""
     """The board that ran it (the reference, for the conversion check)."""
     is_conversion: bool = False
+    notes: List[str] = field(default_factory=list)
+    """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
 
     @property
     def passed(self) -> bool:
@@ -131,7 +133,7 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
             failed = bool(failure_type)
             found.append(Verdict(board, output, FAIL if failed else PASS, problems + reasons + requirements,
                                  result.get("metrics") or {}, cause if failed else "", failure_type, host,
-                                 is_conversion))
+                                 is_conversion, list(result.get("notes") or [])))
     return found
 
 

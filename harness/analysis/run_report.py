@@ -15,6 +15,7 @@ from ..core.backend import backend_problem
 from ..core.inputs import InputSet
 from ..core.inventory import BoardSpec
 from ..core.model import ModelArtifact
+from ..core.npz import load_tensor
 from ..core.results import INTERRUPTED, OK, UNUSABLE, TargetResult
 from ..core.scenario import Scenario
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
@@ -94,10 +95,7 @@ class RunReport:
 
 
 def check_parity(report: RunReport, scenario: Scenario) -> Dict[str, ParityResult]:
-    import numpy as np
-
-    with np.load(report.inputs.path, allow_pickle=False) as data:
-        host = data[report.inputs.input_name]
+    host = load_tensor(report.inputs.path, report.inputs.input_name)
     parity = {}
     for name, result in report.results.items():
         info = result.facts.get("preprocess") or {}

@@ -10,9 +10,10 @@ terminal as control sequences:
   checked, `outputs_sha256` is required when the agent says ok, and strings
   lose their control characters;
 - an .npz is opened as a zip whose members are checked before one byte is
-  decompressed: only `<name>.npy` members with expected names, declared sizes
-  within the cap, an npy header with a plain numeric dtype whose shape
-  accounts for the member's size; then numpy reads it with allow_pickle=False;
+  decompressed: only `<encoded name>.npy` members (npz.py: a tensor's name,
+  percent-encoded) of the expected tensors, declared sizes within the cap,
+  an npy header with a plain numeric dtype whose shape accounts for the
+  member's size; then numpy reads it with allow_pickle=False;
 - the agent's log keeps its last LOG_KEEP_BYTES, the rest is counted.
 
 Any violation raises BoardResultError naming the file and the rule: that
@@ -31,6 +32,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import BoardResultError
+from .npz import member_name, tensor_name
 
 RESULT_JSON_MAX = 8 << 20
 """result.json holds facts and a latency per iteration: a few kB; 8 MiB leaves room for long runs."""
@@ -259,15 +261,17 @@ def npz_limit(shapes: Dict[str, Optional[Sequence[int]]], samples: int) -> int:
 def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optional[str] = None) -> Dict[str, np.ndarray]:
     """The arrays of an .npz from a board, after checking everything that could make loading it dangerous.
 
-    names: the arrays it must hold (None: any names). limit: the most bytes
-    the file and its decompressed members may take. Refused: a symlink, a
-    file or member over the limit, a member that is not `<name>.npy`, an npy
-    header whose dtype is not plain numbers (a pickle, a record) or whose
-    shape does not account for the member's size, a corrupt zip.
+    names: the tensors it must hold (None: any names), keyed by their names
+    as the model gives them; their members are the encoded names (npz.py).
+    limit: the most bytes the file and its decompressed members may take.
+    Refused: a symlink, a file or member over the limit, a member that is not
+    `<encoded name>.npy` of a wanted tensor, an npy header whose dtype is not
+    plain numbers (a pickle, a record) or whose shape does not account for
+    the member's size, a corrupt zip.
     """
     what = what or path.name
     check_regular(path, limit, what)
-    wanted = None if names is None else set(names)
+    wanted = None if names is None else {member_name(name): name for name in names}
     try:
         with open(path, "rb") as raw:
             end = zipfile._EndRecData(raw)  # the entry count, read before the central directory is parsed
@@ -282,8 +286,9 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
                 declared = 0
                 headers: List[Tuple[zipfile.ZipInfo, str]] = []
                 for info in infos:
-                    name = info.filename[:-4] if info.filename.endswith(".npy") else None
-                    if name is None or "/" in info.filename or (wanted is not None and name not in wanted):
+                    member = info.filename[:-4] if info.filename.endswith(".npy") else None
+                    name = None if member is None else tensor_name(member) if wanted is None else wanted.get(member)
+                    if name is None:
                         raise BoardResultError(f"{what} holds an unexpected member {clean_text(info.filename)!r}")
                     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                         raise BoardResultError(f"{what}: member {name!r} uses an unexpected compression")
@@ -292,7 +297,7 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
                         raise BoardResultError(f"{what} would decompress to more than {human_size(limit)} (its members "
                                                f"declare {human_size(declared)} so far): refused before loading")
                     headers.append((info, name))
-                missing = sorted(wanted - {name for _, name in headers}) if wanted is not None else []
+                missing = sorted(set(wanted.values()) - {name for _, name in headers}) if wanted is not None else []
                 if missing:
                     raise BoardResultError(f"{what} lacks {', '.join(missing)}")
                 arrays = {}

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .errors import ConfigError, ModelError
 
@@ -71,6 +71,8 @@ class Signature:
     format: str
     tensors: List[TensorInfo] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    """What stops the model from running under MNN as it is (custom ops its converter cannot convert)."""
 
 
 def resolve_model_path(value: str) -> Path:
@@ -98,13 +100,30 @@ def inspect_model(path: Path) -> Signature:
                                    timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as error:
         raise ModelError(f"reading {path} did not finish in {CHILD_TIMEOUT_S:.0f} s") from error
+    notes, warnings = custom_op_notes(path) if fmt == "TFLITE" else ([], [])
     for line in completed.stderr.splitlines():
         if line.startswith("SIGNATURE "):
             data = json.loads(line[len("SIGNATURE "):])
-            return Signature(fmt, [TensorInfo(**t) for t in data["tensors"]], data["notes"])
+            return Signature(fmt, [TensorInfo(**t) for t in data["tensors"]], data["notes"] + notes, warnings)
     tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-8:])
     raise ModelError(f"{'LiteRT' if fmt == 'TFLITE' else 'MNN'} could not read {path}:\n{tail}\n"
-                     "  fix: check the file (is it complete, and of this format?)")
+                     + "".join(f"  {warning}\n" for warning in warnings)
+                     + "  fix: check the file (is it complete, and of this format?)")
+
+
+def custom_op_notes(path: Path) -> Tuple[List[str], List[str]]:
+    """(notes, warnings) on a TFLite model's custom ops: those MNN's converter converts, and those it cannot
+    (named once: no converter option helps)."""
+    from .tflite_ops import MNN_CONVERTS, custom_ops, describe, unconvertible_note
+
+    try:
+        ops = custom_ops(path)
+    except (ModelError, OSError):
+        return [], []  # LiteRT's own reading says what is wrong with the file
+    known = {name: count for name, count in ops.items() if name in MNN_CONVERTS}
+    notes = [f"custom ops MNN's converter converts: {describe(known)}"] if known else []
+    missing, sentence = unconvertible_note(path)
+    return notes, [sentence] if missing else []
 
 
 def _onnx(path: Path) -> Signature:

@@ -409,10 +409,7 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
             (building / "convert.log").write_text(converter_log)
             problem = _conversion_problem(completed.returncode, building / "model.mnn", converter_log)
             if problem:
-                raise ModelError(
-                    f"MNN's converter failed on {source} ({source_format}) with options [{shown_args}] "
-                    f"({problem}, MNN {version}):\n{_tail(converter_log)}\n"
-                    "  fix: check the model file and `model.converter_args` in the scenario")
+                raise _conversion_failure(source, source_format, shown_args, problem, version, converter_log)
             (building / "convert.json").write_text(json.dumps(
                 {"source": str(source), "format": source_format, "args": list(converter_args), "mnn": version,
                  "seconds": round(seconds, 2)}, indent=1))
@@ -421,6 +418,28 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
             shutil.rmtree(building, ignore_errors=True)
         log(f"model: converted {name} in {seconds:.1f} s")
     return mnn_path
+
+
+def _conversion_failure(source: Path, source_format: str, shown_args: str, problem: str, version: str,
+                        converter_log: str) -> ModelError:
+    """Why a conversion failed, with the fix: custom ops MNN cannot convert are named once, since no option helps."""
+    if source_format == "TFLITE":
+        from .tflite_ops import MNN_CONVERTS, describe, unconvertible, custom_ops
+
+        try:
+            ops = unconvertible(custom_ops(source))
+        except (ModelError, OSError):
+            ops = {}  # not readable as TFLite: the converter's own words below say what it made of it
+        if ops:
+            return ModelError(
+                f"MNN's converter cannot convert {source.name}: it uses custom ops MNN does not know: "
+                f"{describe(ops)} (MNN {version} converts only the custom ops {' and '.join(MNN_CONVERTS)}; "
+                f"the converter {problem}). No converter option changes that.\n"
+                "  fix: run these ops outside MNN (cut the model before them and do their work in the app), or "
+                "use a variant of the model without them")
+    return ModelError(f"MNN's converter failed on {source} ({source_format}) with options [{shown_args}] "
+                      f"({problem}, MNN {version}):\n{_tail(converter_log)}\n"
+                      "  fix: check the model file and `model.converter_args` in the scenario")
 
 
 def _describe(source: Path) -> str:
@@ -584,8 +603,14 @@ def _exit_text(returncode: int) -> str:
 
 
 def _tail(text: str, lines: int = 15) -> str:
-    """The last lines of a child's output, without MNN's CPU banner, indented under the message."""
-    kept = [line for line in text.strip().splitlines() if not line.startswith("The device supports:")]
+    """The last lines of a child's output, without MNN's CPU banner, each line once (with how often it came:
+    the converter repeats its complaint per op), indented under the message."""
+    counts: Dict[str, int] = {}
+    for line in text.strip().splitlines():
+        if not line.startswith("The device supports:"):
+            key = re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line)  # the converter stamps every line with the time
+            counts[key] = counts.get(key, 0) + 1
+    kept = [line + (f"  (x{count})" if count > 1 else "") for line, count in counts.items()]
     return "\n".join("    " + line for line in kept[-lines:]) or "    (no output)"
 
 

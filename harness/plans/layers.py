@@ -38,6 +38,7 @@ from ..core.cache import sha256_file
 from ..core.errors import ConfigError, Interrupted
 from ..core.inventory import BoardSpec, Inventory
 from ..core.job import Job
+from ..core.npz import load_npz, save_npz
 from ..core.mnn_graph import MnnFileError, read_mnn_graph
 from ..core.model import prepare_model
 from ..core.results import TargetResult
@@ -95,8 +96,7 @@ def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.nd
         if not npz_path.is_file() or sha256_file(npz_path) != facts["npz_sha256"]:
             raise DumpError(f"{npz_path} is missing or does not match the SHA-256 in result.json")
         try:
-            with np.load(npz_path, allow_pickle=False) as stored:
-                tensors = {name: stored[name] for name in stored.files}
+            tensors = load_npz(npz_path)
         except (OSError, ValueError) as error:
             raise DumpError(f"{npz_path} cannot be read: {error}") from error
     return data, tensors
@@ -296,8 +296,7 @@ def replay_job(run_dir: Path, name: str, board: BoardLayers, search: dict, refer
     board_ops: List[OpTrace] = search["traces"][board.sample]
     rows = [board.rows[p] for p in search["positions"]]
     kept = {row.index for row in rows}
-    with np.load(inputs_path, allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in stored.files}
+    arrays = load_npz(inputs_path)
     inject = {}
     for row in rows:
         keys = []
@@ -312,7 +311,7 @@ def replay_job(run_dir: Path, name: str, board: BoardLayers, search: dict, refer
     folder = run_dir / "replay" / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "replay-inputs.npz"
-    np.savez(path, **arrays)
+    save_npz(path, arrays)
     keep = [row.reference_index for row in rows]
     return make_job(f"replay-{name}", settings, {"samples": [board.sample],
                                                  "keep": {"sample": board.sample, "ops": keep},

@@ -110,6 +110,7 @@ def _comparison_json(comparison) -> dict:
             "problems": list(comparison.problems),
             "failed_requirements": list(comparison.failed_requirements),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
+                                   **({"notes": list(o.notes)} if o.notes else {}),
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
                                       if o.per_class_iou else {}),
                                    **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}

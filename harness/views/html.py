@@ -24,6 +24,7 @@ import numpy as np
 
 from ..analysis.compare import format_metric
 from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts
+from ..core.npz import load_tensor
 from ..core.results import OK
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
@@ -205,7 +206,7 @@ def verdict_table(summary: dict) -> str:
                     + "".join(f'<td class="num">{format_metric(m.get(metric), metric)}</td>'
                               for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
                     + f'<td class="num">{format_metric(m.get(label), label) if label else "–"}</td>'
-                    f"{shown}<td>{esc('; '.join(verdict.reasons))}</td></tr>")
+                    f"{shown}<td>{esc('; '.join(verdict.reasons + verdict.notes))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "labels", "Verdict", "Reasons"))
     return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -265,8 +266,7 @@ def pictures(report, summary: dict) -> str:
     inputs = None
     image_input = getattr(report.inputs, "image_input", None)  # no picture of an input that is not an image
     if image_input and Path(report.inputs.path).exists():
-        with np.load(report.inputs.path) as stored:
-            inputs = stored[image_input] if image_input in stored else None
+        inputs = load_tensor(report.inputs.path, image_input)
     sections: List[str] = []
     for output in summary.get("model", {}).get("outputs") or list(reference.outputs):
         spec = scenario.output_spec(output)

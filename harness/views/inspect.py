@@ -18,3 +18,5 @@ def render_signature(path: Path, signature: Signature, console: Console) -> None
     console.print(table)
     for note in signature.notes:
         console.print(f"[dim]{escape(note)}[/]")
+    for warning in signature.warnings:
+        console.print(f"[yellow]{escape(warning)}[/]")

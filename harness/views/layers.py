@@ -17,13 +17,15 @@ from ..analysis.opdiff import BoardLayers, LayersReport, OpRow
 from .fold import Column, FoldingTable
 
 MARKS = {"introduced": ("✗", "bold red"), "inherited": ("~", "yellow"), "ok": ("✓", "green"),
-         "over": ("?", "red"), "unmatched": (" ", "dim")}
+         "over": ("?", "red"), "defect": ("!", "magenta"), "unmatched": (" ", "dim")}
 LEGEND = "✗ introduces error  ~ inherits it  ✓ within tolerance  ? over tolerance, not replayed"
+DEFECT_LEGEND = "! replay defect: introduced more than entry + exit allow, not judged"
 SHOW_ALL_UP_TO = 40
 """Tables of more ops show the ones that matter (the start, around the first errors, the worst) and say so."""
 FLOAT32_MAX = 3.4028234663852886e38
 """Model Explorer's values are JSON numbers, which have no infinity: NaN/Inf stands as float32's largest."""
-COLOURS = {"introduced": "#e06666", "inherited": "#f6b26b", "ok": "#93c47d", "over": "#ea9999", "unmatched": "#cccccc"}
+COLOURS = {"introduced": "#e06666", "inherited": "#f6b26b", "ok": "#93c47d", "over": "#ea9999", "defect": "#b4a7d6",
+           "unmatched": "#cccccc"}
 
 
 def number(value: Optional[float], exact: bool = True) -> str:
@@ -77,6 +79,8 @@ def board_table(board: BoardLayers, show_all: bool = False) -> FoldingTable:
     title = (f"{board.board.label} against {board.reference.label}"
              + (f", {board.sample_name}" if board.sample_name else ""))
     legend = ([f"op names under {prefix}"] if prefix else []) + [LEGEND]
+    if any(row.verdict == "defect" for row in board.rows):
+        legend.append(DEFECT_LEGEND)
     table = FoldingTable([Column("#", "right", key=True), Column("Op", key=True), Column("Type", key=True),
                           Column("", key=True), Column("on entry", "right"), Column("introduced", "right"),
                           Column("on exit", "right")], title=title, legend=legend)
@@ -106,6 +110,14 @@ def board_lines(board: BoardLayers) -> List[Text]:
         where = f"; from the source: {source_text(source)}" if source.get("kind") not in (None, "none") else ""
         lines.append(Text(f"first op that introduces error: #{row.index} {row.name} ({row.type}), "
                           f"{number(row.introduced)} against a tolerance of {row.tolerance:.1e}{where}", "bold red"))
+    defects = [row for row in board.rows if row.verdict == "defect"]
+    if defects:
+        row = defects[0]
+        more = f" (and {len(defects) - 1} more ops)" if len(defects) > 1 else ""
+        lines.append(Text(f"replay defect at #{row.index} {row.name} ({row.type}){more}: it 'introduced' "
+                          f"{number(row.introduced)}, more than its error on entry ({number(row.entry)}) and on exit "
+                          f"({number(row.exit)}) can add up to, so the replay computed something else. It is neither "
+                          "blamed nor counted: a defect of the harness, please report it with layers.json", "magenta"))
     if board.type_shares:
         shares = ", ".join(f"{item['type']} ×{item['count']} " + ("NaN/Inf" if item["share"] is None
                                                                   else f"{item['share']:.0%}")
@@ -195,7 +207,7 @@ def render_layers_html(report: LayersReport) -> str:
                                                   "tolerance", "verdict", "source"))
         body = []
         for row in board.rows:
-            css = {"introduced": "fail", "inherited": "warn", "over": "fail"}.get(row.verdict, "")
+            css = {"introduced": "fail", "inherited": "warn", "over": "fail", "defect": "warn"}.get(row.verdict, "")
             body.append(f"<tr><td class=num>{row.index}</td><td class=wrap>{esc(row.name)}</td><td>{esc(row.type)}</td>"
                         f"<td class=num>{esc(number(row.entry, row.exact))}</td>"
                         f"<td class=num>{esc(number(row.introduced))}</td>"
@@ -219,7 +231,7 @@ def model_explorer_data(board: BoardLayers) -> dict:
     names of the .mnn. Several ops on one key (an op and the Raster ops made for it) keep the largest value.
     """
     results: dict = {}
-    rank = {"introduced": 4, "over": 3, "inherited": 2, "ok": 1, "unmatched": 0}
+    rank = {"introduced": 4, "over": 3, "defect": 3, "inherited": 2, "ok": 1, "unmatched": 0}
     for row in board.rows:
         if row.verdict == "unmatched":
             continue
@@ -230,7 +242,7 @@ def model_explorer_data(board: BoardLayers) -> dict:
             keys = [row.name]
         else:
             continue  # a generated op: its neighbour carries the value
-        value = row.introduced if row.introduced is not None else row.exit
+        value = row.introduced if row.introduced is not None and row.verdict != "defect" else row.exit
         if value is None:
             continue
         value = FLOAT32_MAX if not math.isfinite(value) else float(value)

@@ -108,7 +108,8 @@ METRIC_HEADERS = {"max abs": "max_abs", "mean abs": "mean_abs", "p99 abs": "p99_
 
 
 def failure_reasons(summary: dict) -> List[Text]:
-    """A line per failing board and output with every limit it broke (or why it did not run)."""
+    """A line per failing board and output with every limit it broke (or why it did not run); then what a
+    verdict rests on where it is not the usual (a mask empty on both sides, judged as a tensor)."""
     lines, seen = [], set()
     for verdict in verdicts(summary, failing_first=False):
         if verdict.passed:
@@ -126,6 +127,8 @@ def failure_reasons(summary: dict) -> List[Text]:
         if line not in seen:
             seen.add(line)
             lines.append(Text(line, "red"))
+    for verdict in verdicts(summary, failing_first=False):
+        lines += [Text(f"• {verdict.board} {verdict.output}: {note}", "yellow") for note in verdict.notes]
     return lines
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..cache import sha256_file
 from ..errors import ConfigError
+from ..npz import save_npz
 from ..yamlfile import Section
 from .arrays import NpzInput, RandomInput, ValueInput
 from .audio import AudioInput
@@ -213,11 +214,7 @@ def build_inputs(scenario, model, out_dir: Path) -> InputSet:
                           f"{MAX_INPUT_BYTES // 1024 ** 2} MB: they are built in the host's memory and sent to "
                           "every board", "use fewer or smaller samples")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "inputs.npz"
-    tmp = out_dir / ".inputs.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **{name: built[name].arrays for name in wanted})
-    tmp.replace(path)
+    path = save_npz(out_dir / "inputs.npz", {name: built[name].arrays for name in wanted})
     named = next((s.names for s in built.values() if s.names and not s.shared), None)
     sample_names = (named or [f"sample {index}" for index in range(count)])[:count]
     tensors = [InputTensor(name=name, provider=resolved[name].provider.key, detail=built[name].detail,

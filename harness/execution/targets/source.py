@@ -19,6 +19,7 @@ from ...core.cache import sha256_file
 from ...core.errors import BoardError
 from ...core.inventory import BoardSpec
 from ...core.job import Job
+from ...core.npz import load_npz, save_npz
 from ...core.results import TargetResult
 from .base import StageCallback, Target
 
@@ -84,8 +85,8 @@ class SourceModelTarget(Target):
         if job.source_path is None:
             raise BoardError(f"{self.name}: the job names no source model")
         run, runtime = self.session_for(job.source_path, job.source_format or "ONNX")
-        with np.load(job.inputs_path, allow_pickle=False) as data:
-            inputs = {name: data[name] for name in job.input_names}
+        stored = load_npz(job.inputs_path)
+        inputs = {name: stored[name] for name in job.input_names}
         carry = (job.stream or {}).get("carry") or {}
         latency, collected, carried = [], {name: [] for name in job.output_names}, {}
         for sample in range(job.samples):
@@ -101,7 +102,7 @@ class SourceModelTarget(Target):
                 collected[name].append(value.astype(np.float32) if value.dtype.kind == "f" else value)
             carried = {fed: np.asarray(outputs[output]).astype(inputs[fed].dtype) for output, fed in carry.items()}
         arrays = {name: np.stack(values) for name, values in collected.items()}
-        np.savez(local_dir / "outputs.npz", **arrays)
+        save_npz(local_dir / "outputs.npz", arrays)
         facts = {"schema": 2, "status": "ok", "error": None, "machine": platform.machine(),
                  "python": platform.python_version(), "runtime": runtime,
                  "outputs_sha256": sha256_file(local_dir / "outputs.npz"),
