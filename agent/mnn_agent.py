@@ -73,7 +73,8 @@ writes only by creating a new temp file and renaming it over the target.
 
 Inputs may be float32, int32, int64 or uint8, of any rank (a scalar has shape []).
 MNN stores int64 inputs as int32: the agent casts them, after checking that every
-value fits. Outputs keep their type: integer outputs come back as integers.
+value fits. Outputs keep their type (integer outputs come back as integers) and their
+values: NaN and Inf come back as they are, for the host to count, locate and judge.
 
 result.json (RESULT_SCHEMA 2)
     status          "ok" or "error"; error, error_kind: why it failed
