@@ -97,8 +97,7 @@ result.json (RESULT_SCHEMA 2)
                     resident only: "rss_mb" (resident memory after the job and the cache's trim),
                     "cache": {"entries", "hits", "misses", "evicted"}}
     dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
-                    "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
-                    so a run whose outputs hold NaN/Inf still leaves its whole dump
+                    "npz_sha256"}; a run whose outputs hold NaN/Inf leaves its whole dump, like any run
 
 Exit codes: 0 the run succeeded, 1 it failed (result.json says why), 2 the job
 directory could not be read at all.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.nonfinite import find_nonfinite
+from harness.analysis.opdiff import DumpError, parse_plain, traced_differs
 from harness.analysis.outcome import summary_text, verdicts
 from harness.cli import main
 from harness.record.history import verdict_rows
@@ -89,3 +90,50 @@ def test_an_fp16_overflow_comes_back_counted_located_and_named_and_normal_passes
     # The picture: the label maps with the NaN/Inf positions marked.
     page = (matrix_dir / "low-t1-session-copy-default" / "report.html").read_text()
     assert "NaN/Inf on the board" in page and f"{A76} labels" in page and "NaN/Inf</figcaption>" in page
+
+
+@pytest.mark.emulated
+def test_layers_replays_the_sample_that_overflows_and_names_the_op(tmp_path, write_file, emulated_boards):
+    """Two samples through conv1 scaled by 1e3: zeros, which stay within FP16 everywhere (conv1 near 4e2), and 16x
+    normal noise, which overflows at conv1 (9.6e4 on x86). The divergence starts at the first ops on both; the
+    search must replay the one that makes Inf, and find the op there."""
+    emulated_boards.add(A76)
+    x = np.zeros((2, 1, 3, 64, 64), np.float32)
+    x[1] = 16 * np.random.default_rng(0).normal(size=(1, 3, 64, 64))
+    np.savez(tmp_path / "two.npz", pixel_values=x)
+    text = scenario_text(["x86"], precision="low").replace("seed: 0}", "seed: 0, overflow_layer: 1, "
+                                                           "overflow_gain: 1000}")
+    head, tail = text.split("inputs:")[0], text.split("run:")[1]
+    scenario = write_file("two.yaml", head + "inputs:\n  pixel_values: {npz: two.npz}\nrun:" + tail)
+    reports = tmp_path / "r"
+    code = main(["--inventory", str(write_file("inventory.yaml", INVENTORY)), "layers", str(scenario),
+                 "--board", A76, "--reports", str(reports)])
+    assert code == 1
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    data = json.loads((run_dir / "layers.json").read_text())
+    (board,) = data["boards"]
+    assert board["error"] is None and board["sample"] == 1
+    assert board["sample_reason"] == "the only traced sample whose ops make NaN/Inf"
+    assert board["sample_nonfinite"] == [None, "conv1 (Convolution)"] and board["sample_firsts"][0] != "conv1 (Convolution)"
+    first = board["rows"][board["first_nonfinite"]]
+    assert first["name"] == "conv1" and first["nonfinite"] > 0 and first["reference_nonfinite"] == 0
+    # The traced runs were checked against plain runs of the same samples: they agree, no note says otherwise.
+    assert not [note for note in board["notes"] if "plain run" in note]
+
+
+def test_a_traced_run_that_is_not_a_plain_run_is_said_so_and_garbage_is_refused():
+    """The check the layer search makes on every traced sample (the emulated test above passes it for real)."""
+    same = {"logits": {"traced_nonfinite": 0.0, "plain_nonfinite": 0.0, "finiteness_differs": 0.0, "max_abs": 0.0,
+                       "scale": 5.0}}
+    assert traced_differs(same, 1e-6) is None
+    noisy = {"logits": dict(same["logits"], max_abs=5e-3)}
+    assert traced_differs(noisy, 1e-4) == "logits differs by 1.0e-03 of its largest value (noise is at most 1.0e-04)"
+    assert traced_differs(noisy, 3.9e-3) is None
+    overflowing = {"Identity": dict(same["logits"], plain_nonfinite=9.0, finiteness_differs=9.0)}
+    assert traced_differs(overflowing, 1.0) == "Identity holds 9 NaN/Inf in a plain run and 0 in the traced one"
+    assert parse_plain({"plain": [{"sample": 1, "outputs": same}]}) == {1: same}
+    assert parse_plain({"traces": []}) == {}  # an older agent: nothing to check
+    for garbage in ({"plain": "x"}, {"plain": [{"sample": 0, "outputs": {"y": {"max_abs": "big"}}}]},
+                    {"plain": [{"outputs": {}}]}):
+        with pytest.raises(DumpError):
+            parse_plain(garbage)

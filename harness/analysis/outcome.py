@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .compare import format_metric
 from .versions import VersionCheck, versions_differ
 
@@ -163,17 +164,28 @@ def headline(summary: dict, verdict: Verdict) -> Tuple[str, Optional[float]]:
     return metric, verdict.metrics.get(metric)
 
 
-def severity(summary: dict, verdict: Verdict) -> tuple:
-    """A sort key, worst first: a model that did not run, then failed numbers by how far they are (NaN/Inf, then
-    the labels users act on, then the SNR, then max abs), then a setting or a requirement the numbers pass."""
+def severity(summary: dict, verdict: Verdict, by: Optional[str] = None) -> tuple:
+    """A sort key, worst first: a model that did not run, then failed numbers by how far they are (NaN/Inf,
+    then the metric `by` when given: the limit every failure broke first, so the worst is worst by the number
+    its line shows; then the labels users act on, the SNR, max abs), then a setting or a requirement the
+    numbers pass."""
     m = verdict.metrics
     rank = 0 if verdict.status == ERROR else 1 if verdict.failure_type == "tolerance" else 2
     label = label_metric(m, output_kind(summary, verdict.output))
     labels = m.get(label) if label else None
     snr = m.get("snr_db")
-    return (rank, -((m.get("nan_count") or 0) + (m.get("inf_count") or 0)),
+    shown = m.get(by) if by else None
+    first = 0.0 if shown is None else (-shown if by in UPPER_LIMITS else shown)
+    return (rank, -((m.get("nan_count") or 0) + (m.get("inf_count") or 0)), first,
             labels if labels is not None else math.inf, snr if snr is not None else math.inf,
             -(m.get("max_abs") or 0.0))
+
+
+def broken_first(rows: List[Verdict]) -> Optional[str]:
+    """The metric every failing row's first reason names ("max_abs 0.07 > 0.001"), when they all name one."""
+    named = {first_reason(row).split(" ")[0] for row in rows if row.failure_type == "tolerance" and not row.passed}
+    known = set(UPPER_LIMITS) | set(LOWER_LIMITS.values())
+    return next(iter(named)) if len(named) == 1 and named <= known else None
 
 
 def failures(summary: dict) -> List[Tuple[str, str]]:
@@ -187,7 +199,9 @@ def failures(summary: dict) -> List[Tuple[str, str]]:
         named.append((reference, f"the reference {reference} did not run: "
                                  f"{first_line(reference_board.get('error'))}"))
         return named  # every comparison failed with it; the cause is the reference
-    rows = sorted(verdicts(summary), key=lambda verdict: (not verdict.is_conversion, severity(summary, verdict)))
+    rows = verdicts(summary)
+    by = broken_first(rows)
+    rows = sorted(rows, key=lambda verdict: (not verdict.is_conversion, severity(summary, verdict, by)))
     for verdict in rows:
         if verdict.passed or verdict.status == UNUSABLE:
             continue
