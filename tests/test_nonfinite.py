@@ -137,3 +137,34 @@ def test_a_traced_run_that_is_not_a_plain_run_is_said_so_and_garbage_is_refused(
                     {"plain": [{"outputs": {}}]}):
         with pytest.raises(DumpError):
             parse_plain(garbage)
+
+
+def test_the_likely_cause_of_nan_and_inf_fits_the_setting_and_the_reference():
+    from types import SimpleNamespace
+
+    from harness.analysis.compare import TargetComparison, judge
+    from harness.analysis.diagnose import diagnose
+    from harness.core.scenario import OutputSpec, RunSettings
+
+    reference = np.full((1, 4), 7.1e4, np.float32)
+    overflowed = reference.copy()
+    overflowed[0, 1] = np.inf
+
+    def causes(target, ref, precision, features):
+        comparison = TargetComparison("arm", "x86", [judge("y", target, ref, OutputSpec(), reference_name="x86")])
+        results = {"x86": SimpleNamespace(facts={"mnn_version": "3.6.1"}),
+                   "arm": SimpleNamespace(facts={"mnn_version": "3.6.1", "cpu_features": features})}
+        report = SimpleNamespace(conversion=None, scenario=SimpleNamespace(run=RunSettings(precision=precision)),
+                                 reference="x86", results=results, comparisons={"arm": comparison},
+                                 model=SimpleNamespace(converter_args=()))
+        return [(f.cause, f.message) for f in diagnose(report)]
+
+    ((cause, message),) = causes(overflowed, reference, "low", ["asimdhp", "fphp"])
+    assert cause == "fp16-overflow" and "y: 1 Inf where x86 has up to 7.1e+04, beyond FP16's largest value" in message
+    ((cause, message),) = causes(overflowed, reference, "normal", ["asimdhp", "fphp"])
+    assert cause == "non-finite" and "precision: normal (FP32)" in message and "harness layers" in message
+    nan_too = np.where(np.isfinite(overflowed), reference, np.nan)
+    ((cause, message),) = causes(overflowed, nan_too, "low", ["asimdhp", "fphp"])
+    assert cause == "non-finite" and "the model makes them there too" in message
+    ((cause, message),) = causes(reference, nan_too, "low", ["asimdhp", "fphp"])
+    assert cause == "non-finite" and "x86 holds NaN/Inf where arm has numbers (y: 1 values)" in message

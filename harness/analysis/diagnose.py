@@ -170,8 +170,11 @@ def diagnose(report) -> List[Finding]:
                 findings.append(finding)
                 overflow += [finding] if finding.cause == "fp16-overflow" else []
                 named = True
-        # An FP16 overflow already names the setting, the arithmetic and the fix.
-        if arithmetic_used == "FP16" and not overflow:
+        # An FP16 overflow already names the setting, the arithmetic and the fix; NaN/Inf explained otherwise
+        # leave FP16 a cause only of what else fails.
+        beyond_nonfinite = any(len(o.reasons) > (1 if getattr(o, "nonfinite", None) is not None else 0)
+                               for o in comparison.outputs if not o.passed)
+        if arithmetic_used == "FP16" and not overflow and beyond_nonfinite:
             findings.append(Finding("precision", name,
                                     f"precision: low computes in FP16 on {name} "
                                     f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
@@ -209,9 +212,11 @@ def nonfinite_findings(name: str, comparison, reference: str, precision: str, ar
                        features) -> List[Finding]:
     """What fits a board's NaN/Inf outputs, one finding per cause: a NaN the reference makes too, an FP16
     overflow (at low on a CPU with FP16 arithmetic), else a NaN/Inf of the board's own kernels."""
-    made_by_model, overflowed, own = [], [], []
+    made_by_model, overflowed, own, reference_only = [], [], [], []
     for output in comparison.outputs:
         nonfinite = getattr(output, "nonfinite", None)
+        if nonfinite is not None and nonfinite.reference_only:
+            reference_only.append(f"{output.output}: {nonfinite.reference_only}")
         if nonfinite is None or not nonfinite.count:
             continue
         counts = f"{output.output}: {nonfinite.counts_text()}"
@@ -222,6 +227,10 @@ def nonfinite_findings(name: str, comparison, reference: str, precision: str, ar
         else:
             (overflowed if arithmetic_used == "FP16" else own).append((counts, nonfinite.reference_max))
     found = []
+    if reference_only:
+        found.append(Finding("non-finite", name, f"{reference} holds NaN/Inf where {name} has numbers "
+                             f"({'; '.join(reference_only)} values): the reference's own output is broken there, "
+                             f"not {name}'s; check the inputs and the conversion"))
     if made_by_model:
         found.append(Finding("non-finite", name, f"{'; '.join(made_by_model)} on {name}, and {reference} has NaN/Inf "
                              "at the same positions: the model makes them there too, not the board; check the "

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
+from ..analysis.versions import versions_differ
 from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts,
                                 version_note)
 from ..core.results import OK
@@ -229,7 +230,7 @@ def boards_table(summary: dict) -> str:
         latency = facts.get("latency_ms") or []
         rss = facts.get("peak_rss_mb")
         mnn = facts.get("mnn_version") or "?"
-        mnn_class = "warn" if reference_mnn and mnn not in ("?", reference_mnn) else ""
+        mnn_class = "warn" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""
         status_class = "pass" if board.get("status") == OK else "fail"
         rows.append(
             f"<tr><td>{esc(name)}{' <span class=dim>(ref)</span>' if name == reference else ''}</td>"
@@ -295,7 +296,8 @@ def pictures(report, summary: dict) -> str:
                         if not finite.all() else "")
             sections.append(f"<p class=dim>|{esc(board)} − {esc(report.reference)}| per element, "
                             f"{values.size} elements{esc(left_out)}</p>")
-            sections.append(histogram_svg(difference[finite], limit))
+            sections.append(histogram_svg(difference[finite], limit) if finite.any()
+                            else "<p class=dim>No difference to draw: no element is finite on both sides.</p>")
             if spec.kind != "class_logits":
                 continue
             axis = spec.class_axis + 1 if spec.class_axis >= 0 else spec.class_axis
@@ -321,7 +323,10 @@ def pictures(report, summary: dict) -> str:
                 if inputs is not None and sample < inputs.shape[0]:
                     figures.append(img_tag(input_picture(inputs[sample], scenario.preprocess), f"input {name}"))
                 figures.append(img_tag(colours[ref_labels[sample]], f"{report.reference} labels"))
-                figures.append(img_tag(colours[own_labels[sample]], f"{board} labels"))
+                own = colours[own_labels[sample]]
+                own[nonfinite[sample]] = 0  # no class: the scores there are NaN/Inf
+                figures.append(img_tag(own, f"{board} labels" + (" (black: NaN/Inf)" if nonfinite[sample].any()
+                                                                 else "")))
                 picture, benign, hard, bad = disagreement_picture(ref_labels[sample], own_labels[sample],
                                                                   margin[sample], benign_margin, nonfinite[sample])
                 total = picture.shape[0] * picture.shape[1]

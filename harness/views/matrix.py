@@ -70,7 +70,7 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
 
 LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
           "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke")
+          "backend) and the first limit it broke, or its NaN/Inf count (9 Inf)")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 

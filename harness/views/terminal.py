@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import format_metric
+from ..analysis.versions import versions_differ
 from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
                       summary_text, verdicts, version_note)
 from ..core.backend import fallback, ran_text
@@ -147,7 +148,7 @@ def boards_table(summary: dict) -> FoldingTable:
         wall = sum((board.get("timings") or {}).values())
         table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else ""),
                       Text(status, "green" if status == OK else "red"), facts.get("machine", "?"),
-                      Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else ""),
+                      Text(mnn, "yellow bold" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""),
                       facts.get("python", "?"), " ".join(features) or "–",
                       f"{statistics.median(latency):.1f} ms" if latency else "–", f"{rss:.0f} MB" if rss else "–",
                       f"{wall:.1f} s")
