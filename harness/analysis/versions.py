@@ -81,7 +81,8 @@ def version_checks(scenario: Scenario, results: Dict[str, TargetResult], referen
         if name == reference or not versions_differ(version, host):
             continue
         check = VersionCheck(name, str(version), str(host),
-                             evidence=f"no board with MNN {host} on the same CPU ran here to tell")
+                             evidence=f"no board with MNN {host} on the same CPU ran here to tell" if result.ok
+                             else f"{name} produced no outputs to compare")
         peers = sorted(other for other, peer in results.items()
                        if other not in (name, reference) and peer.ok and result.ok
                        and peer.facts.get("mnn_version") == host and same_cpu(result, peer))
