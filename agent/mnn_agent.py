@@ -78,7 +78,8 @@ anything ("/", "%", "file"); members are flat, one-to-one, and numpy.load reads 
 
 Inputs may be float32, int32, int64 or uint8, of any rank (a scalar has shape []).
 MNN stores int64 inputs as int32: the agent casts them, after checking that every
-value fits. Outputs keep their type: integer outputs come back as integers.
+value fits. Outputs keep their type (integer outputs come back as integers) and their
+values: NaN and Inf come back as they are, for the host to count, locate and judge.
 
 result.json (RESULT_SCHEMA 2)
     status          "ok" or "error"; error, error_kind: why it failed
@@ -101,8 +102,7 @@ result.json (RESULT_SCHEMA 2)
                     resident only: "rss_mb" (resident memory after the job and the cache's trim),
                     "cache": {"entries", "hits", "misses", "evicted"}}
     dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
-                    "npz_sha256"}; dump.json and dump.npz are written before the outputs are judged,
-                    so a run whose outputs hold NaN/Inf still leaves its whole dump
+                    "npz_sha256"}; a run whose outputs hold NaN/Inf leaves its whole dump, like any run
 
 Exit codes: 0 the run succeeded, 1 it failed (result.json says why), 2 the job
 directory could not be read at all.

@@ -52,7 +52,7 @@ def test_flips_near_a_tie_are_benign_and_the_rest_hard():
     target[0, 0, 0, 0, 2] = 6.0                                  # pixel 2: 2 -> 0, reference margin 5
     ref_labels, own_labels, margin = label_maps(target, reference, class_axis=1)
     assert ref_labels.shape == (1, 1, 3)
-    picture, benign, hard = disagreement_picture(ref_labels[0], own_labels[0], margin[0], 0.1)
+    picture, benign, hard, _ = disagreement_picture(ref_labels[0], own_labels[0], margin[0], 0.1)
     assert (benign, hard) == (1, 1)
     assert [tuple(p) for p in picture[0]] == [(70, 70, 70), (0, 215, 255), (40, 40, 230)]
 

@@ -52,7 +52,7 @@ def halide_dtype(MNN, tensor):
     return "float32"
 
 
-def read_op_tensor(MNN, np, tensor):
+def read_op_tensor(MNN, np, tensor, dimension_type=None):
     """An op's tensor as a numpy array in the order of its getShape(), or None when it has no elements.
 
     Only copyToHostTensor reads it right: getNumpyData on the op's own tensor
@@ -65,12 +65,16 @@ def read_op_tensor(MNN, np, tensor):
     are permuted alike), but writing such an array back (the replay) permutes
     it again, another way: a TFLite MEAN, run as Raster + Reduction, then
     averaged the wrong values.
+    dimension_type: another host layout, for a model output read as the
+    runners read it (Tensorflow for an NHWC model), so that its values come
+    in the same order as a plain run's.
     """
     shape = tuple(tensor.getShape())
     if any(dim <= 0 for dim in shape):
         return None
     dtype = halide_dtype(MNN, tensor)
-    host = MNN.Tensor(shape, getattr(MNN, HALIDE[dtype]), np.zeros(shape, dtype=dtype), tensor.getDimensionType())
+    host = MNN.Tensor(shape, getattr(MNN, HALIDE[dtype]), np.zeros(shape, dtype=dtype),
+                      tensor.getDimensionType() if dimension_type is None else dimension_type)
     tensor.copyToHostTensor(host)
     return np.array(host.getNumpyData(), dtype=dtype, copy=True).reshape(shape)
 
@@ -100,6 +104,24 @@ def summarize(np, array):
     low, high = (float(flat.min()), float(flat.max())) if flat.size else (None, None)
     return {"min": low, "max": high, "absmax": max(abs(low), abs(high)) if flat.size else None,
             "nan": nan, "inf": inf, "probe": [float(v) if np.isfinite(v) else None for v in probe]}
+
+
+def agreement(np, traced, plain):
+    """How a traced run's output compares with a plain run's of the same sample (summaries only travel).
+
+    MNN's op callbacks can change what runs (the issue of a trace that never
+    overflows while the plain run does); the host judges these numbers.
+    """
+    t = np.asarray(traced, dtype=np.float64).ravel()
+    p = np.asarray(plain, dtype=np.float64).ravel()
+    if t.size != p.size:
+        return {"size": [int(t.size), int(p.size)]}
+    finite_t, finite_p = np.isfinite(t), np.isfinite(p)
+    both = finite_t & finite_p
+    return {"traced_nonfinite": int((~finite_t).sum()), "plain_nonfinite": int((~finite_p).sum()),
+            "finiteness_differs": int((finite_t != finite_p).sum()),
+            "max_abs": float(np.abs(t[both] - p[both]).max()) if both.any() else 0.0,
+            "scale": float(np.abs(p[both]).max()) if both.any() else 0.0}
 
 
 def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
@@ -188,7 +210,11 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
         replay    {"sample": s, "ops": {op index: [inputs-npz key or null per input]}}: a second run
                   of sample s in which those ops compute on the named arrays of the job's inputs
                   file (another machine's tensors) instead of their own inputs
-    dump.json: {"traces": [{"sample": s, "ops": [...]}], "kept": [names], "replayed": [names]};
+        plain     true: run each traced sample once more without callbacks (the job's own runner) and
+                  compare its outputs with the traced run's, so the host can tell when the callbacks
+                  changed what ran
+    dump.json: {"traces": [{"sample": s, "ops": [...]}], "kept": [names], "replayed": [names],
+                "plain": [{"sample": s, "outputs": {name: agreement(...)}}]};
     dump.npz: the kept tensors ("s{s}.op{i}.out{k}", "s{s}.op{i}.in{k}") and the replayed outputs
     ("replay.op{i}.out{k}"). A SegFormer has hundreds of ops: their summaries always travel,
     whole tensors only for the ops the host asks for.
@@ -232,25 +258,32 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
         fill_session(MNN, interpreter, session, feeds, job["input_names"], dimension_type, shapes)
         return traced_run(MNN, np, interpreter, session, keep_ops, injected)
 
-    traces, tensors, replayed_names, outputs = [], {}, [], None
+    traces, tensors, replayed_names, outputs, plain = [], {}, [], None, []
     for sample in sorted(set(samples) | ({keep_sample} if keep else set())):
         ops, kept, _ = run(sample, keep.get("ops") or () if sample == keep_sample else ())
         if not ops:
             raise JobError("no-ops", "MNN called back for no op: the session ran nothing this agent can see")
+        traced = {}
+        for name in job["output_names"]:
+            output = interpreter.getSessionOutput(session, name)
+            array = read_op_tensor(MNN, np, output, dimension_type(len(output.getShape())))
+            if array is None:
+                raise JobError("empty-output", "output %r is empty" % name)
+            traced[name] = array
         if outputs is None:  # the job's outputs: this traced run's, so the model does not run once more
-            outputs = {}
-            for name in job["output_names"]:
-                array = read_op_tensor(MNN, np, interpreter.getSessionOutput(session, name))
-                if array is None:
-                    raise JobError("empty-output", "output %r is empty" % name)
-                outputs[name] = array[np.newaxis]
+            outputs = dict((name, array[np.newaxis]) for name, array in traced.items())
+        if spec.get("plain") and sample in samples:
+            produced = runner.run(dict((name, sample_of(inputs, name, sample)) for name in job["input_names"]))
+            plain.append({"sample": sample, "outputs": dict((name, agreement(np, traced[name], produced[name]))
+                                                            for name in job["output_names"] if name in produced)})
         traces.append({"sample": sample, "ops": ops})
         tensors.update(("s%d.%s" % (sample, name), array) for name, array in kept.items())
     if inject:
         _, _, replayed = run(replay_sample, (), inject)
         tensors.update(("replay." + name, array) for name, array in replayed.items())
         replayed_names = sorted(replayed)
-    payload = json.dumps({"traces": traces, "kept": sorted(tensors), "replayed": replayed_names}).encode()
+    payload = json.dumps({"traces": traces, "kept": sorted(tensors), "replayed": replayed_names,
+                          "plain": plain}).encode()
     facts = {"samples": [t["sample"] for t in traces], "ops": len(traces[0]["ops"]), "tensors": len(tensors),
              "replayed": len(replayed_names)}
     write_atomically(os.path.join(job_dir, "dump.json"), lambda f: f.write(payload))

@@ -157,14 +157,10 @@ def run_job(job_dir, cache=None):
         else:
             collected = run_all(runner, job, inputs, result, np)
             outputs = dict((name, np.stack(arrays)) for name, arrays in collected.items())
+        # NaN and Inf are the board's answer (an FP16 overflow, a NaN the model makes): they travel like any
+        # value, and the host counts, locates and judges them.
         for name, array in outputs.items():
             result["outputs"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-            if array.dtype.kind != "f":
-                continue
-            bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-            if bad and settings.get("io", "copy") == "copy":
-                raise JobError("non-finite", "output %r holds %d NaN/Inf values of %d"
-                               % (name, bad, array.size))
         result["status"] = "ok"
     except JobError as error:
         result["error"], result["error_kind"] = str(error), error.kind

@@ -1,7 +1,8 @@
 """Comparing one set of outputs with a reference's: metrics, then a verdict with its reasons.
 
-Metrics (float64, over every element of every sample), at least what the best
-comparators give (Polygraphy's error statistics, Qualcomm AI Hub's PSNR):
+Metrics (float64, over every element of every sample that is finite on both
+sides), at least what the best comparators give (Polygraphy's error statistics,
+Qualcomm AI Hub's PSNR):
 - abs error |target - reference|: max_abs, mean_abs, median_abs, p99_abs;
 - rel error |target - reference| / max(|reference|, REL_FLOOR) (the floor keeps
   near-zero references from turning noise into infinity): max_rel, mean_rel,
@@ -9,7 +10,10 @@ comparators give (Polygraphy's error statistics, Qualcomm AI Hub's PSNR):
 - cosine: cosine similarity of the flattened outputs (ignores a common scale);
 - snr_db: 10 log10(sum reference^2 / sum error^2); psnr_db: 10 log10(range^2 / mse)
   with the reference's peak-to-peak range (inf when identical);
-- nan_count, inf_count: of the target;
+- nan_count, inf_count: of the target. Any fails the output on its own, and
+  `nonfinite` (analysis/nonfinite.py) says where they are and what the
+  reference has there; the statistics above leave those positions out, so they
+  still say how far the rest of the output is;
 - required_atol: the smallest atol that passes the elementwise check at the
   scenario's rtol (Polygraphy's "minimum required tolerance").
 class_logits outputs add, along the class axis:
@@ -41,12 +45,13 @@ of the last third of the steps over that of the first third.
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.results import TargetResult
 from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from .nonfinite import NonFinite, find_nonfinite
 
 REL_FLOOR = 1e-6
 
@@ -65,6 +70,8 @@ class OutputComparison:
     outputs "flipped" (the steps whose decision differs)."""
     notes: List[str] = field(default_factory=list)
     """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
+    nonfinite: Optional[NonFinite] = None
+    """Where either side holds NaN/Inf (None: neither does)."""
 
 
 @dataclass
@@ -98,12 +105,16 @@ def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = Output
     """The comparison metrics of two same-shaped arrays; see the module docstring."""
     a = np.asarray(target, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
-    finite = np.isfinite(a)
     result: Dict[str, Optional[float]] = {"nan_count": int(np.isnan(a).sum()), "inf_count": int(np.isinf(a).sum())}
-    a = np.where(finite, a, 0.0)
-    error = np.abs(a - b).ravel()
-    relative = error / np.maximum(np.abs(b).ravel(), REL_FLOOR)
+    # NaN/Inf are counted (and judged) on their own; the statistics describe the positions finite on both sides.
+    both = np.isfinite(a) & np.isfinite(b)
+    labelled = np.where(np.isfinite(a), a, 0.0)  # labels and masks as before: a NaN/Inf element counts as 0
+    a, b_all, b = np.where(both, a, 0.0), b, np.where(both, b, 0.0)
+    error = np.abs(a - b)[both].ravel()
+    relative = error / np.maximum(np.abs(b[both]).ravel(), REL_FLOOR)
     if error.size == 0:
+        if a.size:  # nothing finite on both sides: no statistic is true
+            return result
         return {**result, "max_abs": 0.0, "cosine": 1.0}
     for name, values in (("abs", error), ("rel", relative)):
         result[f"max_{name}"] = float(values.max())
@@ -114,20 +125,20 @@ def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = Output
     result["cosine"] = float(np.dot(a.ravel(), b.ravel()) / norm) if norm > 0 else float(not a.any() and not b.any())
     signal, noise = float(np.sum(b * b)), float(np.sum(error * error))
     result["snr_db"] = _db(signal, noise)
-    peak = float(b.max() - b.min())
+    peak = float(b[both].max() - b[both].min())
     result["psnr_db"] = _db(peak * peak, noise / error.size)
     rtol = spec.tolerance.rtol or 0.0
-    result["required_atol"] = float(max(0.0, (error - rtol * np.abs(b).ravel()).max()))
+    result["required_atol"] = float(max(0.0, (error - rtol * np.abs(b[both]).ravel()).max()))
     if spec.kind == "class_logits":
-        result.update(label_metrics(a, b, spec.class_axis, spec.benign_margin))
+        result.update(label_metrics(labelled, b_all, spec.class_axis, spec.benign_margin))
     elif spec.kind == "probability_map":
-        result.update(mask_metrics(a, b, spec.threshold))
+        result.update(mask_metrics(labelled, b_all, spec.threshold))
     elif spec.kind == "decision":
-        flipped = (a > spec.threshold) != (b > spec.threshold)
+        flipped = (labelled > spec.threshold) != (b_all > spec.threshold)
         result["decision_flips"] = int(flipped.sum())
         result["decision_agreement"] = float(1.0 - flipped.mean())
     if is_integer(target) or is_integer(reference):
-        result["mismatches"] = int(np.count_nonzero(a != b))
+        result["mismatches"] = int(np.count_nonzero(labelled != b_all))
     return result
 
 
@@ -281,7 +292,10 @@ def _shown(metric: str, value: float) -> str:
 
 
 def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec,
-          stream: bool = False) -> OutputComparison:
+          stream: bool = False, reference_name: str = "the reference",
+          sample_names: Sequence[str] = ()) -> OutputComparison:
+    """One output against the reference's: its metrics, and every limit it broke (NaN/Inf first, then what users
+    act on, then the elementwise statistics). sample_names name the samples in the NaN/Inf reason."""
     if target.shape != reference.shape:
         return OutputComparison(name, False, reasons=[
             f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
@@ -292,6 +306,7 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
             f"class_axis {spec.class_axis} is not an axis of this output (shape {list(target.shape[1:])}): "
             f"set outputs.{name}.class_axis in the scenario"])
     values = metrics(target, reference, spec)
+    nonfinite = find_nonfinite(target, reference, sample_names)
     series = step_series(target, reference, spec) if stream and target.ndim >= 1 and len(target) else {}
     if series:
         values["error_growth"] = error_growth(series["max_abs"])
@@ -301,9 +316,10 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
                    "exactly)"] if values["mismatches"] else []
         return OutputComparison(name, not reasons, values, reasons, {}, series)
     limits = spec.tolerance
-    reasons = []
-    if values["nan_count"] or values["inf_count"]:
-        reasons.append(f"{values['nan_count']} NaN and {values['inf_count']} Inf values")
+    first, reasons = [], []
+    if nonfinite is not None:
+        # A NaN/Inf is never within tolerance, on either side: what the user reads first.
+        first.append(nonfinite.reason(reference_name))
     for metric in UPPER_LIMITS:
         limit, value = getattr(limits, metric), values.get(metric)
         if limit is not None and value is not None and value > limit:
@@ -323,12 +339,12 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
     if values.get("mask_empty_samples"):
         passed, text = empty_mask_verdict(values, spec, len(target))
         (notes if passed else reasons).append(text)
-    # Non-finite values first, then what users act on (labels, masks, flips), then the elementwise statistics.
-    reasons.sort(key=lambda reason: 0 if reason.endswith("Inf values")
-                 else 1 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips", "decision_agreement")
-                 else 2)
+    # What users act on (labels, masks, flips) before the elementwise statistics; NaN/Inf before everything.
+    reasons.sort(key=lambda reason: 0 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips",
+                                                                 "decision_agreement") else 1)
+    reasons = first + reasons
     per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
-    return OutputComparison(name, not reasons, values, reasons, per_class, series, notes)
+    return OutputComparison(name, not reasons, values, reasons, per_class, series, notes, nonfinite)
 
 
 def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bool, str]:
@@ -358,8 +374,9 @@ def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bo
 
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
-                   output_names: List[str]) -> TargetComparison:
-    """Every output of output_names; for a stream, step by step too."""
+                   output_names: List[str], sample_names: Sequence[str] = ()) -> TargetComparison:
+    """Every output of output_names; for a stream, step by step too. sample_names: the inputs' samples by name
+    (a stream's are its steps)."""
     comparison = TargetComparison(target=target.target, reference=reference.target)
     if not reference.ok:
         comparison.error = f"the reference {reference.target} failed: {reference.error}"
@@ -371,8 +388,11 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
         if name not in target.outputs or name not in reference.outputs:
             comparison.outputs.append(OutputComparison(name, False, reasons=["output missing"]))
             continue
+        stream = scenario.stream is not None
+        names = [f"step {step}" for step in range(len(target.outputs[name]))] if stream else sample_names
         comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
-                                        scenario.output_spec(name), stream=scenario.stream is not None))
+                                        scenario.output_spec(name), stream=stream, reference_name=reference.target,
+                                        sample_names=names))
     return comparison
 
 

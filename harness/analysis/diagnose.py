@@ -9,10 +9,15 @@ import functools
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .nonfinite import FP16_MAX
+from .versions import version_check_of
+
 CAUSES = {
     "preprocessing": "preprocessing drift",
     "converter": "converter options",
     "precision": "FP16 / precision setting",
+    "fp16-overflow": "FP16 overflow",
+    "non-finite": "NaN/Inf outputs",
     "tensor-access": "wrong tensor access",
     "mnn-version": "MNN version mismatch",
     "argmax-flips": "ArgMax flips",
@@ -141,6 +146,7 @@ def diagnose(report) -> List[Finding]:
         facts = report.results[name].facts
         features = set(facts.get("cpu_features") or [])
         board_mnn, host_mnn = facts.get("mnn_version"), reference.facts.get("mnn_version")
+        arithmetic_used = arithmetic(settings.precision, features)[0]
         if numbers_passed(comparison):
             if not getattr(comparison, "failed_requirements", None):
                 continue  # only its backend setting failed: named above
@@ -155,9 +161,21 @@ def diagnose(report) -> List[Finding]:
                                     "io: host reads the session tensor's own buffer (getNumpyData on the session "
                                     "output) instead of copying to a host tensor (copyToHostTensor): on this "
                                     "board that buffer is not float32 in NCHW order"
-                                    + (" (precision low: it holds FP16)" if settings.precision == "low" else "")))
+                                    + (" (precision low: it holds FP16)" if settings.precision == "low" else "")
+                                    + nonfinite_read(comparison)))
             named = True
-        if arithmetic(settings.precision, features)[0] == "FP16":
+        overflow = []
+        if settings.io != "host":
+            for finding in nonfinite_findings(name, comparison, report.reference, settings.precision,
+                                              arithmetic_used, features):
+                findings.append(finding)
+                overflow += [finding] if finding.cause == "fp16-overflow" else []
+                named = True
+        # An FP16 overflow already names the setting, the arithmetic and the fix; NaN/Inf explained otherwise
+        # leave FP16 a cause only of what else fails.
+        beyond_nonfinite = any(len(o.reasons) > (1 if getattr(o, "nonfinite", None) is not None else 0)
+                               for o in comparison.outputs if not o.passed)
+        if arithmetic_used == "FP16" and not overflow and beyond_nonfinite:
             findings.append(Finding("precision", name,
                                     f"precision: low computes in FP16 on {name} "
                                     f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
@@ -166,9 +184,11 @@ def diagnose(report) -> List[Finding]:
         if arithmetic(settings.precision, features)[0] == "BF16":
             findings.append(Finding("precision", name, f"precision: low_bf16 computes in BF16 on {name}"))
             named = True
-        if board_mnn and host_mnn and board_mnn != host_mnn:
-            findings.append(Finding("mnn-version", name, f"MNN {board_mnn} on {name}, {host_mnn} on the host: "
-                                    "kernels and the converter's graph differ between versions"))
+        check = version_check_of(report, name)
+        if check is not None and check.blamed:
+            why = check.evidence if check.peer else (f"kernels and the converter's graph differ between versions "
+                                                     f"({check.evidence})")
+            findings.append(Finding("mnn-version", name, f"MNN {board_mnn} on {name}, {host_mnn} on the host: {why}"))
             named = True
         for output in comparison.outputs:
             failed = {reason.split(" ")[0] for reason in output.reasons}
@@ -214,6 +234,63 @@ def mask_changes(output, threshold: float) -> str:
                 "into visible ones along the mask's outline")
     return (text + f", the rest away from them: whole regions appear or vanish, the values themselves differ "
             f"(by up to {moved})")
+
+
+def nonfinite_findings(name: str, comparison, reference: str, precision: str, arithmetic_used: str,
+                       features) -> List[Finding]:
+    """What fits a board's NaN/Inf outputs, one finding per cause: a NaN the reference makes too, an FP16
+    overflow (at low on a CPU with FP16 arithmetic), else a NaN/Inf of the board's own kernels."""
+    made_by_model, overflowed, own, reference_only = [], [], [], []
+    for output in comparison.outputs:
+        nonfinite = getattr(output, "nonfinite", None)
+        if nonfinite is not None and nonfinite.reference_only:
+            reference_only.append(f"{output.output}: {nonfinite.reference_only}")
+        if nonfinite is None or not nonfinite.count:
+            continue
+        counts = f"{output.output}: {nonfinite.counts_text()}"
+        if nonfinite.reference_nonfinite == nonfinite.count:
+            made_by_model.append(counts)
+        elif nonfinite.reference_max is None:
+            own.append(counts)
+        else:
+            (overflowed if arithmetic_used == "FP16" else own).append((counts, nonfinite.reference_max))
+    found = []
+    if reference_only:
+        found.append(Finding("non-finite", name, f"{reference} holds NaN/Inf where {name} has numbers "
+                             f"({'; '.join(reference_only)} values): the reference's own output is broken there, "
+                             f"not {name}'s; check the inputs and the conversion"))
+    if made_by_model:
+        found.append(Finding("non-finite", name, f"{'; '.join(made_by_model)} on {name}, and {reference} has NaN/Inf "
+                             "at the same positions: the model makes them there too, not the board; check the "
+                             "inputs and the model (the conversion check shows whether the source model does)"))
+    if overflowed:
+        fp16 = f"precision: low computes in FP16 on {name} ({', '.join(sorted(set(features) & FP16_FEATURES))})"
+        shown = "; ".join(f"{counts} where {reference} has up to {largest:.2g}" for counts, largest in overflowed)
+        if max(largest for _, largest in overflowed) > FP16_MAX:
+            why = f"beyond FP16's largest value, 65,504: {fp16}, and those values overflow"
+        else:
+            why = (f"within FP16's range: {fp16}, and most likely a value inside the net went beyond 65,504 and the "
+                   "Inf spread")
+        found.append(Finding("fp16-overflow", name, f"{shown}, {why}. Use precision: normal for this model, or keep "
+                             f"its activations within FP16's range; `harness layers --board {name} --precision low` "
+                             "names the op that overflows"))
+    if own:
+        shown = "; ".join(counts if isinstance(counts, str) else f"{counts[0]} where {reference} has up to "
+                          f"{counts[1]:.2g}" for counts in own)
+        found.append(Finding("non-finite", name, f"{shown}, at precision: {precision} ({arithmetic_used}): an "
+                             f"overflow, a division by zero or a log of zero in {name}'s kernels; `harness layers "
+                             f"--board {name}` names the first op that makes them"))
+    return found
+
+
+def nonfinite_read(comparison) -> str:
+    """io: host: the NaN/Inf an output holds are what the session's buffer held, read as float32."""
+    counts = [f"{o.output}: {o.nonfinite.counts_text()}" for o in comparison.outputs
+              if getattr(o, "nonfinite", None) is not None and o.nonfinite.count]
+    if not counts:
+        return ""
+    return (f"; its NaN/Inf values ({'; '.join(counts)}) are that buffer's bytes (uninitialised, or FP16 halves) "
+            "read as float32, not the model's values")
 
 
 def attributions(report) -> Dict[str, str]:

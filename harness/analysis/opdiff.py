@@ -306,6 +306,10 @@ class BoardLayers:
     samples: int = 1
     sample_firsts: List[Optional[str]] = field(default_factory=list)
     """Per traced sample, the first op over tolerance by the summaries (None: none)."""
+    sample_nonfinite: List[Optional[str]] = field(default_factory=list)
+    """Per traced sample, the first op whose output holds NaN/Inf the reference's does not (None: none)."""
+    sample_reason: str = ""
+    """Why this sample was the one replayed."""
     rows: List[OpRow] = field(default_factory=list)
     replayed: Optional[Tuple[int, int]] = None
     """First and last row replayed with whole tensors (None: none needed or none fitted)."""
@@ -563,8 +567,7 @@ def conclude(result: BoardLayers) -> None:
     """The first op that introduces error, the first NaN/Inf, and the op types by introduced error."""
     rows = result.rows
     result.first_introduced = next((i for i, r in enumerate(rows) if r.verdict == "introduced"), None)
-    result.first_nonfinite = next((i for i, r in enumerate(rows) if r.verdict != "unmatched"
-                                   and r.nonfinite > r.reference_nonfinite), None)
+    result.first_nonfinite = first_nonfinite(rows)
     totals: Dict[str, list] = {}
     nonfinite: Dict[str, int] = {}
     for row in rows:
@@ -584,8 +587,22 @@ def conclude(result: BoardLayers) -> None:
                            if whole and value > 0]
 
 
-def choose_sample(per_sample: Dict[int, List[OpRow]]) -> int:
-    """The sample whose divergence starts earliest (ties: the larger error there): the one worth replaying."""
+def first_nonfinite(rows: List[OpRow]) -> Optional[int]:
+    """The position of the first op whose output holds NaN/Inf that the reference's does not."""
+    return next((i for i, r in enumerate(rows) if r.verdict != "unmatched" and r.nonfinite > r.reference_nonfinite),
+                None)
+
+
+def choose_sample(per_sample: Dict[int, List[OpRow]]) -> Tuple[int, str]:
+    """The sample worth replaying, and why: the first whose ops make NaN/Inf (the earliest such op first), else
+    the one whose divergence starts earliest (ties: the larger error there)."""
+    making = {sample: first_nonfinite(rows) for sample, rows in per_sample.items()}
+    making = {sample: position for sample, position in making.items() if position is not None}
+    if making:
+        chosen = min(making, key=lambda sample: (making[sample], sample))
+        return chosen, ("the only traced sample whose ops make NaN/Inf" if len(making) == 1
+                        else "the one whose NaN/Inf starts earliest")
+
     def rank(sample):
         rows = per_sample[sample]
         start = first_suspect(rows)
@@ -593,4 +610,46 @@ def choose_sample(per_sample: Dict[int, List[OpRow]]) -> int:
             return (len(rows) + 1, 0.0, sample)
         value = rows[start].exit if rows[start].exit is not None else 0.0
         return (start, -(value if math.isfinite(value) else 1e308), sample)
-    return min(per_sample, key=rank)
+    return min(per_sample, key=rank), "where the divergence starts earliest"
+
+
+# ---- the traced run against a plain one -------------------------------------------------------
+
+def parse_plain(data) -> Dict[int, Dict[str, dict]]:
+    """dump.json's "plain" checks (per sample, per output: the traced run against a plain run), checked."""
+    checks: Dict[int, Dict[str, dict]] = {}
+    entries = data.get("plain") if isinstance(data, dict) else None
+    if entries is None:
+        return checks
+    if not isinstance(entries, list):
+        raise DumpError("dump.json's plain is not a list")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("outputs"), dict):
+            raise DumpError("a plain check is not a record of outputs")
+        sample = int(_number(entry.get("sample"), "plain.sample", False))
+        outputs = {}
+        for name, check in entry["outputs"].items():
+            if not isinstance(check, dict):
+                raise DumpError(f"plain check of {name!r} is not a record")
+            if "size" in check:
+                outputs[str(name)] = {"size": check["size"]}
+                continue
+            outputs[str(name)] = {key: _number(check.get(key, 0), f"plain.{name}.{key}", False)
+                                  for key in ("traced_nonfinite", "plain_nonfinite", "finiteness_differs",
+                                              "max_abs", "scale")}
+        checks[sample] = outputs
+    return checks
+
+
+def traced_differs(checks: Dict[str, dict], limit: float) -> Optional[str]:
+    """Why a traced run's outputs are not a plain run's beyond noise (relative limit), or None when they are."""
+    for name, check in checks.items():
+        if "size" in check:
+            return f"{name} has {check['size'][0]} values traced and {check['size'][1]} in a plain run"
+        if check["finiteness_differs"]:
+            return (f"{name} holds {check['plain_nonfinite']:.0f} NaN/Inf in a plain run and "
+                    f"{check['traced_nonfinite']:.0f} in the traced one")
+        relative = check["max_abs"] / max(check["scale"], SCALE_FLOOR)
+        if relative > limit:
+            return f"{name} differs by {relative:.1e} of its largest value (noise is at most {limit:.1e})"
+    return None

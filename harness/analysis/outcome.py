@@ -7,10 +7,13 @@ these functions only, so that no two views can disagree on which number to
 show or on why a board failed.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .compare import format_metric
+from .versions import VersionCheck, versions_differ
 
 LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
 """The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
@@ -163,16 +166,44 @@ def headline(summary: dict, verdict: Verdict) -> Tuple[str, Optional[float]]:
     return metric, verdict.metrics.get(metric)
 
 
-def what_failed(summary: dict) -> List[str]:
-    """Every failure of the record, each named with what broke: the words of a report's last line."""
-    named: List[str] = []
+def severity(summary: dict, verdict: Verdict, by: Optional[str] = None) -> tuple:
+    """A sort key, worst first: a model that did not run, then failed numbers by how far they are (NaN/Inf,
+    then the metric `by` when given: the limit every failure broke first, so the worst is worst by the number
+    its line shows; then the labels users act on, the SNR, max abs), then a setting or a requirement the
+    numbers pass."""
+    m = verdict.metrics
+    rank = 0 if verdict.status == ERROR else 1 if verdict.failure_type == "tolerance" else 2
+    label = label_metric(m, output_kind(summary, verdict.output))
+    labels = m.get(label) if label else None
+    snr = m.get("snr_db")
+    shown = m.get(by) if by else None
+    first = 0.0 if shown is None else (-shown if by in UPPER_LIMITS else shown)
+    return (rank, -((m.get("nan_count") or 0) + (m.get("inf_count") or 0)), first,
+            labels if labels is not None else math.inf, snr if snr is not None else math.inf,
+            -(m.get("max_abs") or 0.0))
+
+
+def broken_first(rows: List[Verdict]) -> Optional[str]:
+    """The metric every failing row's first reason names ("max_abs 0.07 > 0.001"), when they all name one."""
+    named = {first_reason(row).split(" ")[0] for row in rows if row.failure_type == "tolerance" and not row.passed}
+    known = set(UPPER_LIMITS) | set(LOWER_LIMITS.values())
+    return next(iter(named)) if len(named) == 1 and named <= known else None
+
+
+def failures(summary: dict) -> List[Tuple[str, str]]:
+    """Every failure of the record as (who, what broke): the conversion check first, then the boards, worst
+    first (severity), then preprocessing, backends and boards that could not be used."""
+    named: List[Tuple[str, str]] = []
     reference = summary.get("reference", "x86")
     boards = summary.get("boards") or {}
     reference_board = boards.get(reference) or {}
     if reference_board and reference_board.get("status") != "ok":
-        named.append(f"the reference {reference} did not run: {first_line(reference_board.get('error'))}")
+        named.append((reference, f"the reference {reference} did not run: "
+                                 f"{first_line(reference_board.get('error'))}"))
         return named  # every comparison failed with it; the cause is the reference
     rows = verdicts(summary)
+    by = broken_first(rows)
+    rows = sorted(rows, key=lambda verdict: (not verdict.is_conversion, severity(summary, verdict, by)))
     for verdict in rows:
         if verdict.passed or verdict.status == UNUSABLE:
             continue
@@ -189,20 +220,56 @@ def what_failed(summary: dict) -> List[str]:
                     f"{metric} {format_metric(value, metric, 'text')})")
         else:
             text = f"{verdict.board}: {verdict.output} {first_reason(verdict)}"
-        if text not in named:
-            named.append(text)
+        if text not in [known for _, known in named]:
+            named.append((verdict.board, text))
     for verdict in parity_verdicts(summary):
         if not verdict.passed:
-            named.append(f"preprocessing parity on {verdict.board}: {first_reason(verdict)}")
+            named.append((verdict.board, f"preprocessing parity on {verdict.board}: {first_reason(verdict)}"))
     for name, problem in sorted((summary.get("backend_failures") or {}).items()):
         text = f"{name}: {problem.split(' (')[0].split(':')[0]} (backend)"
-        if text not in named:  # the reference's, with no conversion check to carry it
-            named.append(text)
+        if text not in [known for _, known in named]:  # the reference's, with no conversion check to carry it
+            named.append((name, text))
     unusable = [name for name, board in boards.items() if board.get("status") == UNUSABLE]
     if unusable:
         why = "; ".join(f"{name}: {short_error(name, boards[name].get('error'))}" for name in unusable)
-        named.append(f"{len(unusable)} board(s) could not be used ({why})")
+        named.append((UNUSABLE, f"{len(unusable)} board(s) could not be used ({why})"))
     return named
+
+
+def what_failed(summary: dict) -> List[str]:
+    """Every failure of the record, each named with what broke: the words of a report's last line."""
+    return [text for _, text in failures(summary)]
+
+
+def failing_boards_text(summary: dict, at_most: int = 2) -> str:
+    """One failure per board (or check), its worst: every one up to at_most of them, else their count and the
+    worst. A matrix's last line says this for each setting that diverges."""
+    per_board: Dict[str, str] = {}
+    for who, text in failures(summary):
+        per_board.setdefault(who, text)
+    texts = list(per_board.values())
+    if len(texts) <= at_most:
+        return "; ".join(texts) or "see above"
+    return f"{len(texts)} fail, the worst {texts[0]}"
+
+
+def version_note(summary: dict, board: str) -> Optional[str]:
+    """What a board's MNN version means in this run, for every view's notes (None: it is the host's).
+
+    The run's own check (versions.py) when the record has one; a record from before the checks says what it
+    said then, that a mismatch can explain a difference.
+    """
+    check = (summary.get("mnn_versions") or {}).get(board)
+    if isinstance(check, dict):
+        fields = {key: check.get(key) for key in ("board", "board_version", "host_version", "peer", "evidence")}
+        return VersionCheck(**fields, identical=bool(check.get("identical")),
+                            agree=bool(check.get("agree"))).sentence()
+    boards = summary.get("boards") or {}
+    found = ((boards.get(board) or {}).get("facts") or {}).get("mnn_version")
+    host = ((boards.get(summary.get("reference")) or {}).get("facts") or {}).get("mnn_version")
+    if board == summary.get("reference") or not versions_differ(found, host):
+        return None
+    return f"MNN {found} on the board, {host} on the host: a version mismatch can explain a difference"
 
 
 def short_error(board: str, error: Optional[str]) -> str:

@@ -20,6 +20,7 @@ from ..core.results import INTERRUPTED, OK, UNUSABLE, TargetResult
 from ..core.scenario import Scenario
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
 from .diagnose import attributions, diagnose
+from .versions import VersionCheck, version_checks, versions_differ
 
 EXIT_PASS, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_BOARD = 0, 1, 2, 3
 
@@ -46,6 +47,8 @@ class RunReport:
     """Board -> where its difference comes from: conversion, platform, both or none."""
     findings: list = field(default_factory=list)
     """diagnose.Finding: the classic causes this run shows."""
+    mnn_versions: Dict[str, VersionCheck] = field(default_factory=dict)
+    """Board -> its MNN version against the host's, and whether the run shows it matters (versions.py)."""
     raw_outputs: List[str] = field(default_factory=list)
     """Raw output files kept in the run folder (relative paths); the rest were pruned."""
     parity: Dict[str, ParityResult] = field(default_factory=dict)
@@ -111,7 +114,7 @@ def check_parity(report: RunReport, scenario: Scenario) -> Dict[str, ParityResul
 
 def mnn_mismatch(result: TargetResult, reference: TargetResult) -> Optional[str]:
     board, host = result.facts.get("mnn_version"), reference.facts.get("mnn_version")
-    if board and host and board != host:
+    if versions_differ(board, host):
         return f"MNN {board} on the board, {host} on the host"
     return None
 
@@ -127,7 +130,7 @@ def judge(report: RunReport) -> None:
         if problem:
             report.backend_failures[name] = problem
     for name in report.compared_targets:
-        comparison = compare_target(scenario, report.results[name], reference, compared)
+        comparison = compare_target(scenario, report.results[name], reference, compared, report.inputs.sample_names)
         mismatch = mnn_mismatch(report.results[name], reference)
         if mismatch and scenario.require_same_mnn and comparison.error is None:
             # The board ran and its numbers are compared as any board's; the requirement fails it on top.
@@ -138,8 +141,9 @@ def judge(report: RunReport) -> None:
     if scenario.parity is not None:
         report.parity = check_parity(report, scenario)
     if report.source is not None:
-        report.conversion = compare_target(scenario, reference, report.source, compared)
+        report.conversion = compare_target(scenario, reference, report.source, compared, report.inputs.sample_names)
         if scenario.reference in report.backend_failures:
             report.conversion.problems.append(report.backend_failures[scenario.reference])
+    report.mnn_versions = version_checks(scenario, report.results, scenario.reference, compared)
     report.attribution = attributions(report)
     report.findings = diagnose(report)

@@ -32,7 +32,8 @@ import numpy as np
 from ..analysis.diagnose import arithmetic
 from ..analysis.run_report import RunReport
 from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
-                     first_suspect, nothing_compared, parse_traces, summary_rows, tensor_key, tolerance_for, window)
+                     first_nonfinite, first_suspect, nothing_compared, parse_plain, parse_traces, summary_rows,
+                     tensor_key, tolerance_for, traced_differs, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
 from ..core.cache import sha256_file
 from ..core.errors import ConfigError, Interrupted
@@ -78,8 +79,8 @@ def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label:
 def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.ndarray]]:
     """dump.json and dump.npz as the agent wrote them, checked against the hashes in result.json.
 
-    A run whose outputs hold NaN/Inf fails as a job but its dump is whole: the
-    layer search exists for exactly those runs.
+    A run whose outputs hold NaN/Inf leaves its dump whole: the layer search
+    exists for exactly those runs.
     """
     facts = (result.facts or {}).get("dump")
     if not isinstance(facts, dict):
@@ -181,12 +182,15 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
     sides = [reference_name] + boards
     log(f"trace: every op on {', '.join(sides)}")
     traced = run_jobs(executor, [(spec, job(f"trace-{spec.name}", reference_settings if spec.name == reference_name
-                                            else board_settings, {"samples": samples}), run_dir / "trace" / spec.name)
+                                            else board_settings, {"samples": samples, "plain": True}),
+                                        run_dir / "trace" / spec.name)
                                  for spec in [reference] + specs], "trace")
     results = dict(zip(sides, traced))
     reference_error = ""
+    reference_plain: Dict[int, Dict[str, dict]] = {}
     try:
-        reference_traces = parse_traces(read_dump(run_dir / "trace" / reference_name, results[reference_name])[0])
+        reference_dump = read_dump(run_dir / "trace" / reference_name, results[reference_name])[0]
+        reference_traces, reference_plain = parse_traces(reference_dump), parse_plain(reference_dump)
     except DumpError as error:
         reference_traces = None
         reference_error = f"the reference {reference_name} sent no usable trace: {error}"
@@ -205,7 +209,8 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
             result.error = reference_error
             continue
         try:
-            board_traces = parse_traces(read_dump(run_dir / "trace" / name, results[name])[0])
+            board_dump = read_dump(run_dir / "trace" / name, results[name])[0]
+            board_traces, board_plain = parse_traces(board_dump), parse_plain(board_dump)
         except DumpError as error:
             result.error = f"{name} sent no usable trace: {error}"
             continue
@@ -218,14 +223,34 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
         if problem:
             result.error = problem
             continue
-        result.sample = choose_sample(per_sample)
-        result.sample_name = (inputs.sample_names[result.sample] if result.sample < len(inputs.sample_names)
-                              else f"sample {result.sample}")
-        result.sample_firsts = []
+        result.sample, result.sample_reason = choose_sample(per_sample)
+        result.sample_name = sample_name(inputs.sample_names, result.sample)
+        result.sample_firsts, result.sample_nonfinite = [], []
         for s in common:
             rows = per_sample[s]
             first = next((r for r in rows if r.verdict == "over"), None)
             result.sample_firsts.append(f"{first.name} ({first.type})" if first else None)
+            making = first_nonfinite(rows)
+            result.sample_nonfinite.append(f"{rows[making].name} ({rows[making].type})" if making is not None
+                                           else None)
+        # A trace answers only for what a plain run does: MNN's callbacks may change what runs.
+        noise = limits.steps * limits.eps
+        differs = {}
+        for s in common:
+            for side_name, checks in ((name, board_plain), (reference_name, reference_plain)):
+                why = traced_differs(checks.get(s, {}), noise)
+                if why:
+                    differs.setdefault(s, f"on {side_name}, {why}")
+        # The sample replayed, or one whose plain run holds NaN/Inf: the question the search must answer.
+        unanswered = [s for s in common if s in differs and (s == result.sample or any(
+            check.get("plain_nonfinite") for check in board_plain.get(s, {}).values()))]
+        if unanswered:
+            which = sample_name(inputs.sample_names, unanswered[0])
+            result.error = (f"the traced run of {which} is not what a plain run gives ({differs[unanswered[0]]}): "
+                            "MNN's op callbacks changed what ran, so the trace cannot say which op does it")
+            continue
+        result.notes += [f"the traced run of {sample_name(inputs.sample_names, s)} is not what a plain run gives "
+                         f"({why}): that sample's trace was not used" for s, why in sorted(differs.items())]
         result.rows = per_sample[result.sample]
         result.unmatched = sum(1 for row in result.rows if row.verdict == "unmatched")
         start = first_suspect(result.rows)
@@ -280,6 +305,10 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
             conclude(board)
     report.wall_s = time.perf_counter() - started
     return report
+
+
+def sample_name(names: List[str], sample: int) -> str:
+    return names[sample] if sample < len(names) else f"sample {sample}"
 
 
 def result_of(report: LayersReport, name: str) -> BoardLayers:

@@ -114,7 +114,8 @@ def _comparison_json(comparison) -> dict:
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
                                       if o.per_class_iou else {}),
                                    **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
-                                      if o.series else {})}
+                                      if o.series else {}),
+                                   **({"nonfinite": o.nonfinite.as_dict()} if o.nonfinite is not None else {})}
                         for o in comparison.outputs}}
 
 
@@ -207,6 +208,7 @@ def summary(report: RunReport) -> dict:
                                      "hint": p.hint, "error": p.error} for name, p in report.parity.items()},
         "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}
                      for f in report.findings],
+        "mnn_versions": {name: check.as_dict() for name, check in report.mnn_versions.items()},
         "comparisons": {name: _comparison_json(comparison) for name, comparison in report.comparisons.items()},
     }
 

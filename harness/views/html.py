@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts
+from ..analysis.versions import versions_differ
+from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts,
+                                version_note)
 from ..core.npz import load_tensor
 from ..core.results import OK
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
@@ -35,6 +37,8 @@ MAX_SAMPLES_SHOWN = 8
 AGREE_BGR = (70, 70, 70)
 BENIGN_BGR = (0, 215, 255)
 HARD_BGR = (40, 40, 230)
+NONFINITE_BGR = (200, 0, 200)
+"""Magenta: a position where the board's output holds NaN or Inf (in any class)."""
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#fafafa}
@@ -132,16 +136,19 @@ def label_maps(target: np.ndarray, reference: np.ndarray, class_axis: int):
     return ref_labels.reshape(shape), own_labels.reshape(shape), margin.reshape(shape)
 
 
-def disagreement_picture(ref_labels, own_labels, margin, benign_margin: float):
-    """Grey where the labels agree, yellow a benign flip (near-tie), red a hard flip; and the counts."""
+def disagreement_picture(ref_labels, own_labels, margin, benign_margin: float, nonfinite=None):
+    """Grey where the labels agree, yellow a benign flip (near-tie), red a hard flip, magenta where the board's
+    scores hold NaN/Inf (nonfinite: a mask of the label map's shape); and the counts of the three."""
     flipped = ref_labels != own_labels
-    benign = flipped & (margin < benign_margin)
-    hard = flipped & ~benign
+    bad = np.zeros(ref_labels.shape, bool) if nonfinite is None else nonfinite
+    benign = flipped & (margin < benign_margin) & ~bad
+    hard = flipped & ~benign & ~bad
     picture = np.empty(ref_labels.shape + (3,), np.uint8)
     picture[:] = AGREE_BGR
     picture[benign] = BENIGN_BGR
     picture[hard] = HARD_BGR
-    return picture, int(benign.sum()), int(hard.sum())
+    picture[bad] = NONFINITE_BGR
+    return picture, int(benign.sum()), int(hard.sum()), int(bad.sum())
 
 
 def histogram_svg(difference: np.ndarray, limit: Optional[float] = None, width: int = 560, height: int = 170) -> str:
@@ -224,7 +231,7 @@ def boards_table(summary: dict) -> str:
         latency = facts.get("latency_ms") or []
         rss = facts.get("peak_rss_mb")
         mnn = facts.get("mnn_version") or "?"
-        mnn_class = "warn" if reference_mnn and mnn not in ("?", reference_mnn) else ""
+        mnn_class = "warn" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""
         status_class = "pass" if board.get("status") == OK else "fail"
         rows.append(
             f"<tr><td>{esc(name)}{' <span class=dim>(ref)</span>' if name == reference else ''}</td>"
@@ -241,6 +248,9 @@ def boards_table(summary: dict) -> str:
         facts = board.get("facts") or {}
         if board.get("error"):
             notes.append(f'<li class="fail">{esc(name)}: {esc(board["error"])}</li>')
+        version = version_note(summary, name)
+        if version:
+            notes.append(f'<li class="warn">{esc(name)}: {esc(version)}</li>')
         for note in board.get("notes") or []:
             notes.append(f'<li class="warn">{esc(name)}: {esc(note)}</li>')
         if facts.get("mnn_banner"):
@@ -280,11 +290,18 @@ def pictures(report, summary: dict) -> str:
             if values is None or ref_values is None or values.shape != ref_values.shape:
                 sections.append("<p class=dim>Nothing to draw: no comparable output from this board.</p>")
                 continue
+            difference = values.astype(np.float64) - ref_values.astype(np.float64)
+            finite = np.isfinite(difference)
+            left_out = (f", {difference.size - int(finite.sum())} of them NaN/Inf on either side and left out"
+                        if not finite.all() else "")
             sections.append(f"<p class=dim>|{esc(board)} − {esc(report.reference)}| per element, "
-                            f"{values.size} elements</p>")
-            sections.append(histogram_svg(values.astype(np.float64) - ref_values.astype(np.float64), limit))
+                            f"{values.size} elements{esc(left_out)}</p>")
+            sections.append(histogram_svg(difference[finite], limit) if finite.any()
+                            else "<p class=dim>No difference to draw: no element is finite on both sides.</p>")
             if spec.kind != "class_logits":
                 continue
+            axis = spec.class_axis + 1 if spec.class_axis >= 0 else spec.class_axis
+            nonfinite = ~np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=axis)
             maps = label_maps(values, ref_values, spec.class_axis)
             if maps is None:
                 sections.append("<p class=dim>The label maps are not 2-D; no pictures.</p>")
@@ -295,7 +312,10 @@ def pictures(report, summary: dict) -> str:
             benign_margin = getattr(spec, "benign_margin", 0.1)
             sections.append(f'<p class="legend">Disagreement:<span style="background:#464646"></span>same label'
                             f'<span style="background:#ffd700"></span>benign flip (reference margin &lt; '
-                            f'{benign_margin:g})<span style="background:#e62828"></span>hard flip</p>')
+                            f'{benign_margin:g})<span style="background:#e62828"></span>hard flip'
+                            + ('<span style="background:#c800c8"></span>NaN/Inf on the board'
+                               if nonfinite.any() else '') + '</p>')
+            nonfinite = nonfinite.reshape(ref_labels.shape)
             for sample in range(min(ref_labels.shape[0], MAX_SAMPLES_SHOWN)):
                 name = (report.inputs.sample_names[sample] if report.inputs is not None
                         and sample < len(report.inputs.sample_names) else f"sample {sample}")
@@ -303,11 +323,15 @@ def pictures(report, summary: dict) -> str:
                 if inputs is not None and sample < inputs.shape[0]:
                     figures.append(img_tag(input_picture(inputs[sample], scenario.preprocess), f"input {name}"))
                 figures.append(img_tag(colours[ref_labels[sample]], f"{report.reference} labels"))
-                figures.append(img_tag(colours[own_labels[sample]], f"{board} labels"))
-                picture, benign, hard = disagreement_picture(ref_labels[sample], own_labels[sample],
-                                                             margin[sample], benign_margin)
+                own = colours[own_labels[sample]]
+                own[nonfinite[sample]] = 0  # no class: the scores there are NaN/Inf
+                figures.append(img_tag(own, f"{board} labels" + (" (black: NaN/Inf)" if nonfinite[sample].any()
+                                                                 else "")))
+                picture, benign, hard, bad = disagreement_picture(ref_labels[sample], own_labels[sample],
+                                                                  margin[sample], benign_margin, nonfinite[sample])
                 total = picture.shape[0] * picture.shape[1]
-                figures.append(img_tag(picture, f"flips: {benign} benign, {hard} hard of {total}"))
+                caption = f"flips: {benign} benign, {hard} hard of {total}" + (f"; {bad} NaN/Inf" if bad else "")
+                figures.append(img_tag(picture, caption))
                 sections.append(f'<div class="pics">{"".join(figures)}</div>')
     return "".join(sections)
 

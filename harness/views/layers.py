@@ -131,9 +131,13 @@ def board_lines(board: BoardLayers) -> List[Text]:
                           f"({board.fetched_mb:.1f} MB fetched, budget {board.budget_mb:g} MB)", "dim"))
     if board.samples > 1:
         firsts = "; ".join(f"{i}: {first or 'none'}" for i, first in enumerate(board.sample_firsts))
+        why = board.sample_reason or "where the divergence starts earliest"
+        making = ""
+        if any(board.sample_nonfinite):
+            making = ". First NaN/Inf, per sample: " + "; ".join(f"{i}: {first or 'none'}"
+                                                                for i, first in enumerate(board.sample_nonfinite))
         lines.append(Text(f"{board.samples} samples traced; replayed sample {board.sample} ({board.sample_name}), "
-                          f"where the divergence starts earliest. First op over tolerance on exit, per sample: {firsts}",
-                          "dim"))
+                          f"{why}. First op over tolerance on exit, per sample: {firsts}{making}", "dim"))
     if board.unmatched:
         lines.append(Text(f"{board.unmatched} ops ran on one side only (no counterpart by name and type)", "yellow"))
     lines.extend(Text(note, "yellow") for note in board.notes)

@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.text import Text
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
-                                what_failed)
+from ..analysis.nonfinite import counts_short
+from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, failing_boards_text, headline, label_metric,
+                                output_kind, verdicts)
 from ..core.results import INTERRUPTED
 from .fold import Column, FoldingTable
 
@@ -36,7 +37,8 @@ def cell(record: dict, board: str) -> Text:
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
-    limit = {"tolerance": short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+    nonfinite = counts_short(first.metrics.get("nan_count") or 0, first.metrics.get("inf_count") or 0)
+    limit = {"tolerance": nonfinite or short_limit(first.reasons[0]), "requirement": "require_same_mnn",
              # asked a backend the board lacks: its numbers are the CPU's
              "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
     return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
@@ -68,7 +70,7 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
 
 LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
           "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke")
+          "backend) and the first limit it broke, or its NaN/Inf count (9 Inf)")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 
@@ -125,12 +127,12 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
 
 def matrix_summary_line(records: List[Tuple[str, dict]], exit_code: int, planned: Optional[int] = None,
                         interrupted: Optional[str] = None) -> Text:
-    """The last line: which settings diverge, each with what failed first in it; for an interrupted matrix,
-    how far it got first (a setting stopped midway is not a divergence)."""
+    """The last line: which settings diverge, each with every board that fails in it (or their count and the
+    worst); for an interrupted matrix, how far it got first (a setting stopped midway is not a divergence)."""
     stopped = [label for label, record in records if record.get("interrupted")]
     finished = [(label, record) for label, record in records if not record.get("interrupted")]
     failing = sorted((label, record) for label, record in finished if record.get("exit_code"))
-    named = "; ".join(f"{label} ({(what_failed(record) or ['see above'])[0]})" for label, record in failing)
+    named = "; ".join(f"{label} ({failing_boards_text(record)})" for label, record in failing)
     if interrupted or stopped:
         total = max(planned or 0, len(records))
         so_far = f"{len(failing)} diverge: {named}" if failing else "none diverge"

@@ -23,8 +23,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.compare import format_metric
+from ..analysis.versions import versions_differ
 from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
-                      summary_text, verdicts)
+                      summary_text, verdicts, version_note)
 from ..core.backend import fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
@@ -150,7 +151,7 @@ def boards_table(summary: dict) -> FoldingTable:
         wall = sum((board.get("timings") or {}).values())
         table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else ""),
                       Text(status, "green" if status == OK else "red"), facts.get("machine", "?"),
-                      Text(mnn, "yellow bold" if reference_mnn and mnn not in ("?", reference_mnn) else ""),
+                      Text(mnn, "yellow bold" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""),
                       facts.get("python", "?"), " ".join(features) or "–",
                       f"{statistics.median(latency):.1f} ms" if latency else "–", f"{rss:.0f} MB" if rss else "–",
                       f"{wall:.1f} s")
@@ -167,15 +168,12 @@ def _size(count: int) -> str:
 
 def notes(summary: dict) -> List[Text]:
     lines = []
-    reference = summary.get("reference")
-    boards = summary.get("boards") or {}
-    host_mnn = ((boards.get(reference) or {}).get("facts") or {}).get("mnn_version")
     for name, board in reference_first(summary):
         facts = board.get("facts") or {}
         found = facts.get("mnn_version")
-        if found and host_mnn and found != host_mnn:
-            lines.append(Text(f"{name}: MNN {found} on the board, {host_mnn} on the host: a version mismatch can "
-                              "explain a difference", "yellow"))
+        version = version_note(summary, name)
+        if version:
+            lines.append(Text(f"{name}: {version}", "yellow"))
         expected = board.get("expected_mnn_version")
         if expected and found and expected != found:
             lines.append(Text(f"{name}: the inventory expects MNN {expected}, the board has {found}", "yellow"))
