@@ -68,6 +68,18 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
                      f"{farm['ratio']['median']:.2f}x"):
         assert expected in text, expected
 
+    # What a jump host costs: the same run on the same board, through a real sshd and straight.
+    jump = data["jump"]
+    assert jump["board"] in data["board_names"]
+    for key in ("connect_straight", "connect_jumped", "board_straight", "board_jumped", "run_straight",
+                "run_jumped", "connect_ratio", "board_ratio", "run_ratio"):
+        assert real(jump[key]), key
+    assert math.isclose(jump["run_ratio"]["median"], jump["run_jumped"]["median"] / jump["run_straight"]["median"])
+    console = Console(record=True, width=120)
+    for shown in bench.views(data):
+        console.print(shown)
+    assert "7. A jump host" in console.export_text()
+
     # Its boards are gone.
     assert not [name for name in emulated.list_boards() if name.startswith(prefix)]
     assert not (emulated.farm_dir() / f"{prefix}-inventory.yaml").exists()

@@ -37,6 +37,11 @@ class BoardError(HarnessError):
     exit_code = 3
 
 
+class JumpHostError(BoardError):
+    """A jump host (bastion) on the way to a board could not be reached or used, or died: the board behind it
+    was not tried, or was cut off with it."""
+
+
 class BoardResultError(HarnessError):
     """What a board sent back breaks the contract (too big, a symlink, wrong types, no hash): that board failed."""
 

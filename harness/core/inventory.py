@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .endpoint import HOST, IPV6, JumpHost
 from .errors import ConfigError
 from .yamlfile import Section, describe_file_type, load_yaml, type_name
 
@@ -39,6 +40,8 @@ TAG_KEY = re.compile(r"[a-z][a-z0-9_]+")
 """labgrid's rule for tag keys (labgrid.remote.common.TAG_KEY), checked here so that a bad key is exit 2."""
 TAG_VALUE = re.compile(r"[A-Za-z0-9._+-]+")
 """Tag values as `labgrid-client set-tags k=v` can write them: no spaces, no '='."""
+MAX_JUMPS = 8
+"""More jump hosts than a lab has: a list that long is a mistake (or a loop written out)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class BoardSpec:
     """Loaded models the resident agent keeps between jobs (least recently used go first)."""
     agent_cache_mb: float = 1024.0
     """The resident agent's memory (RSS, MB) above which it evicts cached models."""
+    jump: Optional[Tuple[JumpHost, ...]] = None
+    """ssh, labgrid: the jump hosts to pass through, nearest first (`jump:`); None: as ~/.ssh/config says
+    (ProxyJump, ProxyCommand); (): `jump: none`, straight to the board."""
 
 
 @dataclass(frozen=True)
@@ -174,16 +180,8 @@ def _board(name: str, section: Section) -> BoardSpec:
 
 
 def _ssh_login(section: Section) -> dict:
-    """The SSH fields shared by ssh and labgrid boards: key, host-key checking, where the agent lives."""
-    key = section.str("key", None)
-    what = describe_file_type(Path(key).expanduser()) if key is not None else None
-    if what:
-        raise section.error("key", f"private key {key!r} is {what}, not a key file",
-                            "give the path of the private key file")
-    if key is not None and not Path(key).expanduser().is_file():
-        raise section.error("key", f"private key {key!r} does not exist",
-                            "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
-    return dict(key=key, known_hosts=section.str("known_hosts", None),
+    """The SSH fields shared by ssh and labgrid boards: key, host-key checking, jump hosts, where the agent lives."""
+    return dict(key=_key_file(section, "key"), known_hosts=section.str("known_hosts", None), jump=_jump_hosts(section),
                 trust_on_first_use=section.bool("trust_on_first_use", False),
                 workdir=section.str("workdir", "/tmp/mnn-harness"),
                 mnn=_mnn_mode(section, "provision"), mnn_version=mnn_version_of(section, None))
@@ -207,6 +205,76 @@ def mnn_version_of(section: Section, default: Optional[str], key: str = "mnn_ver
                             "write it as a plain version in quotes, e.g. \"3.6.1\" (releases with wheels: "
                             "3.0.0 to 3.6.1)")
     return version
+
+
+def _key_file(section: Section, name: str) -> Optional[str]:
+    """A private key file that exists (checked here: a typo is exit 2, not a refused login later)."""
+    key = section.str(name, None)
+    what = describe_file_type(Path(key).expanduser()) if key is not None else None
+    if what:
+        raise section.error(name, f"private key {key!r} is {what}, not a key file",
+                            "give the path of the private key file")
+    if key is not None and not Path(key).expanduser().is_file():
+        raise section.error(name, f"private key {key!r} does not exist",
+                            "give the path of the private key, or leave `key` out to use ~/.ssh/config and the SSH agent")
+    return key
+
+
+def _jump_hosts(section: Section) -> Optional[Tuple[JumpHost, ...]]:
+    """`jump:` as ProxyJump writes it ("lab@bastion:2222", "a,b"), a mapping with the hop's own key and
+    known_hosts, or a list of those, nearest first; `none`: straight to the board; absent: ~/.ssh/config."""
+    if not section.has("jump"):
+        return None
+    value = section.raw("jump")
+    if value == "none":
+        return ()
+    example = "write `jump: user@bastion:2222` (as ProxyJump and ssh -J do), or `jump: {host: bastion, key: ...}`"
+    if isinstance(value, list):
+        if not value:
+            raise section.error("jump", "is an empty list", example + ", or `jump: none` to go straight to the board")
+        items = [(f"jump[{index}]", item) for index, item in enumerate(value)]
+    elif isinstance(value, (str, dict)):
+        items = [("jump", value)]
+    else:
+        raise section.error("jump", f"must be a jump host, a mapping or a list of them, got {type_name(value)}",
+                            example)
+    hops: list = []
+    for where, item in items:
+        if isinstance(item, str):
+            section.to_str(where, item)
+            hops += [_jump_text(section, where, piece.strip(), example) for piece in item.split(",")]
+        elif isinstance(item, dict):
+            hop = Section(section.file, item, section.key(where))
+            host = hop.str("host")
+            if not re.fullmatch(rf"{HOST}|\[?{IPV6}\]?", host):
+                raise hop.error("host", f"{host!r} is not a host name or address",
+                                "give the bastion's address or ~/.ssh/config alias; put user and port in "
+                                "`user:` and `port:`")
+            hops.append(JumpHost(host=host.strip("[]"),
+                                 port=hop.int("port", None, minimum=1, maximum=65535, why="TCP ports are 1 to 65535"),
+                                 user=hop.str("user", None), key=_key_file(hop, "key"),
+                                 known_hosts=hop.str("known_hosts", None)))
+            hop.done()
+        else:
+            raise section.error(where, f"must be a jump host or a mapping, got {type_name(item)}", example)
+    if len(hops) > MAX_JUMPS:
+        raise section.error("jump", f"lists {len(hops)} jump hosts", f"a route of at most {MAX_JUMPS} hops")
+    seen = set()
+    for hop in hops:
+        if (hop.host, hop.port, hop.user) in seen:
+            raise section.error("jump", f"names the jump host {hop} twice",
+                                "list each jump host once, nearest first")
+        seen.add((hop.host, hop.port, hop.user))
+    return tuple(hops)
+
+
+def _jump_text(section: Section, where: str, text: str, example: str) -> JumpHost:
+    if text == "none":
+        raise section.error(where, "says `none` among other jump hosts", "write `jump: none` alone, or leave it out")
+    hop = JumpHost.parse(text)
+    if hop is None:
+        raise section.error(where, f"{text!r} is not a jump host (or its port is not 1 to 65535)", example)
+    return hop
 
 
 def _labgrid_place(section: Section) -> dict:

@@ -41,6 +41,9 @@ class TargetResult:
     bytes_downloaded: int = 0
     notes: List[str] = field(default_factory=list)
     """Things the report must say, e.g. that a host key was accepted on first use."""
+    via: List[str] = field(default_factory=list)
+    """How the board was reached when not straight: its jump hosts as written, nearest first ("ProxyCommand"
+    first when one carried the connection)."""
     reused_from: Optional[str] = None
     """The folder of the job whose result this is, when the same job (same model bytes, inputs and settings
     that reach the runtime) already ran on this target in this invocation: it did not run again."""

@@ -20,7 +20,8 @@ each other, on the same boards, with the same scenario, say more. Three:
 
 Then what board sessions save (bench_sessions): 4. a 16-setting matrix and
 5. a 3-scenario night, one-shot against resident, and 6. the per-job
-overhead on a warm board, each against the issue's goals.
+overhead on a warm board, each against the issue's goals; and 7. what a
+jump host costs (bench_jump).
 
 Every measurement is repeated (--repeat) and shown as median [min - max].
 The bench starts its own boards (prefix bench<pid>) and removes them at the end.
@@ -45,6 +46,7 @@ from ..core.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.farm import farm_boards, farm_up
 from .bench_common import background_load, cpu_ticks, host_cores, scenario_text, spread
+from .bench_jump import jump_table, measure_jump
 from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
 from .run import run_scenario
 
@@ -316,7 +318,8 @@ def views(data: dict) -> list:
     """Everything the bench prints, in order: the farm's tables and what they mean, then the sessions'."""
     return [*tables(data), *limits(data),
             *sessions_tables(data["sessions"], _table, _median, _range, data["boards"], data["cores"]),
-            *sessions_verdicts(data["sessions"])]
+            *sessions_verdicts(data["sessions"]),
+            *([jump_table(data["jump"], _table, _median, _range)] if "jump" in data else [])]
 
 
 def run_bench(boards: int, repeat: int, iterations: int, prefix: str, matrix_settings: int, night_scenarios: int,
@@ -334,6 +337,7 @@ def run_bench(boards: int, repeat: int, iterations: int, prefix: str, matrix_set
             sessions = SessionsBench(names, inventory, Path(workdir), cpu_ticks, matrix_settings,
                                      night_scenarios, host_cores())
             data["sessions"] = measure_sessions(sessions, repeat, progress)
+            data["jump"] = measure_jump(names[0], Path(workdir), repeat, iterations, progress)
     finally:
         for name in names:
             emulated.remove(name)
@@ -341,4 +345,4 @@ def run_bench(boards: int, repeat: int, iterations: int, prefix: str, matrix_set
                          emulated.farm_dir() / f"{prefix}-known_hosts"):
             leftover.unlink(missing_ok=True)
     data["bench_wall_s"] = time.perf_counter() - started
-    return data, bench.runs + sessions.runs
+    return data, bench.runs + sessions.runs + data["jump"]["runs"]

@@ -194,7 +194,8 @@ def summary(report: RunReport) -> dict:
                    "facts": _facts(result.facts),
                    "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
                    "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded,
-                   **({"reused_from": result.reused_from} if result.reused_from else {})}
+                   **({"reused_from": result.reused_from} if result.reused_from else {}),
+                   **({"via": result.via} if result.via else {})}
             for name, result in report.results.items()
         },
         "source": None if report.source is None else {

@@ -43,7 +43,8 @@ def render_health(health: List[dict], inventory_path: Path, console: Console) ->
         up = Text("held", "yellow") if item.get("held") else \
             Text("yes", "green") if item["reachable"] else Text("no", "red")
         # Text, not markup: what a board reports is shown as it is, never read as styles.
-        table.add_row(Text.assemble(item["board"], (f" ({item['kind']})", "dim")), up,
+        via = f" via {', '.join(item['via'])}" if item.get("via") else ""
+        table.add_row(Text.assemble(item["board"], (f" ({item['kind']}{via})", "dim")), up,
                       Text(str(facts.get("machine") or "–")), Text(str(facts.get("python") or "–")),
                       Text(str(mnn), "yellow" if item.get("warning") else ""), " ".join(shown) or "–",
                       f"{disk / 1024:.0f} GB" if disk else "–", Text(str(item.get("lock") or "free")),

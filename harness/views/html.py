@@ -235,7 +235,9 @@ def boards_table(summary: dict) -> str:
         status_class = "pass" if board.get("status") == OK else "fail"
         rows.append(
             f"<tr><td>{esc(name)}{' <span class=dim>(ref)</span>' if name == reference else ''}</td>"
-            f"<td>{esc(board.get('kind', '?'))}</td><td class={status_class}>{esc(board.get('status'))}</td>"
+            f"<td>{esc(board.get('kind', '?'))}"
+            f"{esc(' via ' + ', '.join(board['via'])) if board.get('via') else ''}</td>"
+            f"<td class={status_class}>{esc(board.get('status'))}</td>"
             f"<td>{esc(facts.get('machine', '?'))}</td><td class='{mnn_class}'>{esc(mnn)}</td>"
             f"<td>{esc(facts.get('python', '?'))}</td><td>{esc(' '.join(features) or '–')}</td>"
             f"<td class=num>{f'{statistics.median(latency):.1f} ms' if latency else '–'}</td>"

@@ -61,6 +61,7 @@ def junit_tree(summary: dict) -> ET.ElementTree:
         properties = ET.SubElement(suite, "properties")
         for key, value in (("run_id", summary.get("run_id")), ("reference", summary.get("reference")),
                            ("board_kind", facts.get("kind")), ("board_status", facts.get("status")),
+                           ("board_via", ", ".join(facts.get("via") or []) or None),
                            ("mnn_version", (facts.get("facts") or {}).get("mnn_version")),
                            ("machine", (facts.get("facts") or {}).get("machine")),
                            *((f"setting.{k}", v) for k, v in sorted(settings.items()))):

@@ -149,7 +149,9 @@ def boards_table(summary: dict) -> FoldingTable:
         latency = facts.get("latency_ms") or []
         rss = facts.get("peak_rss_mb")
         wall = sum((board.get("timings") or {}).values())
-        table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else ""),
+        via = board.get("via") or []
+        table.add_row(Text.assemble(name, (" (ref)", "dim") if name == reference else "",
+                                    (f" via {', '.join(via)}", "dim") if via else ""),
                       Text(status, "green" if status == OK else "red"), facts.get("machine", "?"),
                       Text(mnn, "yellow bold" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""),
                       facts.get("python", "?"), " ".join(features) or "–",

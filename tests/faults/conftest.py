@@ -43,16 +43,17 @@ def write_inventory(path: Path, boards: dict) -> Path:
     return path
 
 
-def harness(args: List[str], log: Path, **kwargs) -> subprocess.Popen:
-    """`harness ARGS` as its own process (and session: signals reach only it), output into log."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+def harness(args: List[str], log: Path, env: Optional[dict] = None, **kwargs) -> subprocess.Popen:
+    """`harness ARGS` as its own process (and session: signals reach only it), output into log; env: more
+    environment (HOME=...)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100", **(env or {})}
     out = open(log, "wb")
     return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=env, cwd=str(REPO), start_new_session=True, **kwargs)
 
 
-def run_harness(args: List[str], log: Path, timeout: float = 300) -> int:
-    process = harness(args, log)
+def run_harness(args: List[str], log: Path, timeout: float = 300, env: Optional[dict] = None) -> int:
+    process = harness(args, log, env)
     try:
         return process.wait(timeout=timeout)
     finally:

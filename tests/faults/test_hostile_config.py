@@ -217,6 +217,18 @@ def _inventory_cases():
               ("boards.emu.mnn_version", "3.6.1/../../x", "not an MNN version"),
               ("boards.lab.host", "a\x00b", "control character"), ("boards.lab.tags[0]", "\x1b[2J", "control character"),
               ("boards.lab.host", ["h"], "must be a string")]
+    where = "boards.lab.jump"  # a jump host, written as ProxyJump writes it or as a mapping, or a list of them
+    cases += [(where, "bastion:70000", "port is not 1 to 65535"), (where, "bastion:0", "port is not 1 to 65535"),
+              (where, "bastion:-1", "not a jump host"), (where, "a b", "not a jump host"),
+              (where, "", "not a jump host"),
+              (where, "b\x1b[2J", "control character"), (where, "b,b", "twice"), (where, [], "empty list"),
+              (where, NAN, "must be a jump host"), (where, ["b", "none"], "`none` among"),
+              (where, [f"h{n}" for n in range(9)], "lists 9 jump hosts"),
+              (where, {"host": "b", "port": NAN}, "must be an integer"),
+              (where, {"host": "b", "port": 0}, "at least 1"),
+              (where, {"host": "b", "port": 10 ** 30}, "at most 65535"), (where, {"host": "u@b"}, "not a host name"),
+              (where, {"host": "b", "keys": "k"}, "not a known key"), (where, {"port": 22}, "is missing"),
+              (where, {"host": "b", "key": "/no/such/key"}, "does not exist")]
     return cases
 
 

@@ -78,7 +78,8 @@ class HeldPlace:
                            user=self.service.get("username") or None,
                            key_filename=str(Path(board.key).expanduser()) if board.key else None,
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
-                           python=board.python, workdir=board.workdir.replace("{place}", str(self.name)))
+                           python=board.python, workdir=board.workdir.replace("{place}", str(self.name)),
+                           jump=board.jump)
 
     def let_go(self) -> None:
         """Cancel the reservation, then release the place (that order hands it over fastest). Idempotent."""

@@ -1,9 +1,8 @@
 """A board over SSH (fabric): upload what is missing, run the agent, download the results.
 
-Host keys are always verified: against ~/.ssh/known_hosts, the board's own
-known_hosts file, and nothing else. An unknown key is accepted only when the
-inventory says `trust_on_first_use: true` for that board, and the report says
-so. Fabric's own default (accept anything) is replaced on every connection.
+How the board is reached (straight, through jump hosts, through a
+ProxyCommand), how every host key on the way is checked and how a death on
+the way is noticed and named: route.py.
 
 A board session, once for all its jobs: connect; make the workdir (a new
 board, or /tmp after a reboot); take the board's lock; in one remote call
@@ -39,7 +38,6 @@ import secrets
 import select
 import socket
 import stat
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +50,7 @@ from ...core.agent_bundle import bundle
 from ...core.board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, clean_text, human_size
 from ...core.cache import sha256_file
 from ...core.endpoint import SshEndpoint
-from ...core.errors import BoardError, BoardResultError, Interrupted
+from ...core.errors import BoardError, BoardResultError, Interrupted, JumpHostError
 from ...core.job import Job
 from ...core.results import TargetResult
 from ..agent_protocol import Hello, run_request
@@ -62,30 +60,14 @@ from .provision import Provisioner, list_sites, remove_sites
 from .lock import BoardLock, read_holder
 from .remote import BoardPaths, Leftovers, StoreFile
 from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on, session_agent
+from .route import BoardSilent, HopLost, Route, RouteHeartbeat, plan_route
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
-CONNECT_ATTEMPTS = 3
-CONNECT_BACKOFF_S = 1.0
 POLL_S = 0.2
 OUTPUT_MAX = 1 << 20
 """Bytes kept of a helper command's stdout or stderr; the agent's own output goes to its log file."""
 CHUNK = 1 << 20
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Accept an unknown host key, remember it in known_hosts and note that we did."""
-
-    def __init__(self, known_hosts: Path, accepted: list):
-        self.known_hosts = known_hosts
-        self.accepted = accepted
-
-    def missing_host_key(self, client, hostname, key):
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.known_hosts, "a") as f:
-            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        self.accepted.append(f"{hostname} {key.get_name()} SHA256 fingerprint "
-                             f"{key.fingerprint if hasattr(key, 'fingerprint') else key.get_fingerprint().hex()}")
 
 
 @dataclass
@@ -95,6 +77,8 @@ class BoardConnection:
     endpoint: SshEndpoint
     connection: Connection
     sftp: paramiko.SFTPClient
+    route: Route
+    """The legs to the board: its own connection last, the jump hosts (if any) before it."""
     paths: BoardPaths = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,8 +101,8 @@ class BoardConnection:
 
     @property
     def alive(self) -> bool:
-        transport = self.connection.client.get_transport()
-        return transport is not None and transport.is_active()
+        """The board's connection and every one on the way to it are up."""
+        return self.route.alive
 
 
 @dataclass
@@ -126,40 +110,6 @@ class RemoteRun:
     status: int
     stdout: str
     stderr: str
-
-
-class Heartbeat:
-    """Asks the board's sshd for an answer now and then while the agent runs.
-
-    A board whose sshd froze (or whose network drops packets both ways) sends
-    no reset, and the transport's keepalives want no reply: without asking,
-    the host would wait until run_timeout. One request at a time, in a thread
-    of its own (paramiko's global_request blocks until the answer comes).
-    """
-
-    def __init__(self, transport: paramiko.Transport, every: float):
-        self.transport = transport
-        self.every = every
-        self.asked_at = 0.0
-        self.answered: Optional[threading.Event] = None
-
-    def silent_for(self) -> float:
-        """Seconds the board has left a question unanswered (0 when it answers); asks again when due."""
-        now = time.monotonic()
-        if self.answered is not None and not self.answered.is_set():
-            return now - self.asked_at
-        if now - self.asked_at >= self.every:
-            self.answered, self.asked_at = threading.Event(), now
-            threading.Thread(target=self._ask, args=(self.answered,), name="heartbeat", daemon=True).start()
-        return 0.0
-
-    def _ask(self, answered: threading.Event) -> None:
-        try:
-            # sshd answers an unknown global request at once (with a failure): that answer is the heartbeat.
-            self.transport.global_request("keepalive@openssh.com", wait=True)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-        answered.set()
 
 
 class ChannelLink(AgentLink):
@@ -193,7 +143,8 @@ class SshTarget(Target):
 
     def __init__(self, board, lock_timeout: float = 300.0):
         super().__init__(board, lock_timeout)
-        self.connection: Optional[Connection] = None
+        self.route: Optional[Route] = None
+        """The connections to the board (jump hosts first), open or opening; abort() closes them."""
         self.remote: Optional[BoardConnection] = None
         self.lock: Optional[BoardLock] = None
         self.locked_at: Optional[float] = None
@@ -228,7 +179,7 @@ class SshTarget(Target):
         return SshEndpoint(host=board.host, port=board.port or 22, user=board.user,
                            key_filename=str(Path(board.key).expanduser()) if board.key else None,
                            known_hosts=board.known_hosts, trust_on_first_use=board.trust_on_first_use,
-                           python=board.python, workdir=board.workdir)
+                           python=board.python, workdir=board.workdir, jump=board.jump)
 
     def expected_mnn_version(self, job: Job) -> Optional[str]:
         """A provisioned board runs the version its sites hold; a `mnn: system` one what the run asks, if anything."""
@@ -241,64 +192,15 @@ class SshTarget(Target):
     # -- connecting ------------------------------------------------------------------------------------
 
     def connect(self, endpoint: SshEndpoint, result: TargetResult) -> Connection:
-        connect_kwargs = {"banner_timeout": self.board.connect_timeout,
-                          "auth_timeout": self.board.connect_timeout}
-        if endpoint.key_filename:
-            # Only the named key: offering every key in ~/.ssh can exhaust
-            # the server's MaxAuthTries before the right one is tried.
-            connect_kwargs.update(key_filename=endpoint.key_filename, look_for_keys=False, allow_agent=False)
-        connection = Connection(endpoint.host, user=endpoint.user, port=self.ssh_port(endpoint),
-                                connect_timeout=self.board.connect_timeout, connect_kwargs=connect_kwargs)
-        client = connection.client
-        client.load_system_host_keys()
-        if endpoint.known_hosts and Path(endpoint.known_hosts).expanduser().is_file():
-            client.load_system_host_keys(str(Path(endpoint.known_hosts).expanduser()))
-        accepted: list = []
-        if endpoint.trust_on_first_use:
-            known_hosts = Path(endpoint.known_hosts or "~/.ssh/known_hosts").expanduser()
-            client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts, accepted))
-        else:
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        where = f"{connection.user}@{connection.host}:{connection.port}"
-        self.connection = connection  # abort() from another thread can close it while it connects
-        for attempt in range(CONNECT_ATTEMPTS):
-            self.check_interrupted()
-            try:
-                connection.open()
-                break
-            except paramiko.BadHostKeyException as error:
-                raise BoardError(f"{self.name}: the host key of {where} CHANGED since it was recorded "
-                                 f"(got {error.key.get_name()}): the board was reinstalled or someone is in "
-                                 "the middle; check it, then update known_hosts") from error
-            except paramiko.AuthenticationException as error:
-                raise BoardError(f"{self.name}: {where} refused our key ({error}); check `user` and `key` "
-                                 "for this board in the inventory") from error
-            except paramiko.SSHException as error:
-                if "not found in known_hosts" in str(error):
-                    raise BoardError(
-                        f"{self.name}: {where} has a host key that is not in known_hosts; check its fingerprint "
-                        f"and add it (`ssh-keyscan -p {connection.port} {connection.host} >> ~/.ssh/known_hosts`), "
-                        "or set `trust_on_first_use: true` for this board in the inventory") from error
-                failure = f"SSH to {where} failed: {error}"
-            except (socket.timeout, TimeoutError):
-                failure = f"no answer from {where} within {self.board.connect_timeout:g} s (connect_timeout)"
-            except paramiko.ssh_exception.NoValidConnectionsError as error:
-                # paramiko's own words are "[Errno None] Unable to connect": say what the socket said.
-                why = "; ".join(sorted({os.strerror(e.errno) if e.errno else str(e)
-                                        for e in error.errors.values()})) or str(error)
-                failure = f"cannot connect to {where}: {why} (is sshd running there, on port {connection.port}?)"
-            except OSError as error:
-                failure = f"cannot connect to {where}: {error}"
-            # A board that reboots or a sshd at its MaxStartups limit refuses for a
-            # moment: retry with backoff before calling the board unusable.
-            if attempt + 1 < CONNECT_ATTEMPTS:
-                result.notes.append(f"connect attempt {attempt + 1} failed ({failure}); retrying")
-                if self.interrupted.wait(CONNECT_BACKOFF_S * 2 ** attempt):
-                    self.check_interrupted()
-        else:
-            raise BoardError(f"{self.name}: {failure} (after {CONNECT_ATTEMPTS} attempts)")
-        self.watch_for_death(connection)
-        for line in accepted:
+        """Open the route to the board (jump hosts and ProxyCommand as the inventory or ~/.ssh/config say; an
+        emulated board straight), every host key checked, and watch it for death; the board's Connection."""
+        route = plan_route(self.name, endpoint, self.ssh_port(endpoint), self.board.connect_timeout,
+                           straight=self.board.kind == "emulated")
+        self.route = route  # abort() from another thread can close it while it connects
+        result.via = route.via
+        connection = route.open(self.board.connect_timeout, self.interrupted, result.notes)
+        route.watch_for_death(self.board.dead_after)
+        for line in route.accepted:
             result.notes.append(f"host key accepted on first use (trust_on_first_use): {line}")
         return connection
 
@@ -308,21 +210,8 @@ class SshTarget(Target):
         sftp = connection.sftp()
         # Without a timeout a stalled transfer hangs this board's thread forever.
         sftp.get_channel().settimeout(self.board.transfer_timeout)
-        self.remote = BoardConnection(endpoint, connection, sftp)
+        self.remote = BoardConnection(endpoint, connection, sftp, self.route)
         return self.remote
-
-    def watch_for_death(self, connection: Connection) -> None:
-        """Notice a board that vanished (power cut, cable pulled) in seconds, not in TCP's 15 minutes.
-
-        A dead board sends no reset: the connection just stops. SSH keepalives
-        keep data in flight, and TCP_USER_TIMEOUT drops the connection when
-        that data stays unacknowledged for dead_after seconds.
-        """
-        interval = max(1, int(self.board.dead_after / 6))
-        connection.transport.set_keepalive(interval)
-        if hasattr(socket, "TCP_USER_TIMEOUT"):
-            connection.transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
-                                                 int(self.board.dead_after * 1000))
 
     # -- remote commands -------------------------------------------------------------------------------
 
@@ -410,6 +299,7 @@ class SshTarget(Target):
                     self.close()
                     result.notes.append("the connection to the board was lost during an earlier job: reconnected")
                 board = self.open_session(job, on_stage, result)
+            result.via = board.route.via
             self.run_job(board, job, local_dir, on_stage, result)
         except (OSError, EOFError, paramiko.SSHException) as error:
             raise self.transport_error(error, self.remote) from error
@@ -468,10 +358,19 @@ class SshTarget(Target):
         return board
 
     def transport_error(self, error: BaseException, board: Optional[BoardConnection]) -> Exception:
-        """What a connection error means, in words: interrupted, the board stopped answering, a stalled transfer."""
+        """What a connection error means, in words: interrupted, a jump host (or the ProxyCommand) on the way
+        died, the board stopped answering, a stalled transfer."""
         if self.interrupted.is_set():
             return Interrupted(f"{self.name}: interrupted during {self.stage}")
         elapsed = time.monotonic() - self.stage_started
+        # BoardSilent: every hop on the way still answered its heartbeat (the route was closed after that).
+        lost = error if isinstance(error, HopLost) else None if isinstance(error, BoardSilent) or board is None \
+            else board.route.lost_on_the_way()
+        if lost is not None:
+            return JumpHostError(f"{self.name}: {lost.who} was lost during {self.stage} after {elapsed:.0f} s "
+                                 f"({lost.why}); the board behind it was cut off with it and may be fine: check "
+                                 f"{lost.short}" + ("" if "dead_after" in lost.why
+                                                    else f" (dead_after={self.board.dead_after:g} s)"))
         dead = board is None or not board.alive
         if isinstance(error, socket.timeout) and not dead:
             return BoardError(f"{self.name}: no progress for {self.board.transfer_timeout:g} s (transfer_timeout) "
@@ -479,7 +378,9 @@ class SshTarget(Target):
         if dead or isinstance(error, EOFError) or "closed" in str(error).lower():
             why = str(error) if str(error).startswith("no answer") else "the connection dropped"
             return BoardError(f"{self.name}: the board stopped answering during {self.stage} after {elapsed:.0f} s "
-                              f"({why}); it lost power or network, or hung (dead_after={self.board.dead_after:g} s)")
+                              f"({why}); it lost power or network, or hung"
+                              + ("" if "dead_after" in why else f" (dead_after={self.board.dead_after:g} s)")
+                              + (board.route.still_there() if board else ""))
         return BoardError(f"{self.name}: {self.stage} failed: {type(error).__name__}: {error}")
 
     @property
@@ -516,15 +417,15 @@ class SshTarget(Target):
                 lock.release()  # with the connection gone it only forgets it; the next run breaks it as stale
             except (OSError, EOFError, paramiko.SSHException):
                 pass
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            connection.close()
+        route, self.route = self.route, None
+        if route is not None:
+            route.close()
 
     def abort(self) -> None:
-        """A board that did not stop in time: close the connection under it, nothing more (it may be frozen)."""
-        connection = self.connection
-        if connection is not None:
-            connection.close()
+        """A board that did not stop in time: close the connections under it, nothing more (it may be frozen)."""
+        route = self.route
+        if route is not None:
+            route.close()
 
     # -- one job ---------------------------------------------------------------------------------------
 
@@ -624,7 +525,7 @@ class SshTarget(Target):
             return ResidentAgent(ChannelLink(channel), self.name)
 
         def handshake(agent: ResidentAgent) -> Hello:
-            heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
+            heartbeat = board.route.heartbeat(max(1.0, self.board.dead_after / 3))
             hello = agent.handshake(max(60.0, self.board.connect_timeout * 4), self.agent_check(board, heartbeat))
             if self.lock is not None:
                 self.lock.record_agent(hello.pid, hello.pgid)  # the lock lives as long as this agent does
@@ -644,17 +545,26 @@ class SshTarget(Target):
             self.end_agent()  # the next job asks for another MNN: the resident agent is per version
         return session_agent(self, result, start, handshake, cannot_serve)
 
-    def agent_check(self, board: "BoardConnection", heartbeat: Optional["Heartbeat"] = None):
-        """What a wait on the agent checks: Ctrl-C, the connection, and (during a job) the board's heartbeat."""
+    def agent_check(self, board: "BoardConnection", heartbeat: Optional[RouteHeartbeat] = None):
+        """What a wait on the agent checks: Ctrl-C, the connection, and (during a job) the heartbeats of the board
+        and of every jump host on the way."""
         def check() -> None:
             if self.interrupted.is_set():
                 raise Interrupted(f"{self.name}: interrupted during {self.stage}; its agent was stopped")
             if not board.alive:
                 raise EOFError("the SSH session of the agent closed")
-            if heartbeat is not None and heartbeat.silent_for() > self.board.dead_after:
-                board.connection.close()  # also ends the heartbeat's thread
-                raise EOFError(f"no answer to a heartbeat for dead_after={self.board.dead_after:g} s")
+            if heartbeat is not None:
+                self.check_heartbeat(board, heartbeat)
         return check
+
+    def check_heartbeat(self, board: "BoardConnection", heartbeat: RouteHeartbeat) -> None:
+        """HopLost or BoardSilent (EOFErrors) once something on the way has been silent for dead_after; the
+        connections are closed first, which also ends the heartbeats' threads."""
+        try:
+            heartbeat.check(self.board.dead_after)
+        except EOFError:
+            board.route.close()
+            raise
 
     def run_resident(self, board: "BoardConnection", agent: ResidentAgent, job_id: str, job_dir: str,
                      manifest: dict, local_dir: Path, result: TargetResult) -> None:
@@ -663,7 +573,7 @@ class SshTarget(Target):
         request = run_request(0, job_dir, manifest, remove=self.done_dirs)
         result.bytes_uploaded += agent.sent_bytes(request)
         received = agent.received
-        heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
+        heartbeat = board.route.heartbeat(max(1.0, self.board.dead_after / 3))
         try:
             run_on(self, agent, request, self.board.run_timeout, self.agent_check(board, heartbeat),
                    after_death=lambda: self.fetch_log_quietly(board, job_dir, local_dir, result))
@@ -820,7 +730,7 @@ class SshTarget(Target):
             channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, *self.provisioner.command(board.endpoint.python),
                                                               agent]))
             deadline = time.monotonic() + self.board.run_timeout
-            heartbeat = Heartbeat(board.transport, max(1.0, self.board.dead_after / 3))
+            heartbeat = board.route.heartbeat(max(1.0, self.board.dead_after / 3))
             line = self._first_line(channel, board)
             words = line.split()
             if len(words) == 3 and words[0] == "agent-pid" and words[1].isdigit() and words[2].isdigit() \
@@ -834,9 +744,7 @@ class SshTarget(Target):
                                      f"{self.board.run_timeout:g} s and was stopped")
                 if channel.closed or not board.alive:
                     raise EOFError("the SSH session of the agent closed")
-                if heartbeat.silent_for() > self.board.dead_after:
-                    board.connection.close()  # also ends the heartbeat's thread
-                    raise EOFError(f"no answer to a heartbeat for dead_after={self.board.dead_after:g} s")
+                self.check_heartbeat(board, heartbeat)
                 channel.status_event.wait(POLL_S)
             status = channel.recv_exit_status()
         finally:
@@ -943,8 +851,11 @@ class SshTarget(Target):
 
     def probe_impl(self, health: dict) -> None:
         result = TargetResult(self.name, self.board.kind, "unusable")
-        board = self.open_board(result)
-        health["address"] = f"{board.endpoint.host}:{board.endpoint.port}"
+        try:
+            board = self.open_board(result)
+        finally:
+            health["via"] = result.via  # known once the route is planned: said for a board it could not reach too
+        health["address"] = f"{board.connection.host}:{board.connection.port}"
         health["workdir"] = board.workdir
         health["workdir_created"] = self.prepare_workdir(board, result)
         files = {name: item for name, item in self.store_files_for_probe().items()}
