@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import ConfigError
+from .shipped import default_inventory
 from .yamlfile import Section, describe_file_type, load_yaml, type_name
 
 KINDS = ("local", "ssh", "emulated", "labgrid")
 QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
              "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
-DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
 MNN_VERSION = re.compile(r"[0-9]+(\.[0-9A-Za-z]+)*")
 """An emulated board's MNN version names a directory of the cache and a pip requirement: a plain version."""
 TIMEOUTS = {"connect_timeout": (15.0, 3600.0), "run_timeout": (1800.0, 7 * 86400.0),
@@ -104,7 +104,7 @@ def find_inventory(explicit: Optional[str] = None) -> Path:
         return Path(os.environ["MNN_HARNESS_INVENTORY"])
     if Path("inventory.yaml").is_file():
         return Path("inventory.yaml")
-    return DEFAULT_INVENTORY
+    return default_inventory()
 
 
 def load_inventory(path) -> Inventory:
