@@ -360,7 +360,8 @@ def _build_failure(script: Path, options: List[str], completed: subprocess.Compl
     tail = _tail(output)
     missing = re.search(r"No module named '([^'.]+)", output) or re.search(r"(\w+) is not installed", output)
     if missing:
-        fix = f"{missing.group(1)} is missing: install the model extra with `pip install -e .[model]`"
+        fix = (f"{missing.group(1)} is missing: install the model extra with `pip install 'mnn-harness[model]'` "
+               "(in a clone: `pip install -e .[model]`)")
     elif completed.returncode == 0:
         fix = "the script exited 0 but wrote no file at --output: it must write the ONNX file there"
     else:
@@ -508,7 +509,7 @@ def mnn_version() -> str:
         return importlib.metadata.version("MNN")
     except importlib.metadata.PackageNotFoundError as error:
         raise SetupError("MNN is not installed on this host; the harness converts and runs models with it\n"
-                         "  fix: `pip install -e .`") from error
+                         "  fix: `pip install MNN`") from error
 
 
 def onnx_signature(path: Path) -> "Signature":

@@ -82,7 +82,8 @@ def init_files(model: str, board: Optional[str] = None, name: Optional[str] = No
     if spec is not None:
         result.board_facts = probe(spec)
     text, result.guesses = scenario_text(path, signature, scenario_path.parent,
-                                         targets=["x86", spec.name] if spec else ["x86", "arm-a76"])
+                                         targets=["x86", spec.name] if spec else ["x86", "arm-a76"],
+                                         written_as=model if model.startswith("pkg:") else None)
     _write(scenario_path, text)
     if spec is not None:
         result.inventory, result.inventory_action = write_inventory(inventory_path, spec, result.board_facts)
@@ -191,14 +192,17 @@ def _append_column(path: Path) -> int:
 # -- the scenario --------------------------------------------------------------------------------------------
 
 
-def scenario_text(model: Path, signature: Signature, directory: Path, targets: List[str]) -> Tuple[str, List[str]]:
-    """The scenario's YAML, with a comment on every guess, and the guesses as lines for the terminal."""
+def scenario_text(model: Path, signature: Signature, directory: Path, targets: List[str],
+                  written_as: Optional[str] = None) -> Tuple[str, List[str]]:
+    """The scenario's YAML, with a comment on every guess, and the guesses as lines for the terminal.
+    written_as: how the scenario names the model (`pkg:PACKAGE/path`, which survives a reinstall), if not by path."""
     inputs = [t for t in signature.tensors if t.role == "input"]
     outputs = [t for t in signature.tensors if t.role == "output"]
     nhwc = signature.format == "TFLITE"
     images = [t for t in inputs if _image_layout(t, nhwc)]
     guesses: List[str] = []
-    relative = os.path.relpath(model, directory.resolve()) if _same_tree(model, directory) else str(model)
+    relative = written_as or (os.path.relpath(model, directory.resolve()) if _same_tree(model, directory)
+                              else str(model))
     lines = [f"# Written by `harness init` from {model.name} ({signature.format}). It runs as it is (`harness run",
              "# FILE`); then make what the comments point at your app's, and run it again.",
              f"name: {_slug(model.stem)}",
