@@ -605,9 +605,10 @@ def cmd_init(args, console: Console) -> int:
     written = init_files(args.model, board=args.board, name=args.name, key=args.key,
                          known_hosts=args.known_hosts, python=args.python, output=args.output, force=args.force,
                          log=lambda message: console.print(f"[dim]{escape(message)}[/]"))
+    record = written.as_dict()
     if args.json:
-        print(json.dumps(written.as_dict(), indent=1))
-    render_init(written, console)
+        print(json.dumps(record, indent=1))
+    render_init(record, console)
     return 0
 
 
@@ -616,9 +617,10 @@ def cmd_doctor(args, console: Console) -> int:
     from .views.doctor import render_checks
 
     checks = diagnose_host()
+    record = checks.as_dict()
     if args.json:
-        print(json.dumps(checks.as_dict(), indent=1))
-    render_checks(checks, console)
+        print(json.dumps(record, indent=1))
+    render_checks(record, console)
     return checks.exit_code
 
 

@@ -160,3 +160,17 @@ def test_completion_scripts_are_valid_shell_and_know_every_command(tmp_path, cap
     completed = subprocess.run(["bash", "-c", f'source {script}; COMP_WORDS=(harness ru); COMP_CWORD=1; '
                                 "_shtab_harness; printf '%s\\n' \"${COMPREPLY[@]}\""], capture_output=True, text=True)
     assert completed.stdout.split() == ["run"], completed.stderr
+
+
+def test_doctor_says_each_requirement_and_exits_2_when_a_required_one_is_missing(monkeypatch, capsys):
+    from harness.plans import doctor
+
+    assert main(["doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "For x86 runs and SSH boards" in out and "ok MNN" in out and "ready for: x86 runs and SSH boards" in out
+    monkeypatch.setattr(doctor, "requirements", lambda: [("numpy", ">=99"), ("no-such-package", ">=1.0")])
+    assert main(["doctor", "--json"]) == 2
+    checks = {check["name"]: check for check in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["numpy >=99"]["ok"] is False and "pip install 'numpy>=99'" in checks["numpy >=99"]["fix"]
+    assert checks["no-such-package >=1.0"]["fix"] == "pip install 'no-such-package>=1.0'"
+    assert doctor.satisfies("3.6.1", ">=3.0.0") and not doctor.satisfies("2.9", ">=3.0.0")
