@@ -16,7 +16,6 @@ Every command takes -v/--debug (the SSH and agent conversation into a log file),
 errors) and --inventory; errors go to stderr, and with --json stdout carries only the JSON.
 """
 
-
 import argparse
 import dataclasses
 import json
@@ -197,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "inventory with that board, after checking its host key and Python)")
     init.add_argument("model", help="an .onnx, .tflite or .mnn file")
     init.add_argument("--board", metavar="USER@HOST[:PORT]", help="a real board reached over SSH: checked now "
-                      "(known host key, Python with numpy and MNN), then written into ./inventory.yaml")
+                      "(known host key, Python with numpy and MNN), then written into inventory.yaml beside the "
+                      "scenario (a new one, or appended)")
     init.add_argument("--name", help="the board's name in the inventory (default: its host)")
     init.add_argument("--key", metavar="FILE", help="the SSH private key for --board (default: your agent and "
                       "~/.ssh keys)")
