@@ -262,8 +262,10 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
 def guess_kind(tensor: TensorInfo, nhwc: bool) -> Tuple[str, int, str]:
     """(kind, class axis, why): class_logits only where the shape says scores over classes; else a tensor."""
     shape = tensor.shape
-    if not tensor.dtype.startswith("float") or any(d is None for d in shape[1:]):
-        return "tensor", 1, "" if tensor.dtype.startswith("float") else "integers are compared exactly"
+    if not tensor.dtype.startswith("float"):
+        return "tensor", 1, "integers are compared exactly"
+    if any(d is None for d in shape[1:]):
+        return "tensor", 1, "its shape is open: judged by its SNR"
     if len(shape) == 4:
         axis = 3 if nhwc else 1
         if shape[axis] > 1 and all(shape[i] > 1 for i in ((1, 2) if nhwc else (2, 3))):
@@ -272,7 +274,9 @@ def guess_kind(tensor: TensorInfo, nhwc: bool) -> Tuple[str, int, str]:
     if len(shape) == 2 and shape[1] > 1:
         return ("class_logits", 1, f"{shape[1]} scores per sample, judged by the top class (not classes? make "
                 "it tensor)")
-    return "tensor", 1, "judged by its SNR (a probability per pixel? probability_map, threshold: 0.5)"
+    if len(shape) == 4:
+        return "tensor", 1, "judged by its SNR (a probability per pixel? probability_map, threshold: 0.5)"
+    return "tensor", 1, "judged by its SNR (one yes/no per element? decision, threshold: 0.5)"
 
 
 def _image_layout(tensor: TensorInfo, nhwc: bool) -> Optional[str]:
