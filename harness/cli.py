@@ -1,6 +1,8 @@
 """The `harness` command.
 
     harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
+    harness init MODEL [--board USER@HOST]     a starter scenario (and inventory) for a model
+    harness doctor                             what this host needs, each ok or missing
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json] [--clean]         every board with live health (--clean: remove leftovers)
     harness farm up [--size N] [--farm F] [--labgrid] | down [NAME...] [--farm F] [--all] [--remove] | status
@@ -9,14 +11,14 @@
     harness bisect SCENARIO --board B --mnn 3.0.0..3.6.1 [--all] [--converter]   which MNN release breaks it
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
+    harness completion bash|zsh|tcsh                          a shell completion script
 
-Exit codes: 0 every board matched, 1 some comparison failed, 2 usage or
-configuration error (nothing ran), 3 a board could not be used, 4 (nightly)
-the night ran but could not be written to the history, 130 stopped by Ctrl-C
-(SIGINT), 143 stopped by SIGTERM.
+Every command takes -v/--debug (the SSH and agent conversation into a log file), -q (only the verdict and
+errors) and --inventory; errors go to stderr, and with --json stdout carries only the JSON.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -28,8 +30,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from .analysis.run_report import EXIT_CONFIG
-from .core.errors import HarnessError
+from .core.errors import ConfigError, HarnessError
 from .core.inventory import find_inventory, load_inventory
+from .core.shipped import scenario_path
 from .execution.interrupt import signals_handled
 
 
@@ -61,15 +64,67 @@ def bounded(kind=float, minimum: Optional[float] = None, above: Optional[float] 
     return parse
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+EXIT_CODES = """\
+exit codes:
+  0    every board matched (other commands: done, everything ok)
+  1    some comparison failed, or the model did not run on a board
+  2    usage or configuration error, or something the host needs is missing: nothing ran
+  3    a board could not be used (unreachable, host key refused, held past --lock-timeout)
+  4    (nightly) the night ran but could not be written to the history
+  130  stopped by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM"""
+
+
+class VersionAction(argparse.Action):
+    """`harness --version`: the harness, the host's MNN and the agent's digest (what a board runs), then exit 0."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        from .core.agent_bundle import digest
+        from .core.model import mnn_version
+
+        lines = [f"mnn-harness {__version__}"]
+        for label, read in (("host MNN", mnn_version), ("agent", lambda: digest()[:16])):
+            try:
+                lines.append(f"{label} {read()}")
+            except HarnessError as error:
+                lines.append(f"{label} missing ({str(error).splitlines()[0]})")
+        lines.append(f"Python {sys.version.split()[0]} ({sys.executable})")
+        print("\n".join(lines))
+        parser.exit()
+
+
+def add_common_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """The options every command takes, before or after its name (`harness -v run x.yaml`, `harness run x.yaml
+    -v`). On the subcommands their defaults are SUPPRESS, so a subcommand never resets what the top level got."""
+    default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("--inventory", default=default(None), help="inventory YAML (default: "
+                        "$MNN_HARNESS_INVENTORY, ./inventory.yaml, or the built-in x86 + emulated Cortex-A76)"
+                        if top else argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="write the SSH conversation (paramiko) and the agents' into a log file, moved into the "
+                        "run folder as harness.log; its path is the last line on stderr")
+    parser.add_argument("--debug", action="store_true", default=default(False),
+                        help="as -v, with every SSH packet, command output and agent message")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                        help="print only the verdict line and errors (the exit code says the rest)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Does your MNN model give the same answers "
-                                     "on the ARM board as on x86?")
-    parser.add_argument("--inventory", help="inventory YAML (default: $MNN_HARNESS_INVENTORY, ./inventory.yaml, "
-                        "or the built-in x86 + emulated Cortex-A76)")
-    commands = parser.add_subparsers(dest="command", required=True)
+                                     "on the ARM board as on x86?", epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=VersionAction, help="the harness's version, the host's MNN and the "
+                        "agent's digest")
+    add_common_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a scenario on its boards and compare with x86")
-    run.add_argument("scenario", help="scenario YAML, e.g. scenarios/segformer.yaml")
+    run.add_argument("scenario", help="scenario YAML, e.g. scenarios/segformer.yaml, or a shipped example: "
+                     "example:quick")
     run.add_argument("--targets", help="comma-separated subset of the scenario's targets")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
@@ -150,9 +205,35 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "machine, whoever started it (other farms, other users' and tests' boards too)")
     farm.add_argument("--remove", action="store_true", help="down: also delete the boards' state (keys, "
                       "address, home); for boards that are stale")
+    farm.add_argument("--json", action="store_true", help="print the boards (down: what was stopped) as JSON on "
+                      "stdout")
 
     inspect = commands.add_parser("inspect", help="a model's inputs and outputs: names, shapes, dtypes")
     inspect.add_argument("model", help="an .onnx, .tflite or .mnn file, or pkg:PACKAGE/path/in/it")
+    inspect.add_argument("--json", action="store_true", help="print the inputs and outputs as JSON on stdout")
+
+    init = commands.add_parser("init", help="write a starter scenario for a model (and, with --board, an "
+                               "inventory with that board, after checking its host key and Python)")
+    init.add_argument("model", help="an .onnx, .tflite or .mnn file")
+    init.add_argument("--board", metavar="USER@HOST[:PORT]", help="a real board reached over SSH: checked now "
+                      "(known host key, Python with numpy and MNN), then written into inventory.yaml beside the "
+                      "scenario (a new one, or appended)")
+    init.add_argument("--name", help="the board's name in the inventory (default: its host)")
+    init.add_argument("--key", metavar="FILE", help="the SSH private key for --board (default: your agent and "
+                      "~/.ssh keys)")
+    init.add_argument("--known-hosts", metavar="FILE", help="known_hosts that holds the board's host key "
+                      "(default: ~/.ssh/known_hosts)")
+    init.add_argument("--python", default="python3", help="the board's Python (default: python3)")
+    init.add_argument("--output", metavar="FILE", help="the scenario to write (default: ./MODEL-NAME.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite the scenario if it exists")
+    init.add_argument("--json", action="store_true", help="print what was written as JSON on stdout")
+
+    doctor = commands.add_parser("doctor", help="everything this host needs, each ok or missing, and the fix")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout")
+
+    completion = commands.add_parser("completion", help="print a shell completion script: "
+                                     "`eval \"$(harness completion bash)\"`")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
 
     nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
                                   "the history and compare with the previous night")
@@ -179,34 +260,58 @@ def main(argv: Optional[List[str]] = None) -> int:
     history.add_argument("--json", action="store_true", help="print the trend as JSON on stdout")
 
     for subcommand in commands.choices.values():
-        # `harness run x.yaml --inventory lab.yaml` as well as `harness --inventory lab.yaml run x.yaml`.
-        subcommand.add_argument("--inventory", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        # Every command, those added later too: the common options after its name, and the exit codes in its help.
+        add_common_options(subcommand, top=False)
+        subcommand.epilog = EXIT_CODES
+        subcommand.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
 
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "farm" and not any(arg.startswith("-") for arg in extra):
         args.boards += extra  # `farm down --remove a b`: names after an option (argparse stops at the option)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    # With --json, stdout carries only the JSON; the human display goes to stderr.
+    # With --json, stdout carries only the JSON; the human display goes to stderr. Errors always go to stderr.
     stream = sys.stderr if getattr(args, "json", False) else sys.stdout
-    console = Console(stderr=stream is sys.stderr, width=console_width(stream))
+    console = Console(stderr=stream is sys.stderr, width=console_width(stream), quiet=args.quiet)
+    errors = Console(stderr=True, width=console_width(sys.stderr))
+    args.verdict = Console(stderr=stream is sys.stderr, width=console_width(stream))
+    """Where -q still prints: the verdict line."""
+    args.run_dir = None
+    """The run folder the command made, if any: where the -v log goes."""
+    debug_log = None
+    if args.verbose or args.debug:
+        from .record.debug_log import DebugLog
+
+        debug_log = DebugLog(args.debug, args.command)
     # Ctrl-C and SIGTERM: while boards run they stop cleanly (see interrupt.py); a second one quits at once.
     with signals_handled() as interruption:
         args.interruption = interruption
         try:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
-                        "inspect": cmd_inspect, "bisect": cmd_bisect}
+                        "inspect": cmd_inspect, "bisect": cmd_bisect, "init": cmd_init, "doctor": cmd_doctor,
+                        "completion": cmd_completion}
             return commands[args.command](args, console)
         except HarnessError as error:
-            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             return error.exit_code
+        except BrokenPipeError:
+            # `harness inspect --json m.onnx | head`: the reader left; no traceback, and nothing more to write.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except KeyboardInterrupt:
             labgrid = sys.modules.get(f"{__package__}.execution.targets.labgrid")
             if labgrid is not None:  # places held while no board ran (a probe): back to the lab at once
                 labgrid.release_held_places()
-            console.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
+            errors.print(f"[red]interrupted ({interruption.signal_name or 'SIGINT'})[/]")
             return interruption.exit_code
+        finally:
+            if debug_log is not None:
+                errors.print(f"log: {escape(str(debug_log.finish(args.run_dir)))}", highlight=False, soft_wrap=True)
 
 
 def console_width(stream) -> Optional[int]:
@@ -223,7 +328,7 @@ def cmd_run(args, console: Console) -> int:
     from .plans.run import run_scenario, write_run_files
     from .views.terminal import TerminalProgress, render, show_files
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(scenario_path(args.scenario))
     inventory = load_inventory(find_inventory(args.inventory))
     only = [name.strip() for name in args.targets.split(",")] if args.targets else None
     if scenario.matrix:
@@ -238,11 +343,13 @@ def cmd_run(args, console: Console) -> int:
         searching = bool(failing)
         if not searching:
             executor.close()  # before the record is written: what closing the sessions says is in it
+        args.run_dir = report.run_dir
         data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
         if args.json:
             print(json.dumps(data, indent=1, sort_keys=True))
         render(data, console, report.run_dir)
         show_files(report.run_dir, console)
+        show_verdict(args, data)
         if searching:
             from .plans.layers import search_layers, write_layers_files
             from .views.layers import render_layers
@@ -262,7 +369,7 @@ def cmd_layers(args, console: Console) -> int:
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(scenario_path(args.scenario))
     inventory = load_inventory(find_inventory(args.inventory))
     boards = [name.strip() for name in args.board.split(",") if name.strip()]
     with console.status("tracing every op") as status:
@@ -273,6 +380,7 @@ def cmd_layers(args, console: Console) -> int:
                                tolerance=args.tolerance, budget_mb=args.budget,
                                log=lambda message: status.update(message), lock_timeout=args.lock_timeout,
                                interruption=args.interruption)
+    args.run_dir = Path(report.run_dir)
     write_layers_files(report)
     if args.json:
         print(json.dumps(report.as_dict(), indent=1))
@@ -294,6 +402,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                             lock_timeout=args.lock_timeout, interruption=args.interruption,
                             after_run=lambda setting, single: write_run_files(single, console,
                                                                               keep_outputs_mb=args.keep_outputs))
+    args.run_dir = report.run_dir
     if args.json:
         print(matrix_text(report.run_dir))
     render_matrix(report, console)
@@ -357,7 +466,16 @@ def cmd_report(args, console: Console) -> int:
         print(json.dumps(data, indent=1, sort_keys=True))
     render(data, console, run_dir)
     show_files(run_dir, console)
+    show_verdict(args, data)
     return int(data.get("exit_code", 0))
+
+
+def show_verdict(args, summary: dict) -> None:
+    """-q: the report's last line alone (the full report printed it already otherwise)."""
+    if args.quiet:
+        from .views.terminal import summary_line
+
+        args.verdict.print(summary_line(summary))
 
 
 def cmd_history(args, console: Console) -> int:
@@ -384,7 +502,7 @@ def cmd_prepare(args, console: Console) -> int:
     from .core.scenario import load_scenario
 
     for path in args.scenarios:
-        scenario = load_scenario(path)
+        scenario = load_scenario(scenario_path(path))
         model = prepare_model(scenario.model, log=lambda message: console.print(f"[dim]{message}[/]"))
         console.print(f"[green]ready[/] {scenario.name}: {model.mnn_path} (sha256 {model.mnn_sha256[:12]}, "
                       f"converter {' '.join(model.converter_args) or 'defaults'})")
@@ -458,8 +576,8 @@ def cmd_farm(args, console: Console) -> int:
     elif args.action == "up":
         inventory = load_inventory(find_inventory(args.inventory))
         if not control.inventory_boards_up(inventory, log):
-            console.print(f"the inventory {inventory.path} has no emulated board; try `harness farm up --size 4`")
-            return EXIT_CONFIG
+            raise ConfigError(inventory.path, None, "has no emulated board", "start a farm with "
+                              "`harness farm up --size 4`, or give an inventory with `kind: emulated` boards")
     farm_status(args, console)
     return 0
 
@@ -485,6 +603,8 @@ def farm_down_command(args, console: Console) -> int:
                           f"name boards, or pass --farm NAME or --all (see `harness farm status`)")
             return 0
     stopped = control.stop(names, args.farm, remove=args.remove, every_lab=args.all)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(stopped), indent=1))
     render_stopped(stopped, console)
     return EXIT_CONFIG if "unknown" in stopped.boards.values() else 0
 
@@ -496,6 +616,8 @@ def farm_status(args, console: Console) -> None:
     from .views.farm import render_overview
 
     overview = control.overview(getattr(args, "farm", None))
+    if args.json:
+        print(json.dumps(overview_json(overview), indent=1))
     render_overview(overview, console)
     if overview.stale and sys.stdin.isatty() and console.is_terminal:
         from rich.prompt import Confirm
@@ -505,12 +627,62 @@ def farm_status(args, console: Console) -> None:
                 console.print(f"{name}: {what}")
 
 
+def overview_json(overview) -> dict:
+    """`farm status --json`: every board with its farm and status, the farms, the labs, the stale boards."""
+    return {"boards": [{"name": name, "farm": farm, **status} for farm, name, status in overview.boards],
+            "farms": [{"name": name, "members": members, "inventory": str(path), "missing": missing}
+                      for name, members, path, missing in overview.farms],
+            "labs": overview.labs, "stale": overview.stale}
+
+
 def cmd_inspect(args, console: Console) -> int:
     from .core.inspect_model import inspect_model, resolve_model_path
     from .views.inspect import render_signature
 
     path = resolve_model_path(args.model)
-    render_signature(path, inspect_model(path), console)
+    signature = inspect_model(path)
+    if args.json:
+        print(json.dumps({"model": str(path), **dataclasses.asdict(signature)}, indent=1))
+    render_signature(path, signature, console)
+    return 0
+
+
+def cmd_init(args, console: Console) -> int:
+    from .plans.init import init_files
+    from .views.init import render_init
+
+    written = init_files(args.model, board=args.board, name=args.name, key=args.key,
+                         known_hosts=args.known_hosts, python=args.python, output=args.output, force=args.force,
+                         log=lambda message: console.print(f"[dim]{escape(message)}[/]"))
+    record = written.as_dict()
+    if args.json:
+        print(json.dumps(record, indent=1))
+    render_init(record, console)
+    return 0
+
+
+def cmd_doctor(args, console: Console) -> int:
+    from .plans.doctor import diagnose_host
+    from .views.doctor import render_checks
+
+    checks = diagnose_host()
+    record = checks.as_dict()
+    if args.json:
+        print(json.dumps(record, indent=1))
+    render_checks(record, console)
+    return checks.exit_code
+
+
+def cmd_completion(args, console: Console) -> int:
+    import shtab
+
+    parser = build_parser()
+    subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name in ("run", "layers", "prepare", "nightly", "inspect", "init"):
+        for action in subcommands.choices[name]._actions:
+            if action.dest in ("scenario", "scenarios", "file", "model"):
+                action.complete = shtab.FILE
+    print(shtab.complete(parser, shell=args.shell))
     return 0
 
 

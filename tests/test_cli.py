@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+
+import pytest
 
 from harness.cli import main
 
@@ -26,7 +29,7 @@ def test_a_configuration_error_found_after_conversion_leaves_no_run_folder(tmp_p
     scenario = write_file("s.yaml", text)
     reports = tmp_path / "reports"
     assert main(["run", str(scenario), "--reports", str(reports)]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "outputs.no_such_output: the model has no output 'no_such_output'" in out
     assert not reports.exists() or not list(reports.iterdir())
 
@@ -39,7 +42,7 @@ def test_an_ambiguous_run_id_lists_every_run_it_names(tmp_path, write_file, caps
     capsys.readouterr()
     runs = sorted(path.name for path in reports.iterdir())
     assert main(["report", "tiny", "--reports", str(reports)]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "'tiny' names 3 runs" in out and all(run in out for run in runs)
     assert main(["report", runs[1][-4:], "--reports", str(reports)]) == 0  # a unique part is enough
     assert runs[1] in capsys.readouterr().out
@@ -69,3 +72,105 @@ def test_inspect_lists_inputs_and_outputs_of_onnx_tflite_and_mnn(tmp_path, capsy
     assert "pixel_values" in out and "[1, 8, 16, 16]" in out and "converted by MNN" in out
 
     assert main(["inspect", str(REPO / "README.md")]) == 2
+
+
+# -- Unix habits -----------------------------------------------------------------------------------------------
+
+
+def test_version_names_the_harness_the_hosts_mnn_and_the_agents_digest(capsys):
+    from harness.core import agent_bundle
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["mnn-harness 0.1.0", "host MNN 3.6.1", f"agent {agent_bundle.digest()[:16]}"]
+
+
+def test_an_error_goes_to_stderr_and_leaves_stdout_empty(tmp_path, capsys):
+    assert main(["report", "nope", "--reports", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and "fix:" in captured.err
+    assert main(["run", str(tmp_path / "missing.yaml"), "--json"]) == 2  # --json too: nothing that is not JSON
+    captured = capsys.readouterr()
+    assert captured.out == "" and "missing.yaml" in captured.err
+
+
+def test_a_shipped_example_is_found_by_name_and_a_bare_name_says_how(tmp_path, monkeypatch, capsys):
+    from harness.core.shipped import scenario_path, scenarios_dir
+
+    assert scenario_path("example:quick") == scenarios_dir() / "quick.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "quick.yaml"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "quick.yaml: no such file here" in err and "harness run example:quick" in err
+    assert main(["run", "example:nope"]) == 2
+    assert "there is no example scenario 'nope'" in capsys.readouterr().err
+
+
+def test_quiet_prints_the_verdict_alone_and_verbose_logs_into_the_run_folder(tmp_path, write_file, capsys):
+    scenario = write_file("s.yaml", scenario_text(["x86"]))
+    reports = tmp_path / "reports"
+    assert main(["run", str(scenario), "-q", "--reports", str(reports)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("PASS  only the reference x86") and len(captured.out.splitlines()) <= 2
+    assert main(["-v", "run", str(scenario), "--reports", str(reports)]) == 0  # before the command too
+    captured = capsys.readouterr()
+    (run_dir,) = [path for path in reports.iterdir() if (path / "harness.log").is_file()]
+    assert captured.err.strip().splitlines()[-1] == f"log: {run_dir / 'harness.log'}"
+    log = (run_dir / "harness.log").read_text()
+    assert "x86: agent says hello" in log and "request to the agent" not in log  # requests: --debug only
+    assert main(["run", str(scenario), "--debug", "--reports", str(reports)]) == 0
+    logs = sorted(reports.glob("*/harness.log"), key=lambda path: path.stat().st_mtime)
+    assert "request to the agent" in logs[-1].read_text()
+
+
+def test_every_help_lists_the_exit_codes_and_the_common_options(capsys):
+    for argv in (["--help"], ["run", "--help"], ["inspect", "--help"], ["farm", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "exit codes:" in out and "130  stopped by Ctrl-C" in out and "-q, --quiet" in out, argv
+        assert "--debug" in out
+
+
+def test_inspect_and_farm_print_json_alone_on_stdout(capsys):
+    model = str(REPO / "scenarios" / "models" / "tiny_segnet_64.mnn")
+    assert main(["inspect", model, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == "MNN" and [t["name"] for t in data["tensors"]] == ["pixel_values", "logits"]
+    assert main(["farm", "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"boards", "farms", "labs", "stale"}
+
+
+def test_completion_scripts_are_valid_shell_and_know_every_command(tmp_path, capsys):
+    from harness.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if hasattr(action, "choices")
+                    and isinstance(action.choices, dict)).choices
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "harness.bash"
+    script.write_text(capsys.readouterr().out)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert all(name in text for name in commands) and "--find-layer" in text
+    # Sourced: completing `harness ru` offers run.
+    completed = subprocess.run(["bash", "-c", f'source {script}; COMP_WORDS=(harness ru); COMP_CWORD=1; '
+                                "_shtab_harness; printf '%s\\n' \"${COMPREPLY[@]}\""], capture_output=True, text=True)
+    assert completed.stdout.split() == ["run"], completed.stderr
+
+
+def test_doctor_says_each_requirement_and_exits_2_when_a_required_one_is_missing(monkeypatch, capsys):
+    from harness.plans import doctor
+
+    assert main(["doctor"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "For x86 runs and SSH boards" in out and "ok MNN" in out and "ready for: x86 runs and SSH boards" in out
+    monkeypatch.setattr(doctor, "requirements", lambda: [("numpy", ">=99"), ("no-such-package", ">=1.0")])
+    assert main(["doctor", "--json"]) == 2
+    checks = {check["name"]: check for check in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["numpy >=99"]["ok"] is False and "pip install 'numpy>=99'" in checks["numpy >=99"]["fix"]
+    assert checks["no-such-package >=1.0"]["fix"] == "pip install 'no-such-package>=1.0'"
+    assert doctor.satisfies("3.6.1", ">=3.0.0") and not doctor.satisfies("2.9", ">=3.0.0")

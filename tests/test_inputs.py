@@ -137,7 +137,7 @@ def test_a_wrong_dtype_shape_or_name_stops_the_run_naming_it(workdir, capsys, ch
                    "inputs.x": "  x: {value: {data: 0.5, shape: [1, 9]}}",
                    "inputs.scales": "  scales: {value: 2.5}"}[where]
     code, run_dir = run(workdir, SCENARIO.replace(change, replacement))
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert f"s.yaml: {where}" in out
     for word in words:
@@ -147,7 +147,7 @@ def test_a_wrong_dtype_shape_or_name_stops_the_run_naming_it(workdir, capsys, ch
 
 def test_an_input_nothing_feeds_is_named(workdir, capsys):
     code, _ = run(workdir, SCENARIO.replace("  scale: {value: 2.5}\n", ""))
-    out = " ".join(capsys.readouterr().out.split())  # the terminal wraps long lines
+    out = " ".join(capsys.readouterr().err.split())  # the terminal wraps long lines
     assert code == 2 and "s.yaml: inputs: nothing feeds the model's input(s) scale (float32 [])" in out
 
 
@@ -200,7 +200,7 @@ HOSTILE = [
 def test_hostile_values_in_new_keys_stop_the_run_naming_the_key(workdir, capsys, old, new, key):
     assert old in SCENARIO
     code, _ = run(workdir, SCENARIO.replace(old, new))
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert key in out, out
 

@@ -127,7 +127,7 @@ def test_hostile_labgrid_values_stop_before_anything_runs(board, key, write_file
     assert raised.value.key_path == f"boards.lab.{key}", raised.value
     assert raised.value.fix  # and what to do about it
     assert main(["--inventory", str(path), "boards"]) == 2
-    assert str(path) in capsys.readouterr().out
+    assert str(path) in capsys.readouterr().err
 
 
 def test_duplicates_and_a_missing_coordinator_are_configuration_errors(write_file, monkeypatch):

@@ -54,7 +54,7 @@ def test_config_errors_name_the_key_and_the_fix(write_file, capsys, tmp_path, te
     write_file("s.yaml", tiny("normal"))
     path = write_file("nightly.yaml", text)
     assert main(["nightly", str(path), "--reports", str(tmp_path / "r")]) == 2
-    err = " ".join(capsys.readouterr().out.split())  # the console wraps at 100 columns
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps at 100 columns
     assert where in err and fix in err
     assert not (tmp_path / "r").exists()  # nothing ran
 

@@ -96,14 +96,14 @@ def test_cli_exits_2_and_runs_nothing_on_a_bad_scenario(tmp_path, capsys):
     path = write(tmp_path, GOOD.replace("api: module", "api: modul"))
     reports = tmp_path / "reports"
     assert main(["run", str(path), "--reports", str(reports)]) == 2
-    assert "run.api" in capsys.readouterr().out
+    assert "run.api" in capsys.readouterr().err
     assert not reports.exists()
 
 
 def test_cli_exits_2_on_an_unknown_board(tmp_path, capsys):
     path = write(tmp_path, GOOD.replace("[x86, arm-a76]", "[x86, arm-nope]"))
     assert main(["run", str(path), "--reports", str(tmp_path / "r")]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "arm-nope" in out and "targets[1]" in out
 
 

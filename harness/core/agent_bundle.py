@@ -26,10 +26,10 @@ from typing import List, Optional, Tuple
 
 from .cache import cache_root
 from .errors import SetupError
+from .shipped import agent_dir
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
 ENTRY = "mnn_agent.py"
-"""The entry script in AGENT_DIR: the contract's documentation and the command line; the bundle's __main__.py."""
+"""The entry script in the agent's directory: the contract's documentation and the command line; the bundle's __main__.py."""
 PACKAGE = "mnnagent"
 BUNDLE_FORMAT = 1
 """The archive's layout; part of the cache key, so a change in how bundles are made cannot reuse an old one."""
@@ -42,16 +42,18 @@ class AgentSourceError(SetupError):
     """The agent's sources are missing where the harness expects them (a broken checkout)."""
 
 
-def sources(agent_dir: Path = AGENT_DIR) -> List[Tuple[str, bytes]]:
-    """(name in the archive, bytes) of every file the bundle holds, sorted by name."""
-    entry = agent_dir / ENTRY
-    package = agent_dir / PACKAGE
+def sources(directory: Optional[Path] = None) -> List[Tuple[str, bytes]]:
+    """(name in the archive, bytes) of every file the bundle holds, sorted by name. `directory` defaults to the
+    agent that ships with the harness (shipped.agent_dir: the installed package's, else the clone's)."""
+    directory = agent_dir() if directory is None else Path(directory)
+    entry = directory / ENTRY
+    package = directory / PACKAGE
     if not entry.is_file() or not (package / "__init__.py").is_file():
-        raise AgentSourceError(f"the agent's sources are not in {agent_dir}: it needs {ENTRY} and {PACKAGE}/ "
-                               "(a complete checkout of the repository)")
+        raise AgentSourceError(f"the agent's sources are not in {directory}: it needs {ENTRY} and {PACKAGE}/ "
+                               "(reinstall the harness, or use a complete checkout of the repository)")
     files = [("__main__.py", entry.read_bytes())]
     for path in package.rglob("*.py"):
-        relative = path.relative_to(agent_dir)
+        relative = path.relative_to(directory)
         if any(part == "__pycache__" or part.startswith(".") for part in relative.parts):
             continue
         files.append((relative.as_posix(), path.read_bytes()))
@@ -79,10 +81,17 @@ def archive(files: List[Tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def bundle(agent_dir: Path = AGENT_DIR, cache_dir: Optional[Path] = None) -> Path:
-    """The bundle of the agent's current sources: found in the cache, or built there now (written atomically,
-    so parallel runs building the same bundle each rename the same bytes into place)."""
-    files = sources(agent_dir)
+def digest() -> str:
+    """The shipped agent's source digest: what `harness --version` names and what a bundle's file name starts
+    with; the same for a wheel's install and a clone of the same commit."""
+    return source_digest(sources())
+
+
+def bundle(directory: Optional[Path] = None, cache_dir: Optional[Path] = None) -> Path:
+    """The bundle of the agent's current sources (those in `directory`, default the shipped agent): found in the
+    cache, or built there now (written atomically, so parallel runs building the same bundle each rename the
+    same bytes into place)."""
+    files = sources(directory)
     directory = Path(cache_dir) if cache_dir is not None else cache_root() / "agent"
     path = directory / f"mnn_agent-src-{source_digest(files)[:16]}.pyz"
     if path.is_file():

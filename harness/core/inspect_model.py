@@ -131,7 +131,7 @@ def _onnx(path: Path) -> Signature:
         import onnx
         from onnx import helper
     except ImportError as error:
-        raise ModelError("reading ONNX needs the onnx package: `pip install -e .[model]`") from error
+        raise ModelError("reading ONNX needs the onnx package: `pip install onnx`") from error
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # noqa: BLE001  onnx raises several types for a broken file

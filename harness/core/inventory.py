@@ -21,12 +21,12 @@ from typing import Dict, List, Optional, Tuple
 
 from .endpoint import HOST, IPV6, JumpHost
 from .errors import ConfigError
+from .shipped import default_inventory
 from .yamlfile import Section, describe_file_type, load_yaml, type_name
 
 KINDS = ("local", "ssh", "emulated", "labgrid")
 QEMU_CPUS = ("cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
              "neoverse-n1", "neoverse-v1", "neoverse-n2", "a64fx", "max")
-DEFAULT_INVENTORY = Path(__file__).parent / "default_inventory.yaml"
 MNN_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
 """An MNN version names a directory of the cache and on boards, and a pip requirement: a plain version."""
 MNN_MODES = ("provision", "system")
@@ -119,7 +119,7 @@ def find_inventory(explicit: Optional[str] = None) -> Path:
         return Path(os.environ["MNN_HARNESS_INVENTORY"])
     if Path("inventory.yaml").is_file():
         return Path("inventory.yaml")
-    return DEFAULT_INVENTORY
+    return default_inventory()
 
 
 def load_inventory(path) -> Inventory:

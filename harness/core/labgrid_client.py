@@ -79,7 +79,7 @@ def require_labgrid() -> None:
 
     if importlib.util.find_spec("labgrid") is None:
         raise SetupError("labgrid is not installed in this Python; `make setup` installs it, or "
-                         "`pip install -e '.[labgrid]'` (labgrid 26.0.1, Python >= 3.10)")
+                         "`pip install 'mnn-harness[labgrid]'` (labgrid >= 26.0.1, Python >= 3.10)")
 
 
 def _quiet_labgrid_logging() -> None:

@@ -366,7 +366,8 @@ def _build_failure(script: Path, options: List[str], completed: subprocess.Compl
     tail = _tail(output)
     missing = re.search(r"No module named '([^'.]+)", output) or re.search(r"(\w+) is not installed", output)
     if missing:
-        fix = f"{missing.group(1)} is missing: install the model extra with `pip install -e .[model]`"
+        fix = (f"{missing.group(1)} is missing: install the model extra with `pip install 'mnn-harness[model]'` "
+               "(in a clone: `pip install -e .[model]`)")
     elif completed.returncode == 0:
         fix = "the script exited 0 but wrote no file at --output: it must write the ONNX file there"
     else:

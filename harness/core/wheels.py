@@ -123,7 +123,7 @@ def host_mnn_version() -> str:
         return importlib.metadata.version("MNN")
     except importlib.metadata.PackageNotFoundError as error:
         raise SetupError("MNN is not installed on this host; the harness converts and runs models with it\n"
-                         "  fix: `pip install -e .`") from error
+                         "  fix: `pip install MNN`") from error
 
 
 def host_platform() -> Platform:

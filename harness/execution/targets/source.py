@@ -69,7 +69,8 @@ class SourceModelTarget(Target):
                 return run, f"litert {getattr(ai_edge_litert, '__version__', '?')}"
             import onnxruntime
         except ImportError as error:
-            raise BoardError(f"the {source_format} runtime is not installed: `pip install -e .[model]`") \
+            package = "ai-edge-litert" if source_format == "TFLITE" else "onnxruntime"
+            raise BoardError(f"the {source_format} runtime is not installed: `pip install {package}`") \
                 from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # a reference, not a race: deterministic reductions

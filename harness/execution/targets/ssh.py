@@ -32,6 +32,7 @@ and its lock released.
 
 import dataclasses
 import json
+import logging
 import os
 import posixpath
 import secrets
@@ -61,6 +62,9 @@ from .lock import BoardLock, read_holder
 from .remote import BoardPaths, Leftovers, StoreFile
 from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on, session_agent
 from .route import BoardSilent, HopLost, Route, RouteHeartbeat, plan_route
+
+log = logging.getLogger(__name__)
+"""The commands run on the board and how they ended, for `-v`/`--debug` (paramiko logs the SSH beneath)."""
 
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
@@ -225,6 +229,8 @@ class SshTarget(Target):
         """
         timeout = timeout or self.board.connect_timeout * 4
         channel = board.transport.open_session(timeout=self.board.connect_timeout)
+        log.info("%s: %s", self.name, what)
+        log.debug("%s: exec %s", self.name, remote.sh(script, args))
         try:
             channel.exec_command(remote.sh(script, args))
             if not watched:
@@ -256,6 +262,8 @@ class SshTarget(Target):
         finally:
             channel.close()
         run = RemoteRun(status, clean_text(out.decode("utf-8", "replace")), clean_text(err.decode("utf-8", "replace")))
+        log.info("%s: %s: exit %s", self.name, what, status)
+        log.debug("%s: stdout %r stderr %r", self.name, run.stdout[-2000:], run.stderr[-2000:])
         if check and status != 0:
             raise BoardError(f"{self.name}: {what} failed on the board (exit {status}): "
                              f"{(run.stderr or run.stdout).strip()[-400:]}")
@@ -518,6 +526,7 @@ class SshTarget(Target):
         def start() -> ResidentAgent:
             channel = board.transport.open_session(timeout=self.board.connect_timeout)
             self.agent_runtime = command
+            log.info("%s: starting the resident agent %s with %s", self.name, agent_path, " ".join(command))
             channel.exec_command(remote.sh(remote.SERVE, [
                 self.session_dir, *command, agent_path, "--serve",
                 "--cache-models", str(self.board.agent_cache_models), "--cache-mb",
@@ -726,6 +735,7 @@ class SshTarget(Target):
         """Run the agent under remote.AGENT_RUN; closing the channel (Ctrl-C, run_timeout) kills it on the board."""
         started = time.perf_counter()
         channel = board.transport.open_session(timeout=self.board.connect_timeout)
+        log.info("%s: one-shot agent %s on %s with %s", self.name, agent, job_dir, board.endpoint.python)
         try:
             channel.exec_command(remote.sh(remote.AGENT_RUN, [job_dir, *self.provisioner.command(board.endpoint.python),
                                                               agent]))
@@ -747,6 +757,7 @@ class SshTarget(Target):
                 self.check_heartbeat(board, heartbeat)
                 channel.status_event.wait(POLL_S)
             status = channel.recv_exit_status()
+            log.info("%s: the one-shot agent exited %s", self.name, status)
         finally:
             channel.close()  # the kill switch: the watchdog on the board sees the end of its stdin
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
