@@ -6,7 +6,8 @@ import pytest
 from rich.console import Console
 
 from harness.core.inventory import load_inventory
-from harness.plans.matrix import expand, matrix_table, run_matrix
+from harness.plans.matrix import expand, records_of, run_matrix
+from harness.views.matrix import matrix_view
 from harness.plans.run import Progress
 from harness.core.scenario import load_scenario
 
@@ -61,7 +62,7 @@ def test_matrix_shows_fp16_on_the_board_and_quantization_in_the_conversion(tmp_p
     for setting, _ in report.runs:
         assert (report.run_dir / setting.label / "inputs.npz").is_file()
     console = Console(width=100, record=True)
-    console.print(matrix_table(report))
+    console.print(matrix_view(report.scenario.name, records_of(report)))
     text = console.export_text()
     assert "low-t1-session-copy-fp32" in text and "x86 vs onnxruntime" in text
     # Every failing cell names where the difference comes from and the limit it broke.

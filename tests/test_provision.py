@@ -90,8 +90,9 @@ def test_offline_after_the_first_fetch(bare, tmp_path):
     """With the package index unreachable, a board whose sites and stored wheels are gone is provisioned again
     from the host's cache; a wheel the cache lacks cannot be had, which proves the index really is cut off."""
     directory, inventory = bare
-    workdir = emulated.host_workdir(BOARD)
-    assert workdir is not None
+    endpoint = emulated.endpoint_of(BOARD)
+    assert endpoint is not None
+    workdir = Path(endpoint.workdir)  # the same path on this machine as on the board
     shutil.rmtree(workdir / "sites", ignore_errors=True)
     for wheel in (workdir / "store").glob("*.whl"):
         wheel.unlink()

@@ -64,10 +64,6 @@ class RunReport:
         return [name for name in self.results if name != self.reference]
 
     @property
-    def interrupted_targets(self) -> List[str]:
-        return [name for name, result in self.results.items() if result.status == INTERRUPTED]
-
-    @property
     def unusable(self) -> List[str]:
         return [name for name, result in self.results.items() if result.status == UNUSABLE]
 

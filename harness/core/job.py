@@ -112,10 +112,6 @@ class Job:
         }
 
 
-ResultFileError = BoardResultError
-"""result.json or outputs.npz is missing, unreadable, too big, or does not match its hash."""
-
-
 def read_agent_result(job_dir: Path, job: Optional[Job] = None) -> Tuple[dict, Optional[Dict[str, np.ndarray]]]:
     """The agent's result.json and, when it succeeded, its outputs: validated, bounded, checked against their hash.
 

@@ -213,13 +213,6 @@ class ModelArtifact:
     converter_version: Optional[str] = None
     """The MNN release whose converter wrote mnn_path (None for a deployed .mnn)."""
 
-    @property
-    def source_name(self) -> str:
-        """How reports name the model: its source file, or the deployed .mnn."""
-        if self.source_path is not None:
-            return self.source_path.name
-        return self.mnn_path.name
-
 
 def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
     """Build (if a script makes it), read and convert a model, reusing every cached step.

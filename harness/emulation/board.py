@@ -270,12 +270,6 @@ def remove(name: str) -> bool:
     return True
 
 
-def host_workdir(name: str) -> Optional[Path]:
-    """The board's workdir as a path on this machine (the same path the board sees), or None if never started."""
-    endpoint = endpoint_of(name)
-    return Path(endpoint.workdir) if endpoint else None
-
-
 def authorize_key(name: str, public_key: str) -> None:
     """Let one more key log in to the board (a lab's shared key), now and after restarts.
 

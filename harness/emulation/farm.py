@@ -180,7 +180,3 @@ def farm_down(name: str = DEFAULT_FARM, remove: bool = False) -> Dict[str, str]:
         (emulated.farm_dir() / f"{name}-known_hosts").unlink(missing_ok=True)
     return outcome
 
-
-def stop_all() -> List[str]:
-    """Stop every emulated board of this machine, whoever started it; return those that were running."""
-    return [name for name in emulated.list_boards() if emulated.stop(name)]

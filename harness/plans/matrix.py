@@ -24,8 +24,7 @@ from ..core.scenario import Scenario
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_matrix
-from ..views.fold import FoldingTable
-from ..views.matrix import matrix_view, render_records
+from ..views.matrix import render_records
 from .run import prepare_run, run_scenario, run_together, select_targets
 
 SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
@@ -157,10 +156,6 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
 def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
     """Each setting's label with its run's record (summary.json as a dict): what the matrix views read."""
     return [(setting.label, summary(single)) for setting, single in report.runs]
-
-
-def matrix_table(report: MatrixReport) -> FoldingTable:
-    return matrix_view(report.scenario.name, records_of(report))
 
 
 def render_matrix(report: MatrixReport, console: Console) -> None:

@@ -24,8 +24,6 @@ from typing import Dict, List
 
 from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, parity_verdicts, verdicts
 
-METRICS_SHOWN = ("max_abs", "mean_abs", "max_rel", "cosine", "argmax_agreement")
-
 
 def settings_label(settings: dict) -> str:
     """"normal,1,session" ("normal,1,session,opencl" off the CPU): the part of a testcase name a matrix varies."""
