@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plans.bench_common import TINY_SEGNET, scenario_text  # noqa: F401  (the light scenario, shared)
+from harness.bench.common import TINY_SEGNET, scenario_text  # noqa: F401  (the light scenario, shared)
 
 REPO = Path(__file__).resolve().parent.parent
 

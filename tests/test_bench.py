@@ -7,7 +7,8 @@ import os
 import pytest
 from rich.console import Console
 
-from harness import bench
+from harness.bench import farm
+from harness.bench.__main__ import main
 from harness.emulation import board as emulated
 
 pytestmark = pytest.mark.emulated
@@ -22,7 +23,7 @@ def real(stat, above=0.0):
 
 def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
     prefix = f"tb{os.getpid()}"
-    code = bench.main(["--boards", "2", "--repeat", "1", "--prefix", prefix, "--json"])
+    code = main(["--boards", "2", "--repeat", "1", "--prefix", prefix, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
@@ -34,7 +35,6 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
         assert real(farm[key]), key
         assert len(farm[key]["samples"]) == 1
     assert farm["ideal_ratio"] == 1.0 and farm["ideal_speedup"] == 2.0 and farm["cpu_floor_ratio"] >= 1.0
-    assert math.isclose(farm["speedup"]["median"], 2 * farm["wall_1_s"]["median"] / farm["wall_n_s"]["median"])
     for key in ("cpu_busy_idle", "cpu_busy_1", "cpu_busy_n"):
         assert 0.0 <= farm[key]["median"] <= 1.0
 
@@ -43,24 +43,29 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
                 "warm_total", "ratio", "skipped"):
         assert real(moved[key]), key
     assert moved["warm_total"]["median"] < moved["cold_total"]["median"]
-    assert moved["ratio"]["median"] > 1.0
-    # A warm store skips exactly the model and the inputs; the agent and the job file go every time.
+    # The upload counters against the files' sizes: a warm store skips exactly the agent, the model and the
+    # inputs; only the job's request goes every time.
     assert moved["skipped"]["median"] == moved["model_bytes"] + moved["inputs_bytes"] + moved["agent_bytes"]
 
     for where in ("slowest_of_n", "alone"):
         found = data["overhead"][where]
         assert real(found["inference"]) and real(found["harness_wall"]) and real(found["run"])
-        assert found["overhead"]["median"] >= 1.0
-        assert found["harness_wall"]["median"] >= found["run"]["median"] >= found["inference"]["median"]
-        parts = found["process_start"]["median"] + found["agent_startup"]["median"] + found["inference"]["median"]
-        assert parts == pytest.approx(found["run"]["median"], rel=0.05, abs=0.05)
+        # Three clocks that know nothing of each other nest: the inferences the agent timed, inside the wall
+        # time the agent measured for the whole job, inside the run stage the host timed around it.
+        for inference, agent_wall, run in zip(found["inference"]["samples"], found["agent_wall"]["samples"],
+                                              found["run"]["samples"]):
+            assert 0 < inference <= agent_wall <= run, (where, inference, agent_wall, run)
+    # And the run's own clock holds its slowest board's stages, timed one by one.
+    for run_wall, where in (("wall_n_s", "slowest_of_n"), ("wall_1_s", "alone")):
+        for wall, board in zip(farm[run_wall]["samples"], data["overhead"][where]["harness_wall"]["samples"]):
+            assert 0 < board <= wall, (where, board, wall)
     assert data["overhead"]["slowest_boards"][0] in data["board_names"]
 
     # The tables are views of the same numbers.
     console = Console(record=True, width=120)
-    for table in bench.tables(data):
+    for table in farm.tables(data):
         console.print(table)
-    for line in bench.limits(data):
+    for line in farm.limits(data):
         console.print(line)
     text = console.export_text()
     for expected in ("1. Farm scaling", "wall(2) / wall(1)", "2. Bytes moved", "cold / warm",
@@ -74,9 +79,8 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
     for key in ("connect_straight", "connect_jumped", "board_straight", "board_jumped", "run_straight",
                 "run_jumped", "connect_ratio", "board_ratio", "run_ratio"):
         assert real(jump[key]), key
-    assert math.isclose(jump["run_ratio"]["median"], jump["run_jumped"]["median"] / jump["run_straight"]["median"])
     console = Console(record=True, width=120)
-    for shown in bench.views(data):
+    for shown in farm.views(data):
         console.print(shown)
     assert "7. A jump host" in console.export_text()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plans.bench_common import scenario_text
+from harness.bench.common import scenario_text
 from harness.emulation import board as emulated
 from harness.core.errors import BoardError
 from harness.execution.targets.remote import BoardPaths, safe_name

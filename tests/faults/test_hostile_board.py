@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.plans.bench_common import scenario_text
+from harness.bench.common import scenario_text
 from harness.emulation import board as emulated
 
 from .conftest import harness, needs_root, only_run, ssh_board, start_board, write_inventory

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plans.bench_common import scenario_text
+from harness.bench.common import scenario_text
 from harness.emulation import board as emulated
 
 from .conftest import (harness, needs_root, only_run, processes_naming, run_harness, ssh_board, start_board,

@@ -21,7 +21,7 @@ import yaml
 
 from harness.emulation import board as emulated
 from harness.emulation.bastion import start_bastion, stop_bastion
-from harness.plans.bench_common import scenario_text
+from harness.bench.common import scenario_text
 
 from .conftest import harness, needs_root, processes_naming, run_harness, start_board, summary_of, wait_for
 

@@ -35,9 +35,9 @@ from ..core.errors import BoardError
 from ..core.inventory import load_inventory
 from ..core.results import TargetResult
 from ..core.scenario import load_scenario
-from .bench_common import scenario_text, spread
-from .matrix import MatrixReport, run_matrix
-from .night import load_nightly, run_nightly
+from .common import scenario_text, spread
+from ..plans.matrix import MatrixReport, run_matrix
+from ..plans.night import load_nightly, run_nightly
 
 GOALS = {"matrix_speedup": 5.0, "board_wall_ratio": 1.3, "job_overhead_ratio": 0.10}
 """The issue's goals for the ratios below."""

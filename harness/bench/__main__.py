@@ -1,7 +1,7 @@
 """`python -m harness.bench` (`make bench`): what the harness costs, as ratios measured side by side in one run.
 
-The measuring is plans.bench's (the farm: scaling, bytes, overhead) and plans.bench_sessions's (what board
-sessions save); this entry only reads the options, runs them and prints what they measured.
+The measuring is farm's (scaling, bytes, overhead), sessions's (what board sessions save) and jump's (what a
+jump host costs); this entry only reads the options, runs them and prints what they measured.
 """
 
 import argparse
@@ -12,8 +12,8 @@ from typing import List, Optional
 
 from rich.console import Console
 
-from .core.errors import HarnessError
-from .plans.bench import limits, run_bench, tables, views  # noqa: F401  (tables, limits: the bench's views)
+from ..core.errors import HarnessError
+from .farm import run_bench, views
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -19,8 +19,8 @@ from ..core.inventory import load_inventory
 from ..core.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.bastion import start_bastion, stop_bastion
-from .bench_common import scenario_text, spread
-from .run import run_scenario
+from .common import scenario_text, spread
+from ..plans.run import run_scenario
 
 
 def measure_jump(board: str, workdir: Path, repeat: int, iterations: int, progress: Callable[[str], None]) -> dict:

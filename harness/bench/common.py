@@ -1,4 +1,4 @@
-"""What the farm bench (bench) and the sessions bench (bench_sessions) share: the light scenario the bench and
+"""What the farm bench (farm) and the sessions bench (sessions) share: the light scenario the bench and
 the tests run (tiny_segnet at 64x64), the host's CPU ticks and the spread of repeated samples."""
 
 import os

@@ -18,10 +18,10 @@ each other, on the same boards, with the same scenario, say more. Three:
    qemu, Python), agent startup (numpy and MNN imports, model load: the
    agent's wall_s minus inference) and inference.
 
-Then what board sessions save (bench_sessions): 4. a 16-setting matrix and
+Then what board sessions save (sessions.py): 4. a 16-setting matrix and
 5. a 3-scenario night, one-shot against resident, and 6. the per-job
 overhead on a warm board, each against the issue's goals; and 7. what a
-jump host costs (bench_jump).
+jump host costs (jump.py).
 
 Every measurement is repeated (--repeat) and shown as median [min - max].
 The bench starts its own boards (prefix bench<pid>) and removes them at the end.
@@ -45,10 +45,10 @@ from ..core.inventory import load_inventory
 from ..core.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.farm import farm_boards, farm_up
-from .bench_common import background_load, cpu_ticks, host_cores, scenario_text, spread
-from .bench_jump import jump_table, measure_jump
-from .bench_sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
-from .run import run_scenario
+from .common import background_load, cpu_ticks, host_cores, scenario_text, spread
+from .jump import jump_table, measure_jump
+from .sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
+from ..plans.run import run_scenario
 
 STAGES = ("connect", "lock", "upload", "run", "download", "read")
 """The stages a board's TargetResult.timings records, in the order they happen."""
@@ -106,7 +106,7 @@ def overhead_of(report: RunReport, name: str) -> Dict[str, float]:
     agent_wall = float(result.facts.get("wall_s") or 0.0)
     stages = {stage: result.timings.get(stage, 0.0) for stage in STAGES}
     harness_wall = sum(result.timings.values())
-    return {**stages, "harness_wall": harness_wall, "inference": inference,
+    return {**stages, "harness_wall": harness_wall, "inference": inference, "agent_wall": agent_wall,
             "agent_startup": max(0.0, agent_wall - inference),
             "process_start": max(0.0, stages["run"] - agent_wall),
             "overhead": harness_wall / inference if inference > 0 else float("inf")}
