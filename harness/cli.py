@@ -84,7 +84,7 @@ class VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from . import __version__
         from .core.agent_bundle import digest
-        from .core.model import mnn_version
+        from .core.build.model import mnn_version
 
         lines = [f"mnn-harness {__version__}"]
         for label, read in (("host MNN", mnn_version), ("agent", lambda: digest()[:16])):
@@ -498,7 +498,7 @@ def cmd_history(args, console: Console) -> int:
 
 
 def cmd_prepare(args, console: Console) -> int:
-    from .core.model import prepare_model
+    from .core.build.model import prepare_model
     from .core.scenario import load_scenario
 
     for path in args.scenarios:
@@ -636,7 +636,7 @@ def overview_json(overview) -> dict:
 
 
 def cmd_inspect(args, console: Console) -> int:
-    from .core.inspect_model import inspect_model, resolve_model_path
+    from .core.build.inspect_model import inspect_model, resolve_model_path
     from .views.inspect import render_signature
 
     path = resolve_model_path(args.model)

@@ -108,7 +108,7 @@ def test_no_job_is_usage_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def int_mnn(tmp_path_factory):
-    from harness.core.model import convert
+    from harness.core.build.model import convert
 
     from .test_inputs import build_int_model
 
@@ -169,7 +169,7 @@ def test_a_missing_backend_is_reported_as_the_cpu_that_ran(tmp_path, int_mnn, ap
 
 def test_a_model_with_control_flow_runs_with_the_module_api(tmp_path):
     """Silero VAD (If, LSTM): MNN's Session API cannot run it; the agent picks the Module API and says why."""
-    from harness.core.model import convert
+    from harness.core.build.model import convert
     from harness.core.yamlfile import Section
 
     source = Section(tmp_path / "s.yaml", {"onnx": "pkg:silero_vad/data/silero_vad_16k_op15.onnx"}).path_value("onnx")
@@ -305,8 +305,8 @@ def test_replaying_an_nhwc_models_own_inputs_reproduces_its_outputs_bit_for_bit(
     MEAN averaged the wrong values (MediaPipe's hand landmark model, 2.3 'introduced' by a Reduction whose
     entry and exit errors were 4e-2 and 5e-3). Read and written in each tensor's own dimension type, every
     op fed its own inputs gives back exactly what it gave."""
-    from harness.core.inspect_model import resolve_model_path
-    from harness.core.model import convert
+    from harness.core.build.inspect_model import resolve_model_path
+    from harness.core.build.model import convert
 
     from .public_models import HAND_LANDMARK_LITE, fetch
 

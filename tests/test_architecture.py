@@ -18,6 +18,11 @@ ROOMS = ("core", "analysis", "emulation", "execution", "record", "views", "plans
 """Lowest first: a module may import from its own room and the rooms before it, never from one after it.
 "entry" is harness/*.py itself (cli.py): the commands, which only parse arguments and call. "bench", last, is the
 developer benchmark (`python -m harness.bench`): it drives the plans, and nothing imports it."""
+CORE_PARTS = ("base", "clients", "build", "config")
+"""core/ in its own order: the data and contracts (base), then the services the host talks to (core/clients/),
+then what the host makes (core/build/, which may use both), then the configuration that names all of them
+(scenario, inventory)."""
+CORE_CONFIG = ("harness.core.scenario", "harness.core.inventory")
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,26 @@ def imports_of(package_root: Path) -> List[Import]:
                 found.append(Import(source, target, path.relative_to(package_root.parent), node.lineno,
                                     " ".join(statement.split())))
     return found
+
+
+def core_part(module: str) -> str:
+    for part in ("clients", "build"):
+        if module == f"harness.core.{part}" or module.startswith(f"harness.core.{part}."):
+            return part
+    return "config" if module in CORE_CONFIG else "base"
+
+
+def core_upward_imports(found: List[Import]) -> List[str]:
+    """Imports inside core/ that break its own order (CORE_PARTS)."""
+    problems = []
+    for item in found:
+        if room_of(item.source) != "core" or room_of(item.target) != "core" or item.target == "harness":
+            continue
+        low, high = core_part(item.source), core_part(item.target)
+        if CORE_PARTS.index(high) > CORE_PARTS.index(low):
+            problems.append(f"{_where(item)} `{item.text}` imports {item.target} (core's {high}) into core's {low}, "
+                            f"which comes before it: {' < '.join(CORE_PARTS)}")
+    return sorted(set(problems))
 
 
 def upward_imports(found: List[Import]) -> List[str]:
@@ -166,6 +191,11 @@ def test_no_module_imports_from_a_higher_room(harness_imports):
     assert not problems, "imports from a higher room:\n" + "\n".join(problems)
 
 
+def test_core_keeps_its_own_order(harness_imports):
+    problems = core_upward_imports(harness_imports)
+    assert not problems, "imports that break core's order:\n" + "\n".join(problems)
+
+
 def test_no_import_cycle_between_modules(harness_imports):
     problems = cycles(harness_imports)
     assert not problems, "\n".join(problems)
@@ -237,3 +267,13 @@ def test_a_cycle_inside_one_room_is_named(house):
     assert len(found) == 1 and found[0].startswith(
         "import cycle between harness.execution.targets.remote, harness.execution.targets.ssh")
     assert "ssh.py:1 `from . import remote`" in found[0] and "remote.py:1 `from .ssh import something`" in found[0]
+
+
+def test_a_core_contract_importing_what_the_host_builds_is_named(house):
+    (house / "core" / "build").mkdir()
+    (house / "core" / "build" / "__init__.py").write_text("")
+    (house / "core" / "build" / "model.py").write_text("Y = 1\n")
+    (house / "core" / "job.py").write_text("from .build.model import Y\n")
+    problems = core_upward_imports(imports_of(house))
+    assert len(problems) == 1 and "core/job.py:1 `from .build.model import Y` imports harness.core.build.model " \
+        "(core's build) into core's base" in problems[0]

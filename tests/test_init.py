@@ -9,7 +9,7 @@ import yaml
 
 from harness.cli import main
 from harness.core.inventory import load_inventory
-from harness.core.model import build_model
+from harness.core.build.model import build_model
 from harness.core.scenario import load_scenario
 from harness.emulation import board as emulated
 

@@ -206,7 +206,7 @@ def test_hostile_values_in_new_keys_stop_the_run_naming_the_key(workdir, capsys,
 
 
 def test_only_the_deployed_mnn_and_then_with_its_source(workdir, capsys):
-    from harness.core.model import convert
+    from harness.core.build.model import convert
 
     mnn = convert(workdir / "ints.onnx", "ONNX", ("--useGeluApproximation", "0"), log=lambda m: None)
     shutil.copy(mnn, workdir / "app.mnn")

@@ -20,7 +20,7 @@ from harness.emulation import board as emulated
 from harness.core.inventory import load_inventory
 from harness.plans.layers import search_layers, write_layers_files
 from harness.views.layers import FLOAT32_MAX, board_table, model_explorer_data, render_layers
-from harness.core.model import prepare_model
+from harness.core.build.model import prepare_model
 from harness.analysis.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
 from harness.core.scenario import load_scenario
 
@@ -192,7 +192,7 @@ def test_ops_map_back_to_onnx_exactly_on_the_tiny_net(tmp_path, write_file):
 
 
 def test_a_wrong_source_model_says_the_mapping_cannot_point_anywhere(tmp_path, overflow_mnn):
-    from harness.core.mnn_graph import read_mnn_graph
+    from harness.core.build.mnn_graph import read_mnn_graph
     from harness.analysis.opmap import map_ops, mapping_summary, read_source_graph
 
     other = tmp_path / "other.onnx"
@@ -354,7 +354,7 @@ def test_a_global_average_pool_and_a_mean_over_6x80_values_get_k_480(tmp_path):
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
 
-    from harness.core.model import convert
+    from harness.core.build.model import convert
 
     weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 3, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),

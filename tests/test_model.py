@@ -15,7 +15,7 @@ import pytest
 import skimage.data
 
 from harness.core.cache import sha256_file
-from harness.core.model import ModelError, ModelSource, prepare_model
+from harness.core.build.model import ModelError, ModelSource, prepare_model
 
 from .conftest import REPO, TINY_SEGNET
 
@@ -198,8 +198,8 @@ def test_custom_ops_mnn_cannot_convert_are_named_once_with_no_option_to_try(face
 
 
 def test_a_file_that_is_not_tflite_has_no_custom_ops_to_name(tmp_path):
-    from harness.core.inspect_model import resolve_model_path
-    from harness.core.tflite_ops import custom_ops
+    from harness.core.build.inspect_model import resolve_model_path
+    from harness.core.build.tflite_ops import custom_ops
 
     broken = tmp_path / "model.tflite"
     broken.write_bytes(b"\x08\x07\x12\x04TFL3" + b"\x00" * 8)  # the identifier, then nothing sensible

@@ -26,7 +26,7 @@ import yaml
 
 from harness.core import agent_bundle
 from harness.core.cache import cache_root
-from harness.core.model import build_model
+from harness.core.build.model import build_model
 from harness.emulation import board as emulated
 
 from .conftest import REPO, TINY_SEGNET

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from harness.core.preprocess import preprocess_image, read_bgr
+from harness.core.build.preprocess import preprocess_image, read_bgr
 from harness.core.scenario import ImageRef, Preprocess
 
 

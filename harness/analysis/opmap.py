@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..core.mnn_graph import MnnGraph
+from ..core.build.mnn_graph import MnnGraph
 
 EXACT, FUSED, NEAREST, NONE = "exact", "fused", "nearest", "none"
 MAX_GROUP = 64

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..core.backend import backend_problem
-from ..core.inputs import InputSet
+from ..core.build.inputs import InputSet
 from ..core.inventory import BoardSpec
-from ..core.model import ModelArtifact
+from ..core.build.model import ModelArtifact
 from ..core.npz import load_tensor
 from ..core.results import INTERRUPTED, OK, UNUSABLE, TargetResult
 from ..core.scenario import Scenario

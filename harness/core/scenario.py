@@ -9,11 +9,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
-from .inputs.base import MAX_SAMPLES, whole_number
+from .build.inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
+from .build.inputs.base import MAX_SAMPLES, whole_number
 from .inventory import MNN_VERSION, mnn_version_of
-from .model import ModelSource
-from .preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
+from .build.model import ModelSource
+from .build.preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
 from .yamlfile import Section, load_yaml, slug
 
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")

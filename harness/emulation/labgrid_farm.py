@@ -73,7 +73,7 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
     Running again keeps a coordinator that answers (and the places and
     acquisitions it holds) and restarts the exporter only if its boards changed.
     """
-    from ..core.labgrid_client import Coordinator, require_labgrid
+    from ..core.clients.labgrid_client import Coordinator, require_labgrid
 
     require_labgrid()
     started = start_boards(size, log, prefix)
@@ -124,7 +124,7 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
 
 def labgrid_down(prefix: Optional[str] = None) -> List[str]:
     """Stop the exporter, then the coordinator, of one lab (or of every lab here); say what was stopped."""
-    from ..core.labgrid_client import Coordinator
+    from ..core.clients.labgrid_client import Coordinator
 
     stopped = []
     directories = [lab_dir(prefix)] if prefix else sorted(p for p in labs_dir().glob("*") if p.is_dir()) \
@@ -167,7 +167,7 @@ def labgrid_status() -> List[dict]:
 def _ensure_coordinator(directory: Path, state: dict, prefix: str, log: Log) -> tuple:
     """(address, True if it was started now). A coordinator that runs but does not answer is replaced."""
     from ..core.errors import BoardError
-    from ..core.labgrid_client import Coordinator
+    from ..core.clients.labgrid_client import Coordinator
 
     previous = state.get("coordinator") or {}
     if _running(previous.get("pid"), COORDINATOR_MODULE):

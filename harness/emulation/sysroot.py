@@ -40,7 +40,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequenc
 from ..core import host
 from ..core.cache import cache_root, sha256_file, sha256_json
 from ..core.errors import SetupError
-from ..core.wheels import Platform, fetch_wheel
+from ..core.clients.wheels import Platform, fetch_wheel
 
 Log = Callable[[str], None]
 

@@ -23,7 +23,7 @@ from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS
 from ..core.errors import ConfigError
 from ..core.inventory import Inventory
 from ..core.scenario import Scenario
-from ..core.wheels import RELEASES, VERSION, host_mnn_version, version_key
+from ..core.clients.wheels import RELEASES, VERSION, host_mnn_version, version_key
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_file

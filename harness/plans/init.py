@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import yaml
 
 from ..core.errors import BoardError, ConfigError
-from ..core.inspect_model import Signature, TensorInfo, inspect_model, resolve_model_path
+from ..core.build.inspect_model import Signature, TensorInfo, inspect_model, resolve_model_path
 from ..core.inventory import BoardSpec, load_inventory
 from ..execution.targets import make_target
 

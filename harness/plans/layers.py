@@ -40,8 +40,8 @@ from ..core.errors import ConfigError, Interrupted
 from ..core.inventory import BoardSpec, Inventory
 from ..core.job import Job
 from ..core.npz import load_npz, save_npz
-from ..core.mnn_graph import MnnFileError, read_mnn_graph
-from ..core.model import prepare_model
+from ..core.build.mnn_graph import MnnFileError, read_mnn_graph
+from ..core.build.model import prepare_model
 from ..core.results import TargetResult
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob

@@ -110,7 +110,7 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     other, each with its own connections and an agent process per job (as before sessions; the bench's
     baseline).
     """
-    from ..core.model import check_converter_args
+    from ..core.build.model import check_converter_args
 
     interruption = interruption or Interruption()
     settings = expand(scenario)

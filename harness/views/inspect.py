@@ -5,7 +5,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from ..core.inspect_model import Signature
+from ..core.build.inspect_model import Signature
 from .fold import Column, FoldingTable
 
 

@@ -413,7 +413,7 @@ def test_a_model_that_is_not_a_file_says_what_it_is(scenario_dir, key, what, wor
 
 def test_the_model_layer_says_what_a_non_file_is(tmp_path):
     """A ModelSource made in code (the bench, a test) meets the same words as a scenario."""
-    from harness.core.model import ModelError, ModelSource, prepare_model
+    from harness.core.build.model import ModelError, ModelSource, prepare_model
 
     for source, words in ((ModelSource(onnx=Path("/dev/zero")), "is a character device"),
                           (ModelSource(tflite=tmp_path), "is a directory"),

@@ -10,7 +10,7 @@ runs exactly as over SSH (SshTarget, with its on-board lock as a second
 guard), and gives the place back.
 
 What the code relies on, measured with labgrid 26.0.1 (the coordinator is
-reached in-process, see core/labgrid_client.py):
+reached in-process, see core/clients/labgrid_client.py):
 - A waiting or allocated reservation expires 60 s after its last poll: it is
   polled every POLL_S while waiting. An acquired one does not expire.
 - Hand-over: cancel the reservation first, then release; the next waiter then
@@ -32,7 +32,7 @@ from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError
 from ...core.inventory import BoardSpec
 from ...core.job import Job
-from ...core.labgrid_client import Coordinator
+from ...core.clients.labgrid_client import Coordinator
 from ...core.results import TargetResult
 from .base import StageCallback
 from .ssh import SshTarget

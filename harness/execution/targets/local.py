@@ -8,7 +8,7 @@ that kills it or passes run_timeout fails, and the next job gets a fresh
 agent. An agent that cannot serve (no hello) makes the session run its jobs
 one-shot, `BUNDLE JOB_DIR`, as does `resident: false` in the inventory. A job that asks for another MNN
 release than the installed one runs on an agent with that release's host site first on its path
-(core/wheels.host_site).
+(core/clients/wheels.host_site).
 """
 
 import json
@@ -28,7 +28,7 @@ from ...core.board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_
 from ...core.errors import BoardError, BoardResultError, Interrupted, SetupError
 from ...core.job import Job
 from ...core.results import TargetResult
-from ...core.wheels import host_site, site_env
+from ...core.clients.wheels import host_site, site_env
 from .base import StageCallback, Target
 from .resident import AgentLink, ResidentAgent, run_on, session_agent
 

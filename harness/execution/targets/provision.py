@@ -3,7 +3,7 @@
 A board whose inventory entry does not say `mnn: system` gets, for each MNN
 version a job asks for (the job's, else the board's `mnn_version`, else the
 host's), the MNN and numpy wheels that fit its machine, CPython and C
-library (core/wheels: fetched once on the host, then offline). They travel
+library (core/clients/wheels: fetched once on the host, then offline). They travel
 into the board's store like any file (by SHA-256, evicted least recently used
 first) and each is unpacked once, by the board's own Python (zipfile: no
 unzip, no pip, no network on the board), into a site of its own,
@@ -30,7 +30,7 @@ import paramiko
 
 from ...core.errors import BoardError, SetupError
 from ...core.results import TargetResult
-from ...core.wheels import MACHINES, Platform, Wheel, host_mnn_version, unsupported, wheels_for
+from ...core.clients.wheels import MACHINES, Platform, Wheel, host_mnn_version, unsupported, wheels_for
 from . import remote
 from .remote import StoreFile
 

@@ -18,7 +18,7 @@ The file is read from its bytes (schema.fbs, FlatBuffers never move a field):
 from pathlib import Path
 from typing import Dict, Tuple
 
-from .errors import ModelError
+from ..errors import ModelError
 from .flatbuffer import FlatBuffer
 
 MODEL_OPERATOR_CODES, MODEL_SUBGRAPHS = 1, 2

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .cache import cache_root, sha256_json
+from ..cache import cache_root, sha256_json
 
 _SHAPES_CHILD = (
     "import json, sys\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..yamlfile import Section, type_name
+from ...yamlfile import Section, type_name
 from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, input_error, whole_number
 
 

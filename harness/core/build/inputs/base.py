@@ -13,8 +13,8 @@ from typing import ClassVar, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..yamlfile import Section, type_name
+from ...errors import ConfigError
+from ...yamlfile import Section, type_name
 
 DTYPES = ("float32", "int32", "int64", "uint8")
 """Input types the agent feeds (MNN's Halide types: Float, Int, Int64, Uint8)."""

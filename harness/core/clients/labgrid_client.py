@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Dict, List, Optional, Tuple
 
-from .errors import BoardError, SetupError
+from ..errors import BoardError, SetupError
 
 
 class CoordinatorError(BoardError):

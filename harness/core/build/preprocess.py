@@ -13,8 +13,8 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .cache import sha256_file
-from .errors import ConfigError
+from ..cache import sha256_file
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
-from .cache import cache_root, sha256_file
-from .errors import SetupError
+from ..cache import cache_root, sha256_file
+from ..errors import SetupError
 
 Log = Callable[[str], None]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from .errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError
 
 FORMATS = {".onnx": "ONNX", ".tflite": "TFLITE", ".mnn": "MNN"}
 CHILD_TIMEOUT_S = 120.0
@@ -77,7 +77,7 @@ class Signature:
 
 def resolve_model_path(value: str) -> Path:
     """A file path, or `pkg:PACKAGE/path/in/it` as scenarios write it; checked, with the fix."""
-    from .yamlfile import Section
+    from ..yamlfile import Section
 
     if value.startswith("pkg:"):
         return Section(Path("harness inspect"), {"model": value}).path_value("model")

@@ -28,9 +28,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..cache import cache_root, sha256_json
-from ..errors import SetupError
-from ..yamlfile import Section
+from ...cache import cache_root, sha256_json
+from ...errors import SetupError
+from ...yamlfile import Section
 from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, finite_number, input_error, whole_number
 
 VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+./-]{0,39}$")

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..yamlfile import Section, type_name
+from ...yamlfile import Section, type_name
 from .base import (DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, describe_shape,
                    dtype_value, finite_number, fits_dtype, input_error, shape_value, whole_number)
 

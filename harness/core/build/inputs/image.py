@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..preprocess import ImageRef, preprocess_image, read_bgr
-from ..yamlfile import Section, describe_file_type
+from ...yamlfile import Section, describe_file_type
 from .base import BuildContext, ModelInput, Provider, Samples, input_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")

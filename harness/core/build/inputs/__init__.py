@@ -21,10 +21,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..cache import sha256_file
-from ..errors import ConfigError
-from ..npz import save_npz
-from ..yamlfile import Section
+from ...cache import sha256_file
+from ...errors import ConfigError
+from ...npz import save_npz
+from ...yamlfile import Section
 from .arrays import NpzInput, RandomInput, ValueInput
 from .audio import AudioInput
 from .base import DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, BuildContext, ModelInput, Provider, Samples, describe_shape
