@@ -47,6 +47,7 @@ import numpy as np
 
 from ..core.results import TargetResult
 from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from .decoded import judge_decoded
 
 REL_FLOOR = 1e-6
 
@@ -65,6 +66,11 @@ class OutputComparison:
     outputs "flipped" (the steps whose decision differs)."""
     notes: List[str] = field(default_factory=list)
     """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
+    decoded: Optional[dict] = None
+    """A decoded output (analysis/decoded/): what the application sees on both sides, summary.json's
+    self-describing "decoded" sub-dict (kind, label, samples)."""
+    traceback: Optional[str] = None
+    """A user decoder's traceback, kept in the run folder beside the board's files."""
 
 
 @dataclass
@@ -358,8 +364,8 @@ def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bo
 
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
-                   output_names: List[str]) -> TargetComparison:
-    """Every output of output_names; for a stream, step by step too."""
+                   output_names: List[str], sample_names: Optional[List[str]] = None) -> TargetComparison:
+    """Every output of output_names; for a stream, step by step too; then every decoded output."""
     comparison = TargetComparison(target=target.target, reference=reference.target)
     if not reference.ok:
         comparison.error = f"the reference {reference.target} failed: {reference.error}"
@@ -373,6 +379,11 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
             continue
         comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
                                         scenario.output_spec(name), stream=scenario.stream is not None))
+    for result in judge_decoded(scenario, target.outputs, reference.outputs, target.target, reference.target,
+                                comparison.outputs, sample_names):
+        comparison.outputs.append(OutputComparison(result.name, result.passed, result.metrics, result.reasons,
+                                                   notes=result.notes, decoded=result.record,
+                                                   traceback=result.traceback))
     return comparison
 
 

@@ -127,7 +127,7 @@ def judge(report: RunReport) -> None:
         if problem:
             report.backend_failures[name] = problem
     for name in report.compared_targets:
-        comparison = compare_target(scenario, report.results[name], reference, compared)
+        comparison = compare_target(scenario, report.results[name], reference, compared, report.inputs.sample_names)
         mismatch = mnn_mismatch(report.results[name], reference)
         if mismatch and scenario.require_same_mnn and comparison.error is None:
             # The board ran and its numbers are compared as any board's; the requirement fails it on top.
@@ -138,7 +138,7 @@ def judge(report: RunReport) -> None:
     if scenario.parity is not None:
         report.parity = check_parity(report, scenario)
     if report.source is not None:
-        report.conversion = compare_target(scenario, reference, report.source, compared)
+        report.conversion = compare_target(scenario, reference, report.source, compared, report.inputs.sample_names)
         if scenario.reference in report.backend_failures:
             report.conversion.problems.append(report.backend_failures[scenario.reference])
     report.attribution = attributions(report)

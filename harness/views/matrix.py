@@ -30,13 +30,18 @@ def cell(record: dict, board: str) -> Text:
         return Text("ref", "dim")
     failing = [v for v in rows if not v.passed]
     if not failing:
+        decoded = [v for v in rows if v.decoded is not None]
+        if decoded:  # what the application sees, first: the worst decoded agreement
+            shown = min(decoded, key=lambda v: v.metrics.get("decoded_agreement", 1.0) or 0.0)
+            return Text(f"ok {shown.decoded.label}", "green")
         metric, value = worst(record, rows)
         return Text(f"ok {format_metric(value, metric)}", "green")
     first = failing[0]
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
-    limit = {"tolerance": short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+    limit = {"tolerance": first.decoded.label if first.decoded is not None else short_limit(first.reasons[0]),
+             "requirement": "require_same_mnn",
              # asked a backend the board lacks: its numbers are the CPU's
              "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
     return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
