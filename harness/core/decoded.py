@@ -17,7 +17,7 @@ The verdicts themselves are analysis/decoded/; this module is only what was aske
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 

@@ -66,5 +66,9 @@ def explain(result: DecodedResult, spec: DecodedSpec, raw: list, scenario: Scena
                 row.notes.append(f"judged by what it decodes to ({label}), which decides: its own snr_db "
                                  f"{snr:.1f} dB is below a plain tensor's floor of {floor:g} dB")
     elif not failing:
-        result.notes.append(f"{spec.name} decides: its tensors ({', '.join(row.output for row in fed)}) are within "
-                            "their own limits, and what the application sees changed")
+        unlimited = [row.output for row in fed if not any(
+            value is not None for value in vars(scenario.output_spec(row.output).tolerance).values())]
+        shown = ", ".join(row.output for row in fed)
+        result.notes.append(f"{spec.name} decides, and what the application sees changed: "
+                            + (f"{shown} {'is' if len(fed) == 1 else 'are'} judged by it alone" if len(unlimited) == len(fed)
+                               else f"{shown} stay within the limits the scenario sets on them"))
