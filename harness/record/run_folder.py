@@ -267,7 +267,8 @@ def write_run(report: RunReport, views: Dict[str, View], keep_outputs_mb: float 
     a stored one are rendered from the same data by construction.
     """
     report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
-    for comparison in ([report.conversion] if report.conversion else []) + list(report.comparisons.values()):
+    judged = ([report.conversion] if report.conversion is not None else []) + list(report.comparisons.values())
+    for comparison in judged:
         for output in comparison.outputs:
             if output.traceback:
                 write_file(report.run_dir, decode_error_file(comparison, output), output.traceback)

@@ -157,7 +157,7 @@ def verdict_table(summary: dict) -> str:
         cause = f" {esc(verdict.cause)}" if verdict.cause else ""
         shown = '<td class="pass">PASS</td>' if verdict.passed else f'<td class="fail">FAIL{cause}</td>'
         rows.append(f"<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>"
-                    + "".join(f'<td class="num">{format_metric(m.get(metric), metric) if not verdict.decoded else "–"}'
+                    + "".join(f'<td class="num">{"–" if verdict.decoded else format_metric(m.get(metric), metric)}'
                               '</td>' for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
                     + f'<td class="num">{esc(labels_text(summary, verdict))}</td>'
                     f"{shown}<td>{esc('; '.join(verdict.reasons + verdict.notes))}</td></tr>")

@@ -101,7 +101,8 @@ def verdict_table(summary: dict) -> FoldingTable:
         if verdict.cause:
             shown.append(f" {verdict.cause}", "red")
         table.add_row(verdict.board, verdict.output,
-                      *[format_metric(m.get(metric), metric) if verdict.decoded is None else "–"
+                      # a decoded output has no tensor of its own: blank, and left out where rows stack
+                      *[format_metric(m.get(metric), metric) if verdict.decoded is None else ""
                         for metric in METRIC_HEADERS.values()],
                       labels_text(summary, verdict), shown)
     return table

@@ -26,7 +26,7 @@ def judge_one(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[
               target_name: str, reference_name: str, sample_names: List[str]) -> DecodedResult:
     missing = [name for name in spec.sources if name not in target or name not in reference]
     if missing:
-        return DecodedResult(spec.name, False, {}, [f"{spec.name}: output {', '.join(missing)} missing"], [],
+        return DecodedResult(spec.name, False, {}, [f"output {', '.join(missing)} missing"], [],
                              {"kind": spec.kind, "label": "no output", "passed": False, "samples": []})
     try:
         return JUDGES[spec.kind](spec, target, reference, target_name, reference_name, sample_names)
@@ -70,5 +70,6 @@ def explain(result: DecodedResult, spec: DecodedSpec, raw: list, scenario: Scena
             value is not None for value in vars(scenario.output_spec(row.output).tolerance).values())]
         shown = ", ".join(row.output for row in fed)
         result.notes.append(f"{spec.name} decides, and what the application sees changed: "
-                            + (f"{shown} {'is' if len(fed) == 1 else 'are'} judged by it alone" if len(unlimited) == len(fed)
-                               else f"{shown} stay within the limits the scenario sets on them"))
+                            + (f"{shown} {'is' if len(fed) == 1 else 'are'} judged by it alone"
+                               if len(unlimited) == len(fed) else
+                               f"{shown} stay within the limits the scenario sets on them"))

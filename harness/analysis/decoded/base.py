@@ -113,7 +113,7 @@ def call_user(spec: DecodedSpec, outputs: Dict[str, np.ndarray], sample: int, si
 def failed(spec: DecodedSpec, error: DecodeError, reference_name: str) -> DecodedResult:
     """A decoder that failed: that output fails, with the reason and the traceback for the run folder."""
     where = ("the reference" if error.side == reference_name else "this board") + f" ({error.side})"
-    reason = f"{spec.name}: could not decode on {where}: {error}"
+    reason = f"could not decode on {where}: {error}"
     return DecodedResult(spec.name, False, {}, [reason], [],
                          {"kind": spec.kind, "label": "decode failed", "passed": False, "error": str(error),
                           "failed_side": error.side, "samples": []}, error.traceback_text)

@@ -100,6 +100,7 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
                "benign_flips": benign / positions if positions else 0.0,
                "hard_flips": hard / positions if positions else 0.0, "decoded_agreement": top1}
     label = f"{spec.name} top-1 {agree}/{positions}"
+    counted = label[len(spec.name) + 1:]
     shown = "; ".join(f"{sample_names[s] if s < len(sample_names) else f'sample {s}'}: {r} on {reference_name}, "
                       f"{o} on {target_name}" + ("" if near is None else " (a near-tie)" if near else " (hard)")
                       for s, r, o, near in changed[:2]) + (f"; and {len(changed) - 2} more" if len(changed) > 2
@@ -107,14 +108,14 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     limits = spec.tolerance
     reasons = []
     if limits.min_top1_agreement is not None and top1 < limits.min_top1_agreement:
-        reasons.append(f"{label}: top1_agreement {percent(top1)} < {percent(limits.min_top1_agreement)} ({shown})")
+        reasons.append(f"{counted}: top1_agreement {percent(top1)} < {percent(limits.min_top1_agreement)} ({shown})")
     if limits.max_hard_flips is not None and metrics["hard_flips"] > limits.max_hard_flips:
-        reasons.append(f"{label}: hard_flips {percent(metrics['hard_flips'])} > {percent(limits.max_hard_flips)}"
+        reasons.append(f"{counted}: hard_flips {percent(metrics['hard_flips'])} > {percent(limits.max_hard_flips)}"
                        + ("" if reasons else f" ({shown})"))
     if limits.min_topk_overlap is not None and overlaps and metrics["topk_overlap"] < limits.min_topk_overlap:
-        reasons.append(f"{label}: topk_overlap {percent(metrics['topk_overlap'])} < "
+        reasons.append(f"{counted}: topk_overlap {percent(metrics['topk_overlap'])} < "
                        f"{percent(limits.min_topk_overlap)} (top {params.top_k})")
-    notes = [f"{label}: {shown}, within the limits"] if changed and not reasons else []
+    notes = [f"{counted}: {shown}, within the limits"] if changed and not reasons else []
     record = {"kind": "class_scores", "label": label, "passed": not reasons, "top_k": params.top_k,
               "samples": samples, "sources": list(names)}
     return DecodedResult(spec.name, not reasons, metrics, reasons, notes, record)

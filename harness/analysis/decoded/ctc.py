@@ -92,6 +92,7 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
                "hard_text_changes": hard if differing and differing[0][3] is not None else None,
                "decoded_agreement": agreement}
     label = f"{spec.name} {exact}/{count} exact, CER {cer:.1%}"
+    counted = label[len(spec.name) + 1:]
     shown = "; ".join(f"{sample_names[s] if s < len(sample_names) else f'sample {s}'}: {r!r} on {reference_name}, "
                       f"{o!r} on {target_name}" + ("" if tie is None else " (a near-tie)" if tie else " (hard)")
                       for s, r, o, tie in differing[:DIFFERENCES_NAMED])
@@ -100,10 +101,10 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     limits = spec.tolerance
     reasons = []
     if limits.min_exact_match is not None and agreement < limits.min_exact_match:
-        reasons.append(f"{label}: exact_match {percent(agreement)} < {percent(limits.min_exact_match)} ({shown})")
+        reasons.append(f"{counted}: exact_match {percent(agreement)} < {percent(limits.min_exact_match)} ({shown})")
     if limits.max_cer is not None and cer > limits.max_cer:
-        reasons.append(f"{label}: cer {percent(cer)} > {percent(limits.max_cer)}"
+        reasons.append(f"{counted}: cer {percent(cer)} > {percent(limits.max_cer)}"
                        + ("" if reasons else f" ({shown})"))
-    notes = [f"{label}: {shown}, within the limits"] if differing and not reasons else []
+    notes = [f"{counted}: {shown}, within the limits"] if differing and not reasons else []
     record = {"kind": "ctc_text", "label": label, "passed": not reasons, "samples": samples, "sources": list(names)}
     return DecodedResult(spec.name, not reasons, metrics, reasons, notes, record)

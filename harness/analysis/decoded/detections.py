@@ -281,22 +281,22 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
                "min_box_iou": min(ious) if ious else None,
                "mean_box_iou": float(np.mean(ious)) if ious else None}
     metrics["decoded_agreement"] = metrics["matched_fraction"]
-    label = f"{spec.name} {totals['matched']}/{totals['reference']}" + (f" +{totals['extra']}" if totals["extra"]
-                                                                         else "")
+    counted = f"{totals['matched']}/{totals['reference']}" + (f" +{totals['extra']}" if totals["extra"] else "")
+    label = f"{spec.name} {counted}"
     limits = spec.tolerance
     reasons = []
     story = _misses_text(misses, params, reference_name, target_name, sample_names)
     if limits.min_matched is not None and metrics["matched_fraction"] < limits.min_matched:
-        reasons.append(f"{label}: {_counts(totals)}{story} (matched {percent(metrics['matched_fraction'])} < "
+        reasons.append(f"{counted}: {_counts(totals)}{story} (matched {percent(metrics['matched_fraction'])} < "
                        f"{percent(limits.min_matched)})")
     if limits.max_hard_misses is not None and totals["hard"] > limits.max_hard_misses:
         text = f"{totals['hard']} hard miss(es) > {limits.max_hard_misses:g}"
-        reasons.append(f"{label}: {text}" + ("" if reasons else f": {_counts(totals)}{story}"))
+        reasons.append(f"{counted}: {text}" + ("" if reasons else f": {_counts(totals)}{story}"))
     if limits.min_box_iou is not None and ious and min(ious) < limits.min_box_iou:
-        reasons.append(f"{label}: a matched box moved: min_box_iou {min(ious):.3f} < {limits.min_box_iou:g}")
+        reasons.append(f"{counted}: a matched box moved: min_box_iou {min(ious):.3f} < {limits.min_box_iou:g}")
     notes = []
     if not reasons and (totals["missed"] or totals["extra"]):
-        notes.append(f"{label}: {_counts(totals)}{story}, within the limits")
+        notes.append(f"{counted}: {_counts(totals)}{story}, within the limits")
     record = {"kind": "detections", "label": label, "passed": not reasons, "threshold": params.threshold,
               "match_iou": params.match_iou, "box_units": params.box_units, "samples": samples,
               "sources": list(names)}

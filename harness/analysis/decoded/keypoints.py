@@ -63,9 +63,10 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     pck = correct / total if total else 1.0
     metrics = {"points": total, "pck": pck, "worst_point_distance": worst, "decoded_agreement": pck}
     label = f"{spec.name} {correct}/{total} points"
+    counted = label[len(spec.name) + 1:]
     reasons = []
     if spec.tolerance.min_pck is not None and pck < spec.tolerance.min_pck:
-        reasons.append(f"{label}: pck {percent(pck)} < {percent(spec.tolerance.min_pck)} (a point is correct within "
+        reasons.append(f"{counted}: pck {percent(pck)} < {percent(spec.tolerance.min_pck)} (a point is correct within "
                        f"{threshold:g} of the reference's extent; the farthest is {worst:.3g} of it)")
     record = {"kind": "keypoints", "label": label, "passed": not reasons, "pck_threshold": threshold,
               "samples": samples, "sources": list(names)}
