@@ -350,3 +350,28 @@ def test_decoded_keys_are_checked_against_the_model_before_anything_runs(tmp_pat
     assert "is also the name of a model output" in stops(GOOD.replace("  faces:", "  regressors:"))
     values = GOOD.replace("boxes: regressors", "boxes: {output: regressors, values: [0, 40]}")
     assert "goes beyond the 16 values" in stops(values)
+
+
+def test_keypoints_of_a_real_hand_landmark_model_by_pck(tmp_path, write_file):
+    """MediaPipe's hand landmarks (21 points of x, y, z in pixels): MNN on x86 places them where LiteRT does."""
+    from .public_models import HAND_LANDMARK_LITE, fetch
+
+    scenario = write_file("hand.yaml", f"""\
+name: hand
+model: {{tflite: {fetch(HAND_LANDMARK_LITE)}}}
+inputs:
+  images: [skimage:astronaut, skimage:coffee]
+preprocess: {{resize: {{height: 224, width: 224}}, scale: 1/255, layout: NHWC}}
+targets: [x86]
+decoded:
+  hand:
+    kind: keypoints
+    points: Identity
+    dims: 3
+    tolerance: {{min_pck: 1.0}}
+""")
+    code = main(["run", str(scenario), "--targets", "x86", "--reports", str(tmp_path / "reports")])
+    summary = json.loads((one_run(tmp_path / "reports") / "summary.json").read_text())
+    hand = summary["conversion"]["outputs"]["hand"]
+    assert code == 0 and hand["passed"] and hand["decoded"]["label"] == "hand 42/42 points"
+    assert hand["metrics"]["worst_point_distance"] < 1e-3  # of the points' extent
