@@ -324,6 +324,13 @@ def test_hostile_charsets_and_labels(tmp_path):
     assert "is missing" in refused(text)
     assert "character 3 repeats 'a'" in refused(text + "    characters: aba\n")
     assert "must be at least -1" in refused(text + "    characters: ab\n    blank: -5\n")
+    twice = refused(GOOD + GOOD)
+    assert "decoded.faces: appears twice in the same mapping (lines 8 and 14)" in twice
+    (tmp_path / "post.py").write_text("def f(outputs):\n    return None\n")
+    assert "names 'regressors' twice" in refused("  x:\n    kind: detections\n    decode: post.py:f\n"
+                                                 "    from: [regressors, regressors]\n")
+    assert "replaces it" in refused("  x:\n    kind: detections\n    decode: post.py:f\n    boxes: regressors\n")
+    assert "must be a mapping" in refused(GOOD.replace("boxes: regressors", "boxes: 5"))
     classes = "  picked:\n    kind: class_scores\n    scores: classificators\n"
     assert "names 'cat' twice" in refused(classes + "    labels: [cat, dog, cat]\n")
     assert "at most 1000" in refused(classes + "    top_k: 5000\n")
