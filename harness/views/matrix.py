@@ -36,7 +36,7 @@ def cell(record: dict, board: str) -> Text:
             return Text(f"ok {shown.decoded.label}", "green")
         metric, value = worst(record, rows)
         return Text(f"ok {format_metric(value, metric)}", "green")
-    first = failing[0]
+    first = failing[0]  # verdicts() puts decoded outputs first: what the application sees
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
@@ -71,9 +71,10 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
     return "max_abs", max((v.metrics.get("max_abs") or 0.0 for v in rows), default=None)
 
 
-LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
-          "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke")
+LEGEND = ("cell: ok and the worst labels of the board's outputs (what the application sees for decoded outputs, "
+          "faces 2/2; argmax agreement, mask IoU or decisions; max abs for tensors), or FAIL, where the difference comes "
+          "from (conversion, platform, both, app I/O, MNN version, backend) and the first limit it broke (the decoded "
+          "verdict first)")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 
