@@ -256,7 +256,9 @@ def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int)
     return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
 
 
-PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement")
+PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement",
+                   "decoded_agreement", "matched_fraction", "exact_match", "cer", "top1_agreement", "topk_overlap",
+                   "pck")
 """Fractions every view shows as percentages."""
 
 
