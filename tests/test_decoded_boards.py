@@ -41,6 +41,7 @@ def run(tmp_path: Path, label: str, text: str, capsys):
     (run_dir,) = list((folder / "reports").iterdir())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["boards"][BOARD]["status"] == "ok", summary["boards"][BOARD]["error"]
+    run.html = (run_dir / "report.html").read_text()
     return code, summary["comparisons"][BOARD]["outputs"], out
 
 
@@ -95,4 +96,6 @@ def test_the_crnn_reads_differently_in_fp16_and_the_labels_show_the_cer(tmp_path
     differing = [s for s in text["decoded"]["samples"] if s["distance"]]
     assert len(differing) == 40 - metrics["exact"]
     assert f"on x86, {differing[0]['target']!r} on {BOARD}" in " ".join(text["reasons"])
+    # report.html lists the lines read differently, both sides' text side by side.
+    assert f"<code>{differing[0]['reference']}</code></td><td><code>{differing[0]['target']}</code>" in run.html
     assert "FP16 / precision setting" in out
