@@ -173,6 +173,10 @@ def boom(outputs):
 
 def wrong(outputs):
     return "three boxes"
+
+def leaves(outputs):
+    import sys
+    sys.exit(3)
 '''
 
 
@@ -215,6 +219,13 @@ def test_a_user_decoder_that_raises_fails_that_output_with_its_traceback_in_the_
     assert summary["conversion"]["outputs"]["logits"]["passed"]
     assert (run_dir / "junit.xml").is_file() and (run_dir / "report.html").is_file()
     assert "FAIL conversion: x86 vs onnxruntime picked could not decode on the reference" in " ".join(out.split())
+
+
+def test_a_decoder_that_calls_sys_exit_does_not_end_the_run(tmp_path, write_file):
+    code, run_dir, summary = decoded_run(tmp_path, write_file, "leaves")
+    picked = summary["conversion"]["outputs"]["picked"]
+    assert code == 1 and "post.py:leaves raised SystemExit: 3" in picked["reasons"][0]
+    assert (run_dir / "report.html").is_file()
 
 
 def test_a_decoder_returning_the_wrong_type_is_a_clear_failure(tmp_path, write_file):
