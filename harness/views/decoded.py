@@ -80,7 +80,8 @@ def decoded_section(report, summary: dict) -> str:
                          + (f' <span class=dim>(traceback: {esc(decoded.record["traceback"])})</span>'
                             if decoded.record.get("traceback") else "") + "</p>")
             if decoded.kind == "detections":
-                parts.append(_detections(decoded, inputs, summary, names, label.split(" vs ")[0], reference))
+                parts.append(_detections(decoded, inputs, report.scenario.preprocess, names, label.split(" vs ")[0],
+                                         reference))
             elif decoded.kind == "ctc_text":
                 parts.append(_texts(decoded, names, label.split(" vs ")[0], reference))
             elif decoded.kind == "class_scores":
@@ -96,12 +97,10 @@ def _inputs(report, summary: dict) -> Optional[np.ndarray]:
     return load_tensor(path, image_input)
 
 
-def _detections(decoded, inputs, summary, names: List[str], board: str, reference: str) -> str:
+def _detections(decoded, inputs, preprocess, names: List[str], board: str, reference: str) -> str:
     if inputs is None:
         return "<p class=dim>No picture: no input of this run is an image.</p>"
-    layout = (summary.get("preprocess") or {}).get("layout", "NCHW")
-    size = inputs.shape[-3:-1] if layout == "NHWC" else inputs.shape[-2:]
-    preprocess = _Preprocess(summary.get("preprocess") or {})
+    size = inputs.shape[-3:-1] if preprocess.layout == "NHWC" else inputs.shape[-2:]
     legend = (f'<p class="legend"><span style="background:#28a03c"></span>matched (thin: {esc(reference)}, '
               f'thick: {esc(board)})<span style="background:#dc2828"></span>missed on {esc(board)}'
               f'<span style="background:#c828c8"></span>extra on {esc(board)}</p>')
@@ -119,17 +118,6 @@ def _detections(decoded, inputs, summary, names: List[str], board: str, referenc
                    f"{sum(1 for u in unmatched if u.get('what') == 'extra')} extra")
         figures.append(img_tag(picture, caption))
     return legend + f'<div class="pics">{"".join(figures)}</div>'
-
-
-class _Preprocess:
-    """The record's preprocessing, read as input_picture() reads a scenario's."""
-
-    def __init__(self, record: dict):
-        self.layout = record.get("layout", "NCHW")
-        self.std = record.get("std", (1.0, 1.0, 1.0))
-        self.mean = record.get("mean", (0.0, 0.0, 0.0))
-        self.scale = record.get("scale", 1.0)
-        self.color = record.get("color", "rgb")
 
 
 def _texts(decoded, names: List[str], board: str, reference: str) -> str:
