@@ -21,8 +21,8 @@ developer benchmark (`python -m harness.bench`): it drives the plans, and nothin
 CORE_PARTS = ("base", "clients", "build", "config")
 """core/ in its own order: the data and contracts (base), then the services the host talks to (core/clients/),
 then what the host makes (core/build/, which may use both), then the configuration that names all of them
-(scenario, inventory)."""
-CORE_CONFIG = ("harness.core.scenario", "harness.core.inventory")
+(scenario, its decoded outputs, inventory)."""
+CORE_CONFIG = ("harness.core.scenario", "harness.core.decoded", "harness.core.inventory")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ def test_tflite_face_detector_converts_faithfully_in_nhwc(tmp_path, capfd):
     assert summary["inputs"]["shape"] == [1, 128, 128, 3]  # NHWC, as the model wants
     assert summary["source"]["runtime"].startswith("litert")
     conversion = summary["conversion"]["outputs"]
-    assert set(conversion) == {"regressors", "classificators"}
-    assert all(output["passed"] and output["metrics"]["cosine"] > 0.99999 for output in conversion.values())
+    assert set(conversion) == {"regressors", "classificators", "faces"}
+    assert all(conversion[name]["passed"] and conversion[name]["metrics"]["cosine"] > 0.99999
+               for name in ("regressors", "classificators"))
+    assert conversion["faces"]["passed"] and conversion["faces"]["decoded"]["label"] == "faces 2/2"
     assert "x86 vs litert" in out

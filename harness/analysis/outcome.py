@@ -15,9 +15,14 @@ from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .compare import format_metric
 from .versions import VersionCheck, versions_differ
 
-LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
-"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
-LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement"}
+LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement",
+                 "detections": "decoded_agreement", "ctc_text": "decoded_agreement",
+                 "class_scores": "decoded_agreement", "keypoints": "decoded_agreement"}
+"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold, and
+for a decoded output the share of what the application sees that stays the same (boxes matched, texts read
+exactly, top classes, points within PCK)."""
+LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement",
+               "decoded_agreement": "decoded agreement"}
 ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
                       "version": "MNN version", "backend": "backend", "none": ""}
 """How a board's attribution (diagnose.attributions) reads in every view."""
@@ -40,8 +45,39 @@ def label_metric(metrics: dict, kind: Optional[str] = None) -> Optional[str]:
         return LABEL_METRICS[kind]
     if kind == "tensor":
         return None
-    return next((name for name in ("argmax_agreement", "miou", "decision_agreement")
+    return next((name for name in ("argmax_agreement", "miou", "decision_agreement", "decoded_agreement")
                  if metrics.get(name) is not None), None)
+
+
+@dataclass
+class Decoded:
+    """A decoded output's verdict as the record keeps it (summary.json's "decoded" sub-dict), for every view."""
+
+    kind: str
+    """detections, ctc_text, class_scores or keypoints."""
+    label: str
+    """What the labels column shows: "faces 2/2", "text 38/40 exact, CER 0.4%", "class top-1 8/8"."""
+    samples: List[dict] = field(default_factory=list)
+    """Per sample what each side decoded (boxes, texts, top classes) and what changed."""
+    record: dict = field(default_factory=dict)
+    """The whole sub-dict (threshold, box units, the traceback's file, ...)."""
+
+
+def decoded_of(result: Optional[dict]) -> Optional[Decoded]:
+    """The decoded verdict of one output's comparison in the record, or None for a tensor's."""
+    record = (result or {}).get("decoded")
+    if not isinstance(record, dict):
+        return None
+    return Decoded(str(record.get("kind", "?")), str(record.get("label", "?")), list(record.get("samples") or []),
+                   record)
+
+
+def labels_text(summary: dict, verdict: "Verdict") -> str:
+    """The labels column of a verdict: a decoded output's label, else the kind's label metric, else "–"."""
+    if verdict.decoded is not None:
+        return verdict.decoded.label
+    metric = label_metric(verdict.metrics, output_kind(summary, verdict.output))
+    return format_metric(verdict.metrics.get(metric), metric) if metric else "–"
 
 
 def attribution_label(value: Optional[str]) -> str:
@@ -98,6 +134,8 @@ class Verdict:
     is_conversion: bool = False
     notes: List[str] = field(default_factory=list)
     """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
+    decoded: Optional[Decoded] = None
+    """A decoded output's verdict (what the application sees); None for a tensor."""
 
     @property
     def passed(self) -> bool:
@@ -128,7 +166,10 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
         problems = list(comparison.get("problems") or [])
         cause = attribution_label("backend" if problems else None) if is_conversion \
             else attribution_label(attribution.get(board))
-        for output, result in (comparison.get("outputs") or {}).items():
+        # What the application sees first (decoded outputs), as labels come first in a verdict's reasons.
+        ordered = sorted((comparison.get("outputs") or {}).items(),
+                         key=lambda item: decoded_of(item[1]) is None)
+        for output, result in ordered:
             reasons = list(result.get("reasons") or []) if not result.get("passed") else []
             # A backend that fell back makes the numbers the CPU's: that is the failure to read first.
             failure_type = ("backend" if problems else "tolerance" if reasons
@@ -136,7 +177,7 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
             failed = bool(failure_type)
             found.append(Verdict(board, output, FAIL if failed else PASS, problems + reasons + requirements,
                                  result.get("metrics") or {}, cause if failed else "", failure_type, host,
-                                 is_conversion, list(result.get("notes") or [])))
+                                 is_conversion, list(result.get("notes") or []), decoded_of(result)))
     return found
 
 

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .build.inputs import SKIMAGE_IMAGES, ImageRef, InputSpec, parse_inputs  # noqa: F401  (re-exported)
 from .build.inputs.base import MAX_SAMPLES, whole_number
+from .decoded import DecodedSpec, parse_decoded
 from .inventory import MNN_VERSION, mnn_version_of
 from .build.model import ModelSource
 from .build.preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
@@ -148,6 +149,11 @@ class OutputSpec:
     threshold: float = 0.5
     """probability_map and decision: values above it are the mask / the yes (PP-OCR's detector uses 0.3)."""
     tolerance: Tolerance = Tolerance()
+    given_tolerance: Optional[Tolerance] = None
+    """The limits the scenario sets itself, without the kind's defaults: those of a tensor that feeds a decoded
+    output (None: the same as tolerance)."""
+    decoded_by: Tuple[str, ...] = ()
+    """The decoded outputs this tensor feeds: what it decodes to is judged, and decides (core/decoded.py)."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +191,21 @@ class Scenario:
     mnn_version: Optional[str] = None
     """The MNN release every MNN of the run runs: the x86 reference's and each provisioned board's (None: each
     board's own `mnn_version`, else the host's). A `mnn: system` board with another one cannot run it."""
+    decoded: Dict[str, DecodedSpec] = field(default_factory=dict)
+    """What the application makes of the tensors (boxes, text, classes, points), judged as it acts on them."""
+    given_tolerance: Tolerance = Tolerance()
+    """The scenario's own `tolerance:` without any kind's defaults."""
 
     def output_spec(self, name: str) -> OutputSpec:
-        return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
+        """How an output is judged. A plain tensor that feeds a decoded output keeps only the limits the scenario
+        sets itself: what it decodes to decides, as the labels decide for class_logits (README "Tolerances")."""
+        spec = self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance,
+                                                 given_tolerance=self.given_tolerance))
+        feeds = tuple(decoded for decoded, entry in self.decoded.items()
+                      if name in entry.sources or not entry.sources)
+        if not feeds or spec.kind != "tensor":
+            return spec
+        return replace(spec, tolerance=spec.given_tolerance or spec.tolerance, decoded_by=feeds)
 
     @property
     def images(self) -> List[ImageRef]:
@@ -244,13 +262,24 @@ def load_scenario(path) -> Scenario:
     for output_name in list(outputs_section.data):
         outputs[output_name] = _output(outputs_section.section(output_name), given)
     outputs_section.done()
+    decoded = parse_decoded(top)
     top.done()
     return Scenario(path=path, name=name, model=model, inputs=inputs, preprocess=preprocess,
                     run=run, targets=targets, reference=reference,
                     default_tolerance=default_tolerance, outputs=outputs, description=description,
                     tags=tags, require_same_mnn=require_same_mnn, source_reference=source_reference,
                     matrix=matrix, parity=parity, find_layer=find_layer, stream=stream, compare=compare,
-                    mnn_version=mnn_version)
+                    mnn_version=mnn_version, decoded=decoded, given_tolerance=_given_only(given))
+
+
+def _given_only(*layers: Dict[str, Optional[float]]) -> Tolerance:
+    """Only the limits the layers set (a tensor that feeds a decoded output has no default floor of its own)."""
+    values: Dict[str, Optional[float]] = {}
+    for layer in layers:
+        values.update(layer)
+    if values.get("rtol") is not None and values.get("atol") is None:
+        values["atol"] = 0.0
+    return Tolerance(**values)
 
 
 def _unique_names(section: Section, key: str) -> List[str]:
@@ -521,12 +550,14 @@ def _tolerance_of(kind: str, *layers: Dict[str, Optional[float]]) -> Tolerance:
 
 def _output(section: Section, given: Dict[str, Optional[float]]) -> OutputSpec:
     kind = section.str("kind", "tensor", OUTPUT_KINDS)
+    own_given = _tolerance_given(section.section("tolerance", {}))
     spec = OutputSpec(
         kind=kind,
         class_axis=section.int("class_axis", 1, minimum=-MAX_AXES, maximum=MAX_AXES - 1),
         benign_margin=section.number("benign_margin", 0.1, minimum=0.0),
         threshold=section.number("threshold", 0.5),
-        tolerance=_tolerance_of(kind, given, _tolerance_given(section.section("tolerance", {}))),
+        tolerance=_tolerance_of(kind, given, own_given),
+        given_tolerance=_given_only(given, own_given),
     )
     own = section.data.get("tolerance") or {}
     for name in ("min_argmax_agreement", "max_hard_flips"):

@@ -26,6 +26,7 @@ from rich.markup import escape
 from .. import __version__
 from ..analysis.run_report import RunReport, judge
 from ..core.cache import sha256_file
+from ..core.decoded import check_against_model as check_decoded
 from ..core.errors import ConfigError
 from ..core.build.inputs import InputSet, build_inputs
 from ..core.inventory import BoardSpec, Inventory, boards_named
@@ -84,6 +85,7 @@ def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List
 def check_outputs(scenario: Scenario, model: ModelArtifact) -> None:
     """Every output the scenario names (settings, compare, stream carry) is one the model has."""
     known = f"its outputs are {', '.join(model.outputs)}"
+    check_decoded(scenario.path, scenario.decoded, list(model.outputs), dict(model.output_shapes))
     for output, spec in scenario.outputs.items():
         if output not in model.outputs:
             raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}", known)

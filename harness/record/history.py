@@ -76,7 +76,8 @@ WHOLE_RUN = "*"
 ERROR_METRICS = ("max_abs", "mean_abs", "max_rel", "median_abs", "p99_abs", "mean_rel", "median_rel", "p99_rel",
                  "hard_flips")
 """Smaller is better; a regression is growth by more than the policy's factor."""
-AGREEMENT_METRICS = {"cosine": "cosine_drop", "argmax_agreement": "agreement_drop", "miou": "agreement_drop"}
+AGREEMENT_METRICS = {"cosine": "cosine_drop", "argmax_agreement": "agreement_drop", "miou": "agreement_drop",
+                     "decoded_agreement": "agreement_drop"}
 """Larger is better; a regression is a drop by more than the policy's absolute margin (the named field)."""
 ERROR_FLOOR = 1e-9
 """Error metrics below this are taken as this, so that 0 -> 1e-12 is not an infinite regression."""
@@ -93,7 +94,8 @@ class RegressionPolicy:
     cosine_drop: float = 1e-5
     """cosine: a drop by more than this (absolute)."""
     agreement_drop: float = 0.001
-    """argmax_agreement, miou: a drop by more than this fraction (0.001 = 0.1 percentage point)."""
+    """argmax_agreement, miou, decoded_agreement: a drop by more than this fraction (0.001 = 0.1 percentage
+    point)."""
     fail_on_regression: bool = False
     """Exit 1 on a regression, as on a failure."""
 
@@ -128,7 +130,7 @@ class Regression:
     def change(self) -> str:
         if self.metric in ERROR_METRICS:
             return f"x{self.after / max(self.before, ERROR_FLOOR):.3g}"
-        if self.metric in ("argmax_agreement", "miou"):
+        if self.metric in ("argmax_agreement", "miou", "decoded_agreement"):
             return f"{(self.after - self.before) * 100:+.3g} points"
         return f"{self.after - self.before:+.3g}"
 
@@ -345,7 +347,7 @@ class History:
         return [rows[key] for key in sorted(rows)]
 
 
-KEY_METRICS = ("max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
+KEY_METRICS = ("decoded_agreement", "max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
 """The order in which a key's regressions are named: the ones a user reads first."""
 
 
@@ -359,7 +361,7 @@ def regressions_text(found: List[Regression], at_most: int = 3) -> str:
     return shown + (f" and {len(more)} more ({', '.join(r.metric for r in more)})" if more else "")
 
 
-TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "cosine")
+TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "decoded_agreement", "cosine")
 """What the trend views draw: the error a board shows, and the labels (or masks) users act on."""
 
 
@@ -371,7 +373,7 @@ def last_value(values: List[Optional[float]]):
 def row_label_metric(row: dict) -> Optional[str]:
     """A trend row's label metric: argmax agreement (class logits), else mask IoU; None for a plain tensor."""
     return label_metric({name: last_value(row.get(name) or [])
-                         for name in ("argmax_agreement", "miou", "decision_agreement")})
+                         for name in ("argmax_agreement", "miou", "decision_agreement", "decoded_agreement")})
 
 
 SPARK = "▁▂▃▄▅▆▇█"

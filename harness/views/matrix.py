@@ -31,14 +31,20 @@ def cell(record: dict, board: str) -> Text:
         return Text("ref", "dim")
     failing = [v for v in rows if not v.passed]
     if not failing:
+        decoded = [v for v in rows if v.decoded is not None]
+        if decoded:  # what the application sees, first: the worst decoded agreement
+            shown = min(decoded, key=lambda v: v.metrics.get("decoded_agreement", 1.0) or 0.0)
+            return Text(f"ok {shown.decoded.label}", "green")
         metric, value = worst(record, rows)
         return Text(f"ok {format_metric(value, metric)}", "green")
-    first = failing[0]
+    first = failing[0]  # verdicts() puts decoded outputs first: what the application sees
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
     nonfinite = counts_short(first.metrics.get("nan_count") or 0, first.metrics.get("inf_count") or 0)
-    limit = {"tolerance": nonfinite or short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+    limit = {"tolerance": (first.decoded.label if first.decoded is not None
+                           else nonfinite or short_limit(first.reasons[0])),
+             "requirement": "require_same_mnn",
              # asked a backend the board lacks: its numbers are the CPU's
              "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
     return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
@@ -68,9 +74,10 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
     return "max_abs", max((v.metrics.get("max_abs") or 0.0 for v in rows), default=None)
 
 
-LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
-          "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke, or its NaN/Inf count (9 Inf)")
+LEGEND = ("cell: ok and the worst labels of the board's outputs (what the application sees for decoded outputs, "
+          "faces 2/2; argmax agreement, mask IoU or decisions; max abs for tensors), or FAIL, where the difference comes "
+          "from (conversion, platform, both, app I/O, MNN version, backend) and the first limit it broke (the decoded "
+          "verdict first), or its NaN/Inf count (9 Inf)")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 

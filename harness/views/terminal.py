@@ -24,8 +24,8 @@ from rich.text import Text
 
 from ..analysis.compare import format_metric
 from ..analysis.versions import versions_differ
-from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
-                      summary_text, verdicts, version_note)
+from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, labels_text, output_kind,
+                                summary_text, verdicts, version_note)
 from ..core.backend import fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
@@ -83,6 +83,10 @@ def verdict_table(summary: dict) -> FoldingTable:
                                        ("probability_map", "mask IoU at the threshold (probability_map)"),
                                        ("decision", "decisions that agree at the threshold (decision)"))
               if kind in kinds]
+    decoded = sorted({kind for kind in (summary.get("output_specs") or {}).values()
+                      if isinstance(kind, dict) and kind.get("decoded") for kind in [kind.get("kind")]})
+    if decoded:
+        legend.append(f"what the application sees, decoded ({', '.join(DECODED_LEGEND.get(k, k) for k in decoded)})")
     table = FoldingTable([Column("Board", key=True), Column("Output", key=True),
                           *[Column(header, "right") for header in METRIC_HEADERS],
                           Column("labels", "right"), Column("Verdict", key=True, wrap=True)],
@@ -97,11 +101,17 @@ def verdict_table(summary: dict) -> FoldingTable:
         shown = Text("PASS", "bold green") if verdict.passed else Text("FAIL", "bold red")
         if verdict.cause:
             shown.append(f" {verdict.cause}", "red")
-        label = label_metric(m, output_kind(summary, verdict.output))
         table.add_row(verdict.board, verdict.output,
-                      *[format_metric(m.get(metric), metric) for metric in METRIC_HEADERS.values()],
-                      format_metric(m.get(label), label) if label else "–", shown)
+                      # a decoded output has no tensor of its own: blank, and left out where rows stack
+                      *[format_metric(m.get(metric), metric) if verdict.decoded is None else ""
+                        for metric in METRIC_HEADERS.values()],
+                      labels_text(summary, verdict), shown)
     return table
+
+
+DECODED_LEGEND = {"detections": "boxes matched of the reference's, +extra",
+                  "ctc_text": "texts read exactly, character error rate", "class_scores": "top classes that agree",
+                  "keypoints": "points within PCK"}
 
 
 METRIC_HEADERS = {"max abs": "max_abs", "mean abs": "mean_abs", "p99 abs": "p99_abs", "cosine": "cosine"}
