@@ -18,14 +18,13 @@ bundle under the cache dir; an edited source builds a new one.
 
 import hashlib
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from .cache import cache_root
 from .errors import SetupError
+from .files import write_atomic
 from .shipped import agent_dir
 
 ENTRY = "mnn_agent.py"
@@ -96,15 +95,4 @@ def bundle(directory: Optional[Path] = None, cache_dir: Optional[Path] = None) -
     path = directory / f"mnn_agent-src-{source_digest(files)[:16]}.pyz"
     if path.is_file():
         return path
-    directory.mkdir(parents=True, exist_ok=True)
-    data = archive(files)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, ZIP_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, archive(files), ZIP_MODE)

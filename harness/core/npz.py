@@ -12,13 +12,14 @@ board_files.load_npz, which checks every member against this rule before
 loading anything; this module reads and writes the host's own files.
 """
 
-import os
 import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 from urllib.parse import quote, unquote
 
 import numpy as np
+
+from .files import replacing
 
 SAFE = ":"
 """Kept as they are besides letters, digits and `_.-~`: the agent's NPZ_SAFE."""
@@ -41,16 +42,11 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     Not numpy.savez(path, **arrays): a tensor named "file" collides with its parameter, and names become paths.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with replacing(path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in arrays.items():
                 with archive.open(member_name(name) + ".npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

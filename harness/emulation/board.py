@@ -42,7 +42,6 @@ state directory; boards started by earlier versions are seen by their
 namespaces.
 """
 
-import fcntl
 import functools
 import hashlib
 import json
@@ -56,15 +55,15 @@ import socket
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..core.cache import cache_root
 from ..core.endpoint import SshEndpoint
 from ..core import host
 from ..core.errors import BoardError, SetupError
+from ..core.files import locked, write_atomic
 from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_bare_sysroot, ensure_mnn, ensure_sysroot,
                       python_command, qemu_binary, sysroot_key)
 
@@ -212,7 +211,7 @@ def ensure_running(spec: EmulatedBoardSpec, log: Log = print) -> SshEndpoint:
     wanted = {"name": spec.name, "cpu": spec.cpu, "mnn_version": None if spec.bare else spec.mnn_version,
               "network": network, "sysroot": sysroot_key(), "layout": LAYOUT, "isolated": _may_isolate(network),
               "bare": spec.bare}
-    with _locked(directory):
+    with locked(directory / ".lock"):
         state = _read_state(spec.name) or {}
         pid = _pid(spec.name)
         # A running board of an earlier layout keeps serving until its next start: restarting it here would
@@ -242,7 +241,7 @@ def stop(name: str) -> bool:
     directory = state_dir(name)
     if not directory.is_dir():
         return False
-    with _locked(directory):
+    with locked(directory / ".lock"):
         pid = _pid(name)
         if pid is not None:
             _terminate(pid)
@@ -277,7 +276,7 @@ def authorize_key(name: str, public_key: str) -> None:
     """
     directory = state_dir(name)
     line = public_key.strip()
-    with _locked(directory):
+    with locked(directory / ".lock"):
         extra = directory / "extra_authorized_keys"
         lines = extra.read_text().splitlines() if extra.is_file() else []
         if line not in lines:
@@ -399,15 +398,6 @@ def _sshd_of(directory: Path) -> Optional[int]:
         return None
     # sshd rewrites its title to "sshd: /usr/sbin/sshd -f CONFIG ... [listener]"; the config path is ours.
     return pid if str(directory / "sshd_config").encode() in command else None
-
-
-@contextmanager
-def _locked(directory: Path, filename: str = ".lock") -> Iterator[None]:
-    """Serialise starts and stops of one board (or slot choices of the farm) across processes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / filename, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 @functools.lru_cache(maxsize=None)
@@ -558,7 +548,7 @@ def _allocate_slot(name: str) -> int:
     claim but have their namespace). The board's own slot is kept when free,
     so its address, and the known_hosts lines naming it, survive restarts.
     """
-    with _locked(farm_dir(), ".slots.lock"), _locked(RUN_ROOT, "slots.lock"):
+    with locked(farm_dir() / ".slots.lock"), locked(RUN_ROOT / "slots.lock"):
         mine = _slot_of(name)
         taken = _slots_taken(name)
         slot = mine if mine and mine not in taken else next((n for n in range(1, MAX_SLOTS) if n not in taken), None)
@@ -681,10 +671,7 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
             return
     except OSError:
         pass
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode)
 
 
 def _write_scripts(spec: EmulatedBoardSpec, side: Path, sysroot: Path, mnn: Optional[Path], isolated: bool) -> None:

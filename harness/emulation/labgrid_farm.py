@@ -25,7 +25,6 @@ State: cache_root()/labgrid/<prefix>/: state.json (pids, address), coordinator/
 known_hosts and inventory.yaml.
 """
 
-import fcntl
 import json
 import os
 import signal
@@ -33,14 +32,14 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, List, Optional
 
 import yaml
 
 from ..core.cache import cache_root
 from ..core.errors import SetupError
+from ..core.files import locked, write_atomic
 from . import board as emulated
 from .farm import FARM_BOARDS, start_boards
 
@@ -78,7 +77,7 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
     require_labgrid()
     started = start_boards(size, log, prefix)
     directory = lab_dir(prefix)
-    with _locked(directory):
+    with locked(directory / ".lock"):
         state = _read_state(directory)
         public_key = _lab_key(directory)
         for board, _ in started:
@@ -101,7 +100,7 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
             if ours and name not in groups and not place.acquired:
                 coordinator.delete_place(name)  # a board of a bigger farm of earlier
         known_hosts = directory / "known_hosts"
-        _write_atomic(known_hosts, "".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
+        write_atomic(known_hosts, "".join(Path(endpoint.known_hosts).read_text() for _, endpoint in started))
         inventory = {"boards": {"x86": {"kind": "local", "tags": ["x86_64", "reference"]}}}
         # Every emulated board lives in one file system: the workdir names the place, so that a pool
         # (`match:`) made from any of these entries works in the directory of whichever board it gets.
@@ -114,10 +113,10 @@ def labgrid_up(size: int = len(FARM_BOARDS), log: Log = print, prefix: str = "fa
                 "python": endpoint.python, **board.inventory_mnn(),
                 "tags": ["emulated", "labgrid", *board.tags]}
         path = directory / "inventory.yaml"
-        _write_atomic(path, "# Written by `harness farm up --labgrid`: the emulated farm as places of a labgrid "
+        write_atomic(path, "# Written by `harness farm up --labgrid`: the emulated farm as places of a labgrid "
                       f"coordinator ({address}).\n" + yaml.safe_dump(inventory, sort_keys=False))
         state.update(boards=sorted(groups), inventory=str(path))
-        _write_atomic(directory / "state.json", json.dumps(state, indent=1) + "\n")
+        write_atomic(directory / "state.json", json.dumps(state, indent=1) + "\n")
     log(f"labgrid: coordinator {address}, exporter {exporter}, {len(groups)} place(s)")
     return path
 
@@ -132,7 +131,7 @@ def labgrid_down(prefix: Optional[str] = None) -> List[str]:
     for directory in directories:
         if not (directory / "state.json").is_file():
             continue
-        with _locked(directory):
+        with locked(directory / ".lock"):
             state = _read_state(directory)
             exporter = state.get("exporter") or {}
             if _stop(exporter.get("pid"), EXPORTER_MODULE):
@@ -143,7 +142,7 @@ def labgrid_down(prefix: Optional[str] = None) -> List[str]:
                 stopped.append(f"labgrid coordinator {coordinator.get('address')} (pid {coordinator['pid']})")
             state["exporter"] = {**exporter, "pid": None}
             state["coordinator"] = {**coordinator, "pid": None}
-            _write_atomic(directory / "state.json", json.dumps(state, indent=1) + "\n")
+            write_atomic(directory / "state.json", json.dumps(state, indent=1) + "\n")
     return stopped
 
 
@@ -209,7 +208,7 @@ def _ensure_exporter(directory: Path, state: dict, address: str, name: str, grou
         return
     if running:
         _stop(previous["pid"], EXPORTER_MODULE)
-    _write_atomic(config, text)
+    write_atomic(config, text)
     process = _spawn([sys.executable, "-m", EXPORTER_MODULE, "-c", address, "-n", name, "--hostname", HOST,
                       str(config)], directory, directory / "exporter.log")
     state["exporter"] = {"pid": process.pid, "name": name}
@@ -321,23 +320,8 @@ def _read_state(directory: Path) -> dict:
         return {}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _tail(path: Path, chars: int = 800) -> str:
     try:
         return path.read_text(errors="replace")[-chars:].strip()
     except OSError:
         return "(no log)"
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """One `farm up/down --labgrid` at a time per lab."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield

@@ -23,7 +23,6 @@ the sysroot's files as hard links, with an empty dist-packages: no numpy, no MNN
     python -m harness.emulation.sysroot [MNN_VERSION ...]   # build (or find) the sysroot and MNN
 """
 
-import fcntl
 import json
 import os
 import re
@@ -33,13 +32,13 @@ import sys
 import tempfile
 import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from ..core import host
 from ..core.cache import cache_root, sha256_file, sha256_json
 from ..core.errors import SetupError
+from ..core.files import building, lock_file, locked
 from ..core.clients.wheels import Platform, fetch_wheel
 
 Log = Callable[[str], None]
@@ -120,7 +119,7 @@ def ensure_sysroot(log: Log = print) -> Path:
     final = sysroot_path()
     if (final / MARKER).is_file():
         return final
-    with _locked(final):
+    with locked(lock_file(final)):
         if (final / MARKER).is_file():  # another process built it while we waited for the lock
             return final
         started = time.monotonic()
@@ -130,18 +129,18 @@ def ensure_sysroot(log: Log = print) -> Path:
         qemu_binary()
         debs = _download_debs(log)
         numpy_wheel = _download_wheel("numpy", NUMPY_VERSION, log)
-        with _building(final) as building:
+        with building(final) as tree:
             log(f"unpacking {len(debs)} arm64 packages into the sysroot")
             for deb in debs:
-                _run(["dpkg", "-x", str(cache_root() / "debs" / deb.filename), str(building)],
+                _run(["dpkg", "-x", str(cache_root() / "debs" / deb.filename), str(tree)],
                      f"unpacking {deb.filename} with dpkg -x")
-            site = building / "usr" / "lib" / "python3" / "dist-packages"
+            site = tree / "usr" / "lib" / "python3" / "dist-packages"
             site.mkdir(parents=True, exist_ok=True)
             _unzip(numpy_wheel, site)
             log("byte-compiling the sysroot's Python modules under emulation (once)")
-            _compile(building, _python_dirs(building), log)
-            _check_import(building, None, "import numpy; print(numpy.__version__)", NUMPY_VERSION)
-            _write_marker(building, {"key": sysroot_key(), "debs": [d._asdict() for d in debs],
+            _compile(tree, _python_dirs(tree), log)
+            _check_import(tree, None, "import numpy; print(numpy.__version__)", NUMPY_VERSION)
+            _write_marker(tree, {"key": sysroot_key(), "debs": [d._asdict() for d in debs],
                                      "numpy_wheel": numpy_wheel.name, "numpy_sha256": sha256_file(numpy_wheel)})
         log(f"sysroot ready in {time.monotonic() - started:.0f} s: {final}")
     return final
@@ -159,13 +158,13 @@ def ensure_bare_sysroot(log: Log = print) -> Path:
         return final
     sysroot = ensure_sysroot(log)
     skipped = sysroot / "usr" / "lib" / "python3" / "dist-packages"
-    with _locked(final):
+    with locked(lock_file(final)):
         if (final / MARKER).is_file():
             return final
-        with _building(final) as building:
+        with building(final) as tree:
             for root, directories, files in os.walk(sysroot):
                 here = Path(root)
-                into = building / here.relative_to(sysroot)
+                into = tree / here.relative_to(sysroot)
                 for name in directories:
                     source = here / name
                     if source.is_symlink():
@@ -182,8 +181,8 @@ def ensure_bare_sysroot(log: Log = print) -> Path:
                         os.symlink(os.readlink(source), into / name)
                     else:
                         os.link(source, into / name)
-            _check_import(building, None, "import sys; print(sys.version_info[0])", "3")
-            _write_marker(building, {"key": sysroot_key(), "bare": True, "linked_from": str(sysroot)})
+            _check_import(tree, None, "import sys; print(sys.version_info[0])", "3")
+            _write_marker(tree, {"key": sysroot_key(), "bare": True, "linked_from": str(sysroot)})
         log(f"bare sysroot ready (hard links, no numpy): {final}")
     return final
 
@@ -199,17 +198,17 @@ def ensure_mnn(version: str = DEFAULT_MNN_VERSION, log: Log = print) -> Path:
         return final
     sysroot = ensure_sysroot(log)
     check = "import MNN; print(MNN.version())"
-    with _locked(final):
+    with locked(lock_file(final)):
         if (final / MARKER).is_file():
             return final
         if _adopted(final, sysroot, [final], final, check, version, log):
             return final
         wheel = _download_wheel("MNN", version, log)
-        with _building(final) as building:
-            _unzip(wheel, building)
-            _compile(sysroot, [building], log)
-            _check_import(sysroot, building, check, version)
-            _write_marker(building, {"mnn_version": version, "wheel": wheel.name, "sha256": sha256_file(wheel)})
+        with building(final) as tree:
+            _unzip(wheel, tree)
+            _compile(sysroot, [tree], log)
+            _check_import(sysroot, tree, check, version)
+            _write_marker(tree, {"mnn_version": version, "wheel": wheel.name, "sha256": sha256_file(wheel)})
     log(f"aarch64 MNN {version} ready: {final}")
     return final
 
@@ -332,34 +331,6 @@ def _unzip(wheel: Path, destination: Path) -> None:
 
 
 # -- building -------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    """An exclusive lock beside `final`: two processes must not build the same tree at once."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f"{final.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-@contextmanager
-def _building(final: Path) -> Iterator[Path]:
-    """A fresh temp directory next to `final`, renamed to `final` if the block completes, removed if not.
-
-    Call with the lock held: leftovers of a build that crashed are then known
-    to be stale and are removed first.
-    """
-    for stale in final.parent.glob(f".{final.name}.building-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
-    try:
-        yield building
-        building.chmod(0o755)
-        building.rename(final)
-    finally:
-        if building.exists():
-            shutil.rmtree(building, ignore_errors=True)
 
 
 def _python_dirs(sysroot: Path) -> List[Path]:

@@ -21,6 +21,7 @@ from typing import Callable, List, Optional, Tuple
 import yaml
 
 from ..core.errors import BoardError, ConfigError
+from ..core.files import write_atomic
 from ..core.build.inspect_model import Signature, TensorInfo, inspect_model, resolve_model_path
 from ..core.inventory import BoardSpec, load_inventory
 from ..execution.targets import make_target
@@ -84,7 +85,7 @@ def init_files(model: str, board: Optional[str] = None, name: Optional[str] = No
     text, result.guesses = scenario_text(path, signature, scenario_path.parent,
                                          targets=["x86", spec.name] if spec else ["x86", "arm-a76"],
                                          written_as=model if model.startswith("pkg:") else None)
-    _write(scenario_path, text)
+    write_atomic(scenario_path, text)
     if spec is not None:
         result.inventory, result.inventory_action = write_inventory(inventory_path, spec, result.board_facts)
     return result
@@ -145,12 +146,12 @@ def check_inventory_room(path: Path, name: str) -> None:
 def write_inventory(path: Path, spec: BoardSpec, facts: dict) -> Tuple[Path, str]:
     entry = inventory_entry(spec, facts)
     if not path.exists():
-        _write(path, "# Written by `harness init`: this machine (the reference) and your board.\n"
+        write_atomic(path, "# Written by `harness init`: this machine (the reference) and your board.\n"
                      "boards:\n  x86:\n    kind: local\n    tags: [x86_64, reference]\n" + _indent(entry, 2))
         return path, "written"
     column = _append_column(path)
     text = path.read_text()
-    _write(path, text + ("" if text.endswith("\n") else "\n") + _indent(entry, column))
+    write_atomic(path, text + ("" if text.endswith("\n") else "\n") + _indent(entry, column))
     load_inventory(path)  # what was appended reads back, or the error names it
     return path, "added to"
 
@@ -329,12 +330,4 @@ def _quote(text: str) -> str:
 
 def _indent(text: str, column: int) -> str:
     return "".join(" " * column + line if line.strip() else line for line in text.splitlines(keepends=True))
-
-
-def _write(path: Path, text: str) -> None:
-    """Written whole or not at all: a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 

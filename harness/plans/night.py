@@ -37,9 +37,10 @@ from ..core.scenario import Scenario, load_scenario
 from ..core.yamlfile import Section, load_yaml
 from ..execution.executor import Executor
 from ..execution.interrupt import Interruption
-from ..record.history import (EXIT_HISTORY, HISTORY_FILE, History, NightDiff, NightResult, RegressionPolicy, RunRecord,
-                              is_busy)
-from ..views.dashboard import write_dashboard
+from ..record.history import (DASHBOARD_FILE, EXIT_HISTORY, HISTORY_FILE, History, NightDiff, NightResult,
+                              RegressionPolicy, RunRecord, is_busy)
+from ..record.run_folder import write_file
+from ..views.dashboard import render_dashboard
 from ..views.terminal import TerminalProgress, summary_line
 from .run import prepare_run, run_scenario, run_together, select_targets, write_run_files
 
@@ -240,7 +241,8 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     if night is not None:
         try:
             with History(history_path) as history:
-                dashboard = write_dashboard(history, Path(reports_dir), diff)
+                dashboard = write_file(Path(reports_dir), DASHBOARD_FILE,
+                                       render_dashboard(history, Path(reports_dir), diff))
         except Exception as error:  # a view failing must not hide the night's verdict
             console.print(f"[yellow]could not write the dashboard: {type(error).__name__}: {escape(str(error))}[/]")
     return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,

@@ -403,6 +403,8 @@ def sparkline(values: List[Optional[float]], log: bool = False) -> str:
 
 HISTORY_FILE = "history.sqlite"
 """reports/history.sqlite: the memory between nights."""
+DASHBOARD_FILE = "index.html"
+"""reports/index.html: the history as a page, written after each night."""
 EXIT_HISTORY = 4
 """The night ran but is not in the history; a failed comparison (1) still outranks it."""
 

@@ -15,7 +15,6 @@ the views, and a view that cannot be written does not change the verdict.
 import dataclasses
 import json
 import math
-import os
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..analysis.run_report import RunReport
 from ..core.errors import ConfigError
+from ..core.files import write_atomic
 from ..core.scenario import Scenario
 from ..core.yamlfile import name_problem, slug
 
@@ -86,15 +86,7 @@ def new_run_folder(folder: Path, keep: Callable[[], bool] = lambda: False) -> It
 
 def write_file(run_dir: Path, name: str, content: Union[str, bytes]) -> Path:
     """run_dir/name (a relative path), written to a temporary name and renamed when complete."""
-    path = Path(run_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(content, bytes):
-        tmp.write_bytes(content)
-    else:
-        tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(Path(run_dir) / name, content)
 
 
 # -- the record --------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """reports/index.html: the nightly history as one self-contained page (inline CSS and SVG, no JavaScript).
 
-A view of history.sqlite, written by every `harness nightly`. Per scenario x
+A view of history.sqlite; every `harness nightly` writes it (record/history.py names the file). Per scenario x
 board x output: a trend chart of max abs (log scale) and one of its labels
 (argmax agreement of class logits, mask IoU of a probability map) over the
 nights, a pass/fail mark per night that links to that night's report.html,
@@ -10,7 +10,6 @@ still fails, then what was fixed, then the rest.
 
 import html
 import math
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +20,6 @@ from ..analysis.outcome import LABEL_NAMES
 from ..record.history import (ERROR_FLOOR, TREND_METRICS, History, Key, NightDiff, last_value, regressions_text,
                       row_label_metric)
 
-DASHBOARD_FILE = "index.html"
 NIGHTS_SHOWN = 30
 CHART_W, CHART_H = 420, 96
 
@@ -205,13 +203,3 @@ def render_dashboard(history: History, reports_dir: Path, diff: Optional[NightDi
         + (f'<h2>Last night first</h2><ul class="news" id="news">{"".join(news)}</ul>' if news else "")
         + f'<h2>Every scenario × board × output</h2><div class="cards" id="cards">{"".join(sections)}</div>'
         "</body></html>\n")
-
-
-def write_dashboard(history: History, reports_dir: Path, diff: Optional[NightDiff] = None,
-                    nights: int = NIGHTS_SHOWN) -> Path:
-    """Write reports/index.html (to a temp file renamed when complete) and return its path."""
-    path = Path(reports_dir) / DASHBOARD_FILE
-    tmp = path.with_name(f".{DASHBOARD_FILE}.tmp")
-    tmp.write_text(render_dashboard(history, Path(reports_dir), diff, nights), encoding="utf-8")
-    os.replace(tmp, path)
-    return path

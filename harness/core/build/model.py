@@ -22,22 +22,19 @@ the file it writes and its log, and the options are checked here first
 against the converter's own `--help`.
 """
 
-import fcntl
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from ..cache import cache_root, sha256_file, sha256_json
 from ..errors import ModelError
+from ..files import building, lock_file, locked
 from ..clients.wheels import host_mnn_version, host_site, site_env
 from ..yamlfile import describe_file_type
 
@@ -330,26 +327,22 @@ def build_model(script: Path, args: dict, log: Log = print) -> Path:
     key = sha256_json({"script": sha256_file(script), "options": options})[:20]
     final = cache_root() / "models" / "built" / key
     onnx_path = final / "model.onnx"
-    with _locked(final):
+    with locked(lock_file(final)):
         if onnx_path.is_file():
             log(f"model: {script.name} [{' '.join(options)}] already built ({key})")
             return onnx_path
-        building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        try:
-            argv = [sys.executable, str(script), "--output", str(building / "model.onnx"), *options]
+        with building(final) as directory:
+            argv = [sys.executable, str(script), "--output", str(directory / "model.onnx"), *options]
             log(f"model: building {script.name} [{' '.join(options)}]")
             started = time.monotonic()
             completed = _run(argv, BUILD_TIMEOUT_S, f"the model build script {script}")
             seconds = time.monotonic() - started
-            (building / "build.log").write_text(completed.stdout + completed.stderr)
-            if completed.returncode != 0 or not (building / "model.onnx").is_file():
+            (directory / "build.log").write_text(completed.stdout + completed.stderr)
+            if completed.returncode != 0 or not (directory / "model.onnx").is_file():
                 raise _build_failure(script, options, completed)
-            (building / "build.json").write_text(json.dumps(
+            (directory / "build.json").write_text(json.dumps(
                 {"script": str(script.resolve()), "options": options, "seconds": round(seconds, 2),
                  "python": sys.version.split()[0]}, indent=1))
-            _publish(building, final)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
         log(f"model: built {script.name} in {seconds:.1f} s")
     return onnx_path
 
@@ -386,30 +379,26 @@ def convert(source: Path, source_format: str, converter_args: tuple, log: Log = 
     mnn_path = final / "model.mnn"
     shown_args = " ".join(converter_args) or "(defaults)"
     name = _describe(source)
-    with _locked(final):
+    with locked(lock_file(final)):
         if mnn_path.is_file():
             log(f"model: {name} already converted with {shown_args} ({key})")
             return mnn_path
-        building = Path(tempfile.mkdtemp(prefix=".building-", dir=final.parent))
-        try:
+        with building(final) as directory:
             argv = [CONVERTER_ARGV0, "-f", source_format, "--modelFile", str(source),
-                    "--MNNModel", str(building / "model.mnn"), "--bizCode", "harness", *converter_args]
+                    "--MNNModel", str(directory / "model.mnn"), "--bizCode", "harness", *converter_args]
             log(f"model: converting {name} with MNN {version}, options {shown_args}")
             started = time.monotonic()
             completed = _run([sys.executable, "-c", _CONVERT_CHILD, *argv], CONVERT_TIMEOUT_S,
                              f"MNN's converter on {source}", env=site_env(site))
             seconds = time.monotonic() - started
             converter_log = completed.stdout + completed.stderr
-            (building / "convert.log").write_text(converter_log)
-            problem = _conversion_problem(completed.returncode, building / "model.mnn", converter_log)
+            (directory / "convert.log").write_text(converter_log)
+            problem = _conversion_problem(completed.returncode, directory / "model.mnn", converter_log)
             if problem:
                 raise _conversion_failure(source, source_format, shown_args, problem, version, converter_log)
-            (building / "convert.json").write_text(json.dumps(
+            (directory / "convert.json").write_text(json.dumps(
                 {"source": str(source), "format": source_format, "args": list(converter_args), "mnn": version,
                  "seconds": round(seconds, 2)}, indent=1))
-            _publish(building, final)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
         log(f"model: converted {name} in {seconds:.1f} s")
     return mnn_path
 
@@ -606,23 +595,3 @@ def _tail(text: str, lines: int = 15) -> str:
             counts[key] = counts.get(key, 0) + 1
     kept = [line + (f"  (x{count})" if count > 1 else "") for line, count in counts.items()]
     return "\n".join("    " + line for line in kept[-lines:]) or "    (no output)"
-
-
-@contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    """An exclusive lock on one cache entry, so two runs never build or convert the same thing at once."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(final) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _publish(building: Path, final: Path) -> None:
-    """Make a finished entry visible in one rename: a half-made model is never found."""
-    building.chmod(0o755)  # mkdtemp makes it 0700; other tools of the same host may read the cache
-    if final.exists():  # an entry left incomplete by an older, interrupted harness
-        shutil.rmtree(final)
-    building.rename(final)

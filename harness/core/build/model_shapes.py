@@ -10,13 +10,13 @@ generous bound.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..cache import cache_root, sha256_json
+from ..files import write_atomic
 
 _SHAPES_CHILD = (
     "import json, sys\n"
@@ -56,10 +56,7 @@ def output_shapes(mnn_path: Path, mnn_sha256: str, inputs: Dict[str, List[int]],
             except ValueError:
                 return unknown
             shapes = {name: (found.get(name) if _usable(found.get(name)) else None) for name in outputs}
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(shapes))
-            tmp.replace(cached)
+            write_atomic(cached, json.dumps(shapes))
             return shapes
     return unknown
 

@@ -16,7 +16,6 @@ cache_root()/sites/<machine>-<python>-mnn-<version>/, that a child Python
 gets on its PYTHONPATH. The installed MNN (the host's pin) needs no site.
 """
 
-import fcntl
 import importlib.metadata
 import json
 import os
@@ -27,13 +26,13 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..cache import cache_root, sha256_file
 from ..errors import SetupError
+from ..files import building, lock_file, locked, write_atomic
 
 Log = Callable[[str], None]
 
@@ -178,7 +177,7 @@ def cached_wheel(name: str, version: str, target: Platform) -> Optional[Wheel]:
                 continue
         else:
             # A wheel fetched before hashes were recorded (the sysroot's): from now on it is held to these bytes.
-            _write_text(recorded, actual + "\n")
+            write_atomic(recorded, actual + "\n")
         return Wheel(path, name, version, actual)
     return None
 
@@ -192,7 +191,7 @@ def fetch_wheel(name: str, version: str, target: Platform, log: Log = print) -> 
     found = cached_wheel(name, version, target)
     if found is not None:
         return found
-    with _locked(wheels_dir() / ".fetch.lock"):
+    with locked(wheels_dir() / ".fetch.lock"):
         found = cached_wheel(name, version, target)  # fetched by another process while we waited
         if found is not None:
             return found
@@ -219,7 +218,7 @@ def fetch_wheel(name: str, version: str, target: Platform, log: Log = print) -> 
                     f"network, copy the wheel into {wheels_dir()}")
             final = wheels_dir() / got[0].name
             digest = sha256_file(got[0])
-            _write_text(final.with_name(final.name + ".sha256"), digest + "\n")
+            write_atomic(final.with_name(final.name + ".sha256"), digest + "\n")
             os.replace(got[0], final)
     return Wheel(final, name, version, digest)
 
@@ -278,26 +277,19 @@ def host_site(version: str, log: Log = print) -> Optional[Path]:
     final = cache_root() / "sites" / f"{target.machine}-{target.python_tag}-mnn-{version}"
     if (final / MARKER).is_file():
         return final
-    with _locked(final.with_name(final.name + ".lock")):
+    with locked(lock_file(final)):
         if (final / MARKER).is_file():
             return final
         wheel = fetch_wheel("MNN", version, target, log)
         log(f"unpacking MNN {version} for this host into {final}")
-        building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
-        try:
-            unzip(wheel.path, building)
-            said = check_site(building)
+        with building(final) as directory:
+            unzip(wheel.path, directory)
+            said = check_site(directory)
             if said != version:
                 raise SetupError(f"the MNN {version} wheel {wheel.path.name} imports as MNN {said}; delete it "
                                  f"and its .sha256 from {wheels_dir()} and try again")
-            _write_text(building / MARKER, json.dumps({"mnn_version": version, "wheel": wheel.path.name,
-                                                       "sha256": wheel.sha256}, indent=1) + "\n")
-            building.chmod(0o755)
-            if final.exists():
-                shutil.rmtree(final)
-            building.rename(final)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+            write_atomic(directory / MARKER, json.dumps({"mnn_version": version, "wheel": wheel.path.name,
+                                                         "sha256": wheel.sha256}, indent=1) + "\n")
     return final
 
 
@@ -332,17 +324,3 @@ def unzip(wheel: Path, destination: Path, skip: Sequence[str] = ()) -> None:
                 archive.extract(member, destination)
     except (OSError, zipfile.BadZipFile) as error:
         raise SetupError(f"cannot unpack {wheel}: {error}; delete it and its .sha256 and try again") from error
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
