@@ -34,6 +34,8 @@ from .core.errors import ConfigError, HarnessError
 from .core.inventory import find_inventory, load_inventory
 from .core.shipped import scenario_path
 from .execution.interrupt import signals_handled
+from .execution.targets.lock import LOCK_TIMEOUT_S
+from .record.history import HISTORY_TIMEOUT_S
 
 
 WEEK_S = 7 * 86400.0
@@ -113,6 +115,12 @@ def add_common_options(parser: argparse.ArgumentParser, top: bool) -> None:
                         help="print only the verdict line and errors (the exit code says the rest)")
 
 
+def add_lock_timeout(parser: argparse.ArgumentParser, board: str = "a board") -> None:
+    parser.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=LOCK_TIMEOUT_S,
+                        metavar="SECONDS", help=f"wait this long for another run's lock on {board} "
+                        "(default %(default)g)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Does your MNN model give the same answers "
                                      "on the ARM board as on x86?", epilog=EXIT_CODES,
@@ -133,9 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-outputs", type=bounded(float, minimum=0.0), default=0.0, metavar="MB",
                      help="keep the boards' raw outputs (outputs.npz) in the run folder, up to MB in all "
                      "(default 0: the report keeps metrics and pictures, not raw tensors)")
-    run.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
-                     metavar="SECONDS",
-                     help="wait this long for another run's lock on a board (default 300)")
+    add_lock_timeout(run)
 
     layers = commands.add_parser("layers", help="find the first op that goes wrong on a board, and whether it "
                                  "introduced the error or inherited it")
@@ -158,8 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--all", action="store_true", help="show every op in the table")
     layers.add_argument("--json", action="store_true", help="print layers.json on stdout")
     layers.add_argument("--reports", default="reports")
-    layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
-                        metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
+    add_lock_timeout(layers)
 
     bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
                                  "runtime (on the board and x86) or, with --converter, the converter")
@@ -174,8 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: both ends, then a binary search when the verdict flips)")
     bisect.add_argument("--reports", default="reports")
     bisect.add_argument("--json", action="store_true", help="print bisect.json on stdout")
-    bisect.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
-                        metavar="SECONDS", help="wait this long for another run's lock on the board (default 300)")
+    add_lock_timeout(bisect, "the board")
 
     boards = commands.add_parser("boards", help="every board of the inventory with live health")
     boards.add_argument("--json", action="store_true", help="print the health as JSON on stdout")
@@ -241,11 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     nightly.add_argument("--reports", default="reports", help="directory for the runs and history.sqlite "
                          "(default: reports)")
     nightly.add_argument("--json", action="store_true", help="print the night's outcome as JSON on stdout")
-    nightly.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
-                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
-    nightly.add_argument("--history-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
-                         metavar="SECONDS", help="wait this long for another writer of history.sqlite before "
-                         "giving up on recording the night (exit 4; its runs stay in their folders; default 300)")
+    add_lock_timeout(nightly)
+    nightly.add_argument("--history-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S),
+                         default=HISTORY_TIMEOUT_S, metavar="SECONDS", help="wait this long for another writer of "
+                         "history.sqlite before giving up on recording the night (exit 4; its runs stay in their "
+                         "folders; default %(default)g)")
 
     show = commands.add_parser("report", help="show a stored run again, from reports/<run-id>/summary.json")
     show.add_argument("run_id", metavar="RUN-ID", help="a directory name under --reports (or its path)")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .clients.wheels import EMULATED_MNN_VERSION
 from .endpoint import HOST, IPV6, JumpHost
 from .errors import ConfigError
 from .shipped import default_inventory
@@ -167,7 +168,7 @@ def _board(name: str, section: Section) -> BoardSpec:
             raise section.error("mnn", "is system, and a bare board has no MNN of its own",
                                 "leave `mnn` out: the harness brings MNN to a bare board")
         board = BoardSpec(**common, cpu=section.str("cpu", "cortex-a76", QEMU_CPUS), bare=bare, mnn=mnn,
-                          mnn_version=mnn_version_of(section, None if bare else "3.6.1"))
+                          mnn_version=mnn_version_of(section, None if bare else EMULATED_MNN_VERSION))
     elif kind == "labgrid":
         # Address, user and port come from the place's NetworkService; how to log in is as for ssh.
         board = BoardSpec(**common, **_ssh_login(section), **_labgrid_place(section))

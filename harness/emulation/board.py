@@ -60,12 +60,13 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from ..core.cache import cache_root
+from ..core.clients.wheels import EMULATED_MNN_VERSION
 from ..core.endpoint import SshEndpoint
 from ..core import host
 from ..core.errors import BoardError, SetupError
 from ..core.files import locked, write_atomic
-from .sysroot import (DEFAULT_MNN_VERSION, PYTHON_VERSION, ensure_bare_sysroot, ensure_mnn, ensure_sysroot,
-                      python_command, qemu_binary, sysroot_key)
+from .sysroot import (PYTHON_VERSION, ensure_bare_sysroot, ensure_mnn, ensure_sysroot, python_command, qemu_binary,
+                      sysroot_key)
 
 Log = Callable[[str], None]
 
@@ -119,7 +120,7 @@ class EmulatedBoardSpec:
     """Also its state directory's name: letters, digits, '.', '_', '-'."""
     cpu: str = "cortex-a76"
     """qemu -cpu model: cortex-a53, cortex-a72, cortex-a76, neoverse-n1, max."""
-    mnn_version: str = DEFAULT_MNN_VERSION
+    mnn_version: str = EMULATED_MNN_VERSION
     """The aarch64 MNN wheel this board carries, independent of the host's."""
     network: str = "auto"
     """netns: its own network namespace and link-local address; loopback: a port on 127.0.0.1;
@@ -143,7 +144,7 @@ def emulated_spec(board) -> EmulatedBoardSpec:
     """The emulated board an inventory's `kind: emulated` entry (a BoardSpec) describes."""
     if board.bare:
         return EmulatedBoardSpec(name=board.name, cpu=board.cpu, bare=True)
-    return EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or DEFAULT_MNN_VERSION)
+    return EmulatedBoardSpec(name=board.name, cpu=board.cpu, mnn_version=board.mnn_version or EMULATED_MNN_VERSION)
 
 
 # -- queries --------------------------------------------------------------------------------------------

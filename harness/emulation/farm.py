@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterable, List, Tuple
 
 import yaml
 
+from ..core.clients.wheels import EMULATED_MNN_VERSION
 from ..core.endpoint import SshEndpoint
 from . import board as emulated
 
@@ -42,9 +43,9 @@ class FarmBoard:
 
 
 FARM_BOARDS = (
-    FarmBoard("farm-a53", "cortex-a53", "3.6.1", ("a53", "no-fp16")),
-    FarmBoard("farm-a76", "cortex-a76", "3.6.1", ("a76", "fp16", "dotprod")),
-    FarmBoard("farm-max", "max", "3.6.1", ("max", "fp16", "dotprod", "i8mm", "sve2")),
+    FarmBoard("farm-a53", "cortex-a53", EMULATED_MNN_VERSION, ("a53", "no-fp16")),
+    FarmBoard("farm-a76", "cortex-a76", EMULATED_MNN_VERSION, ("a76", "fp16", "dotprod")),
+    FarmBoard("farm-max", "max", EMULATED_MNN_VERSION, ("max", "fp16", "dotprod", "i8mm", "sve2")),
     # An older MNN beside 3.6.1: a version mismatch shown for real, not simulated.
     FarmBoard("farm-a76-old", "cortex-a76", "3.4.1", ("a76", "fp16", "dotprod", "old-mnn")),
 )

@@ -39,7 +39,7 @@ from ..core import host
 from ..core.cache import cache_root, sha256_file, sha256_json
 from ..core.errors import SetupError
 from ..core.files import building, lock_file, locked
-from ..core.clients.wheels import Platform, fetch_wheel
+from ..core.clients.wheels import EMULATED_MNN_VERSION, Platform, fetch_wheel
 
 Log = Callable[[str], None]
 
@@ -48,8 +48,6 @@ PYTHON_VERSION = "3.11"
 NUMPY_VERSION = "2.4.6"
 """The host's pin. numpy publishes a cp311 manylinux_2_28_aarch64 wheel of exactly this version, so
 both sides of a comparison read and write .npz files with the same numpy; no fallback was needed."""
-DEFAULT_MNN_VERSION = "3.6.1"
-"""The host's pin; boards may ask for another version (3.4.1 and 3.2.0 are known to work too)."""
 
 DEB_PACKAGES = (
     "libc6", "libgcc-s1", "gcc-12-base", "libstdc++6", "libgomp1", "zlib1g", "libexpat1", "libffi8",
@@ -187,7 +185,7 @@ def ensure_bare_sysroot(log: Log = print) -> Path:
     return final
 
 
-def ensure_mnn(version: str = DEFAULT_MNN_VERSION, log: Log = print) -> Path:
+def ensure_mnn(version: str = EMULATED_MNN_VERSION, log: Log = print) -> Path:
     """A directory holding the aarch64 MNN package of `version`, for the board's PYTHONPATH.
 
     The wheel is checked by importing it under emulation before the directory
@@ -405,11 +403,11 @@ def _tail(completed: subprocess.CompletedProcess, chars: int = 800) -> str:
 def _check_version(version: str) -> None:
     """A version becomes a directory name and a pip requirement: only a plain version string will do."""
     if not re.fullmatch(r"[0-9]+(\.[0-9A-Za-z]+)*", version):
-        raise SetupError(f"{version!r} is not an MNN version (expected something like {DEFAULT_MNN_VERSION})")
+        raise SetupError(f"{version!r} is not an MNN version (expected something like {EMULATED_MNN_VERSION})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    versions = list(argv if argv is not None else sys.argv[1:]) or [DEFAULT_MNN_VERSION]
+    versions = list(argv if argv is not None else sys.argv[1:]) or [EMULATED_MNN_VERSION]
     try:
         print(f"sysroot: {ensure_sysroot()}")
         for version in versions:

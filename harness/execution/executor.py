@@ -48,6 +48,7 @@ from ..core.results import INTERRUPTED, OK, TargetResult
 from .interrupt import Interruption
 from .targets import make_target
 from .targets.base import Target
+from .targets.lock import LOCK_TIMEOUT_S
 
 STOP_GRACE_S = 5.0
 """After an interruption, how long boards get to kill their agents, remove their jobs and release their locks
@@ -91,7 +92,7 @@ class Executor:
     """Board sessions for one harness invocation, and the plans run over them."""
 
     def __init__(self, progress: Optional[Progress] = None, interruption: Optional[Interruption] = None,
-                 lock_timeout: float = 300.0, warm: bool = True):
+                 lock_timeout: float = LOCK_TIMEOUT_S, warm: bool = True):
         self.progress = progress or Progress()
         self.interruption = interruption or Interruption()
         self.lock_timeout = lock_timeout

@@ -26,6 +26,7 @@ from ..core.scenario import Scenario
 from ..core.clients.wheels import RELEASES, VERSION, host_mnn_version, version_key
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
+from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_file
 from ..views.bisect import bisect_html
 from ..views.matrix import worst
@@ -227,7 +228,7 @@ def step_of(record: dict, board: str, version: str, runtime: str, converter: str
 
 def run_bisect(scenario: Scenario, inventory: Inventory, board: str, versions: List[str], reports_dir: Path,
                converter: bool = False, every: bool = False, progress: Progress = Progress(),
-               lock_timeout: float = 300.0, interruption: Optional[Interruption] = None,
+               lock_timeout: float = LOCK_TIMEOUT_S, interruption: Optional[Interruption] = None,
                after_run: Callable[[str, object], None] = lambda label, report: None,
                log: Callable[[str], None] = lambda message: None) -> BisectReport:
     """Run the scenario on `board` across `versions` (see the module's docstring); its folder holds each run,

@@ -46,6 +46,7 @@ from ..core.results import TargetResult
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
+from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
 from ..views.layers import model_explorer_data, render_layers_html
 from .run import prepare_inputs
@@ -122,7 +123,7 @@ def search_layers(scenario: Scenario, inventory: Inventory, boards: List[str], r
                   against: Optional[str] = None, board_overrides: Optional[dict] = None,
                   against_overrides: Optional[dict] = None, tolerance: Optional[float] = None,
                   budget_mb: float = DEFAULT_BUDGET_MB, log: Log = lambda message: None,
-                  lock_timeout: float = 300.0, interruption: Optional[Interruption] = None,
+                  lock_timeout: float = LOCK_TIMEOUT_S, interruption: Optional[Interruption] = None,
                   executor: Optional[Executor] = None) -> LayersReport:
     """Search every board against the reference (the x86 host, or `against`); returns the report.
 

@@ -23,6 +23,7 @@ from ..core.inventory import Inventory
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
+from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_matrix
 from ..views.matrix import render_records
 from .run import prepare_run, run_scenario, run_together, select_targets
@@ -99,7 +100,7 @@ Display = Union[Progress, Callable[[Optional[Setting]], Progress]]
 
 def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                progress: Display = Progress(), only: Optional[List[str]] = None,
-               lock_timeout: float = 300.0,
+               lock_timeout: float = LOCK_TIMEOUT_S,
                after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None,
                interruption: Optional[Interruption] = None, warm: bool = True) -> MatrixReport:
     """Every setting on every board.

@@ -37,15 +37,14 @@ from ..core.scenario import Scenario, load_scenario
 from ..core.yamlfile import Section, load_yaml
 from ..execution.executor import Executor
 from ..execution.interrupt import Interruption
-from ..record.history import (DASHBOARD_FILE, EXIT_HISTORY, HISTORY_FILE, History, NightDiff, NightResult,
-                              RegressionPolicy, RunRecord, is_busy)
+from ..execution.targets.lock import LOCK_TIMEOUT_S
+from ..record.history import (DASHBOARD_FILE, EXIT_HISTORY, HISTORY_FILE, HISTORY_TIMEOUT_S, History, NightDiff,
+                              NightResult, RegressionPolicy, RunRecord, is_busy)
 from ..record.run_folder import write_file
 from ..views.dashboard import render_dashboard
 from ..views.terminal import TerminalProgress, summary_line
 from .run import prepare_run, run_scenario, run_together, select_targets, write_run_files
 
-HISTORY_TIMEOUT_S = 300.0
-"""How long a night waits for another writer to release the history before it gives up on writing it."""
 HISTORY_WAIT_STEP_S = 2.0
 """One attempt's wait for the lock: short, so the wait is said at once and the deadline is kept."""
 
@@ -160,7 +159,7 @@ def store_night(history_path: Path, config: NightlyConfig, started_at: str, fini
 
 
 def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
-                inventory_arg: Optional[str] = None, lock_timeout: float = 300.0,
+                inventory_arg: Optional[str] = None, lock_timeout: float = LOCK_TIMEOUT_S,
                 history_timeout: float = HISTORY_TIMEOUT_S, interruption=None, warm: bool = True) -> NightResult:
     """Every scenario of the night; one that fails (even its model not building) does not stop the others.
 

@@ -38,6 +38,7 @@ from ..core.results import INTERRUPTED, TargetResult
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob, Progress
 from ..execution.interrupt import Interruption
+from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..execution.targets.remote import safe_name
 from ..execution.targets.source import source_board
 from ..record.run_folder import HTML_FILE, JUNIT_FILE, View, new_run_folder, new_run_id, run_folder, write_run
@@ -249,7 +250,7 @@ def finish_run(prepared: PreparedRun, results: List[TargetResult], interruption:
 
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                  progress: Progress = Progress(), only: Optional[List[str]] = None,
-                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = 300.0,
+                 log: Callable[[str], None] = lambda message: None, lock_timeout: float = LOCK_TIMEOUT_S,
                  run_id: Optional[str] = None, interruption: Optional[Interruption] = None,
                  executor: Optional[Executor] = None, warm: bool = True) -> RunReport:
     """One run; run_id names its folder under reports_dir (a new one by default).

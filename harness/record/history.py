@@ -180,6 +180,8 @@ def is_regression(metric: str, before: Optional[float], after: Optional[float], 
     return False
 
 
+HISTORY_TIMEOUT_S = 300.0
+"""How long a night waits for another writer to release the history before it gives up on writing it."""
 BUSY_TIMEOUT_S = 10.0
 """How long one statement waits for another writer's lock before SQLite says "database is locked"."""
 

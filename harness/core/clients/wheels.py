@@ -39,6 +39,9 @@ Log = Callable[[str], None]
 RELEASES = ("3.0.0", "3.1.0", "3.2.0", "3.4.0", "3.4.1", "3.5.0", "3.6.0", "3.6.1")
 """MNN releases with manylinux2014 wheels for aarch64 and x86_64, CPython 3.8 to 3.12 (measured December 2026;
 none older installs, none for armv7l). What a version range of `harness bisect` walks through."""
+EMULATED_MNN_VERSION = "3.6.1"
+"""The MNN an emulated board runs unless its inventory says otherwise: the release the host pins, so the default
+farm compares like with like (boards of the farm may run another one: 3.4.1 and 3.2.0 are known to work too)."""
 MACHINES = {"aarch64": "aarch64", "arm64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64"}
 """platform.machine() -> the wheels' architecture tag; a machine not here has no MNN wheel."""
 MIN_PYTHON = (3, 8)

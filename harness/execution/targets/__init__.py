@@ -3,9 +3,10 @@ interface; each target is a board session (see base.Target)."""
 
 from ...core.inventory import BoardSpec
 from .base import Target
+from .lock import LOCK_TIMEOUT_S
 
 
-def make_target(board: BoardSpec, lock_timeout: float = 300.0) -> Target:
+def make_target(board: BoardSpec, lock_timeout: float = LOCK_TIMEOUT_S) -> Target:
     if board.kind == "local":
         from .local import LocalTarget
         return LocalTarget(board, lock_timeout)

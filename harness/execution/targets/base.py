@@ -18,13 +18,14 @@ from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.inventory import BoardSpec
 from ...core.job import Job, read_agent_result, read_preprocessed
 from ...core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
+from .lock import LOCK_TIMEOUT_S
 
 StageCallback = Callable[[str], None]
 """Told the stage a target enters: "reserve", "connect", "lock", "upload", "run", "download"."""
 
 
 class Target(ABC):
-    def __init__(self, board: BoardSpec, lock_timeout: float = 300.0):
+    def __init__(self, board: BoardSpec, lock_timeout: float = LOCK_TIMEOUT_S):
         self.board = board
         self.lock_timeout = lock_timeout
         """Seconds to wait for another run's lock on this board before giving up on it."""

@@ -35,6 +35,7 @@ from ...core.job import Job
 from ...core.clients.labgrid_client import Coordinator
 from ...core.results import TargetResult
 from .base import StageCallback
+from .lock import LOCK_TIMEOUT_S
 from .ssh import SshTarget
 
 POLL_S = 1.0
@@ -215,7 +216,7 @@ def _wait_and_acquire(held: HeldPlace, coordinator: Coordinator, board: BoardSpe
 class LabgridTarget(SshTarget):
     """An SSH board whose address comes from a labgrid place held for the length of the session."""
 
-    def __init__(self, board: BoardSpec, lock_timeout: float = 300.0):
+    def __init__(self, board: BoardSpec, lock_timeout: float = LOCK_TIMEOUT_S):
         super().__init__(board, lock_timeout)
         self.held: Optional[HeldPlace] = None
         self.place: Optional[ExitStack] = None

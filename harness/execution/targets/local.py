@@ -30,6 +30,7 @@ from ...core.job import Job
 from ...core.results import TargetResult
 from ...core.clients.wheels import host_site, site_env
 from .base import StageCallback, Target
+from .lock import LOCK_TIMEOUT_S
 from .resident import AgentLink, ResidentAgent, run_on, session_agent
 
 POLL_S = 0.1
@@ -90,7 +91,7 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 class LocalTarget(Target):
-    def __init__(self, board, lock_timeout: float = 300.0):
+    def __init__(self, board, lock_timeout: float = LOCK_TIMEOUT_S):
         super().__init__(board, lock_timeout)
         self.agent: Optional[ResidentAgent] = None
         self.session_dir: Optional[Path] = None

@@ -27,6 +27,8 @@ from typing import Callable, Optional, Tuple
 
 from ...core.errors import BoardError, Interrupted
 
+LOCK_TIMEOUT_S = 300.0
+"""How long a run waits for another run's lock on a board before it gives up on that board (--lock-timeout)."""
 POLL_S = 1.0
 HOLDERLESS_GRACE_S = 60.0
 

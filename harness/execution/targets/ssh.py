@@ -58,7 +58,7 @@ from ..agent_protocol import Hello, run_request
 from . import remote
 from .base import StageCallback, Target
 from .provision import Provisioner, list_sites, remove_sites
-from .lock import BoardLock, read_holder
+from .lock import LOCK_TIMEOUT_S, BoardLock, read_holder
 from .remote import BoardPaths, Leftovers, StoreFile
 from .resident import AgentCannotServe, AgentLink, ResidentAgent, run_on, session_agent
 from .route import BoardSilent, HopLost, Route, RouteHeartbeat, plan_route
@@ -145,7 +145,7 @@ class SshTarget(Target):
     """A board over SSH, as a session: one connection, its lock, its session dir and a resident agent for
     every job until close()."""
 
-    def __init__(self, board, lock_timeout: float = 300.0):
+    def __init__(self, board, lock_timeout: float = LOCK_TIMEOUT_S):
         super().__init__(board, lock_timeout)
         self.route: Optional[Route] = None
         """The connections to the board (jump hosts first), open or opening; abort() closes them."""
