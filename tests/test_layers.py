@@ -444,3 +444,31 @@ def test_mediapipes_hand_landmark_model_is_searched_and_its_mean_replays_right(t
     assert all(share["type"] != "Reduction" or share["share"] < 0.05 for share in a76.type_shares)
     exact = int(report.mapping.split(": ")[1].split(" exact")[0])
     assert report.mapping.startswith("back to hand_landmark_lite.tflite") and exact > 50
+
+
+def test_a_dump_from_a_board_is_read_within_the_caps_of_every_file_from_a_board(tmp_path):
+    """dump.npz gets what outputs.npz gets: a pickle, a symlink or a wrong hash is refused, never loaded."""
+    from harness.core.cache import sha256_file
+    from harness.core.npz import save_npz
+    from harness.core.results import OK, TargetResult
+    from harness.plans.layers import read_dump
+
+    (tmp_path / "dump.json").write_text(json.dumps({"ops": []}))
+    save_npz(tmp_path / "dump.npz", {"s0.op1.out": np.ones((2, 3), np.float32)})
+    facts = {"dump": {"json_sha256": sha256_file(tmp_path / "dump.json"),
+                      "npz_sha256": sha256_file(tmp_path / "dump.npz")}}
+    data, tensors = read_dump(tmp_path, TargetResult("arm", "ssh", OK, facts=facts))
+    assert data == {"ops": []} and tensors["s0.op1.out"].shape == (2, 3)
+
+    np.savez(tmp_path / "dump.npz", evil=np.array([{"a": 1}], dtype=object))  # a pickle inside
+    facts["dump"]["npz_sha256"] = sha256_file(tmp_path / "dump.npz")
+    with pytest.raises(DumpError, match="dump.npz"):
+        read_dump(tmp_path, TargetResult("arm", "ssh", OK, facts=facts))
+    (tmp_path / "elsewhere.npz").write_bytes((tmp_path / "dump.npz").read_bytes())
+    (tmp_path / "dump.npz").unlink()
+    os.symlink(tmp_path / "elsewhere.npz", tmp_path / "dump.npz")
+    with pytest.raises(DumpError, match="symbolic link"):
+        read_dump(tmp_path, TargetResult("arm", "ssh", OK, facts=facts))
+    facts["dump"]["json_sha256"] = "0" * 64
+    with pytest.raises(DumpError, match="does not match the SHA-256"):
+        read_dump(tmp_path, TargetResult("arm", "ssh", OK, facts=facts))

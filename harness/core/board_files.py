@@ -258,12 +258,14 @@ def npz_limit(shapes: Dict[str, Optional[Sequence[int]]], samples: int) -> int:
     return total
 
 
-def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optional[str] = None) -> Dict[str, np.ndarray]:
+def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optional[str] = None,
+             members: int = 4096) -> Dict[str, np.ndarray]:
     """The arrays of an .npz from a board, after checking everything that could make loading it dangerous.
 
     names: the tensors it must hold (None: any names), keyed by their names
     as the model gives them; their members are the encoded names (npz.py).
     limit: the most bytes the file and its decompressed members may take.
+    members: how many members it may hold when names are not given.
     Refused: a symlink, a file or member over the limit, a member that is not
     `<encoded name>.npy` of a wanted tensor, an npy header whose dtype is not
     plain numbers (a pickle, a record) or whose shape does not account for
@@ -278,7 +280,7 @@ def load_npz(path: Path, names: Optional[Iterable[str]], limit: int, what: Optio
             if end is None:
                 raise BoardResultError(f"{what} is not a readable npz: it has no zip directory")
             entries = end[zipfile._ECD_ENTRIES_TOTAL]
-            most = len(wanted) if wanted is not None else 4096
+            most = len(wanted) if wanted is not None else members
             if entries > most:
                 raise BoardResultError(f"{what} has {entries} members; at most {most} are expected")
             with zipfile.ZipFile(raw) as archive:

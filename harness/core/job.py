@@ -17,12 +17,17 @@ import numpy as np
 
 from .agent_bundle import bundle
 from .board_files import (DUMP_JSON_MAX, DUMP_NPZ_MAX, ITEM_BYTES_MAX, NPZ_MEMBER_OVERHEAD, RESULT_JSON_MAX,
-                          check_regular, load_npz, npz_limit, read_result_json)
+                          check_regular, load_npz, npz_limit, read_json, read_result_json)
 from .cache import sha256_file
 from .errors import BoardResultError
 
 JOB_SCHEMA = 2
 """The job.json the host writes; the agent's docstring documents it (and reads schema 1 too)."""
+JOB_FILE = "job.json"
+RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
+"""What the agent may leave in a job directory for the host to fetch, each within its cap (Job.limits)."""
+AGENT_LOG = "agent.log"
+"""The agent's own output (MNN's banner, a traceback): only its end is kept (board_files.LOG_KEEP_BYTES)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,11 @@ class Job:
         shapes = {name: (self.output_shapes or {}).get(name) for name in self.output_names}
         inputs = self.input_shapes or {}
         image = (self.preprocess or {}).get("input") or (self.input_names[0] if self.input_names else None)
-        return {"result.json": RESULT_JSON_MAX,
+        caps = {"result.json": RESULT_JSON_MAX,
                 "outputs.npz": npz_limit(shapes, self.samples),
                 "preprocessed.npz": npz_limit({"preprocessed": inputs.get(image)}, self.samples),
                 "dump.json": DUMP_JSON_MAX, "dump.npz": DUMP_NPZ_MAX}
+        return {name: caps[name] for name in RESULT_FILES}
 
     def manifest(self, model_ref: str, inputs_ref: str, images_ref: Optional[str] = None,
                  deadline_s: Optional[float] = None) -> dict:
@@ -151,3 +157,31 @@ def read_preprocessed(job_dir: Path, facts: dict, job: Optional[Job] = None) -> 
     if len(arrays) != 1:
         raise BoardResultError(f"preprocessed.npz holds {len(arrays)} arrays, not 1")
     return next(iter(arrays.values()))
+
+
+DUMP_MEMBERS_MAX = 1 << 16
+"""Tensors a layer dump may hold: each kept op's output and inputs."""
+
+
+def read_dump(job_dir: Path, facts: dict) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """dump.json and dump.npz (`harness layers`) as the agent wrote them: checked against the hashes in result.json
+    and read within the caps every file from a board gets (a symlink, a bomb, a pickle are refused).
+
+    BoardResultError when the agent reported no dump or a file is missing, changed or unreadable. A run whose
+    outputs hold NaN/Inf leaves its dump whole: the layer search exists for exactly those runs.
+    """
+    dump = facts.get("dump")
+    if not isinstance(dump, dict):
+        raise BoardResultError(facts.get("error") or "the agent reported no layer dump")
+    json_path, npz_path = job_dir / "dump.json", job_dir / "dump.npz"
+    if not json_path.is_file() or sha256_file(json_path) != dump.get("json_sha256"):
+        raise BoardResultError(f"{json_path} is missing or does not match the SHA-256 in result.json")
+    data = read_json(json_path, DUMP_JSON_MAX, "dump.json")
+    if not isinstance(data, dict):
+        raise BoardResultError("dump.json does not hold an object")
+    tensors: Dict[str, np.ndarray] = {}
+    if dump.get("npz_sha256"):
+        if not npz_path.is_file() or sha256_file(npz_path) != dump["npz_sha256"]:
+            raise BoardResultError(f"{npz_path} is missing or does not match the SHA-256 in result.json")
+        tensors = load_npz(npz_path, None, DUMP_NPZ_MAX, "dump.npz", members=DUMP_MEMBERS_MAX)
+    return data, tensors

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..core.inventory import BoardSpec
-from ..core.job import Job
+from ..core.job import AGENT_LOG, JOB_FILE, RESULT_FILES, Job
 from ..core.results import INTERRUPTED, OK, TargetResult
 from .interrupt import Interruption
 from .targets import make_target
@@ -57,7 +57,7 @@ CLOSE_TIMEOUT_S = 30.0
 """How long the end of the sessions may take before the ones still closing are cut off."""
 ABORT_WAIT_S = 2.0
 
-RESULT_FILES = ("job.json", "result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz", "agent.log")
+JOB_FOLDER_FILES = (JOB_FILE, *RESULT_FILES, AGENT_LOG)
 """What a job leaves in its folder: what a reused job's folder gets too."""
 
 
@@ -304,7 +304,7 @@ def reused_result(original: TargetResult, source: Path, folder: Path) -> TargetR
     """The result of a job that already ran on this board, for another job that computes the same thing:
     its files linked (or copied) into this job's folder, its values shared, marked reused_from."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in RESULT_FILES:
+    for name in JOB_FOLDER_FILES:
         origin, copied = source / name, folder / name
         if not origin.is_file() or origin.is_symlink():
             continue

@@ -36,9 +36,9 @@ from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Si
                      tensor_key, tolerance_for, traced_differs, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
 from ..core.cache import sha256_file
-from ..core.errors import ConfigError, Interrupted
+from ..core.errors import BoardResultError, ConfigError, Interrupted
 from ..core.inventory import BoardSpec, Inventory
-from ..core.job import Job
+from ..core.job import Job, read_dump as read_agent_dump
 from ..core.npz import load_npz, save_npz
 from ..core.build.mnn_graph import MnnFileError, read_mnn_graph
 from ..core.build.model import prepare_model
@@ -49,7 +49,7 @@ from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
 from ..views.layers import model_explorer_data, render_layers_html
-from .run import prepare_inputs
+from .run import input_layout, prepare_inputs
 
 DEFAULT_BUDGET_MB = 256.0
 """Whole tensors fetched from each board for the replay (SegFormer-512 has 764 MB of op outputs)."""
@@ -78,30 +78,14 @@ def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label:
 
 
 def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """dump.json and dump.npz as the agent wrote them, checked against the hashes in result.json.
-
-    A run whose outputs hold NaN/Inf leaves its dump whole: the layer search
-    exists for exactly those runs.
-    """
-    facts = (result.facts or {}).get("dump")
-    if not isinstance(facts, dict):
+    """What the agent dumped in folder for one of the search's jobs, read as core/job.py reads every dump (its
+    hashes and caps checked); DumpError saying why there is none."""
+    if not isinstance((result.facts or {}).get("dump"), dict):
         raise DumpError(result.error or f"the agent reported no layer dump ({result.status})")
-    json_path, npz_path = folder / "dump.json", folder / "dump.npz"
-    if not json_path.is_file() or sha256_file(json_path) != facts.get("json_sha256"):
-        raise DumpError(f"{json_path} is missing or does not match the SHA-256 in result.json")
     try:
-        data = json.loads(json_path.read_text())
-    except ValueError as error:
-        raise DumpError(f"{json_path} is not JSON: {error}") from error
-    tensors: Dict[str, np.ndarray] = {}
-    if facts.get("npz_sha256"):
-        if not npz_path.is_file() or sha256_file(npz_path) != facts["npz_sha256"]:
-            raise DumpError(f"{npz_path} is missing or does not match the SHA-256 in result.json")
-        try:
-            tensors = load_npz(npz_path)
-        except (OSError, ValueError) as error:
-            raise DumpError(f"{npz_path} cannot be read: {error}") from error
-    return data, tensors
+        return read_agent_dump(folder, result.facts)
+    except BoardResultError as error:
+        raise DumpError(str(error)) from error
 
 
 def side_of(board: str, settings: dict, result: TargetResult) -> Side:
@@ -164,8 +148,7 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
     model = prepare_model(scenario.model, log=log)
     with new_run_folder(run_dir):
         inputs = prepare_inputs(scenario, model, run_dir)
-    layout = scenario.preprocess.layout if scenario.preprocess else ("NHWC" if model.source_format == "TFLITE"
-                                                                     else "NCHW")
+    layout = input_layout(scenario, model)
     report = LayersReport(scenario=scenario.name, run_dir=str(run_dir), reference=reference_name,
                           model={"mnn": str(model.mnn_path), "mnn_sha256": model.mnn_sha256,
                                  "source": str(model.source_path) if model.source_path else None,

@@ -118,6 +118,14 @@ def prepare_inputs(scenario: Scenario, model: ModelArtifact, run_dir: Path) -> I
     return inputs
 
 
+def input_layout(scenario: Scenario, model: ModelArtifact) -> str:
+    """The layout of the model's image input: the scenario's preprocessing says it, else the source format's own
+    (TFLite models take NHWC, ONNX and MNN NCHW)."""
+    if scenario.preprocess is not None:
+        return scenario.preprocess.layout
+    return "NHWC" if model.source_format == "TFLITE" else "NCHW"
+
+
 def stream_spec(scenario: Scenario, inputs: InputSet) -> Optional[dict]:
     if scenario.stream is None:
         return None
@@ -208,8 +216,7 @@ def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, pro
     job = Job(id=f"{safe_name(run_id)}-{secrets.token_hex(3)}", model_path=model.mnn_path,
               model_sha256=model.mnn_sha256,
               inputs_path=inputs.path, inputs_sha256=inputs.sha256, input_names=list(model.inputs),
-              output_names=list(model.outputs), layout=scenario.preprocess.layout if scenario.preprocess else
-              ("NHWC" if model.source_format == "TFLITE" else "NCHW"),
+              output_names=list(model.outputs), layout=input_layout(scenario, model),
               settings=scenario.run.as_dict(), iterations=scenario.run.iterations,
               warmup=scenario.run.warmup, preprocess=board_preprocess, images_path=images_path,
               images_sha256=images_sha256, samples=inputs.count, stream=stream_spec(scenario, inputs),

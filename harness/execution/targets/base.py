@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 from ...core.board_files import clean_text, read_log_tail
 from ...core.errors import BoardError, BoardResultError, Interrupted
 from ...core.inventory import BoardSpec
-from ...core.job import Job, read_agent_result, read_preprocessed
+from ...core.job import AGENT_LOG, Job, read_agent_result, read_preprocessed
 from ...core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 from .lock import LOCK_TIMEOUT_S
 
@@ -137,7 +137,7 @@ class Target(ABC):
 
     @staticmethod
     def agent_log_tail(local_dir: Path, lines: int = 12) -> str:
-        tail = read_log_tail(local_dir / "agent.log", keep=64 << 10)
+        tail = read_log_tail(local_dir / AGENT_LOG, keep=64 << 10)
         if tail is None:
             return ""
         shown = [line[:300] for line in tail.text.strip().splitlines()[-lines:]]

@@ -26,7 +26,7 @@ from typing import Optional
 from ...core.agent_bundle import bundle
 from ...core.board_files import PROBE_JSON_MAX, cap_log_file, check_probe, read_json
 from ...core.errors import BoardError, BoardResultError, Interrupted, SetupError
-from ...core.job import Job
+from ...core.job import AGENT_LOG, JOB_FILE, RESULT_FILES, Job
 from ...core.results import TargetResult
 from ...core.clients.wheels import host_site, site_env
 from .base import StageCallback, Target
@@ -110,8 +110,8 @@ class LocalTarget(Target):
         manifest = job.manifest(str(job.model_path.resolve()), str(job.inputs_path.resolve()),
                                 str(job.images_path.resolve()) if job.images_path else None,
                                 deadline_s=self.board.run_timeout + 60)
-        (local_dir / "job.json").write_text(json.dumps(manifest, indent=1))
-        for stale in ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz"):
+        (local_dir / JOB_FILE).write_text(json.dumps(manifest, indent=1))
+        for stale in RESULT_FILES:
             (local_dir / stale).unlink(missing_ok=True)
         try:
             site = host_site(job.mnn_version, log=lambda message: None) if job.mnn_version else None
@@ -129,7 +129,7 @@ class LocalTarget(Target):
             else:
                 self.run_one_shot(job, local_dir, result)
         finally:
-            cap_log_file(local_dir / "agent.log")
+            cap_log_file(local_dir / AGENT_LOG)
             result.timings["run"] = time.perf_counter() - started
 
     # -- resident ---------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class LocalTarget(Target):
     # -- one-shot ---------------------------------------------------------------------------------------
 
     def run_one_shot(self, job: Job, local_dir: Path, result: TargetResult) -> None:
-        with open(local_dir / "agent.log", "wb") as log:
+        with open(local_dir / AGENT_LOG, "wb") as log:
             try:
                 agent = subprocess.Popen([self.python, str(job.agent()), str(local_dir)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -52,7 +52,7 @@ from ...core.board_files import LOG_KEEP_BYTES, PROBE_JSON_MAX, check_probe, cle
 from ...core.cache import sha256_file
 from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError, BoardResultError, Interrupted, JumpHostError
-from ...core.job import Job
+from ...core.job import AGENT_LOG, JOB_FILE, RESULT_FILES, Job
 from ...core.results import TargetResult
 from ..agent_protocol import Hello, run_request
 from . import remote
@@ -66,8 +66,6 @@ from .route import BoardSilent, HopLost, Route, RouteHeartbeat, plan_route
 log = logging.getLogger(__name__)
 """The commands run on the board and how they ended, for `-v`/`--debug` (paramiko logs the SSH beneath)."""
 
-RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
-"""What the agent may leave in a job directory for the host to fetch."""
 POLL_S = 0.2
 OUTPUT_MAX = 1 << 20
 """Bytes kept of a helper command's stdout or stderr; the agent's own output goes to its log file."""
@@ -458,7 +456,7 @@ class SshTarget(Target):
         model, inputs = (board.paths.store_file(item.name) for item in files[:2])
         images = board.paths.store_file(files[2].name) if job.images_path else None
         manifest = job.manifest(model, inputs, images, deadline_s=self.board.run_timeout + 60)
-        manifest_path = local_dir / "job.json"
+        manifest_path = local_dir / JOB_FILE
         manifest_path.write_text(json.dumps(manifest, indent=1))
         try:
             for attempt in range(2):
@@ -599,10 +597,10 @@ class SshTarget(Target):
                           result: TargetResult) -> None:
         """The end of a dead agent's log, for the job's error; nothing if there is none."""
         try:
-            entry = board.sftp.lstat(job_dir + "/agent.log")
+            entry = board.sftp.lstat(f"{job_dir}/{AGENT_LOG}")
             if stat.S_ISREG(entry.st_mode or 0):
-                result.bytes_downloaded += self.fetch_log_tail(board, job_dir + "/agent.log", entry.st_size or 0,
-                                                               local_dir / "agent.log")
+                result.bytes_downloaded += self.fetch_log_tail(board, f"{job_dir}/{AGENT_LOG}", entry.st_size or 0,
+                                                               local_dir / AGENT_LOG)
         except (OSError, EOFError, paramiko.SSHException):
             pass
 
@@ -615,7 +613,7 @@ class SshTarget(Target):
         started = time.perf_counter()
         self.begin_job(board, job.id, [], clean=False)  # makes the job's own dir
         try:
-            result.bytes_uploaded += self.put(board, manifest_path, job_dir + "/job.json")
+            result.bytes_uploaded += self.put(board, manifest_path, f"{job_dir}/{JOB_FILE}")
             result.timings["upload"] = result.timings.get("upload", 0.0) + time.perf_counter() - started
             if self.lock is not None:
                 self.lock.record_job(job_dir)  # a one-shot agent's command line names its job dir
@@ -794,13 +792,13 @@ class SshTarget(Target):
     def download(self, board: BoardConnection, job: Job, job_dir: str, local_dir: Path, result: TargetResult) -> None:
         """Fetch what the agent left: lstat first (a symlink or an oversized file is refused unread), then
         at most the file's cap; of the log only its end."""
-        for name in RESULT_FILES + ("agent.log",):
+        for name in (*RESULT_FILES, AGENT_LOG):
             (local_dir / name).unlink(missing_ok=True)
         entries = {entry.filename: entry for entry in board.sftp.listdir_attr(job_dir)}
-        log = entries.get("agent.log")
+        log = entries.get(AGENT_LOG)
         if log is not None and stat.S_ISREG(log.st_mode or 0):
-            result.bytes_downloaded += self.fetch_log_tail(board, job_dir + "/agent.log", log.st_size or 0,
-                                                           local_dir / "agent.log")
+            result.bytes_downloaded += self.fetch_log_tail(board, f"{job_dir}/{AGENT_LOG}", log.st_size or 0,
+                                                           local_dir / AGENT_LOG)
         limits = job.limits()
         for name in RESULT_FILES:
             entry = entries.get(name)
