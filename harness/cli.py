@@ -32,6 +32,7 @@ from rich.markup import escape
 from .analysis.run_report import EXIT_CONFIG
 from .core.errors import ConfigError, HarnessError
 from .core.inventory import find_inventory, load_inventory
+from .core.scenario import PRECISIONS
 from .core.shipped import scenario_path
 from .execution.interrupt import signals_handled
 from .execution.targets.lock import LOCK_TIMEOUT_S
@@ -40,7 +41,6 @@ from .record.history import HISTORY_TIMEOUT_S
 
 WEEK_S = 7 * 86400.0
 """The longest wait any option accepts: longer is a typo, and too large for the clocks that wait on it."""
-PRECISION_CHOICES = ("normal", "high", "low", "low_bf16")
 
 
 def bounded(kind=float, minimum: Optional[float] = None, above: Optional[float] = None,
@@ -150,10 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the board(s) to search, comma-separated, each against the same reference")
     layers.add_argument("--against", metavar="NAME", help="compare with this board instead of the x86 host "
                         "(board against board, e.g. an A76 at low against an A53)")
-    layers.add_argument("--precision", choices=PRECISION_CHOICES, help="the boards' precision (default: the "
+    layers.add_argument("--precision", choices=PRECISIONS, help="the boards' precision (default: the "
                         "scenario's)")
     layers.add_argument("--threads", type=bounded(int, minimum=1, maximum=256), help="the boards' threads")
-    layers.add_argument("--against-precision", choices=PRECISION_CHOICES, help="the reference's precision")
+    layers.add_argument("--against-precision", choices=PRECISIONS, help="the reference's precision")
     layers.add_argument("--against-threads", type=bounded(int, minimum=1, maximum=256),
                         help="the reference's threads")
     layers.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),

@@ -9,8 +9,12 @@ repository. Both are found here, the installed place first, through
 importlib.resources, and nowhere else: every other module asks this one.
 """
 
+import importlib
 import importlib.resources
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import List
 
 from .errors import ConfigError, SetupError
@@ -47,6 +51,32 @@ def _find(name: str) -> Path:
 def agent_dir() -> Path:
     """The agent's sources: mnn_agent.py and the package mnnagent/."""
     return _find("agent")
+
+
+AGENT_PACKAGE = "mnnagent"
+
+
+def agent_module(name: str) -> ModuleType:
+    """A module of the agent's own package (mnnagent.NAME), imported from where the agent ships.
+
+    The agent imports nothing of the harness. The harness runs the agent's code where it must do what the agent
+    does, so that the two cannot drift apart: the source model's target walks samples and streams with the
+    agent's walk, and the contract test reads the settings the agent knows. None of it imports MNN (the agent
+    imports MNN only when a job runs), so nothing prints on this process's stdout.
+    """
+    package = sys.modules.get(AGENT_PACKAGE)
+    if package is None:
+        directory = agent_dir() / AGENT_PACKAGE
+        spec = importlib.util.spec_from_file_location(AGENT_PACKAGE, directory / "__init__.py",
+                                                      submodule_search_locations=[str(directory)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[AGENT_PACKAGE] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules[AGENT_PACKAGE]
+            raise
+    return importlib.import_module(f"{AGENT_PACKAGE}.{name}")
 
 
 def scenarios_dir() -> Path:
