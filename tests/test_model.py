@@ -227,3 +227,24 @@ def test_failing_build_script_names_the_script(cache, tmp_path):
     script.write_text("import sys\nsys.exit('no weights here')\n")
     with pytest.raises(ModelError, match=r"broken\.py(.|\n)*no weights here"):
         prepare_model(ModelSource(build_script=script), log=quiet)
+
+
+def test_a_run_harness_inspect_and_the_output_caps_read_one_signature(tmp_path):
+    """One reader per format: what a run takes from a deployed .mnn (names, shapes, input types), what `harness
+    inspect` shows of it, and the output shapes MNN works out for the run's inputs are the same; an ONNX model's
+    open dimensions are None for the run and "?" for inspect."""
+    from harness.core.build.inspect_model import inspect_model
+    from harness.core.build.model_shapes import output_shapes
+    from harness.core.build.signature import read_signature
+
+    deployed = REPO / "scenarios" / "models" / "tiny_segnet_64.mnn"
+    model = prepare_model(ModelSource(mnn=deployed), log=quiet)
+    shown = inspect_model(deployed)
+    assert (model.inputs, model.outputs, model.output_shapes, model.input_dtypes) == \
+        (shown.inputs, shown.outputs, shown.output_shapes, shown.input_dtypes) == \
+        ({"pixel_values": [1, 3, 64, 64]}, ["logits"], {"logits": [1, 8, 16, 16]}, {"pixel_values": "float32"})
+    assert output_shapes(deployed, model.mnn_sha256, model.inputs, model.outputs) == {"logits": [1, 8, 16, 16]}
+
+    ppocr = read_signature(Path(__import__("rapidocr").__file__).parent / "models" / "PP-OCRv6_det_small.onnx")
+    assert ppocr.inputs == {"x": [None, 3, None, None]} and ppocr.input_dtypes == {"x": "float32"}
+    assert [tensor.shape_text for tensor in ppocr.tensors] == ["[?, 3, ?, ?]", "[?, ?, ?, ?]"]

@@ -22,7 +22,8 @@ import yaml
 
 from ..core.errors import BoardError, ConfigError
 from ..core.files import write_atomic
-from ..core.build.inspect_model import Signature, TensorInfo, inspect_model, resolve_model_path
+from ..core.build.inspect_model import inspect_model, resolve_model_path
+from ..core.build.signature import Signature, TensorInfo
 from ..core.inventory import BoardSpec, load_inventory
 from ..execution.targets import make_target
 
@@ -214,7 +215,7 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
     lines.append("inputs:")
     for tensor in inputs:
         layout = _image_layout(tensor, nhwc)
-        shape = _shape_text(tensor)
+        shape = tensor.shape_text
         if layout and len(inputs) == 1:
             lines += [f"  images: [skimage:astronaut]     # {tensor.name} {shape} {tensor.dtype}: "
                       "your own images here (files, globs)"]
@@ -222,7 +223,7 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
             lines += [f"  {_key(tensor.name)}: {{image: [skimage:astronaut]}}   # {shape} {tensor.dtype}: "
                       "your own images here"]
         else:
-            dims = [1 if d is None else d for d in tensor.shape]
+            dims = [1 if d is None else d for d in tensor.shape or []]
             dtype = tensor.dtype if tensor.dtype in ("float32", "int32", "int64", "uint8") else "float32"
             high = "1" if dtype == "float32" else "2"
             lines += [f"  {_key(tensor.name)}:   # {shape} {tensor.dtype}: seeded random values; give real data "
@@ -250,7 +251,7 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
               "outputs:"]
     for tensor in outputs:
         kind, axis, why = guess_kind(tensor, nhwc)
-        lines.append(f"  {_key(tensor.name)}:   # {_shape_text(tensor)} {tensor.dtype}")
+        lines.append(f"  {_key(tensor.name)}:   # {tensor.shape_text} {tensor.dtype}")
         if why:
             lines.append(f"    # guessed: {why}")
         lines.append(f"    kind: {kind}")
@@ -265,7 +266,7 @@ def guess_kind(tensor: TensorInfo, nhwc: bool) -> Tuple[str, int, str]:
     shape = tensor.shape
     if not tensor.dtype.startswith("float"):
         return "tensor", 1, "integers are compared exactly"
-    if any(d is None for d in shape[1:]):
+    if shape is None or any(d is None for d in shape[1:]):
         return "tensor", 1, "its shape is open: judged by its SNR"
     if len(shape) == 4:
         axis = 3 if nhwc else 1
@@ -282,7 +283,7 @@ def guess_kind(tensor: TensorInfo, nhwc: bool) -> Tuple[str, int, str]:
 
 def _image_layout(tensor: TensorInfo, nhwc: bool) -> Optional[str]:
     """NCHW or NHWC for a float input of 3 channels (an image), else None."""
-    if len(tensor.shape) != 4 or not tensor.dtype.startswith("float"):
+    if tensor.shape is None or len(tensor.shape) != 4 or not tensor.dtype.startswith("float"):
         return None
     if not nhwc and tensor.shape[1] == 3:
         return "NCHW"
@@ -299,9 +300,6 @@ def _image_size(tensor: TensorInfo, nhwc: bool) -> Tuple[int, int]:
     height, width = _hw(tensor, nhwc)
     return height or DEFAULT_SIDE, width or DEFAULT_SIDE
 
-
-def _shape_text(tensor: TensorInfo) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in tensor.shape) + "]"
 
 
 def _same_tree(model: Path, directory: Path) -> bool:

@@ -5,7 +5,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from ..core.build.inspect_model import Signature
+from ..core.build.signature import Signature
 from .fold import Column, FoldingTable
 
 
@@ -13,8 +13,7 @@ def render_signature(path: Path, signature: Signature, console: Console) -> None
     console.print(f"[bold]{signature.format}[/] model {escape(str(path))}")
     table = FoldingTable([Column("Role", key=True), Column("Name", key=True), Column("Shape"), Column("Dtype")])
     for tensor in signature.tensors:
-        table.add_row(tensor.role, tensor.name, "[" + ", ".join("?" if d is None else str(d) for d in tensor.shape)
-                      + "]", tensor.dtype)
+        table.add_row(tensor.role, tensor.name, tensor.shape_text, tensor.dtype)
     console.print(table)
     for note in signature.notes:
         console.print(f"[dim]{escape(note)}[/]")

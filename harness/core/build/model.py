@@ -30,15 +30,16 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..cache import cache_root, sha256_file, sha256_json
 from ..errors import ModelError
 from ..files import building, lock_file, locked
 from ..clients.wheels import host_mnn_version, host_site, site_env
 from ..yamlfile import describe_file_type
+from .signature import Signature, mnn_signature, onnx_signature
 
-__all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert", "mnn_signature",
+__all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert",
            "check_converter_args", "converter_options"]
 
 Log = Callable[[str], None]
@@ -58,31 +59,6 @@ _CONVERT_CHILD = (
     "sys.exit(0 if result in (None, 0, True) else 1)\n"
 )
 """The child that runs the converter: its stdout (banner and log) and a crash stay out of this process."""
-
-_SIGNATURE_CHILD = (
-    "import json, sys\n"
-    "import MNN\n"
-    "info = MNN.nn.load_module_from_file(sys.argv[1], [], []).get_info()\n"
-    "types = {'float': 'float32', 'int': 'int32', 'int64': 'int64', 'uint8': 'uint8', 'int8': 'int8',"
-    " 'double': 'float64'}\n"
-    "try:\n"
-    "    interpreter = MNN.Interpreter(sys.argv[1])\n"
-    "    session = interpreter.createSession({})\n"
-    "    shapes = {name: list(tensor.getShape()) for name, tensor in"
-    " interpreter.getSessionOutputAll(session).items()}\n"
-    "except Exception:\n"
-    "    shapes = {}\n"
-    "sys.stderr.write('\\nSIGNATURE ' + json.dumps({'inputs': dict(zip(info['inputNames'],"
-    " [list(t.shape) for t in info['inputs']])), 'dtypes': dict(zip(info['inputNames'],"
-    " [types.get(str(t.dtype).split('.')[-1], str(t.dtype)) for t in info['inputs']])),"
-    " 'outputs': list(info['outputNames']), 'output_shapes': shapes}) + '\\n')\n"
-)
-"""Reads input names/shapes/types, output names and (from a session, when one can be made) output shapes
-from a .mnn file; the result travels on stderr, past the banner."""
-
-ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
-              11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
-"""ONNX TensorProto element types by number, as numpy names."""
 
 _FAILURE_MARKERS = ("Converted Failed", "Convert error")
 """Lines MNN's converter prints when it gave up (it still returns True)."""
@@ -144,17 +120,6 @@ _VALUE_RULES: Dict[str, Tuple[Callable[[str], bool], str]] = {
     "--thredhold": (_number, "a number"),
 }
 """Values the converter reads as numbers: it takes anything else as 0, silently, so they are checked here."""
-
-
-class Signature(NamedTuple):
-    """What a model file says of its inputs and outputs, read without running it."""
-
-    inputs: Dict[str, list]
-    """Input name -> shape (None or a negative number for a dimension the model leaves open)."""
-    outputs: List[str]
-    output_shapes: Dict[str, Optional[list]]
-    input_dtypes: Dict[str, str]
-    """Input name -> numpy dtype name."""
 
 
 @dataclass(frozen=True)
@@ -231,14 +196,11 @@ def prepare_model(source: ModelSource, log: Log = print) -> ModelArtifact:
                          input_dtypes=signature.input_dtypes, converter_version=converter_version)
 
 
-def _onnx_signature_or_none(path: Path) -> Optional["Signature"]:
+def _onnx_signature_or_none(path: Path) -> Optional[Signature]:
     try:
         return onnx_signature(path)
     except ImportError:
         return None  # no onnx package: read the names from the converted model
-    except Exception as error:
-        raise ModelError(f"{path} is not a readable ONNX model: {error}\n"
-                         "  fix: check the file, or re-export it") from error
 
 
 SOURCE_FORMATS = {".onnx": "ONNX", ".tflite": "TFLITE"}
@@ -520,50 +482,6 @@ def _converter_options(version: str) -> Tuple[Tuple[str, bool], ...]:
 def mnn_version() -> str:
     """The installed MNN's version, from its package metadata: importing MNN would print on stdout."""
     return host_mnn_version()
-
-
-def onnx_signature(path: Path) -> "Signature":
-    """Input names, shapes (None for a symbolic dimension) and types, output names, and output shapes
-    (for the outputs whose rank the file declares), from an ONNX file.
-
-    Raises ImportError when the onnx package is missing.
-    """
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    initializers = {initializer.name for initializer in model.graph.initializer}
-    inputs, dtypes = {}, {}
-    for value in model.graph.input:
-        if value.name in initializers:  # old exporters list weights as inputs
-            continue
-        inputs[value.name] = _dims(value)
-        element = value.type.tensor_type.elem_type
-        dtypes[value.name] = ONNX_TYPES.get(element, f"onnx type {element}")
-    output_shapes = {value.name: _dims(value) for value in model.graph.output
-                     if value.type.tensor_type.HasField("shape")}
-    return Signature(inputs, [value.name for value in model.graph.output], output_shapes, dtypes)
-
-
-def _dims(value) -> list:
-    return [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
-
-
-def mnn_signature(mnn_path: Path) -> "Signature":
-    """Input names, shapes and types, output names and output shapes, read from a .mnn file by MNN in a child
-    process. An output dimension MNN cannot know before a resize (0 or -1) is None.
-
-    Used for deployed .mnn files, TFLite sources (no TFLite reader is a
-    dependency) and ONNX when the onnx package is missing.
-    """
-    completed = _run([sys.executable, "-c", _SIGNATURE_CHILD, str(mnn_path)], 120.0, f"reading {mnn_path}")
-    for line in completed.stderr.splitlines():
-        if line.startswith("SIGNATURE "):
-            signature = json.loads(line[len("SIGNATURE "):])
-            output_shapes = {name: [dim if dim > 0 else None for dim in shape]
-                             for name, shape in (signature.get("output_shapes") or {}).items()}
-            return Signature(signature["inputs"], signature["outputs"], output_shapes, signature["dtypes"])
-    raise ModelError(f"MNN could not read the inputs and outputs of {mnn_path}:\n"
-                     f"{_tail(completed.stdout + completed.stderr)}")
 
 
 def _run(argv: List[str], timeout: float, what: str, env: Optional[dict] = None) -> subprocess.CompletedProcess:
