@@ -23,6 +23,21 @@ WHOLE_RUN = "*"
 """The output of a verdict about a board whose model did not run and whose outputs are not known."""
 
 
+def step_errors_text(errors: List[Optional[float]]) -> str:
+    """"8.0e-08 .. 1.2e-05, worst at step 26": a stream's max abs error per step, its range and its worst step.
+
+    Steps count from 0, as the flipped decisions do. None is an infinite error (JSON has no infinity).
+    """
+    def shown(value: Optional[float]) -> str:
+        return "inf" if value is None else f"{value:.1e}"
+    ranked = [float("inf") if value is None else value for value in errors]
+    if not ranked:
+        return "no steps"
+    worst = max(range(len(ranked)), key=lambda step: ranked[step])
+    return f"{shown(min(errors, key=lambda v: float('inf') if v is None else v))} .. {shown(errors[worst])}, " \
+        f"worst at step {worst}"
+
+
 def output_kind(summary: dict, output: str) -> str:
     return ((summary.get("output_specs") or {}).get(output) or {}).get("kind", "tensor")
 

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts
+from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, step_errors_text,
+                                summary_text, verdicts)
 from ..core.results import OK
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
@@ -373,7 +374,8 @@ def stream_section(summary: dict) -> str:
             growth = (result.get("metrics") or {}).get("error_growth")
             trend = "" if growth is None else (f" — last third ×{growth:.2g} the first"
                                                + (" (the error grows)" if growth >= GROWS else ""))
-            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step{esc(trend)}</p>")
+            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step "
+                         f"{esc(step_errors_text(series['max_abs']))}{esc(trend)}</p>")
             parts.append(line_chart_svg([("max |err|", "#c5221f", series["max_abs"])], log=True))
             if "target" in series:
                 reference = comparison.get("reference") or summary.get("reference")

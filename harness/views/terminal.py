@@ -24,7 +24,7 @@ from rich.text import Text
 
 from ..analysis.compare import format_metric
 from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
-                      summary_text, verdicts)
+                                step_errors_text, summary_text, verdicts)
 from ..core.backend import fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
@@ -303,9 +303,9 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
         growth = (result.get("metrics") or {}).get("error_growth")
         trend = "" if growth is None else f" (x{growth:.2g}" + (": grows)" if growth >= GROWS else ")")
         lines.append(Text.assemble((label, "bold"), f" {output}: max |err| per step ",
-                                   (f"{_e(errors[0])} .. {_e(errors[-1])}{trend}", "dim")))
-        lines.append(Text.assemble(("  " + "|err|".ljust(name_width) + " ", "dim"),
-                                   sparkline(downsample(errors, spark), log=True)))
+                                   (f"{step_errors_text(errors)}{trend}", "dim")))
+        lines.append(_spark_line(("  " + "|err|".ljust(name_width) + " ", "dim"),
+                                 sparkline(downsample(errors, spark), log=True)))
         if "target" in series:
             values = [v for v in series["reference"] + series["target"] if v is not None] or [0.0]
             low, high = min(values), max(values)
@@ -315,8 +315,8 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
                 if len(name) > name_width:  # longer than a third of the terminal: on a line of its own
                     lines.append(Text("  " + name, "dim"))
                     name = ""
-                lines.append(Text.assemble(("  " + name.ljust(name_width) + " ", "dim"),
-                                           _scaled_spark(downsample(side, spark, _mean), low, high)))
+                lines.append(_spark_line(("  " + name.ljust(name_width) + " ", "dim"),
+                                         _scaled_spark(downsample(side, spark, _mean), low, high)))
             lines.append(Text(f"  {'':{name_width}} {output} per step, {low:.3g} .. {high:.3g} on both lines",
                               "dim"))
         if "flipped" in series:
@@ -328,8 +328,9 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
     return lines
 
 
-def _e(value: Optional[float]) -> str:
-    return "inf" if value is None else f"{value:.1e}"
+def _spark_line(*parts) -> Text:
+    """A sparkline row: sized to the terminal, never wrapped (a wrapped sparkline reads as two series)."""
+    return Text.assemble(*parts, no_wrap=True, overflow="crop")
 
 
 def _mean(values: List[float]) -> float:
@@ -365,7 +366,7 @@ def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> N
     for line in failure_reasons(summary):
         console.print(line)
     for line in stream_lines(summary, console.width):
-        console.print(line, overflow="crop", no_wrap=True)  # the sparklines are sized to the width
+        console.print(line)  # the sparklines are sized to the width (and crop); the words wrap
     for name, parity in (summary.get("preprocess_parity") or {}).items():
         m = parity.get("metrics") or {}
         shown = (f"max abs {format_metric(m.get('max_abs'), 'max_abs', 'text')} "
