@@ -83,7 +83,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     layers = commands.add_parser("layers", help="find the first op that goes wrong on a board, and whether it "
                                  "introduced the error or inherited it")
-    layers.add_argument("scenario")
+    layers.add_argument("scenario", help="scenario YAML, e.g. scenarios/quick.yaml (its model, inputs and run "
+                        "settings)")
     layers.add_argument("--board", required=True, metavar="NAME[,NAME...]",
                         help="the board(s) to search, comma-separated, each against the same reference")
     layers.add_argument("--against", metavar="NAME", help="compare with this board instead of the x86 host "
@@ -101,7 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="whole tensors fetched from each board for the replay (default 256)")
     layers.add_argument("--all", action="store_true", help="show every op in the table")
     layers.add_argument("--json", action="store_true", help="print layers.json on stdout")
-    layers.add_argument("--reports", default="reports")
+    layers.add_argument("--reports", default="reports", help="directory for reports/<run-id>-layers/ "
+                        "(default: reports)")
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
@@ -112,10 +114,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "uploads) and evict its store down to store_max_mb, saying what that freed")
 
     prepare = commands.add_parser("prepare", help="build and convert the scenarios' models now (cached)")
-    prepare.add_argument("scenarios", nargs="+")
+    prepare.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML files whose models to "
+                         "build and convert (e.g. scenarios/*.yaml)")
 
     farm = commands.add_parser("farm", help="start, stop or show emulated boards and farms of them")
-    farm.add_argument("action", choices=("up", "down", "status"))
+    farm.add_argument("action", choices=("up", "down", "status"), help="up: start boards, down: stop them, status: "
+                      "list every emulated board of this machine")
     farm.add_argument("boards", nargs="*", metavar="NAME", help="down: stop only these boards")
     farm.add_argument("--size", type=bounded(int, minimum=0, maximum=249), default=0, metavar="N",
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with MNN 3.4.1, then again "

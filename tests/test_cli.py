@@ -69,3 +69,39 @@ def test_inspect_lists_inputs_and_outputs_of_onnx_tflite_and_mnn(tmp_path, capsy
     assert "pixel_values" in out and "[1, 8, 16, 16]" in out and "converted by MNN" in out
 
     assert main(["inspect", str(REPO / "README.md")]) == 2
+
+
+def test_a_file_without_a_suffix_is_named_as_such(capsys):
+    assert main(["inspect", "/etc/passwd"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "/etc/passwd: has no suffix" in out and "no suffix is not" not in out
+
+
+def test_every_argument_of_every_command_says_what_it_is(capsys):
+    """`harness COMMAND --help` explains each positional and option (layers' scenario and --reports had none)."""
+    import re
+
+    import pytest
+
+    commands = ["run", "layers", "boards", "prepare", "farm", "inspect", "nightly", "report", "history"]
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        lines = text.splitlines()  # the usage's own lines are indented deeper, and are skipped as such
+        for index, line in enumerate(lines):
+            match = re.match(r"^  (\S.*?)(?:\s{2,}(\S.*))?$", line)
+            if not match or line.startswith("   ") or match.group(1).endswith(":"):
+                continue
+            explained = match.group(2) or (index + 1 < len(lines) and lines[index + 1].startswith(" " * 8))
+            assert explained, f"`harness {command} --help`: {match.group(1)!r} has no help"
+
+
+def test_make_models_prepares_every_shipped_scenario():
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "-o", "venv", "models"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    prepared = {word for word in dry.split() if word.endswith(".yaml")}
+    shipped = {f"scenarios/{path.name}" for path in (REPO / "scenarios").glob("*.yaml") if path.name != "nightly.yaml"}
+    assert prepared == shipped
