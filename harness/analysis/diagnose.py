@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 CAUSES = {
+    "reference": "missing reference",
     "preprocessing": "preprocessing drift",
     "converter": "converter options",
     "precision": "FP16 / precision setting",
@@ -70,20 +71,28 @@ def attribute(conversion_passed: Optional[bool], platform_passed: bool, io_host:
 
 
 @functools.lru_cache(maxsize=32)
-def onnx_op_types(path: str) -> frozenset:
-    """The op types of an ONNX graph (empty when it cannot be read): which converter traps apply."""
+def source_op_types(path: str, source_format: str = "ONNX") -> Optional[frozenset]:
+    """The op types of an ONNX graph or a TFLite model (None when it cannot be read): which converter traps
+    apply."""
     try:
+        if source_format == "TFLITE":
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            no_delegate = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # quiet: the delegate prints on stderr
+            ops = Interpreter(model_path=path, experimental_op_resolver_type=no_delegate)._get_ops_details()
+            return frozenset(str(op["op_name"]) for op in ops)
         import onnx
 
         return frozenset(node.op_type for node in onnx.load(path, load_external_data=False).graph.node)
     except Exception:  # noqa: BLE001  a hint is optional; a diagnosis must not fail for it
-        return frozenset()
+        return None
 
 
-def converter_hints(converter_args, source_path=None) -> List[str]:
+def converter_hints(converter_args, source_path=None, source_format: str = "ONNX") -> List[str]:
     args = list(converter_args)
     hints = []
-    has_gelu = source_path is None or bool({"Erf", "Gelu"} & onnx_op_types(str(source_path)))
+    types = None if source_path is None else source_op_types(str(source_path), source_format)
+    has_gelu = types is None or bool({"Erf", "Gelu", "GELU"} & types)
     exact_gelu = "--useGeluApproximation" in args and \
         args[args.index("--useGeluApproximation") + 1:][:1] == ["0"]
     if has_gelu and not exact_gelu:
@@ -110,15 +119,40 @@ def arithmetic(precision: str, cpu_features) -> Tuple[str, float]:
     return "FP32", ARITHMETIC_EPS["FP32"]
 
 
+def compared(comparison) -> Optional[bool]:
+    """Whether the numbers of a comparison agree; None when there were no numbers to compare (a side did not
+    run): no cause may be inferred from a comparison that did not happen."""
+    if comparison is None or comparison.error is not None:
+        return None
+    return numbers_passed(comparison)
+
+
+def missing_reference(report) -> Optional[Finding]:
+    """The source model's runtime did not run it: which runtime, why, and that nothing was compared."""
+    conversion = getattr(report, "conversion", None)
+    source = getattr(report, "source", None)
+    if conversion is None or conversion.error is None or source is None or source.ok:
+        return None
+    runtime = source.facts.get("runtime") or conversion.reference or "the source runtime"
+    why, _, fix = (source.error or "no reason given").partition("\n  fix: ")
+    return Finding("reference", None, f"the source model did not run on {runtime} ({why.strip()}), so MNN on x86 "
+                   "was not compared with it: the conversion is neither confirmed nor blamed, and no cause is "
+                   "inferred from that comparison. "
+                   + (f"Fix: {fix.strip()}" if fix else "Fix: check the source model and its runtime, or set "
+                      "`source_reference: false` (the boards are still compared with x86)"))
+
+
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
-    if conversion is not None and not numbers_passed(conversion):
+    missing = missing_reference(report)
+    if missing is not None:
+        findings.append(missing)
+    if compared(conversion) is False:
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
-        source = getattr(report.model, "source_path", None)
-        hints = converter_hints(report.model.converter_args,
-                                source if getattr(report.model, "source_format", "ONNX") == "ONNX" else None)
+        hints = converter_hints(report.model.converter_args, getattr(report.model, "source_path", None),
+                                getattr(report.model, "source_format", None) or "ONNX")
         findings.append(Finding("converter", None,
                                 f"MNN on x86 already differs from the source model ({reasons}): the conversion "
                                 f"changed it. Converter options: {' '.join(report.model.converter_args) or 'none'}."
@@ -189,8 +223,7 @@ def diagnose(report) -> List[Finding]:
 
 
 def attributions(report) -> Dict[str, str]:
-    conversion = getattr(report, "conversion", None)
-    conversion_passed = None if conversion is None else numbers_passed(conversion)
+    conversion_passed = compared(getattr(report, "conversion", None))
     io_host = getattr(report.scenario.run, "io", "copy") == "host"
     return {name: attribute(conversion_passed, numbers_passed(comparison), io_host,
                             bool(getattr(comparison, "failed_requirements", None)),

@@ -86,7 +86,8 @@ def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
 
 def source_runtime(summary: dict) -> str:
     source = summary.get("source") or {}
-    return (source.get("runtime") or "").split(" ")[0] or "the source model"
+    runtime = source.get("runtime") or (summary.get("conversion") or {}).get("reference") or ""
+    return runtime.split(" ")[0] or "the source model"
 
 
 @dataclass
@@ -189,7 +190,11 @@ def what_failed(summary: dict) -> List[str]:
     for verdict in rows:
         if verdict.passed or verdict.status == UNUSABLE:
             continue
-        if verdict.status == ERROR:
+        if verdict.status == ERROR and verdict.is_conversion:
+            # x86 ran (a reference that did not is named above): the source model's runtime did not.
+            why = first_line((summary.get("source") or {}).get("error") or first_reason(verdict))
+            text = f"the source model did not run on {source_runtime(summary)}: {why}"
+        elif verdict.status == ERROR:
             text = f"{verdict.board} did not run: {short_error(verdict.board, first_reason(verdict))}"
         elif verdict.failure_type == "backend":
             # "asked opencl, ran cpu": the whole story is in the lines above the last one.
@@ -257,5 +262,6 @@ def summary_text(summary: dict, at_most: int = 3) -> Tuple[str, str]:
     if len(named) > at_most:
         shown += f"; and {len(named) - at_most} more (above)"
     if not compared and conversion is not None and code != 3:
-        shown += f" (only the reference {reference} and the source model ran)"
+        shown += (f" (only the reference {reference} ran; the source model did not)" if conversion.get("error")
+                  else f" (only the reference {reference} and the source model ran)")
     return ("FAIL" if code == 1 else "BOARD ERROR" if code == 3 else f"EXIT {code}"), shown or "see above"

@@ -186,7 +186,7 @@ def summary(report: RunReport) -> dict:
         },
         "source": None if report.source is None else {
             "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"),
+            "runtime": report.source.facts.get("runtime"), "notes": list(report.source.notes),
             "path": str(report.model.source_path) if report.model.source_path else None},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,

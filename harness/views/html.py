@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, step_errors_text,
-                                summary_text, verdicts)
+from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, source_runtime,
+                                step_errors_text, summary_text, verdicts)
 from ..core.results import OK
 from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
 
@@ -253,6 +253,8 @@ def boards_table(summary: dict) -> str:
             shown = failure or f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
             css = "fail" if failure else ("warn" if backend.get("ran") != backend.get("asked") else "dim")
             notes.append(f'<li class="{css}">{esc(name)}: {esc(shown)}</li>')
+    for note in (summary.get("source") or {}).get("notes") or []:
+        notes.append(f'<li class="warn">{esc(source_runtime(summary))}: {esc(note)}</li>')
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{''.join(notes)}</ul>")
 

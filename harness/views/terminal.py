@@ -24,7 +24,7 @@ from rich.text import Text
 
 from ..analysis.compare import format_metric
 from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
-                                step_errors_text, summary_text, verdicts)
+                                source_runtime, step_errors_text, summary_text, verdicts)
 from ..core.backend import fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
@@ -190,6 +190,9 @@ def notes(summary: dict) -> List[Text]:
             lines.append(Text(f"{name}: {error}", "red"))
         if facts.get("mnn_banner"):
             lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
+    source = summary.get("source") or {}
+    for note in source.get("notes") or []:
+        lines.append(Text(f"{source_runtime(summary)}: {note}", "yellow"))
     return lines
 
 
