@@ -321,16 +321,14 @@ def cmd_report(args, console: Console) -> int:
 
 def cmd_history(args, console: Console) -> int:
     from .core.errors import ConfigError
-    from .record.history import HISTORY_FILE, TREND_METRICS, History
+    from .record.history import HISTORY_FILE, TREND_METRICS, read_trend
     from .views.history import render_trend
 
     path = Path(args.reports) / HISTORY_FILE
     if not path.is_file():
         raise ConfigError(path, None, "no history yet", "run `harness nightly scenarios/nightly.yaml` first, "
                           "or pass --reports DIR")
-    with History(path) as history:
-        nights = history.nights(args.nights)
-        rows = history.trend(args.scenario, args.nights, TREND_METRICS)
+    nights, rows = read_trend(path, args.scenario, args.nights, TREND_METRICS)
     if args.json:
         print(json.dumps({"history": str(path), "nights": [dict(n) for n in nights], "trend": rows}, indent=1))
         return 0
