@@ -1,6 +1,6 @@
 """The `harness` command.
 
-    harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
+    harness run SCENARIO.yaml [--inventory FILE] [--targets a,tag:fp16] [--reports DIR]
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
     harness boards [--json] [--clean]         every board with live health (--clean: remove leftovers)
     harness farm up [--size N] [--farm F] [--labgrid] | down [NAME...] [--farm F] [--all] [--remove] | status
@@ -69,7 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     run = commands.add_parser("run", help="run a scenario on its boards and compare with x86")
     run.add_argument("scenario", help="scenario YAML, e.g. scenarios/segformer.yaml")
-    run.add_argument("--targets", help="comma-separated subset of the scenario's targets")
+    run.add_argument("--targets", metavar="BOARD[,BOARD|tag:TAG...]",
+                     help="run on these boards of the inventory instead of the scenario's targets; tag:TAG takes "
+                     "every board carrying that tag (the reference always runs)")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
     run.add_argument("--find-layer", action="store_true",

@@ -105,3 +105,33 @@ def test_make_models_prepares_every_shipped_scenario():
     prepared = {word for word in dry.split() if word.endswith(".yaml")}
     shipped = {f"scenarios/{path.name}" for path in (REPO / "scenarios").glob("*.yaml") if path.name != "nightly.yaml"}
     assert prepared == shipped
+
+
+TAGGED = ("boards:\n  x86: {kind: local}\n  spare-x86: {kind: local, tags: [spare]}\n"
+          "  only-here: {kind: ssh, host: 127.0.0.1, port: 9, connect_timeout: 3, tags: [far]}\n")
+
+
+def test_targets_take_any_board_of_the_inventory_or_a_tag_and_the_report_says_so(tmp_path, write_file, capsys):
+    """The scenario lists x86 alone; --targets names a board it does not list (by its tag): no editing of the
+    scenario, and the report says the boards came from the command line."""
+    inventory = write_file("inventory.yaml", TAGGED)
+    scenario = write_file("s.yaml", scenario_text(["x86"]))
+    reports = tmp_path / "r"
+    code = main(["--inventory", str(inventory), "run", str(scenario), "--targets", "tag:spare", "--reports",
+                 str(reports)])
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())  # the header is a panel
+    assert code == 0, out
+    (run_dir,) = list(reports.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["boards"]) == {"x86", "spare-x86"} and summary["comparisons"]["spare-x86"]["passed"]
+    assert summary["targets_from"] == "--targets tag:spare"
+    assert "boards x86, spare-x86: from the command line (--targets tag:spare), not the scenario's targets" in out
+    assert "1 board(s) match x86" in out
+
+    for targets, said in (("nowhere", "--targets: no board named 'nowhere' in the inventory"),
+                          ("tag:fp17", "--targets: 'tag:fp17': no board of")):
+        code = main(["--inventory", str(inventory), "run", str(scenario), "--targets", targets, "--reports",
+                     str(reports)])
+        out = " ".join(capsys.readouterr().out.split())
+        assert code == 2 and said in out and "fix:" in out and "tag:TAG" in out or "far, spare" in out, out
+    assert len(list(reports.iterdir())) == 1  # nothing ran for the wrong ones

@@ -3,7 +3,7 @@
     runs:                                   # run in this order; one failing does not stop the others
       - scenario: quick.yaml                # relative paths start at this file's directory
         inventory: lab.yaml                 # optional; else --inventory, $MNN_HARNESS_INVENTORY, ...
-        targets: [x86, arm-a76]             # optional subset of the scenario's targets
+        targets: [x86, arm-a76]             # optional: these boards instead of the scenario's (as --targets)
     regression:                             # against the previous night
       margin: 2.0                           # an error metric (max_abs, ...) grew by more than this factor
       cosine_drop: 1e-5                     # cosine fell by more than this
@@ -93,18 +93,25 @@ class PlannedRun:
     entry: NightlyRun
     scenario: Scenario
     inventory: Inventory
+    targets_from: str = ""
+    """Where its `targets` are written in the nightly file."""
 
 
 def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun]:
     """Every scenario and inventory read and checked before anything runs."""
 
     planned = []
-    for entry in config.runs:
+    for index, entry in enumerate(config.runs):
         scenario = load_scenario(entry.scenario)
         inventory = load_inventory(entry.inventory or find_inventory(inventory_arg))
-        select_targets(scenario, inventory, entry.targets)
-        planned.append(PlannedRun(entry, scenario, inventory))
+        select_targets(scenario, inventory, entry.targets, entry_targets(config, index))
+        planned.append(PlannedRun(entry, scenario, inventory, entry_targets(config, index)))
     return planned
+
+
+def entry_targets(config: "NightlyConfig", index: int) -> str:
+    """Where a nightly entry's `targets` are written, for their errors and the run's report."""
+    return f"{config.path}: runs[{index}].targets"
 
 
 def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPolicy) -> int:
@@ -215,7 +222,8 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
             for index, item in enumerate(planned, 1):
                 try:
                     ready.append((index, item, prepare_run(item.scenario, item.inventory, reports_dir, progress,
-                                                           item.entry.targets, label=item.scenario.name)))
+                                                           item.entry.targets, label=item.scenario.name,
+                                                           only_from=item.targets_from)))
                 except Exception as error:  # noqa: BLE001  said per scenario below, in its place
                     errors[index] = failed(item, error)
             with Executor(progress, interruption, lock_timeout) as executor:

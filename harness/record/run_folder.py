@@ -174,6 +174,7 @@ def summary(report: RunReport) -> dict:
         "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
                          for name in report.model.outputs},
         "reference": report.reference,
+        "targets_from": report.targets_from,
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,

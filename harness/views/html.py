@@ -26,7 +26,7 @@ from ..analysis.compare import format_metric
 from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, source_runtime,
                                 step_errors_text, summary_text, verdicts)
 from ..core.results import OK
-from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
+from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text, targets_text
 
 PICTURE_PX = 192
 """Displayed size of the longer side of every picture (the PNGs are scaled with pixelated rendering)."""
@@ -411,6 +411,8 @@ def render_html(report, summary: dict) -> str:
             ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
     meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
     meta.append(("settings", settings_text(summary.get("settings") or {})))
+    if summary.get("targets_from"):
+        meta.append(("boards", targets_text(summary)))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"

@@ -235,6 +235,14 @@ def reference_first(summary: dict) -> List[tuple]:
     return sorted((summary.get("boards") or {}).items(), key=lambda item: item[0] != reference)
 
 
+def targets_text(summary: dict) -> str:
+    """"x86, farm-a53: from the command line (--targets farm-a53), not the scenario's targets"."""
+    boards = ", ".join(name for name, _ in reference_first(summary))
+    where = summary["targets_from"]
+    source = "the command line" if where.startswith("--") else "the nightly file"
+    return f"{boards}: from {source} ({where}), not the scenario's targets"
+
+
 def model_line(summary: dict) -> str:
     """"built by segformer.py -> .mnn 1a2b...", "model.onnx -> .mnn ...", or a deployed .mnn as it is."""
     model = summary.get("model") or {}
@@ -364,6 +372,8 @@ def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> N
     for label, text, detail in input_rows(summary):
         header.add_row(escape(label), escape(text) + (f"  [dim]{escape(detail)}[/]" if detail else ""))
     header.add_row("settings", settings_text(summary.get("settings") or {}))
+    if summary.get("targets_from"):
+        header.add_row("boards", escape(targets_text(summary)))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
     console.print(verdict_table(summary))
     for line in failure_reasons(summary):
