@@ -9,6 +9,8 @@ import functools
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ..core.backend import is_precision_problem
+
 CAUSES = {
     "reference": "missing reference",
     "preprocessing": "preprocessing drift",
@@ -21,6 +23,13 @@ CAUSES = {
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
+LOW_PRECISION_KERNELS = ("Sigmoid", "SiLU")
+"""The ops whose kernel MNN's CPU backend swaps at precision low on every ARM CPU, FP16 or not (MNN 3.6.1,
+source/backend/cpu/CPUUnary.cpp selectForFloat: MNNSigmoidLowp and MNNSiLuLowp, whose NEON code takes
+1/(1+e^-x) from vrecpeq_f32, a reciprocal estimate good to about 8 bits; the same functions serve the GRU
+(CPURNNSequenceGRU), unary ops fused into a Raster (CPURaster) and Mul+SiLU (CPUBinary)). The x86 build has no
+NEON: there they divide exactly, so `low` changes nothing on x86."""
+ARM_MACHINES = ("aarch64", "arm64")
 ARITHMETIC_EPS = {"FP32": 2.0 ** -23, "FP16": 2.0 ** -10, "BF16": 2.0 ** -7}
 """Machine epsilon of each arithmetic MNN's CPU kernels compute in."""
 LABEL_METRICS = ("argmax_agreement", "miou", "hard_flips")
@@ -142,6 +151,26 @@ def missing_reference(report) -> Optional[Finding]:
                       "`source_reference: false` (the boards are still compared with x86)"))
 
 
+def is_arm(machine: Optional[str]) -> bool:
+    return bool(machine) and (machine in ARM_MACHINES or machine.startswith("arm"))
+
+
+def low_precision_message(name: str, features, machine: Optional[str]) -> Optional[str]:
+    """What precision low changes on this board, from MNN's source; None where it changes nothing (x86)."""
+    if not is_arm(machine):
+        return None
+    kernels = (f"MNN's CPU backend picks approximate kernels at precision low on every ARM CPU: "
+               f"{' and '.join(LOW_PRECISION_KERNELS)} take MNNSigmoidLowp / MNNSiLuLowp (a reciprocal estimate "
+               "good to about 8 bits, also inside GRUs and fused ops)")
+    fp16 = sorted(set(features) & FP16_FEATURES)
+    if fp16:
+        return (f"precision: low computes in FP16 on {name} ({', '.join(fp16)}), and {kernels}; the x86 wheel "
+                "ignores low. Use precision: normal where accuracy matters")
+    return (f"precision: low on {name}: its CPU has no FP16 arithmetic, so it computes in FP32, but {kernels}; the "
+            "x86 wheel computes them exactly. Use precision: normal where accuracy matters (`harness layers` "
+            "shows which ops introduce the error)")
+
+
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
@@ -167,7 +196,7 @@ def diagnose(report) -> List[Finding]:
     settings = report.scenario.run
     reference = report.results[report.reference]
     for name, problem in (getattr(report, "backend_failures", None) or {}).items():
-        findings.append(Finding("backend", name, problem))
+        findings.append(Finding("precision" if is_precision_problem(problem) else "backend", name, problem))
     for name, comparison in report.comparisons.items():
         if comparison.passed or comparison.error:
             continue
@@ -190,11 +219,9 @@ def diagnose(report) -> List[Finding]:
                                     "board that buffer is not float32 in NCHW order"
                                     + (" (precision low: it holds FP16)" if settings.precision == "low" else "")))
             named = True
-        if arithmetic(settings.precision, features)[0] == "FP16":
-            findings.append(Finding("precision", name,
-                                    f"precision: low computes in FP16 on {name} "
-                                    f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
-                                    "Use precision: normal where accuracy matters"))
+        low = low_precision_message(name, features, facts.get("machine")) if settings.precision == "low" else None
+        if low:
+            findings.append(Finding("precision", name, low))
             named = True
         if arithmetic(settings.precision, features)[0] == "BF16":
             findings.append(Finding("precision", name, f"precision: low_bf16 computes in BF16 on {name}"))
@@ -225,7 +252,13 @@ def diagnose(report) -> List[Finding]:
 def attributions(report) -> Dict[str, str]:
     conversion_passed = compared(getattr(report, "conversion", None))
     io_host = getattr(report.scenario.run, "io", "copy") == "host"
-    return {name: attribute(conversion_passed, numbers_passed(comparison), io_host,
-                            bool(getattr(comparison, "failed_requirements", None)),
-                            bool(getattr(comparison, "problems", None)))
-            for name, comparison in report.comparisons.items() if comparison.error is None}
+    found = {}
+    for name, comparison in report.comparisons.items():
+        if comparison.error is not None:
+            continue
+        problems = list(getattr(comparison, "problems", None) or [])
+        found[name] = attribute(conversion_passed, numbers_passed(comparison), io_host,
+                                bool(getattr(comparison, "failed_requirements", None)), bool(problems))
+        if found[name] == "backend" and all(is_precision_problem(problem) for problem in problems):
+            found[name] = "precision"  # asked low_bf16, ran FP32: the precision setting was not what ran
+    return found

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .diagnose import arithmetic
+from .diagnose import LOW_PRECISION_KERNELS, arithmetic, is_arm
 
 TOLERANCE_STEPS = 4.0
 """Default per-op tolerance, in rounding steps of the arithmetic: TOLERANCE_STEPS * eps * sqrt(K)."""
@@ -279,7 +279,11 @@ class Side:
 
     @property
     def label(self) -> str:
-        return f"{self.board} at {self.settings.get('precision', 'normal')} ({self.arithmetic})"
+        """"farm-a53 at low (FP32, approximate Sigmoid/SiLU)": what the side computed in."""
+        precision = self.settings.get("precision", "normal")
+        approximate = f", approximate {'/'.join(LOW_PRECISION_KERNELS)}" if precision == "low" and \
+            is_arm(self.machine) else ""
+        return f"{self.board} at {precision} ({self.arithmetic}{approximate})"
 
 
 @dataclass

@@ -10,13 +10,14 @@ show or on why a board failed.
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..core.backend import is_precision_problem
 from .compare import format_metric
 
 LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
 """The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
 LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement"}
 ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
-                      "version": "MNN version", "backend": "backend", "none": ""}
+                      "version": "MNN version", "backend": "backend", "precision": "precision", "none": ""}
 """How a board's attribution (diagnose.attributions) reads in every view."""
 PASS, FAIL, ERROR, UNUSABLE = "pass", "fail", "error", "unusable"
 WHOLE_RUN = "*"
@@ -198,7 +199,8 @@ def what_failed(summary: dict) -> List[str]:
             text = f"{verdict.board} did not run: {short_error(verdict.board, first_reason(verdict))}"
         elif verdict.failure_type == "backend":
             # "asked opencl, ran cpu": the whole story is in the lines above the last one.
-            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} (backend)"
+            kind = "precision" if is_precision_problem(first_reason(verdict)) else "backend"
+            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} ({kind})"
         elif verdict.is_conversion:
             text = f"conversion: {verdict.board} {verdict.output} {first_reason(verdict)}"
         elif verdict.failure_type == "requirement":
@@ -213,7 +215,8 @@ def what_failed(summary: dict) -> List[str]:
         if not verdict.passed:
             named.append(f"preprocessing parity on {verdict.board}: {first_reason(verdict)}")
     for name, problem in sorted((summary.get("backend_failures") or {}).items()):
-        text = f"{name}: {problem.split(' (')[0].split(':')[0]} (backend)"
+        kind = "precision" if is_precision_problem(problem) else "backend"
+        text = f"{name}: {problem.split(' (')[0].split(':')[0]} ({kind})"
         if text not in named:  # the reference's, with no conversion check to carry it
             named.append(text)
     unusable = [name for name, board in boards.items() if board.get("status") == UNUSABLE]
@@ -265,3 +268,31 @@ def summary_text(summary: dict, at_most: int = 3) -> Tuple[str, str]:
         shown += (f" (only the reference {reference} ran; the source model did not)" if conversion.get("error")
                   else f" (only the reference {reference} and the source model ran)")
     return ("FAIL" if code == 1 else "BOARD ERROR" if code == 3 else f"EXIT {code}"), shown or "see above"
+
+
+def precision_attributions(records: List[Tuple[str, dict]]) -> Dict[Tuple[str, str], str]:
+    """A matrix's (setting, board) that fails where the same board passes a setting differing only in its
+    precision -> that passing precision: the precision setting, not the platform, makes the board differ."""
+    def rest(record: dict) -> str:
+        settings = {k: v for k, v in (record.get("settings") or {}).items() if k != "precision"}
+        return repr((sorted(settings.items()), (record.get("model") or {}).get("converter_args")))
+
+    def board_passed(record: dict, board: str) -> Optional[bool]:
+        rows = [v for v in verdicts(record) if v.board == board and not v.is_conversion]
+        if not rows or any(v.status in (ERROR, UNUSABLE) for v in rows):
+            return None
+        return all(v.passed for v in rows)
+
+    found: Dict[Tuple[str, str], str] = {}
+    for label, record in records:
+        for board in (record.get("comparisons") or {}):
+            if board_passed(record, board) is not False:
+                continue
+            precision = (record.get("settings") or {}).get("precision")
+            passing = sorted({(other.get("settings") or {}).get("precision") for _, other in records
+                              if rest(other) == rest(record) and (other.get("settings") or {}).get("precision")
+                              != precision and board_passed(other, board)})
+            if passing:
+                found[(label, board)] = passing[0]
+    return found
+

@@ -127,7 +127,7 @@ def judge(report: RunReport) -> None:
     reference = report.results[scenario.reference]
     compared = scenario.compared_outputs(list(report.model.outputs))
     for name, result in report.results.items():
-        problem = backend_problem(result, scenario.run.allow_fallback)
+        problem = backend_problem(result, scenario.run.allow_fallback, reference=name == scenario.reference)
         if problem:
             report.backend_failures[name] = problem
     for name in report.compared_targets:

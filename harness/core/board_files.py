@@ -181,6 +181,7 @@ RESULT_FIELDS: Dict[str, Callable] = {
     "outputs": _output_facts, "outputs_sha256": _optional(_sha256),
     "preprocess": _optional(_fields({"status": _text, "backend": _optional(_text), "error": _optional(_text),
                                      "sha256": _optional(_sha256)})),
+    "precision": _optional(_fields({"asked": _text, "ran": _text, "evidence": _optional(_text)})),
     "dump": _optional(_fields({"samples": _integers, "ops": _integer, "tensors": _integer, "replayed": _integer,
                                "json_sha256": _sha256, "npz_sha256": _sha256})),
     "agent": _optional(_fields({"mode": _text, "pid": _integer, "jobs": _integer, "rss_mb": _optional(_number),

@@ -9,17 +9,19 @@ from rich.console import Console
 from rich.text import Text
 
 from ..analysis.compare import format_metric
-from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind, verdicts,
-                                what_failed)
+from ..analysis.diagnose import CAUSES, low_precision_message
+from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, headline, label_metric, output_kind,
+                                precision_attributions, verdicts, what_failed)
 from ..core.results import INTERRUPTED
 from .fold import Column, FoldingTable
 
 
-def cell(record: dict, board: str) -> Text:
+def cell(record: dict, board: str, passes_at: Optional[str] = None) -> Text:
     """One setting on one board, from its record: ok and the headline number, or FAIL, the cause and the limit.
 
     The reference's column is the conversion check (MNN on x86 against the
-    source model), for that setting's converter variant.
+    source model), for that setting's converter variant. passes_at: the precision at which the same board
+    passes an otherwise equal setting (outcome.precision_attributions): its failure here is the precision's.
     """
     if board not in (record.get("boards") or {}) and board != conversion_label(record):
         return Text("–", "dim")
@@ -36,6 +38,8 @@ def cell(record: dict, board: str) -> Text:
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
+    if passes_at and first.failure_type == "tolerance":
+        cause = "precision"
     limit = {"tolerance": short_limit(first.reasons[0]), "requirement": "require_same_mnn",
              # asked a backend the board lacks: its numbers are the CPU's
              "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
@@ -68,7 +72,7 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
 
 LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
           "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke")
+          "backend, precision: the board passes at another precision) and the first limit it broke")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 
@@ -84,6 +88,7 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
             [name for name in record["boards"] if name != record["reference"]]
         boards += [name for name in labels if name not in boards]
     ordered = sorted(records, key=lambda item: (item[1]["exit_code"] == 0, item[0]))
+    precision = precision_attributions(records)
     title = f"Which settings diverge on which boards ({scenario_name})"
     stopped = any((board or {}).get("status") == INTERRUPTED for _, record in records
                   for board in (record.get("boards") or {}).values())
@@ -92,16 +97,17 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
         table = FoldingTable([Column("Setting", key=True)] + [Column(board, wrap=True) for board in boards],
                              title=title, legend=legends)
         for label, record in ordered:
-            table.add_row(label, *[cell(record, board) for board in boards])
+            table.add_row(label, *[cell(record, board, precision.get((label, board))) for board in boards])
         return table
     failing_first = sorted(boards, key=lambda b: (b != boards[0], all(not cell(r, b).plain.startswith(("FAIL", "ERROR"))
                                                                       for _, r in ordered), b))
+    labels = {id(record): label for label, record in ordered}
     table = FoldingTable([Column("Board", key=True)] + [Column(f"S{index}", wrap=True)
                                                         for index in range(1, len(ordered) + 1)],
                          title=title, legend=[f"S{index} = {label}"
                                               for index, (label, _) in enumerate(ordered, 1)] + legends)
     for board in failing_first:
-        table.add_row(board, *[cell(record, board) for _, record in ordered])
+        table.add_row(board, *[cell(record, board, precision.get((labels[id(record)], board))) for _, record in ordered])
     return table
 
 
@@ -109,12 +115,23 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
                    console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None) -> None:
     """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
     console.print(matrix_view(scenario_name, records))
+    for (label, board), passes_at in sorted(precision_attributions(records).items()):
+        record = dict(records)[label]
+        asked = (record.get("settings") or {}).get("precision")
+        facts = ((record.get("boards") or {}).get(board) or {}).get("facts") or {}
+        known = low_precision_message(board, facts.get("cpu_features") or [], facts.get("machine")) \
+            if asked == "low" else None
+        console.print(Text.assemble(("● ", "yellow"), (CAUSES["precision"], "bold yellow"),
+                                    f" — {board}: passes at precision {passes_at} and fails at {asked} ({label}): "
+                                    "the precision setting makes it differ, not the platform"
+                                    + (f". {known}" if known else "")))
     seen = set()
     for label, record in records:
         for finding in record.get("findings") or []:
             key = (finding["cause"], finding.get("board"), finding["message"])
-            if key in seen:
-                continue
+            if key in seen or (finding["cause"] == "platform" and (label, finding.get("board")) in
+                               precision_attributions(records)):
+                continue  # the run alone could only say "platform"; the matrix knows better (above)
             seen.add(key)
             where = f"{finding['board']}: " if finding.get("board") else ""
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),

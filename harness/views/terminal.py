@@ -25,7 +25,7 @@ from rich.text import Text
 from ..analysis.compare import format_metric
 from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
                                 source_runtime, step_errors_text, summary_text, verdicts)
-from ..core.backend import fallback, ran_text
+from ..core.backend import fallback, precision_fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
 from ..record.history import sparkline
@@ -203,6 +203,11 @@ def backend_notes(summary: dict, name: str, board: dict) -> List[Text]:
     fell_back = fallback(result)
     if fell_back and name not in failures:
         return [Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow")]
+    computed = precision_fallback(result)
+    if computed and name not in failures:
+        why = "the reference: the FP32 baseline" if name == summary.get("reference") else \
+            "allowed: run.allow_fallback"
+        return [Text(f"{name}: {computed} ({why})", "yellow")]
     if name == summary.get("reference") and name in failures and not summary.get("conversion"):
         return [Text(f"{name}: {failures[name]}", "red")]
     if ran_text(result) and ((board.get("facts") or {}).get("backend") or {}).get("asked") not in (None, "cpu"):
