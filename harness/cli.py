@@ -74,6 +74,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                      "every board carrying that tag (the reference always runs)")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
+    run.add_argument("--details", action="store_true",
+                     help="a matrix: under its table, each setting's broken limits and, for a stream, the error "
+                     "per step of every board")
     run.add_argument("--find-layer", action="store_true",
                      help="when a board fails, find the first op whose output leaves tolerance on it")
     run.add_argument("--keep-outputs", type=bounded(float, minimum=0.0), default=0.0, metavar="MB",
@@ -156,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     show.add_argument("run_id", metavar="RUN-ID", help="a directory name under --reports (or its path)")
     show.add_argument("--reports", default="reports", help="directory of the runs (default: reports)")
     show.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    show.add_argument("--details", action="store_true",
+                      help="a matrix: each setting's broken limits and per-step stream errors under the table")
 
     history = commands.add_parser("history", help="the trend per scenario x board over the last nights")
     history.add_argument("--scenario", help="only this scenario (its name)")
@@ -282,7 +287,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                                                                               keep_outputs_mb=args.keep_outputs))
     if args.json:
         print(matrix_text(report.run_dir))
-    render_matrix(report, console)
+    render_matrix(report, console, details=args.details)
     return report.exit_code
 
 
@@ -311,7 +316,7 @@ def cmd_report(args, console: Console) -> int:
             print(matrix_text(run_dir))
         saved = read_matrix(run_dir)
         render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
-                       interrupted=saved.get("interrupted"))
+                       interrupted=saved.get("interrupted"), details=args.details)
         return code
     data = read_summary(run_dir)
     if args.json:

@@ -102,6 +102,20 @@ def test_low_precision_changes_sigmoids_on_a_cpu_without_fp16_and_the_matrix_say
     assert "no FP16 arithmetic" in low["findings"][0]["message"] and "MNNSigmoidLowp" in low["findings"][0]["message"]
     assert "FAIL precision" in out and "platform numerics" not in out
     assert "prec-a53: passes at precision normal and fails at low (low-t1-session-copy-default)" in out
+    # The table has no room for a stream's steps: the run names the commands that show them (issue 19.7).
+    assert "Stream:" not in out
+    assert f"`harness report {matrix_dir.name} --details` (all settings)" in out
+    assert f"`harness report {matrix_dir.name}/SETTING` (one)" in out
+    for argv in (["report", str(matrix_dir), "--details"],
+                 ["--inventory", str(inventory), "run", str(scenario), "--reports", str(tmp_path / "again"),
+                  "--details"]):
+        assert main(argv) == 1
+        shown = " ".join(capsys.readouterr().out.split())
+        assert shown.count("Stream: 12 steps, stateN -> state on each board") == 2, shown  # one per setting
+        assert "prec-a53 stateN: max |err| per step" in shown and "worst at step" in shown
+        assert "✗ prec-a53 stateN: max_abs" in shown
+    assert main(["report", str(matrix_dir / "low-t1-session-copy-default")]) == 1
+    assert "prec-a53 stateN: max |err| per step" in " ".join(capsys.readouterr().out.split())
 
 
 def test_layers_at_low_on_a_cpu_without_fp16_finds_the_sigmoid(tmp_path, write_file, emulated_boards, capsys):

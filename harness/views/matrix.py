@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from rich.console import Console
+from rich.rule import Rule
 from rich.text import Text
 
 from ..analysis.compare import format_metric
@@ -14,6 +15,7 @@ from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, head
                                 precision_attributions, verdicts, what_failed)
 from ..core.results import INTERRUPTED
 from .fold import Column, FoldingTable
+from .terminal import failure_reasons, stream_lines
 
 
 def cell(record: dict, board: str, passes_at: Optional[str] = None) -> Text:
@@ -111,10 +113,29 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
     return table
 
 
+def render_details(records: List[Tuple[str, dict]], console: Console) -> None:
+    """Under the table, per setting (failing ones first): the limits each board broke and, for a stream, the
+    error per step of every board and output, as the run of that setting alone shows them."""
+    for label, record in sorted(records, key=lambda item: (item[1].get("exit_code") == 0, item[0])):
+        console.print(Rule(Text(label, "bold"), align="left"))
+        reasons = failure_reasons(record)
+        for line in reasons:
+            console.print(line)
+        streams = stream_lines(record, console.width)
+        for line in streams:
+            console.print(line)
+        if not reasons and not streams:
+            console.print(Text("every board matches within tolerance", "green"))
+
+
 def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_code: int, run_dir: Path,
-                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None) -> None:
-    """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
+                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None,
+                   details: bool = False) -> None:
+    """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`); details: each
+    setting's broken limits and per-step stream errors under the table (`--details`)."""
     console.print(matrix_view(scenario_name, records))
+    if details:
+        render_details(records, console)
     for (label, board), passes_at in sorted(precision_attributions(records).items()):
         record = dict(records)[label]
         asked = (record.get("settings") or {}).get("precision")
@@ -137,6 +158,11 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
                                         f" — {where}{finding['message']} [first in {label}]"))
     console.print(f"[dim]results: {run_dir}/<setting>/[/]")
+    if not details:
+        streams = any(record.get("stream") for _, record in records)
+        console.print(Text(f"each setting's {'errors per stream step and ' if streams else ''}broken limits: "
+                           f"`harness report {Path(run_dir).name} --details` (all settings), or `harness report "
+                           f"{Path(run_dir).name}/SETTING` (one)", "dim"))
     console.print(matrix_summary_line(records, exit_code, planned, interrupted))
 
 
