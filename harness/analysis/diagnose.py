@@ -157,7 +157,7 @@ def is_arm(machine: Optional[str]) -> bool:
 
 def low_precision_message(name: str, features, machine: Optional[str]) -> Optional[str]:
     """What precision low changes on this board, from MNN's source; None where it changes nothing (x86)."""
-    if not is_arm(machine):
+    if not is_arm(machine) and not (machine is None and "asimd" in set(features)):  # NEON: an ARM CPU
         return None
     kernels = (f"MNN's CPU backend picks approximate kernels at precision low on every ARM CPU: "
                f"{' and '.join(LOW_PRECISION_KERNELS)} take MNNSigmoidLowp / MNNSiLuLowp (a reciprocal estimate "
