@@ -208,6 +208,7 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
+    from .core.errors import ConfigError
     from .core.scenario import load_scenario
     from .execution.executor import Executor, Progress
     from .plans.layers import boards_to_search
@@ -216,7 +217,12 @@ def cmd_run(args, console: Console) -> int:
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
-    only = [name.strip() for name in args.targets.split(",")] if args.targets else None
+    only = None
+    if args.targets is not None:
+        only = [name.strip() for name in args.targets.split(",") if name.strip()]
+        if not only:
+            raise ConfigError("--targets", None, "names no board", "give board names of the inventory or tag:TAG, "
+                              "separated by commas, or leave --targets out for the scenario's targets")
     if scenario.matrix:
         return run_matrix_command(scenario, inventory, only, args, console)
     # The boards' sessions stay open for the layer search when it follows (--find-layer on a failing board).

@@ -129,9 +129,15 @@ def test_targets_take_any_board_of_the_inventory_or_a_tag_and_the_report_says_so
     assert "1 board(s) match x86" in out
 
     for targets, said in (("nowhere", "--targets: no board named 'nowhere' in the inventory"),
-                          ("tag:fp17", "--targets: 'tag:fp17': no board of")):
+                          ("tag:fp17", "--targets: 'tag:fp17': no board of"), ("", "--targets: names no board"),
+                          (" , ", "--targets: names no board")):
         code = main(["--inventory", str(inventory), "run", str(scenario), "--targets", targets, "--reports",
                      str(reports)])
         out = " ".join(capsys.readouterr().out.split())
-        assert code == 2 and said in out and "fix:" in out and "tag:TAG" in out or "far, spare" in out, out
+        assert code == 2 and said in out and "fix:" in out and ("tag:TAG" in out or "far, spare" in out), out
     assert len(list(reports.iterdir())) == 1  # nothing ran for the wrong ones
+    # A board named twice, or by a name and a tag, runs once.
+    assert main(["--inventory", str(inventory), "run", str(scenario), "--targets", "spare-x86, tag:spare,tag:spare",
+                 "--reports", str(tmp_path / "twice")]) == 0
+    (run_dir,) = list((tmp_path / "twice").iterdir())
+    assert set(json.loads((run_dir / "summary.json").read_text())["boards"]) == {"x86", "spare-x86"}

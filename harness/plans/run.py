@@ -80,20 +80,19 @@ def command_line_targets(scenario: Scenario, inventory: Inventory, only: List[st
         if item.startswith(TAG_PREFIX):
             tag = item[len(TAG_PREFIX):]
             tagged = [board.name for board in inventory.boards.values()
-                      if board.kind != "labgrid" and tag in board.tags and board.name not in names]
+                      if board.kind != "labgrid" and tag and tag in board.tags]
             labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
             pool = []
             if labgrid and tag:
                 from ..execution.targets.labgrid import boards_for_tags
 
-                pool = [board for board in boards_for_tags(labgrid, [tag], names + [p.name for p in places])
-                        if board.name not in names]
+                pool = boards_for_tags(labgrid, [tag], [])
             if not tagged and not pool:
                 raise ConfigError(only_from, None, f"{item!r}: no board of {inventory.path} carries the tag "
                                   f"{tag!r}", f"use a tag the inventory gives ({', '.join(tags) or 'it has none'}), "
                                   "or name boards")
-            names += tagged
-            places += pool
+            names += [name for name in tagged if name not in names]  # named twice, or by two tags: once
+            places += [board for board in pool if board.name not in {p.name for p in places} | set(names)]
         elif item not in inventory.boards and scenario_place(scenario, inventory, item) is not None:
             places.append(scenario_place(scenario, inventory, item))  # a place of the scenario's labgrid pool
         elif item not in inventory.boards:
