@@ -158,8 +158,8 @@ def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_cod
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
                                         f" — {where}{finding['message']} [first in {label}]"))
     console.print(f"[dim]results: {run_dir}/<setting>/[/]")
-    if not details:
-        streams = any(record.get("stream") for _, record in records)
+    streams = any(record.get("stream") for _, record in records)
+    if not details and (streams or any(record.get("exit_code") for _, record in records)):
         console.print(Text(f"each setting's {'errors per stream step and ' if streams else ''}broken limits: "
                            f"`harness report {Path(run_dir).name} --details` (all settings), or `harness report "
                            f"{Path(run_dir).name}/SETTING` (one)", "dim"))
