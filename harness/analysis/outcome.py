@@ -29,14 +29,12 @@ def step_errors_text(errors: List[Optional[float]]) -> str:
 
     Steps count from 0, as the flipped decisions do. None is an infinite error (JSON has no infinity).
     """
-    def shown(value: Optional[float]) -> str:
-        return "inf" if value is None else f"{value:.1e}"
-    ranked = [float("inf") if value is None else value for value in errors]
-    if not ranked:
+    if not errors:
         return "no steps"
-    worst = max(range(len(ranked)), key=lambda step: ranked[step])
-    return f"{shown(min(errors, key=lambda v: float('inf') if v is None else v))} .. {shown(errors[worst])}, " \
-        f"worst at step {worst}"
+    ranked = [float("inf") if value is None else value for value in errors]
+    least, worst = (pick(range(len(ranked)), key=ranked.__getitem__) for pick in (min, max))
+    shown = ["inf" if errors[step] is None else f"{errors[step]:.1e}" for step in (least, worst)]
+    return f"{shown[0]} .. {shown[1]}, worst at step {worst}"
 
 
 def output_kind(summary: dict, output: str) -> str:
