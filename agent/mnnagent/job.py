@@ -126,7 +126,7 @@ def run_job(job_dir, cache=None):
         "machine": platform.machine(), "python": platform.python_version(),
         "platform": platform.platform(), "hostname": platform.node(),
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
-        "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
+        "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None, "precision": None,
         "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
         "agent": {"mode": "resident" if cache is not None else "one-shot", "pid": os.getpid(),
                   "jobs": cache.jobs if cache is not None else 1, "cached": False, "rss_mb": None, "cache": None},

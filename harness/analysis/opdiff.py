@@ -279,11 +279,7 @@ class Side:
 
     @property
     def label(self) -> str:
-        """"farm-a53 at low (FP32, approximate Sigmoid/SiLU)": what the side computed in."""
-        precision = self.settings.get("precision", "normal")
-        approximate = f", approximate {'/'.join(LOW_PRECISION_KERNELS)}" if precision == "low" and \
-            is_arm(self.machine) else ""
-        return f"{self.board} at {precision} ({self.arithmetic}{approximate})"
+        return f"{self.board} at {self.settings.get('precision', 'normal')} ({self.arithmetic})"
 
 
 @dataclass
@@ -531,6 +527,13 @@ def conclude(result: BoardLayers) -> None:
     """The first op that introduces error, the first NaN/Inf, and the op types by introduced error."""
     rows = result.rows
     result.first_introduced = next((i for i, r in enumerate(rows) if r.verdict == "introduced"), None)
+    unary = [i for i, r in enumerate(rows) if r.verdict == "introduced" and r.type == "UnaryOp"]
+    if unary and result.board.settings.get("precision") == "low" and is_arm(result.board.machine):
+        note = (f"{len(unary)} UnaryOp(s) introduce error, the first #{unary[0]} {rows[unary[0]].name}: at low, MNN "
+                f"computes {' and '.join(LOW_PRECISION_KERNELS)} on any ARM CPU with approximate kernels "
+                "(MNNSigmoidLowp / MNNSiLuLowp, a reciprocal estimate good to about 8 bits), FP16 or not")
+        if note not in result.notes:
+            result.notes.append(note)
     result.first_nonfinite = next((i for i, r in enumerate(rows) if r.verdict != "unmatched"
                                    and r.nonfinite > r.reference_nonfinite), None)
     totals: Dict[str, list] = {}
