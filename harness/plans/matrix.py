@@ -159,9 +159,9 @@ def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
     return [(setting.label, summary(single)) for setting, single in report.runs]
 
 
-def render_matrix(report: MatrixReport, console: Console) -> None:
+def render_matrix(report: MatrixReport, console: Console, details: bool = False) -> None:
     render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
-                   planned=report.planned, interrupted=report.interrupted)
+                   planned=report.planned, interrupted=report.interrupted, details=details)
 
 
 def matrix_record(report: MatrixReport) -> dict:

@@ -204,6 +204,7 @@ def summary(report: RunReport) -> dict:
                             for name in report.model.outputs},
                          **{name: spec.as_dict() for name, spec in report.scenario.decoded.items()}},
         "reference": report.reference,
+        "targets_from": report.targets_from,
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
@@ -218,7 +219,7 @@ def summary(report: RunReport) -> dict:
         },
         "source": None if report.source is None else {
             "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"),
+            "runtime": report.source.facts.get("runtime"), "notes": list(report.source.notes),
             "path": str(report.model.source_path) if report.model.source_path else None},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,

@@ -21,12 +21,13 @@ import numpy as np
 
 from ..analysis.compare import format_metric
 from ..analysis.versions import versions_differ
-from ..analysis.outcome import ERROR, UNUSABLE, comparisons_of, labels_text, summary_text, verdicts, version_note
+from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, labels_text, source_runtime, step_errors_text,
+                                summary_text, verdicts, version_note)
 from ..core.npz import load_tensor
 from ..core.results import OK
 from .decoded import decoded_section
 from .pictures import MAX_SAMPLES_SHOWN, esc, img_tag, input_picture
-from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
+from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text, targets_text
 
 AGREE_BGR = (70, 70, 70)
 BENIGN_BGR = (0, 215, 255)
@@ -219,6 +220,8 @@ def boards_table(summary: dict) -> str:
             shown = failure or f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
             css = "fail" if failure else ("warn" if backend.get("ran") != backend.get("asked") else "dim")
             notes.append(f'<li class="{css}">{esc(name)}: {esc(shown)}</li>')
+    for note in (summary.get("source") or {}).get("notes") or []:
+        notes.append(f'<li class="warn">{esc(source_runtime(summary))}: {esc(note)}</li>')
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{''.join(notes)}</ul>")
 
@@ -353,7 +356,8 @@ def stream_section(summary: dict) -> str:
             growth = (result.get("metrics") or {}).get("error_growth")
             trend = "" if growth is None else (f" — last third ×{growth:.2g} the first"
                                                + (" (the error grows)" if growth >= GROWS else ""))
-            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step{esc(trend)}</p>")
+            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step "
+                         f"{esc(step_errors_text(series['max_abs']))}{esc(trend)}</p>")
             parts.append(line_chart_svg([("max |err|", "#c5221f", series["max_abs"])], log=True))
             if "target" in series:
                 reference = comparison.get("reference") or summary.get("reference")
@@ -387,6 +391,8 @@ def render_html(report, summary: dict) -> str:
             ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
     meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
     meta.append(("settings", settings_text(summary.get("settings") or {})))
+    if summary.get("targets_from"):
+        meta.append(("boards", targets_text(summary)))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
