@@ -21,6 +21,7 @@ import yaml
 
 from ..core.clients.wheels import EMULATED_MNN_VERSION
 from ..core.endpoint import SshEndpoint
+from ..core.files import write_atomic
 from . import board as emulated
 
 
@@ -108,11 +109,8 @@ def farm_up(size: int = len(FARM_BOARDS), log: Callable[[str], None] = print, pr
             "python": endpoint.python, **board.inventory_mnn(),
             "tags": ["emulated", *board.tags],
         }
-    path = farm_inventory_path(prefix)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("# Written by `harness farm up`: the emulated farm as SSH boards.\n"
-                   + yaml.safe_dump(inventory, sort_keys=False))
-    tmp.replace(path)
+    path = write_atomic(farm_inventory_path(prefix), "# Written by `harness farm up`: the emulated farm as SSH "
+                        "boards.\n" + yaml.safe_dump(inventory, sort_keys=False))
     for name in previous:
         if name not in inventory["boards"] and emulated.stop(name):
             log(f"{name}: stopped, it is no longer in the farm {prefix!r} of {size}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..cache import sha256_file
 from ..errors import ConfigError
+from ..files import replacing
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,9 @@ def save_raw_images(images: List[ImageRef], out_dir: Path):
     """The decoded BGR images as the board gets them (images.npz: img0, img1, ...) and their SHA-256."""
     arrays = {f"img{index}": read_bgr(image) for index, image in enumerate(images)}
     path = out_dir / "images.npz"
-    tmp = out_dir / ".images.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     return path, sha256_file(path)
 
 
