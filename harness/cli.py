@@ -29,7 +29,7 @@ from typing import List, Optional
 from rich.console import Console
 from rich.markup import escape
 
-from .analysis.run_report import EXIT_CONFIG
+from .record.run import EXIT_CONFIG
 from .core.errors import ConfigError, HarnessError
 from .core.inventory import find_inventory, load_inventory
 from .core.scenario import PRECISIONS
@@ -343,7 +343,8 @@ def cmd_run(args, console: Console) -> int:
     from .execution.executor import Executor, Progress
     from .plans.layers import boards_to_search
     from .plans.run import run_scenario, write_run_files
-    from .views.terminal import TerminalProgress, render, show_files
+    from .views.progress import TerminalProgress
+    from .views.terminal import render, show_files
 
     scenario = load_scenario(scenario_path(args.scenario))
     inventory = load_inventory(find_inventory(args.inventory))
@@ -359,19 +360,19 @@ def cmd_run(args, console: Console) -> int:
     with Executor(interruption=args.interruption, lock_timeout=args.lock_timeout) as executor:
         with TerminalProgress(console) as progress:
             executor.progress = progress
-            report = run_scenario(scenario, inventory, Path(args.reports), progress, only, executor=executor)
+            judged = run_scenario(scenario, inventory, Path(args.reports), progress, only, executor=executor)
         executor.progress = Progress()
-        failing = boards_to_search(report, args.find_layer or scenario.find_layer)
+        failing = boards_to_search(judged, args.find_layer or scenario.find_layer)
         searching = bool(failing)
         if not searching:
             executor.close()  # before the record is written: what closing the sessions says is in it
-        args.run_dir = report.run_dir
-        data = write_run_files(report, console, keep_outputs_mb=args.keep_outputs)
+        args.run_dir = judged.folder
+        record = write_run_files(judged, console, keep_outputs_mb=args.keep_outputs)
         if args.json:
-            print(json.dumps(data, indent=1, sort_keys=True))
-        render(data, console, report.run_dir)
-        show_files(report.run_dir, console)
-        show_verdict(args, data)
+            print(json.dumps(record.to_dict(), indent=1, sort_keys=True))
+        render(record, console, record.folder)
+        show_files(record.folder, console)
+        show_verdict(args, record)
         if searching:
             from .plans.layers import search_layers, write_layers_files
             from .views.layers import render_layers
@@ -383,7 +384,7 @@ def cmd_run(args, console: Console) -> int:
                                        executor=executor)
             write_layers_files(layers)
             render_layers(layers, console)
-    return report.exit_code
+    return record.exit_code
 
 
 def cmd_layers(args, console: Console) -> int:
@@ -405,17 +406,17 @@ def cmd_layers(args, console: Console) -> int:
     args.run_dir = Path(report.run_dir)
     write_layers_files(report)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=1))
+        print(json.dumps(report.to_dict(), indent=1))
     render_layers(report, console, show_all=args.all)
     return report.exit_code
 
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
     """A scenario with a matrix: every setting is a run of its own; one table says which diverge where."""
-    from .plans.matrix import expand, render_matrix, run_matrix
+    from .plans.matrix import expand, run_matrix
     from .plans.run import write_run_files
-    from .record.run_folder import matrix_text
-    from .views.terminal import TerminalProgress
+    from .views.matrix import render_matrix
+    from .views.progress import TerminalProgress
 
     settings = expand(scenario)
     console.print(f"[bold]{len(settings)} settings[/]: {', '.join(s.label for s in settings)}")
@@ -425,9 +426,10 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
                             after_run=lambda setting, single: write_run_files(single, console,
                                                                               keep_outputs_mb=args.keep_outputs))
     args.run_dir = report.run_dir
+    matrix = report.record()
     if args.json:
-        print(matrix_text(report.run_dir))
-    render_matrix(report, console, details=args.details)
+        print(json.dumps(matrix.to_dict(), indent=1))
+    render_matrix(matrix, report.run_dir, console, details=args.details)
     return report.exit_code
 
 
@@ -436,7 +438,7 @@ def cmd_bisect(args, console: Console) -> int:
     from .plans.bisect import releases_between, run_bisect
     from .plans.run import write_run_files
     from .views.bisect import render_bisect
-    from .views.terminal import TerminalProgress
+    from .views.progress import TerminalProgress
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
@@ -451,7 +453,7 @@ def cmd_bisect(args, console: Console) -> int:
                             log=lambda message: progress.step(message))
     record = report.record()
     if args.json:
-        print(json.dumps(record, indent=1))
+        print(json.dumps(record.to_dict(), indent=1))
     render_bisect(record, report.run_dir, console)
     return report.exit_code
 
@@ -470,34 +472,32 @@ def cmd_nightly(args, console: Console) -> int:
 
 
 def cmd_report(args, console: Console) -> int:
-    from .record.run_folder import find_run, is_matrix, matrix_text, read_matrix, read_summary, stored_records
-    from .views.matrix import render_records
+    from .record.run_folder import find_run, is_matrix, read_matrix, read_record
+    from .views.matrix import render_matrix
     from .views.terminal import render, show_files
 
     run_dir = find_run(Path(args.reports), args.run_id)
     if is_matrix(run_dir):
-        scenario_name, records, code = stored_records(run_dir)
-        if args.json:
-            print(matrix_text(run_dir))
-        saved = read_matrix(run_dir)
-        render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
-                       interrupted=saved.get("interrupted"), details=args.details)
-        return code
-    data = read_summary(run_dir)
-    if args.json:
-        print(json.dumps(data, indent=1, sort_keys=True))
-    render(data, console, run_dir)
+        matrix = read_matrix(run_dir)
+        if args.json:  # the record in this harness's schema (an older matrix.json upgraded)
+            print(json.dumps(matrix.to_dict(), indent=1))
+        render_matrix(matrix, run_dir, console, details=args.details)
+        return matrix.exit_code
+    record = read_record(run_dir)
+    if args.json:  # the record in this harness's schema: summary.json as written today, an older one upgraded
+        print(json.dumps(record.to_dict(), indent=1, sort_keys=True))
+    render(record, console, run_dir)
     show_files(run_dir, console)
-    show_verdict(args, data)
-    return int(data.get("exit_code", 0))
+    show_verdict(args, record)
+    return record.exit_code
 
 
-def show_verdict(args, summary: dict) -> None:
+def show_verdict(args, record) -> None:
     """-q: the report's last line alone (the full report printed it already otherwise)."""
     if args.quiet:
         from .views.terminal import summary_line
 
-        args.verdict.print(summary_line(summary))
+        args.verdict.print(summary_line(record))
 
 
 def cmd_history(args, console: Console) -> int:
@@ -625,7 +625,7 @@ def farm_down_command(args, console: Console) -> int:
     stopped = control.stop(names, args.farm, remove=args.remove, every_lab=args.all)
     if args.json:
         print(json.dumps(dataclasses.asdict(stopped), indent=1))
-    render_stopped(stopped, console)
+    render_stopped(dataclasses.asdict(stopped), console)
     return EXIT_CONFIG if "unknown" in stopped.boards.values() else 0
 
 
@@ -636,9 +636,10 @@ def farm_status(args, console: Console) -> None:
     from .views.farm import render_overview
 
     overview = control.overview(getattr(args, "farm", None))
+    record = overview.as_dict()
     if args.json:
-        print(json.dumps(overview_json(overview), indent=1))
-    render_overview(overview, console)
+        print(json.dumps(record, indent=1))
+    render_overview(record, console)
     if overview.stale and sys.stdin.isatty() and console.is_terminal:
         from rich.prompt import Confirm
 
@@ -647,23 +648,15 @@ def farm_status(args, console: Console) -> None:
                 console.print(f"{name}: {what}")
 
 
-def overview_json(overview) -> dict:
-    """`farm status --json`: every board with its farm and status, the farms, the labs, the stale boards."""
-    return {"boards": [{"name": name, "farm": farm, **status} for farm, name, status in overview.boards],
-            "farms": [{"name": name, "members": members, "inventory": str(path), "missing": missing}
-                      for name, members, path, missing in overview.farms],
-            "labs": overview.labs, "stale": overview.stale}
-
-
 def cmd_inspect(args, console: Console) -> int:
     from .core.build.inspect_model import inspect_model, resolve_model_path
     from .views.inspect import render_signature
 
     path = resolve_model_path(args.model)
-    signature = inspect_model(path)
+    record = {"model": str(path), **dataclasses.asdict(inspect_model(path))}
     if args.json:
-        print(json.dumps({"model": str(path), **dataclasses.asdict(signature)}, indent=1))
-    render_signature(path, signature, console)
+        print(json.dumps(record, indent=1))
+    render_signature(record, console)
     return 0
 
 

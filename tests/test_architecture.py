@@ -1,5 +1,5 @@
-"""The house's rooms: no import cycle between modules, no module importing from a higher room, and the
-README's layout naming exactly the rooms there are.
+"""The house's rooms: no import cycle between modules, no module importing from a higher room, views that
+import only the record, and the README's layout naming exactly the rooms there are.
 
 Every module under harness/ is parsed (never imported) and every import in it counts, those inside a
 function too: a lazy import is still a dependency, only a later one.
@@ -14,8 +14,10 @@ from typing import Dict, List, Optional, Set
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("core", "analysis", "emulation", "execution", "record", "views", "plans", "entry", "bench")
+ROOMS = ("core", "record", "analysis", "emulation", "execution", "views", "plans", "entry", "bench")
 """Lowest first: a module may import from its own room and the rooms before it, never from one after it.
+The record (the types a run leaves, their serializer, the rules that read them) comes right after core: the
+analysis judges a run into one, and every view renders one.
 "entry" is harness/*.py itself (cli.py): the commands, which only parse arguments and call. "bench", last, is the
 developer benchmark (`python -m harness.bench`): it drives the plans, and nothing imports it."""
 CORE_PARTS = ("base", "clients", "build", "config")
@@ -23,6 +25,9 @@ CORE_PARTS = ("base", "clients", "build", "config")
 then what the host makes (core/build/, which may use both), then the configuration that names all of them
 (scenario, its decoded outputs, inventory)."""
 CORE_CONFIG = ("harness.core.scenario", "harness.core.decoded", "harness.core.inventory")
+VIEWS_READ = ("views", "record")
+"""What a view may import of the harness: other views and the record. A view renders what a run left (live, or
+read back by `harness report`), so it cannot reach for anything a stored run does not have."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,13 @@ def upward_imports(found: List[Import]) -> List[str]:
     return sorted(set(problems))
 
 
+def views_beyond_the_record(found: List[Import]) -> List[str]:
+    """Imports of a view that reach past the record (VIEWS_READ)."""
+    return sorted({f"{_where(item)} `{item.text}` imports {item.target} into a view: a view renders the record "
+                   f"(harness.record) and imports only {' and '.join(VIEWS_READ)}"
+                   for item in found if room_of(item.source) == "views" and room_of(item.target) not in VIEWS_READ})
+
+
 def cycles(found: List[Import]) -> List[str]:
     """Each import cycle between modules (a strongly connected group), with the imports that close it."""
     graph: Dict[str, Set[str]] = {}
@@ -196,6 +208,11 @@ def test_core_keeps_its_own_order(harness_imports):
     assert not problems, "imports that break core's order:\n" + "\n".join(problems)
 
 
+def test_views_import_only_the_record(harness_imports):
+    problems = views_beyond_the_record(harness_imports)
+    assert not problems, "views that reach past the record:\n" + "\n".join(problems)
+
+
 def test_no_import_cycle_between_modules(harness_imports):
     problems = cycles(harness_imports)
     assert not problems, "\n".join(problems)
@@ -267,6 +284,21 @@ def test_a_cycle_inside_one_room_is_named(house):
     assert len(found) == 1 and found[0].startswith(
         "import cycle between harness.execution.targets.remote, harness.execution.targets.ssh")
     assert "ssh.py:1 `from . import remote`" in found[0] and "remote.py:1 `from .ssh import something`" in found[0]
+
+
+def test_a_view_reaching_past_the_record_is_named(house):
+    (house / "record").mkdir()
+    (house / "record" / "__init__.py").write_text("")
+    (house / "record" / "run.py").write_text("class RunRecord:\n    pass\n")
+    (house / "views").mkdir()
+    (house / "views" / "__init__.py").write_text("")
+    (house / "views" / "terminal.py").write_text("from ..record.run import RunRecord\n\n"
+                                                 "def render():\n    from ..core.scenario import X\n")
+    found = imports_of(house)
+    assert upward_imports(found) == []  # core is below views: only the views' own rule catches it
+    problems = views_beyond_the_record(found)
+    assert len(problems) == 1 and "views/terminal.py:4 `from ..core.scenario import X` imports " \
+        "harness.core.scenario into a view" in problems[0]
 
 
 def test_a_core_contract_importing_what_the_host_builds_is_named(house):

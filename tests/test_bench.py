@@ -7,7 +7,7 @@ import os
 import pytest
 from rich.console import Console
 
-from harness.bench import farm
+from harness.bench import farm as bench_farm
 from harness.bench.__main__ import main
 from harness.emulation import board as emulated
 
@@ -63,9 +63,9 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
 
     # The tables are views of the same numbers.
     console = Console(record=True, width=120)
-    for table in farm.tables(data):
+    for table in bench_farm.tables(data):
         console.print(table)
-    for line in farm.limits(data):
+    for line in bench_farm.limits(data):
         console.print(line)
     text = console.export_text()
     for expected in ("1. Farm scaling", "wall(2) / wall(1)", "2. Bytes moved", "cold / warm",
@@ -80,7 +80,7 @@ def test_the_bench_measures_ratios_side_by_side_and_cleans_up(capsys):
                 "run_jumped", "connect_ratio", "board_ratio", "run_ratio"):
         assert real(jump[key]), key
     console = Console(record=True, width=120)
-    for shown in farm.views(data):
+    for shown in bench_farm.views(data):
         console.print(shown)
     assert "7. A jump host" in console.export_text()
 

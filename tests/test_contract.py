@@ -50,3 +50,4 @@ def test_the_agent_takes_every_value_the_host_writes_and_refuses_any_other(agent
         else:
             with pytest.raises(contract.JobError, match=f"{key} must be one of"):
                 job_module.load_job(str(tmp_path))
+

@@ -5,10 +5,13 @@ Runtime; the perturbed-board test judges a copy of MNN's real BlazeFace outputs 
 were lowered, so the threshold case is exact. The boards' side is tests/test_decoded_boards.py.
 """
 
+import dataclasses
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Optional
 
 import numpy as np
 import pytest
@@ -16,15 +19,17 @@ from rich.console import Console
 
 from harness.analysis.decoded.ctc import edit_distance, greedy
 from harness.analysis.decoded.detections import Boxes, match, ssd_anchors
-from harness.analysis.run_report import judge
+from harness.analysis.judge import judge_run
 from harness.cli import main
 from harness.core.decoded import SsdAnchors
 from harness.core.errors import ConfigError
+from harness.core.inventory import find_inventory, load_inventory
 from harness.core.results import TargetResult
 from harness.core.scenario import load_scenario
-from harness.plans.run import RUN_VIEWS, run_scenario
-from harness.core.inventory import find_inventory, load_inventory
-from harness.record.history import History, RunRecord
+from harness.execution.executor import Executor
+from harness.plans.run import RUN_VIEWS, PreparedRun, finish_run, prepare_run
+from harness.record.history import History, NightRun
+from harness.record.run import RunRecord
 from harness.record.run_folder import write_run
 from harness.views.junit import junit_xml
 from harness.views.matrix import cell
@@ -35,9 +40,9 @@ from .conftest import REPO, TINY_SEGNET
 FACES = (REPO / "scenarios" / "face_tflite.yaml").read_text()
 
 
-def rendered(summary: dict, width: int = 80) -> str:
+def rendered(record: RunRecord, width: int = 80) -> str:
     console = Console(width=width, record=True)
-    render(summary, console)
+    render(record, console)
     return console.export_text()
 
 
@@ -81,34 +86,53 @@ def test_greedy_ctc_and_the_edit_distance():
 # -- BlazeFace, a real detector: the verdict against the numbers --------------------------------------------
 
 
+@dataclass
+class FaceRun:
+    prepared: PreparedRun
+    results: Dict[str, TargetResult]
+    """x86's result, and the source model's (LiteRT) under its own name."""
+    record: RunRecord
+
+    def judged(self, scenario, folder: Path, board: Optional[TargetResult] = None) -> RunRecord:
+        """The run judged again by another scenario's limits, with a board beside x86 when one is given."""
+        setup = dataclasses.replace(self.prepared.setup, scenario=scenario, folder=folder,
+                                    boards={"x86": self.prepared.setup.boards["x86"]})
+        results = {"x86": self.results["x86"], **({"board": board} if board is not None else {})}
+        source = next(result for name, result in self.results.items() if name != "x86")
+        return judge_run(setup, results, source)
+
+
 @pytest.fixture(scope="module")
 def face_run(tmp_path_factory):
-    """BlazeFace, MNN on x86 against LiteRT, three photos (a face, a face, none): a real RunReport."""
+    """BlazeFace, MNN on x86 against LiteRT, three photos (a face, a face, none): a real run's results and
+    record."""
     folder = tmp_path_factory.mktemp("faces")
     scenario_path = folder / "faces.yaml"
     scenario_path.write_text(FACES.replace("targets: [x86, arm-a76]", "targets: [x86]"))
-    scenario = load_scenario(scenario_path)
-    report = run_scenario(scenario, load_inventory(find_inventory()), folder / "reports")
-    return scenario, report
+    prepared = prepare_run(load_scenario(scenario_path), load_inventory(find_inventory()), folder / "reports")
+    with Executor() as executor:
+        plan = prepared.plan()
+        results = executor.run(plan)
+        record = finish_run(prepared, results, executor.interruption)
+    return FaceRun(prepared, {job.board.name: result for job, result in zip(plan, results)}, record)
 
 
 def test_blazeface_decodes_the_faces_litert_finds(face_run):
-    _, report = face_run
-    faces = next(o for o in report.conversion.outputs if o.output == "faces")
-    assert faces.passed and faces.decoded["label"] == "faces 2/2"
-    samples = faces.decoded["samples"]
+    faces = face_run.record.conversion.outputs["faces"]
+    assert faces.passed and faces.decoded.label == "faces 2/2"
+    samples = faces.decoded.samples
     assert [len(s["reference"]) for s in samples] == [1, 1, 0]  # astronaut, camera, coffee
     x0, y0, x1, y1, score, _ = samples[0]["reference"][0]
     assert 0.3 < x0 < x1 < 0.6 and 0.1 < y0 < y1 < 0.4 and score > 0.9  # Eileen Collins's face, upper middle
     assert faces.metrics["min_box_iou"] > 0.999
 
 
-def perturbed(report, sample: int, score: float):
+def perturbed(x86: TargetResult, sample: int, score: float) -> TargetResult:
     """A board that gives x86's outputs but lowers every score of one sample to at most `score`."""
-    outputs = {name: array.copy() for name, array in report.results["x86"].outputs.items()}
+    outputs = {name: array.copy() for name, array in x86.outputs.items()}
     logits = outputs["classificators"][sample]
     logits[...] = np.minimum(logits, np.log(score / (1 - score)))
-    return TargetResult("board", "ssh", "ok", outputs=outputs, facts=dict(report.results["x86"].facts))
+    return TargetResult("board", "ssh", "ok", outputs=outputs, facts=dict(x86.facts))
 
 
 @pytest.mark.parametrize("score, benign", [(0.68, True), (0.1, False)])
@@ -117,20 +141,18 @@ def test_a_face_that_drops_below_the_threshold_is_benign_near_it_and_hard_far_fr
     """The camera's face scores 0.726 on x86; at a threshold of 0.7 a board that gives it 0.68 tipped a near-tie
     (benign), one that gives it 0.1 lost a face (hard). Both fail the default min_matched (a face is gone); the
     benign one passes a scenario that tolerates misses at the threshold, the hard one never does."""
-    scenario, report = face_run
+    folder = tmp_path / "run"
+    folder.mkdir()
     for tolerance, passes in (("    tolerance: {min_matched: 0.5}\n", benign), ("", False)):
         text = FACES.replace("targets: [x86, arm-a76]", "targets: [x86]").replace("threshold: 0.5", "threshold: 0.7")
         path = tmp_path / "faces.yaml"
         path.write_text(text + tolerance)
-        report.scenario = load_scenario(path)
-        report.results["board"] = perturbed(report, 1, score)
-        report.comparisons = {}
-        judge(report)
-        faces = next(o for o in report.comparisons["board"].outputs if o.output == "faces")
+        record = face_run.judged(load_scenario(path), folder, perturbed(face_run.results["x86"], 1, score))
+        faces = record.comparisons["board"].outputs["faces"]
         assert faces.passed == passes, faces.reasons
         assert faces.metrics["missed"] == 1 and faces.metrics["matched"] == 1
         assert faces.metrics["benign_misses" if benign else "hard_misses"] == 1
-        (miss,) = faces.decoded["samples"][1]["unmatched"]
+        (miss,) = faces.decoded.samples[1]["unmatched"]
         assert miss["benign"] is benign and abs(miss["reference_score"] - 0.726) < 0.01
         assert abs(miss["target_score"] - score) < 1e-3  # the board's best box of that face
         if not passes:
@@ -138,23 +160,20 @@ def test_a_face_that_drops_below_the_threshold_is_benign_near_it_and_hard_far_fr
             assert "1/2" in text and ("at the threshold (benign)" if benign else "far from it (hard)") in text
             assert f"camera: score 0.726 on x86, {score:g} on board" in text
     # The views of a failing board: the terminal's labels column and last line, JUnit, the matrix cell.
-    report.run_dir = tmp_path / "run"
-    report.run_dir.mkdir()
-    summary = write_run(report, RUN_VIEWS)
-    text = rendered(summary, 80)
+    stored = write_run(record, RUN_VIEWS)
+    text = rendered(stored, 80)
     flat = " ".join(text.split())
     assert "faces 1/2" in flat
     assert "FAIL board: faces 1/2: 1 missed" in flat  # the last line names the decoded verdict
     assert max(len(line) for line in text.splitlines()) <= 80
-    junit = junit_xml(summary).decode()
+    junit = junit_xml(stored).decode()
     assert re.search(r'<testcase classname="face-tflite.board" name="faces\[normal,1,session\]"[^>]*>\s*<failure',
                      junit)
-    assert cell(summary, "board").plain.startswith("FAIL platform\nfaces 1/2")
-    html = (report.run_dir / "report.html").read_text()
+    assert cell(stored, "board").plain.startswith("FAIL platform\nfaces 1/2")
+    html = (folder / "report.html").read_text()
     assert 'id="decoded"' in html and "missed on board" in html and html.count("<img") >= 3
     # The raw tensors passed (they feed faces, which decides): the decoded verdict says so.
-    notes = " ".join(next(o for o in summary["comparisons"]["board"]["outputs"].values()
-                          if o.get("decoded"))["notes"] or [])
+    notes = " ".join(next(o for o in stored.comparisons["board"].outputs.values() if o.decoded).notes)
     assert "faces decides" in notes
 
 
@@ -239,16 +258,12 @@ def test_a_decoder_returning_the_wrong_type_is_a_clear_failure(tmp_path, write_f
 
 
 def test_the_history_keeps_the_decoded_verdict_and_its_trend(face_run, tmp_path):
-    _, report = face_run
-    report.run_dir = tmp_path / "run"
-    report.run_dir.mkdir()
-    report.results.pop("board", None)
-    report.comparisons = {}
-    judge(report)
-    summary = write_run(report, {})
+    folder = tmp_path / "run"
+    folder.mkdir()
+    stored = write_run(face_run.judged(face_run.prepared.setup.scenario, folder), {})
     with History(tmp_path / "history.sqlite") as history:
         for _ in range(2):
-            history.record_night("t0", "t1", "n.yaml", 0, [RunRecord("face-tflite", "f.yaml", 0, summary)])
+            history.record_night("t0", "t1", "n.yaml", 0, [NightRun("face-tflite", "f.yaml", 0, stored)])
         rows = {row["output"]: row for row in history.trend(None, 5, ("decoded_agreement", "max_abs"))}
     assert rows["faces"]["status"] == ["pass", "pass"] and rows["faces"]["decoded_agreement"] == [1.0, 1.0]
 

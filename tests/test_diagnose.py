@@ -1,17 +1,18 @@
 """Attribution and named causes, on cases made for them."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.analysis.compare import TargetComparison, judge
+from harness.analysis.compare import judge
 from harness.analysis.diagnose import attribute, attributions, diagnose
-from harness.core.scenario import OutputSpec, RunSettings, Tolerance
+from harness.cli import main
+from harness.core.scenario import OutputSpec, Tolerance
+from harness.record.run import Comparison, SourceRecord
 
 from .conftest import REPO
+from .records import against_x86, board_run
 
 
 def test_attribution_table():
@@ -22,17 +23,6 @@ def test_attribution_table():
     assert attribute(None, False) == "platform"
 
 
-def fake_report(io="copy", precision="normal", board_facts=None, comparison=None, specs=None):
-    results = {"x86": SimpleNamespace(facts={"mnn_version": "3.6.1"}),
-               "arm": SimpleNamespace(facts={"mnn_version": "3.6.1", "cpu_features": [], **(board_facts or {})})}
-    specs = {"logits": OutputSpec(kind="class_logits"), **(specs or {})}
-    scenario = SimpleNamespace(run=RunSettings(io=io, precision=precision),
-                               output_spec=lambda name: specs.get(name, OutputSpec()))
-    return SimpleNamespace(conversion=None, scenario=scenario, reference="x86", results=results,
-                           comparisons={"arm": comparison},
-                           model=SimpleNamespace(converter_args=("--useGeluApproximation", "0")))
-
-
 def failing_logits():
     """Scores that agree to 1e-3 but tip one near-tie: a flip and nothing else."""
     reference = np.zeros((1, 1, 2, 4))
@@ -41,13 +31,13 @@ def failing_logits():
     target = reference.copy()
     target[0, 0, 1, 3] = 1.001
     spec = OutputSpec(kind="class_logits", tolerance=Tolerance(max_abs=0.01, min_argmax_agreement=0.99))
-    comparison = TargetComparison("arm", "x86", [judge("logits", target, reference, spec)])
+    comparison = against_x86(judge("logits", target, reference, spec))
     assert not comparison.passed
     return comparison
 
 
 def test_argmax_flips_of_near_ties_are_named():
-    (finding,) = diagnose(fake_report(comparison=failing_logits()))
+    (finding,) = diagnose(board_run(comparison=failing_logits()))
     assert finding.cause == "argmax-flips" and finding.board == "arm"
     assert "25.000% of positions change label, 100% of them near-ties" in finding.message
 
@@ -59,8 +49,8 @@ def test_a_probability_map_is_never_given_argmax_flips_but_its_mask_changes():
     target = reference.copy()
     target[..., 5, 2:5] = 0.31  # a row tipped over the threshold along the mask's edge
     spec = OutputSpec(kind="probability_map", threshold=0.3, tolerance=Tolerance(min_miou=0.999))
-    comparison = TargetComparison("arm", "x86", [judge("sigmoid_0.tmp_0", target, reference, spec)])
-    (finding,) = diagnose(fake_report(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
+    comparison = against_x86(judge("sigmoid_0.tmp_0", target, reference, spec))
+    (finding,) = diagnose(board_run(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
     assert finding.cause == "mask-changes" and finding.title == "mask changes at the threshold"
     assert finding.message.startswith("sigmoid_0.tmp_0: 3 of 64 pixels (4.688%) are on the other side of the "
                                       "threshold 0.3: 3 joined x86's mask of 9 pixels and 0 left it; 100% of them "
@@ -68,28 +58,27 @@ def test_a_probability_map_is_never_given_argmax_flips_but_its_mask_changes():
     assert "along the mask's outline" in finding.message and "ArgMax" not in finding.message
     garbage = reference.copy()
     garbage[..., 7, 0:4] = 4.3e37  # a region far from the mask: the values themselves are wrong
-    comparison = TargetComparison("arm", "x86", [judge("sigmoid_0.tmp_0", garbage, reference, spec)])
-    (finding,) = diagnose(fake_report(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
+    comparison = against_x86(judge("sigmoid_0.tmp_0", garbage, reference, spec))
+    (finding,) = diagnose(board_run(comparison=comparison, specs={"sigmoid_0.tmp_0": spec}))
     assert "0% of them next to its edges, the rest away from them: whole regions appear or vanish" in finding.message
     assert "(by up to 4.3e+37)" in finding.message
 
 
 def test_fp16_board_with_precision_low_and_host_io_are_named():
-    report = fake_report(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
+    report = board_run(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
                          comparison=failing_logits())
     causes = {finding.cause for finding in diagnose(report)}
     assert {"tensor-access", "precision"} <= causes
 
 
 def test_version_mismatch_is_named():
-    report = fake_report(board_facts={"mnn_version": "3.4.1"}, comparison=failing_logits())
+    report = board_run(board_facts={"mnn_version": "3.4.1"}, comparison=failing_logits())
     assert "mnn-version" in {finding.cause for finding in diagnose(report)}
 
 
 def test_unexplained_difference_is_the_platform():
-    comparison = TargetComparison("arm", "x86", [judge("y", np.ones(4) * 2, np.ones(4),
-                                                       OutputSpec(tolerance=Tolerance(max_abs=0.1)))])
-    (finding,) = diagnose(fake_report(comparison=comparison))
+    comparison = against_x86(judge("y", np.ones(4) * 2, np.ones(4), OutputSpec(tolerance=Tolerance(max_abs=0.1))))
+    (finding,) = diagnose(board_run(comparison=comparison))
     assert finding.cause == "platform"
 
 
@@ -128,22 +117,21 @@ def test_wrong_tensor_access_is_the_apps_io_and_comes_before_fp16():
     assert attribute(True, False, io_host=True) == "io"
     assert attribute(False, False, io_host=True) == "conversion+io"
     assert attribute(True, True, requirement_failed=True) == "version"
-    report = fake_report(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
+    report = board_run(io="host", precision="low", board_facts={"cpu_features": ["asimd", "asimdhp", "fphp"]},
                          comparison=failing_logits())
     causes = [finding.cause for finding in diagnose(report)]
     assert causes.index("tensor-access") < causes.index("precision")
     report.attribution = attributions(report)
     assert report.attribution == {"arm": "io"}
-    from harness.analysis.outcome import attribution_label
+    from harness.record.outcome import attribution_label
     assert attribution_label("io") == "app I/O" and attribution_label("conversion+io") == "conversion + app I/O"
 
 
 def test_a_board_that_only_breaks_require_same_mnn_is_named_a_version_mismatch():
-    comparison = TargetComparison("arm", "x86", [judge("y", np.ones(4), np.ones(4),
-                                                       OutputSpec(tolerance=Tolerance(max_abs=0.1)))],
-                                  failed_requirements=["MNN 3.4.1 on the board, 3.6.1 on the host"])
+    comparison = against_x86(judge("y", np.ones(4), np.ones(4), OutputSpec(tolerance=Tolerance(max_abs=0.1))),
+                             failed_requirements=["MNN 3.4.1 on the board, 3.6.1 on the host"])
     assert not comparison.passed and comparison.outputs_passed
-    report = fake_report(board_facts={"mnn_version": "3.4.1"}, comparison=comparison)
+    report = board_run(board_facts={"mnn_version": "3.4.1"}, comparison=comparison)
     (finding,) = diagnose(report)
     assert finding.cause == "mnn-version" and "outputs match" in finding.message
     assert attributions(report) == {"arm": "version"}
@@ -152,10 +140,9 @@ def test_a_board_that_only_breaks_require_same_mnn_is_named_a_version_mismatch()
 def test_a_comparison_that_did_not_happen_infers_no_cause():
     """The source model did not run: the conversion check has no numbers. A failing board is the platform's
     (it was compared with x86), never "both" or "conversion", and the converter is not blamed."""
-    report = fake_report(comparison=failing_logits())
-    report.conversion = TargetComparison("x86", "onnxruntime", error="the reference onnxruntime failed: boom")
-    report.source = SimpleNamespace(ok=False, facts={}, error="ONNX Runtime could not load m.onnx: boom\n  fix: "
-                                    "check it")
+    report = board_run(comparison=failing_logits())
+    report.conversion = Comparison("onnxruntime", error="the reference onnxruntime failed: boom")
+    report.source = SourceRecord("failed", error="ONNX Runtime could not load m.onnx: boom\n  fix: check it")
     assert attributions(report) == {"arm": "platform"}
     causes = [finding.cause for finding in diagnose(report)]
     assert causes[0] == "reference" and "converter" not in causes

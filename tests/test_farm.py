@@ -19,6 +19,7 @@ from harness.emulation.farm import farm_boards, farm_up
 from harness.core.errors import BoardError
 from harness.core.inventory import load_inventory
 from harness.plans.run import Progress, run_scenario
+from harness.record.run_folder import read_record
 from harness.core.scenario import load_scenario
 from harness.execution.targets.lock import BoardLock
 
@@ -104,7 +105,7 @@ def test_require_same_mnn_fails_a_board_that_ran_and_matches_and_says_so(farm, t
     (failure,) = [r for r in case.result if isinstance(r, Failure)]
     assert failure.type == "requirement" and "MNN 3.4.1" in failure.message and "3.6.1" in failure.message
     console = Console(width=400, record=True)  # unwrapped: where a line wraps depends on its (masked) numbers
-    render(summary, console, run_dir)
+    render(read_record(run_dir), console, run_dir)
     assert_golden("version_requirement", masked(console.export_text(), {PREFIX: "farm", str(tmp_path): "TMP"}))
 
 
@@ -140,10 +141,10 @@ def test_a_board_that_dies_mid_run_spoils_nobody_else(farm, tmp_path, write_file
     progress = KillDuringRun(a76)
     report = run_scenario(scenario, load_inventory(farm), tmp_path / "r", progress)
     assert progress.killed.is_set()
-    assert report.results[a76].status in ("unusable", "failed")
-    assert report.results[a76].error
+    assert report.boards[a76].status in ("unusable", "failed")
+    assert report.boards[a76].error
     for name in ("x86", a53, fmax):
-        assert report.results[name].ok, report.results[name].error
+        assert report.boards[name].ok, report.boards[name].error
         assert report.comparisons.get(name) is None or report.comparisons[name].passed
     assert report.exit_code in (1, 3)
     emulated.ensure_running(emulated.EmulatedBoardSpec(name=a76, cpu="cortex-a76"), log=lambda m: None)
@@ -163,8 +164,8 @@ def test_two_runs_on_one_board_take_turns(farm, tmp_path, write_file):
         thread.start()
     for thread in threads:
         thread.join(timeout=600)
-    spans = sorted(reports[label].results[a53].locked_span for label in ("first", "second"))
-    assert all(reports[label].results[a53].ok for label in ("first", "second"))
+    spans = sorted(reports[label].boards[a53].locked_span for label in ("first", "second"))
+    assert all(reports[label].boards[a53].ok for label in ("first", "second"))
     assert spans[0][1] <= spans[1][0]  # the second run held the board only after the first let go
     assert reports["first"].run_id != reports["second"].run_id  # and in a job directory of its own
 

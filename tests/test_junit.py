@@ -6,7 +6,8 @@ import pytest
 from junitparser import Error, Failure, JUnitXml
 
 from harness.cli import main
-from harness.views.junit import junit_tree, case_name
+from harness.record.run import InputsRecord, ModelRecord, RunRecord
+from harness.views.junit import case_name, junit_tree
 
 from .conftest import scenario_text
 
@@ -28,8 +29,10 @@ def test_case_names_leave_room_for_a_settings_matrix():
 
 
 def test_a_summary_without_comparisons_is_an_empty_but_valid_report(tmp_path):
-    tree = junit_tree({"scenario": {"name": "s", "path": "s.yaml"}, "settings": {}, "comparisons": {},
-                       "boards": {}, "model": {"outputs": ["y"]}, "wall_s": 1.0})
+    record = RunRecord(run_id="r", scenario={"name": "s", "path": "s.yaml"}, reference="x86", wall_s=1.0,
+                       model=ModelRecord(source=None, mnn_path="m.mnn", mnn_sha256="0", outputs=["y"]),
+                       inputs=InputsRecord(sha256="0"))
+    tree = junit_tree(record)
     path = tmp_path / "junit.xml"
     tree.write(path, encoding="utf-8", xml_declaration=True)
     assert JUnitXml.fromfile(str(path)).tests == 0

@@ -6,12 +6,14 @@ import pytest
 from rich.console import Console
 
 from harness.core.inventory import load_inventory
-from harness.plans.matrix import expand, records_of, run_matrix
-from harness.views.matrix import matrix_view
+from harness.core.scenario import OutputSpec, load_scenario
+from harness.plans.matrix import expand, run_matrix
 from harness.plans.run import Progress
-from harness.core.scenario import load_scenario
+from harness.record.run import BoardRecord, Comparison, LimitFailure, OutputComparison, SourceRecord
+from harness.views.matrix import matrix_view
 
 from .conftest import scenario_text
+from .records import board_run
 
 MATRIX = """matrix:
   precision: [normal, low]
@@ -62,7 +64,7 @@ def test_matrix_shows_fp16_on_the_board_and_quantization_in_the_conversion(tmp_p
     for setting, _ in report.runs:
         assert (report.run_dir / setting.label / "inputs.npz").is_file()
     console = Console(width=100, record=True)
-    console.print(matrix_view(report.scenario.name, records_of(report)))
+    console.print(matrix_view(report.scenario.name, report.record().records))
     text = console.export_text()
     assert "low-t1-session-copy-fp32" in text and "x86 vs onnxruntime" in text
     # Every failing cell names where the difference comes from and the limit it broke.
@@ -91,22 +93,22 @@ def test_harness_run_with_a_matrix_writes_every_setting_and_one_table(tmp_path, 
 
 
 def record(boards, flipped, conversion_limit=None):
-    """A setting's record (summary.json) with 20 boards, some of whose labels flipped."""
-    def comparison(passed, agreement, reasons):
-        return {"passed": passed, "error": None, "reference": "x86", "failed_requirements": [],
-                "outputs": {"logits": {"passed": passed, "reasons": reasons,
-                                       "metrics": {"argmax_agreement": agreement, "max_abs": 1e-5}}}}
-    comparisons = {board: comparison(board not in flipped, 0.99 if board in flipped else 1.0,
-                                     ["argmax_agreement 99.000% < 99.900%"] if board in flipped else [])
-                   for board in boards}
-    conversion = comparison(conversion_limit is None, 1.0, [conversion_limit] if conversion_limit else [])
-    conversion["reference"] = "onnxruntime"
-    failed = bool(flipped) or conversion_limit is not None
-    return {"scenario": {"name": "s"}, "reference": "x86", "exit_code": 1 if failed else 0,
-            "model": {"outputs": ["logits"]}, "output_specs": {"logits": {"kind": "class_logits"}},
-            "source": {"runtime": "onnxruntime 1.22"}, "conversion": conversion,
-            "attribution": {board: "platform" if board in flipped else "none" for board in boards},
-            "boards": {name: {"status": "ok"} for name in ["x86", *boards]}, "comparisons": comparisons}
+    """A setting's record with 20 boards, some of whose labels flipped."""
+    def comparison(reference, failures):
+        agreement = 0.99 if failures and failures[0].metric == "argmax_agreement" else 1.0
+        logits = OutputComparison("logits", not failures, {"argmax_agreement": agreement, "max_abs": 1e-5},
+                                  failures)
+        return Comparison(reference, {"logits": logits})
+
+    flip = LimitFailure("argmax_agreement", 0.99, 0.999, "<")
+    run = board_run(comparison("x86", []), specs={"logits": OutputSpec(kind="class_logits")})
+    run.boards = {name: BoardRecord("ssh", "ok") for name in ["x86", *boards]}
+    run.comparisons = {board: comparison("x86", [flip] if board in flipped else []) for board in boards}
+    run.conversion = comparison("onnxruntime", [conversion_limit] if conversion_limit else [])
+    run.source = SourceRecord("ok", runtime="onnxruntime 1.22")
+    run.attribution = {board: "platform" if board in flipped else "none" for board in boards}
+    run.exit_code = 1 if flipped or conversion_limit is not None else 0
+    return run
 
 
 def test_twenty_boards_by_six_settings_fit_in_100_columns_failures_first():
@@ -119,7 +121,7 @@ def test_twenty_boards_by_six_settings_fit_in_100_columns_failures_first():
     for index, label in enumerate(labels):
         flipped = {board for number, board in enumerate(boards) if index == 1 and number % 7 == 3}
         # The fp16 converter variant fails its tolerance although its labels all agree.
-        limit = "max_abs 0.00993 > 0.001" if label.endswith("fp16") else None
+        limit = LimitFailure("max_abs", 0.00993, 0.001, ">") if label.endswith("fp16") else None
         records.append((label, record(boards, flipped, limit)))
     for width in (80, 100, 160):
         console = Console(width=width, record=True)

@@ -236,6 +236,7 @@ def test_a_run_harness_inspect_and_the_output_caps_read_one_signature(tmp_path):
     from harness.core.build.inspect_model import inspect_model
     from harness.core.build.model_shapes import output_shapes
     from harness.core.build.signature import read_signature
+    from harness.record.numbers import shape_text
 
     deployed = REPO / "scenarios" / "models" / "tiny_segnet_64.mnn"
     model = prepare_model(ModelSource(mnn=deployed), log=quiet)
@@ -247,4 +248,4 @@ def test_a_run_harness_inspect_and_the_output_caps_read_one_signature(tmp_path):
 
     ppocr = read_signature(Path(__import__("rapidocr").__file__).parent / "models" / "PP-OCRv6_det_small.onnx")
     assert ppocr.inputs == {"x": [None, 3, None, None]} and ppocr.input_dtypes == {"x": "float32"}
-    assert [tensor.shape_text for tensor in ppocr.tensors] == ["[?, 3, ?, ?]", "[?, ?, ?, ?]"]
+    assert [shape_text(tensor.shape) for tensor in ppocr.tensors] == ["[?, 3, ?, ?]", "[?, ?, ?, ?]"]

@@ -13,9 +13,10 @@ import pytest
 
 from harness.analysis.nonfinite import find_nonfinite
 from harness.analysis.opdiff import DumpError, parse_plain, traced_differs
-from harness.analysis.outcome import summary_text, verdicts
 from harness.cli import main
 from harness.record.history import verdict_rows
+from harness.record.outcome import summary_text, verdicts
+from harness.record.run_folder import read_record
 from harness.views.matrix import cell
 
 from .conftest import scenario_text
@@ -63,6 +64,7 @@ def test_an_fp16_overflow_comes_back_counted_located_and_named_and_normal_passes
     for setting in ("normal-t1-session-copy-default", "low-t1-session-copy-default"):
         records[setting.split("-")[0]] = json.loads((matrix_dir / setting / "summary.json").read_text())
     normal, low = records["normal"], records["low"]
+    record = read_record(matrix_dir / "low-t1-session-copy-default")
     # At normal the A76 computes in float32: the model's 1e5 scale is no problem, and the board passes.
     assert normal["exit_code"] == 0 and normal["comparisons"][A76]["passed"]
     # At low the board ran and its outputs came back: it is a FAIL with numbers, not an error.
@@ -79,14 +81,14 @@ def test_an_fp16_overflow_comes_back_counted_located_and_named_and_normal_passes
     assert overflow["cause"] == "fp16-overflow" and "FP16" in overflow["message"] and "65,504" in overflow["message"]
     assert "harness layers" in overflow["message"]
     # Every view says FAIL with the count: the last line, the matrix cell, JUnit and the history.
-    label, line = summary_text(low)
+    label, line = summary_text(record)
     assert label == "FAIL" and "did not run" not in line and f"{A76}: logits {logits['reasons'][0]}" in line
-    shown = cell(low, A76).plain
+    shown = cell(record, A76).plain
     assert shown.startswith("FAIL platform") and ("NaN" in shown or "Inf" in shown) and str(counted) in shown
     junit = (matrix_dir / "low-t1-session-copy-default" / "junit.xml").read_text()
     assert "<error" not in junit and 'type="tolerance"' in junit and "NaN" in junit
-    assert [row[2] for row in verdict_rows(low) if row[0] == A76] == ["fail"]
-    assert [v.status for v in verdicts(low) if v.board == A76] == ["fail"]
+    assert [row[2] for row in verdict_rows(record) if row[0] == A76] == ["fail"]
+    assert [v.status for v in verdicts(record) if v.board == A76] == ["fail"]
     # The picture: the label maps with the NaN/Inf positions marked.
     page = (matrix_dir / "low-t1-session-copy-default" / "report.html").read_text()
     assert "NaN/Inf on the board" in page and f"{A76} labels" in page and "NaN/Inf</figcaption>" in page
@@ -140,24 +142,20 @@ def test_a_traced_run_that_is_not_a_plain_run_is_said_so_and_garbage_is_refused(
 
 
 def test_the_likely_cause_of_nan_and_inf_fits_the_setting_and_the_reference():
-    from types import SimpleNamespace
-
-    from harness.analysis.compare import TargetComparison, judge
+    from harness.analysis.compare import judge
     from harness.analysis.diagnose import diagnose
-    from harness.core.scenario import OutputSpec, RunSettings
+    from harness.core.scenario import OutputSpec
+
+    from .records import against_x86, board_run
 
     reference = np.full((1, 4), 7.1e4, np.float32)
     overflowed = reference.copy()
     overflowed[0, 1] = np.inf
 
     def causes(target, ref, precision, features):
-        comparison = TargetComparison("arm", "x86", [judge("y", target, ref, OutputSpec(), reference_name="x86")])
-        results = {"x86": SimpleNamespace(facts={"mnn_version": "3.6.1"}),
-                   "arm": SimpleNamespace(facts={"mnn_version": "3.6.1", "cpu_features": features})}
-        report = SimpleNamespace(conversion=None, scenario=SimpleNamespace(run=RunSettings(precision=precision)),
-                                 reference="x86", results=results, comparisons={"arm": comparison},
-                                 model=SimpleNamespace(converter_args=()))
-        return [(f.cause, f.message) for f in diagnose(report)]
+        comparison = against_x86(judge("y", target, ref, OutputSpec(), reference_name="x86"))
+        record = board_run(comparison, precision=precision, board_facts={"cpu_features": features})
+        return [(f.cause, f.message) for f in diagnose(record)]
 
     ((cause, message),) = causes(overflowed, reference, "low", ["asimdhp", "fphp"])
     assert cause == "fp16-overflow" and "y: 1 Inf where x86 has up to 7.1e+04, beyond FP16's largest value" in message

@@ -58,10 +58,10 @@ def test_a_bare_board_runs_the_quick_scenario_at_two_mnn_versions_in_one_matrix(
     directory, inventory = bare
     scenario = load_scenario(quick(directory, 'matrix: {mnn_version: ["3.6.1", "3.4.1"]}\n'))
     report = run_matrix(scenario, load_inventory(inventory), tmp_path)
-    assert report.exit_code == 0, [(s.label, r.results[BOARD].error) for s, r in report.runs]
+    assert report.exit_code == 0, [(s.label, r.boards[BOARD].error) for s, r in report.runs]
     ran = {}
     for setting, single in report.runs:
-        board, x86 = single.results[BOARD], single.results["x86"]
+        board, x86 = single.boards[BOARD], single.boards["x86"]
         asked = setting.values["mnn_version"]
         # MNN's own word on what ran, on the board and on the reference alike.
         assert board.facts["mnn_version"] == asked and x86.facts["mnn_version"] == asked
@@ -77,8 +77,8 @@ def test_the_provisioned_store_survives_a_rerun_without_re_upload(bare, tmp_path
     scenario = load_scenario(quick(directory, name="again"))
     first = run_scenario(scenario, load_inventory(inventory), tmp_path)  # provisions 3.6.1 if no test did yet
     second = run_scenario(scenario, load_inventory(inventory), tmp_path)
-    assert first.exit_code == 0 and second.exit_code == 0, second.results[BOARD].error
-    result = second.results[BOARD]
+    assert first.exit_code == 0 and second.exit_code == 0, second.boards[BOARD].error
+    result = second.boards[BOARD]
     # Only the job's request travels: no wheel, no agent, no model, no inputs.
     assert result.bytes_uploaded < 20_000, result.bytes_uploaded
     assert not any("provisioned" in note for note in result.notes), result.notes
@@ -124,7 +124,7 @@ def test_a_board_without_its_python_fails_up_front_naming_it(bare, tmp_path):
     inventory = directory / "no-python.yaml"
     inventory.write_text(inventory_text(python="/opt/python3.7/bin/python3.7"))
     report = run_scenario(load_scenario(quick(directory, name="nopython")), load_inventory(inventory), tmp_path)
-    result = report.results[BOARD]
+    result = report.boards[BOARD]
     assert report.exit_code == 3 and result.status == "unusable"
     assert "'/opt/python3.7/bin/python3.7'" in result.error and "Python >= 3.8" in result.error
     assert result.bytes_uploaded == 0  # nothing was sent before it failed

@@ -12,8 +12,9 @@ import os
 
 import pytest
 
-from harness.analysis.outcome import failing_boards_text, severity, verdicts
 from harness.cli import main
+from harness.record.outcome import failing_boards_text, severity, verdicts
+from harness.record.run_folder import read_record
 
 from .conftest import scenario_text
 
@@ -55,9 +56,10 @@ def test_a_version_is_blamed_only_when_the_same_cpu_with_the_hosts_version_gives
     (blame,) = [f for f in low["findings"] if f["board"] == OLDEST and f["cause"] == "mnn-version"]
     assert f"{NEW} runs 3.6.1 on the same CPU and gives other outputs: logits max_abs" in blame["message"]
     # The last line of the matrix names every failing board of the setting, or their count and the worst.
-    failing = [v for v in verdicts(low) if not v.passed]
+    record = read_record(matrix_dir / "low-t1-session-copy-default")
+    failing = [v for v in verdicts(record) if not v.passed]
     worst = max(failing, key=lambda v: v.metrics["max_abs"]).board  # every one broke max_abs first
-    assert sorted(failing, key=lambda v: severity(low, v, "max_abs"))[0].board == worst
+    assert sorted(failing, key=lambda v: severity(record, v, "max_abs"))[0].board == worst
     assert f"low-t1-session-copy-default (3 fail, the worst {worst}: logits " in out
-    named = failing_boards_text(low, at_most=3)
+    named = failing_boards_text(record, at_most=3)
     assert all(f"{board}: logits" in named for board in (NEW, OLD, OLDEST)) and named.startswith(f"{worst}: ")

@@ -83,19 +83,19 @@ def test_a_matrix_runs_every_setting_on_one_agent_per_board_with_the_one_shot_nu
     cold = run_matrix(scenario, inventory, tmp_path / "cold", warm=False)
     assert [s.label for s, _ in warm.runs] == [s.label for s, _ in cold.runs] and len(warm.runs) == 4
     for board in ("x86", a53, a76):
-        agents = [single.results[board].facts["agent"] for _, single in warm.runs]
+        agents = [single.boards[board].facts["agent"] for _, single in warm.runs]
         assert {agent["mode"] for agent in agents} == {"resident"}
         assert len({agent["pid"] for agent in agents}) == 1, agents  # one agent for every setting
         assert sorted(agent["jobs"] for agent in agents) == [1, 2, 3, 4]
-        one_shot = [single.results[board].facts["agent"] for _, single in cold.runs]
+        one_shot = [single.boards[board].facts["agent"] for _, single in cold.runs]
         assert {agent["mode"] for agent in one_shot} == {"one-shot"} and len({a["pid"] for a in one_shot}) == 4
     for (setting, hot), (_, alone) in zip(warm.runs, cold.runs):
         for board in ("x86", a53, a76):
-            assert hot.results[board].ok and alone.results[board].ok
-            assert np.array_equal(hot.results[board].outputs["logits"], alone.results[board].outputs["logits"]), \
+            assert hot.boards[board].ok and alone.boards[board].ok
+            assert np.array_equal(hot.tensors.outputs[board]["logits"], alone.tensors.outputs[board]["logits"]), \
                 (setting.label, board)
         for board in (a53, a76):
-            metrics = [comparison.outputs[0].metrics for comparison in (hot.comparisons[board],
+            metrics = [comparison.outputs["logits"].metrics for comparison in (hot.comparisons[board],
                                                                         alone.comparisons[board])]
             assert [[m[key] for key in ("max_abs", "mean_abs", "argmax_agreement")] for m in metrics] == \
                 [[metrics[1][key] for key in ("max_abs", "mean_abs", "argmax_agreement")]] * 2
@@ -103,10 +103,10 @@ def test_a_matrix_runs_every_setting_on_one_agent_per_board_with_the_one_shot_nu
     # The source model (no MNN setting reaches it) ran once; the x86 reference (every setting reaches it) each time.
     sources = [single.source for _, single in warm.runs]
     assert sources[0].reused_from is None
-    assert all(source.reused_from == str(warm.runs[0][1].run_dir / "targets" / "onnxruntime")
+    assert all(source.reused_from == str(warm.runs[0][1].folder / "targets" / "onnxruntime")
                for source in sources[1:])
-    assert all((single.run_dir / "targets" / "onnxruntime" / "result.json").is_file() for _, single in warm.runs)
-    assert not any(single.results["x86"].reused_from for _, single in warm.runs)
+    assert all((single.folder / "targets" / "onnxruntime" / "result.json").is_file() for _, single in warm.runs)
+    assert not any(single.boards["x86"].reused_from for _, single in warm.runs)
     assert not any(single.source.reused_from for _, single in cold.runs)
     # Nothing left on the boards: no session dir, no lock, no agent.
     for board in (a53, a76):
@@ -139,7 +139,7 @@ def test_kill_9_of_a_resident_agent_fails_its_job_and_the_next_runs_on_a_fresh_a
                                         + "matrix:\n  threads: [1, 2, 3]\n"))
     progress = KillSecondJob(farm, a76)
     report = run_matrix(scenario, load_inventory(farm), tmp_path, progress)
-    (first, _), (second, _), (third, _) = [(single.results[a76], single) for _, single in report.runs]
+    (first, _), (second, _), (third, _) = [(single.boards[a76], single) for _, single in report.runs]
     assert progress.killed and progress.killed[0] == first.facts["agent"]["pid"]
     assert second.status == "failed"
     assert f"the agent (pid {progress.killed[0]}) died during this job, killed by SIGKILL" in second.error
@@ -147,7 +147,7 @@ def test_kill_9_of_a_resident_agent_fails_its_job_and_the_next_runs_on_a_fresh_a
     assert third.ok and third.facts["agent"]["pid"] != progress.killed[0] and third.facts["agent"]["jobs"] == 1
     assert any("died during the previous job" in note and "fresh agent" in note for note in third.notes)
     # The other board did not notice: every setting on its one agent.
-    other = [single.results[a53] for _, single in report.runs]
+    other = [single.boards[a53] for _, single in report.runs]
     assert all(result.ok for result in other) and len({r.facts["agent"]["pid"] for r in other}) == 1
     assert report.exit_code == 1  # a model that did not run is a failure of its setting
     assert not processes_naming(str(workdir(farm, a76) / "jobs") + "/")
@@ -164,10 +164,10 @@ def test_a_job_past_run_timeout_ends_its_agent_and_the_next_job_runs(farm, tmp_p
     with Executor() as executor:
         first, second = run_together(prepared, executor)
     assert time.monotonic() - started < 120
-    stopped = first.results[a76]
+    stopped = first.boards[a76]
     assert stopped.status == "unusable" and "longer than run_timeout=8 s and was stopped" in stopped.error
-    assert first.results["x86"].ok  # the x86 host did its 2000 iterations in time
-    ran = second.results[a76]
+    assert first.boards["x86"].ok  # the x86 host did its 2000 iterations in time
+    ran = second.boards[a76]
     assert ran.ok and second.exit_code == 0
     assert ran.facts["agent"]["jobs"] == 1  # a fresh agent: the one past its timeout was ended
     assert not processes_naming(str(workdir(farm, a76) / "jobs") + "/")
@@ -242,9 +242,9 @@ def test_the_boards_run_the_agents_bundle_from_their_store(farm, tmp_path, write
     with Executor() as executor:
         (report,) = run_together([prepared], executor)
     assert report.exit_code == 0
-    assert {board: report.results[board].facts["agent"]["mode"] for board in (a53, a76)} == \
+    assert {board: report.boards[board].facts["agent"]["mode"] for board in (a53, a76)} == \
         {a53: "one-shot", a76: "resident"}
-    assert {report.results[board].facts["machine"] for board in (a53, a76)} == {"aarch64"}
+    assert {report.boards[board].facts["machine"] for board in (a53, a76)} == {"aarch64"}
     bundle = agent_bundle.bundle()
     name = f"mnn_agent-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:16]}.pyz"
     for board in (a53, a76):

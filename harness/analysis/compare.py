@@ -44,67 +44,19 @@ of the last third of the steps over that of the first third.
 """
 
 import math
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..core.results import TargetResult
 from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from ..record.numbers import ACTED_ON, format_metric
+from ..record.run import Comparison, LimitFailure, OutputComparison, ParityRecord, Series, stacked_axis
+from ..record.run_folder import decode_error_file
 from .decoded import judge_decoded
-from .nonfinite import NonFinite, find_nonfinite
+from .nonfinite import find_nonfinite
 
 REL_FLOOR = 1e-6
-
-
-@dataclass
-class OutputComparison:
-    output: str
-    passed: bool
-    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
-    reasons: List[str] = field(default_factory=list)
-    """Why it failed (empty when it passed)."""
-    per_class_iou: Dict[int, float] = field(default_factory=dict)
-    """class_logits: IoU of each class present in either label map."""
-    series: Dict[str, list] = field(default_factory=dict)
-    """Streams, per step: "max_abs"; for one value per step also "target" and "reference"; for decision
-    outputs "flipped" (the steps whose decision differs)."""
-    notes: List[str] = field(default_factory=list)
-    """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
-    nonfinite: Optional[NonFinite] = None
-    """Where either side holds NaN/Inf (None: neither does)."""
-    decoded: Optional[dict] = None
-    """A decoded output (analysis/decoded/): what the application sees on both sides, summary.json's
-    self-describing "decoded" sub-dict (kind, label, samples)."""
-    traceback: Optional[str] = None
-    """A user decoder's traceback, kept in the run folder beside the board's files."""
-
-
-@dataclass
-class TargetComparison:
-    """One target against the reference, output by output."""
-
-    target: str
-    reference: str
-    outputs: List[OutputComparison] = field(default_factory=list)
-    error: Optional[str] = None
-    """Set when there was nothing to compare (the target or the reference failed)."""
-    failed_requirements: List[str] = field(default_factory=list)
-    """Requirements the board broke whatever its numbers (require_same_mnn): it ran, and still fails."""
-    problems: List[str] = field(default_factory=list)
-    """Failures of the setting rather than of an output (asked OpenCL, ran on the CPU)."""
-
-    @property
-    def outputs_passed(self) -> bool:
-        """Every output within tolerance (the numbers alone, requirements and settings aside)."""
-        return self.error is None and all(output.passed for output in self.outputs)
-
-    @property
-    def passed(self) -> bool:
-        return self.outputs_passed and not self.failed_requirements and not self.problems
-
-    def __bool__(self) -> bool:
-        return self.passed
 
 
 def metrics(target: np.ndarray, reference: np.ndarray, spec: OutputSpec = OutputSpec()) -> dict:
@@ -152,18 +104,18 @@ def is_integer(array: np.ndarray) -> bool:
     return np.asarray(array).dtype.kind in "iub"
 
 
-def step_series(target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> Dict[str, list]:
+def step_series(target: np.ndarray, reference: np.ndarray, spec: OutputSpec) -> Series:
     """Per step (axis 0): the max abs error, both sides' values when a step has one, the flipped decisions."""
     a = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
     b = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     error = np.abs(np.where(np.isfinite(a), a, np.inf) - b)
-    series: Dict[str, list] = {"max_abs": [float(v) for v in error.max(axis=1)]}
+    series = Series([float(v) for v in error.max(axis=1)])
     if a.shape[1] == 1:
-        series["target"] = [float(v) for v in a[:, 0]]
-        series["reference"] = [float(v) for v in b[:, 0]]
+        series.target = [float(v) for v in a[:, 0]]
+        series.reference = [float(v) for v in b[:, 0]]
     if spec.kind == "decision":
         flipped = ((a > spec.threshold) != (b > spec.threshold)).any(axis=1)
-        series["flipped"] = [int(step) for step in np.flatnonzero(flipped)]
+        series.flipped = [int(step) for step in np.flatnonzero(flipped)]
     return series
 
 
@@ -192,7 +144,7 @@ def _db(signal: float, noise: float) -> float:
 
 
 def label_metrics(target: np.ndarray, reference: np.ndarray, class_axis: int, benign_margin: float) -> dict:
-    axis = class_axis + 1 if class_axis >= 0 else class_axis  # samples are stacked on axis 0
+    axis = stacked_axis(class_axis)
     labels_t = np.argmax(target, axis=axis)
     labels_r = np.argmax(reference, axis=axis)
     top2 = -np.partition(-reference, 1, axis=axis)
@@ -211,7 +163,7 @@ def label_metrics(target: np.ndarray, reference: np.ndarray, class_axis: int, be
 
 def per_class_iou(target: np.ndarray, reference: np.ndarray, class_axis: int) -> Dict[int, float]:
     """IoU of each class present in either label map (for reports that want the detail)."""
-    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    axis = stacked_axis(class_axis)
     labels_t, labels_r = np.argmax(target, axis=axis), np.argmax(reference, axis=axis)
     return {int(c): float(np.sum((labels_t == c) & (labels_r == c)) / np.sum((labels_t == c) | (labels_r == c)))
             for c in np.union1d(np.unique(labels_t), np.unique(labels_r))}
@@ -263,40 +215,8 @@ def mask_edges(mask: np.ndarray) -> np.ndarray:
 
 def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int) -> float:
     """Fraction of positions with the same top class. class_axis counts in one sample's shape."""
-    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    axis = stacked_axis(class_axis)
     return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
-
-
-PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement",
-                   "decoded_agreement", "matched_fraction", "exact_match", "cer", "top1_agreement", "topk_overlap",
-                   "pck")
-"""Fractions every view shows as percentages."""
-
-
-def format_metric(value: Optional[float], metric: str = "e", style: str = "cell") -> str:
-    """A metric as every view shows it: the one number format of the harness.
-
-    metric is a metric's name (or "percent", "cosine", "e"); style "cell" is
-    the fixed-width form of tables, "text" the short form of sentences
-    ("max_abs 0.0782 > 0.001").
-    """
-    if value is None:
-        return "–"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    if metric in PERCENT_METRICS or metric == "percent":
-        return f"{value:.3%}"
-    if metric == "cosine" or metric == "min_cosine":
-        return f"{value:.6f}"
-    if metric.endswith("_db"):
-        return f"{value:.1f} dB"
-    if metric.endswith("_count") or metric in ("decision_flips", "mismatches"):
-        return f"{value:.0f}"
-    return f"{value:.2e}" if style == "cell" else f"{value:.3g}"
-
-
-def _shown(metric: str, value: float) -> str:
-    return format_metric(value, metric, "text")
 
 
 def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec,
@@ -305,54 +225,58 @@ def judge(name: str, target: np.ndarray, reference: np.ndarray, spec: OutputSpec
     """One output against the reference's: its metrics, and every limit it broke (NaN/Inf first, then what users
     act on, then the elementwise statistics). sample_names name the samples in the NaN/Inf reason."""
     if target.shape != reference.shape:
-        return OutputComparison(name, False, reasons=[
-            f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}"])
+        return OutputComparison(name, False, failures=[LimitFailure.check(
+            "shape", f"shape {list(target.shape)} differs from the reference's {list(reference.shape)}")])
     rank = target.ndim - 1  # samples are stacked on axis 0
     if spec.kind == "class_logits" and not -rank <= spec.class_axis < rank:
         # Checked before the run when the model file declares the rank; this is the run-time net.
-        return OutputComparison(name, False, reasons=[
-            f"class_axis {spec.class_axis} is not an axis of this output (shape {list(target.shape[1:])}): "
-            f"set outputs.{name}.class_axis in the scenario"])
+        return OutputComparison(name, False, failures=[LimitFailure.check(
+            "class_axis", f"class_axis {spec.class_axis} is not an axis of this output (shape "
+            f"{list(target.shape[1:])}): set outputs.{name}.class_axis in the scenario")])
     values = metrics(target, reference, spec)
     nonfinite = find_nonfinite(target, reference, sample_names)
-    series = step_series(target, reference, spec) if stream and target.ndim >= 1 and len(target) else {}
-    if series:
-        values["error_growth"] = error_growth(series["max_abs"])
+    series = step_series(target, reference, spec) if stream and target.ndim >= 1 and len(target) else None
+    if series is not None:
+        values["error_growth"] = error_growth(series.max_abs)
     if "mismatches" in values:
         # Integers (token ids, class indices) are right or wrong: no tolerance applies.
-        reasons = [f"{values['mismatches']} of {target.size} integer values differ (integers are compared "
-                   "exactly)"] if values["mismatches"] else []
-        return OutputComparison(name, not reasons, values, reasons, {}, series)
+        failures = [LimitFailure("mismatches", float(values["mismatches"]), 0.0, ">",
+                                 f"{values['mismatches']} of {target.size} integer values differ (integers are "
+                                 "compared exactly)")] if values["mismatches"] else []
+        return OutputComparison(name, not failures, values, failures, series=series)
     limits = spec.tolerance
-    first, reasons = [], []
+    first, failures = [], []
     if nonfinite is not None:
         # A NaN/Inf is never within tolerance, on either side: what the user reads first.
-        first.append(nonfinite.reason(reference_name))
+        first.append(LimitFailure.check("nonfinite", nonfinite.reason(reference_name)))
     for metric in UPPER_LIMITS:
         limit, value = getattr(limits, metric), values.get(metric)
         if limit is not None and value is not None and value > limit:
-            reasons.append(f"{metric} {_shown(metric, value)} > {limit:g}")
+            failures.append(LimitFailure(metric, value, limit, ">"))
     for field_name, metric in LOWER_LIMITS.items():
         limit, value = getattr(limits, field_name), values.get(metric)
         if limit is not None and value is not None and value < limit:
-            reasons.append(f"{metric} {_shown(metric, value)} < {_shown(metric, limit)}")
+            failures.append(LimitFailure(metric, value, limit, "<"))
     if limits.max_hard_flips is not None and values.get("hard_flips", 0.0) > limits.max_hard_flips:
-        reasons.append(f"hard_flips {_shown('hard_flips', values['hard_flips'])} > "
-                       f"{_shown('hard_flips', limits.max_hard_flips)}")
+        failures.append(LimitFailure("hard_flips", values["hard_flips"], limits.max_hard_flips, ">"))
     if limits.atol is not None or limits.rtol is not None:
         if values["required_atol"] > (limits.atol or 0.0):
-            reasons.append(f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| fails: "
-                           f"needs atol {values['required_atol']:.3g}")
+            failures.append(LimitFailure("required_atol", values["required_atol"], limits.atol or 0.0, ">",
+                                         f"elementwise |a-b| <= {limits.atol or 0:g} + {limits.rtol or 0:g}*|ref| "
+                                         f"fails: needs atol {values['required_atol']:.3g}"))
     notes = []
     if values.get("mask_empty_samples"):
         passed, text = empty_mask_verdict(values, spec, len(target))
-        (notes if passed else reasons).append(text)
+        if passed:
+            notes.append(text)
+        else:
+            failures.append(LimitFailure("mask_empty_margin", values["mask_empty_margin"], 1.0, ">", text))
     # What users act on (labels, masks, flips) before the elementwise statistics; NaN/Inf before everything.
-    reasons.sort(key=lambda reason: 0 if reason.split(" ")[0] in ("argmax_agreement", "miou", "hard_flips",
-                                                                 "decision_agreement") else 1)
-    reasons = first + reasons
+    failures.sort(key=lambda failure: 0 if failure.metric in ACTED_ON else 1)
+    failures = first + failures
     per_class = per_class_iou(target, reference, spec.class_axis) if spec.kind == "class_logits" else {}
-    return OutputComparison(name, not reasons, values, reasons, per_class, series, notes, nonfinite)
+    return OutputComparison(name, not failures, values, failures, notes, {str(c): v for c, v in per_class.items()},
+                            series, nonfinite)
 
 
 def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bool, str]:
@@ -376,16 +300,16 @@ def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bo
     if margin > 1.0:
         return False, (f"mask_empty_margin {margin:.3g} > 1: where the mask is empty the values differ by more than "
                        f"their distance to the threshold, enough to put pixels in the mask ({where})")
-    shown = "inf dB" if snr is None or math.isinf(snr) else _shown("snr_db", snr)
+    shown = "inf dB" if snr is None or math.isinf(snr) else format_metric(snr, "snr_db", "text")
     return True, (f"mask {where}; there every difference stays under the values' distance to the threshold "
                   f"(at most {margin:.2g} of it; snr_db {shown})")
 
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
-                   output_names: List[str], sample_names: Sequence[str] = ()) -> TargetComparison:
+                   output_names: List[str], sample_names: Sequence[str] = ()) -> Comparison:
     """Every output of output_names; for a stream, step by step too; then every decoded output. sample_names:
     the inputs' samples by name (a stream's are its steps)."""
-    comparison = TargetComparison(target=target.target, reference=reference.target)
+    comparison = Comparison(reference=reference.target)
     if not reference.ok:
         comparison.error = f"the reference {reference.target} failed: {reference.error}"
         return comparison
@@ -394,38 +318,29 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
         return comparison
     for name in output_names:
         if name not in target.outputs or name not in reference.outputs:
-            comparison.outputs.append(OutputComparison(name, False, reasons=["output missing"]))
+            comparison.outputs[name] = OutputComparison(name, False, failures=[LimitFailure.check("output",
+                                                                                                  "output missing")])
             continue
         stream = scenario.stream is not None
         names = [f"step {step}" for step in range(len(target.outputs[name]))] if stream else sample_names
-        comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
-                                        scenario.output_spec(name), stream=stream, reference_name=reference.target,
-                                        sample_names=names))
+        comparison.outputs[name] = judge(name, target.outputs[name], reference.outputs[name],
+                                         scenario.output_spec(name), stream=stream, reference_name=reference.target,
+                                         sample_names=names)
     for result in judge_decoded(scenario, target.outputs, reference.outputs, target.target, reference.target,
-                                comparison.outputs, list(sample_names)):
-        comparison.outputs.append(OutputComparison(result.name, result.passed, result.metrics, result.reasons,
-                                                   notes=result.notes, decoded=result.record,
-                                                   traceback=result.traceback))
+                                list(comparison.outputs.values()), list(sample_names)):
+        if result.traceback and result.record is not None:
+            result.record.traceback = decode_error_file(target.target, result.name)
+        comparison.outputs[result.name] = OutputComparison(result.name, result.passed, result.metrics,
+                                                           result.failures, notes=result.notes,
+                                                           decoded=result.record, traceback=result.traceback)
     return comparison
 
 
-@dataclass
-class ParityResult:
+def compare_preprocessing(backend: Optional[str], board: np.ndarray, host: np.ndarray, std: tuple, layout: str,
+                          max_abs: float) -> ParityRecord:
     """The board's own preprocessing against the host's tensors (the same images, the same spec)."""
-
-    target: str
-    backend: Optional[str]
-    passed: bool
-    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
-    hint: str = ""
-    """What the difference looks like: swapped channels, or resize/rounding."""
-    error: Optional[str] = None
-
-
-def compare_preprocessing(target: str, backend: Optional[str], board: np.ndarray, host: np.ndarray,
-                          std: tuple, layout: str, max_abs: float) -> ParityResult:
     if board.shape != host.shape:
-        return ParityResult(target, backend, False, error=f"shape {list(board.shape)} differs from the host's "
+        return ParityRecord(False, backend, error=f"shape {list(board.shape)} differs from the host's "
                             f"{list(host.shape)}: the resize size differs")
     values = metrics(board, host)
     channel_axis = -3 if layout == "NCHW" else -1
@@ -444,7 +359,7 @@ def compare_preprocessing(target: str, backend: Optional[str], board: np.ndarray
             hint = (f"values differ by up to ~{levels:.0f} gray levels at the same size: the resize "
                     "interpolation or its rounding differs")
     values["gray_levels"] = levels
-    return ParityResult(target, backend, values["max_abs"] <= max_abs, values, hint)
+    return ParityRecord(values["max_abs"] <= max_abs, backend, values, hint)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

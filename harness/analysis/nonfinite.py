@@ -10,81 +10,16 @@ beyond FP16's 65,504"), or that the reference holds NaN/Inf there too (then
 the model makes them, not the board).
 """
 
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from ..record.run import NonFinite
 
 FP16_MAX = 65504.0
 """The largest finite FP16 value: anything larger becomes Inf when a board computes in FP16."""
 FIRST_KEPT = 8
 """Positions kept in the record (the first ones, in sample then C order)."""
-FIRST_SHOWN = 3
-"""Positions a sentence names."""
-
-
-@dataclass
-class NonFinite:
-    """The NaN and Inf values of one output of one side (samples stacked on axis 0), against the reference."""
-
-    nan: int
-    inf: int
-    size: int
-    """Elements of the output, every sample."""
-    samples: List[dict] = field(default_factory=list)
-    """The samples that hold any: {"sample": index, "name", "nan", "inf"}, in order."""
-    first: List[dict] = field(default_factory=list)
-    """The first FIRST_KEPT positions: {"sample", "index": within one sample's output, "value": "nan" | "inf" |
-    "-inf", "reference": the reference's value there (None where the reference has NaN/Inf too)}."""
-    reference_max: Optional[float] = None
-    """The largest finite |reference| at those positions (None when the reference has none finite there)."""
-    reference_nonfinite: int = 0
-    """Of those positions, how many hold NaN/Inf in the reference too."""
-    reference_only: int = 0
-    """Positions where the reference holds NaN/Inf and this side a number."""
-
-    @property
-    def count(self) -> int:
-        return self.nan + self.inf
-
-    def counts_text(self) -> str:
-        """"9 Inf", "3 NaN and 9 Inf"."""
-        return " and ".join(f"{n} {what}" for n, what in ((self.nan, "NaN"), (self.inf, "Inf")) if n) or "no NaN/Inf"
-
-    def where_text(self) -> str:
-        """"all in coffee", "astronaut: 4, coffee: 5"; then the first positions."""
-        if len(self.samples) == 1:
-            where = f"all in {self.samples[0]['name']}"
-        else:
-            where = ", ".join(f"{s['name']}: {s['nan'] + s['inf']}" for s in self.samples[:4])
-            if len(self.samples) > 4:
-                where += f", and {len(self.samples) - 4} more samples"
-        shown = ", ".join(str(item["index"]) for item in self.first[:FIRST_SHOWN])
-        more = ", ..." if self.count > FIRST_SHOWN else ""
-        return f"{where}; at {shown}{more}" if shown else where
-
-    def reason(self, reference: str) -> str:
-        """The limit this output broke, as a verdict's reason: counts, where, and what the reference has there."""
-        if not self.count:
-            return f"{reference} holds {self.reference_only} NaN/Inf values where this side has numbers"
-        text = f"{self.counts_text()} values of {self.size} ({self.where_text()})"
-        if self.reference_nonfinite == self.count:
-            text += f"; {reference} has NaN/Inf at all of them too"
-        elif self.reference_max is not None:
-            text += f"; {reference} has |x| up to {self.reference_max:.2g} there"
-        return text
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(data: dict) -> "NonFinite":
-        return NonFinite(**data)
-
-
-def counts_short(nan: int, inf: int) -> str:
-    """A matrix cell's few characters: "9 Inf", "3 NaN 9 Inf"; "" when there are none."""
-    return " ".join(f"{n} {what}" for n, what in ((nan, "NaN"), (inf, "Inf")) if n)
 
 
 def find_nonfinite(target: np.ndarray, reference: np.ndarray,

@@ -23,12 +23,14 @@ every op stayed under 0.92 of one such step).
 
 import difflib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .diagnose import LOW_PRECISION_KERNELS, arithmetic, is_arm
+from ..record.causes import LOW_PRECISION_KERNELS, is_arm
+from ..record.layers import BoardLayers, LayersReport, OpRow, Side, over  # noqa: F401  (the search's record)
+from .diagnose import arithmetic
 
 TOLERANCE_STEPS = 4.0
 """Default per-op tolerance, in rounding steps of the arithmetic: TOLERANCE_STEPS * eps * sqrt(K)."""
@@ -248,175 +250,6 @@ def tolerance_for(sides: Sequence[Tuple[str, List[str]]], fixed: Optional[float]
     return Tolerance(coarsest[0], coarsest[1], fixed)
 
 
-# ---- the record -----------------------------------------------------------------------------
-
-@dataclass
-class OpRow:
-    """One op of the board's run, against the reference."""
-
-    index: int
-    """Position in the board's execution order."""
-    name: str
-    type: str
-    shape: list
-    reduction: float
-    tolerance: float
-    reference_index: Optional[int] = None
-    """The same op in the reference's execution order (None: the reference ran no such op)."""
-    entry: Optional[float] = None
-    exit: Optional[float] = None
-    introduced: Optional[float] = None
-    """From the replay (None: not replayed)."""
-    exact: bool = False
-    """entry and exit come from whole tensors (else from the summaries' probe values)."""
-    nonfinite: int = 0
-    """NaN/Inf values in the board's output."""
-    reference_nonfinite: int = 0
-    verdict: str = "ok"
-    """ok, inherited (over tolerance on exit, not introduced), introduced, over (over tolerance, not
-    replayed), defect (the replay contradicts the op's own entry and exit errors: not judged) or unmatched."""
-    source: Optional[dict] = None
-    """Mapping back to the source model (opmap.Mapping.as_dict)."""
-
-
-@dataclass
-class Side:
-    board: str
-    settings: dict
-    machine: str = ""
-    mnn_version: str = ""
-    cpu_features: List[str] = field(default_factory=list)
-    arithmetic: str = "FP32"
-
-    @property
-    def label(self) -> str:
-        return f"{self.board} at {self.settings.get('precision', 'normal')} ({self.arithmetic})"
-
-
-@dataclass
-class BoardLayers:
-    """The layer search of one board against the reference."""
-
-    board: Side
-    reference: Side
-    tolerance: dict = field(default_factory=dict)
-    """Tolerance as data: arithmetic, eps, fixed, steps, text."""
-    sample: int = 0
-    sample_name: str = ""
-    samples: int = 1
-    sample_firsts: List[Optional[str]] = field(default_factory=list)
-    """Per traced sample, the first op over tolerance by the summaries (None: none)."""
-    sample_nonfinite: List[Optional[str]] = field(default_factory=list)
-    """Per traced sample, the first op whose output holds NaN/Inf the reference's does not (None: none)."""
-    sample_reason: str = ""
-    """Why this sample was the one replayed."""
-    rows: List[OpRow] = field(default_factory=list)
-    replayed: Optional[Tuple[int, int]] = None
-    """First and last row replayed with whole tensors (None: none needed or none fitted)."""
-    budget_mb: float = 0.0
-    fetched_mb: float = 0.0
-    unmatched: int = 0
-    """Ops one side ran and the other did not."""
-    first_introduced: Optional[int] = None
-    """Row index of the first op that introduces error beyond tolerance."""
-    first_nonfinite: Optional[int] = None
-    """Row index of the first op whose output holds NaN/Inf the reference's does not."""
-    type_shares: List[dict] = field(default_factory=list)
-    """Op types by their share of the introduced error: {"type", "count", "share"}, largest first."""
-    notes: List[str] = field(default_factory=list)
-    error: Optional[str] = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    def headline(self) -> str:
-        """The one line per board that ends a layer search."""
-        who = self.board.label
-        if self.error:
-            return f"no answer for {who}: {self.error}"
-        if self.first_introduced is not None:
-            row = self.rows[self.first_introduced]
-            line = f"first introduced at {row.name} ({row.type}) on {who}"
-            if self.first_nonfinite is not None:
-                nonfinite = self.rows[self.first_nonfinite]
-                line += ("; first NaN/Inf there" if nonfinite.index == row.index
-                         else f"; first NaN/Inf at {nonfinite.name} ({nonfinite.type})")
-            return line
-        if self.first_nonfinite is not None:
-            row = self.rows[self.first_nonfinite]
-            return f"first NaN/Inf at {row.name} ({row.type}) on {who}, not replayed"
-        unjudged = [row for row in self.rows if row.verdict == "over" or (row.verdict == "defect" and over(row))]
-        if unjudged:
-            first = unjudged[0]
-            why = ("whose replay is defective (it cannot be judged)" if first.verdict == "defect"
-                   else "beyond what the budget replayed")
-            return f"{first.name} ({first.type}) is the first op over tolerance on {who}, {why}"
-        return f"not on {who}: no op introduces error beyond tolerance ({self.tolerance.get('arithmetic', '')})"
-
-
-@dataclass
-class LayersReport:
-    """A layer search of one or more boards: the record every view reads (saved as layers.json)."""
-
-    scenario: str
-    run_dir: str
-    model: dict
-    reference: str
-    boards: List[BoardLayers] = field(default_factory=list)
-    mapping: str = ""
-    """How the ops map back to the source model, in one line."""
-    started_at: str = ""
-    wall_s: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """1 when an op introduces error beyond tolerance on some board (or its output is NaN/Inf), else 3 when a
-        side could not be searched, else 0."""
-        if any(b.first_introduced is not None or b.first_nonfinite is not None
-               or any(r.verdict == "over" or (r.verdict == "defect" and over(r)) for r in b.rows)
-               for b in self.boards):
-            return 1
-        if any(b.failed for b in self.boards):
-            return 3
-        return 0
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["exit_code"] = self.exit_code
-        return json_safe(data)
-
-    @staticmethod
-    def from_dict(data: dict) -> "LayersReport":
-        boards = []
-        for item in data.get("boards") or []:
-            item = dict(item)
-            rows = [OpRow(**{k: from_json_number(v) if k in ("entry", "exit", "introduced") else v
-                             for k, v in row.items()}) for row in item.pop("rows", [])]
-            board, reference = Side(**item.pop("board")), Side(**item.pop("reference"))
-            replayed = item.pop("replayed", None)
-            boards.append(BoardLayers(board=board, reference=reference, rows=rows,
-                                      replayed=tuple(replayed) if replayed else None, **item))
-        return LayersReport(scenario=data["scenario"], run_dir=data["run_dir"], model=data.get("model") or {},
-                            reference=data["reference"], boards=boards, mapping=data.get("mapping", ""),
-                            started_at=data.get("started_at", ""), wall_s=float(data.get("wall_s") or 0.0))
-
-
-def json_safe(value):
-    """JSON has no Infinity or NaN: they are stored as the strings "inf" and "nan"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def from_json_number(value):
-    return float(value) if isinstance(value, str) else value
-
-
 # ---- the analysis ---------------------------------------------------------------------------
 
 def summary_rows(board: List[OpTrace], reference: List[OpTrace], tolerance: Tolerance) -> Tuple[List[OpRow], int]:
@@ -465,11 +298,6 @@ def nothing_compared(rows: List[OpRow], board: str, reference: str) -> Optional[
     if all(row.exit is None for row in matched):
         return f"none of the {len(matched)} matching ops has an output with values to compare"
     return None
-
-
-def over(row: OpRow, value: Optional[float] = None) -> bool:
-    value = row.exit if value is None else value
-    return value is not None and (value > row.tolerance or math.isnan(value))
 
 
 def replay_defect(row: OpRow) -> bool:

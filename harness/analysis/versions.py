@@ -11,56 +11,14 @@ difference, with the numbers; without such a board the version stays a
 possible cause, and the sentence says that nothing here could tell.
 """
 
-from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
 from ..core.results import TargetResult
 from ..core.scenario import Scenario
+from ..record.run import VersionCheck, versions_differ
 from .compare import judge
-
-
-def versions_differ(board_version: Optional[str], host_version: Optional[str]) -> bool:
-    """Both versions are known and are not the same."""
-    return bool(board_version and host_version and board_version != host_version)
-
-
-@dataclass
-class VersionCheck:
-    """A board whose MNN version is not the host's, and what the run says about it."""
-
-    board: str
-    board_version: str
-    host_version: str
-    peer: Optional[str] = None
-    """A board with the host's version on the same CPU whose outputs were compared with this board's (None: no
-    such board ran, or this board produced no outputs)."""
-    identical: bool = False
-    """The peer's outputs are bit for bit this board's."""
-    agree: bool = False
-    """The peer's outputs are within the scenario's tolerance of this board's (identical included)."""
-    evidence: str = ""
-    """One sentence: what the peer shows, or that no board could tell."""
-
-    @property
-    def blamed(self) -> bool:
-        """The version can explain a difference: no peer agrees with this board."""
-        return not self.agree
-
-    def sentence(self) -> str:
-        """"MNN 3.4.1 on the board, 3.6.1 on the host: ..." for the views' notes."""
-        versions = f"MNN {self.board_version} on the board, {self.host_version} on the host"
-        if self.agree:
-            return f"{versions}: not what makes a difference here: {self.evidence}"
-        if self.peer:
-            return f"{versions}, and it changes the outputs: {self.evidence}"
-        return f"{versions}: a version mismatch can explain a difference ({self.evidence})"
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["blamed"] = self.blamed
-        return data
 
 
 def same_cpu(a: TargetResult, b: TargetResult) -> bool:
@@ -117,21 +75,5 @@ def settle(check: VersionCheck, peer_name: str, scenario: Scenario, board: Targe
         check.evidence = f"{who} and its outputs agree with {check.board}'s within tolerance (max abs {largest:.2g})"
         return
     first = broken[0]
-    check.evidence = f"{who} and gives other outputs: {first.output} {first.reasons[0]} against {check.board}'s"
-
-
-def version_check_of(report, name: str) -> Optional[VersionCheck]:
-    """The run's check of a board's version (None when its version is the host's or unknown).
-
-    A report judged without one (made by hand, or from before the checks) gets the plain comparison of the
-    two versions, with no peer.
-    """
-    checks = getattr(report, "mnn_versions", None)
-    if checks is not None:
-        return checks.get(name)
-    board = report.results[name].facts.get("mnn_version")
-    host = report.results[report.reference].facts.get("mnn_version")
-    if not versions_differ(board, host):
-        return None
-    return VersionCheck(name, str(board), str(host),
-                        evidence=f"no board with MNN {host} on the same CPU ran here to tell")
+    check.evidence = (f"{who} and gives other outputs: {first.output} {first.failures[0].sentence} against "
+                      f"{check.board}'s")

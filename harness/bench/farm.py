@@ -38,8 +38,8 @@ import yaml
 from rich import box
 from rich.table import Table
 
-from ..analysis.run_report import RunReport
 from ..core.agent_bundle import bundle
+from ..core.build.inputs import INPUTS_FILE
 from ..core.errors import BoardError
 from ..core.inventory import load_inventory
 from ..core.scenario import load_scenario
@@ -49,16 +49,17 @@ from .common import background_load, cpu_ticks, host_cores, scenario_text, sprea
 from .jump import jump_table, measure_jump
 from .sessions import SessionsBench, measure_sessions, sessions_tables, sessions_verdicts
 from ..plans.run import run_scenario
+from ..record.run import RunRecord
 
 STAGES = ("connect", "lock", "upload", "run", "download", "read")
-"""The stages a board's TargetResult.timings records, in the order they happen."""
+"""The stages a board's BoardRecord.timings records, in the order they happen."""
 
 
 @dataclass
 class Measured:
     """One run of the scenario: its report and how busy the host's CPUs were meanwhile (0..1 of all cores)."""
 
-    report: RunReport
+    report: RunRecord
     cpu_busy: float
 
 
@@ -87,8 +88,7 @@ class Bench:
         reports = self.workdir / "reports" / str(self.runs)
         report = run_scenario(scenario, load_inventory(self.inventory_path), reports, log=self.log)
         busy_after, total_after = cpu_ticks()
-        broken = [f"{name}: {result.status}: {result.error}" for name, result in report.results.items()
-                  if not result.ok]
+        broken = [f"{name}: {board.status}: {board.error}" for name, board in report.boards.items() if not board.ok]
         if broken:
             raise BoardError("the bench needs every board to run the model; " + "; ".join(broken))
         return Measured(report, (busy_after - busy) / max(1, total_after - total))
@@ -99,9 +99,9 @@ class Bench:
         shutil.rmtree(Path(spec["workdir"]) / "store", ignore_errors=True)
 
 
-def overhead_of(report: RunReport, name: str) -> Dict[str, float]:
+def overhead_of(report: RunRecord, name: str) -> Dict[str, float]:
     """Where one board's wall time went: every stage, and the `run` stage split three ways."""
-    result = report.results[name]
+    result = report.boards[name]
     inference = sum(result.facts.get("latency_ms") or []) / 1000.0
     agent_wall = float(result.facts.get("wall_s") or 0.0)
     stages = {stage: result.timings.get(stage, 0.0) for stage in STAGES}
@@ -112,8 +112,8 @@ def overhead_of(report: RunReport, name: str) -> Dict[str, float]:
             "overhead": harness_wall / inference if inference > 0 else float("inf")}
 
 
-def slowest(report: RunReport, boards: List[str]) -> str:
-    return max(boards, key=lambda name: sum(report.results[name].timings.values()))
+def slowest(report: RunRecord, boards: List[str]) -> str:
+    return max(boards, key=lambda name: report.boards[name].wall_s)
 
 
 def measure(bench: Bench, repeat: int, progress: Callable[[str], None]) -> dict:
@@ -145,12 +145,12 @@ def measure(bench: Bench, repeat: int, progress: Callable[[str], None]) -> dict:
         samples["ratio"].append(wall_n / wall_1)
         samples["speedup"].append(len(every) * wall_1 / wall_n)
         samples["efficiency"].append(wall_1 / wall_n)
-        board_1 = sum(runs["warm"].report.results[one[0]].timings.values())
-        board_n = max(sum(runs["n"].report.results[name].timings.values()) for name in every)
+        board_1 = runs["warm"].report.boards[one[0]].wall_s
+        board_n = max(runs["n"].report.boards[name].wall_s for name in every)
         samples["board_ratio"].append(board_n / board_1)
         samples["cpu_busy_1"].append(runs["warm"].cpu_busy)
         samples["cpu_busy_n"].append(runs["n"].cpu_busy)
-        cold, warm = runs["cold"].report.results[one[0]], runs["warm"].report.results[one[0]]
+        cold, warm = runs["cold"].report.boards[one[0]], runs["warm"].report.boards[one[0]]
         samples["cold_up"].append(cold.bytes_uploaded)
         samples["cold_down"].append(cold.bytes_downloaded)
         samples["warm_up"].append(warm.bytes_uploaded)
@@ -160,8 +160,8 @@ def measure(bench: Bench, repeat: int, progress: Callable[[str], None]) -> dict:
         samples["bytes_ratio"].append((cold.bytes_uploaded + cold.bytes_downloaded)
                                       / max(1, warm.bytes_uploaded + warm.bytes_downloaded))
         samples["skipped"].append(cold.bytes_uploaded - warm.bytes_uploaded)
-        model_bytes = runs["warm"].report.model.mnn_path.stat().st_size
-        inputs_bytes = Path(runs["warm"].report.inputs.path).stat().st_size
+        model_bytes = Path(runs["warm"].report.model.mnn_path).stat().st_size
+        inputs_bytes = (runs["warm"].report.folder / INPUTS_FILE).stat().st_size
         agent_bytes = bundle().stat().st_size
         name = slowest(runs["n"].report, every)
         slowest_names.append(name)

@@ -49,7 +49,7 @@ def measure_jump(board: str, workdir: Path, repeat: int, iterations: int, progre
             path = workdir / f"jump-{name}.yaml"
             path.write_text(scenario_text(["x86", name], extra_run=f", iterations: {iterations}", name="bench"))
             report = run_scenario(load_scenario(path), load_inventory(inventory), workdir / "jump-reports" / str(runs))
-            result = report.results[name]
+            result = report.boards[name]
             if not result.ok:
                 raise BoardError(f"the bench's jump measurement needs {name} to run: {result.error}")
             return report, result

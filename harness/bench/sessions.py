@@ -33,11 +33,11 @@ from rich.table import Table
 
 from ..core.errors import BoardError
 from ..core.inventory import load_inventory
-from ..core.results import TargetResult
 from ..core.scenario import load_scenario
 from .common import scenario_text, spread
 from ..plans.matrix import MatrixReport, run_matrix
 from ..plans.night import load_nightly, run_nightly
+from ..record.run import BoardRecord
 
 GOALS = {"matrix_speedup": 5.0, "board_wall_ratio": 1.3, "job_overhead_ratio": 0.10}
 """The issue's goals for the ratios below."""
@@ -55,28 +55,28 @@ def night_yaml(scenarios: List[Path]) -> str:
     return "runs:\n" + "".join(f"  - scenario: {path}\n" for path in scenarios)
 
 
-def job_overhead(result: TargetResult) -> float:
+def job_overhead(result: BoardRecord) -> float:
     """A job's harness wall minus its inference: what the harness cost it."""
     return sum(result.timings.values()) - sum(result.facts.get("latency_ms") or []) / 1000.0
 
 
-def inference(result: TargetResult) -> float:
+def inference(result: BoardRecord) -> float:
     return sum(result.facts.get("latency_ms") or []) / 1000.0
 
 
-def startup(result: TargetResult) -> float:
+def startup(result: BoardRecord) -> float:
     """What a one-shot job pays before inference: connect, lock, process start, imports, model load."""
     timings = result.timings
     return timings.get("connect", 0.0) + timings.get("lock", 0.0) + timings.get("run", 0.0) - inference(result)
 
 
-def transfers(result: TargetResult) -> float:
+def transfers(result: BoardRecord) -> float:
     return sum(result.timings.get(stage, 0.0) for stage in ("upload", "download", "read"))
 
 
-def board_results(report: MatrixReport, board: str) -> List[TargetResult]:
+def board_results(report: MatrixReport, board: str) -> List[BoardRecord]:
     """A board's result in every setting, in the order the settings ran on it."""
-    return [single.results[board] for _, single in report.runs]
+    return [single.boards[board] for _, single in report.runs]
 
 
 @dataclass
@@ -126,7 +126,7 @@ class SessionsBench:
         inventory = load_inventory(self.inventory_path)
         report, wall, busy = self.busy(lambda: run_matrix(scenario, inventory, reports, warm=warm))
         broken = [f"{setting.label} {name}: {result.status}: {result.error}" for setting, single in report.runs
-                  for name, result in single.results.items() if not result.ok]
+                  for name, result in single.boards.items() if not result.ok]
         if broken:
             raise BoardError("the bench needs every board to run every setting; " + "; ".join(broken[:3]))
         return report, wall, busy

@@ -84,6 +84,14 @@ class Overview:
     stale: List[str]
     """Stopped boards that belong to no farm: candidates for `farm down --remove`."""
 
+    def as_dict(self) -> dict:
+        """`farm status --json` (and what its view shows): every board with its farm and status, the farms, the
+        labs, the stale boards."""
+        return {"boards": [{"name": name, "farm": farm, **status} for farm, name, status in self.boards],
+                "farms": [{"name": name, "members": members, "inventory": str(path), "missing": missing}
+                          for name, members, path, missing in self.farms],
+                "labs": self.labs, "stale": self.stale}
+
 
 def overview(farm: Optional[str] = None) -> Overview:
     member_of = {**{board: lab for lab, boards in lab_boards().items() for board in boards}, **farms.farm_of()}

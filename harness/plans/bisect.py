@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..analysis.outcome import ERROR, UNUSABLE, conversion_label, first_reason, verdicts
-from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS
 from ..core.errors import ConfigError
 from ..core.inventory import Inventory
 from ..core.scenario import Scenario
@@ -27,38 +25,14 @@ from ..core.clients.wheels import RELEASES, VERSION, host_mnn_version, version_k
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
-from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_file
+from ..record.bisect import FAILED, NO_VERDICT, PASSED, BisectRecord, Step
+from ..record.outcome import ERROR, UNUSABLE, verdicts, worst
+from ..record.run import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunRecord
+from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
 from ..views.bisect import bisect_html
-from ..views.matrix import worst
 from .run import run_scenario, select_targets
 
-PASSED, FAILED, NO_VERDICT = "PASS", "FAIL", "ERROR"
 BISECT_FILE = "bisect.json"
-
-
-@dataclass
-class Step:
-    """One release tried: what ran, its verdict and the numbers it stands on."""
-
-    version: str
-    runtime: str
-    converter: str
-    verdict: str
-    """PASS, FAIL or ERROR (could not be judged)."""
-    metric: Optional[str] = None
-    """The board's headline against x86: its worst label metric, else max abs."""
-    value: Optional[float] = None
-    conversion_metric: Optional[str] = None
-    conversion_value: Optional[float] = None
-    """x86 (that release) against the source model."""
-    why: str = ""
-    """The first broken limit (or the error), when not PASS."""
-    mnn_ran: Optional[str] = None
-    """The version MNN itself reported on the board."""
-    run_id: str = ""
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -130,11 +104,11 @@ class BisectReport:
             tail = f"; {other} of {good} could not be tried ({self.cross.why})"
         return f"{head} on {board}: {self.mode}{tail}"
 
-    def record(self) -> dict:
-        return {"schema": 1, "scenario": self.scenario.name, "board": self.board, "mode": self.mode,
-                "fixed": self.fixed, "versions": self.versions, "steps": [step.as_dict() for step in self.ordered],
-                "cross": self.cross.as_dict() if self.cross else None, "flip": list(self.flip or []) or None,
-                "line": self.line(), "exit_code": self.exit_code, "interrupted": self.interrupted}
+    def record(self) -> BisectRecord:
+        return BisectRecord(self.scenario.name, self.board, self.mode, self.fixed, list(self.versions),
+                            [dataclasses.replace(step) for step in self.ordered],
+                            dataclasses.replace(self.cross) if self.cross else None,
+                            list(self.flip or []) or None, self.line(), self.exit_code, self.interrupted)
 
 
 def releases_between(text: str) -> List[str]:
@@ -202,13 +176,13 @@ def search_order(versions: List[str], verdict: Callable[[str], str], every: bool
             high = middle
 
 
-def step_of(record: dict, board: str, version: str, runtime: str, converter: str) -> Step:
-    """A release's verdict on the board from its run's record (summary.json)."""
+def step_of(record: RunRecord, board: str, version: str, runtime: str, converter: str) -> Step:
+    """A release's verdict on the board from its run's record."""
     rows = [v for v in verdicts(record) if v.board == board and not v.is_conversion]
     conversion = [v for v in verdicts(record) if v.is_conversion]
-    facts = ((record.get("boards") or {}).get(board) or {}).get("facts") or {}
-    step = Step(version, runtime, converter, PASSED, run_id=record.get("run_id", ""),
-                mnn_ran=facts.get("mnn_version"))
+    state = record.boards.get(board)
+    step = Step(version, runtime, converter, PASSED, run_id=record.run_id,
+                mnn_ran=state.mnn_version if state is not None else None)
     if rows and all(v.status not in (ERROR, UNUSABLE) for v in rows):
         step.metric, step.value = worst(record, rows)
     if conversion and all(v.status not in (ERROR, UNUSABLE) for v in conversion):
@@ -216,20 +190,19 @@ def step_of(record: dict, board: str, version: str, runtime: str, converter: str
     unusable = [v for v in rows + conversion if v.status in (ERROR, UNUSABLE)]
     failing = [v for v in rows + conversion if not v.passed and v.status not in (ERROR, UNUSABLE)]
     if not rows:
-        error = ((record.get("boards") or {}).get(board) or {}).get("error") or "the board did not run"
-        step.verdict, step.why = NO_VERDICT, error
+        step.verdict, step.why = NO_VERDICT, (state.error if state is not None else None) or "the board did not run"
     elif unusable:
-        step.verdict, step.why = NO_VERDICT, first_reason(unusable[0])
+        step.verdict, step.why = NO_VERDICT, unusable[0].first_reason
     elif failing:
         where = "x86 vs source" if failing[0].is_conversion else board
-        step.verdict, step.why = FAILED, f"{where}: {first_reason(failing[0])}"
+        step.verdict, step.why = FAILED, f"{where}: {failing[0].first_reason}"
     return step
 
 
 def run_bisect(scenario: Scenario, inventory: Inventory, board: str, versions: List[str], reports_dir: Path,
                converter: bool = False, every: bool = False, progress: Progress = Progress(),
                lock_timeout: float = LOCK_TIMEOUT_S, interruption: Optional[Interruption] = None,
-               after_run: Callable[[str, object], None] = lambda label, report: None,
+               after_run: Callable[[str, RunRecord], Optional[RunRecord]] = lambda label, record: None,
                log: Callable[[str], None] = lambda message: None) -> BisectReport:
     """Run the scenario on `board` across `versions` (see the module's docstring); its folder holds each run,
     bisect.json and report.html."""
@@ -262,11 +235,11 @@ def run_bisect(scenario: Scenario, inventory: Inventory, board: str, versions: L
             log(f"{label}: runtime {runtime}, converter {converter_version}")
             single = run_scenario(variant(runtime, converter_version), inventory, run_dir, progress, [board],
                                   run_id=label, interruption=interruption, executor=executor)
-            after_run(label, single)
+            single = after_run(label, single) or single
             if single.interrupted:
                 report.interrupted = single.interrupted
                 raise KeyboardInterrupt
-            return step_of(summary(single), board, label, runtime, converter_version)
+            return step_of(single, board, label, runtime, converter_version)
 
         def verdict(version: str) -> str:
             if version not in report.steps:
@@ -292,6 +265,6 @@ def run_bisect(scenario: Scenario, inventory: Inventory, board: str, versions: L
         finally:
             if report.steps:
                 record = report.record()
-                write_file(run_dir, BISECT_FILE, json.dumps(record, indent=1))
+                write_file(run_dir, BISECT_FILE, json.dumps(record.to_dict(), indent=1))
                 write_file(run_dir, "report.html", bisect_html(record))
     return report

@@ -24,6 +24,7 @@ from ..core.errors import BoardError, ConfigError
 from ..core.files import write_atomic
 from ..core.build.inspect_model import inspect_model, resolve_model_path
 from ..core.build.signature import Signature, TensorInfo
+from ..record.numbers import shape_text
 from ..core.inventory import BoardSpec, load_inventory
 from ..execution.targets import make_target
 
@@ -215,7 +216,7 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
     lines.append("inputs:")
     for tensor in inputs:
         layout = _image_layout(tensor, nhwc)
-        shape = tensor.shape_text
+        shape = shape_text(tensor.shape)
         if layout and len(inputs) == 1:
             lines += [f"  images: [skimage:astronaut]     # {tensor.name} {shape} {tensor.dtype}: "
                       "your own images here (files, globs)"]
@@ -251,7 +252,7 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
               "outputs:"]
     for tensor in outputs:
         kind, axis, why = guess_kind(tensor, nhwc)
-        lines.append(f"  {_key(tensor.name)}:   # {tensor.shape_text} {tensor.dtype}")
+        lines.append(f"  {_key(tensor.name)}:   # {shape_text(tensor.shape)} {tensor.dtype}")
         if why:
             lines.append(f"    # guessed: {why}")
         lines.append(f"    kind: {kind}")
@@ -299,7 +300,6 @@ def _hw(tensor: TensorInfo, nhwc: bool) -> Tuple[Optional[int], Optional[int]]:
 def _image_size(tensor: TensorInfo, nhwc: bool) -> Tuple[int, int]:
     height, width = _hw(tensor, nhwc)
     return height or DEFAULT_SIDE, width or DEFAULT_SIDE
-
 
 
 def _same_tree(model: Path, directory: Path) -> bool:

@@ -30,12 +30,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..analysis.diagnose import arithmetic
-from ..analysis.run_report import RunReport
-from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Side, choose_sample, conclude, exact_rows,
-                     first_nonfinite, first_suspect, nothing_compared, parse_plain, parse_traces, summary_rows,
-                     tensor_key, tolerance_for, traced_differs, window)
+from ..analysis.opdiff import (DumpError, OpTrace, choose_sample, conclude, exact_rows, first_nonfinite, first_suspect,
+                               nothing_compared, parse_plain, parse_traces, summary_rows, tensor_key, tolerance_for,
+                               traced_differs, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
-from ..core.backend import precision_fallback
 from ..core.cache import sha256_file
 from ..core.errors import BoardResultError, ConfigError, Interrupted
 from ..core.inventory import BoardSpec, Inventory
@@ -48,6 +46,9 @@ from ..core.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
+from ..record.backend import precision_fallback
+from ..record.layers import BoardLayers, LayersReport, Side
+from ..record.run import RunRecord
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file
 from ..views.layers import model_explorer_data, render_layers_html
 from .run import input_layout, prepare_inputs
@@ -93,7 +94,7 @@ def side_of(board: str, settings: dict, result: TargetResult) -> Side:
     """A side as it ran: low_bf16 that MNN computed in FP32 (the agent's check) is FP32, and says so."""
     facts = result.facts or {}
     features = [str(f) for f in facts.get("cpu_features") or []]
-    fell_back = precision_fallback(result)
+    fell_back = precision_fallback(result.facts or {}, result.ok)
     return Side(board=board, settings=settings, machine=str(facts.get("machine") or ""),
                 mnn_version=str(facts.get("mnn_version") or ""), cpu_features=features,
                 arithmetic=(f"FP32: {fell_back.split(' (')[0]}" if fell_back
@@ -105,7 +106,7 @@ def ran_precision(settings: dict, side: Side) -> str:
     return "normal" if side.arithmetic.startswith("FP32:") else str(settings.get("precision", "normal"))
 
 
-def boards_to_search(report: RunReport, asked: bool) -> List[str]:
+def boards_to_search(report: RunRecord, asked: bool) -> List[str]:
     """The boards a run's layer search looks at (`--find-layer`, or `find_layer: true`): every board that
     failed but the local host; none when nothing was asked or the run was interrupted."""
     failing = [name for name in report.failed if report.boards[name].kind != "local"]
@@ -365,7 +366,7 @@ def write_layers_files(report: LayersReport) -> Dict[str, Path]:
     """layers.json (the record), report.html and one Model Explorer node-data file per board."""
     run_dir = Path(report.run_dir)
     written = {}
-    for name, text in (("layers.json", json.dumps(report.as_dict(), indent=1)),
+    for name, text in (("layers.json", json.dumps(report.to_dict(), indent=1)),
                        ("report.html", render_layers_html(report))):
         written[name] = write_file(run_dir, name, text)
     for board in report.boards:

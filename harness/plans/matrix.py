@@ -16,16 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from rich.console import Console
-
-from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport
 from ..core.inventory import Inventory
 from ..core.scenario import Scenario
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
-from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_matrix
-from ..views.matrix import render_records
+from ..record.matrix import MatrixRecord, MatrixSetting, matrix_exit_code
+from ..record.run import RunRecord
+from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_matrix
 from .run import prepare_run, run_scenario, run_together, select_targets
 
 SETTING_KEYS = ("precision", "threads", "api", "io", "backend")
@@ -74,7 +72,7 @@ class MatrixReport:
     matrix_id: str
     run_dir: Path
     scenario: Scenario
-    runs: List[Tuple[Setting, RunReport]] = field(default_factory=list)
+    runs: List[Tuple[Setting, RunRecord]] = field(default_factory=list)
     interrupted: Optional[str] = None
     """The signal that stopped the matrix, or None."""
     interrupted_exit_code: int = 130
@@ -83,15 +81,16 @@ class MatrixReport:
 
     @property
     def exit_code(self) -> int:
-        interrupted = [report for _, report in self.runs if getattr(report, "interrupted", None)]
-        if interrupted:
-            return interrupted[0].exit_code
-        if self.interrupted:
-            return self.interrupted_exit_code
-        codes = [report.exit_code for _, report in self.runs]
-        if EXIT_COMPARISON_FAILED in codes:
-            return EXIT_COMPARISON_FAILED
-        return EXIT_BOARD if EXIT_BOARD in codes else EXIT_PASS
+        return matrix_exit_code([record for _, record in self.runs],
+                                self.interrupted_exit_code if self.interrupted else None)
+
+    def record(self) -> MatrixRecord:
+        """matrix.json, with each setting's run record for the views."""
+        return MatrixRecord(self.matrix_id, self.scenario.name, self.exit_code, self.planned, self.interrupted,
+                            [MatrixSetting(label=s.label, converter=s.converter,
+                                           converter_args=list(s.scenario.model.converter_args), run_id=r.run_id,
+                                           exit_code=r.exit_code, **s.values) for s, r in self.runs],
+                            records=[(setting.label, record) for setting, record in self.runs])
 
 
 Display = Union[Progress, Callable[[Optional[Setting]], Progress]]
@@ -101,7 +100,7 @@ Display = Union[Progress, Callable[[Optional[Setting]], Progress]]
 def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                progress: Display = Progress(), only: Optional[List[str]] = None,
                lock_timeout: float = LOCK_TIMEOUT_S,
-               after_run: Callable[[Setting, RunReport], None] = lambda setting, report: None,
+               after_run: Callable[[Setting, RunRecord], Optional[RunRecord]] = lambda setting, record: None,
                interruption: Optional[Interruption] = None, warm: bool = True) -> MatrixReport:
     """Every setting on every board.
 
@@ -109,7 +108,8 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     settings back to back on one connection and one resident agent while the boards run at once, the x86
     reference and the source model computed once per distinct input to them. warm=False: one run after the
     other, each with its own connections and an agent process per job (as before sessions; the bench's
-    baseline).
+    baseline). after_run: what to do with each setting's record once it is judged (keep its files); the record it
+    returns (as stored) is the one the matrix keeps.
     """
     from ..core.build.model import check_converter_args
 
@@ -133,16 +133,14 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                     singles = run_together(prepared, executor)
                 for setting, single in zip(settings, singles):
                     if single is not None:
-                        after_run(setting, single)
-                        report.runs.append((setting, single))
+                        report.runs.append((setting, after_run(setting, single) or single))
             else:
                 for setting in settings:
                     display = progress(setting) if callable(progress) else progress
                     single = run_scenario(setting.scenario, inventory, run_dir, display, only,
                                           lock_timeout=lock_timeout, run_id=setting.label, interruption=interruption,
                                           warm=False)
-                    after_run(setting, single)
-                    report.runs.append((setting, single))
+                    report.runs.append((setting, after_run(setting, single) or single))
                     if single.interrupted:
                         break  # Ctrl-C / SIGTERM: the settings not yet run are not in matrix.json
         finally:
@@ -150,24 +148,5 @@ def run_matrix(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                 report.interrupted = interruption.signal_name or "SIGINT"
                 report.interrupted_exit_code = interruption.exit_code
             if report.runs:
-                write_matrix(report.run_dir, matrix_record(report))
+                write_matrix(report.run_dir, report.record())
     return report
-
-
-def records_of(report: MatrixReport) -> List[Tuple[str, dict]]:
-    """Each setting's label with its run's record (summary.json as a dict): what the matrix views read."""
-    return [(setting.label, summary(single)) for setting, single in report.runs]
-
-
-def render_matrix(report: MatrixReport, console: Console, details: bool = False) -> None:
-    render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
-                   planned=report.planned, interrupted=report.interrupted, details=details)
-
-
-def matrix_record(report: MatrixReport) -> dict:
-    """matrix.json: the settings, each with its values, converter, run id and exit code."""
-    return {"schema": 1, "matrix_id": report.matrix_id, "scenario": report.scenario.name,
-            "exit_code": report.exit_code, "planned": report.planned, "interrupted": report.interrupted,
-            "settings": [{"label": s.label, **s.values, "converter": s.converter,
-                          "converter_args": list(s.scenario.model.converter_args), "run_id": r.run_id,
-                          "exit_code": r.exit_code} for s, r in report.runs]}

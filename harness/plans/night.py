@@ -30,7 +30,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
 from ..core.errors import HarnessError
 from ..core.inventory import Inventory, find_inventory, load_inventory
 from ..core.scenario import Scenario, load_scenario
@@ -39,11 +38,13 @@ from ..execution.executor import Executor
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..record.history import (DASHBOARD_FILE, EXIT_HISTORY, HISTORY_FILE, HISTORY_TIMEOUT_S, History,
-                              HistoryUnreadable, NightDiff, NightResult, RegressionPolicy, RunRecord, is_busy,
+                              HistoryUnreadable, NightDiff, NightResult, NightRun, RegressionPolicy, is_busy,
                               unreadable)
+from ..record.run import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_CONFIG, EXIT_PASS
 from ..record.run_folder import write_file
 from ..views.dashboard import render_dashboard
-from ..views.terminal import TerminalProgress, summary_line
+from ..views.progress import TerminalProgress
+from ..views.terminal import summary_line
 from .run import prepare_run, run_scenario, run_together, select_targets, write_run_files
 
 HISTORY_WAIT_STEP_S = 2.0
@@ -115,7 +116,7 @@ def entry_targets(config: "NightlyConfig", index: int) -> str:
     return f"{config.path}: runs[{index}].targets"
 
 
-def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPolicy) -> int:
+def night_exit_code(runs: List[NightRun], diff: NightDiff, policy: RegressionPolicy) -> int:
     codes = {run.exit_code for run in runs}
     interrupted = codes & {130, 143}
     if interrupted:
@@ -138,7 +139,7 @@ class HistoryUnwritable(Exception):
 
 
 def store_night(history_path: Path, config: NightlyConfig, started_at: str, finished_at: str,
-                records: List[RunRecord], timeout: float = HISTORY_TIMEOUT_S,
+                records: List[NightRun], timeout: float = HISTORY_TIMEOUT_S,
                 on_wait=lambda message: None) -> Tuple[int, NightDiff, int]:
     """Write the night, compare it with the previous one and set its exit code, in one transaction.
 
@@ -193,28 +194,28 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     planned = plan(config, inventory_arg)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
-    outcomes: List[Tuple[RunRecord, Optional[Path]]] = []
+    outcomes: List[Tuple[NightRun, Optional[Path]]] = []
 
-    def failed(item: PlannedRun, error: Exception) -> Tuple[RunRecord, None]:
+    def failed(item: PlannedRun, error: Exception) -> Tuple[NightRun, None]:
         if isinstance(error, HarnessError):
             console.print(f"[bold red]{escape(item.scenario.name)}: error:[/] {escape(str(error))}", highlight=False)
-            return RunRecord(item.scenario.name, str(item.entry.scenario), error.exit_code, error=str(error)), None
+            return NightRun(item.scenario.name, str(item.entry.scenario), error.exit_code, error=str(error)), None
         # one broken run must not cost the night the others
         console.print(f"[bold red]{escape(item.scenario.name)} crashed:[/] {type(error).__name__}: "
                       f"{escape(str(error))}", highlight=False)
         console.print(Text(traceback.format_exc(), "dim"), highlight=False)
-        return RunRecord(item.scenario.name, str(item.entry.scenario), EXIT_COMPARISON_FAILED,
-                         error=f"{type(error).__name__}: {error}"), None
+        return NightRun(item.scenario.name, str(item.entry.scenario), EXIT_COMPARISON_FAILED,
+                        error=f"{type(error).__name__}: {error}"), None
 
-    def record(index: int, item: PlannedRun, report) -> Tuple[RunRecord, Optional[Path]]:
+    def record(index: int, item: PlannedRun, judged) -> Tuple[NightRun, Optional[Path]]:
         console.rule(f"[bold]{index}/{len(planned)}  {item.scenario.name}[/]  [dim]{item.entry.scenario}[/]")
         try:
-            data = write_run_files(report, console)
+            stored = write_run_files(judged, console)
         except Exception as error:  # noqa: BLE001  a run whose files cannot be written is that run's failure
             return failed(item, error)
-        console.print(f"[dim]results: {report.run_dir}[/]")
-        console.print(summary_line(data))
-        return RunRecord(item.scenario.name, str(item.entry.scenario), report.exit_code, data), report.run_dir
+        console.print(f"[dim]results: {stored.folder}[/]")
+        console.print(summary_line(stored))
+        return NightRun(item.scenario.name, str(item.entry.scenario), stored.exit_code, stored), stored.folder
 
     if warm:
         ready: List[Tuple[int, PlannedRun, object]] = []

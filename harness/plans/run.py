@@ -2,8 +2,8 @@
 
 The data walks one way. `prepare_run` does the host's part (model, inputs,
 the job), its plan goes to the executor with every other run's of the same
-invocation (a matrix, a night), and `finish_run` turns the results into a
-`RunReport` (analysis/run_report.py judges them), the one object the
+invocation (a matrix, a night), and `finish_run` turns the results into the
+run's record (analysis/judge.py judges them: a RunRecord), the one value the
 terminal report and the files in reports/<run-id>/ are views of;
 `write_run_files` keeps it there (record/run_folder.py). `run_scenario` is
 the three for one run.
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
-from ..analysis.run_report import RunReport, judge
+from ..analysis.judge import RunSetup, judge_run, mark_interrupted
 from ..core.cache import sha256_file
 from ..core.decoded import check_against_model as check_decoded
 from ..core.errors import ConfigError
@@ -41,11 +41,12 @@ from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
 from ..execution.targets.remote import safe_name
 from ..execution.targets.source import source_board
+from ..record.run import RunRecord
 from ..record.run_folder import HTML_FILE, JUNIT_FILE, View, new_run_folder, new_run_id, run_folder, write_run
 from ..views.html import render_html
 from ..views.junit import junit_xml
 
-RUN_VIEWS: Dict[str, View] = {JUNIT_FILE: lambda report, data: junit_xml(data), HTML_FILE: render_html}
+RUN_VIEWS: Dict[str, View] = {JUNIT_FILE: junit_xml, HTML_FILE: render_html}
 """The views every run folder keeps beside summary.json: junit.xml for CI, report.html for people."""
 
 
@@ -207,8 +208,8 @@ def check_class_axis(scenario: Scenario, output: str, kind: str, axis: int, shap
 class PreparedRun:
     """A run made ready before any board is used: its folder, model, inputs, and the job every board runs."""
 
-    report: RunReport
-    """The run's record, still without results."""
+    setup: RunSetup
+    """What the run is: its scenario, model, inputs and boards, and its folder."""
     job: Job
     source_job: Optional[Job]
     """The source model's job (ONNX Runtime / LiteRT on the host), when the scenario asks for it."""
@@ -223,12 +224,12 @@ class PreparedRun:
         the inputs and every setting the agent or the runtime receives): another run of the same
         invocation with the same key takes their result instead of computing it again.
         """
-        report, targets = self.report, self.report.run_dir / "targets"
+        setup, targets = self.setup, self.setup.folder / "targets"
         items = [PlannedJob(board, self.job, targets / board.name, self.label,
-                            reuse=f"mnn:{self.job.identity()}" if board.name == report.reference else None)
-                 for board in report.boards.values()]
+                            reuse=f"mnn:{self.job.identity()}" if board.name == setup.reference else None)
+                 for board in setup.boards.values()]
         if self.source_job is not None:
-            board = source_board(report.model.source_format)
+            board = source_board(setup.model.source_format)
             items.append(PlannedJob(board, self.source_job, targets / board.name, self.label,
                                     reuse=source_key(self.source_job)))
         return items
@@ -278,47 +279,40 @@ def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, pro
     source_job = None
     if scenario.source_reference and model.source_path is not None:
         source_job = dataclasses.replace(job, source_path=model.source_path, source_format=model.source_format)
-    report = RunReport(run_id=run_id, run_dir=run_dir, scenario=scenario, model=model, inputs=inputs,
-                       reference=scenario.reference, boards={board.name: board for board in boards},
-                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       host={"machine": platform.machine(), "python": platform.python_version(),
-                             "harness": __version__},
-                       targets_from=f"{only_from} {','.join(only)}" if only else None)
-    return PreparedRun(report, job, source_job, started, label)
+    setup = RunSetup(run_id=run_id, folder=run_dir, scenario=scenario, model=model, inputs=inputs,
+                     boards={board.name: board for board in boards},
+                     started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     host={"machine": platform.machine(), "python": platform.python_version(), "harness": __version__},
+                     targets_from=f"{only_from} {','.join(only)}" if only else None)
+    return PreparedRun(setup, job, source_job, started, label)
 
 
 def finish_run(prepared: PreparedRun, results: List[TargetResult], interruption: Interruption,
-               ended: Optional[float] = None, interrupted: Optional[bool] = None) -> RunReport:
+               ended: Optional[float] = None, interrupted: Optional[bool] = None) -> RunRecord:
     """The run's record from its jobs' results (in plan order): comparisons, attributions, likely causes.
 
     ended: when its last job's result came (time.perf_counter()); the run's wall time ends there.
     interrupted: whether the record says the run was stopped (default: whether a signal came at all; a
     matrix or a night says it only of the runs the signal cut).
     """
-    report = prepared.report
-    boards = list(report.boards)
-    for name, result in zip(boards, results):
-        report.results[name] = result
-    if prepared.source_job is not None:
-        report.source = results[len(boards)]
-    if interruption.is_set() if interrupted is None else interrupted:
-        report.interrupted = interruption.signal_name or "SIGINT"
-        report.interrupted_exit_code = interruption.exit_code
-
-    judge(report)
-    report.wall_s = (ended or time.perf_counter()) - prepared.started
-    return report
+    boards = list(prepared.setup.boards)
+    source = results[len(boards)] if prepared.source_job is not None else None
+    stopped = interruption.is_set() if interrupted is None else interrupted
+    return judge_run(prepared.setup, dict(zip(boards, results)), source,
+                     interrupted=(interruption.signal_name or "SIGINT") if stopped else None,
+                     interrupted_exit_code=interruption.exit_code,
+                     wall_s=(ended or time.perf_counter()) - prepared.started)
 
 
 def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
                  progress: Progress = Progress(), only: Optional[List[str]] = None,
                  log: Callable[[str], None] = lambda message: None, lock_timeout: float = LOCK_TIMEOUT_S,
                  run_id: Optional[str] = None, interruption: Optional[Interruption] = None,
-                 executor: Optional[Executor] = None, warm: bool = True) -> RunReport:
+                 executor: Optional[Executor] = None, warm: bool = True) -> RunRecord:
     """One run; run_id names its folder under reports_dir (a new one by default).
 
     interruption: when it is set (Ctrl-C, SIGTERM) the boards stop promptly
-    and the report holds what finished and "interrupted" for the rest.
+    and the record holds what finished and "interrupted" for the rest.
     executor: board sessions to run on (and keep open for what comes after, e.g. --find-layer); by
     default the run opens its own and closes them when it is done. warm=False: a session (connection,
     agent process) per job, as the harness ran before sessions.
@@ -335,9 +329,9 @@ def run_scenario(scenario: Scenario, inventory: Inventory, reports_dir: Path,
     return finish_run(prepared, results, interruption, max(executor.ended_at.values(), default=None))
 
 
-def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Optional[RunReport]]:
+def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Optional[RunRecord]]:
     """Several runs (a matrix's settings, a night's scenarios) as one plan: each board runs its jobs of every
-    run back to back on its session, the boards at once; a report per run, in order.
+    run back to back on its session, the boards at once; a record per run, in order.
 
     After an interruption, a run none of whose boards started its job (only the reference, or nothing,
     had run) is left out (None), as the runs after a stopped one always were; the runs the signal cut say
@@ -351,11 +345,11 @@ def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Option
         plan += items
     results = executor.run(plan)
     interruption = executor.interruption
-    reports: List[Optional[RunReport]] = []
+    reports: List[Optional[RunRecord]] = []
     for run, span in zip(prepared, spans):
         if interruption.is_set():
             boards = [index for index in span
-                      if plan[index].board.name != run.report.reference and plan[index].board.kind != "source"]
+                      if plan[index].board.name != run.setup.reference and plan[index].board.kind != "source"]
             if all(index in executor.not_started for index in boards or span):
                 reports.append(None)
                 continue
@@ -365,15 +359,15 @@ def run_together(prepared: List[PreparedRun], executor: Executor) -> List[Option
                                   interrupted=any(result.status == INTERRUPTED for result in mine)))
     kept = [report for report in reports if report is not None]
     if interruption.is_set() and kept and not any(report.interrupted for report in kept):
-        kept[-1].interrupted = interruption.signal_name or "SIGINT"
-        kept[-1].interrupted_exit_code = interruption.exit_code
+        mark_interrupted(kept[-1], interruption.signal_name or "SIGINT", interruption.exit_code)
     return reports
 
 
-def write_run_files(report: RunReport, console: Console, keep_outputs_mb: float = 0.0) -> dict:
-    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the record (summary.json's dict).
+def write_run_files(record: RunRecord, console: Console, keep_outputs_mb: float = 0.0) -> RunRecord:
+    """summary.json, junit.xml and report.html into reports/<run-id>/; returns the record as stored (read back
+    from summary.json, with the run's arrays), which the terminal shows.
 
     A view that cannot be written is said in yellow and does not change the exit code.
     """
-    return write_run(report, RUN_VIEWS, keep_outputs_mb, on_error=lambda name, error: console.print(
+    return write_run(record, RUN_VIEWS, keep_outputs_mb, on_error=lambda name, error: console.print(
         f"[yellow]could not write {name}: {type(error).__name__}: {escape(str(error))}[/]"))

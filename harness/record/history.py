@@ -20,15 +20,17 @@ makes is what the comparison is for (it is reported as a settings change).
 """
 
 import json
+import math
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ..analysis.compare import format_metric
 from ..core.errors import ConfigError
-from ..analysis.outcome import comparisons_of, label_metric, parity_verdicts, verdicts
+from .numbers import format_metric
+from .outcome import ERROR, PASS, WHOLE_RUN, label_metric, parity_verdicts, verdicts
+from .run import RunRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nights (
@@ -70,9 +72,6 @@ CREATE INDEX IF NOT EXISTS verdicts_by_run ON verdicts(run);
 CREATE INDEX IF NOT EXISTS results_by_run ON results(run);
 """
 
-PASS, FAIL, ERROR, UNUSABLE = "pass", "fail", "error", "unusable"
-WHOLE_RUN = "*"
-"""Board and output of the verdict of a run that produced no summary at all (its model failed to build...)."""
 
 ERROR_METRICS = ("max_abs", "mean_abs", "max_rel", "median_abs", "p99_abs", "mean_rel", "median_rel", "p99_rel",
                  "hard_flips")
@@ -102,14 +101,14 @@ class RegressionPolicy:
 
 
 @dataclass
-class RunRecord:
+class NightRun:
     """One scenario run of a night, as the history stores it."""
 
     scenario: str
     scenario_path: str
     exit_code: int
-    summary: Optional[dict] = None
-    """summary.json of the run; None when the run stopped before it had one."""
+    record: Optional[RunRecord] = None
+    """The run's record (its summary.json); None when the run stopped before it had one."""
     error: Optional[str] = None
 
 
@@ -165,10 +164,10 @@ class NightDiff:
         }
 
 
-def verdict_rows(summary: dict) -> List[Tuple[str, str, str, Optional[str]]]:
-    """(board, output, status, reason) for every compared board and output of a summary."""
+def verdict_rows(record: RunRecord) -> List[Tuple[str, str, str, Optional[str]]]:
+    """(board, output, status, reason) for every compared board and output of a record."""
     return [(v.board, v.output, v.status, None if v.passed else "; ".join(v.reasons))
-            for v in verdicts(summary, failing_first=False) + parity_verdicts(summary)]
+            for v in verdicts(record, failing_first=False) + parity_verdicts(record)]
 
 
 def is_regression(metric: str, before: Optional[float], after: Optional[float], policy: RegressionPolicy) -> bool:
@@ -288,30 +287,32 @@ class History:
         self.db.close()
 
     def record_night(self, started_at: str, finished_at: str, config: str, exit_code: int,
-                     runs: List[RunRecord]) -> int:
+                     runs: List[NightRun]) -> int:
         """Store one night with all its runs in one transaction; returns the night's id."""
         with self.transaction():
             night = self.db.execute("INSERT INTO nights (started_at, finished_at, config, exit_code) "
                                     "VALUES (?, ?, ?, ?)", (started_at, finished_at, config, exit_code)).lastrowid
             for run in runs:
-                summary = run.summary
+                record = run.record
                 run_row = self.db.execute(
                     "INSERT INTO runs (night_id, scenario, scenario_path, run_id, exit_code, error, settings, summary)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (night, run.scenario, run.scenario_path, summary.get("run_id") if summary else None,
-                     run.exit_code, run.error, json.dumps(summary.get("settings") if summary else None),
-                     json.dumps(summary) if summary else None)).lastrowid
-                if summary is None:
+                    (night, run.scenario, run.scenario_path, record.run_id if record else None,
+                     run.exit_code, run.error, json.dumps(record.settings if record else None),
+                     json.dumps(record.to_dict()) if record else None)).lastrowid
+                if record is None:
                     self.db.execute("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
                                     (run_row, run.scenario, WHOLE_RUN, WHOLE_RUN, ERROR, run.error))
                     continue
-                for board, output, status, reason in verdict_rows(summary):
+                for board, output, status, reason in verdict_rows(record):
                     self.db.execute("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
                                     (run_row, run.scenario, board, output, status, reason))
-                for board, comparison in comparisons_of(summary):
-                    for output, result in (comparison.get("outputs") or {}).items():
-                        for metric, value in (result.get("metrics") or {}).items():
-                            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                for board, comparison, _ in record.sides():
+                    for output, result in comparison.outputs.items():
+                        for metric, value in result.metrics.items():
+                            # A regression needs a number to grow from: an infinite SNR is not one.
+                            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                                    and math.isfinite(value):
                                 self.db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)",
                                                 (run_row, run.scenario, board, output, metric, float(value)))
         return night
@@ -437,12 +438,13 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: List[Optional[float]], log: bool = False) -> str:
-    """One block per value (a space where there is none), scaled between the window's min and max."""
-    import math
+    """One block per value (a space where there is none, or no finite number), scaled between the window's min
+    and max."""
 
     def scaled(v):
         return math.log10(max(v, ERROR_FLOOR)) if log else v
 
+    values = [v if v is not None and math.isfinite(v) else None for v in values]
     present = [scaled(v) for v in values if v is not None]
     if not present:
         return " " * len(values)
@@ -471,7 +473,7 @@ class NightResult:
     night: Optional[int]
     """Its id in the history; None when the history could not be written."""
     history_path: Path
-    runs: List[RunRecord]
+    runs: List[NightRun]
     run_dirs: List[Optional[Path]]
     diff: NightDiff
     exit_code: int
@@ -492,7 +494,7 @@ class NightResult:
                 "started_at": self.started_at, "wall_s": self.wall_s,
                 "regression_policy": asdict(self.policy),
                 "runs": [{"scenario": run.scenario, "scenario_path": run.scenario_path,
-                          "run_id": run.summary.get("run_id") if run.summary else None,
+                          "run_id": run.record.run_id if run.record else None,
                           "run_dir": str(run_dir) if run_dir else None, "exit_code": run.exit_code,
                           "error": run.error} for run, run_dir in zip(self.runs, self.run_dirs)],
                 "changes": self.diff.as_dict()}

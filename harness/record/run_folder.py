@@ -1,7 +1,7 @@
 """A run folder, reports/<run-id>/: the one module that writes it and reads it back.
 
-    summary.json     the record: the whole RunReport as data, which every view reads (a stored
-                     run reads back into exactly what a live one renders)
+    summary.json     the record (RunRecord.to_dict()), which every view reads (a stored run reads
+                     back into exactly the record a live one renders)
     junit.xml, report.html    views of the record, kept beside it
     inputs.npz, targets/<board>/     the run's own files (written while it runs)
     outputs.npz      the boards' raw tensors, kept only up to --keep-outputs MB
@@ -12,31 +12,28 @@ half-written file is never read as a result; summary.json is written before
 the views, and a view that cannot be written does not change the verdict.
 """
 
-import dataclasses
 import json
-import math
 import secrets
 import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Union
 
-from ..analysis.run_report import RunReport
 from ..core.errors import ConfigError
 from ..core.files import write_atomic
 from ..core.scenario import Scenario
 from ..core.yamlfile import name_problem, slug
+from .matrix import MatrixRecord
+from .run import RunRecord
+from .serde import SchemaError
 
 SUMMARY_FILE = "summary.json"
 JUNIT_FILE = "junit.xml"
 HTML_FILE = "report.html"
 MATRIX_FILE = "matrix.json"
-SUMMARY_SCHEMA = 2
-"""2: inputs by name (summary["inputs"]["tensors"]), streams, backends, per-step series."""
-
-View = Callable[[RunReport, dict], Union[str, bytes]]
-"""A view kept in the run folder: the run (its arrays in memory) and its record -> the file's text."""
+View = Callable[[RunRecord], Union[str, bytes]]
+"""A view kept in the run folder: the run's record (a live one carries its arrays) -> the file's text."""
 
 
 # -- the folder --------------------------------------------------------------------------------------------
@@ -92,145 +89,9 @@ def write_file(run_dir: Path, name: str, content: Union[str, bytes]) -> Path:
 # -- the record --------------------------------------------------------------------------------------------
 
 
-def _json_metrics(metrics: dict) -> dict:
-    """JSON has no infinity (an SNR of identical outputs): null stands for it."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-
-
-def decode_error_file(comparison, output) -> str:
+def decode_error_file(side: str, output: str) -> str:
     """Where a user decoder's traceback is kept: beside the files of the side it was compared for."""
-    return f"targets/{slug(comparison.target, 'board')}/decode-{slug(output.output, 'output')}.txt"
-
-
-def _decoded_json(comparison, output) -> dict:
-    """The decoded sub-dict as summary.json keeps it: JSON's numbers (no NaN), the traceback's file."""
-    record = _finite_tree(output.decoded)
-    if output.traceback:
-        record["traceback"] = decode_error_file(comparison, output)
-    return {"decoded": record}
-
-
-def _comparison_json(comparison) -> dict:
-    return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
-            "problems": list(comparison.problems),
-            "failed_requirements": list(comparison.failed_requirements),
-            "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
-                                   **({"notes": list(o.notes)} if o.notes else {}),
-                                   **(_decoded_json(comparison, o) if o.decoded is not None else {}),
-                                   **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
-                                      if o.per_class_iou else {}),
-                                   **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
-                                      if o.series else {}),
-                                   **({"nonfinite": o.nonfinite.as_dict()} if o.nonfinite is not None else {})}
-                        for o in comparison.outputs}}
-
-
-def _finite_tree(value):
-    """A decoded record as JSON holds it: non-finite numbers as null, tuples as lists, numpy scalars as numbers."""
-    if isinstance(value, dict):
-        return {str(key): _finite_tree(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_tree(item) for item in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    return _finite(value)
-
-
-def _finite(value):
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _built_by(source) -> Optional[str]:
-    """The build script's name when a script made the model ("segformer.py"), else None."""
-    script = getattr(source, "build_script", None)
-    return Path(script).name if script else None
-
-
-def _facts(facts: dict) -> dict:
-    """The agent's facts as the record keeps them: no traceback; output shapes as the model's.
-
-    Agents stack the samples on a first axis; the record says the model's
-    shape of one sample and how many samples there were.
-    """
-    kept = {k: v for k, v in facts.items() if k != "traceback"}
-    if isinstance(kept.get("outputs"), dict):
-        kept["outputs"] = {name: ({**info, "shape": list(info["shape"][1:]), "samples": info["shape"][0]}
-                                  if isinstance(info, dict) and info.get("shape") and "samples" not in info
-                                  else info)
-                           for name, info in kept["outputs"].items()}
-    return kept
-
-
-def _expected_mnn(report: RunReport, name: str) -> Optional[str]:
-    """The MNN version a board was to run: the run's (scenario, matrix, bisect), else the inventory's."""
-    board = report.boards.get(name)
-    if board is None or board.kind == "local" and not report.scenario.mnn_version:
-        return None
-    return report.scenario.mnn_version or getattr(board, "mnn_version", None)
-
-
-def summary(report: RunReport) -> dict:
-    """summary.json: everything the terminal showed, as data for scripts and later runs."""
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "run_id": report.run_id,
-        "started_at": report.started_at,
-        "wall_s": report.wall_s,
-        "exit_code": report.exit_code,
-        "interrupted": report.interrupted,
-        "scenario": {"name": report.scenario.name, "path": str(report.scenario.path)},
-        "model": {"source": str(report.model.source_path) if report.model.source_path else None,
-                  "mnn_path": str(report.model.mnn_path), "mnn_sha256": report.model.mnn_sha256,
-                  "converted": report.model.converted, "source_format": report.model.source_format,
-                  "built_by": _built_by(report.scenario.model),
-                  "converter_args": list(report.model.converter_args), "outputs": list(report.model.outputs),
-                  "converter_version": report.model.converter_version,
-                  "compared": report.scenario.compared_outputs(list(report.model.outputs))},
-        "inputs": {"sha256": report.inputs.sha256, "samples": report.inputs.sample_names,
-                   "shape": list(report.inputs.shape), "count": report.inputs.count,
-                   "image_input": report.inputs.image_input,
-                   "tensors": [tensor.as_dict() for tensor in report.inputs.tensors]},
-        "stream": None if report.scenario.stream is None else {
-            "steps": report.inputs.count, "carry": dict(report.scenario.stream.carry)},
-        "settings": report.scenario.run.as_dict(),
-        "mnn_version": report.scenario.mnn_version,
-        "allow_fallback": report.scenario.run.allow_fallback,
-        "backend_failures": dict(report.backend_failures),
-        # What the numbers were judged by, so a stored run can be read (and redrawn) without its YAML.
-        "preprocess": None if report.scenario.preprocess is None else {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
-        "output_specs": {**{name: dataclasses.asdict(report.scenario.output_spec(name))
-                            for name in report.model.outputs},
-                         **{name: spec.as_dict() for name, spec in report.scenario.decoded.items()}},
-        "reference": report.reference,
-        "targets_from": report.targets_from,
-        "host": report.host,
-        "boards": {
-            name: {"kind": result.kind, "status": result.status, "error": result.error,
-                   "expected_mnn_version": _expected_mnn(report, name),
-                   "mnn": getattr(report.boards.get(name), "mnn", None),
-                   "facts": _facts(result.facts),
-                   "timings": result.timings, "notes": result.notes, "locked_span": result.locked_span,
-                   "bytes_uploaded": result.bytes_uploaded, "bytes_downloaded": result.bytes_downloaded,
-                   **({"reused_from": result.reused_from} if result.reused_from else {}),
-                   **({"via": result.via} if result.via else {})}
-            for name, result in report.results.items()
-        },
-        "source": None if report.source is None else {
-            "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"), "notes": list(report.source.notes),
-            "path": str(report.model.source_path) if report.model.source_path else None},
-        "conversion": None if report.conversion is None else _comparison_json(report.conversion),
-        "attribution": report.attribution,
-        "raw_outputs": report.raw_outputs,
-        "preprocess_parity": {name: {"passed": p.passed, "backend": p.backend, "metrics": _json_metrics(p.metrics),
-                                     "hint": p.hint, "error": p.error} for name, p in report.parity.items()},
-        "findings": [{"cause": f.cause, "title": f.title, "board": f.board, "message": f.message}
-                     for f in report.findings],
-        "mnn_versions": {name: check.as_dict() for name, check in report.mnn_versions.items()},
-        "comparisons": {name: _comparison_json(comparison) for name, comparison in report.comparisons.items()},
-    }
+    return f"targets/{slug(side, 'board')}/decode-{slug(output, 'output')}.txt"
 
 
 def prune_raw_outputs(run_dir: Path, keep_mb: float) -> list:
@@ -252,31 +113,33 @@ def prune_raw_outputs(run_dir: Path, keep_mb: float) -> list:
     return kept
 
 
-def write_run(report: RunReport, views: Dict[str, View], keep_outputs_mb: float = 0.0,
-              on_error: Callable[[str, Exception], None] = lambda name, error: None) -> dict:
-    """The run's folder made whole: raw outputs pruned, summary.json, then each view's file; returns the record.
+def write_run(record: RunRecord, views: Dict[str, View], keep_outputs_mb: float = 0.0,
+              on_error: Callable[[str, Exception], None] = lambda name, error: None) -> RunRecord:
+    """The run's folder made whole: raw outputs pruned, decoders' tracebacks, summary.json, then each view's file.
 
-    Raw outputs are pruned to keep_outputs_mb first (the views use the arrays
-    in memory); summary.json is the record and is written next; a view that
-    breaks is told to on_error (file name, error) and does not change the exit code.
-    The record returned, which the views get, is summary.json as read_summary reads it back: a live run and
-    a stored one are rendered from the same data by construction.
+    Raw outputs are pruned to keep_outputs_mb first (the views use the arrays the record carries in memory);
+    summary.json is the record and is written next; a view that breaks is told to on_error (file name, error)
+    and does not change the exit code. The record returned, which the views get, is summary.json read back as
+    `harness report` reads it (with the live run's arrays): a live run and a stored one are rendered from the
+    same record by construction, and every run puts the serializer to the test.
     """
-    report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
-    judged = ([report.conversion] if report.conversion is not None else []) + list(report.comparisons.values())
-    for comparison in judged:
-        for output in comparison.outputs:
-            if output.traceback:
-                write_file(report.run_dir, decode_error_file(comparison, output), output.traceback)
-    text = json.dumps(summary(report), indent=1, sort_keys=True)
-    write_file(report.run_dir, SUMMARY_FILE, text)
-    data = json.loads(text)
+    folder = record.folder
+    record.raw_outputs = prune_raw_outputs(folder, keep_outputs_mb)
+    for comparison in ([record.conversion] if record.conversion is not None else []) + \
+            list(record.comparisons.values()):
+        for output in comparison.outputs.values():
+            if output.traceback and output.decoded is not None and output.decoded.traceback:
+                write_file(folder, output.decoded.traceback, output.traceback)
+    text = json.dumps(record.to_dict(), indent=1, sort_keys=True)
+    write_file(folder, SUMMARY_FILE, text)
+    stored = RunRecord.from_dict(json.loads(text), str(folder / SUMMARY_FILE))
+    stored.folder, stored.tensors = folder, record.tensors
     for name, view in views.items():
         try:
-            write_file(report.run_dir, name, view(report, data))
+            write_file(folder, name, view(stored))
         except Exception as error:  # a view failing must not hide the run's verdict
             on_error(name, error)
-    return data
+    return stored
 
 
 # -- reading it back ---------------------------------------------------------------------------------------
@@ -304,12 +167,20 @@ def find_run(reports: Path, run_id: str) -> Path:
                       f"pick one of `ls {reports}`, or pass --reports DIR")
 
 
-def read_summary(run_dir: Path) -> dict:
-    """A stored run's record, exactly as the views render it."""
+def read_record(run_dir: Path) -> RunRecord:
+    """A stored run's record, as the type a live run renders: an older schema upgraded, a newer one or one that
+    is not what its type says refused with the field and the reason."""
+    path = run_dir / SUMMARY_FILE
     try:
-        return json.loads((run_dir / SUMMARY_FILE).read_text())
+        record = RunRecord.from_dict(json.loads(path.read_text()), str(path))
     except (OSError, ValueError) as error:
-        raise ConfigError(run_dir / SUMMARY_FILE, None, f"cannot read it: {error}") from error
+        raise ConfigError(path, None, f"cannot read it: {error}",
+                          "is it a summary.json of mnn-harness? a half-copied file?") from error
+    except SchemaError as error:
+        raise ConfigError(path, error.field or None, error.problem, "read it with the harness that wrote it, or "
+                          "run the scenario again") from error
+    record.folder = run_dir
+    return record
 
 
 def kept_views(run_dir: Path) -> List[Path]:
@@ -324,24 +195,21 @@ def is_matrix(run_dir: Path) -> bool:
     return (run_dir / MATRIX_FILE).is_file()
 
 
-def write_matrix(run_dir: Path, data: dict) -> Path:
+def write_matrix(run_dir: Path, record: MatrixRecord) -> Path:
     """matrix.json: the settings of a matrix, each with its run id and exit code (a run folder of its own)."""
-    return write_file(run_dir, MATRIX_FILE, json.dumps(data, indent=1))
+    return write_file(run_dir, MATRIX_FILE, json.dumps(record.to_dict(), indent=1))
 
 
-def matrix_text(matrix_dir: Path) -> str:
-    """matrix.json as stored (what --json prints)."""
-    return (matrix_dir / MATRIX_FILE).read_text()
-
-
-def read_matrix(matrix_dir: Path) -> dict:
-    """matrix.json as stored: its settings, exit code, how many settings were planned, the signal if any."""
-    return json.loads((matrix_dir / MATRIX_FILE).read_text())
-
-
-def stored_records(matrix_dir: Path) -> Tuple[str, List[Tuple[str, dict]], int]:
-    """A stored matrix (matrix.json and each setting's summary.json): its scenario, records and exit code."""
-    data = read_matrix(matrix_dir)
-    records = [(item["label"], json.loads((matrix_dir / item["label"] / SUMMARY_FILE).read_text()))
-               for item in data["settings"] if (matrix_dir / item["label"] / SUMMARY_FILE).is_file()]
-    return data["scenario"], records, int(data.get("exit_code", 0))
+def read_matrix(matrix_dir: Path) -> MatrixRecord:
+    """A stored matrix: matrix.json, with the record of each of its settings that has one."""
+    path = matrix_dir / MATRIX_FILE
+    try:
+        matrix = MatrixRecord.from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError) as error:
+        raise ConfigError(path, None, f"cannot read it: {error}") from error
+    except SchemaError as error:
+        raise ConfigError(path, error.field or None, error.problem, "read it with the harness that wrote it") \
+            from error
+    matrix.records = [(setting.label, read_record(matrix_dir / setting.label)) for setting in matrix.settings
+                      if (matrix_dir / setting.label / SUMMARY_FILE).is_file()]
+    return matrix

@@ -1,2 +1,2 @@
-"""What people and CI read: each view renders the record (summary.json, the history), never changes it.
-Imports every room but plans and the entry points."""
+"""What people and CI read: each view renders a record (a live run's, or summary.json read back), never
+changes it. Imports only the record (tests/test_architecture.py holds it to that)."""

@@ -15,10 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..analysis.compare import format_metric
-from ..analysis.outcome import LABEL_NAMES
 from ..record.history import (ERROR_FLOOR, TREND_METRICS, History, Key, NightDiff, last_value, regressions_text,
-                      row_label_metric)
+                              row_label_metric)
+from ..record.numbers import LABEL_NAMES, format_metric
 
 NIGHTS_SHOWN = 30
 CHART_W, CHART_H = 420, 96

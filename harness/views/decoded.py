@@ -1,20 +1,19 @@
 """report.html's section on decoded outputs: what the application sees on both sides.
 
-Read from the record (each comparison's "decoded" sub-dict, through outcome.decoded_of). Detections: per
+Read from the record (each output comparison's Decoded). Detections: per
 side compared and sample, the input with both sides' boxes drawn over it, matched boxes green (the
 reference's thin, the board's thick), missed ones (the reference has them, the board not) red, extra ones
 (only the board) magenta, each with its score. Text: the samples whose text differs, side by side. Classes:
 the samples whose top class changed, with both sides' top k.
 """
 
-from pathlib import Path
 from typing import List, Optional
 
 import cv2
 import numpy as np
 
-from ..analysis.outcome import comparisons_of, decoded_of
-from ..core.npz import load_tensor
+from ..record.outcome import decoded_outputs
+from ..record.run import Decoded, PreprocessRecord, RunRecord
 from .pictures import MAX_SAMPLES_SHOWN, esc, img_tag, input_picture
 
 MATCHED_BGR = (60, 160, 40)
@@ -56,31 +55,30 @@ def draw_boxes(picture: np.ndarray, sample: dict, units: str, input_size) -> np.
     return canvas
 
 
-def decoded_section(report, summary: dict) -> str:
+def decoded_section(record: RunRecord) -> str:
     """Every decoded output of the record, per side compared: pictures of boxes, tables of texts and classes."""
-    decoded_names = [name for name, spec in (summary.get("output_specs") or {}).items()
-                     if isinstance(spec, dict) and spec.get("decoded")]
-    if not decoded_names:
+    names_decoded = decoded_outputs(record)
+    if not names_decoded:
         return ""
-    inputs = _inputs(report, summary)
-    names = list((summary.get("inputs") or {}).get("samples") or [])
+    inputs = record.tensors.image if record.tensors is not None and record.preprocess is not None else None
+    names = list(record.inputs.samples)
     parts = ['<h2 id="decoded">What the application sees (decoded outputs)</h2>']
-    for output in decoded_names:
-        spec = summary["output_specs"][output]
-        parts.append(f"<h3>{esc(output)} <span class=dim>({esc(spec.get('kind'))}"
-                     + (f", decoded by {esc(spec['decode'])}" if spec.get("decode") else "") + ")</span></h3>")
-        for label, comparison in comparisons_of(summary):
-            decoded = decoded_of((comparison.get("outputs") or {}).get(output))
+    for output in names_decoded:
+        spec = record.output_specs[output]
+        parts.append(f"<h3>{esc(output)} <span class=dim>({esc(spec.kind)}"
+                     + (f", decoded by {esc(spec.decode)}" if spec.decode else "") + ")</span></h3>")
+        for label, comparison, _ in record.sides():
+            result = comparison.outputs.get(output)
+            decoded = result.decoded if result is not None else None
             if decoded is None:
                 continue
-            reference = comparison.get("reference") or summary.get("reference")
+            reference = comparison.reference or record.reference
             parts.append(f"<p><b>{esc(label)}</b>: {esc(decoded.label)}"
-                         + (f' <span class="fail">{esc(decoded.record.get("error"))}</span>'
-                            if decoded.record.get("error") else "")
-                         + (f' <span class=dim>(traceback: {esc(decoded.record["traceback"])})</span>'
-                            if decoded.record.get("traceback") else "") + "</p>")
+                         + (f' <span class="fail">{esc(decoded.error)}</span>' if decoded.error else "")
+                         + (f' <span class=dim>(traceback: {esc(decoded.traceback)})</span>'
+                            if decoded.traceback else "") + "</p>")
             if decoded.kind == "detections":
-                parts.append(_detections(decoded, inputs, report.scenario.preprocess, names, label.split(" vs ")[0],
+                parts.append(_detections(decoded, inputs, record.preprocess, names, label.split(" vs ")[0],
                                          reference))
             elif decoded.kind == "ctc_text":
                 parts.append(_texts(decoded, names, label.split(" vs ")[0], reference))
@@ -89,15 +87,8 @@ def decoded_section(report, summary: dict) -> str:
     return "".join(parts)
 
 
-def _inputs(report, summary: dict) -> Optional[np.ndarray]:
-    image_input = (summary.get("inputs") or {}).get("image_input")
-    path = getattr(getattr(report, "inputs", None), "path", None)
-    if not image_input or path is None or not Path(path).exists() or report.scenario.preprocess is None:
-        return None
-    return load_tensor(path, image_input)
-
-
-def _detections(decoded, inputs, preprocess, names: List[str], board: str, reference: str) -> str:
+def _detections(decoded: Decoded, inputs: Optional[np.ndarray], preprocess: Optional[PreprocessRecord],
+                names: List[str], board: str, reference: str) -> str:
     if inputs is None:
         return "<p class=dim>No picture: no input of this run is an image.</p>"
     size = inputs.shape[-3:-1] if preprocess.layout == "NHWC" else inputs.shape[-2:]
@@ -110,7 +101,7 @@ def _detections(decoded, inputs, preprocess, names: List[str], board: str, refer
         if index >= len(inputs):
             continue
         picture = draw_boxes(input_picture(inputs[index], preprocess), sample,
-                             decoded.record.get("box_units", "pixels"), size)
+                             decoded.details.get("box_units", "pixels"), size)
         unmatched = sample.get("unmatched") or []
         caption = (f"{names[index] if index < len(names) else f'sample {index}'}: "
                    f"{len(sample.get('matched') or [])} matched, "

@@ -5,7 +5,7 @@ from typing import List, Optional
 from rich.console import Console
 from rich.text import Text
 
-from ..analysis.compare import format_metric
+from ..record.numbers import format_metric
 from ..record.history import last_value, row_label_metric, sparkline
 from .fold import Column, FoldingTable
 

@@ -1,6 +1,6 @@
 """report.html: one self-contained page per run (inline CSS, PNGs as data URIs, SVG, no JavaScript).
 
-A view of the RunReport, like the terminal report: the verdict table
+A view of the run's record (RunRecord), like the terminal report: the verdict table
 (id="verdict-table"), each board's facts, and pictures. For class_logits
 outputs, per board and sample: the input image (the preprocessing undone),
 the reference's and the board's label maps (argmax over the class axis, a
@@ -10,24 +10,21 @@ near-tie), red a hard flip. For every output, a histogram of |board - x86|
 over log-spaced bins. For a stream (id="stream"), per board and output, line
 charts over the steps: the max abs error (log scale) and, for an output with
 one value per step, x86's and the board's values (with the decision threshold).
+The pictures draw the arrays a live record carries (RunRecord.tensors); a record read back from summary.json
+has none, and the page then says so.
 """
 
 import math
-import statistics
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
-from ..analysis.compare import format_metric
-from ..analysis.versions import versions_differ
-from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, labels_text, source_runtime, step_errors_text,
-                                summary_text, verdicts, version_note)
-from ..core.npz import load_tensor
-from ..core.results import OK
+from ..record.numbers import format_metric, step_errors_text
+from ..record.outcome import (ERROR, GROWS, UNUSABLE, board_rows, input_rows, labels_text, model_line, settings_text,
+                              summary_text, targets_text, verdicts, version_note)
+from ..record.run import OK, RunRecord, stacked_axis
 from .decoded import decoded_section
 from .pictures import MAX_SAMPLES_SHOWN, esc, img_tag, input_picture
-from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text, targets_text
 
 AGREE_BGR = (70, 70, 70)
 BENIGN_BGR = (0, 215, 255)
@@ -76,7 +73,7 @@ def label_maps(target: np.ndarray, reference: np.ndarray, class_axis: int):
     Returns three arrays shaped [samples, H, W] (size-1 axes squeezed), or None
     when the label maps are not 2-D pictures.
     """
-    axis = class_axis + 1 if class_axis >= 0 else class_axis
+    axis = stacked_axis(class_axis)
     ref_labels = np.argmax(reference, axis=axis)
     own_labels = np.argmax(target, axis=axis)
     ordered = np.sort(reference, axis=axis)
@@ -152,13 +149,13 @@ def histogram_svg(difference: np.ndarray, limit: Optional[float] = None, width: 
     return "".join(parts)
 
 
-def verdict_table(summary: dict) -> str:
+def verdict_table(record: RunRecord) -> str:
     """The verdicts as the terminal shows them (outcome.verdicts): the conversion check first, failures first."""
     rows = []
-    for verdict in verdicts(summary):
+    for verdict in verdicts(record):
         if verdict.status in (ERROR, UNUSABLE):
             rows.append(f'<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>' + '<td></td>' * 5 +
-                        f'<td class="fail">ERROR</td><td>{esc(verdict.reasons[0])}</td></tr>')
+                        f'<td class="fail">ERROR</td><td>{esc(verdict.first_reason)}</td></tr>')
             continue
         m = verdict.metrics
         cause = f" {esc(verdict.cause)}" if verdict.cause else ""
@@ -166,7 +163,7 @@ def verdict_table(summary: dict) -> str:
         rows.append(f"<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>"
                     + "".join(f'<td class="num">{"–" if verdict.decoded else format_metric(m.get(metric), metric)}'
                               '</td>' for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
-                    + f'<td class="num">{esc(labels_text(summary, verdict))}</td>'
+                    + f'<td class="num">{esc(labels_text(record, verdict))}</td>'
                     f"{shown}<td>{esc('; '.join(verdict.reasons + verdict.notes))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "labels", "Verdict", "Reasons"))
@@ -176,39 +173,29 @@ def verdict_table(summary: dict) -> str:
             'application sees (boxes matched, texts read exactly, top classes, points within PCK).</p>')
 
 
-def boards_table(summary: dict) -> str:
-    reference = summary.get("reference")
-    reference_mnn = (summary["boards"].get(reference, {}).get("facts") or {}).get("mnn_version")
+def boards_table(record: RunRecord) -> str:
     rows = []
-    for name, board in summary.get("boards", {}).items():
-        facts = board.get("facts") or {}
-        features = [f for f in FEATURES_SHOWN if f in (facts.get("cpu_features") or [])]
-        latency = facts.get("latency_ms") or []
-        rss = facts.get("peak_rss_mb")
-        mnn = facts.get("mnn_version") or "?"
-        mnn_class = "warn" if versions_differ(facts.get("mnn_version"), reference_mnn) else ""
-        status_class = "pass" if board.get("status") == OK else "fail"
+    for row in board_rows(record, reference_first=False):
         rows.append(
-            f"<tr><td>{esc(name)}{' <span class=dim>(ref)</span>' if name == reference else ''}</td>"
-            f"<td>{esc(board.get('kind', '?'))}"
-            f"{esc(' via ' + ', '.join(board['via'])) if board.get('via') else ''}</td>"
-            f"<td class={status_class}>{esc(board.get('status'))}</td>"
-            f"<td>{esc(facts.get('machine', '?'))}</td><td class='{mnn_class}'>{esc(mnn)}</td>"
-            f"<td>{esc(facts.get('python', '?'))}</td><td>{esc(' '.join(features) or '–')}</td>"
-            f"<td class=num>{f'{statistics.median(latency):.1f} ms' if latency else '–'}</td>"
-            f"<td class=num>{f'{rss:.0f} MB' if rss else '–'}</td>"
-            f"<td class=num>{sum((board.get('timings') or {}).values()):.1f} s</td></tr>")
+            f"<tr><td>{esc(row.name)}{' <span class=dim>(ref)</span>' if row.is_reference else ''}</td>"
+            f"<td>{esc(row.kind)}{esc(' via ' + ', '.join(row.via)) if row.via else ''}</td>"
+            f"<td class={'pass' if row.status == OK else 'fail'}>{esc(row.status)}</td>"
+            f"<td>{esc(row.machine)}</td><td class='{'warn' if row.mnn_differs else ''}'>{esc(row.mnn)}</td>"
+            f"<td>{esc(row.python)}</td><td>{esc(' '.join(row.features) or '–')}</td>"
+            f"<td class=num>{f'{row.latency_ms:.1f} ms' if row.latency_ms is not None else '–'}</td>"
+            f"<td class=num>{f'{row.peak_rss_mb:.0f} MB' if row.peak_rss_mb else '–'}</td>"
+            f"<td class=num>{row.wall_s:.1f} s</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Kind", "Status", "Machine", "MNN", "Python",
                                               "CPU features", "Latency", "Peak RSS", "Wall"))
     notes = []
-    for name, board in summary.get("boards", {}).items():
-        facts = board.get("facts") or {}
-        if board.get("error"):
-            notes.append(f'<li class="fail">{esc(name)}: {esc(board["error"])}</li>')
-        version = version_note(summary, name)
+    for name, board in record.boards.items():
+        facts = board.facts
+        if board.error:
+            notes.append(f'<li class="fail">{esc(name)}: {esc(board.error)}</li>')
+        version = version_note(record, name)
         if version:
             notes.append(f'<li class="warn">{esc(name)}: {esc(version)}</li>')
-        for note in board.get("notes") or []:
+        for note in board.notes:
             notes.append(f'<li class="warn">{esc(name)}: {esc(note)}</li>')
         if facts.get("mnn_banner"):
             notes.append(f'<li class="dim">{esc(name)}: MNN says “{esc(facts["mnn_banner"])}”</li>')
@@ -216,36 +203,35 @@ def boards_table(summary: dict) -> str:
             notes.append(f'<li class="dim">{esc(name)}: {esc(facts["api_reason"])}</li>')
         backend = facts.get("backend") or {}
         if backend.get("asked") not in (None, "cpu"):
-            failure = (summary.get("backend_failures") or {}).get(name)
-            shown = failure or f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
+            failure = record.backend_failures.get(name)
+            shown = failure.text if failure else \
+                f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
             css = "fail" if failure else ("warn" if backend.get("ran") != backend.get("asked") else "dim")
             notes.append(f'<li class="{css}">{esc(name)}: {esc(shown)}</li>')
-    for note in (summary.get("source") or {}).get("notes") or []:
-        notes.append(f'<li class="warn">{esc(source_runtime(summary))}: {esc(note)}</li>')
+    for note in record.source.notes if record.source else []:
+        notes.append(f'<li class="warn">{esc(record.source_runtime)}: {esc(note)}</li>')
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{''.join(notes)}</ul>")
 
 
-def pictures(report, summary: dict) -> str:
+def pictures(record: RunRecord) -> str:
     """The per-output sections: label maps and disagreement for class_logits, error histograms for all."""
-    scenario = report.scenario
-    reference = report.results.get(report.reference)
-    if reference is None or not reference.ok:
+    tensors = record.tensors
+    if tensors is None:
+        return "<p class=dim>No pictures: this record was read back from summary.json, without the run's arrays.</p>"
+    reference = tensors.outputs.get(record.reference)
+    if not reference:
         return "<p class=dim>No pictures: the reference produced no outputs.</p>"
-    inputs = None
-    image_input = getattr(report.inputs, "image_input", None)  # no picture of an input that is not an image
-    if image_input and Path(report.inputs.path).exists():
-        inputs = load_tensor(report.inputs.path, image_input)
+    inputs = tensors.image  # no picture of an input that is not an image
     sections: List[str] = []
-    for output in summary.get("model", {}).get("outputs") or list(reference.outputs):
-        spec = scenario.output_spec(output)
-        limit = spec.tolerance.max_abs
+    for output in record.model.outputs or list(reference):
+        spec = record.output_spec(output)
+        limit = spec.tolerance.get("max_abs")
         sections.append(f"<h2>Output {esc(output)} <span class=dim>({esc(spec.kind)})</span></h2>")
-        ref_values = reference.outputs.get(output)
-        for board in report.compared_targets:
-            result = report.results[board]
-            values = result.outputs.get(output) if result.ok else None
-            sections.append(f"<h3>{esc(board)} against {esc(report.reference)}</h3>")
+        ref_values = reference.get(output)
+        for board in [name for name in tensors.outputs if name != record.reference and name in record.boards]:
+            values = tensors.outputs[board].get(output)
+            sections.append(f"<h3>{esc(board)} against {esc(record.reference)}</h3>")
             if values is None or ref_values is None or values.shape != ref_values.shape:
                 sections.append("<p class=dim>Nothing to draw: no comparable output from this board.</p>")
                 continue
@@ -253,22 +239,20 @@ def pictures(report, summary: dict) -> str:
             finite = np.isfinite(difference)
             left_out = (f", {difference.size - int(finite.sum())} of them NaN/Inf on either side and left out"
                         if not finite.all() else "")
-            sections.append(f"<p class=dim>|{esc(board)} − {esc(report.reference)}| per element, "
+            sections.append(f"<p class=dim>|{esc(board)} − {esc(record.reference)}| per element, "
                             f"{values.size} elements{esc(left_out)}</p>")
             sections.append(histogram_svg(difference[finite], limit) if finite.any()
                             else "<p class=dim>No difference to draw: no element is finite on both sides.</p>")
             if spec.kind != "class_logits":
                 continue
-            axis = spec.class_axis + 1 if spec.class_axis >= 0 else spec.class_axis
-            nonfinite = ~np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=axis)
+            nonfinite = ~np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=spec.stacked_axis())
             maps = label_maps(values, ref_values, spec.class_axis)
             if maps is None:
                 sections.append("<p class=dim>The label maps are not 2-D; no pictures.</p>")
                 continue
             ref_labels, own_labels, margin = maps
-            colours = palette(int(ref_values.shape[spec.class_axis + 1 if spec.class_axis >= 0
-                                                    else spec.class_axis]))
-            benign_margin = getattr(spec, "benign_margin", 0.1)
+            colours = palette(int(ref_values.shape[spec.stacked_axis()]))
+            benign_margin = spec.benign_margin
             sections.append(f'<p class="legend">Disagreement:<span style="background:#464646"></span>same label'
                             f'<span style="background:#ffd700"></span>benign flip (reference margin &lt; '
                             f'{benign_margin:g})<span style="background:#e62828"></span>hard flip'
@@ -276,12 +260,12 @@ def pictures(report, summary: dict) -> str:
                                if nonfinite.any() else '') + '</p>')
             nonfinite = nonfinite.reshape(ref_labels.shape)
             for sample in range(min(ref_labels.shape[0], MAX_SAMPLES_SHOWN)):
-                name = (report.inputs.sample_names[sample] if report.inputs is not None
-                        and sample < len(report.inputs.sample_names) else f"sample {sample}")
+                names = record.inputs.samples
+                name = names[sample] if sample < len(names) else f"sample {sample}"
                 figures = []
                 if inputs is not None and sample < inputs.shape[0]:
-                    figures.append(img_tag(input_picture(inputs[sample], scenario.preprocess), f"input {name}"))
-                figures.append(img_tag(colours[ref_labels[sample]], f"{report.reference} labels"))
+                    figures.append(img_tag(input_picture(inputs[sample], record.preprocess), f"input {name}"))
+                figures.append(img_tag(colours[ref_labels[sample]], f"{record.reference} labels"))
                 own = colours[own_labels[sample]]
                 own[nonfinite[sample]] = 0  # no class: the scores there are NaN/Inf
                 figures.append(img_tag(own, f"{board} labels" + (" (black: NaN/Inf)" if nonfinite[sample].any()
@@ -340,71 +324,69 @@ def line_chart_svg(lines: List[tuple], log: bool = False, threshold: Optional[fl
     return "".join(parts)
 
 
-def stream_section(summary: dict) -> str:
+def stream_section(record: RunRecord) -> str:
     """Per board and output of a stream: the max abs error per step, and both sides' values per step."""
-    stream = summary.get("stream")
-    if not stream:
+    stream = record.stream
+    if stream is None:
         return ""
-    specs = summary.get("output_specs") or {}
-    parts = [f'<h2 id="stream">Stream: {esc(stream.get("steps"))} steps, carried on each board: '
-             f'{esc(", ".join(f"{o} → {i}" for o, i in (stream.get("carry") or {}).items()) or "nothing")}</h2>']
-    for board, comparison in comparisons_of(summary):
-        for output, result in (comparison.get("outputs") or {}).items():
-            series = result.get("series") or {}
-            if not series.get("max_abs"):
+    parts = [f'<h2 id="stream">Stream: {esc(stream.steps)} steps, carried on each board: '
+             f'{esc(", ".join(f"{o} → {i}" for o, i in stream.carry.items()) or "nothing")}</h2>']
+    for board, comparison, _ in record.sides():
+        for output, result in comparison.outputs.items():
+            series = result.series
+            if series is None or not series.max_abs:
                 continue
-            growth = (result.get("metrics") or {}).get("error_growth")
+            growth = result.metrics.get("error_growth")
             trend = "" if growth is None else (f" — last third ×{growth:.2g} the first"
                                                + (" (the error grows)" if growth >= GROWS else ""))
             parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step "
-                         f"{esc(step_errors_text(series['max_abs']))}{esc(trend)}</p>")
-            parts.append(line_chart_svg([("max |err|", "#c5221f", series["max_abs"])], log=True))
-            if "target" in series:
-                reference = comparison.get("reference") or summary.get("reference")
+                         f"{esc(step_errors_text(series.max_abs))}{esc(trend)}</p>")
+            parts.append(line_chart_svg([("max |err|", "#c5221f", series.max_abs)], log=True))
+            if series.target is not None:
+                reference = comparison.reference or record.reference
                 own = board.split(" vs ")[0]
-                threshold = (specs.get(output) or {}).get("threshold") if "flipped" in series else None
+                threshold = record.output_spec(output).threshold if series.flipped is not None else None
                 parts.append(f"<p class=dim>{esc(output)} per step</p>")
-                parts.append(line_chart_svg([(reference, "#3b6fd4", series["reference"]),
-                                             (own, "#e8710a", series["target"])], threshold=threshold))
-            if "flipped" in series:
-                flipped = series["flipped"]
+                parts.append(line_chart_svg([(reference, "#3b6fd4", series.reference),
+                                             (own, "#e8710a", series.target)], threshold=threshold))
+            if series.flipped is not None:
+                flipped = series.flipped
+                steps = f" (steps {', '.join(map(str, flipped[:20]))})" if flipped else ""
                 parts.append(f'<p class="{"fail" if flipped else "pass"}">decisions that flip: {len(flipped)} of '
-                             f'{len(series["max_abs"])} steps{(" (steps " + ", ".join(map(str, flipped[:20])) + ")") if flipped else ""}</p>')
+                             f'{len(series.max_abs)} steps{steps}</p>')
     return "".join(parts)
 
 
-def findings(summary: dict) -> str:
+def findings(record: RunRecord) -> str:
     """The classic causes the run shows (diagnose's findings), as the terminal lists them."""
-    items = [f'<li><b class="warn">{esc(f.get("title"))}</b> — '
-             f'{esc(f.get("board") + ": ") if f.get("board") else ""}{esc(f.get("message"))}</li>'
-             for f in summary.get("findings") or []]
+    items = [f'<li><b class="warn">{esc(f.title)}</b> — {esc(f.board + ": ") if f.board else ""}{esc(f.message)}</li>'
+             for f in record.findings]
     return f"<h2>Likely causes</h2><ul>{''.join(items)}</ul>" if items else ""
 
 
-def render_html(report, summary: dict) -> str:
-    exit_code = summary.get("exit_code")
-    passed = exit_code == 0
-    label, text = summary_text(summary)
+def render_html(record: RunRecord) -> str:
+    passed = record.exit_code == 0
+    label, text = summary_text(record)
     verdict = f"{label}: {text}"  # the terminal's last line, word for word
-    meta = [("scenario", f"{summary['scenario']['name']} ({summary['scenario']['path']})"),
-            ("run", summary.get("run_id")), ("started", summary.get("started_at")),
-            ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
-    meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
-    meta.append(("settings", settings_text(summary.get("settings") or {})))
-    if summary.get("targets_from"):
-        meta.append(("boards", targets_text(summary)))
+    meta = [("scenario", f"{record.name} ({record.scenario['path']})"),
+            ("run", record.run_id), ("started", record.started_at),
+            ("wall", f"{record.wall_s:.1f} s"), ("model", model_line(record))]
+    meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(record)]
+    meta.append(("settings", settings_text(record.settings)))
+    if record.targets_from:
+        meta.append(("boards", targets_text(record)))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f"<title>mnn-harness {esc(summary['scenario']['name'])} {esc(summary.get('run_id'))}</title>"
+        f"<title>mnn-harness {esc(record.name)} {esc(record.run_id)}</title>"
         f"<style>{CSS}</style></head><body>"
-        f"<h1>mnn-harness: {esc(summary['scenario']['name'])}</h1>"
-        f'<div class="banner {"pass" if passed else "fail"}">{esc(verdict)} [exit {esc(exit_code)}]</div>'
+        f"<h1>mnn-harness: {esc(record.name)}</h1>"
+        f'<div class="banner {"pass" if passed else "fail"}">{esc(verdict)} [exit {esc(record.exit_code)}]</div>'
         f'<table class="meta">{meta_rows}</table>'
-        f"<h2>Accuracy against {esc(summary.get('reference'))} (the x86 host)</h2>{verdict_table(summary)}"
-        f"{findings(summary)}"
-        f"{stream_section(summary)}"
-        f"<h2>Boards</h2>{boards_table(summary)}"
-        f"{decoded_section(report, summary)}"
-        f"{pictures(report, summary)}"
+        f"<h2>Accuracy against {esc(record.reference)} (the x86 host)</h2>{verdict_table(record)}"
+        f"{findings(record)}"
+        f"{stream_section(record)}"
+        f"<h2>Boards</h2>{boards_table(record)}"
+        f"{decoded_section(record)}"
+        f"{pictures(record)}"
         "</body></html>\n")

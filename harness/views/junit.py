@@ -1,7 +1,7 @@
 """junit.xml: the run as JUnit test results, for Jenkins, GitLab and any CI that reads them.
 
-A view of summary(report) (the dict of summary.json), so a stored run can be
-written again without re-running it. One testcase per scenario x board x output:
+A view of the run's record (RunRecord), so a stored run can be written again
+without re-running it. One testcase per scenario x board x output:
 
     classname "<scenario>.<board>"   name "<output>[<precision>,<threads>,<api>]"
 
@@ -19,10 +19,12 @@ runs its source model, the conversion check comes first as the suite
 "<scenario>.x86 vs onnxruntime".
 """
 
+import math
 import xml.etree.ElementTree as ET
 from typing import Dict, List
 
-from ..analysis.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, parity_verdicts, verdicts
+from ..record.outcome import ERROR, UNUSABLE, WHOLE_RUN, Verdict, parity_verdicts, verdicts
+from ..record.run import RunRecord
 
 
 def settings_label(settings: dict) -> str:
@@ -38,30 +40,31 @@ def case_name(output: str, settings: dict) -> str:
 
 
 def _metrics_text(metrics: dict) -> str:
-    return "\n".join(f"{name} = {metrics[name]!r}" for name in sorted(metrics) if metrics[name] is not None)
+    """The metrics a testcase carries: those that are finite numbers (an infinite SNR says nothing more)."""
+    return "\n".join(f"{name} = {metrics[name]!r}" for name in sorted(metrics)
+                     if metrics[name] is not None and math.isfinite(metrics[name]))
 
 
-def junit_tree(summary: dict) -> ET.ElementTree:
-    scenario = summary["scenario"]["name"]
-    settings = summary.get("settings", {})
-    boards = summary.get("boards", {})
+def junit_tree(record: RunRecord) -> ET.ElementTree:
+    scenario = record.name
+    settings = record.settings
     root = ET.Element("testsuites", name=f"mnn-harness {scenario}")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     by_board: Dict[str, List[Verdict]] = {}
-    for verdict in verdicts(summary, failing_first=False) + parity_verdicts(summary):
+    for verdict in verdicts(record, failing_first=False) + parity_verdicts(record):
         by_board.setdefault(verdict.board, []).append(verdict)
     for board, rows in by_board.items():
         host = rows[0].host  # the conversion runs on x86
-        facts = boards.get(host, {})
-        wall = float(sum((facts.get("timings") or {}).values()))
-        suite = ET.SubElement(root, "testsuite", name=f"{scenario}.{board}",
-                              timestamp=summary.get("started_at", ""), hostname=host)
+        state = record.boards.get(host)
+        wall = state.wall_s if state is not None else 0.0
+        suite = ET.SubElement(root, "testsuite", name=f"{scenario}.{board}", timestamp=record.started_at,
+                              hostname=host)
         properties = ET.SubElement(suite, "properties")
-        for key, value in (("run_id", summary.get("run_id")), ("reference", summary.get("reference")),
-                           ("board_kind", facts.get("kind")), ("board_status", facts.get("status")),
-                           ("board_via", ", ".join(facts.get("via") or []) or None),
-                           ("mnn_version", (facts.get("facts") or {}).get("mnn_version")),
-                           ("machine", (facts.get("facts") or {}).get("machine")),
+        facts = state.facts if state is not None else {}
+        for key, value in (("run_id", record.run_id), ("reference", record.reference),
+                           ("board_kind", state.kind if state else None), ("board_status", state.status if state else None),
+                           ("board_via", ", ".join(state.via) if state and state.via else None),
+                           ("mnn_version", facts.get("mnn_version")), ("machine", facts.get("machine")),
                            *((f"setting.{k}", v) for k, v in sorted(settings.items()))):
             if value is not None:
                 ET.SubElement(properties, "property", name=key, value=str(value))
@@ -73,8 +76,9 @@ def junit_tree(summary: dict) -> ET.ElementTree:
                                                 settings), time=f"{share:.3f}")
             counts["tests"] += 1
             if verdict.status in (ERROR, UNUSABLE):
-                message = verdict.reasons[0]
-                element = ET.SubElement(case, "error", message=message, type=f"board {facts.get('status') or 'error'}")
+                message = verdict.first_reason
+                element = ET.SubElement(case, "error", message=message,
+                                        type=f"board {state.status if state is not None else 'error'}")
                 element.text = message
                 counts["errors"] += 1
                 continue
@@ -96,11 +100,11 @@ def junit_tree(summary: dict) -> ET.ElementTree:
             totals[key] += counts[key]
     for key, value in totals.items():
         root.set(key, str(value))
-    root.set("time", f"{float(summary.get('wall_s') or 0.0):.3f}")
+    root.set("time", f"{record.wall_s:.3f}")
     ET.indent(root)
     return ET.ElementTree(root)
 
 
-def junit_xml(summary: dict) -> bytes:
+def junit_xml(record: RunRecord) -> bytes:
     """junit.xml as its bytes (record/run_folder.py writes it into the run folder)."""
-    return ET.tostring(junit_tree(summary).getroot(), encoding="utf-8", xml_declaration=True)
+    return ET.tostring(junit_tree(record).getroot(), encoding="utf-8", xml_declaration=True)

@@ -13,7 +13,7 @@ from typing import List, Optional
 from rich.console import Console
 from rich.text import Text
 
-from ..analysis.opdiff import BoardLayers, LayersReport, OpRow
+from ..record.layers import BoardLayers, LayersReport, OpRow
 from .fold import Column, FoldingTable
 
 MARKS = {"introduced": ("✗", "bold red"), "inherited": ("~", "yellow"), "ok": ("✓", "green"),

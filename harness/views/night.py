@@ -5,8 +5,8 @@ import json
 from rich.console import Console
 from rich.text import Text
 
-from ..analysis.outcome import summary_text
 from ..record.history import EXIT_HISTORY, NightResult, regressions_text
+from ..record.outcome import summary_text
 from .fold import Column, FoldingTable
 
 
@@ -20,13 +20,13 @@ def render_night(result: NightResult, console: Console) -> None:
     table = FoldingTable([Column("Scenario", key=True), Column("Run"), Column("Boards"),
                           Column("Verdict", key=True, wrap=True)], title=title)
     for run in result.runs:
-        if run.summary is None:
+        if run.record is None:
             table.add_row(run.scenario, "–", "–", Text(f"ERROR {run.error.splitlines()[0]}", "bold red"))
             continue
-        comparisons = run.summary.get("comparisons", {})
-        passed = [name for name, c in comparisons.items() if c.get("passed")]
-        label, text = summary_text(run.summary, at_most=1)
-        table.add_row(run.scenario, run.summary.get("run_id", "?"), f"{len(passed)}/{len(comparisons)} pass",
+        comparisons = run.record.comparisons
+        passed = [name for name, comparison in comparisons.items() if comparison.passed]
+        label, text = summary_text(run.record, at_most=1)
+        table.add_row(run.scenario, run.record.run_id, f"{len(passed)}/{len(comparisons)} pass",
                       Text(label, "bold green") if run.exit_code == 0 else Text(f"{label}: {text}", "bold red"))
     console.print(table)
     diff = result.diff

@@ -584,7 +584,7 @@ def test_a_locked_history_is_written_once_the_lock_is_released(night):
     assert result.history_error is None and result.night is not None and result.exit_code == 0
     with History(reports / HISTORY_FILE) as history:
         runs = history.db.execute("SELECT run_id FROM runs WHERE night_id = ?", (result.night,)).fetchall()
-        assert [row["run_id"] for row in runs] == [result.runs[0].summary["run_id"]]
+        assert [row["run_id"] for row in runs] == [result.runs[0].record.run_id]
         assert len(history.nights()) == 1  # the other writer's row was rolled back; this night once
 
 
@@ -639,7 +639,7 @@ def test_a_corrupt_history_is_named_with_what_to_do_and_the_night_keeps_its_runs
     broken = path.read_bytes()
 
     code = main(["history", "--reports", str(reports)])
-    said = " ".join(capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().err.split())  # an error goes to stderr, as every command's does
     assert code == 2, said
     assert f"{path}: is not a history SQLite can read" in said and damage in said
     assert f"mv {path} {path}.broken" in said and "Traceback" not in said

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...core.decoded import DecodedSpec
 from ...core.scenario import KIND_TOLERANCES, Scenario
+from ...record.run import Decoded, LimitFailure
 from . import classes, ctc, detections, keypoints
 from .base import DecodedResult, DecodeError, failed
 
@@ -28,8 +29,9 @@ def judge_one(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[
               target_name: str, reference_name: str, sample_names: List[str]) -> DecodedResult:
     missing = [name for name in spec.sources if name not in target or name not in reference]
     if missing:
-        return DecodedResult(spec.name, False, {}, [f"output {', '.join(missing)} missing"], [],
-                             {"kind": spec.kind, "label": "no output", "passed": False, "samples": []})
+        return DecodedResult(spec.name, False, {}, [LimitFailure.check("output", f"output {', '.join(missing)} "
+                                                                         "missing")], [],
+                             Decoded(spec.kind, "no output", False))
     try:
         return JUDGES[spec.kind](spec, target, reference, target_name, reference_name, sample_names)
     except DecodeError as error:
@@ -53,14 +55,15 @@ def judge_decoded(scenario: Scenario, target: Dict[str, np.ndarray], reference: 
 def explain(result: DecodedResult, spec: DecodedSpec, raw: list, scenario: Scenario) -> None:
     """Where the decoded verdict and its tensors' verdicts disagree: which decided, and why."""
     fed = [row for row in raw if not spec.sources or row.output in spec.sources]
-    if not fed or "label" not in result.record:
+    if not fed or result.record is None:
         return
-    label = result.record["label"]
+    label = result.record.label
     floor = KIND_TOLERANCES["tensor"].min_snr_db
     failing = [row for row in fed if not row.passed]
     if result.passed:
         for row in failing:
-            row.notes.append(f"the limits the scenario sets on this tensor decided ({row.reasons[0]}); what it "
+            row.notes.append("the limits the scenario sets on this tensor decided "
+                             f"({row.failures[0].sentence}); what it "
                              f"decodes to matches ({label}): leave them out to judge it by {spec.name} alone")
         below = [row for row in fed if row.passed and row.metrics.get("snr_db") is not None
                  and row.metrics["snr_db"] < floor and scenario.output_spec(row.output).decoded_by]

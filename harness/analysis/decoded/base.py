@@ -2,8 +2,8 @@
 
 A decoded verdict reads both sides' outputs sample by sample (samples are stacked on axis 0, as every
 board's outputs are), decodes each side as the application would and compares what came out. Its result
-is data: passed, metrics (numbers the history keeps), reasons, notes, and `record`, the self-describing
-sub-dict summary.json keeps under the output's comparison ("decoded": {"kind", "label", "samples", ...}).
+is data: passed, metrics (numbers the history keeps), failures, notes, and `record`, the record's Decoded
+(record/run.py: kind, label, samples and the kind's own details) kept under the output's comparison.
 """
 
 import importlib.util
@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ...core.decoded import DecodedSpec, TensorRef, UserDecoder
+from ...record.numbers import format_metric
+from ...record.run import Decoded, LimitFailure
 
 MAX_SAMPLES_KEPT = 1000
 """Samples whose decoded detail the record keeps (the metrics count every sample)."""
@@ -28,10 +30,10 @@ class DecodedResult:
     name: str
     passed: bool
     metrics: Dict[str, Optional[float]] = field(default_factory=dict)
-    reasons: List[str] = field(default_factory=list)
+    failures: List[LimitFailure] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
-    record: dict = field(default_factory=dict)
-    """summary.json's "decoded" sub-dict: kind, label (the labels column), passed, samples, error."""
+    record: Optional[Decoded] = None
+    """What the record keeps of it: kind, label (the labels column), passed, samples, error."""
     traceback: Optional[str] = None
     """The user decoder's traceback, kept in the run folder (never in summary.json)."""
 
@@ -46,7 +48,7 @@ class DecodeError(Exception):
 
 
 def percent(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value:.3%}"
+    return format_metric(value, "percent")
 
 
 def values_of(outputs: Dict[str, np.ndarray], ref: TensorRef, sample: int) -> np.ndarray:
@@ -114,9 +116,9 @@ def failed(spec: DecodedSpec, error: DecodeError, reference_name: str) -> Decode
     """A decoder that failed: that output fails, with the reason and the traceback for the run folder."""
     where = ("the reference" if error.side == reference_name else "this board") + f" ({error.side})"
     reason = f"could not decode on {where}: {error}"
-    return DecodedResult(spec.name, False, {}, [reason], [],
-                         {"kind": spec.kind, "label": "decode failed", "passed": False, "error": str(error),
-                          "failed_side": error.side, "samples": []}, error.traceback_text)
+    return DecodedResult(spec.name, False, {}, [LimitFailure.check("decode", reason)], [],
+                         Decoded(spec.kind, "decode failed", False, error=str(error), failed_side=error.side),
+                         error.traceback_text)
 
 
 def sample_label(names: List[str], sample: int) -> str:

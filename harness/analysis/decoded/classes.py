@@ -12,6 +12,7 @@ from typing import Dict, List
 import numpy as np
 
 from ...core.decoded import ClassSpec, DecodedSpec
+from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 
 
@@ -106,16 +107,20 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
                       for s, r, o, near in changed[:2]) + (f"; and {len(changed) - 2} more" if len(changed) > 2
                                                            else "")
     limits = spec.tolerance
-    reasons = []
+    failures = []
     if limits.min_top1_agreement is not None and top1 < limits.min_top1_agreement:
-        reasons.append(f"{counted}: top1_agreement {percent(top1)} < {percent(limits.min_top1_agreement)} ({shown})")
+        failures.append(LimitFailure("top1_agreement", top1, limits.min_top1_agreement, "<", f"{counted}: "
+                                     f"top1_agreement {percent(top1)} < {percent(limits.min_top1_agreement)} "
+                                     f"({shown})"))
     if limits.max_hard_flips is not None and metrics["hard_flips"] > limits.max_hard_flips:
-        reasons.append(f"{counted}: hard_flips {percent(metrics['hard_flips'])} > {percent(limits.max_hard_flips)}"
-                       + ("" if reasons else f" ({shown})"))
+        failures.append(LimitFailure("hard_flips", metrics["hard_flips"], limits.max_hard_flips, ">", f"{counted}: "
+                                     f"hard_flips {percent(metrics['hard_flips'])} > {percent(limits.max_hard_flips)}"
+                                     + ("" if failures else f" ({shown})")))
     if limits.min_topk_overlap is not None and overlaps and metrics["topk_overlap"] < limits.min_topk_overlap:
-        reasons.append(f"{counted}: topk_overlap {percent(metrics['topk_overlap'])} < "
-                       f"{percent(limits.min_topk_overlap)} (top {params.top_k})")
-    notes = [f"{counted}: {shown}, within the limits"] if changed and not reasons else []
-    record = {"kind": "class_scores", "label": label, "passed": not reasons, "top_k": params.top_k,
-              "samples": samples, "sources": list(names)}
-    return DecodedResult(spec.name, not reasons, metrics, reasons, notes, record)
+        failures.append(LimitFailure("topk_overlap", metrics["topk_overlap"], limits.min_topk_overlap, "<",
+                                     f"{counted}: topk_overlap {percent(metrics['topk_overlap'])} < "
+                                     f"{percent(limits.min_topk_overlap)} (top {params.top_k})"))
+    notes = [f"{counted}: {shown}, within the limits"] if changed and not failures else []
+    record = Decoded("class_scores", label, not failures, samples,
+                     details={"top_k": params.top_k, "sources": list(names)})
+    return DecodedResult(spec.name, not failures, metrics, failures, notes, record)

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ...core.decoded import CtcSpec, DecodedSpec
+from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 
 DIFFERENCES_NAMED = 2
@@ -99,12 +100,13 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     if len(differing) > DIFFERENCES_NAMED:
         shown += f"; and {len(differing) - DIFFERENCES_NAMED} more"
     limits = spec.tolerance
-    reasons = []
+    failures = []
     if limits.min_exact_match is not None and agreement < limits.min_exact_match:
-        reasons.append(f"{counted}: exact_match {percent(agreement)} < {percent(limits.min_exact_match)} ({shown})")
+        failures.append(LimitFailure("exact_match", agreement, limits.min_exact_match, "<", f"{counted}: exact_match "
+                                     f"{percent(agreement)} < {percent(limits.min_exact_match)} ({shown})"))
     if limits.max_cer is not None and cer > limits.max_cer:
-        reasons.append(f"{counted}: cer {percent(cer)} > {percent(limits.max_cer)}"
-                       + ("" if reasons else f" ({shown})"))
-    notes = [f"{counted}: {shown}, within the limits"] if differing and not reasons else []
-    record = {"kind": "ctc_text", "label": label, "passed": not reasons, "samples": samples, "sources": list(names)}
-    return DecodedResult(spec.name, not reasons, metrics, reasons, notes, record)
+        failures.append(LimitFailure("cer", cer, limits.max_cer, ">", f"{counted}: cer {percent(cer)} > "
+                                     f"{percent(limits.max_cer)}" + ("" if failures else f" ({shown})")))
+    notes = [f"{counted}: {shown}, within the limits"] if differing and not failures else []
+    record = Decoded("ctc_text", label, not failures, samples, details={"sources": list(names)})
+    return DecodedResult(spec.name, not failures, metrics, failures, notes, record)

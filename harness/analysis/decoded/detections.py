@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ...core.decoded import DecodedSpec, DetectionSpec, SsdAnchors
+from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 
 MAX_CANDIDATES = 100_000
@@ -284,23 +285,26 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     counted = f"{totals['matched']}/{totals['reference']}" + (f" +{totals['extra']}" if totals["extra"] else "")
     label = f"{spec.name} {counted}"
     limits = spec.tolerance
-    reasons = []
+    failures = []
     story = _misses_text(misses, params, reference_name, target_name, sample_names)
     if limits.min_matched is not None and metrics["matched_fraction"] < limits.min_matched:
-        reasons.append(f"{counted}: {_counts(totals)}{story} (matched {percent(metrics['matched_fraction'])} < "
-                       f"{percent(limits.min_matched)})")
+        failures.append(LimitFailure("matched_fraction", metrics["matched_fraction"], limits.min_matched, "<",
+                                     f"{counted}: {_counts(totals)}{story} (matched "
+                                     f"{percent(metrics['matched_fraction'])} < {percent(limits.min_matched)})"))
     if limits.max_hard_misses is not None and totals["hard"] > limits.max_hard_misses:
         text = f"{totals['hard']} hard miss(es) > {limits.max_hard_misses:g}"
-        reasons.append(f"{counted}: {text}" + ("" if reasons else f": {_counts(totals)}{story}"))
+        failures.append(LimitFailure("hard_misses", float(totals["hard"]), float(limits.max_hard_misses), ">",
+                                     f"{counted}: {text}" + ("" if failures else f": {_counts(totals)}{story}")))
     if limits.min_box_iou is not None and ious and min(ious) < limits.min_box_iou:
-        reasons.append(f"{counted}: a matched box moved: min_box_iou {min(ious):.3f} < {limits.min_box_iou:g}")
+        failures.append(LimitFailure("min_box_iou", min(ious), limits.min_box_iou, "<", f"{counted}: a matched box "
+                                     f"moved: min_box_iou {min(ious):.3f} < {limits.min_box_iou:g}"))
     notes = []
-    if not reasons and (totals["missed"] or totals["extra"]):
+    if not failures and (totals["missed"] or totals["extra"]):
         notes.append(f"{counted}: {_counts(totals)}{story}, within the limits")
-    record = {"kind": "detections", "label": label, "passed": not reasons, "threshold": params.threshold,
-              "match_iou": params.match_iou, "box_units": params.box_units, "samples": samples,
-              "sources": list(names)}
-    return DecodedResult(spec.name, not reasons, metrics, reasons, notes, record)
+    record = Decoded("detections", label, not failures, samples,
+                     details={"threshold": params.threshold, "match_iou": params.match_iou,
+                              "box_units": params.box_units, "sources": list(names)})
+    return DecodedResult(spec.name, not failures, metrics, failures, notes, record)
 
 
 def _counts(totals: dict) -> str:

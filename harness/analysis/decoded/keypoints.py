@@ -10,6 +10,7 @@ from typing import Dict, List
 import numpy as np
 
 from ...core.decoded import DecodedSpec, KeypointSpec
+from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 
 
@@ -64,10 +65,11 @@ def judge(spec: DecodedSpec, target: Dict[str, np.ndarray], reference: Dict[str,
     metrics = {"points": total, "pck": pck, "worst_point_distance": worst, "decoded_agreement": pck}
     label = f"{spec.name} {correct}/{total} points"
     counted = label[len(spec.name) + 1:]
-    reasons = []
+    failures = []
     if spec.tolerance.min_pck is not None and pck < spec.tolerance.min_pck:
-        reasons.append(f"{counted}: pck {percent(pck)} < {percent(spec.tolerance.min_pck)} (a point is correct within "
-                       f"{threshold:g} of the reference's extent; the farthest is {worst:.3g} of it)")
-    record = {"kind": "keypoints", "label": label, "passed": not reasons, "pck_threshold": threshold,
-              "samples": samples, "sources": list(names)}
-    return DecodedResult(spec.name, not reasons, metrics, reasons, [], record)
+        failures.append(LimitFailure("pck", pck, spec.tolerance.min_pck, "<", f"{counted}: pck {percent(pck)} < "
+                                     f"{percent(spec.tolerance.min_pck)} (a point is correct within {threshold:g} of "
+                                     f"the reference's extent; the farthest is {worst:.3g} of it)"))
+    record = Decoded("keypoints", label, not failures, samples,
+                     details={"pck_threshold": threshold, "sources": list(names)})
+    return DecodedResult(spec.name, not failures, metrics, failures, [], record)

@@ -34,9 +34,11 @@ from .loader import LoaderInput
 PROVIDERS: Dict[str, type] = {cls.key: cls for cls in (ImageInput, NpzInput, RandomInput, ValueInput, AudioInput,
                                                        LoaderInput)}
 """YAML key -> provider class: one entry per way to make an input."""
+INPUTS_FILE = "inputs.npz"
+"""The run's inputs, in its folder: the one file every board is sent."""
 
-__all__ = ["PROVIDERS", "InputSpec", "InputSet", "InputTensor", "ImageRef", "SKIMAGE_IMAGES", "parse_inputs",
-           "build_inputs", "ModelInput", "DTYPES"]
+__all__ = ["PROVIDERS", "INPUTS_FILE", "InputSpec", "InputSet", "InputTensor", "ImageRef", "SKIMAGE_IMAGES",
+           "parse_inputs", "build_inputs", "ModelInput", "DTYPES"]
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,7 @@ def build_inputs(scenario, model, out_dir: Path) -> InputSet:
                           f"{MAX_INPUT_BYTES // 1024 ** 2} MB: they are built in the host's memory and sent to "
                           "every board", "use fewer or smaller samples")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_npz(out_dir / "inputs.npz", {name: built[name].arrays for name in wanted})
+    path = save_npz(out_dir / INPUTS_FILE, {name: built[name].arrays for name in wanted})
     named = next((s.names for s in built.values() if s.names and not s.shared), None)
     sample_names = (named or [f"sample {index}" for index in range(count)])[:count]
     tensors = [InputTensor(name=name, provider=resolved[name].provider.key, detail=built[name].detail,
