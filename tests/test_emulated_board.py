@@ -141,12 +141,26 @@ def test_stop_by_pid_and_restart_keeps_identity_and_follows_the_spec(endpoint):
 # The harness's own SSH target against this real sshd: what a user meets with an unknown board.
 
 
+def test_every_board_kind_has_its_session_class():
+    """The inventory's kinds and the board sessions that serve them, one class per kind: an emulated board is a
+    target of its own (an SSH board this machine starts)."""
+    from harness.core.inventory import KINDS
+    from harness.execution.targets import TARGET_KINDS, target_class
+    from harness.execution.targets.ssh import EmulatedTarget
+
+    assert set(TARGET_KINDS) == set(KINDS) | {"source"}
+    assert target_class("emulated") is EmulatedTarget and issubclass(EmulatedTarget, SshTarget)
+    assert target_class("ssh") is SshTarget
+    with pytest.raises(ValueError, match="no board session serves kind 'serial'"):
+        target_class("serial")
+
+
 def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_path):
     spec = BoardSpec(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
                      key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
     target = SshTarget(spec)
     with pytest.raises(BoardError, match="trust_on_first_use"):
-        target.connect(target.endpoint(), TargetResult("stranger", "ssh", "unusable"))
+        target.open_board(TargetResult("stranger", "ssh", "unusable"))
 
 
 def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
@@ -155,7 +169,7 @@ def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp
                      key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
     result = TargetResult("tofu", "ssh", "unusable")
     target = SshTarget(spec)
-    target.connect(target.endpoint(), result)
+    target.open_board(result)
     target.close()
     assert any("accepted on first use" in note for note in result.notes)
     assert known_hosts.read_text().split()[1:] == open(endpoint.known_hosts).read().split()[1:]

@@ -31,7 +31,7 @@ from ...core.results import TargetResult
 from ...core.clients.wheels import host_site, site_env
 from .base import StageCallback, Target
 from .lock import LOCK_TIMEOUT_S
-from .resident import AgentLink, ResidentAgent, run_on, session_agent
+from .resident import AgentLink, AgentSession, ResidentAgent
 
 POLL_S = 0.1
 HELLO_TIMEOUT_S = 60.0
@@ -100,11 +100,8 @@ def kill_group(process: subprocess.Popen) -> None:
 class LocalTarget(Target):
     def __init__(self, board, lock_timeout: float = LOCK_TIMEOUT_S):
         super().__init__(board, lock_timeout)
-        self.agent: Optional[ResidentAgent] = None
+        self.agents = AgentSession(self.name, None if board.resident else "resident: false in the inventory")
         self.session_dir: Optional[Path] = None
-        self.one_shot: Optional[str] = None if board.resident else "resident: false in the inventory"
-        self.died: Optional[str] = None
-        """Why the last agent ended, told with the next job (which runs on a fresh one)."""
         self.running: Optional[subprocess.Popen] = None
         self.agent_site: Optional[Path] = None
         """The site of the MNN the resident agent imports (None: the installed one)."""
@@ -126,13 +123,13 @@ class LocalTarget(Target):
             raise BoardError(f"{self.name}: {error}") from None
         self.enter("run", on_stage)
         started = time.perf_counter()
-        if self.agent is not None and site != self.agent_site:
-            self.end_agent()  # another MNN for this job: the resident agent is per version
+        if self.agents.agent is not None and site != self.agent_site:
+            self.agents.end()  # another MNN for this job: the resident agent is per version
         self.agent_site = site
         agent = self.resident_agent(job, result)
         try:
             if agent is not None:
-                self.run_resident(agent, local_dir, result)
+                self.run_resident(local_dir)
             else:
                 self.run_one_shot(job, local_dir, result)
         finally:
@@ -143,8 +140,8 @@ class LocalTarget(Target):
 
     def resident_agent(self, job: Job, result: TargetResult) -> Optional[ResidentAgent]:
         """The session's agent, started now if it has none (or it died); None when jobs run one-shot."""
-        return session_agent(self, result, lambda: self.start_agent(job),
-                             lambda agent: agent.handshake(HELLO_TIMEOUT_S, self.check_interrupted))
+        return self.agents.current(result, lambda: self.start_agent(job),
+                                   lambda agent: agent.handshake(HELLO_TIMEOUT_S, self.check_interrupted))
 
     def start_agent(self, job: Job) -> ResidentAgent:
         if self.session_dir is None:
@@ -162,7 +159,7 @@ class LocalTarget(Target):
                              "in the inventory") from error
         return ResidentAgent(ProcessLink(process), self.name)
 
-    def run_resident(self, agent: ResidentAgent, local_dir: Path, result: TargetResult) -> None:
+    def run_resident(self, local_dir: Path) -> None:
         from ..agent_protocol import run_request
 
         result_file = local_dir / "result.json"
@@ -178,12 +175,7 @@ class LocalTarget(Target):
                     return
             raise Interrupted(f"{self.name}: interrupted during run")
 
-        run_on(self, agent, run_request(0, str(local_dir.resolve())), self.board.run_timeout, check)
-
-    def end_agent(self) -> None:
-        agent, self.agent = self.agent, None
-        if agent is not None:
-            agent.close()
+        self.agents.run(run_request(0, str(local_dir.resolve())), self.board.run_timeout, check)
 
     # -- one-shot ---------------------------------------------------------------------------------------
 
@@ -223,7 +215,7 @@ class LocalTarget(Target):
     # -- the session ------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.end_agent()
+        self.agents.end()
         running = self.running
         if running is not None:
             kill_group(running)

@@ -24,15 +24,17 @@ import json
 import posixpath
 import stat
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import paramiko
 
-from ...core.errors import BoardError, SetupError
-from ...core.results import TargetResult
 from ...core.clients.wheels import MACHINES, Platform, Wheel, host_mnn_version, unsupported, wheels_for
+from ...core.errors import BoardError, SetupError
+from ...core.inventory import BoardSpec
+from ...core.results import TargetResult
 from . import remote
 from .remote import StoreFile
+from .transport import BoardConnection, SshTransport
 
 SITE_MARKER = "site.json"
 UNPACK_TIMEOUT_S = 900.0
@@ -204,10 +206,16 @@ def site_id(wheel: Wheel) -> str:
 
 
 class Provisioner:
-    """One SSH board session's provisioning: its Python probed once, the sites its jobs need made once."""
+    """One SSH board session's provisioning: its Python probed once, the sites its jobs need made once.
 
-    def __init__(self, target):
-        self.target = target
+    sync() has files in the board's store (store.BoardStore.sync): the wheels travel like any file there.
+    """
+
+    def __init__(self, spec: BoardSpec, transport: SshTransport,
+                 sync: Callable[[List[StoreFile], TargetResult], None]):
+        self.spec = spec
+        self.transport = transport
+        self.sync = sync
         self.facts: Optional[PythonFacts] = None
         self.ready: Dict[str, List[str]] = {}
         """MNN version -> the site paths (MNN first) this session checked or made."""
@@ -218,22 +226,22 @@ class Provisioner:
 
     @property
     def name(self) -> str:
-        return self.target.name
+        return self.spec.name
 
     @property
     def enabled(self) -> bool:
-        return self.target.board.mnn == "provision"
+        return self.spec.mnn == "provision"
 
     def wanted_version(self, job_version: Optional[str]) -> str:
         """What a job runs on this board: the job's version, else the board's mnn_version, else the host's."""
-        return job_version or self.target.board.mnn_version or host_mnn_version()
+        return job_version or self.spec.mnn_version or host_mnn_version()
 
-    def python(self, board) -> PythonFacts:
+    def python(self) -> PythonFacts:
         """The board's Python, probed once per session; BoardError when it cannot run MNN's wheels."""
+        board = self.transport.board
         if self.facts is None:
             python = board.endpoint.python
-            run = self.target.exec_script(board, PROBE_PYTHON, [python, PYTHON_FACTS], "probing its Python",
-                                          check=False)
+            run = self.transport.exec_script(PROBE_PYTHON, [python, PYTHON_FACTS], "probing its Python", check=False)
             facts = parse_python_facts(run.stdout)
             if facts is None:
                 said = (run.stdout or run.stderr).strip().splitlines()
@@ -252,7 +260,7 @@ class Provisioner:
             raise BoardError(f"{self.name}: {problem} (found {self.facts.describe()})")
         return self.facts
 
-    def runtime(self, board, job_version: Optional[str], keep_files: List, result: TargetResult) -> List[str]:
+    def runtime(self, job_version: Optional[str], keep_files: List[StoreFile], result: TargetResult) -> List[str]:
         """The site paths (MNN's, then numpy's) to put on the agent's PYTHONPATH for this job: made on the board
         if they are not there yet (the wheels sent into its store first). keep_files: the job's store files,
         which the eviction must not take for the wheels."""
@@ -261,7 +269,8 @@ class Provisioner:
         if version in self.ready:
             self.in_use = [posixpath.basename(path) for path in self.ready[version]]
             return self.ready[version]
-        facts = self.python(board)
+        facts = self.python()
+        board = self.transport.board
         try:
             wheels = wheels_for(version, facts.platform, log=lambda message: None)
         except SetupError as error:
@@ -269,24 +278,25 @@ class Provisioner:
         pairs = [(site_id(wheel), wheel) for wheel in (wheels.mnn, wheels.numpy)]
         self.in_use = [site for site, _ in pairs]
         sites_dir = board.paths.workdir + "/sites"
-        run = self.target.exec_script(board, SITES, [board.paths.workdir, *self.in_use], "looking for its sites")
+        run = self.transport.exec_script(SITES, [board.paths.workdir, *self.in_use], "looking for its sites")
         missing = [(site, wheel) for site, wheel in pairs if f"need {site}" in run.stdout.splitlines()]
         if missing:
-            self.make(board, pairs, missing, keep_files, version, result)
+            self.make(pairs, missing, keep_files, version, result)
         self.ready[version] = [board.paths.under(f"{sites_dir}/{site}") for site, _ in pairs]
         return self.ready[version]
 
-    def make(self, board, pairs: List[Tuple[str, Wheel]], missing: List[Tuple[str, Wheel]], keep_files: List,
+    def make(self, pairs: List[Tuple[str, Wheel]], missing: List[Tuple[str, Wheel]], keep_files: List[StoreFile],
              version: str, result: TargetResult) -> None:
         """Send the missing sites' wheels into the store and unpack them there, then import MNN and numpy from
         all the runtime's sites (one remote call)."""
+        board = self.transport.board
         files = [StoreFile(wheel.path.name, wheel.path, wheel.sha256) for _, wheel in missing]
-        self.target.sync_store(board, list(keep_files) + files, result)
+        self.sync(list(keep_files) + files, result)
         args = [board.paths.workdir, board.endpoint.python, _UNPACK, _CHECK, ",".join(SKIPPED_MEMBERS)]
         for site, wheel in pairs:
             args += [site, board.paths.store_file(wheel.path.name)]
-        run = self.target.exec_script(board, UNPACK, args, f"unpacking MNN {version}", timeout=UNPACK_TIMEOUT_S,
-                                      check=False)
+        run = self.transport.exec_script(UNPACK, args, f"unpacking MNN {version}", timeout=UNPACK_TIMEOUT_S,
+                                         check=False)
         lines = run.stdout.splitlines()
         said = next((line.split() for line in lines if line.startswith("MNN-HARNESS-SITE ")), None)
         if run.status != 0 or said is None:
@@ -320,7 +330,7 @@ class Provisioner:
         return self.version if self.enabled else None
 
 
-def list_sites(board) -> List[Site]:
+def list_sites(board: BoardConnection) -> List[Site]:
     """The sites on a board, from their site.json (size as unpacked, last use as its modification time)."""
     directory = board.paths.workdir + "/sites"
     try:
@@ -346,11 +356,12 @@ def list_sites(board) -> List[Site]:
     return sites
 
 
-def remove_sites(target, board, ids: List[str]) -> int:
+def remove_sites(transport: SshTransport, ids: List[str]) -> int:
     """Remove these sites from the board; the kB freed."""
+    board = transport.board
     for site in ids:
         board.paths.under(f"{board.paths.workdir}/sites/{remote.check_name(site, 'site')}")
-    run = target.exec_script(board, REMOVE_SITES, [board.paths.workdir, *ids], "evicting sites", check=False)
+    run = transport.exec_script(REMOVE_SITES, [board.paths.workdir, *ids], "evicting sites", check=False)
     return sum(int(words[2]) for words in (line.split() for line in run.stdout.splitlines())
                if len(words) == 3 and words[0] == "evicted" and words[2].isdigit())
 

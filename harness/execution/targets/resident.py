@@ -27,9 +27,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable, Optional
 
-from ...core.results import TargetResult
-
 from ...core.errors import BoardError, BoardResultError
+from ...core.results import TargetResult
 from ..agent_protocol import FrameReader, Hello, ProtocolError, Reply, encode, read_hello, read_reply
 
 log = logging.getLogger(__name__)
@@ -201,79 +200,99 @@ class ResidentAgent:
         self.link.close()
 
 
-def run_on(session, agent: ResidentAgent, request: dict, run_timeout: float, check: Callable[[], None],
-           after_death: Callable[[], None] = lambda: None) -> Reply:
-    """One job on a session's resident agent, and what can go wrong in the words every board session uses.
+class AgentSession:
+    """The agent life a board session shares with every kind (the x86 host, an SSH board): the resident agent
+    its jobs run on, why the last one ended, and whether it runs its jobs one-shot instead.
 
-    session is the board session (local or SSH): its name, its end_agent(), and its died (the note its next
-    job carries). Whatever goes wrong ends the agent, so the session's next job starts a fresh one;
-    after_death runs when the agent died on its own (the SSH session fetches the end of its log then).
+    The session starts agents (start), waits for their hello (handshake) and sends them jobs; this says what
+    became of each, in the same words for every kind of board.
     """
-    try:
-        reply = agent.call(request, run_timeout, check)
-    except AgentTimedOut:
-        session.end_agent()
-        raise BoardError(f"{session.name}: the agent ran longer than run_timeout={run_timeout:g} s "
-                         "and was stopped") from None
-    except AgentClosedReplies:
-        session.died = f"its agent (pid {agent.pid}) closed its replies during the previous job and was stopped"
-        session.end_agent()
-        after_death()
-        raise AgentDiedError(f"{session.name}: the agent (pid {agent.pid}) closed its reply channel during this "
-                             "job but kept running, so no result could come: it was stopped; the next job starts "
-                             "a fresh agent") from None
-    except AgentDied as died:
-        session.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
-        session.end_agent()
-        after_death()
-        raise AgentDiedError(f"{session.name}: the agent (pid {agent.pid}) died during this job, {died}; the "
-                             "next job starts a fresh agent") from None
-    except ProtocolError as error:
-        session.end_agent()
-        raise BoardResultError(f"{session.name}: the agent broke its protocol: {error}") from None
-    except BaseException:
-        session.end_agent()
-        raise
-    if not reply.done:
-        raise BoardResultError(f"{session.name}: the agent refused the job: {reply.error}")
-    return reply
 
+    def __init__(self, name: str, one_shot: Optional[str] = None):
+        self.name = name
+        self.agent: Optional[ResidentAgent] = None
+        self.one_shot = one_shot
+        """Why the session runs an agent process per job, or None (a resident agent)."""
+        self.died: Optional[str] = None
+        """Why the last agent ended, told with the next job (which runs on a fresh one)."""
 
-def session_agent(session, result: TargetResult, start: Callable[[], ResidentAgent],
-                  handshake: Callable[[ResidentAgent], Hello],
-                  cannot_serve: Callable[[ResidentAgent, AgentCannotServe], None] = lambda agent, error: None
-                  ) -> Optional[ResidentAgent]:
-    """The agent a board session's next job runs on: the one it has while it lives, else a fresh one (the job's
-    notes say what became of the last), or None when the session runs its jobs one-shot.
-
-    session is the board session (local or SSH): its agent, died, one_shot and end_agent(). start() starts an
-    agent; handshake() waits for its hello (and records what the session keeps of it). An agent that cannot
-    serve (no hello, another protocol) makes the session run its jobs one-shot from then on, unless
-    cannot_serve() finds a clearer error in why (and raises it).
-    """
-    if session.one_shot is not None:
-        return None
-    if session.agent is not None and session.agent.alive():
-        return session.agent
-    if session.agent is not None:
-        session.died = session.died or f"its agent (pid {session.agent.pid}) ended between jobs"
-        session.end_agent()
-    agent = start()
-    try:
-        hello = handshake(agent)
-    except AgentCannotServe as error:
-        try:
-            cannot_serve(agent, error)
-        finally:
+    def end(self) -> None:
+        """End the agent (its link closed: the kill switch); the next job starts a fresh one."""
+        agent, self.agent = self.agent, None
+        if agent is not None:
             agent.close()
-        session.one_shot = f"its agent could not serve jobs ({error})"
-        result.notes.append(f"{session.one_shot}: ran it once per job instead")
-        return None
-    except BaseException:
-        agent.close()
-        raise
-    if session.died:
-        result.notes.append(f"{session.died}; this job ran on a fresh agent (pid {hello.pid})")
-        session.died = None
-    session.agent = agent
-    return agent
+
+    def current(self, result: TargetResult, start: Callable[[], ResidentAgent],
+                handshake: Callable[[ResidentAgent], Hello],
+                cannot_serve: Callable[[ResidentAgent, AgentCannotServe], None] = lambda agent, error: None
+                ) -> Optional[ResidentAgent]:
+        """The agent the next job runs on: the one the session has while it lives, else a fresh one (the job's
+        notes say what became of the last), or None when the session runs its jobs one-shot.
+
+        start() starts an agent; handshake() waits for its hello (and keeps what the session needs of it). An
+        agent that cannot serve (no hello, another protocol) makes the session run its jobs one-shot from then
+        on, unless cannot_serve() finds a clearer error in why (and raises it).
+        """
+        if self.one_shot is not None:
+            return None
+        if self.agent is not None and self.agent.alive():
+            return self.agent
+        if self.agent is not None:
+            self.died = self.died or f"its agent (pid {self.agent.pid}) ended between jobs"
+            self.end()
+        agent = start()
+        try:
+            hello = handshake(agent)
+        except AgentCannotServe as error:
+            try:
+                cannot_serve(agent, error)
+            finally:
+                agent.close()
+            self.one_shot = f"its agent could not serve jobs ({error})"
+            result.notes.append(f"{self.one_shot}: ran it once per job instead")
+            return None
+        except BaseException:
+            agent.close()
+            raise
+        if self.died:
+            result.notes.append(f"{self.died}; this job ran on a fresh agent (pid {hello.pid})")
+            self.died = None
+        self.agent = agent
+        return agent
+
+    def run(self, request: dict, run_timeout: float, check: Callable[[], None],
+            after_death: Callable[[], None] = lambda: None) -> Reply:
+        """One job on the session's agent, and what can go wrong in the words every board session uses.
+
+        Whatever goes wrong ends the agent, so the session's next job starts a fresh one; after_death runs when
+        the agent died on its own (an SSH session fetches the end of its log then).
+        """
+        agent = self.agent
+        try:
+            reply = agent.call(request, run_timeout, check)
+        except AgentTimedOut:
+            self.end()
+            raise BoardError(f"{self.name}: the agent ran longer than run_timeout={run_timeout:g} s "
+                             "and was stopped") from None
+        except AgentClosedReplies:
+            self.died = f"its agent (pid {agent.pid}) closed its replies during the previous job and was stopped"
+            self.end()
+            after_death()
+            raise AgentDiedError(f"{self.name}: the agent (pid {agent.pid}) closed its reply channel during this "
+                                 "job but kept running, so no result could come: it was stopped; the next job "
+                                 "starts a fresh agent") from None
+        except AgentDied as died:
+            self.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
+            self.end()
+            after_death()
+            raise AgentDiedError(f"{self.name}: the agent (pid {agent.pid}) died during this job, {died}; the "
+                                 "next job starts a fresh agent") from None
+        except ProtocolError as error:
+            self.end()
+            raise BoardResultError(f"{self.name}: the agent broke its protocol: {error}") from None
+        except BaseException:
+            self.end()
+            raise
+        if not reply.done:
+            raise BoardResultError(f"{self.name}: the agent refused the job: {reply.error}")
+        return reply

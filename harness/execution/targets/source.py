@@ -4,7 +4,9 @@ MNN on x86 against this tells whether the conversion changed the model; MNN on
 a board against MNN on x86 tells whether the platform did. It writes the
 agent's result.json and outputs.npz, so it is read like every other target.
 In-process; a session keeps each source model it loaded (the job names it:
-Job.source_path) for the jobs after.
+Job.source_path) for the jobs after. It walks the samples and a stream's steps
+with the agent's own code (mnnagent.job.run_all: which sample each input
+gives, what a step carries to the next), so both sides feed the same tensors.
 """
 
 import json
@@ -27,6 +29,7 @@ from ...core.inventory import BoardSpec
 from ...core.job import Job
 from ...core.npz import load_npz, save_npz
 from ...core.results import TargetResult
+from ...core.shipped import agent_module
 from .base import StageCallback, Target
 
 SOURCE_NAMES = {"ONNX": "onnxruntime", "TFLITE": "litert"}
@@ -127,6 +130,22 @@ def load_tflite(source_path: Path) -> LoadedSource:
     return LoadedSource(run, version, notes)
 
 
+class SourceRunner:
+    """A loaded source model as the agent's walk runs a model: feeds by input name -> outputs by name (floats
+    as float32, as MNN gives them)."""
+
+    def __init__(self, loaded: LoadedSource, output_names: List[str], check: Callable[[], None]):
+        self.loaded, self.output_names, self.check = loaded, output_names, check
+
+    def run(self, feeds: dict) -> Dict[str, np.ndarray]:
+        self.check()
+        produced = {}
+        for name, value in zip(self.output_names, self.loaded.run(feeds, self.output_names)):
+            value = np.asarray(value)
+            produced[name] = value.astype(np.float32) if value.dtype.kind == "f" else value
+        return produced
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
@@ -181,24 +200,21 @@ class SourceModelTarget(Target):
         if job.source_path is None:
             raise BoardError(f"{self.name}: the job names no source model")
         loaded = self.session_for(job.source_path, job.source_format or "ONNX")
-        run, runtime = loaded.run, loaded.runtime
+        runtime = loaded.runtime
         result.notes += [note for note in loaded.notes if note not in result.notes]
         stored = load_npz(job.inputs_path)
         inputs = {name: stored[name] for name in job.input_names}
-        carry = (job.stream or {}).get("carry") or {}
-        latency, collected, carried = [], {name: [] for name in job.output_names}, {}
-        for sample in range(job.samples):
-            self.check_interrupted()
-            # The same walk as the agent's: one shared sample for every step, carried outputs fed back.
-            feeds = {name: inputs[name][sample if len(inputs[name]) > 1 else 0, ...] for name in job.input_names}
-            feeds.update(carried)
-            begin = time.perf_counter()
-            outputs = dict(zip(job.output_names, run(feeds, job.output_names)))
-            latency.append((time.perf_counter() - begin) * 1000.0)
-            for name in job.output_names:
-                value = np.asarray(outputs[name])
-                collected[name].append(value.astype(np.float32) if value.dtype.kind == "f" else value)
-            carried = {fed: np.asarray(outputs[output]).astype(inputs[fed].dtype) for output, fed in carry.items()}
+        # The agent's walk: each sample (a shared input's one sample for all), a stream's outputs carried to
+        # the next step. Once per sample: the reference is not timed against anything.
+        walked = {"input_names": job.input_names, "output_names": job.output_names, "samples": job.samples,
+                  "stream": job.stream, "iterations": 1, "warmup": 0}
+        timed: dict = {"latency_ms": []}
+        try:
+            collected = agent_module("job").run_all(SourceRunner(loaded, job.output_names, self.check_interrupted),
+                                                    walked, inputs, timed, np)
+        except agent_module("contract").JobError as error:
+            raise SourceModelError(f"{runtime}: {error}") from error
+        latency = timed["latency_ms"]
         arrays = {name: np.stack(values) for name, values in collected.items()}
         save_npz(local_dir / "outputs.npz", arrays)
         facts = {"schema": 2, "status": "ok", "error": None, "machine": platform.machine(),
