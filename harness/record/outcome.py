@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .numbers import KIND_LABEL_METRIC, LABEL_METRICS, format_metric
-from .run import (INTERRUPTED, UNUSABLE as BOARD_UNUSABLE, Decoded, LimitFailure, OutputComparison, RunRecord,
+from .run import (INTERRUPTED, UNUSABLE as BOARD_UNUSABLE, Decoded, LimitFailure, RunRecord,
                   SettingFailure, versions_differ)
 
 ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
@@ -352,10 +352,6 @@ def precision_attributions(records: List[Tuple[str, RunRecord]]) -> Dict[Tuple[s
 def decoded_outputs(record: RunRecord) -> List[str]:
     """The decoded outputs of the record (what the application sees), in the scenario's order."""
     return [name for name, spec in record.output_specs.items() if spec.decoded]
-
-
-def output_of(comparison, output: str) -> Optional[OutputComparison]:
-    return comparison.outputs.get(output) if comparison is not None else None
 
 
 # -- the record read as words: what every view's header and boards table say --------------------------------

@@ -16,7 +16,6 @@ A record made by a live run also carries what summary.json does not: the run's t
 pictures of report.html) and its folder.
 """
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -698,10 +697,3 @@ def _old_version_checks(data: dict) -> dict:
 UPGRADES = {1: _upgrade_1, 2: _upgrade_2}
 """Schema N -> N + 1, for records written by older harnesses (reports/ of earlier runs, the history's)."""
 
-
-# -- helpers for the ones who build a record ----------------------------------------------------------------------
-
-
-def finite_or_none(value: Optional[float]) -> Optional[float]:
-    """A number a view can scale (a sparkline, a chart): None for NaN and infinity."""
-    return value if value is not None and math.isfinite(value) else None

@@ -10,7 +10,6 @@ import importlib.util
 import sys
 import traceback as traceback_module
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -119,11 +118,3 @@ def failed(spec: DecodedSpec, error: DecodeError, reference_name: str) -> Decode
     return DecodedResult(spec.name, False, {}, [LimitFailure.check("decode", reason)], [],
                          Decoded(spec.kind, "decode failed", False, error=str(error), failed_side=error.side),
                          error.traceback_text)
-
-
-def sample_label(names: List[str], sample: int) -> str:
-    return names[sample] if sample < len(names) else f"sample {sample}"
-
-
-def path_name(path: Path) -> str:
-    return path.name
