@@ -21,6 +21,7 @@ from .model import CONTROL_FLOW_OPS, choose_api, model_facts
 from .native import import_mnn
 from .preprocess import board_preprocess
 from .runners import ModuleRunner, SessionRunner, runner_key
+from .script import run_script
 
 
 def arm_deadline(job):
@@ -98,6 +99,17 @@ def describe_inputs(job, inputs, runner):
                 for name in job["input_names"])
 
 
+def script_ran(result, started, outputs):
+    """The result of a job whose script ran the model (harness repro). Its outputs may hold NaN/Inf: that can be
+    exactly what the script reproduces, so they are not judged here."""
+    for name, array in outputs.items():
+        result["outputs"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    result["status"] = "ok"
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["wall_s"] = time.time() - started
+    return result, outputs
+
+
 def run_job(job_dir, cache=None):
     """Run the job; return the result dict (also on failure) and the outputs (None on failure).
 
@@ -111,7 +123,7 @@ def run_job(job_dir, cache=None):
         "platform": platform.platform(), "hostname": platform.node(),
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
         "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
-        "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
+        "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None, "script": None,
         "agent": {"mode": "resident" if cache is not None else "one-shot", "pid": os.getpid(),
                   "jobs": cache.jobs if cache is not None else 1, "cached": False, "rss_mb": None, "cache": None},
     }
@@ -127,6 +139,8 @@ def run_job(job_dir, cache=None):
         result["mnn_version"] = MNN.version()
         result["mnn_banner"] = banner
         model_path, inputs = load_inputs(job_dir, job, np, cache)
+        if job.get("script"):
+            return script_ran(result, started, run_script(np, job, job_dir, result))
         if job.get("preprocess"):
             result["preprocess"] = board_preprocess(job_dir, job, np, MNN)
         model_sha = cache.sha256(model_path) if cache is not None else None
