@@ -7,6 +7,7 @@
     harness inspect MODEL                    inputs and outputs (names, shapes, dtypes) of an ONNX/TFLite/MNN file
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness bisect SCENARIO --board B --mnn 3.0.0..3.6.1 [--all] [--converter]   which MNN release breaks it
+    harness repro LAYERS_FOLDER [--op NAME] [--board B]      cut the op out into a bundle for MNN's maintainers
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
 
@@ -106,6 +107,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
+    repro = commands.add_parser("repro", help="cut an op a layer search found out of the model into a bundle for "
+                                "MNN's maintainers (model, inputs, script, C++, ISSUE.md), verified on the board")
+    repro.add_argument("folder", metavar="RUN_OR_LAYERS_FOLDER",
+                       help="the folder `harness layers` wrote (reports/<run-id>-layers), or a run's folder whose "
+                       "search `--find-layer` made; a path or a name under --reports")
+    repro.add_argument("--op", metavar="NAME", help="the op, as the search names it (default: the first op that "
+                       "introduces error, else the first NaN/Inf)")
+    repro.add_argument("--board", metavar="NAME", help="the board of the search (needed when it searched several)")
+    repro.add_argument("--widen", type=bounded(int, minimum=0, maximum=64), default=3, metavar="LEVELS",
+                       help="when the op alone does not show the error, grow the cut this many producer levels "
+                       "upstream at most, one at a time (default 3)")
+    repro.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),
+                       help="the relative error the bundle must show (default: the search's tolerance for the op)")
+    repro.add_argument("--json", action="store_true", help="print repro.json on stdout")
+    repro.add_argument("--reports", default="reports")
+    repro.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                       metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
+
     bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
                                  "runtime (on the board and x86) or, with --converter, the converter")
     bisect.add_argument("scenario")
@@ -196,7 +215,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
-                        "inspect": cmd_inspect, "bisect": cmd_bisect}
+                        "inspect": cmd_inspect, "bisect": cmd_bisect, "repro": cmd_repro}
             return commands[args.command](args, console)
         except HarnessError as error:
             console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -278,6 +297,22 @@ def cmd_layers(args, console: Console) -> int:
         print(json.dumps(report.as_dict(), indent=1))
     render_layers(report, console, show_all=args.all)
     return report.exit_code
+
+
+def cmd_repro(args, console: Console) -> int:
+    from .plans.repro import find_layers_folder, make_repro
+    from .views.repro import render_repro
+
+    folder = find_layers_folder(Path(args.reports), args.folder)
+    inventory = load_inventory(find_inventory(args.inventory))
+    with console.status("repro") as status:
+        record = make_repro(folder, inventory, op=args.op, board=args.board, widen=args.widen,
+                            tolerance=args.tolerance, log=lambda message: status.update(message),
+                            lock_timeout=args.lock_timeout, interruption=args.interruption)
+    if args.json:
+        print(json.dumps(record.as_dict(), indent=1))
+    render_repro(record, console)
+    return record.exit_code
 
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:
