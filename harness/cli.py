@@ -106,6 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     layers.add_argument("--reports", default="reports")
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
+    layers.add_argument("--repro", action="store_true", help="then, for each board, cut the first op that introduces "
+                        "error out of the model into a bundle for MNN's maintainers and verify it (harness repro)")
 
     repro = commands.add_parser("repro", help="cut an op a layer search found out of the model into a bundle for "
                                 "MNN's maintainers (model, inputs, script, C++, ISSUE.md), verified on the board")
@@ -278,25 +280,48 @@ def cmd_run(args, console: Console) -> int:
 
 def cmd_layers(args, console: Console) -> int:
     from .core.scenario import load_scenario
+    from .execution.executor import Executor
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
 
     scenario = load_scenario(args.scenario)
     inventory = load_inventory(find_inventory(args.inventory))
     boards = [name.strip() for name in args.board.split(",") if name.strip()]
-    with console.status("tracing every op") as status:
-        report = search_layers(scenario, inventory, boards, Path(args.reports), against=args.against,
-                               board_overrides={"precision": args.precision, "threads": args.threads},
-                               against_overrides={"precision": args.against_precision,
-                                                  "threads": args.against_threads},
-                               tolerance=args.tolerance, budget_mb=args.budget,
-                               log=lambda message: status.update(message), lock_timeout=args.lock_timeout,
-                               interruption=args.interruption)
-    write_layers_files(report)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=1))
-    render_layers(report, console, show_all=args.all)
+    # One session per board for the search and, with --repro, the bundles after it.
+    with Executor(interruption=args.interruption, lock_timeout=args.lock_timeout) as executor:
+        with console.status("tracing every op") as status:
+            report = search_layers(scenario, inventory, boards, Path(args.reports), against=args.against,
+                                   board_overrides={"precision": args.precision, "threads": args.threads},
+                                   against_overrides={"precision": args.against_precision,
+                                                      "threads": args.against_threads},
+                                   tolerance=args.tolerance, budget_mb=args.budget,
+                                   log=lambda message: status.update(message), executor=executor)
+        write_layers_files(report)
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=1))
+        render_layers(report, console, show_all=args.all)
+        if args.repro:
+            repro_found(report, inventory, executor, console)
     return report.exit_code
+
+
+def repro_found(report, inventory, executor, console: Console) -> None:
+    """`layers --repro`: a bundle for the first op that introduces error (or the first NaN/Inf) on each board."""
+    from .core.errors import ConfigError
+    from .plans.repro import make_repro
+    from .views.repro import render_repro
+
+    for board in report.boards:
+        if board.error or (board.first_introduced is None and board.first_nonfinite is None):
+            continue
+        with console.status(f"repro on {board.board.board}") as status:
+            try:
+                record = make_repro(Path(report.run_dir), inventory, board=board.board.board,
+                                    log=lambda message: status.update(message), executor=executor)
+            except ConfigError as error:  # this op cannot be cut (e.g. a Raster MNN made): said, the others go on
+                console.print(f"[yellow]no repro for {escape(board.board.board)}: {escape(str(error))}[/]")
+                continue
+        render_repro(record, console)
 
 
 def cmd_repro(args, console: Console) -> int:

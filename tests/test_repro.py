@@ -311,8 +311,8 @@ def test_a_folder_that_is_no_search_and_a_run_without_one(quiet_search, tmp_path
 
 @pytest.fixture(scope="module")
 def a76_search(tmp_path_factory):
-    """`harness layers`, then `harness repro`, of the overflow net on the A76 at low against x86, once for the
-    module's tests."""
+    """`harness layers --repro` of the overflow net on the A76 at low against x86, once for the module's tests: the
+    search and the bundle on the same board sessions."""
     folder = tmp_path_factory.mktemp("a76")
     (folder / "inventory.yaml").write_text(INVENTORY)
     console = Console(width=80, record=True, color_system=None)
@@ -322,11 +322,10 @@ def a76_search(tmp_path_factory):
     cli.Console = lambda **kwargs: console  # the report as an 80-column terminal shows it
     try:
         code = main(["--inventory", str(folder / "inventory.yaml"), "layers", str(overflow_scenario(folder)),
-                     "--board", A76, "--reports", str(folder / "r")])
-        (layers,) = (folder / "r").iterdir()
-        assert main(["--inventory", str(folder / "inventory.yaml"), "repro", str(layers)]) == 0
+                     "--board", A76, "--repro", "--reports", str(folder / "r")])
     finally:
         cli.Console = real
+    (layers,) = (folder / "r").iterdir()
     yield folder, layers, code, console.export_text()
     emulated.stop(A76)
     emulated.remove(A76)
@@ -337,7 +336,7 @@ def bundle_of(layers: Path, op: str) -> Path:
 
 
 @pytest.mark.emulated
-def test_repro_gives_a_verified_bundle_for_conv1(a76_search):
+def test_layers_repro_gives_a_verified_bundle_for_conv1(a76_search):
     """conv1 alone, cut out of the converted .mnn: inf on the A76 at low, bit for bit the op in the whole model,
     gone at normal (measured); its ONNX sub-graph beside it; ISSUE.md with every field MNN's maintainers ask for."""
     _, layers, code, out = a76_search
