@@ -187,10 +187,15 @@ class Claim:
     """The search's own limit for the op (its arithmetic's resolution), whatever limit the reproduction was given."""
     reduction: float = 1.0
     """K: the multiply-adds per output value (MNN's flop count), which the rounding of a sum grows with."""
+    exact: bool = True
+    """The number is over every element (False: from the 64 values of a summary, an op the search did not fetch
+    whole, which can miss the worst element)."""
 
     def describe(self) -> str:
         what = "introduces" if self.kind == "introduced" else "shows on exit"
-        value = "NaN/Inf" if self.nonfinite and not math.isfinite(self.value) else f"{self.value:.3g} (relative)"
+        value = ("NaN/Inf" if self.nonfinite and not math.isfinite(self.value)
+                 else f"{'' if self.exact else '≈'}{self.value:.3g} (relative"
+                 + ("" if self.exact else ", from 64 sampled values") + ")")
         return f"{what} {value}, tolerance {self.tolerance:.2g}"
 
 
@@ -204,26 +209,29 @@ def claim_for(row: OpRow, tolerance: Optional[float] = None) -> Optional[Claim]:
         return value is not None and (math.isnan(value) or value > limit)
 
     if beyond(row.introduced):
-        return Claim("introduced", row.introduced, limit, nonfinite, row.tolerance, row.reduction)
+        return Claim("introduced", row.introduced, limit, nonfinite, row.tolerance, row.reduction, row.exact)
     if beyond(row.exit) or nonfinite:
         return Claim("exit", row.exit if row.exit is not None else math.inf, limit, nonfinite, row.tolerance,
-                     row.reduction)
+                     row.reduction, row.exact)
     return None
 
 
-def rounding_context(claim: Claim, error: Optional[float], arithmetic: str) -> Optional[str]:
+def rounding_context(error: Optional[float], arithmetic: str, reduction: float, op: str,
+                     ops: int = 1) -> Optional[str]:
     """How a finite error compares with what the arithmetic's rounding explains for an op of K multiply-adds
-    (about sqrt(K) steps of its epsilon): the sentence a maintainer weighs a difference by."""
+    (about sqrt(K) steps of its epsilon; for a stretch, its op with the largest K): the sentence a maintainer
+    weighs a difference by. None for exact arithmetic or NaN/Inf."""
     exponent = {"FP16": 10, "BF16": 7}.get(arithmetic)
     if exponent is None or error is None or not math.isfinite(error):
         return None
-    eps = 2.0 ** -exponent
-    explained = eps * math.sqrt(max(claim.reduction, 1.0))
+    explained = 2.0 ** -exponent * math.sqrt(max(reduction, 1.0))
     ratio = error / explained
     verdict = ("within what its rounding explains" if ratio <= 1.0 else
                "a few times what its rounding explains" if ratio <= 4.0 else "beyond what its rounding explains")
-    return (f"{arithmetic} rounding of an op summing K={claim.reduction:.0f} products explains about sqrt(K) x "
-            f"2^-{exponent} = {explained:.2g} (relative); this is {ratio:.2g} times that: {verdict}")
+    who = (f"an op summing K={reduction:.0f} products" if ops == 1 else
+           f"the stretch's largest sum, {op} (K={reduction:.0f} products),")
+    return (f"{arithmetic} rounding of {who} explains about sqrt(K) x 2^-{exponent} = {explained:.2g} (relative); "
+            f"this is {ratio:.2g} times that: {verdict}" + ("" if ops == 1 else " (rounding adds up over the ops)"))
 
 
 @dataclass
@@ -339,6 +347,9 @@ class Attempt:
     error: Optional[float] = None
     """The worst relative error of the cut's outputs on the board against the reference."""
     reproduces: bool = False
+    reduction: float = 1.0
+    """The largest K (multiply-adds per output value) of the ops it covers, and that op."""
+    reduction_op: str = ""
     same_as_model: Optional[float] = None
     """max |cut's output on the board - the op's output in the whole model on the board| (0: bit for bit the
     same computation); None when the whole model's output was not captured."""
@@ -423,7 +434,8 @@ class ReproRecord:
         attempts = []
         for item in data.get("attempts") or []:
             item = dict(item)
-            attempts.append(Attempt(**{**item, "reference": side(item.get("reference")), "board": side(item.get("board")),
+            attempts.append(Attempt(**{**item, "reference": side(item.get("reference")),
+                                       "board": side(item.get("board")),
                                        "differences": differences(item.get("differences")),
                                        "error": from_json_number(item.get("error")),
                                        "same_as_model": from_json_number(item.get("same_as_model"))}))
@@ -438,7 +450,8 @@ class ReproRecord:
 
 def other_precisions(precision: str) -> List[str]:
     """The settings worth a workaround run: FP32 for a side that asked for less, else the other FP32 mode."""
-    return {"low": ["normal"], "low_bf16": ["normal"], "normal": ["high"], "high": ["normal"]}.get(precision, ["normal"])
+    others = {"low": ["normal"], "low_bf16": ["normal"], "normal": ["high"], "high": ["normal"]}
+    return others.get(precision, ["normal"])
 
 
 def removes(claim: Claim, differences: Sequence[Difference]) -> bool:
@@ -488,6 +501,6 @@ def model_output_keys(stretch: Stretch, trace: Sequence[OpTrace], graph: MnnGrap
 
 
 __all__ = ["Stretch", "StretchEntry", "EntrySource", "StretchError", "plan_stretch", "Claim", "claim_for",
-           "Difference", "difference", "worst", "shows", "removes", "rounding_context", "SideRun", "Attempt", "Workaround", "ReproRecord",
-           "other_precisions", "entry_summary", "same_as_model", "model_output_keys", "DEFAULT_WIDEN",
-           "RECORD_SCHEMA", "fp16_step"]
+           "Difference", "difference", "worst", "shows", "removes", "rounding_context", "SideRun", "Attempt",
+           "Workaround", "ReproRecord", "other_precisions", "entry_summary", "same_as_model", "model_output_keys",
+           "DEFAULT_WIDEN", "RECORD_SCHEMA", "fp16_step"]

@@ -230,8 +230,10 @@ def run_job(executor: Executor, board: BoardSpec, job: Job, folder: Path, label:
     lock released) and ends the reproduction with Interrupted."""
     (result,) = executor.run([PlannedJob(board, job, folder, label)])
     if executor.interruption.is_set():
-        raise Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
-                          "stopped and no bundle was written")
+        error = Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
+                            "stopped and no bundle was written")
+        error.exit_code = executor.interruption.exit_code  # 143 for SIGTERM, as a shell reports it
+        raise error
     return result
 
 
@@ -385,6 +387,8 @@ class _Runner:
         if isinstance(stretch, StretchError):
             return Attempt(ops=[], executed=[], problem=str(stretch)), (), True
         attempt = Attempt(ops=stretch.ops, executed=[search.trace[i].name for i in stretch.executed])
+        widest = max((search.trace[i] for i in stretch.executed), key=lambda op: op.reduction)
+        attempt.reduction, attempt.reduction_op = widest.reduction, widest.name
         folder = self.building / VERIFICATION / f"{len(stretch.ops)}-ops"
         folder.mkdir(parents=True, exist_ok=True)
         arrays = self.values(stretch)
@@ -567,9 +571,10 @@ class _Runner:
         if model.get("source_format") != "ONNX":
             return {"note": f"the source is {model.get('source_format')}: only an ONNX source is cut here"}
         try:
+            outputs = {name: tensors[reference_key(name)] for name in cut.outputs}
             nodes = extract_source(Path(source), {e.name: (e.shape, e.dtype) for e in cut.entries},
-                                   {name: (list(tensors[reference_key(name)].shape), str(tensors[reference_key(name)].dtype))
-                                    for name in cut.outputs}, self.building / SOURCE_FILE)
+                                   {name: (list(array.shape), str(array.dtype)) for name, array in outputs.items()},
+                                   self.building / SOURCE_FILE)
         except CutError as error:
             return {"note": str(error)}
         try:
@@ -581,8 +586,8 @@ class _Runner:
                     f"{type(error).__name__}: {error}"}
         return {"file": SOURCE_FILE, "nodes": nodes, "inputs": [e.name for e in cut.entries],
                 "outputs": list(cut.outputs), "runtime": runtime,
-                "against_reference": [difference(name, np.asarray(produced[name]), tensors[reference_key(name)]).__dict__
-                                      for name in cut.outputs],
+                "against_reference": [difference(name, np.asarray(produced[name]), reference).__dict__
+                                      for name, reference in outputs.items()],
                 "board_against_it": [difference(name, tensors[board_key(name)], np.asarray(produced[name])).__dict__
                                      for name in cut.outputs]}
 

@@ -55,8 +55,8 @@ def attempt_line(attempt: Attempt, record: ReproRecord) -> str:
         return f"{what}: {attempt.problem}"
     verdict = "shows it" if attempt.reproduces else "does not show it"
     return (f"{what}: cut {human_size(attempt.cut_bytes)}, {record.board['board']} against "
-            f"{record.reference['board']} {value_text(attempt.error)} (the search: {value_text(record.claim.value)}): "
-            f"{verdict}")
+            f"{record.reference['board']} {value_text(attempt.error)} (the search: "
+            f"{'' if record.claim.exact else '≈'}{value_text(record.claim.value)}): {verdict}")
 
 
 def same_text(attempt: Attempt) -> str:
@@ -64,7 +64,8 @@ def same_text(attempt: Attempt) -> str:
         return "the op's output in the whole model was not captured to compare with"
     if attempt.same_as_model == 0:
         return "the cut's output on the board is bit for bit the op's output in the whole model"
-    return f"the cut's output on the board differs from the op's in the whole model by {value_text(attempt.same_as_model)}"
+    return ("the cut's output on the board differs from the op's in the whole model by "
+            f"{value_text(attempt.same_as_model)}")
 
 
 def render_repro(record: ReproRecord, console: Console) -> None:
@@ -80,7 +81,8 @@ def render_repro(record: ReproRecord, console: Console) -> None:
         if tried and not record.claim.nonfinite:
             largest = max(tried, key=lambda a: a.error)
             console.print(Text(f"up to {len(tried[-1].ops)} ops cut out, the board adds at most "
-                               f"{value_text(largest.error)} against the search's {value_text(record.claim.value)} "
+                               f"{value_text(largest.error)} against the search's {'' if record.claim.exact else '≈'}"
+                               f"{value_text(record.claim.value)} "
                                f"(limit {record.claim.tolerance:.2g}): the error builds up over more of the net than "
                                "that (--widen grows it further)", "yellow"))
         console.print(Text(f"does not reproduce outside the model: no bundle is offered (what was tried: "
@@ -92,7 +94,8 @@ def render_repro(record: ReproRecord, console: Console) -> None:
                        + same_text(winner)))
     for d in winner.differences:
         console.print(Text(difference_text(d, board["board"], reference["board"]), "red"))
-    context = rounding_context(record.claim, winner.error, board.get("arithmetic", ""))
+    context = rounding_context(winner.error, board.get("arithmetic", ""), winner.reduction,
+                               winner.reduction_op, len(winner.ops))
     if context:
         console.print(Text(context, "dim"))
     for workaround in record.workarounds:
@@ -180,7 +183,8 @@ def issue_text(record: ReproRecord) -> str:
     nonfinite = any(d.nonfinite for d in winner.differences)
     symptom = ("gives NaN/Inf" if nonfinite else f"differs by {value_text(winner.error)} (relative)")
     cpu = board.get("cpu") if board.get("kind") == "emulated" else board.get("machine")
-    title = (f"{record.op_type} {symptom} on {cpu} ({board.get('arithmetic', '')}) at precision "
+    what = record.op_type if len(winner.ops) == 1 else f"{len(winner.ops)} ops ending in {record.op_type}"
+    title = (f"{what} {symptom} on {cpu} ({board.get('arithmetic', '')}) at precision "
              f"{bs.get('precision', 'normal')}, not on {reference.get('machine') or r}")
     model = record.model
     args = " ".join(model.get("converter_args") or [])
@@ -216,7 +220,7 @@ def issue_text(record: ReproRecord) -> str:
              f"backend {str(bs.get('backend', 'cpu')).upper()} ({board.get('arithmetic', '')} arithmetic)",
              f"- {r}: Session API, precision `{rs.get('precision', 'normal')}`, numThread {rs.get('threads', 1)}, "
              f"backend {str(rs.get('backend', 'cpu')).upper()} ({reference.get('arithmetic', '')} arithmetic)", "",
-             "## The op", ""]
+             "## The op" + ("" if len(winner.ops) == 1 else "s"), ""]
     for op in record.cut.get("ops") or []:
         lines.append(f"- `{op['name']}`, {op['type']}:")
         lines.extend(f"  - {line}" for line in op_parameters(op.get("params") or {}))
@@ -227,10 +231,12 @@ def issue_text(record: ReproRecord) -> str:
         lines.append(f"- output `{item['name']}`: {item['dtype']} {item['shape']}")
     lines += ["", "## What happens", ""]
     lines += [f"- {difference_text(d, b, r)}" for d in winner.differences]
+    own_limit = (f" (the search's own limit for it: {record.claim.search_tolerance:.2g})"
+                 if record.claim.search_tolerance != record.claim.tolerance else "")
     lines.append(f"- {same_text(winner)}; the layer search of the whole model found that {record.op} "
-                 f"{record.claim.describe()}" + (f" (the search's own limit for it: {record.claim.search_tolerance:.2g})"
-                                                 if record.claim.search_tolerance != record.claim.tolerance else ""))
-    context = rounding_context(record.claim, winner.error, board.get("arithmetic", ""))
+                 f"{record.claim.describe()}{own_limit}")
+    context = rounding_context(winner.error, board.get("arithmetic", ""), winner.reduction,
+                               winner.reduction_op, len(winner.ops))
     if context:
         lines.append(f"- {context}")
     source = record.source or {}
