@@ -21,7 +21,8 @@ import pytest
 from rich.console import Console
 
 from harness.analysis.opdiff import OpRow, parse_traces
-from harness.analysis.repro import (Claim, StretchError, claim_for, difference, plan_stretch, rounding_context, shows)
+from harness.analysis.repro import (Claim, ReproRecord, StretchError, claim_for, difference, plan_stretch,
+                                    rounding_context, shows)
 from harness.cli import main
 from harness.core.cut_model import CutEntry, CutError, cut_mnn
 from harness.core.mnn_graph import read_mnn_graph
@@ -110,9 +111,10 @@ def test_the_claim_is_what_the_search_measured_for_the_op():
     assert strict.kind == "introduced" and strict.value == 1.6e-2 and strict.search_tolerance == 0.125
     d = difference("y", np.array([1.016], np.float32), np.array([1.0], np.float32))
     assert shows(strict, [d]) and not shows(dataclasses.replace(strict, tolerance=0.1), [d])
-    assert rounding_context(strict, 1.6e-2, "FP16").endswith("= 0.031 (relative); this is 0.51 times that: within "
-                                                             "what its rounding explains")
-    assert rounding_context(strict, 1.6e-2, "FP32") is None
+    assert rounding_context(1.6e-2, "FP16", 1024.0, "fc").endswith("= 0.031 (relative); this is 0.51 times that: "
+                                                                    "within what its rounding explains")
+    assert "the stretch's largest sum, fc (K=1024 products)" in rounding_context(1.6e-2, "FP16", 1024.0, "fc", 3)
+    assert rounding_context(1.6e-2, "FP32", 1024.0, "fc") is None and rounding_context(math.inf, "FP16", 1, "x") is None
 
 
 # ---- the stretch and the cut, with real MNN on x86 -----------------------------------------------
@@ -310,7 +312,15 @@ def test_a_folder_that_is_no_search_and_a_run_without_one(quiet_search, tmp_path
 # ---- on an emulated Cortex-A76 ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def a76_search(tmp_path_factory):
+def a76():
+    """The module's emulated A76 (started by the first job that needs it), stopped and removed at the end."""
+    yield A76
+    emulated.stop(A76)
+    emulated.remove(A76)
+
+
+@pytest.fixture(scope="module")
+def a76_search(tmp_path_factory, a76):
     """`harness layers --repro` of the overflow net on the A76 at low against x86, once for the module's tests: the
     search and the bundle on the same board sessions."""
     folder = tmp_path_factory.mktemp("a76")
@@ -326,9 +336,7 @@ def a76_search(tmp_path_factory):
     finally:
         cli.Console = real
     (layers,) = (folder / "r").iterdir()
-    yield folder, layers, code, console.export_text()
-    emulated.stop(A76)
-    emulated.remove(A76)
+    return folder, layers, code, console.export_text()
 
 
 def bundle_of(layers: Path, op: str) -> Path:
@@ -344,6 +352,7 @@ def test_layers_repro_gives_a_verified_bundle_for_conv1(a76_search):
     bundle = bundle_of(layers, "conv1")
     record = json.loads((bundle / "repro.json").read_text())
     assert record["reproduces"] and record["exit_code"] == 0 and record["op"] == "conv1"
+    assert ReproRecord.from_dict(record).as_dict() == record  # the record reads back as itself
     (attempt,) = record["attempts"]
     assert attempt["ops"] == ["conv1"] and attempt["reproduces"] and attempt["same_as_model"] == 0.0
     (d,) = attempt["differences"]
@@ -455,3 +464,88 @@ def test_a_raster_op_is_refused_naming_the_op_it_was_made_for(a76_search, capsys
                  "logits__before_tr_raster_0"])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2 and "an op MNN generated while running" in out and "--op logits__before_tr" in out
+
+
+@pytest.mark.emulated
+@pytest.mark.slow
+def test_a_segformer_op_cut_alone_is_a_small_model_that_shows_the_searchs_number(tmp_path, a76):
+    """SegFormer-128 on the A76 at low: no op introduces more than FP16 explains, but a user's own limit (half the
+    largest an op introduces) makes that op's error something to report. Its bundle is a small fraction of the
+    model and shows the search's number within 10% (the same kernels on the same inputs: in practice exactly)."""
+    from harness.core.inventory import load_inventory
+    from harness.plans.layers import search_layers, write_layers_files
+    from harness.plans.repro import make_repro
+
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    text = scenario_text(["x86"], precision="low", size=128).replace(
+        f"build: {REPO / 'scenarios' / 'models' / 'tiny_segnet.py'}",
+        f"build: {REPO / 'scenarios' / 'models' / 'segformer.py'}").replace("num_classes: 8", "num_classes: 150")
+    (tmp_path / "seg.yaml").write_text(text)
+    inventory = load_inventory(tmp_path / "inventory.yaml")
+    report = search_layers(load_scenario(tmp_path / "seg.yaml"), inventory, [A76], tmp_path, budget_mb=16)
+    write_layers_files(report)
+    (board,) = report.boards
+    replayed = [row for row in board.rows if row.introduced is not None and row.type == "Convolution"]
+    row = max(replayed, key=lambda r: r.introduced)
+    assert board.first_introduced is None and row.introduced <= row.tolerance  # FP16 explains every op
+    record = make_repro(Path(report.run_dir), inventory, op=row.name, tolerance=row.introduced / 2)
+    assert record.reproduces and len(record.attempts) == 1
+    (attempt,) = record.attempts
+    assert attempt.error == pytest.approx(row.introduced, rel=0.1) and attempt.same_as_model == 0.0
+    model_bytes = Path(report.model["mnn"]).stat().st_size
+    assert attempt.cut_bytes < model_bytes / 10
+    assert record.claim.search_tolerance == row.tolerance and record.claim.tolerance == row.introduced / 2
+    issue = (Path(record.bundle_dir) / "ISSUE.md").read_text()
+    assert "the search's own limit for it" in issue and "within what its rounding explains" in issue
+
+
+@pytest.mark.emulated
+def test_an_interrupted_repro_leaves_no_bundle_and_nothing_on_the_board(a76_search):
+    """Stopped while the board runs the bundle's script (the Interruption a Ctrl-C sets, requested the moment the
+    board's job starts): the board's agent is killed, its job dir and lock are gone, and no bundle, not even a
+    half-made one, is left."""
+    from harness.core.errors import Interrupted
+    from harness.core.inventory import load_inventory
+    from harness.execution.executor import Executor, Progress
+    from harness.execution.interrupt import Interruption
+    from harness.plans.repro import make_repro
+
+    folder, layers, _, _ = a76_search
+    interruption = Interruption()
+
+    class StopOnTheBoard(Progress):
+        label = ""
+
+        def job(self, name, label, number, count):
+            self.label = label
+
+        def stage(self, name, stage):
+            if name == A76 and self.label == "repro board" and stage == "run":
+                interruption.request("SIGINT")
+
+    before = set((layers / "repro" / A76).iterdir())
+    with pytest.raises(Interrupted, match="no bundle was written"):
+        with Executor(progress=StopOnTheBoard(), interruption=interruption) as executor:
+            make_repro(layers, load_inventory(folder / "inventory.yaml"), op="conv1", tolerance=0.01,
+                       executor=executor)
+    assert set((layers / "repro" / A76).iterdir()) == before  # the earlier bundle of conv1 stands, nothing new
+    workdir = Path(emulated.ensure_running(emulated.EmulatedBoardSpec(name=A76, cpu="cortex-a76"),
+                                           log=lambda message: None).workdir)
+    assert not (workdir / "lock").exists() and not list((workdir / "jobs").glob("*"))
+    assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+                .splitlines() if str(workdir) in line and "repro.py" in line]
+
+
+@pytest.mark.emulated
+def test_a_model_changed_since_the_search_is_refused(a76_search, tmp_path, capsys):
+    """The bundle must cut the model the search traced: a .mnn whose bytes changed since is refused, naming it."""
+    folder, layers, _, _ = a76_search
+    copy = tmp_path / layers.name
+    shutil.copytree(layers, copy, ignore=shutil.ignore_patterns("repro"))
+    data = json.loads((copy / "layers.json").read_text())
+    data["model"]["mnn_sha256"] = "0" * 64
+    (copy / "layers.json").write_text(json.dumps(data))
+    code = main(["--inventory", str(folder / "inventory.yaml"), "repro", str(copy)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 2 and "changed since the search" in out and "run `harness layers` again" in out
+    assert not (copy / "repro").exists()
