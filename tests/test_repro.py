@@ -180,12 +180,46 @@ def test_the_cut_runs_alone_and_computes_the_op_bit_for_bit(tmp_path, overflow_m
                 tmp_path / "bad.mnn")
 
 
+def test_an_nhwc_models_own_input_is_fed_as_the_model_takes_it(tmp_path):
+    """A TFLite model's input is NHWC: a cut that reaches it gets it in TensorFlow's layout (as the agent feeds the
+    model), and gives the op's output bit for bit; fed as NCHW it would not."""
+    import hashlib
+
+    model = prepare_model(load_scenario(REPO / "scenarios" / "face_tflite.yaml").model, log=lambda message: None)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(1, 1, 128, 128, 3)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", input=x)
+    (tmp_path / "job.json").write_text(json.dumps({
+        "model": str(model.mnn_path), "inputs": "inputs.npz",
+        "inputs_sha256": hashlib.sha256((tmp_path / "inputs.npz").read_bytes()).hexdigest(),
+        "input_names": ["input"], "output_names": list(model.outputs), "layout": "NHWC",
+        "settings": {"precision": "normal", "api": "session"}, "dump": {"samples": [0], "keep": {"sample": 0,
+                                                                                                "ops": [1]}}}))
+    subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    trace = parse_traces(json.loads((tmp_path / "dump.json").read_text()))[0]
+    stretch = plan_stretch(read_mnn_graph(model.mnn_path), trace, 1, 1)  # the first conv and its layout change
+    assert trace[1].name == "conv2d" and [(e.tensor, e.sources[0].kind) for e in stretch.entries] == [
+        ("input", "model")]
+    cut = cut_mnn(model.mnn_path, [CutEntry("input", [1, 128, 128, 3], "float32")], stretch.outputs, stretch.ops,
+                  tmp_path / "cut.mnn", {"input": [1, 128, 128, 3]})
+    assert cut.formats == {"input": "NHWC"}
+    np.savez(tmp_path / "tensors.npz", **{"input/input": x[0]})
+    with np.load(tmp_path / "dump.npz") as kept:
+        expected = kept["s0.op1.out0"]
+    for nhwc, same in ((["input"], True), ([], False)):
+        (tmp_path / "repro.py").write_text(python_script("t", {"precision": "normal"}, "3.6.1", nhwc))
+        subprocess.run([sys.executable, "repro.py", "--save", "out.npz"], cwd=tmp_path, check=True,
+                       capture_output=True)
+        with np.load(tmp_path / "out.npz") as out:
+            assert np.array_equal(out[stretch.outputs[0]], expected) == same
+
+
 def test_the_agent_runs_a_script_job_and_reports_what_it_printed(tmp_path, overflow_model):
     """The agent's script job: the script runs in a child Python, its saved arrays are the outputs (NaN/Inf kept),
     its exit and output are in result.json; a failing script fails the job with its last lines."""
     import hashlib
 
-    def job(script, name="repro.py", saves=None):
+    def job(script, name="repro.py", saves=None, **hostile):
         folder = tmp_path / f"job{len(list(tmp_path.iterdir()))}"
         folder.mkdir()
         np.savez(folder / "tensors.npz", **{"input/x": np.ones(3, np.float32)})
@@ -194,7 +228,7 @@ def test_the_agent_runs_a_script_job_and_reports_what_it_printed(tmp_path, overf
             "inputs_sha256": hashlib.sha256((folder / "tensors.npz").read_bytes()).hexdigest(),
             "input_names": [], "output_names": ["output0"], "layout": "NCHW", "settings": {},
             "script": {"name": name, "source": script, "args": ["--precision", "low"],
-                       "saves": saves or ["a/tensor"]}}))
+                       "saves": saves or ["a/tensor"], **hostile}}))
         code = subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(folder)],
                               capture_output=True).returncode
         return code, json.loads((folder / "result.json").read_text()), folder
@@ -218,6 +252,18 @@ def test_the_agent_runs_a_script_job_and_reports_what_it_printed(tmp_path, overf
     assert result["error_kind"] == "missing-output" and "'other'" in result["error"]
     code, result, _ = job(writes, name="../escape.py")
     assert result["error_kind"] == "bad-job" and "plain file name" in result["error"]
+    for hostile, says in (({"python": "python3"}, "script.python"), ({"python": []}, "script.python"),
+                          ({"args": "--x"}, "script.args"), ({"saves": ["a", "b"]}, "one per output name"),
+                          ({"source": ""}, "script.source")):
+        code, result, _ = job(writes, **hostile)
+        assert code == 1 and result["error_kind"] == "bad-job" and says in result["error"], (hostile, result)
+    # And the host refuses a result.json whose script facts have the wrong types, as every field of it.
+    from harness.core.board_files import read_result_json
+    from harness.core.errors import BoardResultError
+
+    (tmp_path / "result.json").write_text(json.dumps({"status": "error", "script": {"exit": "0", "output": 5}}))
+    with pytest.raises(BoardResultError, match="script must be"):
+        read_result_json(tmp_path / "result.json")
 
 
 def test_the_cpp_snippet_compiles_against_mnn_and_agrees_with_the_script(tmp_path, overflow_model):
@@ -254,6 +300,10 @@ def test_the_cpp_snippet_compiles_against_mnn_and_agrees_with_the_script(tmp_pat
                             f"-Wl,-rpath,{engine.parent}", f"-Wl,-rpath,{libdir}"], cwd=tmp_path,
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
+    (tmp_path / "nhwc.cpp").write_text(cpp_snippet("t", {"precision": "low"}, "3.6.1", inputs, outputs, ["conv0.relu"]))
+    check = subprocess.run([compiler, "-std=c++11", "-fsyntax-only", "-Wall", "-Werror", "-I", str(MNN_HEADERS),
+                            "nhwc.cpp"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0 and "MNN::Tensor::TENSORFLOW" in (tmp_path / "nhwc.cpp").read_text(), check.stderr
     native = subprocess.run(["./repro"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     python = subprocess.run([sys.executable, "repro.py"], cwd=tmp_path, capture_output=True, text=True,
                             check=True).stdout

@@ -42,7 +42,9 @@ def check_script(spec, output_names):
         raise JobError("bad-job", "script.args must be a list of strings")
     if not isinstance(saves, list) or not all(isinstance(s, str) for s in saves) or len(saves) != len(output_names):
         raise JobError("bad-job", "script.saves must name what the script saves, one per output name")
-    python = spec.get("python") or [sys.executable]
+    python = spec.get("python")
+    if python is None:
+        python = [sys.executable]
     if not isinstance(python, list) or not python or not all(isinstance(p, str) and p for p in python):
         raise JobError("bad-job", "script.python must be the command that runs Python here, as a list of strings")
     return name, source, args, saves, python

@@ -89,6 +89,7 @@ import numpy as np
 
 TYPES = {{"float32": MNN.Halide_Type_Float, "int32": MNN.Halide_Type_Int, "int64": MNN.Halide_Type_Int64,
          "uint8": MNN.Halide_Type_Uint8}}
+NHWC = {nhwc}  # inputs given in TensorFlow's layout, as the model takes them; the others are NCHW
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="{model}")
 parser.add_argument("--tensors", default="{tensors}")
@@ -105,7 +106,8 @@ for name, tensor in net.getSessionInputAll(session).items():
 net.resizeSession(session)
 for name, tensor in net.getSessionInputAll(session).items():  # copyFrom converts layout and precision
     x = tensors["input/" + name]
-    tensor.copyFrom(MNN.Tensor(x.shape, TYPES[str(x.dtype)], x, MNN.Tensor_DimensionType_Caffe))
+    layout = MNN.Tensor_DimensionType_Tensorflow if name in NHWC else MNN.Tensor_DimensionType_Caffe
+    tensor.copyFrom(MNN.Tensor(x.shape, TYPES[str(x.dtype)], x, layout))
 assert net.runSession(session) == 0, "runSession failed"
 outputs = {{}}
 for name, tensor in net.getSessionOutputAll(session).items():
@@ -137,9 +139,13 @@ if args.save:
 '''
 
 
-def python_script(title: str, settings: dict, mnn_version: str) -> str:
-    """repro.py: the standalone script (MNN's Python API and numpy only), defaulting to the board's settings."""
+def python_script(title: str, settings: dict, mnn_version: str, nhwc: Sequence[str] = ()) -> str:
+    """repro.py: the standalone script (MNN's Python API and numpy only), defaulting to the board's settings.
+
+    nhwc: inputs whose values are in TensorFlow's layout (a model input of an NHWC model, as the agent feeds it);
+    the others are as MNN's copyToHostTensor gave them, NCHW (Caffe)."""
     return _SCRIPT.format(title=title, model=MODEL_FILE, tensors=TENSORS_FILE,
+                          nhwc="{" + ", ".join(json.dumps(name) for name in sorted(nhwc)) + "}" if nhwc else "set()",
                           precision=MNN_PRECISIONS[str(settings.get("precision", "normal"))],
                           threads=int(settings.get("threads", 1)),
                           backend=MNN_BACKENDS[str(settings.get("backend", "cpu")).lower()],
@@ -150,7 +156,8 @@ _CPP_HEAD = '''\
 // {title}
 // Runs {model} (the op cut out of the deployed model) with MNN's C++ API on the board's own inputs
 // (input-N.bin) and prints how far its outputs are from the reference's (reference-N.bin). The .bin files
-// are the arrays of {tensors}: raw, little-endian, C order, in the shapes below (NCHW, as MNN's CAFFE).
+// are the arrays of {tensors}: raw, little-endian, C order, in the shapes below (NCHW as MNN's CAFFE, but
+// where an input is fed as TENSORFLOW: NHWC).
 // Build it where MNN is (MNN {version}, its include/ and libMNN.so):
 //   g++ -std=c++11 -O2 {cpp} -I MNN/include -L MNN/build -lMNN -o repro && ./repro
 #include <MNN/Interpreter.hpp>
@@ -177,11 +184,11 @@ static std::vector<T> load(const char* path, size_t count) {{
 
 // map/unmap convert between the host's NCHW (CAFFE) and the backend's layout and precision (NC4HW4, FP16).
 template <typename T>
-static void feed(MNN::Tensor* tensor, const char* path, size_t count) {{
+static void feed(MNN::Tensor* tensor, const char* path, size_t count, MNN::Tensor::DimensionType layout) {{
     std::vector<T> data = load<T>(path, count);
-    T* mapped = static_cast<T*>(tensor->map(MNN::Tensor::MAP_TENSOR_WRITE, MNN::Tensor::CAFFE));
+    T* mapped = static_cast<T*>(tensor->map(MNN::Tensor::MAP_TENSOR_WRITE, layout));
     std::copy(data.begin(), data.end(), mapped);
-    tensor->unmap(MNN::Tensor::MAP_TENSOR_WRITE, MNN::Tensor::CAFFE, mapped);
+    tensor->unmap(MNN::Tensor::MAP_TENSOR_WRITE, layout, mapped);
 }}
 
 template <typename T>
@@ -225,7 +232,7 @@ int main() {{
 
 
 def cpp_snippet(title: str, settings: dict, mnn_version: str, inputs: Sequence[TensorSpec],
-                outputs: Sequence[TensorSpec]) -> str:
+                outputs: Sequence[TensorSpec], nhwc: Sequence[str] = ()) -> str:
     """repro.cpp: the same run with MNN's C++ API (Interpreter, Session, Tensor map/unmap), as users on boards
     write it."""
     lines = [_CPP_HEAD.format(title=title.replace("\n", " "), model=MODEL_FILE, tensors=TENSORS_FILE,
@@ -239,7 +246,9 @@ def cpp_snippet(title: str, settings: dict, mnn_version: str, inputs: Sequence[T
                      f"    net->resizeTensor(input{index}, {{{dims}}});\n")
     lines.append("    net->resizeSession(session);\n")
     for index, spec in enumerate(inputs):
-        lines.append(f"    feed<{CPP_TYPES[spec.dtype]}>(input{index}, \"input-{index}.bin\", {spec.count});\n")
+        layout = "MNN::Tensor::TENSORFLOW" if spec.name in set(nhwc) else "MNN::Tensor::CAFFE"
+        lines.append(f"    feed<{CPP_TYPES[spec.dtype]}>(input{index}, \"input-{index}.bin\", {spec.count},\n"
+                     f"                {layout});\n")
     lines.append("    if (net->runSession(session) != MNN::NO_ERROR) {\n"
                  "        fprintf(stderr, \"runSession failed\\n\");\n"
                  "        return 1;\n"

@@ -371,6 +371,8 @@ class _Runner:
         self.search, self.executor, self.board, self.reference, self.building = (search, executor, board, reference,
                                                                                  building)
         self.count = 0
+        self.nhwc: List[str] = []
+        """The inputs of the current cut given in TensorFlow's layout (an NHWC model's own input)."""
         self.title = (f"MNN repro: {search.row.name} ({search.row.type}) on {search.name} at precision "
                       f"{search.board.board.settings.get('precision', 'normal')}")
 
@@ -406,7 +408,9 @@ class _Runner:
         attempt.cut_bytes = cut.bytes
         attempt.entries = entry_summary(stretch.entries, arrays, cut.formats, search.trace)
         tensors = {input_key(name): array for name, (array, _) in arrays.items()}
-        script = python_script(self.title, search.board.board.settings, search.board.board.mnn_version)
+        self.nhwc = ([name for name, (_, source) in arrays.items() if source.kind == "model"]
+                     if search.job.get("layout") == "NHWC" else [])  # fed as the agent feeds an NHWC model
+        script = python_script(self.title, search.board.board.settings, search.board.board.mnn_version, self.nhwc)
         (folder / SCRIPT_FILE).write_text(script)
         np.savez(folder / TENSORS_FILE, **tensors)
         shapes = self.output_shapes(stretch)
@@ -523,7 +527,8 @@ class _Runner:
         for name, data in raw_files(inputs, outputs, tensors).items():
             (self.building / name).write_bytes(data)
         (self.building / CPP_FILE).write_text(cpp_snippet(self.title, search.board.board.settings,
-                                                          search.board.board.mnn_version, inputs, outputs))
+                                                          search.board.board.mnn_version, inputs, outputs,
+                                                          self.nhwc))
         record.cut = {"bytes": cut.bytes, "ops": [{"name": op.name, "type": op.type, "params": op.params}
                                                   for op in cut.ops],
                       "inputs": attempt.entries, "outputs": [spec.__dict__ for spec in outputs],
