@@ -346,15 +346,24 @@ def test_what_cannot_be_reproduced_is_refused_before_anything_runs(quiet_search,
     assert not (layers / "repro").exists()
 
 
-def test_a_folder_that_is_no_search_and_a_run_without_one(quiet_search, tmp_path, capsys):
-    folder, _ = quiet_search
-    code = main(["--inventory", str(folder / "inventory.yaml"), "repro", str(tmp_path)])
-    assert code == 2 and "no layers.json" in capsys.readouterr().out
-    run = tmp_path / "20990101-000000-tiny-ab12"
-    run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"scenario": {"name": "tiny", "path": "tiny.yaml"},
+def test_a_run_leads_to_its_search_and_a_folder_that_is_neither_is_refused(quiet_search, tmp_path, capsys):
+    """A run's folder (or a unique part of its id, as `harness report` takes it) leads to the layer search stored
+    after it for the same scenario and model; a folder that is neither, or a run without a search, is refused."""
+    folder, layers = quiet_search
+    search = json.loads((layers / "layers.json").read_text())
+    run = layers.parent / "20000101-000000-tiny-ab12"
+    run.mkdir(exist_ok=True)
+    (run / "summary.json").write_text(json.dumps({"scenario": {"name": search["scenario"], "path": "tiny.yaml"},
+                                                  "model": {"mnn_sha256": search["model"]["mnn_sha256"]},
+                                                  "started_at": "2000-01-01T00:00:00+00:00"}))
+    inventory = ["--inventory", str(folder / "inventory.yaml")]
+    code = main(inventory + ["repro", "ab12", "--reports", str(layers.parent)])
+    assert code == 2 and "no op introduces error on x86b" in " ".join(capsys.readouterr().out.split())  # found it
+    code = main(inventory + ["repro", str(tmp_path)])
+    assert code == 2 and "no layer search (layers.json) and no run" in " ".join(capsys.readouterr().out.split())
+    (run / "summary.json").write_text(json.dumps({"scenario": {"name": "other", "path": "other.yaml"},
                                                   "model": {"mnn_sha256": "0" * 64}, "started_at": "2099"}))
-    code = main(["--inventory", str(folder / "inventory.yaml"), "repro", run.name, "--reports", str(tmp_path)])
+    code = main(inventory + ["repro", str(run)])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2 and "this run has no layer search" in out and "--find-layer" in out
 

@@ -54,7 +54,7 @@ from ..core.results import OK, TargetResult
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
 from ..execution.targets.source import SourceModelTarget
-from ..record.run_folder import SUMMARY_FILE
+from ..record.run_folder import SUMMARY_FILE, find_run
 from ..views.repro import issue_text
 from .layers import read_dump
 
@@ -70,18 +70,25 @@ MAX_FOLDER = 80
 # ---- what to reproduce ----------------------------------------------------------------------
 
 def find_layers_folder(reports: Path, given: str) -> Path:
-    """The layer search a RUN_OR_LAYERS_FOLDER names: a folder with layers.json (a path, or a name under reports),
-    or a run's folder (summary.json), whose layer search (`--find-layer`) is the first of that scenario and
-    model stored under reports after the run started."""
+    """The layer search a RUN_OR_LAYERS_FOLDER names: a folder with layers.json (a path, a name under reports or a
+    unique part of one), or a run (as `harness report` finds it) whose layer search (`--find-layer`) is the
+    first of that scenario and model stored under reports after the run started."""
     for candidate in (Path(given), reports / given):
         if (candidate / LAYERS_FILE).is_file():
             return candidate
-    for candidate in (Path(given), reports / given):
-        if (candidate / SUMMARY_FILE).is_file():
-            return _layers_of_run(candidate, reports if (reports / candidate.name) == candidate else candidate.parent)
-    raise ConfigError(given, None, f"no {LAYERS_FILE} (a layer search) and no {SUMMARY_FILE} (a run) there",
-                      "give the folder `harness layers` printed (reports/<run-id>-layers), or a run's folder whose "
-                      "search `harness run --find-layer` made")
+    searches = sorted(path.parent for path in reports.glob(f"*/{LAYERS_FILE}")) if reports.is_dir() else []
+    named = [path for path in searches if given in path.name]
+    if len(named) == 1:
+        return named[0]
+    try:
+        run_dir = find_run(reports, given)
+    except ConfigError as error:
+        raise ConfigError(given, None, f"no layer search (layers.json) and no run (summary.json) by this name "
+                          f"under {reports} ({error.problem.strip()})",
+                          "give the folder `harness layers` printed (reports/<run-id>-layers), or a run whose "
+                          "search `harness run --find-layer` made; --reports DIR for another reports folder") \
+            from error
+    return _layers_of_run(run_dir, reports)
 
 
 def _layers_of_run(run_dir: Path, reports: Path) -> Path:
@@ -91,7 +98,7 @@ def _layers_of_run(run_dir: Path, reports: Path) -> Path:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(run_dir / SUMMARY_FILE, None, f"cannot read it: {error}") from error
     found = []
-    for path in sorted(reports.glob(f"*-layers/{LAYERS_FILE}")):
+    for path in sorted({*reports.glob(f"*/{LAYERS_FILE}"), *run_dir.parent.glob(f"*/{LAYERS_FILE}")}):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
