@@ -214,6 +214,47 @@ def test_an_nhwc_models_own_input_is_fed_as_the_model_takes_it(tmp_path):
             assert np.array_equal(out[stretch.outputs[0]], expected) == same
 
 
+def test_an_interps_size_worked_out_from_shapes_becomes_a_constant_of_the_cut(tmp_path):
+    """SegFormer's decode head resizes with a size computed from a tensor's shape (Shape, Slice, Concat): no op
+    runs with it, so the cut works it out with MNN and keeps it as a constant; the Interp alone then gives its
+    output bit for bit. Its data input is taken in the shape the op ran with, not as the bytes a Raster wrote."""
+    import hashlib
+
+    text = scenario_text(["x86"], size=64).replace(
+        f"build: {REPO / 'scenarios' / 'models' / 'tiny_segnet.py'}",
+        f"build: {REPO / 'scenarios' / 'models' / 'segformer.py'}").replace("num_classes: 8", "num_classes: 150")
+    (tmp_path / "seg.yaml").write_text(text)
+    model = prepare_model(load_scenario(tmp_path / "seg.yaml").model, log=lambda message: None)
+    x = np.random.default_rng(0).normal(size=(1, 1, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", pixel_values=x)
+    job = {"model": str(model.mnn_path), "inputs": "inputs.npz",
+           "inputs_sha256": hashlib.sha256((tmp_path / "inputs.npz").read_bytes()).hexdigest(),
+           "input_names": ["pixel_values"], "output_names": ["logits"], "layout": "NCHW",
+           "settings": {"precision": "normal", "api": "session"}, "dump": {"samples": [0]}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    trace = parse_traces(json.loads((tmp_path / "dump.json").read_text()))[0]
+    interp = next(op.index for op in trace if op.type == "Interp")
+    job["dump"]["keep"] = {"sample": 0, "ops": [interp]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    stretch = plan_stretch(read_mnn_graph(model.mnn_path), trace, interp, 0)
+    data, size = stretch.entries
+    assert (data.sources[0].kind, size.sources[0].kind) == ("input", "shape")
+    with np.load(tmp_path / "dump.npz") as kept:
+        x, expected = kept[f"s0.op{interp}.in0"], kept[f"s0.op{interp}.out0"]
+    cut = cut_mnn(model.mnn_path, [CutEntry(data.tensor, list(x.shape), "float32")], stretch.outputs, stretch.ops,
+                  tmp_path / "cut.mnn", {"pixel_values": [1, 3, 64, 64]}, [size.tensor])
+    assert cut.computed == {size.tensor: list(expected.shape)} and cut.bytes < 2000
+    (tmp_path / "repro.py").write_text(python_script("t", {"precision": "normal"}, "3.6.1"))
+    np.savez(tmp_path / "tensors.npz", **{"input/" + data.tensor: x})
+    subprocess.run([sys.executable, "repro.py", "--save", "out.npz"], cwd=tmp_path, check=True, capture_output=True)
+    with np.load(tmp_path / "out.npz") as out:
+        assert np.array_equal(out[stretch.outputs[0]], expected)
+
+
 def test_the_agent_runs_a_script_job_and_reports_what_it_printed(tmp_path, overflow_model):
     """The agent's script job: the script runs in a child Python, its saved arrays are the outputs (NaN/Inf kept),
     its exit and output are in result.json; a failing script fails the job with its last lines."""

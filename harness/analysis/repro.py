@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.cut_model import CONSTANT_TYPES, INPUT_TYPE, constant_tensors
+from ..core.cut_model import CONSTANT_TYPES, INPUT_TYPE, constant_tensors, shape_tensors
 from ..core.mnn_graph import MnnGraph, MnnOp
 from .opdiff import OpRow, OpTrace, exact_error, from_json_number, json_safe
 
@@ -46,8 +46,9 @@ class EntrySource:
     """Where the board's value of a stretch input is."""
 
     kind: str
-    """model (an input of the model: the host's own tensor), output (an op's output on the board) or input
-    (an op's input on the board)."""
+    """model (an input of the model: the host's own tensor), output (an op's output on the board), input (an op's
+    input on the board) or shape (no op ran with it: a value MNN works out from the tensors' shapes, such as an
+    Interp's output size, the same on every machine; the cut computes it, and refuses if it reads data)."""
     op: Optional[int] = None
     """The op's index in the board's execution order."""
     slot: int = 0
@@ -118,7 +119,9 @@ def plan_stretch(graph: MnnGraph, trace: Sequence[OpTrace], target_index: int, l
         if not added:
             raise StretchError(f"the stretch cannot grow past {level} level(s): its inputs are the model's")
     ops = [op for op in graph.ops if op.name in members]
-    entries = [StretchEntry(tensor, _sources(graph, tensor, ops, trace, executed))
+    shapes = shape_tensors(graph, constant)
+    entries = [StretchEntry(tensor, (EntrySource("shape"),) if tensor in shapes
+                            else _sources(graph, tensor, ops, trace, executed, constant | shapes))
                for tensor in _entries(graph, members, constant)]
     inside = [op.index for op in trace if op.name in members or _raster_of(op.name) in members]
     return Stretch(ops=[op.name for op in ops], target=target.name, outputs=list(target.outputs), entries=entries,
@@ -147,9 +150,10 @@ def _entries(graph: MnnGraph, members: set, constant: set) -> List[str]:
 
 
 def _sources(graph: MnnGraph, tensor: str, ops: List[MnnOp], trace: Sequence[OpTrace],
-             executed: Dict[str, int]) -> Tuple[EntrySource, ...]:
+             executed: Dict[str, int], fixed: set) -> Tuple[EntrySource, ...]:
     """Where the board's value of tensor is: a model input; else the output of the op that made it, or an input of
-    an op of the stretch that reads it (an op MNN ran under its own name with the file's inputs)."""
+    an op of the stretch that reads it (an op MNN ran under its own name, with the file's inputs, or with only
+    those that are not `fixed`, constants and shapes: an Interp's size is folded into the op)."""
     producer = graph.producer.get(tensor)
     if producer is not None and producer.type_code == INPUT_TYPE:
         return (EntrySource("model"),)
@@ -161,8 +165,11 @@ def _sources(graph: MnnGraph, tensor: str, ops: List[MnnOp], trace: Sequence[OpT
     for consumer in ops:
         if tensor in consumer.inputs and consumer.name in executed:
             index = executed[consumer.name]
+            varying = [t for t in consumer.inputs if t not in fixed]
             if len(trace[index].inputs) == len(consumer.inputs):
                 found.append(EntrySource("input", index, consumer.inputs.index(tensor)))
+            elif len(trace[index].inputs) == len(varying):
+                found.append(EntrySource("input", index, varying.index(tensor)))
     if not found:
         raise StretchError(f"no value of {tensor} on the board: the op that makes it and the ops that read it ran "
                            "under other names or with other inputs")
@@ -467,6 +474,8 @@ def entry_summary(entries: Sequence[StretchEntry], arrays: Dict[str, Tuple[np.nd
     words."""
     out = []
     for entry in entries:
+        if entry.tensor not in arrays:
+            continue  # computed from shapes: a constant of the cut (CutModel.computed)
         array, source = arrays[entry.tensor]
         origin = ("the model's input" if source.kind == "model" else
                   f"output {source.slot} of {trace[source.op].name}" if source.kind == "output" else

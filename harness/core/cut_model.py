@@ -36,7 +36,8 @@ F = MNN.expr
 spec = json.loads(sys.argv[1])
 types = {"float32": F.float, "int32": F.int, "int64": F.int64, "uint8": F.uint8}
 variables = F.load_as_dict(spec["model"])
-missing = [name for name in [e["name"] for e in spec["entries"]] + spec["outputs"] if name not in variables]
+missing = [name for name in [e["name"] for e in spec["entries"]] + spec["computed"] + spec["outputs"]
+           if name not in variables]
 if missing:
     sys.stderr.write("\nCUT " + json.dumps({"missing": missing}) + "\n")
     sys.exit(0)
@@ -44,6 +45,28 @@ for name, shape in spec["model_inputs"].items():
     # A model with open dimensions (-1) knows no tensor's shape or format until its inputs have one.
     if name in variables and variables[name].op_type == "Input":
         variables[name].resize(shape)
+SHAPE_OPS = ("Shape", "Size", "Rank", "Const")
+def from_shapes(variable):  # the value follows from tensor shapes and constants only, never from data
+    pending, seen = [variable], set()
+    while pending:
+        current = pending.pop()
+        if current.name in seen or current.op_type in SHAPE_OPS:
+            continue
+        seen.add(current.name)
+        inputs = current.inputs
+        if not inputs or len(seen) > 10000:
+            return False
+        pending.extend(inputs)
+    return True
+computed = {}
+for name in spec["computed"]:
+    variable = variables[name]
+    if not from_shapes(variable):
+        sys.stderr.write("\nCUT " + json.dumps({"data": name}) + "\n")
+        sys.exit(0)
+    value = variable.read().copy()
+    computed[name] = value.tolist()
+    variable.replace(F.const(value, list(value.shape), variable.data_format, variable.dtype))
 formats = {}
 for entry in spec["entries"]:
     variable = variables[entry["name"]]
@@ -54,13 +77,16 @@ for entry in spec["entries"]:
 F.save([variables[name] for name in spec["outputs"]], spec["cut"])
 info = MNN.nn.load_module_from_file(spec["model"], [], []).get_info()
 _tools.mnnconvert(["mnnconvert", "-f", "MNN", "--modelFile", spec["cut"], "--JsonFile", spec["json"]])
-sys.stderr.write("\nCUT " + json.dumps({"formats": formats, "converter_version": info.get("version"),
-                                         "biz_code": info.get("bizCode")}) + "\n")
+sys.stderr.write("\nCUT " + json.dumps({"formats": formats, "computed": computed,
+                                         "converter_version": info.get("version"), "biz_code": info.get("bizCode")})
+                 + "\n")
 """
 """The child: cut, then MNN's JSON of the cut and what the original file says of its converter."""
 
 CONSTANT_TYPES = {11, 266}
 """MNN OpType codes (schema/default/MNN.fbs) of ops that hold values: Const, TrainableParam."""
+SHAPE_TYPES = {80, 82, 66}
+"""OpType Shape, Size, Rank: their outputs follow from a tensor's shape, not from its values."""
 INPUT_TYPE = 34
 """OpType Input."""
 
@@ -99,6 +125,9 @@ class CutModel:
     """Each input's data format in MNN (NC4HW4 for a convolution's input, else NCHW/NHWC)."""
     ops: List[CutOp]
     """The cut's ops but its inputs and constants, in file order."""
+    computed: Dict[str, list] = field(default_factory=dict)
+    """Inputs of the stretch no op ran with (an Interp's size), computed by MNN from the shapes and made constants
+    of the cut, with their values."""
     converter_version: Optional[str] = None
     """The MNN version that converted the deployed model (the .mnn's own word)."""
     biz_code: Optional[str] = None
@@ -120,17 +149,21 @@ def summarize(value):
 
 
 def cut_mnn(model: Path, entries: Sequence[CutEntry], outputs: Sequence[str], stretch: Sequence[str],
-            destination: Path, model_inputs: Optional[Dict[str, List[int]]] = None) -> CutModel:
+            destination: Path, model_inputs: Optional[Dict[str, List[int]]] = None,
+            computed: Sequence[str] = ()) -> CutModel:
     """Cut the ops that compute `outputs` from `entries` out of model into destination.
 
     stretch: the op names the cut must hold (besides its inputs and what only computes from constants); a
     cut holding any other op pulled in more of the model than asked (an input left out), and is refused.
     model_inputs: the shapes the model's inputs had on the board, for a model that leaves dimensions open.
+    computed: inputs of the stretch that follow from shapes alone (an Interp's size): MNN computes them here and
+    they become constants of the cut; one that reads data is refused.
     """
     with tempfile.TemporaryDirectory(prefix="mnn-cut-") as work:
         dump = Path(work) / "cut.json"
         spec = {"model": str(model), "entries": [e.__dict__ for e in entries], "outputs": list(outputs),
-                "cut": str(destination), "json": str(dump), "model_inputs": dict(model_inputs or {})}
+                "cut": str(destination), "json": str(dump), "model_inputs": dict(model_inputs or {}),
+                "computed": list(computed)}
         try:
             completed = subprocess.run([sys.executable, "-c", _CUT_CHILD, json.dumps(spec)], capture_output=True,
                                        text=True, timeout=CUT_TIMEOUT_S, stdin=subprocess.DEVNULL)
@@ -145,6 +178,9 @@ def cut_mnn(model: Path, entries: Sequence[CutEntry], outputs: Sequence[str], st
         facts = json.loads(said)
         if facts.get("missing"):
             raise CutError(f"{model} has no tensor named {', '.join(repr(m) for m in facts['missing'])}")
+        if facts.get("data"):
+            raise CutError(f"no value of {facts['data']} on the board: no op ran with it, and it depends on data, "
+                           "not only on shapes")
         try:
             described = json.loads(dump.read_text())
         except (OSError, ValueError) as error:
@@ -154,7 +190,7 @@ def cut_mnn(model: Path, entries: Sequence[CutEntry], outputs: Sequence[str], st
     except MnnFileError as error:
         raise CutError(f"the cut {destination} is not a .mnn MNN's reader takes: {error}") from error
     constant = constant_tensors(graph)
-    allowed = set(stretch) | {e.name for e in entries}
+    allowed = set(stretch) | {e.name for e in entries} | set(computed)
     extra = [f"{op.name} (type {op.type_code})" for op in graph.ops if op.name not in allowed
              and op.type_code not in CONSTANT_TYPES and not all(t in constant for t in op.outputs)]
     if extra:
@@ -164,8 +200,25 @@ def cut_mnn(model: Path, entries: Sequence[CutEntry], outputs: Sequence[str], st
                  params=summarize({"main_type": op.get("main_type"), "main": op.get("main")}))
            for op in described.get("oplists") or [] if op.get("name") in set(stretch)]
     return CutModel(path=destination, bytes=destination.stat().st_size, entries=list(entries), outputs=list(outputs),
-                    formats=facts.get("formats") or {}, ops=ops, converter_version=facts.get("converter_version"),
+                    formats=facts.get("formats") or {}, computed=facts.get("computed") or {}, ops=ops,
+                    converter_version=facts.get("converter_version"),
                     biz_code=facts.get("biz_code"))
+
+
+def shape_tensors(graph, constant: set) -> set:
+    """Tensors worked out from shapes and constants only (an Interp's output size from a Shape op): no op runs with
+    them, and they are the same on every machine."""
+    derived: set = set(constant)
+    changed = True
+    while changed:
+        changed = False
+        for op in graph.ops:
+            if op.type_code == INPUT_TYPE or all(t in derived for t in op.outputs):
+                continue
+            if op.type_code in SHAPE_TYPES or (op.inputs and all(t in derived for t in op.inputs)):
+                derived.update(op.outputs)
+                changed = True
+    return derived - constant
 
 
 def constant_tensors(graph) -> set:

@@ -218,16 +218,27 @@ class _Search:
         self.kept |= {int(key.split(".")[1][2:]) for key in tensors if ".op" in key and ".out" in key}
 
     def value(self, entry: StretchEntry) -> Optional[Tuple[np.ndarray, EntrySource]]:
-        """The board's value of a stretch input from what has been captured (and where it came from), or None."""
+        """The board's value of a stretch input from what has been captured (and where it came from), or None.
+
+        An op's input is kept as the output of the op that last wrote its memory when that op was kept too; a
+        Raster can write the same bytes in another shape (and so another element order), so a value is taken
+        only in the shape the op ran with."""
         sample = self.board.sample
         for source in entry.sources:
+            expected = None
             if source.kind == "model":
                 array = self.inputs.get(entry.tensor)
             elif source.kind == "output":
                 array = self.captured.get(f"s{sample}.op{source.op}.out{source.slot}")
+                expected = self.trace[source.op].outputs[source.slot]["shape"]
+            elif source.kind == "input":
+                array = self.captured.get(f"s{sample}.op{source.op}.in{source.slot}")
+                if array is None:
+                    array = self.captured.get(tensor_key(self.trace, self.kept, sample, source.op, source.slot))
+                expected = self.trace[source.op].input_shapes[source.slot]
             else:
-                array = self.captured.get(tensor_key(self.trace, self.kept, sample, source.op, source.slot))
-            if array is not None:
+                array = None  # worked out from shapes by the cut, never captured
+            if array is not None and (expected is None or list(array.shape) == list(expected)):
                 return array, source
         return None
 
@@ -404,16 +415,19 @@ class _Runner:
         if arrays is None:
             attempt.problem = capture_problem or "the board's value of an input of the stretch did not arrive"
             return attempt, (), False
-        entries = [CutEntry(e.tensor, list(arrays[e.tensor][0].shape), str(arrays[e.tensor][0].dtype))
-                   for e in stretch.entries]
+        entries = [CutEntry(name, list(array.shape), str(array.dtype)) for name, (array, _) in arrays.items()]
+        computed = [e.tensor for e in stretch.entries if e.sources[0].kind == "shape"]
         try:
             cut = cut_mnn(search.model, entries, stretch.outputs, stretch.ops, folder / MODEL_FILE,
-                          {name: list(array.shape) for name, array in search.inputs.items()})
+                          {name: list(array.shape) for name, array in search.inputs.items()}, computed)
         except CutError as error:
             attempt.problem = str(error)
             return attempt, (), False
         attempt.cut_bytes = cut.bytes
-        attempt.entries = entry_summary(stretch.entries, arrays, cut.formats, search.trace)
+        attempt.entries = entry_summary(stretch.entries, arrays, cut.formats, search.trace) + [
+            {"tensor": name, "shape": [len(value)] if isinstance(value, list) else [], "dtype": "int32",
+             "format": "", "from": f"worked out from the shapes, {value}: a constant of the cut"}
+            for name, value in cut.computed.items()]
         tensors = {input_key(name): array for name, (array, _) in arrays.items()}
         self.nhwc = ([name for name, (_, source) in arrays.items() if source.kind == "model"]
                      if search.job.get("layout") == "NHWC" else [])  # fed as the agent feeds an NHWC model
@@ -451,8 +465,8 @@ class _Runner:
         needed = set()
         for stretch in stretches:
             keys = model_output_keys(stretch, search.trace, search.graph, search.board.sample)
-            if any(search.value(e) is None for e in stretch.entries) or any(key not in search.captured
-                                                                             for key in keys.values()):
+            if any(search.value(e) is None for e in stretch.entries if e.sources[0].kind != "shape") \
+                    or any(key not in search.captured for key in keys.values()):
                 needed.update(stretch.needed_ops())
         if not needed:
             return None
@@ -466,9 +480,12 @@ class _Runner:
         return None
 
     def values(self, stretch: Stretch) -> Optional[Dict[str, Tuple[np.ndarray, EntrySource]]]:
-        """The board's value of every input of the stretch and where it came from; None when one is missing."""
+        """The board's value of every input of the stretch fed from outside, and where it came from (those worked
+        out from shapes are the cut's business); None when one is missing."""
         arrays = {}
         for entry in stretch.entries:
+            if entry.sources[0].kind == "shape":
+                continue
             found = self.search.value(entry)
             if found is None:
                 return None
