@@ -28,6 +28,7 @@ import numpy as np
 from ..core.cut_model import CONSTANT_TYPES, INPUT_TYPE, constant_tensors, shape_tensors
 from ..core.mnn_graph import MnnGraph, MnnOp
 from .opdiff import OpRow, OpTrace, exact_error, from_json_number, json_safe
+from .opmap import RASTER
 
 RECORD_SCHEMA = 1
 FP16_MAX = 65504.0
@@ -104,12 +105,14 @@ def plan_stretch(graph: MnnGraph, trace: Sequence[OpTrace], target_index: int, l
         raise StretchError(f"{name} is no op of the .mnn (MNN generated it while running)")
     executed = executed_index(trace)
     constant = constant_tensors(graph)
+    shapes = shape_tensors(graph, constant)
     members = {target.name}
     for level in range(levels):
         added = False
         while True:  # a level adds at least one op that MNN executes under its own name, or reaches the inputs
             producers = {graph.producer[t].name for t in _entries(graph, members, constant)
-                         if graph.producer.get(t) is not None and graph.producer[t].type_code != INPUT_TYPE}
+                         if t not in shapes  # worked out from shapes: the cut computes it, whatever made it
+                         and graph.producer.get(t) is not None and graph.producer[t].type_code != INPUT_TYPE}
             if not producers:
                 break
             members |= producers
@@ -119,18 +122,13 @@ def plan_stretch(graph: MnnGraph, trace: Sequence[OpTrace], target_index: int, l
         if not added:
             raise StretchError(f"the stretch cannot grow past {level} level(s): its inputs are the model's")
     ops = [op for op in graph.ops if op.name in members]
-    shapes = shape_tensors(graph, constant)
     entries = [StretchEntry(tensor, (EntrySource("shape"),) if tensor in shapes
                             else _sources(graph, tensor, ops, trace, executed, constant | shapes))
                for tensor in _entries(graph, members, constant)]
-    inside = [op.index for op in trace if op.name in members or _raster_of(op.name) in members]
+    inside = [op.index for op in trace if op.name in members
+              or (RASTER.match(op.name) is not None and RASTER.match(op.name).group(1) in members)]
     return Stretch(ops=[op.name for op in ops], target=target.name, outputs=list(target.outputs), entries=entries,
                    executed=inside, target_index=target_index)
-
-
-def _raster_of(name: str) -> str:
-    head, sep, tail = name.rpartition("_raster_")
-    return head if sep and tail.isdigit() else ""
 
 
 def _entries(graph: MnnGraph, members: set, constant: set) -> List[str]:

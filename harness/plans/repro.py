@@ -2,10 +2,10 @@
 
 For one op on one board of a layer search (layers.json), the shortest stretch
 of ops ending in it is cut out of the deployed .mnn (core/cut_model), fed the
-board's own values of its inputs (the search's capture, or a capture job of
-its own), and the bundle's standalone script runs, as a job of the agent, on
-the reference side (its settings) and then on the board (its settings),
-where it prints its difference against the reference's output. When the
+board's own values of its inputs (the search's capture, else one capture job
+for every stretch it may try), and the bundle's standalone script runs, as a
+job of the agent, on the reference side (its settings) and then on the board
+(its settings), where it prints its difference against the reference's output. When the
 difference does not show what the search found, the stretch grows one
 producer level upstream and is tried again, up to `widen` levels; a bundle
 that never shows it is not offered (repro.json says what was tried). A

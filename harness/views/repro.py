@@ -12,7 +12,6 @@ import math
 from typing import List, Optional
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from ..analysis.repro import Attempt, Difference, ReproRecord, rounding_context
