@@ -46,6 +46,20 @@ def difference_text(d: Difference, board: str, reference: str) -> str:
             f"{value_text(d.scale)} ({d.relative / 2 ** -10:.3g} x FP16's 2^-10){fed}")
 
 
+def range_note(record: ReproRecord) -> Optional[str]:
+    """When NaN/Inf appear on an FP16 board where the reference's own values pass FP16's largest: what that means."""
+    winner = record.reproducing
+    if winner is None or record.board.get("arithmetic") != "FP16":
+        return None
+    beyond = [d for d in winner.differences if d.nonfinite and not d.fed_nonfinite and d.scale > 65504]
+    if not beyond:
+        return None
+    d = max(beyond, key=lambda item: item.scale)
+    return (f"{record.reference['board']}'s own values reach {value_text(d.scale)}, {d.scale / 65504:.3g} times "
+            f"FP16's largest (65504): at precision {record.board['settings'].get('precision')} they cannot be held, "
+            "so this is FP16's range rather than a wrong result of the kernel")
+
+
 def attempt_line(attempt: Attempt, record: ReproRecord) -> str:
     ops = attempt.ops
     what = (f"{ops[-1]} alone" if len(ops) == 1 else f"{len(ops)} ops ({', '.join(ops[:3])}"
@@ -93,6 +107,8 @@ def render_repro(record: ReproRecord, console: Console) -> None:
                        + same_text(winner)))
     for d in winner.differences:
         console.print(Text(difference_text(d, board["board"], reference["board"]), "red"))
+    if range_note(record):
+        console.print(Text(range_note(record), "yellow"))
     context = rounding_context(winner.error, board.get("arithmetic", ""), winner.reduction,
                                winner.reduction_op, len(winner.ops))
     if context:
@@ -230,6 +246,8 @@ def issue_text(record: ReproRecord) -> str:
         lines.append(f"- output `{item['name']}`: {item['dtype']} {item['shape']}")
     lines += ["", "## What happens", ""]
     lines += [f"- {difference_text(d, b, r)}" for d in winner.differences]
+    if range_note(record):
+        lines.append(f"- {range_note(record)}")
     own_limit = (f" (the search's own limit for it: {record.claim.search_tolerance:.2g})"
                  if record.claim.search_tolerance != record.claim.tolerance else "")
     lines.append(f"- {same_text(winner)}; the layer search of the whole model found that {record.op} "
