@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium espeak-ng
+APT_PACKAGES := qemu-user-static openssh-server iproute2 chromium espeak-ng g++
 
 .PHONY: setup system venv sysroot models demo test bench clean farm-down
 
@@ -15,6 +15,7 @@ setup: system venv sysroot
 # Debian packages: qemu-user runs the aarch64 Python, sshd is each emulated board,
 # iproute2 gives each board its network namespace, chromium renders report.html in the tests,
 # espeak-ng says the speech of audio inputs (`speak:`), so demos and tests need no recording.
+# g++ builds a repro bundle's C++ snippet in the tests (against the MNN wheel, which exports MNN's C++ API).
 # arm64 is added as a foreign architecture so that `apt-get download` can fetch
 # the sysroot's packages; nothing arm64 is installed on the host.
 system:
