@@ -650,3 +650,19 @@ def test_a_model_changed_since_the_search_is_refused(a76_search, tmp_path, capsy
     out = " ".join(capsys.readouterr().out.split())
     assert code == 2 and "changed since the search" in out and "run `harness layers` again" in out
     assert not (copy / "repro").exists()
+
+
+def test_the_exit_code_says_whether_a_side_could_run_the_bundle():
+    from harness.analysis.repro import Attempt, SideRun
+
+    def record(*attempts):
+        return ReproRecord(op="c", op_type="Convolution", board={}, reference={}, claim=Claim("exit", 1.0, 0.1, False),
+                           layers_dir="", bundle_dir="", attempts=list(attempts))
+    shown = Attempt(ops=["c"], executed=["c"], reproduces=True)
+    quiet = Attempt(ops=["c"], executed=["c"], error=0.01, board=SideRun("b", {}), reference=SideRun("x", {}))
+    broken = Attempt(ops=["b", "c"], executed=[], problem="the bundle did not run on b: ...",
+                     board=SideRun("b", {}, error="MNN crashed"), reference=SideRun("x", {}))
+    no_value = Attempt(ops=[], executed=[], problem="no value of t on the board")
+    assert dataclasses.replace(record(shown), reproduces=True).exit_code == 0
+    assert record(quiet, no_value).exit_code == 1  # tried, nothing showed it: not a board's failure
+    assert record(quiet, broken).exit_code == 3

@@ -39,6 +39,11 @@ DEFAULT_WIDEN = 3
 class StretchError(Exception):
     """A stretch cannot be cut here (no board value for one of its inputs, nothing left upstream)."""
 
+    def __init__(self, message: str, final: bool = False):
+        super().__init__(message)
+        self.final = final
+        """No wider stretch can do better: nothing is left upstream, or the op is none of the file's."""
+
 
 # ---- the stretch ----------------------------------------------------------------------------
 
@@ -102,7 +107,7 @@ def plan_stretch(graph: MnnGraph, trace: Sequence[OpTrace], target_index: int, l
     name = trace[target_index].name
     target = graph.op(name)
     if target is None:
-        raise StretchError(f"{name} is no op of the .mnn (MNN generated it while running)")
+        raise StretchError(f"{name} is no op of the .mnn (MNN generated it while running)", final=True)
     executed = executed_index(trace)
     constant = constant_tensors(graph)
     shapes = shape_tensors(graph, constant)
@@ -120,7 +125,8 @@ def plan_stretch(graph: MnnGraph, trace: Sequence[OpTrace], target_index: int, l
             if producers & set(executed):
                 break
         if not added:
-            raise StretchError(f"the stretch cannot grow past {level} level(s): its inputs are the model's")
+            raise StretchError(f"the stretch cannot grow past {level} level(s): its inputs are the model's",
+                               final=True)
     ops = [op for op in graph.ops if op.name in members]
     entries = [StretchEntry(tensor, (EntrySource("shape"),) if tensor in shapes
                             else _sources(graph, tensor, ops, trace, executed, constant | shapes))
@@ -416,8 +422,8 @@ class ReproRecord:
         """0 a bundle that reproduces, 1 none within the budget, 3 a side could not run it at all."""
         if self.reproduces:
             return 0
-        if self.attempts and all(a.problem and (a.board is None or a.board.error or a.reference is None
-                                                or a.reference.error) for a in self.attempts):
+        if any((a.reference is not None and a.reference.error) or (a.board is not None and a.board.error)
+               for a in self.attempts):
             return 3
         return 1
 

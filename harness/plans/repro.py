@@ -322,7 +322,8 @@ def _reproduce(search: _Search, claim: Claim, board_spec: BoardSpec, reference_s
                 stretches.append(plan_stretch(search.graph, search.trace, row.index, level))
             except StretchError as error:
                 stretches.append(error)
-                break
+                if error.final:
+                    break
         log(f"repro: the board's values of the inputs, from {search.name}")
         problem = runner.prefetch([s for s in stretches if isinstance(s, Stretch)])
         for level, stretch in enumerate(stretches):
@@ -405,7 +406,7 @@ class _Runner:
         further is pointless: nothing more upstream, or a side that cannot run the bundle at all)."""
         search = self.search
         if isinstance(stretch, StretchError):
-            return Attempt(ops=[], executed=[], problem=str(stretch)), (), True
+            return Attempt(ops=[], executed=[], problem=str(stretch)), (), stretch.final
         attempt = Attempt(ops=stretch.ops, executed=[search.trace[i].name for i in stretch.executed])
         widest = max((search.trace[i] for i in stretch.executed), key=lambda op: op.reduction)
         attempt.reduction, attempt.reduction_op = widest.reduction, widest.name
