@@ -284,7 +284,7 @@ def test_the_agent_runs_a_script_job_and_reports_what_it_printed(tmp_path, overf
               "is not None)\n"
               "np.savez(a.save, **{'a/tensor': np.load(a.tensors)['input/x'] * np.inf})\n")
     code, result, folder = job(writes)
-    assert code == 0 and result["status"] == "ok", result
+    assert code == 0 and result["status"] == "ok", (result.get("error"), result.get("traceback"))
     assert result["script"]["exit"] == 0 and "ran at low harness importable: False" in result["script"]["output"]
     with np.load(folder / "outputs.npz") as out:
         assert np.isinf(out["output0"]).all() and out["output0"].shape == (1, 3)  # a sample axis, NaN/Inf kept
@@ -424,13 +424,13 @@ def test_a_run_leads_to_its_search_and_a_folder_that_is_neither_is_refused(quiet
                                                   "started_at": "2000-01-01T00:00:00+00:00"}))
     inventory = ["--inventory", str(folder / "inventory.yaml")]
     code = main(inventory + ["repro", "ab12", "--reports", str(layers.parent)])
-    assert code == 2 and "no op introduces error on x86b" in " ".join(capsys.readouterr().out.split())  # found it
+    assert code == 2 and "no op introduces error on x86b" in " ".join(capsys.readouterr().err.split())  # found it
     code = main(inventory + ["repro", str(tmp_path)])
-    assert code == 2 and "no layer search (layers.json) and no run" in " ".join(capsys.readouterr().out.split())
+    assert code == 2 and "no layer search (layers.json) and no run" in " ".join(capsys.readouterr().err.split())
     (run / "summary.json").write_text(json.dumps({"scenario": {"name": "other", "path": "other.yaml"},
                                                   "model": {"mnn_sha256": "0" * 64}, "started_at": "2099"}))
     code = main(inventory + ["repro", str(run)])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "this run has no layer search" in out and "--find-layer" in out
 
 
@@ -588,7 +588,7 @@ def test_a_raster_op_is_refused_naming_the_op_it_was_made_for(a76_search, capsys
     folder, layers, _, _ = a76_search
     code = main(["--inventory", str(folder / "inventory.yaml"), "repro", str(layers), "--op",
                  "logits__before_tr_raster_0"])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "an op MNN generated while running" in out and "--op logits__before_tr" in out
 
 
@@ -672,7 +672,7 @@ def test_a_model_changed_since_the_search_is_refused(a76_search, tmp_path, capsy
     data["model"]["mnn_sha256"] = "0" * 64
     (copy / "layers.json").write_text(json.dumps(data))
     code = main(["--inventory", str(folder / "inventory.yaml"), "repro", str(copy)])
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "changed since the search" in out and "run `harness layers` again" in out
     assert not (copy / "repro").exists()
 

@@ -15,7 +15,7 @@ import traceback
 from .contract import APIS, BACKENDS, IO_MODES, JOB_SCHEMAS, PRECISIONS, RESULT_SCHEMA, JobError
 from .dump import dump_ops
 from .files import open_regular, sha256_file, write_atomically, write_npz
-from .inputs import load_inputs, sample_count, sample_of
+from .inputs import check_job_files, load_inputs, sample_count, sample_of
 from .machine import cpu_features, current_rss_mb, peak_rss_mb
 from .model import CONTROL_FLOW_OPS, choose_api, model_facts
 from .native import import_mnn
@@ -154,9 +154,11 @@ def run_job(job_dir, cache=None):
         MNN, banner = import_mnn()
         result["mnn_version"] = MNN.version()
         result["mnn_banner"] = banner
-        model_path, inputs = load_inputs(job_dir, job, np, cache)
         if job.get("script"):
+            # A repro bundle's own tensors file: its script reads it (plain names, as a user's np.load does).
+            check_job_files(job_dir, job, cache)
             return script_ran(result, started, run_script(np, job, job_dir, result))
+        model_path, inputs = load_inputs(job_dir, job, np, cache)
         if job.get("preprocess"):
             result["preprocess"] = board_preprocess(job_dir, job, np, MNN)
         model_sha = cache.sha256(model_path) if cache is not None else None

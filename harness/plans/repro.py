@@ -608,7 +608,8 @@ class _Runner:
         except CutError as error:
             return {"note": str(error)}
         try:
-            run, runtime = SourceModelTarget.load(self.building / SOURCE_FILE, "ONNX")
+            loaded = SourceModelTarget.load(self.building / SOURCE_FILE, "ONNX")
+            run, runtime = loaded.run, loaded.runtime
             feeds = {e.name: tensors[input_key(e.name)] for e in cut.entries}
             produced = dict(zip(cut.outputs, run(feeds, list(cut.outputs))))
         except Exception as error:  # noqa: BLE001  the sub-graph is a courtesy: its failure is said, not fatal
