@@ -9,6 +9,8 @@ tables here, so that no two of them can show a number differently or weigh a fai
 import math
 from typing import Optional
 
+from ..core.board_files import human_size  # noqa: F401 (a byte count in words, as every message says it)
+
 PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement",
                    "decoded_agreement", "matched_fraction", "exact_match", "cer", "top1_agreement", "topk_overlap",
                    "pck")

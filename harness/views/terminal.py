@@ -21,7 +21,7 @@ from rich.text import Text
 
 from ..record.backend import fallback, precision_fallback, ran_text
 from ..record.history import sparkline
-from ..record.numbers import format_metric, step_errors_text
+from ..record.numbers import format_metric, human_size, step_errors_text
 from ..record.outcome import (ERROR, GROWS, UNUSABLE, WHOLE_RUN, board_rows, headline, input_rows, labels_text,
                               model_line, settings_text, summary_text, targets_text, verdicts, version_note,
                               without_board)
@@ -110,14 +110,6 @@ def boards_table(record: RunRecord) -> FoldingTable:
     return table
 
 
-def _size(count: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000.0
-    return f"{count} B"
-
-
 def notes(record: RunRecord) -> List[Text]:
     lines = []
     for name, board in record.reference_first():
@@ -130,7 +122,7 @@ def notes(record: RunRecord) -> List[Text]:
         if expected and found and expected != found:
             lines.append(Text(f"{name}: the inventory expects MNN {expected}, the board has {found}", "yellow"))
         if board.bytes_uploaded or board.bytes_downloaded:
-            lines.append(Text(f"{name}: sent {_size(board.bytes_uploaded)}, fetched {_size(board.bytes_downloaded)}",
+            lines.append(Text(f"{name}: sent {human_size(board.bytes_uploaded)}, fetched {human_size(board.bytes_downloaded)}",
                               "dim"))
         for note in board.notes:
             lines.append(Text(f"{name}: {note}", "yellow"))

@@ -639,8 +639,9 @@ def test_a_corrupt_history_is_named_with_what_to_do_and_the_night_keeps_its_runs
     broken = path.read_bytes()
 
     code = main(["history", "--reports", str(reports)])
-    said = " ".join(capsys.readouterr().err.split())  # an error goes to stderr, as every command's does
-    assert code == 2, said
+    captured = capsys.readouterr()
+    said = " ".join(captured.err.split())
+    assert code == 2 and captured.out == "", said
     assert f"{path}: is not a history SQLite can read" in said and damage in said
     assert f"mv {path} {path}.broken" in said and "Traceback" not in said
 
