@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),
                        help="the relative error the bundle must show (default: the search's tolerance for the op)")
     repro.add_argument("--json", action="store_true", help="print repro.json on stdout")
-    repro.add_argument("--reports", default="reports")
+    repro.add_argument("--reports", default="reports", help="directory of the layer searches, where "
+                       "<search>-repro/ is written (default: reports)")
     repro.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                        metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
