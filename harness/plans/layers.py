@@ -73,7 +73,7 @@ def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label:
     results = executor.run([PlannedJob(board, job, folder, label) for board, job, folder in work])
     if executor.interruption.is_set():
         raise Interrupted(f"the layer search was interrupted ({executor.interruption.signal_name}); its boards "
-                          "were stopped")
+                          "were stopped", exit_code=executor.interruption.exit_code)
     return results
 
 

@@ -247,10 +247,8 @@ def run_job(executor: Executor, board: BoardSpec, job: Job, folder: Path, label:
     lock released) and ends the reproduction with Interrupted."""
     (result,) = executor.run([PlannedJob(board, job, folder, label)])
     if executor.interruption.is_set():
-        error = Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
-                            "stopped and no bundle was written")
-        error.exit_code = executor.interruption.exit_code  # 143 for SIGTERM, as a shell reports it
-        raise error
+        raise Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
+                          "stopped and no bundle was written", exit_code=executor.interruption.exit_code)
     return result
 
 
