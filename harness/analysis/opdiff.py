@@ -1,9 +1,10 @@
 """Two runs of the same .mnn, op by op: where error enters, and which op introduced it.
 
 The agent traces every op MNN executes (dump_ops): its name, type, flops, a
-summary of each output and, for each input, the op that produced it. Here the
-two sides' op sequences are aligned, each op gets three errors, relative to
-the reference output's largest magnitude:
+summary of each output and, for each input, the op whose output it holds
+(matched by shape and content as the op read it, never by memory address).
+Here the two sides' op sequences are aligned, each op gets three errors,
+relative to the reference output's largest magnitude:
 
 - on entry: the worst of its inputs (what it received from the ops before it);
 - on exit: its output against the reference's output;

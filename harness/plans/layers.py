@@ -5,8 +5,9 @@ sessions (the same connections and resident agents for all three rounds):
 
 1. trace, on the reference and every board at once: every op MNN executes,
    with a summary of each output (statistics and 64 values at fixed
-   positions) and, for each input, the op that made it. Op names, types and
-   order come from the model as MNN runs it; no source model is needed.
+   positions) and, for each input, the op whose output it holds (by content,
+   as the op read it). Op names, types and order come from the model as MNN
+   runs it; no source model is needed.
 2. capture, on each board: the whole input and output tensors of the ops from
    the first suspicious one onwards, as many as --budget allows.
 3. replay, on the reference, one job per board: a run in which each of those
