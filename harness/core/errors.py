@@ -53,6 +53,11 @@ class Interrupted(HarnessError):
 
     exit_code = 130
 
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+        """130 for SIGINT, 143 for SIGTERM (the Interruption's exit_code), as a shell reports them."""
+
 
 class ModelError(HarnessError):
     """The model could not be built, read or converted to .mnn (names the file, the options and the fix)."""

@@ -220,9 +220,8 @@ class _Search:
     def value(self, entry: StretchEntry) -> Optional[Tuple[np.ndarray, EntrySource]]:
         """The board's value of a stretch input from what has been captured (and where it came from), or None.
 
-        An op's input is kept as the output of the op that last wrote its memory when that op was kept too; a
-        Raster can write the same bytes in another shape (and so another element order), so a value is taken
-        only in the shape the op ran with."""
+        An op's input is kept as the output whose values and shape it holds when that op was kept too (the agent
+        matches them by content), else as the input itself; a value is taken only in the shape the op ran with."""
         sample = self.board.sample
         for source in entry.sources:
             expected = None
@@ -248,10 +247,8 @@ def run_job(executor: Executor, board: BoardSpec, job: Job, folder: Path, label:
     lock released) and ends the reproduction with Interrupted."""
     (result,) = executor.run([PlannedJob(board, job, folder, label)])
     if executor.interruption.is_set():
-        error = Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
-                            "stopped and no bundle was written")
-        error.exit_code = executor.interruption.exit_code  # 143 for SIGTERM, as a shell reports it
-        raise error
+        raise Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
+                          "stopped and no bundle was written", exit_code=executor.interruption.exit_code)
     return result
 
 
