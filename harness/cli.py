@@ -11,6 +11,7 @@
     harness bisect SCENARIO --board B --mnn 3.0.0..3.6.1 [--all] [--converter]   which MNN release breaks it
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
+    harness schema scenario|inventory|nightly [--path]      the JSON Schema of a file, for editors and CI
     harness completion bash|zsh|tcsh                          a shell completion script
 
 Every command takes -v/--debug (the SSH and agent conversation into a log file), -q (only the verdict and
@@ -31,7 +32,7 @@ from rich.markup import escape
 
 from .analysis.run_report import EXIT_CONFIG
 from .core.errors import ConfigError, HarnessError
-from .core.inventory import find_inventory, load_inventory
+from .config.inventory import find_inventory, load_inventory
 from .core.shipped import scenario_path
 from .execution.interrupt import signals_handled
 
@@ -231,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="everything this host needs, each ok or missing, and the fix")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout")
 
+    schema = commands.add_parser("schema", help="the JSON Schema of a scenario, inventory or nightly file, for "
+                                 "editors (`# yaml-language-server: $schema=PATH` as the file's first line) and CI")
+    schema.add_argument("kind", choices=("scenario", "inventory", "nightly"))
+    schema.add_argument("--path", action="store_true", help="print the path of the installed schema file instead")
+
     completion = commands.add_parser("completion", help="print a shell completion script: "
                                      "`eval \"$(harness completion bash)\"`")
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
@@ -294,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
                         "inspect": cmd_inspect, "bisect": cmd_bisect, "init": cmd_init, "doctor": cmd_doctor,
-                        "completion": cmd_completion}
+                        "completion": cmd_completion, "schema": cmd_schema}
             return commands[args.command](args, console)
         except HarnessError as error:
             errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -322,7 +328,7 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
     from .execution.executor import Executor, Progress
     from .plans.layers import boards_to_search
     from .plans.run import run_scenario, write_run_files
@@ -365,7 +371,7 @@ def cmd_run(args, console: Console) -> int:
 
 
 def cmd_layers(args, console: Console) -> int:
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
 
@@ -410,7 +416,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
 
 
 def cmd_bisect(args, console: Console) -> int:
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
     from .plans.bisect import releases_between, run_bisect
     from .plans.run import write_run_files
     from .views.bisect import render_bisect
@@ -499,7 +505,7 @@ def cmd_history(args, console: Console) -> int:
 
 def cmd_prepare(args, console: Console) -> int:
     from .core.model import prepare_model
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
 
     for path in args.scenarios:
         scenario = load_scenario(scenario_path(path))
@@ -671,6 +677,17 @@ def cmd_doctor(args, console: Console) -> int:
         print(json.dumps(record, indent=1))
     render_checks(record, console)
     return checks.exit_code
+
+
+def cmd_schema(args, console: Console) -> int:
+    from .config.schema import schema_text
+    from .core.shipped import schema_path
+
+    if args.path:
+        print(schema_path(args.kind))
+    else:
+        sys.stdout.write(schema_text(args.kind))
+    return 0
 
 
 def cmd_completion(args, console: Console) -> int:

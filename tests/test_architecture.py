@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("core", "analysis", "emulation", "execution", "record", "views", "plans", "entry")
+ROOMS = ("core", "config", "analysis", "emulation", "execution", "record", "views", "plans", "entry")
 """Lowest first: a module may import from its own room and the rooms before it, never from one after it.
 "entry" is harness/*.py itself (cli.py, bench.py): the commands, which only parse arguments and call."""
 
@@ -24,7 +24,7 @@ class Import:
     source: str
     """The importing module ("harness.plans.run")."""
     target: str
-    """The imported module ("harness.core.scenario"; a package's own name for its __init__)."""
+    """The imported module ("harness.config.scenario"; a package's own name for its __init__)."""
     path: Path
     line: int
     text: str
@@ -201,7 +201,7 @@ def house(tmp_path):
         "core/__init__.py": "",
         "core/scenario.py": "X = 1\n",
         "execution/__init__.py": "",
-        "execution/targets/__init__.py": "from ...core.scenario import X\n",
+        "execution/targets/__init__.py": "from ...config.scenario import X\n",
         "execution/targets/ssh.py": "from . import remote\n",
         "execution/targets/remote.py": "",
         "plans/__init__.py": "",

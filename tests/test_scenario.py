@@ -7,7 +7,7 @@ import pytest
 
 from harness.cli import main
 from harness.core.errors import ConfigError
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
+from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .compare import format_metric
 from .versions import VersionCheck, versions_differ
 

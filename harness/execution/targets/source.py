@@ -17,7 +17,7 @@ import numpy as np
 
 from ...core.cache import sha256_file
 from ...core.errors import BoardError
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import Job
 from ...core.npz import load_npz, save_npz
 from ...core.results import TargetResult
