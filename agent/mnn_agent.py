@@ -92,6 +92,8 @@ result.json (RESULT_SCHEMA 2)
     backend         {"asked", "ran", "code", "evidence", "mnn_said"}: the backend MNN really
                     used, read from the session (getSessionInfo BACKENDS) and from MNN's own
                     fallback line ("Can't Find type=3 backend, use 0 instead")
+    precision       null, or at low_bf16 {"asked": "low_bf16", "ran": "FP32" | "BF16", "evidence"}:
+                    the first sample run again at normal; bit-identical outputs mean MNN computed FP32
     inputs          {name: {"shape": one sample's shape, "dtype": as sent, "fed_dtype": as MNN took it}}
     outputs         {name: {"shape": [samples or steps, ...], "dtype"}}
     steps           the number of stream steps run (streams only)

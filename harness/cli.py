@@ -1,6 +1,6 @@
 """The `harness` command.
 
-    harness run SCENARIO.yaml [--inventory FILE] [--targets a,b] [--reports DIR]
+    harness run SCENARIO.yaml [--inventory FILE] [--targets a,tag:fp16] [--reports DIR]
     harness init MODEL [--board USER@HOST]     a starter scenario (and inventory) for a model
     harness doctor                             what this host needs, each ok or missing
     harness prepare SCENARIO.yaml...          build and convert models ahead of time
@@ -126,9 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario on its boards and compare with x86")
     run.add_argument("scenario", help="scenario YAML, e.g. scenarios/segformer.yaml, or a shipped example: "
                      "example:quick")
-    run.add_argument("--targets", help="comma-separated subset of the scenario's targets")
+    run.add_argument("--targets", metavar="BOARD[,BOARD|tag:TAG...]",
+                     help="run on these boards of the inventory instead of the scenario's targets; tag:TAG takes "
+                     "every board carrying that tag (the reference always runs)")
     run.add_argument("--reports", default="reports", help="directory for reports/<run-id>/ (default: reports)")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout instead of the report")
+    run.add_argument("--details", action="store_true",
+                     help="a matrix: under its table, each setting's broken limits and, for a stream, the error "
+                     "per step of every board")
     run.add_argument("--find-layer", action="store_true",
                      help="when a board fails, find the first op whose output leaves tolerance on it")
     run.add_argument("--keep-outputs", type=bounded(float, minimum=0.0), default=0.0, metavar="MB",
@@ -140,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     layers = commands.add_parser("layers", help="find the first op that goes wrong on a board, and whether it "
                                  "introduced the error or inherited it")
-    layers.add_argument("scenario")
+    layers.add_argument("scenario", help="scenario YAML, e.g. scenarios/quick.yaml (its model, inputs and run "
+                        "settings)")
     layers.add_argument("--board", required=True, metavar="NAME[,NAME...]",
                         help="the board(s) to search, comma-separated, each against the same reference")
     layers.add_argument("--against", metavar="NAME", help="compare with this board instead of the x86 host "
@@ -158,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whole tensors fetched from each board for the replay (default 256)")
     layers.add_argument("--all", action="store_true", help="show every op in the table")
     layers.add_argument("--json", action="store_true", help="print layers.json on stdout")
-    layers.add_argument("--reports", default="reports")
+    layers.add_argument("--reports", default="reports", help="directory for reports/<run-id>-layers/ "
+                        "(default: reports)")
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
@@ -185,10 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "uploads) and evict its store down to store_max_mb, saying what that freed")
 
     prepare = commands.add_parser("prepare", help="build and convert the scenarios' models now (cached)")
-    prepare.add_argument("scenarios", nargs="+")
+    prepare.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML files whose models to "
+                         "build and convert (e.g. scenarios/*.yaml)")
 
     farm = commands.add_parser("farm", help="start, stop or show emulated boards and farms of them")
-    farm.add_argument("action", choices=("up", "down", "status"))
+    farm.add_argument("action", choices=("up", "down", "status"), help="up: start boards, down: stop them, status: "
+                      "list every emulated board of this machine")
     farm.add_argument("boards", nargs="*", metavar="NAME", help="down: stop only these boards")
     farm.add_argument("--size", type=bounded(int, minimum=0, maximum=249), default=0, metavar="N",
                       help="up: start a farm of N boards (Cortex-A53, A76, max, A76 with MNN 3.4.1, then again "
@@ -257,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id", metavar="RUN-ID", help="a directory name under --reports (or its path)")
     show.add_argument("--reports", default="reports", help="directory of the runs (default: reports)")
     show.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    show.add_argument("--details", action="store_true",
+                      help="a matrix: each setting's broken limits and per-step stream errors under the table")
 
     history = commands.add_parser("history", help="the trend per scenario x board over the last nights")
     history.add_argument("--scenario", help="only this scenario (its name)")
@@ -329,6 +340,7 @@ def console_width(stream) -> Optional[int]:
 
 def cmd_run(args, console: Console) -> int:
     from .config.scenario import load_scenario
+    from .core.errors import ConfigError
     from .execution.executor import Executor, Progress
     from .plans.layers import boards_to_search
     from .plans.run import run_scenario, write_run_files
@@ -336,7 +348,12 @@ def cmd_run(args, console: Console) -> int:
 
     scenario = load_scenario(scenario_path(args.scenario))
     inventory = load_inventory(find_inventory(args.inventory))
-    only = [name.strip() for name in args.targets.split(",")] if args.targets else None
+    only = None
+    if args.targets is not None:
+        only = [name.strip() for name in args.targets.split(",") if name.strip()]
+        if not only:
+            raise ConfigError("--targets", None, "names no board", "give board names of the inventory or tag:TAG, "
+                              "separated by commas, or leave --targets out for the scenario's targets")
     if scenario.matrix:
         return run_matrix_command(scenario, inventory, only, args, console)
     # The boards' sessions stay open for the layer search when it follows (--find-layer on a failing board).
@@ -411,7 +428,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
     args.run_dir = report.run_dir
     if args.json:
         print(matrix_text(report.run_dir))
-    render_matrix(report, console)
+    render_matrix(report, console, details=args.details)
     return report.exit_code
 
 
@@ -465,7 +482,7 @@ def cmd_report(args, console: Console) -> int:
             print(matrix_text(run_dir))
         saved = read_matrix(run_dir)
         render_records(scenario_name, records, code, run_dir, console, planned=saved.get("planned"),
-                       interrupted=saved.get("interrupted"))
+                       interrupted=saved.get("interrupted"), details=args.details)
         return code
     data = read_summary(run_dir)
     if args.json:
@@ -486,16 +503,14 @@ def show_verdict(args, summary: dict) -> None:
 
 def cmd_history(args, console: Console) -> int:
     from .core.errors import ConfigError
-    from .record.history import HISTORY_FILE, TREND_METRICS, History
+    from .record.history import HISTORY_FILE, TREND_METRICS, read_trend
     from .views.history import render_trend
 
     path = Path(args.reports) / HISTORY_FILE
     if not path.is_file():
         raise ConfigError(path, None, "no history yet", "run `harness nightly scenarios/nightly.yaml` first, "
                           "or pass --reports DIR")
-    with History(path) as history:
-        nights = history.nights(args.nights)
-        rows = history.trend(args.scenario, args.nights, TREND_METRICS)
+    nights, rows = read_trend(path, args.scenario, args.nights, TREND_METRICS)
     if args.json:
         print(json.dumps({"history": str(path), "nights": [dict(n) for n in nights], "trend": rows}, indent=1))
         return 0

@@ -174,3 +174,78 @@ def test_doctor_says_each_requirement_and_exits_2_when_a_required_one_is_missing
     assert checks["numpy >=99"]["ok"] is False and "pip install 'numpy>=99'" in checks["numpy >=99"]["fix"]
     assert checks["no-such-package >=1.0"]["fix"] == "pip install 'no-such-package>=1.0'"
     assert doctor.satisfies("3.6.1", ">=3.0.0") and not doctor.satisfies("2.9", ">=3.0.0")
+
+
+def test_a_file_without_a_suffix_is_named_as_such(capsys):
+    assert main(["inspect", "/etc/passwd"]) == 2
+    out = " ".join(capsys.readouterr().err.split())
+    assert "/etc/passwd: has no suffix" in out and "no suffix is not" not in out
+
+
+def test_every_argument_of_every_command_says_what_it_is(capsys):
+    """`harness COMMAND --help` explains each positional and option (layers' scenario and --reports had none)."""
+    import re
+
+    import pytest
+
+    from harness.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if hasattr(action, "choices")
+                    and isinstance(action.choices, dict)).choices
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        lines = text.splitlines()  # the usage's own lines are indented deeper, and are skipped as such
+        for index, line in enumerate(lines):
+            match = re.match(r"^  (\S.*?)(?:\s{2,}(\S.*))?$", line)
+            if not match or line.startswith("   ") or match.group(1).endswith(":"):
+                continue
+            explained = match.group(2) or (index + 1 < len(lines) and lines[index + 1].startswith(" " * 8))
+            assert explained, f"`harness {command} --help`: {match.group(1)!r} has no help"
+
+
+def test_make_models_prepares_every_shipped_scenario():
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "-o", "venv", "models"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    prepared = {word for word in dry.split() if word.endswith(".yaml")}
+    shipped = {f"scenarios/{path.name}" for path in (REPO / "scenarios").glob("*.yaml") if path.name != "nightly.yaml"}
+    assert prepared == shipped
+
+
+TAGGED = ("boards:\n  x86: {kind: local}\n  spare-x86: {kind: local, tags: [spare]}\n"
+          "  only-here: {kind: ssh, host: 127.0.0.1, port: 9, connect_timeout: 3, tags: [far]}\n")
+
+
+def test_targets_take_any_board_of_the_inventory_or_a_tag_and_the_report_says_so(tmp_path, write_file, capsys):
+    """The scenario lists x86 alone; --targets names a board it does not list (by its tag): no editing of the
+    scenario, and the report says the boards came from the command line."""
+    inventory = write_file("inventory.yaml", TAGGED)
+    scenario = write_file("s.yaml", scenario_text(["x86"]))
+    reports = tmp_path / "r"
+    code = main(["--inventory", str(inventory), "run", str(scenario), "--targets", "tag:spare", "--reports",
+                 str(reports)])
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())  # the header is a panel
+    assert code == 0, out
+    (run_dir,) = list(reports.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["boards"]) == {"x86", "spare-x86"} and summary["comparisons"]["spare-x86"]["passed"]
+    assert summary["targets_from"] == "--targets tag:spare"
+    assert "boards x86, spare-x86: from the command line (--targets tag:spare), not the scenario's targets" in out
+    assert "1 board(s) match x86" in out
+
+    for targets, said in (("nowhere", "--targets: no board named 'nowhere' in the inventory"),
+                          ("tag:fp17", "--targets: 'tag:fp17': no board of"), ("", "--targets: names no board"),
+                          (" , ", "--targets: names no board")):
+        code = main(["--inventory", str(inventory), "run", str(scenario), "--targets", targets, "--reports",
+                     str(reports)])
+        out = " ".join(capsys.readouterr().err.split())
+        assert code == 2 and said in out and "fix:" in out and ("tag:TAG" in out or "far, spare" in out), out
+    assert len(list(reports.iterdir())) == 1  # nothing ran for the wrong ones
+    # A board named twice, or by a name and a tag, runs once.
+    assert main(["--inventory", str(inventory), "run", str(scenario), "--targets", "spare-x86, tag:spare,tag:spare",
+                 "--reports", str(tmp_path / "twice")]) == 0
+    (run_dir,) = list((tmp_path / "twice").iterdir())
+    assert set(json.loads((run_dir / "summary.json").read_text())["boards"]) == {"x86", "spare-x86"}

@@ -147,3 +147,16 @@ def test_a_board_that_only_breaks_require_same_mnn_is_named_a_version_mismatch()
     (finding,) = diagnose(report)
     assert finding.cause == "mnn-version" and "outputs match" in finding.message
     assert attributions(report) == {"arm": "version"}
+
+
+def test_a_comparison_that_did_not_happen_infers_no_cause():
+    """The source model did not run: the conversion check has no numbers. A failing board is the platform's
+    (it was compared with x86), never "both" or "conversion", and the converter is not blamed."""
+    report = fake_report(comparison=failing_logits())
+    report.conversion = TargetComparison("x86", "onnxruntime", error="the reference onnxruntime failed: boom")
+    report.source = SimpleNamespace(ok=False, facts={}, error="ONNX Runtime could not load m.onnx: boom\n  fix: "
+                                    "check it")
+    assert attributions(report) == {"arm": "platform"}
+    causes = [finding.cause for finding in diagnose(report)]
+    assert causes[0] == "reference" and "converter" not in causes
+    assert "Fix: check it" in diagnose(report)[0].message

@@ -162,3 +162,20 @@ def test_golden_matrix_with_a_failed_converter_variant(tmp_path, capsys):
     text = console.export_text()
     assert "FAIL conversion" in text and "…" not in text  # the src cell fails, with its limit
     assert_golden("matrix_converter_variant", masked(text, {str(tmp_path): "TMP"}))
+
+
+def test_the_stream_line_gives_the_range_and_the_worst_step():
+    """The stored Silero stream: the probability's error peaks mid-clip (3.1e-02 at step 26) while its first and
+    last steps are 2.9e-05 and 3.1e-04; the line must not read first..last as a range."""
+    summary = json.loads((SUMMARIES / "silero-vad.json").read_text())
+    (board,) = [name for name in summary["comparisons"]]
+    errors = summary["comparisons"][board]["outputs"]["output"]["series"]["max_abs"]
+    worst = max(range(len(errors)), key=errors.__getitem__)
+    assert 0 < worst < len(errors) - 1  # the peak is neither end: first..last would hide it
+    for width in WIDTHS:
+        text = " ".join(rendered(summary, width).split())
+        assert f"{board} output: max |err| per step {min(errors):.1e} .. {errors[worst]:.1e}, worst at step " \
+               f"{worst}" in text
+    from harness.views.html import stream_section
+    page = stream_section(summary)
+    assert f"{errors[worst]:.1e}, worst at step {worst}" in page

@@ -192,3 +192,26 @@ def test_the_cache_is_bounded_by_count_and_by_memory(tmp_path, tiny_model):
     finally:
         if served.process.poll() is None:
             served.process.kill()
+
+
+def test_a_local_agent_that_closes_its_replies_but_runs_on_is_given_up_at_once():
+    """The end of a resident agent's replies while its process still runs: no reply can come, so the wait ends
+    after a short grace (an agent that ends closes its replies first) instead of at run_timeout."""
+    from harness.execution.targets.local import ProcessLink
+    from harness.execution.targets.resident import AgentClosedReplies, ResidentAgent
+    from .faults.test_interrupts import STUCK_AGENT
+
+    script = STUCK_AGENT.format(magic=agent_protocol.MAGIC, protocol=agent_protocol.PROTOCOL)
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               start_new_session=True)
+    agent = ResidentAgent(ProcessLink(process), "x86")
+    try:
+        agent.handshake(60, lambda: None)
+        started = time.monotonic()
+        with pytest.raises(AgentClosedReplies):
+            agent.call(run_request(0, "/nowhere"), 600, lambda: None)
+        assert time.monotonic() - started < 10
+        assert process.poll() is None  # it runs on: closing the link is what stops it
+    finally:
+        agent.close()
+    assert process.wait(timeout=10) is not None

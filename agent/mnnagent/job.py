@@ -98,6 +98,22 @@ def describe_inputs(job, inputs, runner):
                 for name in job["input_names"])
 
 
+def bf16_ran(runner_class, MNN, np, model_path, settings, job, layout, input_types, inputs, outputs):
+    """What precision low_bf16 really computed in, as the backend check reads the backend that ran.
+
+    MNN takes BF16 kernels only when its build has them and the CPU has bf16; otherwise it computes in FP32
+    with no word. The first sample (a stream's first step) is run again at precision normal: outputs
+    bit-identical to it mean FP32 ran. {"asked", "ran": "FP32" | "BF16", "evidence"}.
+    """
+    normal = runner_class(MNN, np, model_path, dict(settings, precision="normal"), job["input_names"],
+                          job["output_names"], layout, input_types)
+    produced = normal.run(dict((name, sample_of(inputs, name, 0)) for name in job["input_names"]))
+    same = all(np.array_equal(produced[name], outputs[name][0]) for name in job["output_names"])
+    return {"asked": "low_bf16", "ran": "FP32" if same else "BF16",
+            "evidence": ("its outputs are bit-identical to precision normal's" if same
+                         else "its outputs differ from precision normal's")}
+
+
 def run_job(job_dir, cache=None):
     """Run the job; return the result dict (also on failure) and the outputs (None on failure).
 
@@ -110,7 +126,7 @@ def run_job(job_dir, cache=None):
         "machine": platform.machine(), "python": platform.python_version(),
         "platform": platform.platform(), "hostname": platform.node(),
         "cpu_features": cpu_features(), "mnn_version": None, "mnn_banner": None,
-        "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None,
+        "settings": None, "api": None, "api_reason": None, "control_flow": [], "backend": None, "precision": None,
         "inputs": {}, "latency_ms": [], "peak_rss_mb": None, "outputs": {}, "dump": None,
         "agent": {"mode": "resident" if cache is not None else "one-shot", "pid": os.getpid(),
                   "jobs": cache.jobs if cache is not None else 1, "cached": False, "rss_mb": None, "cache": None},
@@ -157,6 +173,9 @@ def run_job(job_dir, cache=None):
         else:
             collected = run_all(runner, job, inputs, result, np)
             outputs = dict((name, np.stack(arrays)) for name, arrays in collected.items())
+        if str(settings.get("precision", "normal")).lower() == "low_bf16":
+            result["precision"] = bf16_ran(runner_class, MNN, np, model_path, settings, job, layout,
+                                           input_types, inputs, outputs)
         # NaN and Inf are the board's answer (an FP16 overflow, a NaN the model makes): they travel like any
         # value, and the host counts, locates and judges them.
         for name, array in outputs.items():

@@ -51,6 +51,7 @@ import numpy as np
 
 from ..core.results import TargetResult
 from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from .decoded import judge_decoded
 from .nonfinite import NonFinite, find_nonfinite
 
 REL_FLOOR = 1e-6
@@ -72,6 +73,11 @@ class OutputComparison:
     """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
     nonfinite: Optional[NonFinite] = None
     """Where either side holds NaN/Inf (None: neither does)."""
+    decoded: Optional[dict] = None
+    """A decoded output (analysis/decoded/): what the application sees on both sides, summary.json's
+    self-describing "decoded" sub-dict (kind, label, samples)."""
+    traceback: Optional[str] = None
+    """A user decoder's traceback, kept in the run folder beside the board's files."""
 
 
 @dataclass
@@ -261,7 +267,9 @@ def argmax_agreement(target: np.ndarray, reference: np.ndarray, class_axis: int)
     return float((np.argmax(target, axis=axis) == np.argmax(reference, axis=axis)).mean())
 
 
-PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement")
+PERCENT_METRICS = ("argmax_agreement", "miou", "benign_flips", "hard_flips", "decision_agreement",
+                   "decoded_agreement", "matched_fraction", "exact_match", "cer", "top1_agreement", "topk_overlap",
+                   "pck")
 """Fractions every view shows as percentages."""
 
 
@@ -375,8 +383,8 @@ def empty_mask_verdict(values: dict, spec: OutputSpec, samples: int) -> Tuple[bo
 
 def compare_target(scenario: Scenario, target: TargetResult, reference: TargetResult,
                    output_names: List[str], sample_names: Sequence[str] = ()) -> TargetComparison:
-    """Every output of output_names; for a stream, step by step too. sample_names: the inputs' samples by name
-    (a stream's are its steps)."""
+    """Every output of output_names; for a stream, step by step too; then every decoded output. sample_names:
+    the inputs' samples by name (a stream's are its steps)."""
     comparison = TargetComparison(target=target.target, reference=reference.target)
     if not reference.ok:
         comparison.error = f"the reference {reference.target} failed: {reference.error}"
@@ -393,6 +401,11 @@ def compare_target(scenario: Scenario, target: TargetResult, reference: TargetRe
         comparison.outputs.append(judge(name, target.outputs[name], reference.outputs[name],
                                         scenario.output_spec(name), stream=stream, reference_name=reference.target,
                                         sample_names=names))
+    for result in judge_decoded(scenario, target.outputs, reference.outputs, target.target, reference.target,
+                                comparison.outputs, list(sample_names)):
+        comparison.outputs.append(OutputComparison(result.name, result.passed, result.metrics, result.reasons,
+                                                   notes=result.notes, decoded=result.record,
+                                                   traceback=result.traceback))
     return comparison
 
 

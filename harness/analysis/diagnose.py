@@ -9,10 +9,12 @@ import functools
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ..core.backend import is_precision_problem
 from .nonfinite import FP16_MAX
 from .versions import version_check_of
 
 CAUSES = {
+    "reference": "missing reference",
     "preprocessing": "preprocessing drift",
     "converter": "converter options",
     "precision": "FP16 / precision setting",
@@ -26,6 +28,13 @@ CAUSES = {
     "platform": "platform numerics",
 }
 FP16_FEATURES = {"asimdhp", "fphp"}
+LOW_PRECISION_KERNELS = ("Sigmoid", "SiLU")
+"""The ops whose kernel MNN's CPU backend swaps at precision low on every ARM CPU, FP16 or not (MNN 3.6.1,
+source/backend/cpu/CPUUnary.cpp selectForFloat: MNNSigmoidLowp and MNNSiLuLowp, whose NEON code takes
+1/(1+e^-x) from vrecpeq_f32, a reciprocal estimate good to about 8 bits; the same functions serve the GRU
+(CPURNNSequenceGRU), unary ops fused into a Raster (CPURaster) and Mul+SiLU (CPUBinary)). The x86 build has no
+NEON: there they divide exactly, so `low` changes nothing on x86."""
+ARM_MACHINES = ("aarch64", "arm64")
 ARITHMETIC_EPS = {"FP32": 2.0 ** -23, "FP16": 2.0 ** -10, "BF16": 2.0 ** -7}
 """Machine epsilon of each arithmetic MNN's CPU kernels compute in."""
 LABEL_METRICS = ("argmax_agreement", "miou", "hard_flips")
@@ -76,20 +85,28 @@ def attribute(conversion_passed: Optional[bool], platform_passed: bool, io_host:
 
 
 @functools.lru_cache(maxsize=32)
-def onnx_op_types(path: str) -> frozenset:
-    """The op types of an ONNX graph (empty when it cannot be read): which converter traps apply."""
+def source_op_types(path: str, source_format: str = "ONNX") -> Optional[frozenset]:
+    """The op types of an ONNX graph or a TFLite model (None when it cannot be read): which converter traps
+    apply."""
     try:
+        if source_format == "TFLITE":
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+            no_delegate = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # quiet: the delegate prints on stderr
+            ops = Interpreter(model_path=path, experimental_op_resolver_type=no_delegate)._get_ops_details()
+            return frozenset(str(op["op_name"]) for op in ops)
         import onnx
 
         return frozenset(node.op_type for node in onnx.load(path, load_external_data=False).graph.node)
     except Exception:  # noqa: BLE001  a hint is optional; a diagnosis must not fail for it
-        return frozenset()
+        return None
 
 
-def converter_hints(converter_args, source_path=None) -> List[str]:
+def converter_hints(converter_args, source_path=None, source_format: str = "ONNX") -> List[str]:
     args = list(converter_args)
     hints = []
-    has_gelu = source_path is None or bool({"Erf", "Gelu"} & onnx_op_types(str(source_path)))
+    types = None if source_path is None else source_op_types(str(source_path), source_format)
+    has_gelu = types is None or bool({"Erf", "Gelu", "GELU"} & types)
     exact_gelu = "--useGeluApproximation" in args and \
         args[args.index("--useGeluApproximation") + 1:][:1] == ["0"]
     if has_gelu and not exact_gelu:
@@ -116,15 +133,60 @@ def arithmetic(precision: str, cpu_features) -> Tuple[str, float]:
     return "FP32", ARITHMETIC_EPS["FP32"]
 
 
+def compared(comparison) -> Optional[bool]:
+    """Whether the numbers of a comparison agree; None when there were no numbers to compare (a side did not
+    run): no cause may be inferred from a comparison that did not happen."""
+    if comparison is None or comparison.error is not None:
+        return None
+    return numbers_passed(comparison)
+
+
+def missing_reference(report) -> Optional[Finding]:
+    """The source model's runtime did not run it: which runtime, why, and that nothing was compared."""
+    conversion = getattr(report, "conversion", None)
+    source = getattr(report, "source", None)
+    if conversion is None or conversion.error is None or source is None or source.ok:
+        return None
+    runtime = source.facts.get("runtime") or conversion.reference or "the source runtime"
+    why, _, fix = (source.error or "no reason given").partition("\n  fix: ")
+    return Finding("reference", None, f"the source model did not run on {runtime} ({why.strip()}), so MNN on x86 "
+                   "was not compared with it: the conversion is neither confirmed nor blamed, and no cause is "
+                   "inferred from that comparison. "
+                   + (f"Fix: {fix.strip()}" if fix else "Fix: check the source model and its runtime, or set "
+                      "`source_reference: false` (the boards are still compared with x86)"))
+
+
+def is_arm(machine: Optional[str]) -> bool:
+    return bool(machine) and (machine in ARM_MACHINES or machine.startswith("arm"))
+
+
+def low_precision_message(name: str, features, machine: Optional[str]) -> Optional[str]:
+    """What precision low changes on this board, from MNN's source; None where it changes nothing (x86)."""
+    if not is_arm(machine) and not (machine is None and "asimd" in set(features)):  # NEON: an ARM CPU
+        return None
+    kernels = (f"MNN's CPU backend picks approximate kernels at precision low on every ARM CPU: "
+               f"{' and '.join(LOW_PRECISION_KERNELS)} take MNNSigmoidLowp / MNNSiLuLowp (a reciprocal estimate "
+               "good to about 8 bits, also inside GRUs and fused ops)")
+    fp16 = sorted(set(features) & FP16_FEATURES)
+    if fp16:
+        return (f"precision: low computes in FP16 on {name} ({', '.join(fp16)}), and {kernels}; the x86 wheel "
+                "ignores low. Use precision: normal where accuracy matters")
+    return (f"precision: low on {name}: its CPU has no FP16 arithmetic, so it computes in FP32, but {kernels}; the "
+            "x86 wheel computes them exactly. Use precision: normal where accuracy matters (`harness layers` "
+            "shows which ops introduce the error)")
+
+
 def diagnose(report) -> List[Finding]:
     findings: List[Finding] = []
     conversion = getattr(report, "conversion", None)
-    if conversion is not None and not numbers_passed(conversion):
+    missing = missing_reference(report)
+    if missing is not None:
+        findings.append(missing)
+    if compared(conversion) is False:
         reasons = "; ".join(f"{o.output}: {o.reasons[0]}" for o in conversion.outputs if not o.passed) \
             or conversion.error or ""
-        source = getattr(report.model, "source_path", None)
-        hints = converter_hints(report.model.converter_args,
-                                source if getattr(report.model, "source_format", "ONNX") == "ONNX" else None)
+        hints = converter_hints(report.model.converter_args, getattr(report.model, "source_path", None),
+                                getattr(report.model, "source_format", None) or "ONNX")
         findings.append(Finding("converter", None,
                                 f"MNN on x86 already differs from the source model ({reasons}): the conversion "
                                 f"changed it. Converter options: {' '.join(report.model.converter_args) or 'none'}."
@@ -139,7 +201,7 @@ def diagnose(report) -> List[Finding]:
     settings = report.scenario.run
     reference = report.results[report.reference]
     for name, problem in (getattr(report, "backend_failures", None) or {}).items():
-        findings.append(Finding("backend", name, problem))
+        findings.append(Finding("precision" if is_precision_problem(problem) else "backend", name, problem))
     for name, comparison in report.comparisons.items():
         if comparison.passed or comparison.error:
             continue
@@ -172,14 +234,12 @@ def diagnose(report) -> List[Finding]:
                 overflow += [finding] if finding.cause == "fp16-overflow" else []
                 named = True
         # An FP16 overflow already names the setting, the arithmetic and the fix; NaN/Inf explained otherwise
-        # leave FP16 a cause only of what else fails.
+        # leave the precision setting a cause only of what else fails.
         beyond_nonfinite = any(len(o.reasons) > (1 if getattr(o, "nonfinite", None) is not None else 0)
                                for o in comparison.outputs if not o.passed)
-        if arithmetic_used == "FP16" and not overflow and beyond_nonfinite:
-            findings.append(Finding("precision", name,
-                                    f"precision: low computes in FP16 on {name} "
-                                    f"({', '.join(sorted(features & FP16_FEATURES))}); the x86 wheel ignores it. "
-                                    "Use precision: normal where accuracy matters"))
+        low = low_precision_message(name, features, facts.get("machine")) if settings.precision == "low" else None
+        if low and not overflow and beyond_nonfinite:
+            findings.append(Finding("precision", name, low))
             named = True
         if arithmetic(settings.precision, features)[0] == "BF16":
             findings.append(Finding("precision", name, f"precision: low_bf16 computes in BF16 on {name}"))
@@ -294,10 +354,15 @@ def nonfinite_read(comparison) -> str:
 
 
 def attributions(report) -> Dict[str, str]:
-    conversion = getattr(report, "conversion", None)
-    conversion_passed = None if conversion is None else numbers_passed(conversion)
+    conversion_passed = compared(getattr(report, "conversion", None))
     io_host = getattr(report.scenario.run, "io", "copy") == "host"
-    return {name: attribute(conversion_passed, numbers_passed(comparison), io_host,
-                            bool(getattr(comparison, "failed_requirements", None)),
-                            bool(getattr(comparison, "problems", None)))
-            for name, comparison in report.comparisons.items() if comparison.error is None}
+    found = {}
+    for name, comparison in report.comparisons.items():
+        if comparison.error is not None:
+            continue
+        problems = list(getattr(comparison, "problems", None) or [])
+        found[name] = attribute(conversion_passed, numbers_passed(comparison), io_host,
+                                bool(getattr(comparison, "failed_requirements", None)), bool(problems))
+        if found[name] == "backend" and all(is_precision_problem(problem) for problem in problems):
+            found[name] = "precision"  # asked low_bf16, ran FP32: the precision setting was not what ran
+    return found

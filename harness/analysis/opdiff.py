@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .diagnose import arithmetic
+from .diagnose import LOW_PRECISION_KERNELS, arithmetic, is_arm
 
 TOLERANCE_STEPS = 4.0
 """Default per-op tolerance, in rounding steps of the arithmetic: TOLERANCE_STEPS * eps * sqrt(K)."""
@@ -567,6 +567,13 @@ def conclude(result: BoardLayers) -> None:
     """The first op that introduces error, the first NaN/Inf, and the op types by introduced error."""
     rows = result.rows
     result.first_introduced = next((i for i, r in enumerate(rows) if r.verdict == "introduced"), None)
+    unary = [i for i, r in enumerate(rows) if r.verdict == "introduced" and r.type == "UnaryOp"]
+    if unary and result.board.settings.get("precision") == "low" and is_arm(result.board.machine):
+        note = (f"{len(unary)} UnaryOp(s) introduce error, the first #{unary[0]} {rows[unary[0]].name}: at low, MNN "
+                f"computes {' and '.join(LOW_PRECISION_KERNELS)} on any ARM CPU with approximate kernels "
+                "(MNNSigmoidLowp / MNNSiLuLowp, a reciprocal estimate good to about 8 bits), FP16 or not")
+        if note not in result.notes:
+            result.notes.append(note)
     result.first_nonfinite = first_nonfinite(rows)
     totals: Dict[str, list] = {}
     nonfinite: Dict[str, int] = {}

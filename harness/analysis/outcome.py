@@ -12,18 +12,37 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS
+from ..core.backend import is_precision_problem
 from .compare import format_metric
 from .versions import VersionCheck, versions_differ
 
-LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement"}
-"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold."""
-LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement"}
+LABEL_METRICS = {"class_logits": "argmax_agreement", "probability_map": "miou", "decision": "decision_agreement",
+                 "detections": "decoded_agreement", "ctc_text": "decoded_agreement",
+                 "class_scores": "decoded_agreement", "keypoints": "decoded_agreement"}
+"""The metric users act on, per output kind: labels that agree, masks that overlap, decisions that hold, and
+for a decoded output the share of what the application sees that stays the same (boxes matched, texts read
+exactly, top classes, points within PCK)."""
+LABEL_NAMES = {"argmax_agreement": "argmax agreement", "miou": "mask IoU", "decision_agreement": "decision agreement",
+               "decoded_agreement": "decoded agreement"}
 ATTRIBUTION_LABELS = {"conversion": "conversion", "platform": "platform", "both": "both", "io": "app I/O",
-                      "version": "MNN version", "backend": "backend", "none": ""}
+                      "version": "MNN version", "backend": "backend", "precision": "precision", "none": ""}
 """How a board's attribution (diagnose.attributions) reads in every view."""
 PASS, FAIL, ERROR, UNUSABLE = "pass", "fail", "error", "unusable"
 WHOLE_RUN = "*"
 """The output of a verdict about a board whose model did not run and whose outputs are not known."""
+
+
+def step_errors_text(errors: List[Optional[float]]) -> str:
+    """"8.0e-08 .. 1.2e-05, worst at step 26": a stream's max abs error per step, its range and its worst step.
+
+    Steps count from 0, as the flipped decisions do. None is an infinite error (JSON has no infinity).
+    """
+    if not errors:
+        return "no steps"
+    ranked = [float("inf") if value is None else value for value in errors]
+    least, worst = (pick(range(len(ranked)), key=ranked.__getitem__) for pick in (min, max))
+    shown = ["inf" if errors[step] is None else f"{errors[step]:.1e}" for step in (least, worst)]
+    return f"{shown[0]} .. {shown[1]}, worst at step {worst}"
 
 
 def output_kind(summary: dict, output: str) -> str:
@@ -40,8 +59,39 @@ def label_metric(metrics: dict, kind: Optional[str] = None) -> Optional[str]:
         return LABEL_METRICS[kind]
     if kind == "tensor":
         return None
-    return next((name for name in ("argmax_agreement", "miou", "decision_agreement")
+    return next((name for name in ("argmax_agreement", "miou", "decision_agreement", "decoded_agreement")
                  if metrics.get(name) is not None), None)
+
+
+@dataclass
+class Decoded:
+    """A decoded output's verdict as the record keeps it (summary.json's "decoded" sub-dict), for every view."""
+
+    kind: str
+    """detections, ctc_text, class_scores or keypoints."""
+    label: str
+    """What the labels column shows: "faces 2/2", "text 38/40 exact, CER 0.4%", "class top-1 8/8"."""
+    samples: List[dict] = field(default_factory=list)
+    """Per sample what each side decoded (boxes, texts, top classes) and what changed."""
+    record: dict = field(default_factory=dict)
+    """The whole sub-dict (threshold, box units, the traceback's file, ...)."""
+
+
+def decoded_of(result: Optional[dict]) -> Optional[Decoded]:
+    """The decoded verdict of one output's comparison in the record, or None for a tensor's."""
+    record = (result or {}).get("decoded")
+    if not isinstance(record, dict):
+        return None
+    return Decoded(str(record.get("kind", "?")), str(record.get("label", "?")), list(record.get("samples") or []),
+                   record)
+
+
+def labels_text(summary: dict, verdict: "Verdict") -> str:
+    """The labels column of a verdict: a decoded output's label, else the kind's label metric, else "–"."""
+    if verdict.decoded is not None:
+        return verdict.decoded.label
+    metric = label_metric(verdict.metrics, output_kind(summary, verdict.output))
+    return format_metric(verdict.metrics.get(metric), metric) if metric else "–"
 
 
 def attribution_label(value: Optional[str]) -> str:
@@ -74,7 +124,8 @@ def comparisons_of(summary: dict) -> List[Tuple[str, dict]]:
 
 def source_runtime(summary: dict) -> str:
     source = summary.get("source") or {}
-    return (source.get("runtime") or "").split(" ")[0] or "the source model"
+    runtime = source.get("runtime") or (summary.get("conversion") or {}).get("reference") or ""
+    return runtime.split(" ")[0] or "the source model"
 
 
 @dataclass
@@ -98,6 +149,8 @@ class Verdict:
     is_conversion: bool = False
     notes: List[str] = field(default_factory=list)
     """What the verdict rests on when it is not the usual (a mask empty on both sides, judged as a tensor)."""
+    decoded: Optional[Decoded] = None
+    """A decoded output's verdict (what the application sees); None for a tensor."""
 
     @property
     def passed(self) -> bool:
@@ -128,7 +181,10 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
         problems = list(comparison.get("problems") or [])
         cause = attribution_label("backend" if problems else None) if is_conversion \
             else attribution_label(attribution.get(board))
-        for output, result in (comparison.get("outputs") or {}).items():
+        # What the application sees first (decoded outputs), as labels come first in a verdict's reasons.
+        ordered = sorted((comparison.get("outputs") or {}).items(),
+                         key=lambda item: decoded_of(item[1]) is None)
+        for output, result in ordered:
             reasons = list(result.get("reasons") or []) if not result.get("passed") else []
             # A backend that fell back makes the numbers the CPU's: that is the failure to read first.
             failure_type = ("backend" if problems else "tolerance" if reasons
@@ -136,7 +192,7 @@ def verdicts(summary: dict, failing_first: bool = True) -> List[Verdict]:
             failed = bool(failure_type)
             found.append(Verdict(board, output, FAIL if failed else PASS, problems + reasons + requirements,
                                  result.get("metrics") or {}, cause if failed else "", failure_type, host,
-                                 is_conversion, list(result.get("notes") or [])))
+                                 is_conversion, list(result.get("notes") or []), decoded_of(result)))
     return found
 
 
@@ -207,11 +263,16 @@ def failures(summary: dict) -> List[Tuple[str, str]]:
     for verdict in rows:
         if verdict.passed or verdict.status == UNUSABLE:
             continue
-        if verdict.status == ERROR:
+        if verdict.status == ERROR and verdict.is_conversion:
+            # x86 ran (a reference that did not is named above): the source model's runtime did not.
+            why = first_line((summary.get("source") or {}).get("error") or first_reason(verdict))
+            text = f"the source model did not run on {source_runtime(summary)}: {why}"
+        elif verdict.status == ERROR:
             text = f"{verdict.board} did not run: {short_error(verdict.board, first_reason(verdict))}"
         elif verdict.failure_type == "backend":
             # "asked opencl, ran cpu": the whole story is in the lines above the last one.
-            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} (backend)"
+            kind = "precision" if is_precision_problem(first_reason(verdict)) else "backend"
+            text = f"{verdict.host}: {first_reason(verdict).split(' (')[0].split(':')[0]} ({kind})"
         elif verdict.is_conversion:
             text = f"conversion: {verdict.board} {verdict.output} {first_reason(verdict)}"
         elif verdict.failure_type == "requirement":
@@ -226,7 +287,8 @@ def failures(summary: dict) -> List[Tuple[str, str]]:
         if not verdict.passed:
             named.append((verdict.board, f"preprocessing parity on {verdict.board}: {first_reason(verdict)}"))
     for name, problem in sorted((summary.get("backend_failures") or {}).items()):
-        text = f"{name}: {problem.split(' (')[0].split(':')[0]} (backend)"
+        kind = "precision" if is_precision_problem(problem) else "backend"
+        text = f"{name}: {problem.split(' (')[0].split(':')[0]} ({kind})"
         if text not in [known for _, known in named]:  # the reference's, with no conversion check to carry it
             named.append((name, text))
     unusable = [name for name, board in boards.items() if board.get("status") == UNUSABLE]
@@ -311,5 +373,34 @@ def summary_text(summary: dict, at_most: int = 3) -> Tuple[str, str]:
     if len(named) > at_most:
         shown += f"; and {len(named) - at_most} more (above)"
     if not compared and conversion is not None and code != 3:
-        shown += f" (only the reference {reference} and the source model ran)"
+        shown += (f" (only the reference {reference} ran; the source model did not)" if conversion.get("error")
+                  else f" (only the reference {reference} and the source model ran)")
     return ("FAIL" if code == 1 else "BOARD ERROR" if code == 3 else f"EXIT {code}"), shown or "see above"
+
+
+def precision_attributions(records: List[Tuple[str, dict]]) -> Dict[Tuple[str, str], str]:
+    """A matrix's (setting, board) that fails where the same board passes a setting differing only in its
+    precision -> that passing precision: the precision setting, not the platform, makes the board differ."""
+    def rest(record: dict) -> str:
+        settings = {k: v for k, v in (record.get("settings") or {}).items() if k != "precision"}
+        return repr((sorted(settings.items()), (record.get("model") or {}).get("converter_args")))
+
+    def board_passed(record: dict, board: str) -> Optional[bool]:
+        rows = [v for v in verdicts(record) if v.board == board and not v.is_conversion]
+        if not rows or any(v.status in (ERROR, UNUSABLE) for v in rows):
+            return None
+        return all(v.passed for v in rows)
+
+    found: Dict[Tuple[str, str], str] = {}
+    for label, record in records:
+        for board in (record.get("comparisons") or {}):
+            if board_passed(record, board) is not False:
+                continue
+            precision = (record.get("settings") or {}).get("precision")
+            passing = sorted({(other.get("settings") or {}).get("precision") for _, other in records
+                              if rest(other) == rest(record) and (other.get("settings") or {}).get("precision")
+                              != precision and board_passed(other, board)})
+            if passing:
+                found[(label, board)] = passing[0]
+    return found
+

@@ -55,6 +55,8 @@ class RunReport:
     """Board -> its own preprocessing against the host's tensors (preprocess_parity)."""
     backend_failures: Dict[str, str] = field(default_factory=dict)
     """Target -> why its backend setting failed (asked OpenCL, ran on the CPU), the reference's included."""
+    targets_from: Optional[str] = None
+    """Where the boards came from when not the scenario's own list ("--targets farm-a53,tag:fp16"), else None."""
     interrupted: Optional[str] = None
     """The signal that stopped the run ("SIGINT", "SIGTERM"), or None; unfinished boards are "interrupted"."""
     interrupted_exit_code: int = 130
@@ -126,7 +128,7 @@ def judge(report: RunReport) -> None:
     reference = report.results[scenario.reference]
     compared = scenario.compared_outputs(list(report.model.outputs))
     for name, result in report.results.items():
-        problem = backend_problem(result, scenario.run.allow_fallback)
+        problem = backend_problem(result, scenario.run.allow_fallback, reference=name == scenario.reference)
         if problem:
             report.backend_failures[name] = problem
     for name in report.compared_targets:

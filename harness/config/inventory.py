@@ -17,6 +17,7 @@ else ./inventory.yaml, else the default shipped with the harness (the x86
 host and one emulated Cortex-A76 board).
 """
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from ..core.errors import ConfigError
 from ..core.fields import (Choice, Flag, Integer, MnnVersion, Number, Problem, Section, Text, check_name, check_text,
                            describe_file_type, key_text, section, shown, type_name)
 from ..core.shipped import default_inventory
-from .validation import adapter, describe, validate
+from .validation import adapter, describe, inline_json_schema, validate
 from .yamlfile import load_yaml
 
 KINDS = ("local", "ssh", "emulated", "labgrid")
@@ -163,7 +164,7 @@ def _jump_text(where: str, text: str) -> JumpHost:
 
 
 def _jump_schema() -> dict:
-    hop = adapter(JumpHop).json_schema()
+    hop = inline_json_schema(JumpHop)
     text = {"type": "string", "description": "[user@]host[:port] as ProxyJump writes it; several: a,b"}
     return {"anyOf": [{"const": "none", "description": "straight to the board, whatever ~/.ssh/config says"},
                       text, hop, {"type": "array", "items": {"anyOf": [text, hop]}, "minItems": 1,
@@ -238,7 +239,7 @@ class BoardSpec(Section):
     KIND: ClassVar[str] = ""
     """The `kind:` that picks this type."""
     name: SkipJsonSchema[str] = ""
-    """The board's key under `boards:` (reports/<run>/targets/<board>, the lock's holder)."""
+    """The board's key under `boards:` (reports/<run>/targets/<board>, the lock's holder), set by the loader."""
     kind: Text
     """The board's type: local, ssh, emulated or labgrid; it decides which other keys the board takes."""
     tags: Tuple[Annotated[str, BeforeValidator(check_tag)], ...] = ()
@@ -419,7 +420,7 @@ class InventoryFile(Section):
     @model_validator(mode="before")
     @classmethod
     def _named_boards(cls, data):
-        """Each board gets its key as its name; the kind is checked here, so that its message names the kinds."""
+        """Board names become folder names; a missing kind is said here, with the kinds there are."""
         if not isinstance(data, dict) or not isinstance(data.get("boards"), (dict, type(None))):
             return data
         boards = {}
@@ -441,7 +442,7 @@ class InventoryFile(Section):
                               f"{shown(board['kind'])}", "write the kind as a word", at=f"{where}.kind")
             if "name" in board:
                 raise Problem("is not a known key", "a board's name is its key under `boards:`", at=f"{where}.name")
-            boards[name] = {**board, "name": name}
+            boards[name] = board
         return {**data, "boards": boards}
 
     @model_validator(mode="after")
@@ -450,12 +451,12 @@ class InventoryFile(Section):
             raise Problem("lists no board", "add at least one board", at="boards")
         # Two boards naming one place of one coordinator would queue a run behind itself.
         seen: Dict[tuple, str] = {}
-        for board in self.boards.values():
+        for name, board in self.boards.items():
             if board.kind == "labgrid" and board.place:
-                other = seen.setdefault((board.coordinator, board.place), board.name)
-                if other != board.name:
+                other = seen.setdefault((board.coordinator, board.place), name)
+                if other != name:
                     raise Problem(f"place {board.place!r} of {board.coordinator} is board {other!r} already",
-                                  "list each labgrid place once", at=f"boards.{board.name}.place")
+                                  "list each labgrid place once", at=f"boards.{name}.place")
         return self
 
 
@@ -486,7 +487,8 @@ def load_inventory(path) -> Inventory:
     """Read and validate an inventory file; raise ConfigError naming the board, the key and the fix."""
     path = Path(path)
     file: InventoryFile = validate(path, load_yaml(path), InventoryFile)
-    return Inventory(path=path, boards=dict(file.boards))
+    return Inventory(path=path, boards={name: dataclasses.replace(board, name=name)
+                                        for name, board in file.boards.items()})
 
 
 def boards_named(inventory: Inventory, names: List[str], asked_in=None) -> List[BoardSpec]:

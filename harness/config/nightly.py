@@ -3,7 +3,7 @@
     runs:                                   # run in this order; one failing does not stop the others
       - scenario: quick.yaml                # relative paths start at this file's directory
         inventory: lab.yaml                 # optional; else --inventory, $MNN_HARNESS_INVENTORY, ...
-        targets: [x86, arm-a76]             # optional subset of the scenario's targets
+        targets: [x86, arm-a76]             # optional: these boards instead of the scenario's (as --targets)
     regression:                             # against the previous night
       margin: 2.0                           # an error metric (max_abs, ...) grew by more than this factor
       cosine_drop: 1e-5                     # cosine fell by more than this
@@ -34,7 +34,8 @@ class RegressionPolicy(Section):
     cosine_drop: Number(minimum=0.0, maximum=1.0) = 1e-5
     """cosine: a drop by more than this (absolute)."""
     agreement_drop: Number(minimum=0.0, maximum=1.0) = 0.001
-    """argmax_agreement, miou: a drop by more than this fraction (0.001 = 0.1 percentage point)."""
+    """argmax_agreement, miou, decoded_agreement: a drop by more than this fraction (0.001 = 0.1 percentage
+    point)."""
     fail_on_regression: Flag = False
     """Exit 1 on a regression, as on a failure."""
 
@@ -48,7 +49,7 @@ class NightlyRun(Section):
     inventory: Optional[FilePath()] = None
     """Its inventory (default: --inventory, $MNN_HARNESS_INVENTORY, ./inventory.yaml, the built-in one)."""
     targets: Optional[List[Text]] = None
-    """A subset of the scenario's targets (default: all of them)."""
+    """These boards (or tag:TAG) instead of the scenario's, as --targets (default: the scenario's)."""
 
 
 @section

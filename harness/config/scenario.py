@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional, Tuple
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ..core.fields import (NUMBER_TEXT, Choice, FilePath, Flag, Fraction, Integer, MnnVersion, Name, Number, Problem,
                            Section, Text, check_finite, check_mnn_version, check_name, check_text, section, shown,
@@ -23,6 +24,7 @@ from ..core.inputs import SKIMAGE_IMAGES, ImageRef, Inputs, InputSpec, input_spe
 from ..core.inputs.base import MAX_SAMPLES
 from ..core.model import ModelSource
 from ..core.preprocess import Preprocess  # noqa: F401  (re-exported: part of a Scenario)
+from .decoded import Decoded, DecodedSpec
 from .validation import validate
 from .yamlfile import load_yaml
 
@@ -484,6 +486,13 @@ class OutputSpec(Section):
     """probability_map and decision: values above it are the mask / the yes (PP-OCR's detector uses 0.3)."""
     tolerance: Tolerance = Tolerance()
     """This output's limits, over the scenario's `tolerance:` and the kind's defaults."""
+    given_tolerance: SkipJsonSchema[Optional[Tolerance]] = None
+    """The limits the scenario sets itself, without the kind's defaults: those of a tensor that feeds a decoded
+    output (None: the same as tolerance). Set by the loader."""
+    decoded_by: SkipJsonSchema[Tuple[str, ...]] = ()
+    """The decoded outputs this tensor feeds: what it decodes to is judged, and decides (config/decoded.py)."""
+
+    INTERNAL = frozenset({"given_tolerance", "decoded_by"})
 
     @model_validator(mode="before")
     @classmethod
@@ -589,6 +598,9 @@ class ScenarioFile(Section):
     """Limits for every output, over each kind's defaults."""
     outputs: Dict[Text, OutputSpec] = field(default_factory=dict)
     """Outputs by name: their kind and limits (an output not listed is a tensor)."""
+    decoded: Decoded = field(default_factory=dict)
+    """What the application makes of the tensors (boxes, text, classes, points), by a name of its own, judged as it
+    acts on them."""
 
     @model_validator(mode="after")
     def _fits_together(self) -> "ScenarioFile":
@@ -661,9 +673,21 @@ class Scenario:
     mnn_version: Optional[str] = None
     """The MNN release every MNN of the run runs: the x86 reference's and each provisioned board's (None: each
     board's own `mnn_version`, else the host's). A `mnn: system` board with another one cannot run it."""
+    decoded: Dict[str, DecodedSpec] = field(default_factory=dict)
+    """What the application makes of the tensors (boxes, text, classes, points), judged as it acts on them."""
+    given_tolerance: Tolerance = Tolerance()
+    """The scenario's own `tolerance:` without any kind's defaults."""
 
     def output_spec(self, name: str) -> OutputSpec:
-        return self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance))
+        """How an output is judged. A plain tensor that feeds a decoded output keeps only the limits the scenario
+        sets itself: what it decodes to decides, as the labels decide for class_logits (docs/tolerances.md)."""
+        spec = self.outputs.get(name, OutputSpec(tolerance=self.default_tolerance,
+                                                 given_tolerance=self.given_tolerance))
+        feeds = tuple(decoded for decoded, entry in self.decoded.items()
+                      if name in entry.sources or not entry.sources)
+        if not feeds or spec.kind != "tensor":
+            return spec
+        return dataclasses.replace(spec, tolerance=spec.given_tolerance or spec.tolerance, decoded_by=feeds)
 
     @property
     def images(self) -> List[ImageRef]:
@@ -681,9 +705,11 @@ def load_scenario(path) -> Scenario:
     file: ScenarioFile = validate(path, data, ScenarioFile)
     raw = data or {}
     given = _given(file.tolerance, raw.get("tolerance"))
-    outputs = {name: dataclasses.replace(spec, tolerance=_tolerance_of(
-                   spec.kind, given, _given(spec.tolerance, (raw["outputs"][name] or {}).get("tolerance"))))
-               for name, spec in file.outputs.items()}
+    outputs = {}
+    for name, spec in file.outputs.items():
+        own = _given(spec.tolerance, (raw["outputs"][name] or {}).get("tolerance"))
+        outputs[name] = dataclasses.replace(spec, tolerance=_tolerance_of(spec.kind, given, own),
+                                            given_tolerance=_given_only(given, own))
     preprocess = file.preprocess.preprocess() if file.preprocess is not None else None
     parity = None
     if file.preprocess_parity is not None:
@@ -697,12 +723,24 @@ def load_scenario(path) -> Scenario:
                     description=file.description, tags=list(file.tags), require_same_mnn=file.require_same_mnn,
                     source_reference=file.source_reference, matrix=file.matrix.as_dict(), parity=parity,
                     find_layer=file.find_layer, stream=file.stream,
-                    compare=list(file.compare) if file.compare is not None else None, mnn_version=file.mnn_version)
+                    compare=list(file.compare) if file.compare is not None else None, mnn_version=file.mnn_version,
+                    decoded={name: entry.spec(name) for name, entry in file.decoded.items()},
+                    given_tolerance=_given_only(given))
 
 
 def _given(tolerance: Tolerance, written) -> Dict[str, Optional[float]]:
     """The limits a tolerance section sets, as written (`null` switches a default limit off)."""
     return {name: getattr(tolerance, name) for name in (written or {})}
+
+
+def _given_only(*layers: Dict[str, Optional[float]]) -> Tolerance:
+    """Only the limits the layers set (a tensor that feeds a decoded output has no default floor of its own)."""
+    values: Dict[str, Optional[float]] = {}
+    for layer in layers:
+        values.update(layer)
+    if values.get("rtol") is not None and values.get("atol") is None:
+        values["atol"] = 0.0
+    return Tolerance(**values)
 
 
 def _tolerance_of(kind: str, *layers: Dict[str, Optional[float]]) -> Tolerance:

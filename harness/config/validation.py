@@ -27,6 +27,24 @@ def adapter(schema) -> TypeAdapter:
     return TypeAdapter(schema)
 
 
+def inline_json_schema(schema) -> dict:
+    """The JSON Schema of a section with its definitions written in place: a piece another key's schema can hold
+    (`WithJsonSchema`) without references that point nowhere."""
+    document = adapter(schema).json_schema()
+    definitions = document.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = inline(definitions[node["$ref"].split("/")[-1]])
+            return {**target, **{key: inline(value) for key, value in node.items() if key != "$ref"}}
+        return {key: inline(value) for key, value in node.items()}
+    return inline(document)
+
+
 def validate(path: Path, data: Any, schema, **context) -> Any:
     """data (a loaded YAML document; None is an empty one) as an instance of schema, or ConfigError."""
     data = {} if data is None else data

@@ -31,10 +31,33 @@ def fallback(result: TargetResult) -> Optional[str]:
     return f"asked {asked}, ran {ran or 'an unknown backend'} ({evidence})"
 
 
-def backend_problem(result: TargetResult, allow_fallback: bool) -> Optional[str]:
-    """Why this board fails its backend setting, or None."""
+def precision_fallback(result: TargetResult) -> Optional[str]:
+    """"asked low_bf16, ran FP32 (its outputs are bit-identical to precision normal's)" when MNN computed
+    low_bf16 in FP32 (a build without BF16, or a CPU without bf16), else None."""
+    info = result.facts.get("precision") or {}
+    if not result.ok or info.get("asked") != "low_bf16" or info.get("ran") in (None, "BF16"):
+        return None
+    return f"asked low_bf16, ran {info['ran']} ({info.get('evidence') or 'no evidence'})"
+
+
+def is_precision_problem(problem: str) -> bool:
+    """A setting's problem that is the precision's fallback (precision_fallback), not the backend's."""
+    return problem.startswith("asked low_bf16,")
+
+
+def backend_problem(result: TargetResult, allow_fallback: bool, reference: bool = False) -> Optional[str]:
+    """Why this board fails its backend (or BF16 precision) setting, or None.
+
+    The reference computing low_bf16 in FP32 is no failure: it is the FP32 baseline the boards are held to.
+    """
     text = fallback(result)
-    if text is None or allow_fallback:
+    if text is None:
+        text = None if reference else precision_fallback(result)
+        if text is None or allow_fallback:
+            return None
+        return (f"{text}: this board's MNN computes low_bf16 in FP32 (built without BF16, or no bf16 in the CPU), "
+                "so BF16 was not tested there (`run: {allow_fallback: true}` accepts the fallback)")
+    if allow_fallback:
         return None
     asked = BACKEND_NAMES.get(backend_info(result).get("asked"), "that")
     return (f"{text}: this board's MNN has no {asked} backend, so {asked} was not tested there "

@@ -53,12 +53,18 @@ ALLOWED_KINDS = "biuf"
 """bool, signed and unsigned integers, floats: what tensors are; objects (pickles) and records are refused."""
 
 _CONTROL = {code: None for code in list(range(0x20)) + [0x7F] + list(range(0x80, 0xA0)) if code not in (0x09, 0x0A)}
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"  # CSI: colours, cursor moves, clearing the screen
+    # OSC (a window title), DCS, SOS, PM, APC: a string up to BEL or ST, or to the end of the line when unended
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?")  # any other escape sequence (ECMA-48: intermediates, then a final byte)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def clean_text(text: str) -> str:
-    """text without control characters (newline and tab stay): no escape sequence from a board reaches a terminal."""
-    return text.translate(_CONTROL)
+    """text without escape sequences and control characters (newline and tab stay): nothing from a board
+    reaches a terminal as a control, and no sequence leaves its printable remainder (`]0;title[2J`) behind."""
+    return _ESCAPE_SEQUENCE.sub("", text).translate(_CONTROL)
 
 
 def clean_value(value):
@@ -177,6 +183,7 @@ RESULT_FIELDS: Dict[str, Callable] = {
     "outputs": _output_facts, "outputs_sha256": _optional(_sha256),
     "preprocess": _optional(_fields({"status": _text, "backend": _optional(_text), "error": _optional(_text),
                                      "sha256": _optional(_sha256)})),
+    "precision": _optional(_fields({"asked": _text, "ran": _text, "evidence": _optional(_text)})),
     "dump": _optional(_fields({"samples": _integers, "ops": _integer, "tensors": _integer, "replayed": _integer,
                                "json_sha256": _sha256, "npz_sha256": _sha256})),
     "agent": _optional(_fields({"mode": _text, "pid": _integer, "jobs": _integer, "rss_mb": _optional(_number),

@@ -340,18 +340,20 @@ class Section:
     that was probably meant."""
 
     INTERNAL: ClassVar[FrozenSet[str]] = frozenset()
-    """Fields set by the loader, never written in a file (a board's name is its key)."""
+    """Fields the loader sets, never written in a file (a board's name is its key under `boards:`)."""
     SHORT_FORM: ClassVar[Optional[dict]] = None
     """The JSON Schema of a shorter way to write the section (`npz: x.npz` for `npz: {file: x.npz}`), if any;
     `from_short_form` turns it into the mapping."""
 
     @classmethod
-    def from_short_form(cls, value) -> dict:
-        raise NotImplementedError  # only sections with a SHORT_FORM are written short
+    def from_short_form(cls, value):
+        """The mapping a short form stands for; the value as it is when it is no short form (its error says)."""
+        return value
 
     @classmethod
-    def description_of(cls, name: str) -> Optional[str]:
-        """A field's docstring, from the class that defines it (pydantic reads a class's own docstrings only)."""
+    def description_of(cls, key: str) -> Optional[str]:
+        """A key's docstring, from the class that defines its field (pydantic reads a class's own docstrings only)."""
+        name = cls.field_of(key)
         for klass in cls.__mro__:
             info = getattr(klass, "__pydantic_fields__", {}).get(name)
             if info is not None and info.description:
@@ -371,8 +373,14 @@ class Section:
 
     @classmethod
     def keys(cls) -> list:
-        """The keys a file may write here, in the order the reference lists them."""
-        return [name for name in cls.__pydantic_fields__ if name not in cls.INTERNAL]
+        """The keys a file may write here, in the order the reference lists them (a field's alias where it has
+        one: `from`, a Python keyword, is the field `from_`)."""
+        return [info.alias or name for name, info in cls.__pydantic_fields__.items() if name not in cls.INTERNAL]
+
+    @classmethod
+    def field_of(cls, key: str) -> str:
+        """The field a key of the file sets."""
+        return next((name for name, info in cls.__pydantic_fields__.items() if (info.alias or name) == key), key)
 
     @classmethod
     def unknown_key_fix(cls, key) -> str:
@@ -387,8 +395,7 @@ class Section:
         elif data is None:
             data = {}  # `run:` with nothing under it: every default
         if isinstance(data, dict):  # (made in code, data is the constructor's arguments: those are checked by name)
-            allowed = set(cls.keys()) | cls.INTERNAL
             for key in data:
-                if key not in allowed:
+                if key not in cls.keys():
                     raise Problem("is not a known key", cls.unknown_key_fix(key), at=key_text(key))
         return data

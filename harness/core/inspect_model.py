@@ -94,8 +94,10 @@ def resolve_model_path(value: str) -> Path:
 def inspect_model(path: Path) -> Signature:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ConfigError(path, None, f"{path.suffix or 'no suffix'} is not a model format the harness reads",
-                          "give an .onnx, .tflite or .mnn file")
+        what = f"{path.suffix} is not a model format the harness reads" if path.suffix else \
+            "has no suffix, and the harness tells a model's format by it (.onnx, .tflite or .mnn)"
+        raise ConfigError(path, None, what, "give an .onnx, .tflite or .mnn file (rename a model file that has "
+                          "lost its suffix)")
     if fmt == "ONNX":
         return _onnx(path)
     try:

@@ -772,7 +772,9 @@ MaxSessions 32
 ClientAliveInterval 10
 ClientAliveCountMax 3
 Subsystem sftp {SFTP_SERVER}
-ForceCommand {shlex.quote(str(side / "board-shell"))}
+# exec: the session's shell becomes the wrapper (dash runs a -c command as a child otherwise, holding the channel's
+# descriptors, so that an agent closing its replies would not end the channel's output)
+ForceCommand exec {shlex.quote(str(side / "board-shell"))}
 """)
 
 

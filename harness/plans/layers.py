@@ -35,6 +35,7 @@ from ..analysis.opdiff import (BoardLayers, DumpError, LayersReport, OpTrace, Si
                      first_nonfinite, first_suspect, nothing_compared, parse_plain, parse_traces, summary_rows,
                      tensor_key, tolerance_for, traced_differs, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
+from ..core.backend import precision_fallback
 from ..core.cache import sha256_file
 from ..core.errors import ConfigError, Interrupted
 from ..config.inventory import BoardSpec, Inventory
@@ -104,11 +105,19 @@ def read_dump(folder: Path, result: TargetResult) -> Tuple[dict, Dict[str, np.nd
 
 
 def side_of(board: str, settings: dict, result: TargetResult) -> Side:
+    """A side as it ran: low_bf16 that MNN computed in FP32 (the agent's check) is FP32, and says so."""
     facts = result.facts or {}
     features = [str(f) for f in facts.get("cpu_features") or []]
+    fell_back = precision_fallback(result)
     return Side(board=board, settings=settings, machine=str(facts.get("machine") or ""),
                 mnn_version=str(facts.get("mnn_version") or ""), cpu_features=features,
-                arithmetic=arithmetic(str(settings.get("precision", "normal")), features)[0])
+                arithmetic=(f"FP32: {fell_back.split(' (')[0]}" if fell_back
+                            else arithmetic(str(settings.get("precision", "normal")), features)[0]))
+
+
+def ran_precision(settings: dict, side: Side) -> str:
+    """The precision a side's arithmetic follows: normal when MNN computed its low_bf16 in FP32."""
+    return "normal" if side.arithmetic.startswith("FP32:") else str(settings.get("precision", "normal"))
 
 
 def boards_to_search(report: RunReport, asked: bool) -> List[str]:
@@ -199,8 +208,8 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
     searches: Dict[str, dict] = {}
     for name in boards:
         side = side_of(name, board_settings, results[name])
-        limits = tolerance_for([(reference_settings.get("precision", "normal"), reference_side.cpu_features),
-                                (board_settings.get("precision", "normal"), side.cpu_features)], tolerance)
+        limits = tolerance_for([(ran_precision(reference_settings, reference_side), reference_side.cpu_features),
+                                (ran_precision(board_settings, side), side.cpu_features)], tolerance)
         result = BoardLayers(board=side, reference=reference_side, budget_mb=budget_mb, samples=len(samples),
                              tolerance={"arithmetic": limits.arithmetic, "eps": limits.eps, "fixed": limits.fixed,
                                         "steps": limits.steps, "text": limits.describe()})

@@ -163,9 +163,9 @@ def matrix_table(report: MatrixReport) -> FoldingTable:
     return matrix_view(report.scenario.name, records_of(report))
 
 
-def render_matrix(report: MatrixReport, console: Console) -> None:
+def render_matrix(report: MatrixReport, console: Console, details: bool = False) -> None:
     render_records(report.scenario.name, records_of(report), report.exit_code, report.run_dir, console,
-                   planned=report.planned, interrupted=report.interrupted)
+                   planned=report.planned, interrupted=report.interrupted, details=details)
 
 
 def matrix_record(report: MatrixReport) -> dict:

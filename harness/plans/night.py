@@ -28,8 +28,8 @@ from ..config.scenario import Scenario, load_scenario
 from ..core.errors import HarnessError
 from ..execution.executor import Executor
 from ..execution.interrupt import Interruption
-from ..record.history import (EXIT_HISTORY, HISTORY_FILE, History, NightDiff, NightResult, RegressionPolicy,  # noqa: F401
-                              RunRecord, is_busy)
+from ..record.history import (EXIT_HISTORY, HISTORY_FILE, History, HistoryUnreadable, NightDiff, NightResult,
+                              RegressionPolicy, RunRecord, is_busy, unreadable)
 from ..views.dashboard import write_dashboard
 from ..views.terminal import TerminalProgress, summary_line
 from .run import prepare_run, run_scenario, run_together, select_targets, write_run_files
@@ -45,18 +45,25 @@ class PlannedRun:
     entry: NightlyRun
     scenario: Scenario
     inventory: Inventory
+    targets_from: str = ""
+    """Where its `targets` are written in the nightly file."""
 
 
 def plan(config: NightlyConfig, inventory_arg: Optional[str]) -> List[PlannedRun]:
     """Every scenario and inventory read and checked before anything runs."""
 
     planned = []
-    for entry in config.runs:
+    for index, entry in enumerate(config.runs):
         scenario = load_scenario(entry.scenario)
         inventory = load_inventory(entry.inventory or find_inventory(inventory_arg))
-        select_targets(scenario, inventory, entry.targets)
-        planned.append(PlannedRun(entry, scenario, inventory))
+        select_targets(scenario, inventory, entry.targets, entry_targets(config, index))
+        planned.append(PlannedRun(entry, scenario, inventory, entry_targets(config, index)))
     return planned
+
+
+def entry_targets(config: "NightlyConfig", index: int) -> str:
+    """Where a nightly entry's `targets` are written, for their errors and the run's report."""
+    return f"{config.path}: runs[{index}].targets"
 
 
 def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPolicy) -> int:
@@ -76,6 +83,10 @@ def night_exit_code(runs: List[RunRecord], diff: NightDiff, policy: RegressionPo
 class HistoryUnwritable(Exception):
     """The night could not be written to history.sqlite (locked past the timeout, or the file is broken)."""
 
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.fix = fix
+
 
 def store_night(history_path: Path, config: NightlyConfig, started_at: str, finished_at: str,
                 records: List[RunRecord], timeout: float = HISTORY_TIMEOUT_S,
@@ -92,18 +103,27 @@ def store_night(history_path: Path, config: NightlyConfig, started_at: str, fini
         step = max(0.05, min(HISTORY_WAIT_STEP_S, deadline - time.monotonic()))
         try:
             with History(history_path, busy_timeout=step) as history:
+                history.check()
                 with history.transaction():
                     night = history.record_night(started_at, finished_at, str(config.path), -1, records)
                     diff = history.compare(night, config.regression)
                     code = night_exit_code(records, diff, config.regression)
                     history.set_exit_code(night, code)
             return night, diff, code
+        except HistoryUnreadable as error:
+            raise HistoryUnwritable(error.problem, error.fix) from error
         except (sqlite3.Error, OSError) as error:
             busy = isinstance(error, sqlite3.Error) and is_busy(error)
+            broken = unreadable(history_path, error)
+            if broken is not None:
+                raise HistoryUnwritable(broken.problem, broken.fix) from error
             if not busy:
-                raise HistoryUnwritable(f"{type(error).__name__}: {error}") from error
+                raise HistoryUnwritable(f"{type(error).__name__}: {error}", f"check that {history_path} is a "
+                                        "file this user may write") from error
             if time.monotonic() >= deadline:
-                raise HistoryUnwritable(f"another writer held it for more than {timeout:g} s ({error})") from error
+                raise HistoryUnwritable(f"another writer held it for more than {timeout:g} s ({error})",
+                                        f"find the process holding the history (`fuser -v {history_path}`) and "
+                                        "end it; the next night compares with the last one recorded") from error
             if not told:
                 on_wait(f"{history_path} is locked by another writer; waiting up to {timeout:g} s "
                         "(the night's runs are safe in their folders)")
@@ -154,7 +174,8 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
             for index, item in enumerate(planned, 1):
                 try:
                     ready.append((index, item, prepare_run(item.scenario, item.inventory, reports_dir, progress,
-                                                           item.entry.targets, label=item.scenario.name)))
+                                                           item.entry.targets, label=item.scenario.name,
+                                                           only_from=item.targets_from)))
                 except Exception as error:  # noqa: BLE001  said per scenario below, in its place
                     errors[index] = failed(item, error)
             with Executor(progress, interruption, lock_timeout) as executor:
@@ -182,12 +203,12 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
     run_dirs = [run_dir for _, run_dir in outcomes]
     history_path = Path(reports_dir) / HISTORY_FILE
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    history_error, dashboard = None, None
+    history_error, history_fix, dashboard = None, None, None
     try:
         night, diff, code = store_night(history_path, config, started_at, finished_at, records, history_timeout,
                                         lambda message: console.print(f"[yellow]{escape(message)}[/]"))
     except HistoryUnwritable as error:
-        night, diff, history_error = None, NightDiff(previous=None), str(error)
+        night, diff, history_error, history_fix = None, NightDiff(previous=None), str(error), error.fix
         code = night_exit_code(records, diff, config.regression) or EXIT_HISTORY
     if night is not None:
         try:
@@ -197,4 +218,5 @@ def run_nightly(config: NightlyConfig, reports_dir: Path, console: Console,
             console.print(f"[yellow]could not write the dashboard: {type(error).__name__}: {escape(str(error))}[/]")
     return NightResult(night=night, history_path=history_path, runs=records, run_dirs=run_dirs, diff=diff,
                        exit_code=code, policy=config.regression, started_at=started_at,
-                       wall_s=time.perf_counter() - started, history_error=history_error, dashboard=dashboard)
+                       wall_s=time.perf_counter() - started, history_error=history_error, history_fix=history_fix,
+                       dashboard=dashboard)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +26,7 @@ from rich.markup import escape
 from .. import __version__
 from ..analysis.run_report import RunReport, judge
 from ..core.cache import sha256_file
+from ..config.decoded import check_against_model as check_decoded
 from ..core.errors import ConfigError
 from ..core.inputs import InputSet, build_inputs
 from ..config.inventory import BoardSpec, Inventory, boards_named
@@ -47,30 +48,19 @@ RUN_VIEWS: Dict[str, View] = {JUNIT_FILE: lambda report, data: junit_xml(data), 
 """The views every run folder keeps beside summary.json: junit.xml for CI, report.html for people."""
 
 
-def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None) -> List[BoardSpec]:
-    names = list(scenario.targets)
-    places: List[BoardSpec] = []
-    if scenario.tags:
-        tagged = [board.name for board in inventory.boards.values()
-                  if board.kind != "labgrid" and set(scenario.tags) <= set(board.tags) and board.name not in names]
-        labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
-        if labgrid:
-            # labgrid places are chosen by their tags on the coordinator, a pool giving one board per place.
-            from ..execution.targets.labgrid import boards_for_tags
+TAG_PREFIX = "tag:"
+"""`--targets tag:fp16`: every board of the inventory carrying that tag."""
 
-            places = [board for board in boards_for_tags(labgrid, scenario.tags, names)
-                      if not only or board.name in only]
-        if not tagged and not places and not names:
-            raise ConfigError(scenario.path, "tags", f"no board of {inventory.path} carries all of "
-                              f"{', '.join(scenario.tags)}", "tag boards in the inventory, or name them in targets")
-        names += tagged
+
+def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List[str]] = None,
+                   only_from: str = "--targets") -> List[BoardSpec]:
+    """The boards a run uses, the reference first: the scenario's `targets` and `tags`, or, when `only` is given
+    (`--targets`, a nightly entry's `targets`), exactly those: any board of the inventory, or `tag:X` for every
+    board carrying tag X. only_from names where `only` came from, for its errors."""
     if only:
-        unknown = [name for name in only if name not in names and name != scenario.reference
-                   and name not in {board.name for board in places}]
-        if unknown:
-            raise ConfigError(scenario.path, "targets", f"--targets names {', '.join(unknown)}, which the "
-                              f"scenario does not list", f"pick from {', '.join(names)}")
-        names = [name for name in names if name in only]
+        names, places = command_line_targets(scenario, inventory, only, only_from)
+    else:
+        names, places = scenario_targets(scenario, inventory)
     if scenario.reference not in names:
         names.insert(0, scenario.reference)
     boards = boards_named(inventory, names, scenario.path) + places
@@ -81,9 +71,75 @@ def select_targets(scenario: Scenario, inventory: Inventory, only: Optional[List
     return boards
 
 
+def command_line_targets(scenario: Scenario, inventory: Inventory, only: List[str],
+                         only_from: str) -> Tuple[List[str], List[BoardSpec]]:
+    """Board names (and labgrid places chosen by tag) for `--targets a,tag:fp16`: the scenario's own list aside."""
+    names: List[str] = []
+    places: List[BoardSpec] = []
+    tags = sorted({tag for board in inventory.boards.values() for tag in board.tags})
+    for item in only:
+        if item.startswith(TAG_PREFIX):
+            tag = item[len(TAG_PREFIX):]
+            tagged = [board.name for board in inventory.boards.values()
+                      if board.kind != "labgrid" and tag and tag in board.tags]
+            labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
+            pool = []
+            if labgrid and tag:
+                from ..execution.targets.labgrid import boards_for_tags
+
+                pool = boards_for_tags(labgrid, [tag], [])
+            if not tagged and not pool:
+                raise ConfigError(only_from, None, f"{item!r}: no board of {inventory.path} carries the tag "
+                                  f"{tag!r}", f"use a tag the inventory gives ({', '.join(tags) or 'it has none'}), "
+                                  "or name boards")
+            names += [name for name in tagged if name not in names]  # named twice, or by two tags: once
+            places += [board for board in pool if board.name not in {p.name for p in places} | set(names)]
+        elif item not in inventory.boards and scenario_place(scenario, inventory, item) is not None:
+            places.append(scenario_place(scenario, inventory, item))  # a place of the scenario's labgrid pool
+        elif item not in inventory.boards:
+            raise ConfigError(only_from, None, f"no board named {item!r} in the inventory {inventory.path}",
+                              f"use one of {', '.join(inventory.boards)}, or {TAG_PREFIX}TAG for every board "
+                              f"carrying a tag ({', '.join(tags) or 'the inventory has none'})")
+        elif item not in names:
+            names.append(item)
+    return names, places
+
+
+def scenario_place(scenario: Scenario, inventory: Inventory, name: str) -> Optional[BoardSpec]:
+    """The labgrid place called name among those the scenario's `tags:` select (a pool's board is named after
+    its place), or None."""
+    labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
+    if not scenario.tags or not labgrid:
+        return None
+    from ..execution.targets.labgrid import boards_for_tags
+
+    return next((board for board in boards_for_tags(labgrid, scenario.tags, []) if board.name == name), None)
+
+
+def scenario_targets(scenario: Scenario, inventory: Inventory) -> Tuple[List[str], List[BoardSpec]]:
+    """Board names (and labgrid places) of the scenario's `targets` and `tags`."""
+    names = list(scenario.targets)
+    places: List[BoardSpec] = []
+    if scenario.tags:
+        tagged = [board.name for board in inventory.boards.values()
+                  if board.kind != "labgrid" and set(scenario.tags) <= set(board.tags) and board.name not in names]
+        labgrid = [board for board in inventory.boards.values() if board.kind == "labgrid"]
+        if labgrid:
+            # labgrid places are chosen by their tags on the coordinator, a pool giving one board per place.
+            from ..execution.targets.labgrid import boards_for_tags
+
+            places = boards_for_tags(labgrid, scenario.tags, names)
+        if not tagged and not places and not names:
+            raise ConfigError(scenario.path, "tags", f"no board of {inventory.path} carries all of "
+                              f"{', '.join(scenario.tags)}", "tag boards in the inventory, or name them in targets")
+        names += tagged
+    return names, places
+
+
 def check_outputs(scenario: Scenario, model: ModelArtifact) -> None:
     """Every output the scenario names (settings, compare, stream carry) is one the model has."""
     known = f"its outputs are {', '.join(model.outputs)}"
+    check_decoded(scenario.path, scenario.decoded, list(model.outputs), dict(model.output_shapes))
     for output, spec in scenario.outputs.items():
         if output not in model.outputs:
             raise ConfigError(scenario.path, f"outputs.{output}", f"the model has no output {output!r}", known)
@@ -180,11 +236,11 @@ def source_key(job: Job) -> str:
 
 def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, progress: Progress = Progress(),
                 only: Optional[List[str]] = None, log: Callable[[str], None] = lambda message: None,
-                run_id: Optional[str] = None, label: str = "") -> PreparedRun:
+                run_id: Optional[str] = None, label: str = "", only_from: str = "--targets") -> PreparedRun:
     """Everything a run does on the host before a board is used: boards chosen, model built and converted,
     inputs made and checked, the job written down. A ConfigError (exit 2) here leaves no run folder."""
     started = time.perf_counter()
-    boards = select_targets(scenario, inventory, only)
+    boards = select_targets(scenario, inventory, only, only_from)
     run_dir = run_folder(reports_dir, run_id or new_run_id(scenario))
     run_id = run_dir.name
 
@@ -218,7 +274,8 @@ def prepare_run(scenario: Scenario, inventory: Inventory, reports_dir: Path, pro
                        reference=scenario.reference, boards={board.name: board for board in boards},
                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        host={"machine": platform.machine(), "python": platform.python_version(),
-                             "harness": __version__})
+                             "harness": __version__},
+                       targets_from=f"{only_from} {','.join(only)}" if only else None)
     return PreparedRun(report, job, source_job, started, label)
 
 

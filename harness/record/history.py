@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..analysis.compare import format_metric
+from ..core.errors import ConfigError
 from ..analysis.outcome import comparisons_of, label_metric, parity_verdicts, verdicts
 from ..config.nightly import RegressionPolicy  # noqa: F401  (the nightly file's `regression:`; re-exported)
 
@@ -77,7 +78,8 @@ WHOLE_RUN = "*"
 ERROR_METRICS = ("max_abs", "mean_abs", "max_rel", "median_abs", "p99_abs", "mean_rel", "median_rel", "p99_rel",
                  "hard_flips")
 """Smaller is better; a regression is growth by more than the policy's factor."""
-AGREEMENT_METRICS = {"cosine": "cosine_drop", "argmax_agreement": "agreement_drop", "miou": "agreement_drop"}
+AGREEMENT_METRICS = {"cosine": "cosine_drop", "argmax_agreement": "agreement_drop", "miou": "agreement_drop",
+                     "decoded_agreement": "agreement_drop"}
 """Larger is better; a regression is a drop by more than the policy's absolute margin (the named field)."""
 ERROR_FLOOR = 1e-9
 """Error metrics below this are taken as this, so that 0 -> 1e-12 is not an infinite regression."""
@@ -115,7 +117,7 @@ class Regression:
     def change(self) -> str:
         if self.metric in ERROR_METRICS:
             return f"x{self.after / max(self.before, ERROR_FLOOR):.3g}"
-        if self.metric in ("argmax_agreement", "miou"):
+        if self.metric in ("argmax_agreement", "miou", "decoded_agreement"):
             return f"{(self.after - self.before) * 100:+.3g} points"
         return f"{self.after - self.before:+.3g}"
 
@@ -175,8 +177,45 @@ def is_busy(error: sqlite3.Error) -> bool:
         words in str(error) for words in ("database is locked", "database is busy", "database table is locked"))
 
 
+def read_trend(path: Path, scenario: Optional[str], nights: int, metrics) -> Tuple[List[sqlite3.Row], List[dict]]:
+    """`harness history`: the last nights and the trend per scenario x board x output, read in one go; a broken
+    file is HistoryUnreadable wherever SQLite finds the damage (its header, or a page the query reads)."""
+    with History(path) as history:
+        try:
+            return history.nights(nights), history.trend(scenario, nights, metrics)
+        except sqlite3.DatabaseError as error:
+            broken = unreadable(Path(path), error)
+            if broken is not None:
+                raise broken from error
+            raise
+
+
+class HistoryUnreadable(ConfigError):
+    """history.sqlite is not a SQLite database SQLite can read (truncated, overwritten, another file)."""
+
+    def __init__(self, path: Path, error: sqlite3.Error):
+        super().__init__(path, None, f"is not a history SQLite can read ({type(error).__name__}: {error})",
+                         UNREADABLE_FIX.format(path=path))
+
+
+UNREADABLE_FIX = ("move it aside (`mv {path} {path}.broken`): the next `harness nightly` starts a new history, "
+                  "and every night's runs stay in their own folders (reports/<run-id>/summary.json)")
+
+
+def unreadable(path: Path, error: BaseException) -> Optional[HistoryUnreadable]:
+    """The error as a broken history file, or None when it is not one (a lock is worth waiting for)."""
+    if isinstance(error, sqlite3.DatabaseError) and not is_busy(error) and any(
+            words in str(error) for words in ("not a database", "malformed", "file is encrypted", "disk image")):
+        return HistoryUnreadable(path, error)
+    return None
+
+
 class History:
-    """The SQLite history database; use as a context manager or call close()."""
+    """The SQLite history database; use as a context manager or call close().
+
+    A file that is not a database SQLite can read is HistoryUnreadable (a ConfigError naming the file and
+    what to do), never a traceback.
+    """
 
     def __init__(self, path, busy_timeout: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
@@ -188,9 +227,26 @@ class History:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")  # persistent; readers no longer block the writer
             self.db.executescript(SCHEMA)
-        except BaseException:
+        except BaseException as error:
             self.db.close()
+            broken = unreadable(self.path, error)
+            if broken is not None:
+                raise broken from error
             raise
+
+    def check(self) -> None:
+        """SQLite's quick_check of every page (seconds at most, once a night): a night is not written into a
+        damaged file, where the damage would spread; HistoryUnreadable if it is damaged."""
+        try:
+            problems = [row[0] for row in self.db.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.DatabaseError as error:
+            broken = unreadable(self.path, error)
+            if broken is not None:
+                raise broken from error
+            raise
+        if problems != ["ok"]:
+            raise HistoryUnreadable(self.path, sqlite3.DatabaseError(
+                f"database disk image is malformed: {'; '.join(problems)}"))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -332,7 +388,7 @@ class History:
         return [rows[key] for key in sorted(rows)]
 
 
-KEY_METRICS = ("max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
+KEY_METRICS = ("decoded_agreement", "max_abs", "argmax_agreement", "cosine", "mean_abs", "miou", "max_rel")
 """The order in which a key's regressions are named: the ones a user reads first."""
 
 
@@ -346,7 +402,7 @@ def regressions_text(found: List[Regression], at_most: int = 3) -> str:
     return shown + (f" and {len(more)} more ({', '.join(r.metric for r in more)})" if more else "")
 
 
-TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "cosine")
+TREND_METRICS = ("max_abs", "argmax_agreement", "miou", "decision_agreement", "decoded_agreement", "cosine")
 """What the trend views draw: the error a board shows, and the labels (or masks) users act on."""
 
 
@@ -358,7 +414,7 @@ def last_value(values: List[Optional[float]]):
 def row_label_metric(row: dict) -> Optional[str]:
     """A trend row's label metric: argmax agreement (class logits), else mask IoU; None for a plain tensor."""
     return label_metric({name: last_value(row.get(name) or [])
-                         for name in ("argmax_agreement", "miou", "decision_agreement")})
+                         for name in ("argmax_agreement", "miou", "decision_agreement", "decoded_agreement")})
 
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -406,12 +462,14 @@ class NightResult:
     wall_s: float = 0.0
     history_error: Optional[str] = None
     """Why the night is not in the history (its runs are still in their folders)."""
+    history_fix: Optional[str] = None
+    """What to do about it (end the writer that holds the lock, move a broken file aside)."""
     dashboard: Optional[Path] = None
     """reports/index.html, the history as a page; None if it could not be written."""
 
     def as_dict(self) -> dict:
         return {"night": self.night, "history": str(self.history_path), "exit_code": self.exit_code,
-                "history_error": self.history_error,
+                "history_error": self.history_error, "history_fix": self.history_fix,
                 "dashboard": str(self.dashboard) if self.dashboard else None,
                 "started_at": self.started_at, "wall_s": self.wall_s,
                 "regression_policy": asdict(self.policy),

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 from ..analysis.run_report import RunReport
 from ..core.errors import ConfigError
 from ..config.scenario import Scenario
-from ..core.fields import name_problem
+from ..core.fields import name_problem, slug
 
 SUMMARY_FILE = "summary.json"
 JUNIT_FILE = "junit.xml"
@@ -105,18 +105,43 @@ def _json_metrics(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
+def decode_error_file(comparison, output) -> str:
+    """Where a user decoder's traceback is kept: beside the files of the side it was compared for."""
+    return f"targets/{slug(comparison.target, 'board')}/decode-{slug(output.output, 'output')}.txt"
+
+
+def _decoded_json(comparison, output) -> dict:
+    """The decoded sub-dict as summary.json keeps it: JSON's numbers (no NaN), the traceback's file."""
+    record = _finite_tree(output.decoded)
+    if output.traceback:
+        record["traceback"] = decode_error_file(comparison, output)
+    return {"decoded": record}
+
+
 def _comparison_json(comparison) -> dict:
     return {"passed": comparison.passed, "error": comparison.error, "reference": comparison.reference,
             "problems": list(comparison.problems),
             "failed_requirements": list(comparison.failed_requirements),
             "outputs": {o.output: {"passed": o.passed, "metrics": _json_metrics(o.metrics), "reasons": o.reasons,
                                    **({"notes": list(o.notes)} if o.notes else {}),
+                                   **(_decoded_json(comparison, o) if o.decoded is not None else {}),
                                    **({"per_class_iou": {str(c): v for c, v in o.per_class_iou.items()}}
                                       if o.per_class_iou else {}),
                                    **({"series": {k: [_finite(v) for v in values] for k, values in o.series.items()}}
                                       if o.series else {}),
                                    **({"nonfinite": o.nonfinite.as_dict()} if o.nonfinite is not None else {})}
                         for o in comparison.outputs}}
+
+
+def _finite_tree(value):
+    """A decoded record as JSON holds it: non-finite numbers as null, tuples as lists, numpy scalars as numbers."""
+    if isinstance(value, dict):
+        return {str(key): _finite_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_tree(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    return _finite(value)
 
 
 def _finite(value):
@@ -183,9 +208,11 @@ def summary(report: RunReport) -> dict:
         "preprocess": None if report.scenario.preprocess is None else {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(report.scenario.preprocess).items()},
-        "output_specs": {name: dataclasses.asdict(report.scenario.output_spec(name))
-                         for name in report.model.outputs},
+        "output_specs": {**{name: dataclasses.asdict(report.scenario.output_spec(name))
+                            for name in report.model.outputs},
+                         **{name: spec.as_dict() for name, spec in report.scenario.decoded.items()}},
         "reference": report.reference,
+        "targets_from": report.targets_from,
         "host": report.host,
         "boards": {
             name: {"kind": result.kind, "status": result.status, "error": result.error,
@@ -200,7 +227,7 @@ def summary(report: RunReport) -> dict:
         },
         "source": None if report.source is None else {
             "status": report.source.status, "error": report.source.error,
-            "runtime": report.source.facts.get("runtime"),
+            "runtime": report.source.facts.get("runtime"), "notes": list(report.source.notes),
             "path": str(report.model.source_path) if report.model.source_path else None},
         "conversion": None if report.conversion is None else _comparison_json(report.conversion),
         "attribution": report.attribution,
@@ -244,6 +271,11 @@ def write_run(report: RunReport, views: Dict[str, View], keep_outputs_mb: float 
     a stored one are rendered from the same data by construction.
     """
     report.raw_outputs = prune_raw_outputs(report.run_dir, keep_outputs_mb)
+    judged = ([report.conversion] if report.conversion is not None else []) + list(report.comparisons.values())
+    for comparison in judged:
+        for output in comparison.outputs:
+            if output.traceback:
+                write_file(report.run_dir, decode_error_file(comparison, output), output.traceback)
     text = json.dumps(summary(report), indent=1, sort_keys=True)
     write_file(report.run_dir, SUMMARY_FILE, text)
     data = json.loads(text)

@@ -12,28 +12,23 @@ charts over the steps: the max abs error (log scale) and, for an output with
 one value per step, x86's and the board's values (with the decision threshold).
 """
 
-import base64
-import html
 import math
 import statistics
 from pathlib import Path
 from typing import List, Optional
 
-import cv2
 import numpy as np
 
 from ..analysis.compare import format_metric
 from ..analysis.versions import versions_differ
-from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, label_metric, output_kind, summary_text, verdicts,
-                                version_note)
+from ..analysis.outcome import (ERROR, UNUSABLE, comparisons_of, labels_text, source_runtime, step_errors_text,
+                                summary_text, verdicts, version_note)
 from ..core.npz import load_tensor
 from ..core.results import OK
-from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text
+from .decoded import decoded_section
+from .pictures import MAX_SAMPLES_SHOWN, esc, img_tag, input_picture
+from .terminal import FEATURES_SHOWN, GROWS, input_rows, model_line, settings_text, targets_text
 
-PICTURE_PX = 192
-"""Displayed size of the longer side of every picture (the PNGs are scaled with pixelated rendering)."""
-MAX_SAMPLES_SHOWN = 8
-"""Pictures for at most this many samples per board and output (the page stays small)."""
 AGREE_BGR = (70, 70, 70)
 BENIGN_BGR = (0, 215, 255)
 HARD_BGR = (40, 40, 230)
@@ -60,24 +55,6 @@ svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#1d2330}
 """
 
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {image.shape} {image.dtype} picture as PNG")
-    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
-
-
-def img_tag(image: np.ndarray, caption: str) -> str:
-    height, width = image.shape[:2]
-    factor = PICTURE_PX / max(height, width)
-    return (f'<figure><img src="{png_data_uri(image)}" width="{round(width * factor)}" '
-            f'height="{round(height * factor)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>')
-
-
 def palette(count: int) -> np.ndarray:
     """A fixed colour per class (BGR uint8): the same class has the same colour on every page."""
     base = [(75, 25, 230), (75, 180, 60), (25, 225, 255), (200, 130, 0), (48, 130, 245), (180, 30, 145),
@@ -90,28 +67,6 @@ def palette(count: int) -> np.ndarray:
         shift = 37 * (i // len(base))
         colours[i] = ((b + shift) % 256, (g + 2 * shift) % 256, (r + 3 * shift) % 256)
     return np.array(colours, dtype=np.uint8)
-
-
-def input_picture(tensor: np.ndarray, preprocess) -> np.ndarray:
-    """The input image back from one sample's tensor, by undoing std, mean and scale (BGR uint8)."""
-    x = np.asarray(tensor, dtype=np.float64)
-    x = x.reshape(x.shape[-3:]) if x.ndim > 3 else x
-    image = x.transpose(1, 2, 0) if preprocess.layout == "NCHW" else x
-    if image.shape[-1] != 3:
-        return normalized_picture(image[..., 0] if image.ndim == 3 else image)
-    image = image * np.asarray(preprocess.std) + np.asarray(preprocess.mean)
-    if preprocess.scale:
-        image = image / preprocess.scale
-    else:
-        return normalized_picture(image)
-    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image[..., ::-1] if preprocess.color == "rgb" else image)
-
-
-def normalized_picture(values: np.ndarray) -> np.ndarray:
-    low, high = float(np.min(values)), float(np.max(values))
-    scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
-    return scaled.astype(np.uint8)
 
 
 def label_maps(target: np.ndarray, reference: np.ndarray, class_axis: int):
@@ -208,17 +163,17 @@ def verdict_table(summary: dict) -> str:
         m = verdict.metrics
         cause = f" {esc(verdict.cause)}" if verdict.cause else ""
         shown = '<td class="pass">PASS</td>' if verdict.passed else f'<td class="fail">FAIL{cause}</td>'
-        label = label_metric(m, output_kind(summary, verdict.output))
         rows.append(f"<tr><td>{esc(verdict.board)}</td><td>{esc(verdict.output)}</td>"
-                    + "".join(f'<td class="num">{format_metric(m.get(metric), metric)}</td>'
-                              for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
-                    + f'<td class="num">{format_metric(m.get(label), label) if label else "–"}</td>'
+                    + "".join(f'<td class="num">{"–" if verdict.decoded else format_metric(m.get(metric), metric)}'
+                              '</td>' for metric in ("max_abs", "mean_abs", "max_rel", "cosine"))
+                    + f'<td class="num">{esc(labels_text(summary, verdict))}</td>'
                     f"{shown}<td>{esc('; '.join(verdict.reasons + verdict.notes))}</td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("Board", "Output", "max abs", "mean abs", "max rel", "cosine",
                                               "labels", "Verdict", "Reasons"))
     return (f'<table id="verdict-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             '<p class=dim>labels: argmax agreement for class_logits outputs, mask IoU at the threshold for '
-            'probability_map outputs, decisions that agree for decision outputs.</p>')
+            'probability_map outputs, decisions that agree for decision outputs; for a decoded output, what the '
+            'application sees (boxes matched, texts read exactly, top classes, points within PCK).</p>')
 
 
 def boards_table(summary: dict) -> str:
@@ -265,6 +220,8 @@ def boards_table(summary: dict) -> str:
             shown = failure or f"asked {backend.get('asked')}, ran {backend.get('ran')} ({backend.get('evidence')})"
             css = "fail" if failure else ("warn" if backend.get("ran") != backend.get("asked") else "dim")
             notes.append(f'<li class="{css}">{esc(name)}: {esc(shown)}</li>')
+    for note in (summary.get("source") or {}).get("notes") or []:
+        notes.append(f'<li class="warn">{esc(source_runtime(summary))}: {esc(note)}</li>')
     return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
             f"<ul>{''.join(notes)}</ul>")
 
@@ -399,7 +356,8 @@ def stream_section(summary: dict) -> str:
             growth = (result.get("metrics") or {}).get("error_growth")
             trend = "" if growth is None else (f" — last third ×{growth:.2g} the first"
                                                + (" (the error grows)" if growth >= GROWS else ""))
-            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step{esc(trend)}</p>")
+            parts.append(f"<h3>{esc(board)}: {esc(output)}</h3><p class=dim>max |error| per step "
+                         f"{esc(step_errors_text(series['max_abs']))}{esc(trend)}</p>")
             parts.append(line_chart_svg([("max |err|", "#c5221f", series["max_abs"])], log=True))
             if "target" in series:
                 reference = comparison.get("reference") or summary.get("reference")
@@ -433,6 +391,8 @@ def render_html(report, summary: dict) -> str:
             ("wall", f"{float(summary.get('wall_s') or 0):.1f} s"), ("model", model_line(summary))]
     meta += [(name, f"{shown}  {detail}".strip()) for name, shown, detail in input_rows(summary)]
     meta.append(("settings", settings_text(summary.get("settings") or {})))
+    if summary.get("targets_from"):
+        meta.append(("boards", targets_text(summary)))
     meta_rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in meta)
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
@@ -445,5 +405,6 @@ def render_html(report, summary: dict) -> str:
         f"{findings(summary)}"
         f"{stream_section(summary)}"
         f"<h2>Boards</h2>{boards_table(summary)}"
+        f"{decoded_section(report, summary)}"
         f"{pictures(report, summary)}"
         "</body></html>\n")

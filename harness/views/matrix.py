@@ -6,21 +6,25 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from rich.console import Console
+from rich.rule import Rule
 from rich.text import Text
 
 from ..analysis.compare import format_metric
+from ..analysis.diagnose import CAUSES, low_precision_message
 from ..analysis.nonfinite import counts_short
 from ..analysis.outcome import (ERROR, UNUSABLE, Verdict, conversion_label, failing_boards_text, headline, label_metric,
-                                output_kind, verdicts)
+                                output_kind, precision_attributions, verdicts)
 from ..core.results import INTERRUPTED
 from .fold import Column, FoldingTable
+from .terminal import failure_reasons, stream_lines
 
 
-def cell(record: dict, board: str) -> Text:
+def cell(record: dict, board: str, passes_at: Optional[str] = None) -> Text:
     """One setting on one board, from its record: ok and the headline number, or FAIL, the cause and the limit.
 
     The reference's column is the conversion check (MNN on x86 against the
-    source model), for that setting's converter variant.
+    source model), for that setting's converter variant. passes_at: the precision at which the same board
+    passes an otherwise equal setting (outcome.precision_attributions): its failure here is the precision's.
     """
     if board not in (record.get("boards") or {}) and board != conversion_label(record):
         return Text("–", "dim")
@@ -31,14 +35,22 @@ def cell(record: dict, board: str) -> Text:
         return Text("ref", "dim")
     failing = [v for v in rows if not v.passed]
     if not failing:
+        decoded = [v for v in rows if v.decoded is not None]
+        if decoded:  # what the application sees, first: the worst decoded agreement
+            shown = min(decoded, key=lambda v: v.metrics.get("decoded_agreement", 1.0) or 0.0)
+            return Text(f"ok {shown.decoded.label}", "green")
         metric, value = worst(record, rows)
         return Text(f"ok {format_metric(value, metric)}", "green")
-    first = failing[0]
+    first = failing[0]  # verdicts() puts decoded outputs first: what the application sees
     if first.status in (ERROR, UNUSABLE):
         return Text(f"ERROR\n{'unusable' if first.status == UNUSABLE else 'did not run'}", "bold red")
     cause = first.cause or ("conversion" if first.is_conversion else "")
+    if passes_at and first.failure_type == "tolerance":
+        cause = "precision"
     nonfinite = counts_short(first.metrics.get("nan_count") or 0, first.metrics.get("inf_count") or 0)
-    limit = {"tolerance": nonfinite or short_limit(first.reasons[0]), "requirement": "require_same_mnn",
+    limit = {"tolerance": (first.decoded.label if first.decoded is not None
+                           else nonfinite or short_limit(first.reasons[0])),
+             "requirement": "require_same_mnn",
              # asked a backend the board lacks: its numbers are the CPU's
              "backend": first.reasons[0].split(" (")[0].split(":")[0]}.get(first.failure_type, first.reasons[0])
     return Text(f"FAIL {cause}\n{limit}".replace("FAIL \n", "FAIL\n"), "bold red")
@@ -68,9 +80,10 @@ def worst(record: dict, rows: List[Verdict]) -> Tuple[str, Optional[float]]:
     return "max_abs", max((v.metrics.get("max_abs") or 0.0 for v in rows), default=None)
 
 
-LEGEND = ("cell: ok and the worst labels of the board's outputs (argmax agreement, mask IoU or decisions; max abs "
-          "for tensors), or FAIL, where the difference comes from (conversion, platform, both, app I/O, MNN version, "
-          "backend) and the first limit it broke, or its NaN/Inf count (9 Inf)")
+LEGEND = ("cell: ok and the worst labels of the board's outputs (what the application sees for decoded outputs, "
+          "faces 2/2; argmax agreement, mask IoU or decisions; max abs for tensors), or FAIL, where the difference comes "
+          "from (conversion, platform, both, app I/O, MNN version, backend, precision: the board passes at another "
+          "precision) and the first limit it broke (the decoded verdict first), or its NaN/Inf count (9 Inf)")
 
 STOPPED_LEGEND = "STOPPED: Ctrl-C or SIGTERM came before the board finished this setting"
 
@@ -86,6 +99,7 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
             [name for name in record["boards"] if name != record["reference"]]
         boards += [name for name in labels if name not in boards]
     ordered = sorted(records, key=lambda item: (item[1]["exit_code"] == 0, item[0]))
+    precision = precision_attributions(records)
     title = f"Which settings diverge on which boards ({scenario_name})"
     stopped = any((board or {}).get("status") == INTERRUPTED for _, record in records
                   for board in (record.get("boards") or {}).values())
@@ -94,34 +108,70 @@ def matrix_view(scenario_name: str, records: List[Tuple[str, dict]]) -> FoldingT
         table = FoldingTable([Column("Setting", key=True)] + [Column(board, wrap=True) for board in boards],
                              title=title, legend=legends)
         for label, record in ordered:
-            table.add_row(label, *[cell(record, board) for board in boards])
+            table.add_row(label, *[cell(record, board, precision.get((label, board))) for board in boards])
         return table
     failing_first = sorted(boards, key=lambda b: (b != boards[0], all(not cell(r, b).plain.startswith(("FAIL", "ERROR"))
                                                                       for _, r in ordered), b))
+    labels = {id(record): label for label, record in ordered}
     table = FoldingTable([Column("Board", key=True)] + [Column(f"S{index}", wrap=True)
                                                         for index in range(1, len(ordered) + 1)],
                          title=title, legend=[f"S{index} = {label}"
                                               for index, (label, _) in enumerate(ordered, 1)] + legends)
     for board in failing_first:
-        table.add_row(board, *[cell(record, board) for _, record in ordered])
+        table.add_row(board, *[cell(record, board, precision.get((labels[id(record)], board))) for _, record in ordered])
     return table
 
 
+def render_details(records: List[Tuple[str, dict]], console: Console) -> None:
+    """Under the table, per setting (failing ones first): the limits each board broke and, for a stream, the
+    error per step of every board and output, as the run of that setting alone shows them."""
+    for label, record in sorted(records, key=lambda item: (item[1].get("exit_code") == 0, item[0])):
+        console.print(Rule(Text(label, "bold"), align="left"))
+        reasons = failure_reasons(record)
+        for line in reasons:
+            console.print(line)
+        streams = stream_lines(record, console.width)
+        for line in streams:
+            console.print(line)
+        if not reasons and not streams:
+            console.print(Text("every board matches within tolerance", "green"))
+
+
 def render_records(scenario_name: str, records: List[Tuple[str, dict]], exit_code: int, run_dir: Path,
-                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None) -> None:
-    """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`)."""
+                   console: Console, planned: Optional[int] = None, interrupted: Optional[str] = None,
+                   details: bool = False) -> None:
+    """The matrix report of the settings' records, live or stored (`harness report MATRIX-ID`); details: each
+    setting's broken limits and per-step stream errors under the table (`--details`)."""
     console.print(matrix_view(scenario_name, records))
+    if details:
+        render_details(records, console)
+    for (label, board), passes_at in sorted(precision_attributions(records).items()):
+        record = dict(records)[label]
+        asked = (record.get("settings") or {}).get("precision")
+        facts = ((record.get("boards") or {}).get(board) or {}).get("facts") or {}
+        known = low_precision_message(board, facts.get("cpu_features") or [], facts.get("machine")) \
+            if asked == "low" else None
+        console.print(Text.assemble(("● ", "yellow"), (CAUSES["precision"], "bold yellow"),
+                                    f" — {board}: passes at precision {passes_at} and fails at {asked} ({label}): "
+                                    "the precision setting makes it differ, not the platform"
+                                    + (f". {known}" if known else "")))
     seen = set()
     for label, record in records:
         for finding in record.get("findings") or []:
             key = (finding["cause"], finding.get("board"), finding["message"])
-            if key in seen:
-                continue
+            if key in seen or (finding["cause"] == "platform" and (label, finding.get("board")) in
+                               precision_attributions(records)):
+                continue  # the run alone could only say "platform"; the matrix knows better (above)
             seen.add(key)
             where = f"{finding['board']}: " if finding.get("board") else ""
             console.print(Text.assemble(("● ", "yellow"), (finding["title"], "bold yellow"),
                                         f" — {where}{finding['message']} [first in {label}]"))
     console.print(f"[dim]results: {run_dir}/<setting>/[/]")
+    streams = any(record.get("stream") for _, record in records)
+    if not details and (streams or any(record.get("exit_code") for _, record in records)):
+        console.print(Text(f"each setting's {'errors per stream step and ' if streams else ''}broken limits: "
+                           f"`harness report {Path(run_dir).name} --details` (all settings), or `harness report "
+                           f"{Path(run_dir).name}/SETTING` (one)", "dim"))
     console.print(matrix_summary_line(records, exit_code, planned, interrupted))
 
 

@@ -35,9 +35,8 @@ def render_night(result: NightResult, console: Console) -> None:
         console.print(Text(f"the night could not be written to {result.history_path}: {result.history_error}",
                            "bold red"))
         console.print(Text("  its runs are safe in their folders: " + (", ".join(folders) or "(none ran)"), "red"))
-        console.print(Text("  fix: find the process holding the history (`fuser -v "
-                           f"{result.history_path}`) and end it; the next night compares with the last one "
-                           "recorded", "red"))
+        if result.history_fix:
+            console.print(Text(f"  fix: {result.history_fix}", "red"))
     elif diff.previous is None:
         console.print("[dim]first night in the history: nothing to compare with[/]")
     else:

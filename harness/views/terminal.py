@@ -24,9 +24,9 @@ from rich.text import Text
 
 from ..analysis.compare import format_metric
 from ..analysis.versions import versions_differ
-from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, label_metric, output_kind,
-                      summary_text, verdicts, version_note)
-from ..core.backend import fallback, ran_text
+from ..analysis.outcome import (ERROR, UNUSABLE, WHOLE_RUN, conversion_label, headline, labels_text, output_kind,
+                                source_runtime, step_errors_text, summary_text, verdicts, version_note)
+from ..core.backend import fallback, precision_fallback, ran_text
 from ..core.results import INTERRUPTED, OK, TargetResult
 from ..execution.executor import Progress
 from ..record.history import sparkline
@@ -83,6 +83,10 @@ def verdict_table(summary: dict) -> FoldingTable:
                                        ("probability_map", "mask IoU at the threshold (probability_map)"),
                                        ("decision", "decisions that agree at the threshold (decision)"))
               if kind in kinds]
+    decoded = sorted({kind for kind in (summary.get("output_specs") or {}).values()
+                      if isinstance(kind, dict) and kind.get("decoded") for kind in [kind.get("kind")]})
+    if decoded:
+        legend.append(f"what the application sees, decoded ({', '.join(DECODED_LEGEND.get(k, k) for k in decoded)})")
     table = FoldingTable([Column("Board", key=True), Column("Output", key=True),
                           *[Column(header, "right") for header in METRIC_HEADERS],
                           Column("labels", "right"), Column("Verdict", key=True, wrap=True)],
@@ -97,11 +101,17 @@ def verdict_table(summary: dict) -> FoldingTable:
         shown = Text("PASS", "bold green") if verdict.passed else Text("FAIL", "bold red")
         if verdict.cause:
             shown.append(f" {verdict.cause}", "red")
-        label = label_metric(m, output_kind(summary, verdict.output))
         table.add_row(verdict.board, verdict.output,
-                      *[format_metric(m.get(metric), metric) for metric in METRIC_HEADERS.values()],
-                      format_metric(m.get(label), label) if label else "–", shown)
+                      # a decoded output has no tensor of its own: blank, and left out where rows stack
+                      *[format_metric(m.get(metric), metric) if verdict.decoded is None else ""
+                        for metric in METRIC_HEADERS.values()],
+                      labels_text(summary, verdict), shown)
     return table
+
+
+DECODED_LEGEND = {"detections": "boxes matched of the reference's, +extra",
+                  "ctc_text": "texts read exactly, character error rate", "class_scores": "top classes that agree",
+                  "keypoints": "points within PCK"}
 
 
 METRIC_HEADERS = {"max abs": "max_abs", "mean abs": "mean_abs", "p99 abs": "p99_abs", "cosine": "cosine"}
@@ -193,6 +203,9 @@ def notes(summary: dict) -> List[Text]:
             lines.append(Text(f"{name}: {error}", "red"))
         if facts.get("mnn_banner"):
             lines.append(Text(f"{name}: MNN says \"{facts['mnn_banner']}\"", "dim"))
+    source = summary.get("source") or {}
+    for note in source.get("notes") or []:
+        lines.append(Text(f"{source_runtime(summary)}: {note}", "yellow"))
     return lines
 
 
@@ -203,6 +216,11 @@ def backend_notes(summary: dict, name: str, board: dict) -> List[Text]:
     fell_back = fallback(result)
     if fell_back and name not in failures:
         return [Text(f"{name}: {fell_back} (allowed: run.allow_fallback)", "yellow")]
+    computed = precision_fallback(result)
+    if computed and name not in failures:
+        why = "the reference: the FP32 baseline" if name == summary.get("reference") else \
+            "allowed: run.allow_fallback"
+        return [Text(f"{name}: {computed} ({why})", "yellow")]
     if name == summary.get("reference") and name in failures and not summary.get("conversion"):
         return [Text(f"{name}: {failures[name]}", "red")]
     if ran_text(result) and ((board.get("facts") or {}).get("backend") or {}).get("asked") not in (None, "cpu"):
@@ -233,6 +251,14 @@ def reference_first(summary: dict) -> List[tuple]:
     """The boards of the record, the reference first, then in the record's order."""
     reference = summary.get("reference")
     return sorted((summary.get("boards") or {}).items(), key=lambda item: item[0] != reference)
+
+
+def targets_text(summary: dict) -> str:
+    """"x86, farm-a53: from the command line (--targets farm-a53), not the scenario's targets"."""
+    boards = ", ".join(name for name, _ in reference_first(summary))
+    where = summary["targets_from"]
+    source = "the command line" if where.startswith("--") else "the nightly file"
+    return f"{boards}: from {source} ({where}), not the scenario's targets"
 
 
 def model_line(summary: dict) -> str:
@@ -306,9 +332,9 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
         growth = (result.get("metrics") or {}).get("error_growth")
         trend = "" if growth is None else f" (x{growth:.2g}" + (": grows)" if growth >= GROWS else ")")
         lines.append(Text.assemble((label, "bold"), f" {output}: max |err| per step ",
-                                   (f"{_e(errors[0])} .. {_e(errors[-1])}{trend}", "dim")))
-        lines.append(Text.assemble(("  " + "|err|".ljust(name_width) + " ", "dim"),
-                                   sparkline(downsample(errors, spark), log=True)))
+                                   (f"{step_errors_text(errors)}{trend}", "dim")))
+        lines.append(_spark_line(("  " + "|err|".ljust(name_width) + " ", "dim"),
+                                 sparkline(downsample(errors, spark), log=True)))
         if "target" in series:
             values = [v for v in series["reference"] + series["target"] if v is not None] or [0.0]
             low, high = min(values), max(values)
@@ -318,8 +344,8 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
                 if len(name) > name_width:  # longer than a third of the terminal: on a line of its own
                     lines.append(Text("  " + name, "dim"))
                     name = ""
-                lines.append(Text.assemble(("  " + name.ljust(name_width) + " ", "dim"),
-                                           _scaled_spark(downsample(side, spark, _mean), low, high)))
+                lines.append(_spark_line(("  " + name.ljust(name_width) + " ", "dim"),
+                                         _scaled_spark(downsample(side, spark, _mean), low, high)))
             lines.append(Text(f"  {'':{name_width}} {output} per step, {low:.3g} .. {high:.3g} on both lines",
                               "dim"))
         if "flipped" in series:
@@ -331,8 +357,9 @@ def stream_lines(summary: dict, width: int) -> List[Text]:
     return lines
 
 
-def _e(value: Optional[float]) -> str:
-    return "inf" if value is None else f"{value:.1e}"
+def _spark_line(*parts) -> Text:
+    """A sparkline row: sized to the terminal, never wrapped (a wrapped sparkline reads as two series)."""
+    return Text.assemble(*parts, no_wrap=True, overflow="crop")
 
 
 def _mean(values: List[float]) -> float:
@@ -363,12 +390,14 @@ def render(summary: dict, console: Console, run_dir: Optional[Path] = None) -> N
     for label, text, detail in input_rows(summary):
         header.add_row(escape(label), escape(text) + (f"  [dim]{escape(detail)}[/]" if detail else ""))
     header.add_row("settings", settings_text(summary.get("settings") or {}))
+    if summary.get("targets_from"):
+        header.add_row("boards", escape(targets_text(summary)))
     console.print(Panel(header, title="mnn-harness", title_align="left", expand=False))
     console.print(verdict_table(summary))
     for line in failure_reasons(summary):
         console.print(line)
     for line in stream_lines(summary, console.width):
-        console.print(line, overflow="crop", no_wrap=True)  # the sparklines are sized to the width
+        console.print(line)  # the sparklines are sized to the width (and crop); the words wrap
     for name, parity in (summary.get("preprocess_parity") or {}).items():
         m = parity.get("metrics") or {}
         shown = (f"max abs {format_metric(m.get('max_abs'), 'max_abs', 'text')} "

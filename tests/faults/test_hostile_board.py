@@ -171,11 +171,26 @@ def test_each_lie_is_that_boards_failure_with_the_reason(hostile_run, mode):
 def test_nothing_from_a_board_reaches_the_terminal_as_a_control_sequence(hostile_run):
     out = hostile_run["out"]
     assert b"\x1b" not in out and b"\x07" not in out and "\x9b".encode() not in out
-    assert b"boom ]0;pwned" in out  # the text is there, without its escape characters
+    # The text is there, and each escape sequence is gone whole: no printable remainder ("]0;pwned[2J").
+    flat = b" ".join(out.split())
+    assert b"boom red" in flat and b'MNN says "red"' in flat
     summary_text = (hostile_run["run_dir"] / "summary.json").read_text()
-    assert "\\u001b" not in summary_text and "\\u0007" not in summary_text
+    assert "\\u001b" not in summary_text and "\\u0007" not in summary_text and "\"error\": \"boom red\"" in summary_text
     log = (hostile_run["run_dir"] / "targets" / "evil-escapes" / "agent.log").read_text()
-    assert "\x1b" not in log and "banner" in log
+    assert "\x1b" not in log and "banner" in log and "pwned" not in log
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("boom \x1b]0;PWNED-TITLE\x07\x1b[2J after", "boom  after"),  # a window title (OSC), then clear the screen
+    ("\x1b[31mred\x1b[0m \x9b1mbold", "red bold"),  # colours, 7-bit and 8-bit CSI
+    ("a\x1b]0;a title never ended\nnext line", "a\nnext line"),  # an unended string: up to the line's end
+    ("q\x1bP1;2qdcs\x1b\\z\x1b(B", "qz"),  # DCS up to its ST; a charset switch
+    ("tab\tand\nnewline stay\x07\x1b", "tab\tand\nnewline stay"),
+])
+def test_an_escape_sequence_is_dropped_whole(raw, shown):
+    from harness.core.board_files import clean_text
+
+    assert clean_text(raw) == shown
 
 
 def test_the_flood_is_kept_to_its_last_megabyte(hostile_run):

@@ -606,3 +606,51 @@ def test_a_history_locked_for_good_names_the_run_folders_and_exits_4(night, caps
     assert str(run_dir).replace(" ", "") in said and "fuser" in said
     with History(reports / HISTORY_FILE) as history:
         assert history.nights() == []  # nothing half written
+
+
+# -- a history that is not a database -----------------------------------------------------------------------
+
+
+def corrupt_pages(path: Path) -> None:
+    """A real history whose nights table has become garbage (a disk error, a copy cut short): the header is
+    fine, the damage shows only when a query reads that page ("database disk image is malformed")."""
+    with History(path) as history:
+        for night in range(20):
+            history.db.execute("INSERT INTO nights (started_at, config, exit_code) VALUES (?, 'n', 0)", (str(night),))
+        history.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = history.db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'nights'").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    page = (root - 1) * 4096
+    data[page + 8:page + 4096] = os.urandom(4088)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["not a database", "malformed"])
+def test_a_corrupt_history_is_named_with_what_to_do_and_the_night_keeps_its_runs(night, capsys, damage):
+    config_path, reports = night
+    path = reports / HISTORY_FILE
+    for leftover in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    if damage == "not a database":
+        path.write_bytes(os.urandom(8192))  # what `harness history` met as "file is not a database"
+    else:
+        path.unlink()
+        corrupt_pages(path)
+    broken = path.read_bytes()
+
+    code = main(["history", "--reports", str(reports)])
+    said = " ".join(capsys.readouterr().out.split())
+    assert code == 2, said
+    assert f"{path}: is not a history SQLite can read" in said and damage in said
+    assert f"mv {path} {path}.broken" in said and "Traceback" not in said
+
+    code = main(["nightly", str(config_path), "--reports", str(reports), "--json"])
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert code == EXIT_HISTORY == data["exit_code"]
+    assert data["night"] is None and damage in data["history_error"] and "mv " in data["history_fix"]
+    run_dir = Path(data["runs"][0]["run_dir"])
+    assert (run_dir / "summary.json").is_file()  # the night's run folder is written all the same
+    said = "".join(captured.err.split())
+    assert "thenightcouldnotbewrittento" in said and str(run_dir).replace(" ", "") in said and "fuser" not in said
+    assert path.read_bytes() == broken  # the broken file is left as it was, for whoever looks into it

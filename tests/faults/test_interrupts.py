@@ -195,3 +195,72 @@ def _is_session_sshd(pid: int) -> bool:
     except OSError:
         return False
     return command.startswith(b"sshd: ") and b"listener" not in command
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_a_board_whose_sshd_dies_mid_run_names_the_stage_the_job_was_in(rig, tmp_path, resident):
+    """Kill the board's sshd (the listener and the session's) while its agent runs: the reason names the run
+    stage, where the job was, never the download after it (a one-shot agent's channel closing without an exit
+    status is the connection dropping, not the agent ending)."""
+    namespace = emulated.status(NAME) and json.loads((emulated.state_dir(NAME) / "state.json").read_text())["namespace"]
+    inventory = write_inventory(tmp_path / "inventory.yaml", {"arm": ssh_board(rig["endpoint"], dead_after=6,
+                                                                             resident=resident)})
+    reports = tmp_path / "reports"
+    process = start_slow_run({**rig, "inventory": inventory}, reports, tmp_path / "out.txt")
+    daemons = [int(pid) for pid in subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
+                                                  text=True).stdout.split() if _is_sshd(int(pid))]
+    assert daemons
+    for pid in daemons:
+        os.kill(pid, signal.SIGKILL)
+    try:
+        assert process.wait(timeout=90) == 3, (tmp_path / "out.txt").read_text()
+        error = summary_of(reports)["boards"]["arm"]["error"]
+        assert "stopped answering during run after" in error and "download" not in error, error
+    finally:
+        start_board(NAME)  # the board comes back for the tests after this one
+    assert wait_for(lambda: not processes_naming(jobs_marker(rig)), timeout=60)
+
+
+def _is_sshd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd")
+    except OSError:
+        return False
+
+
+STUCK_AGENT = """import json, os, struct, sys, time
+def frame(message):
+    body = json.dumps(message).encode()
+    return struct.pack(">4sI", {magic!r}, len(body)) + body
+os.write(1, frame({{"type": "hello", "protocol": {protocol}, "pid": os.getpid(), "pgid": os.getpgid(0),
+                   "python": "3", "machine": "aarch64"}}))
+os.read(0, 8)  # the first request comes
+os.close(1)  # its frame channel, closed; the process runs on
+time.sleep(600)
+"""
+
+
+def test_a_resident_agent_that_closes_its_frame_channel_is_given_up_within_dead_after(rig, tmp_path):
+    """A resident agent that says hello, takes a job, closes its replies and runs on: the board's shells no
+    longer keep the channel open, so the host sees the end of the replies at once instead of waiting out
+    run_timeout (1800 s by default), and the agent is stopped with the session."""
+    from harness.execution.agent_protocol import MAGIC, PROTOCOL
+
+    files = rig["workdir"] / "stuck"
+    files.mkdir(exist_ok=True)
+    (files / "stuck_agent.py").write_text(STUCK_AGENT.format(magic=MAGIC, protocol=PROTOCOL))
+    script = files / "python.sh"
+    # Called as the agent would be: PYTHON AGENT --serve ... (or PYTHON AGENT --probe OUT).
+    script.write_text(f'#!/bin/sh\n[ "$2" = --probe ] && exit 1\nexec python3 {files / "stuck_agent.py"}\n')
+    script.chmod(0o755)
+    inventory = write_inventory(tmp_path / "inventory.yaml", {"arm": ssh_board(
+        rig["endpoint"], dead_after=6, run_timeout=600, python=str(script), workdir=str(rig["workdir"] / "stuck-wd"))})
+    started = time.monotonic()
+    code = run_harness(["--inventory", str(inventory), "run", str(rig["quick"]), "--reports", str(tmp_path / "r")],
+                       tmp_path / "out.txt", timeout=120)
+    took = time.monotonic() - started
+    assert code == 1, (tmp_path / "out.txt").read_text()
+    error = summary_of(tmp_path / "r")["boards"]["arm"]["error"]
+    assert "closed its reply channel during this job but kept running" in error, error
+    assert took < 60, f"took {took:.0f} s"  # not run_timeout's 600 s; the board's dead_after is 6 s
+    assert wait_for(lambda: not processes_naming(str(files / "stuck_agent.py")), timeout=30)  # stopped with it

@@ -30,8 +30,8 @@ class NpzInput(Provider):
     """The array's name in the file (default: the input's name)."""
 
     @classmethod
-    def from_short_form(cls, value) -> dict:
-        return {"file": value}
+    def from_short_form(cls, value):
+        return {"file": value} if isinstance(value, str) else value
 
     @field_validator("key")
     @classmethod
@@ -167,7 +167,7 @@ class ValueInput(Provider):
     """float32, int32, int64 or uint8 (default: the model input's)."""
 
     @classmethod
-    def from_short_form(cls, value) -> dict:
+    def from_short_form(cls, value):
         return {"data": value}
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:

@@ -99,7 +99,7 @@ class ImageInput(Provider):
     """The images, in order; their names (file stems) name the samples in the report."""
 
     @classmethod
-    def from_short_form(cls, value) -> dict:
+    def from_short_form(cls, value):
         return {"images": value}
 
     @classmethod

@@ -70,8 +70,8 @@ class LoaderInput(Provider):
     """At most this many items are taken (an endless generator is fine)."""
 
     @classmethod
-    def from_short_form(cls, value) -> dict:
-        return {"call": value}
+    def from_short_form(cls, value):
+        return {"call": value} if isinstance(value, str) else value
 
     @property
     def script(self) -> Path:

@@ -44,6 +44,8 @@ class ProcessLink(AgentLink):
 
     def __init__(self, process: subprocess.Popen):
         self.process = process
+        self.ended = False
+        """The agent's replies reached their end (a read at EOF)."""
 
     def send(self, data: bytes) -> None:
         try:
@@ -61,12 +63,17 @@ class ProcessLink(AgentLink):
         if not ready:
             return b""
         try:
-            return os.read(stdout.fileno(), 65536)
+            data = os.read(stdout.fileno(), 65536)
         except OSError:
             return b""
+        self.ended = self.ended or not data
+        return data
 
     def exit_status(self) -> Optional[int]:
         return self.process.poll()
+
+    def replies_ended(self) -> bool:
+        return self.ended
 
     def close(self) -> None:
         kill_group(self.process)

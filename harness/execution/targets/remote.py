@@ -93,8 +93,12 @@ class StoreFile:
 
 
 def sh(script: str, args: Sequence[str]) -> str:
-    """A command line that runs script with POSIX sh, whatever the login shell, args quoted."""
-    return " ".join(shlex.quote(part) for part in ["sh", "-c", script, "sh", *args])
+    """A command line that runs script with POSIX sh, whatever the login shell, args quoted.
+
+    `exec`: the login shell (dash does not exec the last command of its -c by itself) becomes the script's sh
+    and holds none of the channel's descriptors, so the channel's output ends when the script's own holders
+    let go of it (SERVE: when the agent closes its replies)."""
+    return "exec " + " ".join(shlex.quote(part) for part in ["sh", "-c", script, "sh", *args])
 
 
 PREPARE = r"""
@@ -188,20 +192,30 @@ SERVE = r"""
 # requests come from the channel's stdin through cat; when that ends (the host closed the channel, or the session
 # dropped) the whole session's process group is killed, agent included. Replies go straight to the channel's
 # stdout; the shell ends when the agent does (a crash, a kill), and the channel says with which status.
-# (A background job's stdin is /dev/null in a non-interactive shell: the channel's goes to cat as fd 3.)
+# Only the agent holds the channel's stdout (fd 4 until it starts) and nothing its stderr: an agent that closes
+# its replies but keeps running ends the channel's output at once (sshd sends EOF), instead of leaving the host
+# to wait out run_timeout on a channel the shells keep open.
+# (A background job's stdin is /dev/null in a non-interactive shell: the channel's goes to cat as fd 3, and the
+# pipe from cat to the agent as fd 5. Descriptors are closed with `exec`: a redirection on a { group } makes
+# dash keep a copy of the old one while the group runs.)
 # When the agent ends first, it stops cat (whose pid the pump left in pump.pid): dash's `wait` waits for the
 # whole pipeline, and cat would otherwise hold it until the host closes the channel. A cat stopped so fails,
 # and only a cat that saw the end of its input kills the group.
 s=$1; shift
 cd -- "$s" || exit 125
-exec 3<&0 </dev/null
+exec 3<&0 4>&1 </dev/null >/dev/null 2>/dev/null
 rm -f pump.pid
-{ sh -c 'echo "$$" >pump.pid; exec cat' <&3 && kill -s KILL 0; } 2>/dev/null | {
-  "$@" 2>>serve.log; status=$?
+{ exec 4>&-; sh -c 'echo "$$" >pump.pid; exec cat' <&3 && kill -s KILL 0; } | {
+  exec 5<&0 3<&-
+  "$@" <&5 >&4 2>>serve.log 4>&- 5<&- &
+  agent=$!
+  exec 4>&- 5<&-
+  wait "$agent"; status=$?
   while [ ! -s pump.pid ]; do sleep 1; done
   kill "$(cat pump.pid)" 2>/dev/null
   exit "$status"
 } &
+exec 4>&-
 wait "$!"
 """
 

@@ -14,6 +14,9 @@ What can happen to a job, as the host sees it:
   the next job gets a fresh agent;
 - run_timeout passed: AgentTimedOut, the link is closed (the agent dies), the
   next job gets a fresh agent;
+- the agent closed its replies but runs on (a hang after closing them, a bug):
+  AgentClosedReplies, seen at once from the end of its output, handled as a
+  death (the link is closed, the job fails, the next job gets a fresh agent);
 - the agent never said hello, or not in this protocol: AgentCannotServe, the
   session runs its jobs one-shot (`mnn_agent.py JOB_DIR`) instead.
 """
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 """How often a wait checks the interruption, the heartbeat and the agent's process."""
+ENDED_GRACE_S = 2.0
+"""After the end of the agent's replies, how long its exit status may take to follow (an agent that ends closes
+its replies first); past that, the agent closed them and runs on."""
 HELLO_BYTES_MAX = 64 << 10
 """What may arrive before the hello: a program that is not our agent says something else at once."""
 
@@ -52,6 +58,10 @@ class AgentDied(Exception):
 
 class AgentTimedOut(Exception):
     """The job ran past run_timeout; the caller closes the link, which ends the agent."""
+
+
+class AgentClosedReplies(Exception):
+    """The agent closed its reply channel but still runs: no reply can come; the caller closes the link."""
 
 
 class AgentDiedError(BoardResultError):
@@ -88,6 +98,10 @@ class AgentLink(ABC):
     @abstractmethod
     def exit_status(self) -> Optional[int]:
         """None while the agent runs; its exit status once it ended."""
+
+    @abstractmethod
+    def replies_ended(self) -> bool:
+        """Whether the agent's replies reached their end (EOF): it closed them, or it is ending."""
 
     @abstractmethod
     def close(self) -> None:
@@ -129,6 +143,8 @@ class ResidentAgent:
             raise AgentCannotServe(f"it ended before it was ready ({describe_status(died.status)})") from None
         except AgentTimedOut:
             raise AgentCannotServe(f"it said nothing within {timeout:g} s") from None
+        except AgentClosedReplies:
+            raise AgentCannotServe("it closed its replies before it was ready") from None
         return self.hello
 
     def call(self, request: dict, timeout: float, check: Callable[[], None]) -> Reply:
@@ -169,6 +185,15 @@ class ResidentAgent:
                 continue
             if status is not None:
                 raise AgentDied(status, describe_status(status))
+            if self.link.replies_ended():
+                ended = time.monotonic()
+                while time.monotonic() - ended < ENDED_GRACE_S:
+                    check()
+                    status = self.link.exit_status()
+                    if status is not None:
+                        raise AgentDied(status, describe_status(status))
+                    time.sleep(POLL_S)
+                raise AgentClosedReplies()
             if time.monotonic() > deadline:
                 raise AgentTimedOut()
 
@@ -190,6 +215,13 @@ def run_on(session, agent: ResidentAgent, request: dict, run_timeout: float, che
         session.end_agent()
         raise BoardError(f"{session.name}: the agent ran longer than run_timeout={run_timeout:g} s "
                          "and was stopped") from None
+    except AgentClosedReplies:
+        session.died = f"its agent (pid {agent.pid}) closed its replies during the previous job and was stopped"
+        session.end_agent()
+        after_death()
+        raise AgentDiedError(f"{session.name}: the agent (pid {agent.pid}) closed its reply channel during this "
+                             "job but kept running, so no result could come: it was stopped; the next job starts "
+                             "a fresh agent") from None
     except AgentDied as died:
         session.died = f"its agent (pid {agent.pid}) died during the previous job, {died}"
         session.end_agent()

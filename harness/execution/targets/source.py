@@ -8,22 +8,128 @@ Job.source_path) for the jobs after.
 """
 
 import json
+import os
 import platform
+import re
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ...core.cache import sha256_file
-from ...core.errors import BoardError
 from ...config.inventory import BoardSpec
+from ...core.errors import BoardError, BoardResultError
 from ...core.job import Job
 from ...core.npz import load_npz, save_npz
 from ...core.results import TargetResult
 from .base import StageCallback, Target
 
 SOURCE_NAMES = {"ONNX": "onnxruntime", "TFLITE": "litert"}
+XNNPACK_LINE = b"Created TensorFlow Lite XNNPACK delegate"
+"""What LiteRT's C++ prints on stderr when its default delegate starts: not for the report's terminal."""
+
+
+class SourceModelError(BoardResultError):
+    """The source runtime is there but cannot run the source model: the source comparison did not happen."""
+
+
+@dataclass
+class LoadedSource:
+    run: Callable[[dict, list], list]
+    """(feeds by input name, output names) -> the outputs in that order."""
+    runtime: str
+    """"onnxruntime 1.32.0", "litert 2.3.0", "litert 2.3.0 + XNNPACK delegate"."""
+    notes: List[str] = field(default_factory=list)
+    """What the report should say about how the reference ran (a delegate taken for custom ops)."""
+
+
+def custom_ops(interpreter) -> List[str]:
+    """The model's custom ops (MediaPipe's are CamelCase; TFLite's builtins are CONV_2D-style), in graph order."""
+    names = []
+    for op in interpreter._get_ops_details():  # LiteRT's only listing of a model's operators
+        name = str(op.get("op_name", ""))
+        if name and not re.fullmatch(r"[A-Z0-9_]+", name) and name not in names:
+            names.append(name)
+    return names
+
+
+@contextmanager
+def xnnpack_line_kept_off_stderr():
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the process's stderr (fd 2)
+    when its delegate starts: catch fd 2 meanwhile and give back everything else it received (another
+    thread's words must not be lost)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = b"".join(line for line in caught.read().splitlines(keepends=True) if XNNPACK_LINE not in line)
+            if kept:
+                os.write(2, kept)
+
+
+def load_tflite(source_path: Path) -> LoadedSource:
+    """LiteRT with TFLite's own kernels; a model with custom ops that only the default delegate implements
+    (MediaPipe's Convolution2DTransposeBias, in its XNNPACK delegate) runs with that delegate, and says so."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    import ai_edge_litert
+    version = f"litert {getattr(ai_edge_litert, '__version__', '?')}"
+    def unreadable(error: Exception) -> SourceModelError:
+        return SourceModelError(f"LiteRT could not load {source_path.name}: {first_line(error)}\n  fix: check that "
+                                "the source is the whole model the .mnn was converted from, or set "
+                                "`source_reference: false` (the boards are still compared with x86)")
+    try:
+        # TFLite's own kernels, not the XNNPACK delegate: a reference rather than the fastest path.
+        interpreter = Interpreter(model_path=str(source_path), num_threads=1,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except ValueError as error:  # not a TFLite flatbuffer
+        raise unreadable(error) from error
+    notes = []
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as error:
+        custom = custom_ops(interpreter)
+        if "custom op" not in str(error) or not custom:
+            raise unreadable(error) from error
+        try:
+            with xnnpack_line_kept_off_stderr():
+                interpreter = Interpreter(model_path=str(source_path), num_threads=1)
+                interpreter.allocate_tensors()
+        except RuntimeError as delegated:
+            raise SourceModelError(
+                f"LiteRT cannot run the custom op(s) {', '.join(custom)} of {source_path.name}: neither its builtin "
+                f"kernels nor its XNNPACK delegate implement them ({first_line(delegated)})\n  fix: set "
+                "`source_reference: false` to run without the source comparison (the boards are still compared "
+                "with x86), or compare against the app that registers these ops") from delegated
+        version += " + XNNPACK delegate"
+        notes.append(f"the source model uses the custom op(s) {', '.join(custom)}, which only LiteRT's default "
+                     "XNNPACK delegate implements: the reference ran with that delegate (XNNPACK's kernels for the "
+                     "ops it takes, TFLite's for the rest)")
+    inputs = {d["name"]: d["index"] for d in interpreter.get_input_details()}
+    outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+
+    def run(feeds, names):
+        for name, value in feeds.items():
+            interpreter.set_tensor(inputs[name], value)
+        interpreter.invoke()
+        return [interpreter.get_tensor(outputs[name]) for name in names]
+    return LoadedSource(run, version, notes)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def source_board(source_format: str = "ONNX") -> BoardSpec:
@@ -35,38 +141,21 @@ class SourceModelTarget(Target):
 
     def __init__(self, board: BoardSpec, lock_timeout: float = 0.0):
         super().__init__(board, lock_timeout)
-        self.loaded: Dict[Tuple[str, str], tuple] = {}
-        """(source path, format) -> (run function, runtime): the models this session loaded."""
+        self.loaded: Dict[Tuple[str, str], LoadedSource] = {}
+        """(source path, format) -> the models this session loaded."""
 
-    def session_for(self, source_path: Path, source_format: str):
+    def session_for(self, source_path: Path, source_format: str) -> "LoadedSource":
         key = (str(source_path), source_format)
         if key not in self.loaded:
             self.loaded[key] = self.load(source_path, source_format)
         return self.loaded[key]
 
     @staticmethod
-    def load(source_path: Path, source_format: str = "ONNX"):
-        """A function sample_inputs -> outputs in job order, and the runtime's name and version."""
+    def load(source_path: Path, source_format: str = "ONNX") -> "LoadedSource":
+        """The source model ready to run: a function sample_inputs -> outputs in job order, and its runtime."""
         try:
             if source_format == "TFLITE":
-                from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-                import ai_edge_litert
-                # TFLite's own kernels, not the XNNPACK delegate: a reference rather than the fastest path,
-                # and no "INFO: Created TensorFlow Lite XNNPACK delegate" line on the report's stderr.
-                builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-                interpreter = Interpreter(model_path=str(source_path), num_threads=1,
-                                          experimental_op_resolver_type=builtin)
-                interpreter.allocate_tensors()
-                inputs = {d["name"]: d["index"] for d in interpreter.get_input_details()}
-                outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
-
-                def run(feeds, names):
-                    for name, value in feeds.items():
-                        interpreter.set_tensor(inputs[name], value)
-                    interpreter.invoke()
-                    return [interpreter.get_tensor(outputs[name]) for name in names]
-                return run, f"litert {getattr(ai_edge_litert, '__version__', '?')}"
+                return load_tflite(source_path)
             import onnxruntime
         except ImportError as error:
             package = "ai-edge-litert" if source_format == "TFLITE" else "onnxruntime"
@@ -74,8 +163,14 @@ class SourceModelTarget(Target):
                 from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # a reference, not a race: deterministic reductions
-        session = onnxruntime.InferenceSession(str(source_path), options, providers=["CPUExecutionProvider"])
-        return (lambda feeds, names: session.run(names, feeds)), f"onnxruntime {onnxruntime.__version__}"
+        try:
+            session = onnxruntime.InferenceSession(str(source_path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001  onnxruntime raises its own classes for a model it cannot load
+            raise SourceModelError(f"ONNX Runtime could not load {source_path.name}: {type(error).__name__}: "
+                                   f"{error}\n  fix: check that the source is the model the .mnn was converted "
+                                   "from, or set `source_reference: false` (the boards are still compared with "
+                                   "x86)") from error
+        return LoadedSource(lambda feeds, names: session.run(names, feeds), f"onnxruntime {onnxruntime.__version__}")
 
     def expected_mnn_version(self, job: Job) -> Optional[str]:
         return None  # ONNX Runtime or LiteRT: no MNN runs here
@@ -85,7 +180,9 @@ class SourceModelTarget(Target):
         started = time.perf_counter()
         if job.source_path is None:
             raise BoardError(f"{self.name}: the job names no source model")
-        run, runtime = self.session_for(job.source_path, job.source_format or "ONNX")
+        loaded = self.session_for(job.source_path, job.source_format or "ONNX")
+        run, runtime = loaded.run, loaded.runtime
+        result.notes += [note for note in loaded.notes if note not in result.notes]
         stored = load_npz(job.inputs_path)
         inputs = {name: stored[name] for name in job.input_names}
         carry = (job.stream or {}).get("carry") or {}

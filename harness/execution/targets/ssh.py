@@ -137,6 +137,10 @@ class ChannelLink(AgentLink):
             return self.channel.exit_status
         return 255 if self.channel.closed else None
 
+    def replies_ended(self) -> bool:
+        # sshd sends EOF once nothing on the board holds the channel's output: remote.SERVE leaves only the agent.
+        return self.channel.eof_received and not self.channel.recv_ready()
+
     def close(self) -> None:
         self.channel.close()
 
@@ -758,6 +762,9 @@ class SshTarget(Target):
                 channel.status_event.wait(POLL_S)
             status = channel.recv_exit_status()
             log.info("%s: the one-shot agent exited %s", self.name, status)
+            if status == -1 and (channel.closed or not board.alive):
+                # paramiko's "no exit status": the connection dropped under a running agent, in this stage.
+                raise EOFError("the SSH session of the agent closed")
         finally:
             channel.close()  # the kill switch: the watchdog on the board sees the end of its stdin
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
