@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
                                  "runtime (on the board and x86) or, with --converter, the converter")
-    bisect.add_argument("scenario")
+    bisect.add_argument("scenario", help="scenario YAML whose model and inputs each release runs")
     bisect.add_argument("--board", required=True, metavar="NAME", help="the board (the harness brings each "
                         "release there; not a `mnn: system` board unless --converter)")
     bisect.add_argument("--mnn", required=True, metavar="FIRST..LAST|V1,V2,...",
@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="move the converter (each release's, on the host) instead of the runtime")
     bisect.add_argument("--all", action="store_true", help="run every release and show the metric of each "
                         "(default: both ends, then a binary search when the verdict flips)")
-    bisect.add_argument("--reports", default="reports")
+    bisect.add_argument("--reports", default="reports", help="directory for reports/<run-id>-bisect/ (a run folder "
+                        "per release)")
     bisect.add_argument("--json", action="store_true", help="print bisect.json on stdout")
     bisect.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on the board (default 300)")
@@ -248,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     completion = commands.add_parser("completion", help="print a shell completion script: "
                                      "`eval \"$(harness completion bash)\"`")
-    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to write the script for")
 
     nightly = commands.add_parser("nightly", help="run every scenario of a nightly file, store the results in "
                                   "the history and compare with the previous night")
