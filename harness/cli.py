@@ -244,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="the JSON Schema of a scenario, inventory or nightly file, for "
                                  "editors (`# yaml-language-server: $schema=PATH` as the file's first line) and CI")
-    schema.add_argument("kind", choices=("scenario", "inventory", "nightly"))
-    schema.add_argument("--path", action="store_true", help="print the path of the installed schema file instead")
+    schema.add_argument("kind", choices=("scenario", "inventory", "nightly"), help="which file's schema")
+    schema.add_argument("--path", action="store_true", help="print the path of the installed schema file instead "
+                        "(for the modeline)")
 
     completion = commands.add_parser("completion", help="print a shell completion script: "
                                      "`eval \"$(harness completion bash)\"`")

@@ -639,7 +639,7 @@ def test_a_corrupt_history_is_named_with_what_to_do_and_the_night_keeps_its_runs
     broken = path.read_bytes()
 
     code = main(["history", "--reports", str(reports)])
-    said = " ".join(capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().err.split())  # an error, so on stderr
     assert code == 2, said
     assert f"{path}: is not a history SQLite can read" in said and damage in said
     assert f"mv {path} {path}.broken" in said and "Traceback" not in said
