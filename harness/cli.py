@@ -103,8 +103,7 @@ def add_common_options(parser: argparse.ArgumentParser, top: bool) -> None:
     -v`). On the subcommands their defaults are SUPPRESS, so a subcommand never resets what the top level got."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
     parser.add_argument("--inventory", default=default(None), help="inventory YAML (default: "
-                        "$MNN_HARNESS_INVENTORY, ./inventory.yaml, or the built-in x86 + emulated Cortex-A76)"
-                        if top else argparse.SUPPRESS)
+                        "$MNN_HARNESS_INVENTORY, ./inventory.yaml, or the built-in x86 + emulated Cortex-A76)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
                         help="write the SSH conversation (paramiko) and the agents' into a log file, moved into the "
                         "run folder as harness.log; its path is the last line on stderr")
