@@ -295,8 +295,8 @@ def _checked_characters(characters: List[str], where: List[str]) -> Tuple[str, .
         if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in character):
             raise Problem(f"{where[index]} holds a control character {character!r}", "write printable characters only")
         if character in seen:
-            raise Problem(f"{where[index]} repeats {character!r} of {where[seen[character]]}: two classes would read as "
-                          "one", "list each character once, in the model's class order")
+            raise Problem(f"{where[index]} repeats {character!r} of {where[seen[character]]}: two classes would read "
+                          "as one", "list each character once, in the model's class order")
         seen[character] = index
     return tuple(characters)
 

@@ -19,7 +19,7 @@ import re
 import reprlib
 import stat
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, FrozenSet, Literal, Optional
+from typing import Annotated, ClassVar, FrozenSet, Literal, Optional
 
 import pydantic
 from pydantic_core import ArgsKwargs
@@ -320,7 +320,6 @@ Name = Annotated[str, BeforeValidator(check_name),
 MnnVersion = Annotated[str, BeforeValidator(check_mnn_version),
                        WithJsonSchema({"type": "string", "pattern": f"^{MNN_VERSION.pattern}$"})]
 """An MNN release as a plain version in quotes ("3.6.1"): YAML reads 3.10 as the number 3.1."""
-Anything = Annotated[Any, WithJsonSchema({})]
 
 
 # ---- sections ----------------------------------------------------------------------------------------

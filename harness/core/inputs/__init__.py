@@ -10,8 +10,9 @@ value, audio, loader; each is a section of the scenario's schema (`Inputs`).
 The classic `inputs: {images: [...]}` is one image input feeding the model's
 only input. Every input is checked against the model's names, types and
 shapes before anything is sent (ConfigError naming the input, what the model
-wants and what was given), then all of them are saved in one inputs.npz: each array holds its samples on axis 0, or one sample that every
-sample (or stream step) shares.
+wants and what was given), then all of them are saved in one inputs.npz: each
+array holds its samples on axis 0, or one sample that every sample (or stream
+step) shares.
 """
 
 import hashlib
