@@ -368,7 +368,9 @@ class Section:
                 value["description"] = cls.description_of(name)
         if cls.SHORT_FORM is None:
             return schema
-        return {"anyOf": [cls.SHORT_FORM, schema]}
+        # The section itself, not a reference to it: what is returned here becomes its definition, and a
+        # reference would point at itself (pydantic < 2.10 hands this hook a reference).
+        return {"anyOf": [cls.SHORT_FORM, dict(definition)]}
 
     @classmethod
     def keys(cls) -> list:
