@@ -65,6 +65,13 @@ job.json
                     ({"input": name, "images": npz, color, width, height, ...})
     dump            null, or the per-op dump of `harness layers` (see mnnagent/dump.py: samples to trace,
                     ops to keep whole, ops to replay on another machine's inputs)
+    script          null, or {"name": "repro.py", "source": its text, "args": [...], "saves": [...],
+                    "python": [the command that runs Python on the board; default: the agent's]}:
+                    instead of running the model itself, the agent writes the script into the job dir and
+                    runs `PYTHON NAME --model MODEL --tensors INPUTS --save script-outputs.npz ARGS...`
+                    there with the board's Python (a `harness repro` bundle proving itself, see
+                    mnnagent/script.py); the arrays it saves under the names in "saves" (default:
+                    output_names) are the outputs, one per output name; input_names may be empty
     deadline_s      optional: seconds after which the agent ends itself (SIGALRM), even when
                     nobody is left to stop it (the host vanished, its session hung)
 
@@ -105,6 +112,9 @@ result.json (RESULT_SCHEMA 2)
                     "cache": {"entries", "hits", "misses", "evicted"}}
     dump            null, or for a job with a dump: {"samples", "ops", "tensors", "replayed", "json_sha256",
                     "npz_sha256"}; a run whose outputs hold NaN/Inf leaves its whole dump, like any run
+    script          null, or for a job with a script: {"name", "exit" (null: killed at the deadline),
+                    "seconds", "output" (the end of what it printed), "argv"}; its outputs may hold
+                    NaN/Inf (they may be what it reproduces), like any job's
 
 Exit codes: 0 the run succeeded, 1 it failed (result.json says why), 2 the job
 directory could not be read at all.

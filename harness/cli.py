@@ -9,6 +9,7 @@
     harness inspect MODEL                    inputs and outputs (names, shapes, dtypes) of an ONNX/TFLite/MNN file
     harness nightly NIGHTLY.yaml [--reports DIR] [--json]   many scenarios, stored in reports/history.sqlite
     harness bisect SCENARIO --board B --mnn 3.0.0..3.6.1 [--all] [--converter]   which MNN release breaks it
+    harness repro LAYERS_FOLDER [--op NAME] [--board B]      cut the op out into a bundle for MNN's maintainers
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
     harness schema scenario|inventory|nightly [--path]      the JSON Schema of a file, for editors and CI
@@ -167,6 +168,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: reports)")
     layers.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
                         metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
+    layers.add_argument("--repro", action="store_true", help="then, for each board, cut the first op that introduces "
+                        "error out of the model into a bundle for MNN's maintainers and verify it (harness repro)")
+
+    repro = commands.add_parser("repro", help="cut an op a layer search found out of the model into a bundle for "
+                                "MNN's maintainers (model, inputs, script, C++, ISSUE.md), verified on the board")
+    repro.add_argument("folder", metavar="RUN_OR_LAYERS_FOLDER",
+                       help="the folder `harness layers` wrote (reports/<run-id>-layers), or a run's folder whose "
+                       "search `--find-layer` made; a path or a name under --reports")
+    repro.add_argument("--op", metavar="NAME", help="the op, as the search names it (default: the first op that "
+                       "introduces error, else the first NaN/Inf)")
+    repro.add_argument("--board", metavar="NAME", help="the board of the search (needed when it searched several)")
+    repro.add_argument("--widen", type=bounded(int, minimum=0, maximum=64), default=3, metavar="LEVELS",
+                       help="when the op alone does not show the error, grow the cut this many producer levels "
+                       "upstream at most, one at a time (default 3)")
+    repro.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),
+                       help="the relative error the bundle must show (default: the search's tolerance for the op)")
+    repro.add_argument("--json", action="store_true", help="print repro.json on stdout")
+    repro.add_argument("--reports", default="reports", help="directory where a folder given by name is looked "
+                       "for (default: reports)")
+    repro.add_argument("--lock-timeout", type=bounded(float, minimum=0.0, maximum=WEEK_S), default=300.0,
+                       metavar="SECONDS", help="wait this long for another run's lock on a board (default 300)")
 
     bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
                                  "runtime (on the board and x86) or, with --converter, the converter")
@@ -312,7 +334,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
                         "inspect": cmd_inspect, "bisect": cmd_bisect, "init": cmd_init, "doctor": cmd_doctor,
-                        "completion": cmd_completion, "schema": cmd_schema}
+                        "completion": cmd_completion, "repro": cmd_repro, "schema": cmd_schema}
             return commands[args.command](args, console)
         except HarnessError as error:
             errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -390,26 +412,65 @@ def cmd_run(args, console: Console) -> int:
 
 def cmd_layers(args, console: Console) -> int:
     from .config.scenario import load_scenario
+    from .execution.executor import Executor
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
 
     scenario = load_scenario(scenario_path(args.scenario))
     inventory = load_inventory(find_inventory(args.inventory))
     boards = [name.strip() for name in args.board.split(",") if name.strip()]
-    with console.status("tracing every op") as status:
-        report = search_layers(scenario, inventory, boards, Path(args.reports), against=args.against,
-                               board_overrides={"precision": args.precision, "threads": args.threads},
-                               against_overrides={"precision": args.against_precision,
-                                                  "threads": args.against_threads},
-                               tolerance=args.tolerance, budget_mb=args.budget,
-                               log=lambda message: status.update(message), lock_timeout=args.lock_timeout,
-                               interruption=args.interruption)
-    args.run_dir = Path(report.run_dir)
-    write_layers_files(report)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=1))
-    render_layers(report, console, show_all=args.all)
+    # One session per board for the search and, with --repro, the bundles after it.
+    with Executor(interruption=args.interruption, lock_timeout=args.lock_timeout) as executor:
+        with console.status("tracing every op") as status:
+            report = search_layers(scenario, inventory, boards, Path(args.reports), against=args.against,
+                                   board_overrides={"precision": args.precision, "threads": args.threads},
+                                   against_overrides={"precision": args.against_precision,
+                                                      "threads": args.against_threads},
+                                   tolerance=args.tolerance, budget_mb=args.budget,
+                                   log=lambda message: status.update(message), executor=executor)
+        args.run_dir = Path(report.run_dir)
+        write_layers_files(report)
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=1))
+        render_layers(report, console, show_all=args.all)
+        if args.repro:
+            repro_found(report, inventory, executor, console)
     return report.exit_code
+
+
+def repro_found(report, inventory, executor, console: Console) -> None:
+    """`layers --repro`: a bundle for the first op that introduces error (or the first NaN/Inf) on each board."""
+    from .core.errors import ConfigError
+    from .plans.repro import make_repro
+    from .views.repro import render_repro
+
+    for board in report.boards:
+        if board.error or (board.first_introduced is None and board.first_nonfinite is None):
+            continue
+        with console.status(f"repro on {board.board.board}") as status:
+            try:
+                record = make_repro(Path(report.run_dir), inventory, board=board.board.board,
+                                    log=lambda message: status.update(message), executor=executor)
+            except ConfigError as error:  # this op cannot be cut (e.g. a Raster MNN made): said, the others go on
+                console.print(f"[yellow]no repro for {escape(board.board.board)}: {escape(str(error))}[/]")
+                continue
+        render_repro(record, console)
+
+
+def cmd_repro(args, console: Console) -> int:
+    from .plans.repro import find_layers_folder, make_repro
+    from .views.repro import render_repro
+
+    folder = find_layers_folder(Path(args.reports), args.folder)
+    inventory = load_inventory(find_inventory(args.inventory))
+    with console.status("repro") as status:
+        record = make_repro(folder, inventory, op=args.op, board=args.board, widen=args.widen,
+                            tolerance=args.tolerance, log=lambda message: status.update(message),
+                            lock_timeout=args.lock_timeout, interruption=args.interruption)
+    if args.json:
+        print(json.dumps(record.as_dict(), indent=1))
+    render_repro(record, console)
+    return record.exit_code
 
 
 def run_matrix_command(scenario, inventory, only, args, console: Console) -> int:

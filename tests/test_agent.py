@@ -320,3 +320,18 @@ def test_replaying_an_nhwc_models_own_inputs_reproduces_its_outputs_bit_for_bit(
     assert differ == {}, differ
     if model == "hand_landmark_lite":
         assert "Reduction" in {op["type"] for op in ops}  # the MEAN the replay got wrong
+
+
+def test_every_precision_reaches_createsession_as_mnns_own_enum():
+    """pymnn's createSession takes "low", "high" and "Low_BF16" by name and leaves any other string at Normal
+    without a word: "low_bf16" ran FP32. The agent passes BackendConfig::PrecisionMode's number instead
+    (include/MNN/MNNForwardType.h: Normal 0, High 1, Low 2, Low_BF16 3), for every precision the contract has."""
+    sys.path.insert(0, str(REPO / "agent"))
+    try:
+        from mnnagent.contract import PRECISIONS
+        from mnnagent.runners import session_config
+    finally:
+        sys.path.remove(str(REPO / "agent"))
+    numbers = {precision: session_config(precision, 2, "cpu")["precision"] for precision in PRECISIONS}
+    assert numbers == {"normal": 0, "high": 1, "low": 2, "low_bf16": 3}
+    assert session_config("LOW_BF16", 2, "cpu") == {"precision": 3, "numThread": 2, "backend": "CPU"}

@@ -18,6 +18,7 @@ Modules, each importing only those above it:
     inputs      the inputs: hashes checked, samples counted, dtypes fed as the model takes them
     runners     one loaded model: the Session API and the Module API
     dump        per-op dumps and replay (`harness layers`)
+    script      a job's standalone script, run by the board's Python in a child (`harness repro`)
     preprocess  the board-side preprocessing of the parity check
     job         one job dir, start to end (both modes)
     cache       what a resident agent keeps between jobs

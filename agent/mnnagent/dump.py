@@ -9,12 +9,11 @@ release mode never calls back).
 import json
 import os
 
-from .backends import SESSION_BACKENDS
 from .contract import JobError
 from .files import sha256_file, write_atomically, write_npz
 from .inputs import sample_count, sample_of
 from .native import CapturedStdout
-from .runners import HALIDE, fill_session
+from .runners import HALIDE, fill_session, session_config
 
 PROBE_COUNT = 64  # values per op output in a layer dump's summary, at fixed positions
 
@@ -244,9 +243,8 @@ def dump_ops(MNN, np, job, inputs, runner, model_path, settings, layout, job_dir
         inject[int(op)] = arrays
     interpreter = MNN.Interpreter(model_path)
     with CapturedStdout():
-        session = interpreter.createSession({"precision": settings.get("precision", "normal"),
-                                             "numThread": int(settings.get("threads", 1)),
-                                             "backend": SESSION_BACKENDS[str(settings.get("backend", "cpu")).lower()]})
+        session = interpreter.createSession(session_config(settings.get("precision", "normal"),
+                                                           settings.get("threads", 1), settings.get("backend", "cpu")))
     shapes = {}
 
     def dimension_type(rank):

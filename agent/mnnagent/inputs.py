@@ -16,12 +16,18 @@ def check_file(path, expected, kind, what, cache=None):
                        "it or a stale file was used" % (what, path, expected))
 
 
-def load_inputs(job_dir, job, np, cache=None):
-    """The model path and the input arrays, after checking both hashes: the board runs the host's bytes."""
+def check_job_files(job_dir, job, cache=None):
+    """The model and inputs paths, after checking both hashes: the board runs the host's bytes."""
     inputs_path = resolve(job_dir, job["inputs"])
     check_file(inputs_path, job.get("inputs_sha256"), "bad-inputs", "inputs", cache)
     model_path = resolve(job_dir, job["model"])
     check_file(model_path, job.get("model_sha256"), "bad-model", "model", cache)
+    return model_path, inputs_path
+
+
+def load_inputs(job_dir, job, np, cache=None):
+    """The model path and the input arrays (tensor names encoded as members), after checking both hashes."""
+    model_path, inputs_path = check_job_files(job_dir, job, cache)
     arrays = read_npz(inputs_path, np)
     missing = [name for name in job["input_names"] if name not in arrays]
     if missing:

@@ -19,6 +19,18 @@ def check_names(what, wanted, known):
                        % (what, ", ".join(repr(m) for m in missing), what, ", ".join(sorted(known))))
 
 
+SESSION_PRECISIONS = {"normal": 0, "high": 1, "low": 2, "low_bf16": 3}
+"""BackendConfig::PrecisionMode as the number createSession takes as it is (MNN 3.0 to 3.6). By name, pymnn's
+createSession knows only "low", "high" and "Low_BF16", and leaves any other string at Normal without a word: asked
+"low_bf16", a session ran FP32 while the job said BF16."""
+
+
+def session_config(precision, threads, backend):
+    """createSession's dict for the harness's setting names."""
+    return {"precision": SESSION_PRECISIONS[str(precision).lower()], "numThread": int(threads),
+            "backend": SESSION_BACKENDS[str(backend).lower()]}
+
+
 class Runner(object):
     """One loaded model that runs feeds ({input name: array}) into outputs ({output name: array}).
 
@@ -75,8 +87,7 @@ class SessionRunner(Runner):
         MNN = self.MNN
         self.io = self.settings.get("io", "copy")
         self.interpreter = MNN.Interpreter(self.model_path)
-        config = {"precision": self.precision, "numThread": self.threads,
-                  "backend": SESSION_BACKENDS[self.asked_backend]}
+        config = session_config(self.precision, self.threads, self.asked_backend)
         with CapturedStdout() as said:
             self.session = self.interpreter.createSession(config)
         self.backend = backend_facts(self.asked_backend, session_backend(self.interpreter, self.session),
@@ -202,8 +213,7 @@ class ModuleRunner(Runner):
         """The backend a session of the same configuration gets on this MNN (the module's runtime is alike)."""
         with CapturedStdout():
             interpreter = self.MNN.Interpreter(self.model_path)
-            session = interpreter.createSession({"precision": self.precision, "numThread": self.threads,
-                                                 "backend": SESSION_BACKENDS[self.asked_backend]})
+            session = interpreter.createSession(session_config(self.precision, self.threads, self.asked_backend))
         return session_backend(interpreter, session), "a session with the same configuration"
 
     def variable(self, array):

@@ -188,6 +188,8 @@ RESULT_FIELDS: Dict[str, Callable] = {
                                "json_sha256": _sha256, "npz_sha256": _sha256})),
     "agent": _optional(_fields({"mode": _text, "pid": _integer, "jobs": _integer, "rss_mb": _optional(_number),
                                 "cache": _optional(_scalars)})),
+    "script": _optional(_fields({"name": _text, "exit": _optional(_integer), "seconds": _number, "output": _text,
+                                 "argv": _texts})),
 }
 """result.json fields and what each must be; a field not named here is kept (cleaned) for newer agents."""
 RESULT_REQUIRED = ("status",)

@@ -64,6 +64,9 @@ class Job:
     mnn_version: Optional[str] = None
     """The MNN release the job must run with (None: each board's own: its `mnn_version`, else the host's).
     Host only: the board learns it from the sites on its path, and the result says which MNN really ran."""
+    script: Optional[dict] = None
+    """{"name", "source", "args"}: the agent runs this standalone script on the job's model and inputs instead of
+    running the model itself (a `harness repro` bundle proving itself; agent/mnnagent/script.py). None: none."""
 
     def agent(self) -> Path:
         """The one file every target runs for this job: agent_path, else the agent's bundle (built once per
@@ -100,7 +103,7 @@ class Job:
         if self.preprocess is not None and images_ref is not None:
             preprocess = {**self.preprocess, "images": images_ref, "images_sha256": self.images_sha256}
         return {
-            "preprocess": preprocess, "dump": self.dump,
+            "preprocess": preprocess, "dump": self.dump, "script": self.script,
             "schema": JOB_SCHEMA, "id": self.id,
             "model": model_ref, "model_sha256": self.model_sha256,
             "inputs": inputs_ref, "inputs_sha256": self.inputs_sha256,
