@@ -1,5 +1,5 @@
 """The house's rooms: no import cycle between modules, no module importing from a higher room, and the
-README's layout naming exactly the rooms there are.
+layout in docs/architecture.md naming exactly the rooms there are.
 
 Every module under harness/ is parsed (never imported) and every import in it counts, those inside a
 function too: a lazy import is still a dependency, only a later one.
@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("core", "analysis", "emulation", "execution", "record", "views", "plans", "entry")
+ROOMS = ("core", "config", "analysis", "emulation", "execution", "record", "views", "plans", "entry")
 """Lowest first: a module may import from its own room and the rooms before it, never from one after it.
 "entry" is harness/*.py itself (cli.py, bench.py): the commands, which only parse arguments and call."""
 
@@ -24,7 +24,7 @@ class Import:
     source: str
     """The importing module ("harness.plans.run")."""
     target: str
-    """The imported module ("harness.core.scenario"; a package's own name for its __init__)."""
+    """The imported module ("harness.config.scenario"; a package's own name for its __init__)."""
     path: Path
     line: int
     text: str
@@ -143,14 +143,13 @@ def _where(item: Import) -> str:
     return f"{item.path}:{item.line}"
 
 
-def readme_tree(readme: str) -> Optional[str]:
-    """The ```harness/ ...``` tree under the README's "How it works"."""
-    section = readme.split("## How it works", 1)[-1].split("\n## ", 1)[0]
-    block = re.search(r"```\n(harness/\n.*?)```", section, re.S)
+def layout_tree(page: str) -> Optional[str]:
+    """The ```harness/ ...``` tree of docs/architecture.md ("How it works")."""
+    block = re.search(r"```\n(harness/\n.*?)```", page, re.S)
     return block.group(1) if block else None
 
 
-def readme_rooms(tree: str) -> Set[str]:
+def tree_rooms(tree: str) -> Set[str]:
     """The rooms a tree names: its `  ROOM/` lines (a room's own packages, deeper in, are not rooms)."""
     return set(re.findall(r"^  (\w+)/", tree, re.M))
 
@@ -176,19 +175,19 @@ def test_every_directory_is_a_room_and_every_room_a_directory():
     assert directories == set(ROOMS) - {"entry"}
 
 
-def test_the_readme_layout_names_the_rooms_there_are_and_their_modules():
-    tree = readme_tree((ROOT / "README.md").read_text())
-    assert tree is not None, "README's \"How it works\" has no ```harness/ ...``` tree"
+def test_the_documented_layout_names_the_rooms_there_are_and_their_modules():
+    tree = layout_tree((ROOT / "docs" / "architecture.md").read_text())
+    assert tree is not None, "docs/architecture.md has no ```harness/ ...``` tree"
     rooms = {path for path in (ROOT / "harness").iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
-    named = readme_rooms(tree)
+    named = tree_rooms(tree)
     directories = {room.name for room in rooms}
-    assert named == directories, (f"the README's tree names {sorted(named - directories)} that do not exist "
+    assert named == directories, (f"the documented tree names {sorted(named - directories)} that do not exist "
                                   f"and leaves out {sorted(directories - named)}")
     modules = {path.stem if path.name != "__init__.py" else path.parent.name
                for room in rooms for path in room.rglob("*.py")} - directories
     modules |= {path.name for path in (ROOT / "harness").glob("*.py")} - {"__init__.py"}
     missing = sorted(name for name in modules if not re.search(rf"\b{re.escape(name)}\b", tree))
-    assert not missing, f"the README's tree does not name {missing}"
+    assert not missing, f"the documented tree does not name {missing}"
 
 
 @pytest.fixture
@@ -201,7 +200,7 @@ def house(tmp_path):
         "core/__init__.py": "",
         "core/scenario.py": "X = 1\n",
         "execution/__init__.py": "",
-        "execution/targets/__init__.py": "from ...core.scenario import X\n",
+        "execution/targets/__init__.py": "from ...config.scenario import X\n",
         "execution/targets/ssh.py": "from . import remote\n",
         "execution/targets/remote.py": "",
         "plans/__init__.py": "",

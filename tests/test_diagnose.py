@@ -9,7 +9,7 @@ import pytest
 from harness.cli import main
 from harness.analysis.compare import TargetComparison, judge
 from harness.analysis.diagnose import attribute, attributions, diagnose
-from harness.core.scenario import OutputSpec, RunSettings, Tolerance
+from harness.config.scenario import OutputSpec, RunSettings, Tolerance
 
 from .conftest import REPO
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.emulation import board
 from harness.core.errors import BoardError
-from harness.core.inventory import BoardSpec
+from harness.config.inventory import SshBoard
 from harness.core.results import TargetResult
 from harness.execution.targets.ssh import SshTarget
 
@@ -142,8 +142,8 @@ def test_stop_by_pid_and_restart_keeps_identity_and_follows_the_spec(endpoint):
 
 
 def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_path):
-    spec = BoardSpec(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
-                     key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
+    spec = SshBoard(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                    mnn="system", key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
     target = SshTarget(spec)
     with pytest.raises(BoardError, match="trust_on_first_use"):
         target.connect(target.endpoint(), TargetResult("stranger", "ssh", "unusable"))
@@ -151,8 +151,8 @@ def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_
 
 def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
     known_hosts = tmp_path / "known_hosts"
-    spec = BoardSpec(name="tofu", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
-                     key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
+    spec = SshBoard(name="tofu", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                    mnn="system", key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
     result = TargetResult("tofu", "ssh", "unusable")
     target = SshTarget(spec)
     target.connect(target.endpoint(), result)

@@ -17,12 +17,12 @@ from rich.console import Console
 
 from harness.cli import main
 from harness.emulation import board as emulated
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.layers import search_layers, write_layers_files
 from harness.views.layers import FLOAT32_MAX, board_table, model_explorer_data, render_layers
 from harness.core.model import prepare_model
 from harness.analysis.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 from .conftest import REPO, scenario_text
 

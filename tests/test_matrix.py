@@ -5,10 +5,10 @@ import json
 import pytest
 from rich.console import Console
 
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.matrix import expand, matrix_table, run_matrix
 from harness.plans.run import Progress
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 from .conftest import scenario_text
 

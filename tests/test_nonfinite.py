@@ -144,7 +144,7 @@ def test_the_likely_cause_of_nan_and_inf_fits_the_setting_and_the_reference():
 
     from harness.analysis.compare import TargetComparison, judge
     from harness.analysis.diagnose import diagnose
-    from harness.core.scenario import OutputSpec, RunSettings
+    from harness.config.scenario import OutputSpec, RunSettings
 
     reference = np.full((1, 4), 7.1e4, np.float32)
     overflowed = reference.copy()

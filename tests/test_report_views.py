@@ -20,7 +20,7 @@ from harness.cli import main
 from harness.analysis.compare import format_metric
 from harness.analysis.outcome import ERROR, UNUSABLE, verdicts
 from harness.views.terminal import METRIC_HEADERS, render, summary_line
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 from .conftest import REPO, scenario_text
 from .golden import assert_golden, masked

@@ -50,7 +50,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.results import TargetResult
-from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
 from .decoded import judge_decoded
 from .nonfinite import NonFinite, find_nonfinite
 

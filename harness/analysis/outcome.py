@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS
 from ..core.backend import is_precision_problem
-from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .compare import format_metric
 from .versions import VersionCheck, versions_differ
 

@@ -13,11 +13,11 @@ from typing import Dict, List, Optional
 
 from ..core.backend import backend_problem
 from ..core.inputs import InputSet
-from ..core.inventory import BoardSpec
+from ..config.inventory import BoardSpec
 from ..core.model import ModelArtifact
 from ..core.npz import load_tensor
 from ..core.results import INTERRUPTED, OK, UNUSABLE, TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from .compare import ParityResult, TargetComparison, compare_preprocessing, compare_target
 from .diagnose import attributions, diagnose
 from .versions import VersionCheck, version_checks, versions_differ

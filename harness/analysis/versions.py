@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..core.results import TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from .compare import judge
 
 

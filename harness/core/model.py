@@ -39,7 +39,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from .cache import cache_root, sha256_file, sha256_json
 from .errors import ModelError
 from .wheels import host_mnn_version, host_site, site_env
-from .yamlfile import describe_file_type
+from .fields import describe_file_type
 
 __all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert", "mnn_signature",
            "check_converter_args", "converter_options"]

@@ -1,2 +1,2 @@
 """The only room that runs anything on a board: the executor (a plan over board sessions) and the sessions
-(targets/), the resident agent's protocol, interruption. Imports core, analysis and emulation."""
+(targets/), the resident agent's protocol, interruption. Imports core, config, analysis and emulation."""

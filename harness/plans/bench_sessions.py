@@ -32,9 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import BoardError
-from ..core.inventory import load_inventory
+from ..config.inventory import load_inventory
 from ..core.results import TargetResult
-from ..core.scenario import load_scenario
+from ..config.scenario import load_scenario
 from .bench_common import scenario_text, spread
 from .matrix import MatrixReport, run_matrix
 from .night import load_nightly, run_nightly

@@ -21,8 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..analysis.outcome import ERROR, UNUSABLE, conversion_label, first_reason, verdicts
 from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS
 from ..core.errors import ConfigError
-from ..core.inventory import Inventory
-from ..core.scenario import Scenario
+from ..config.inventory import Inventory
+from ..config.scenario import Scenario
 from ..core.wheels import RELEASES, VERSION, host_mnn_version, version_key
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption

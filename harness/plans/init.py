@@ -20,9 +20,11 @@ from typing import Callable, List, Optional, Tuple
 
 import yaml
 
+from ..config.inventory import BoardSpec, SshBoard, load_inventory
+from ..config.schema import MODELINE
 from ..core.errors import BoardError, ConfigError
 from ..core.inspect_model import Signature, TensorInfo, inspect_model, resolve_model_path
-from ..core.inventory import BoardSpec, load_inventory
+from ..core.shipped import schema_path
 from ..execution.targets import make_target
 
 Log = Callable[[str], None]
@@ -111,9 +113,10 @@ def board_spec(text: str, name: Optional[str], key: Optional[str], known_hosts: 
             if not file.is_file():
                 raise ConfigError(value, option, "no such file", "give the path of the file itself")
             files[option] = str(file)
-    return BoardSpec(name=board_name, kind="ssh", host=host, user=match.group("user"),
-                     port=int(match.group("port")) if match.group("port") else None, key=files.get("--key"),
-                     known_hosts=files.get("--known-hosts"), python=python)
+    # mnn: system, as the probe checks the board's own Python with its numpy and MNN.
+    return SshBoard(name=board_name, kind="ssh", host=host, user=match.group("user"),
+                    port=int(match.group("port")) if match.group("port") else None, key=files.get("--key"),
+                    known_hosts=files.get("--known-hosts"), python=python, mnn="system")
 
 
 def probe(spec: BoardSpec) -> dict:
@@ -145,7 +148,8 @@ def check_inventory_room(path: Path, name: str) -> None:
 def write_inventory(path: Path, spec: BoardSpec, facts: dict) -> Tuple[Path, str]:
     entry = inventory_entry(spec, facts)
     if not path.exists():
-        _write(path, "# Written by `harness init`: this machine (the reference) and your board.\n"
+        _write(path, schema_line("inventory", path.parent) + "\n"
+                     "# Written by `harness init`: this machine (the reference) and your board.\n"
                      "boards:\n  x86:\n    kind: local\n    tags: [x86_64, reference]\n" + _indent(entry, 2))
         return path, "written"
     column = _append_column(path)
@@ -203,7 +207,8 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
     guesses: List[str] = []
     relative = written_as or (os.path.relpath(model, directory.resolve()) if _same_tree(model, directory)
                               else str(model))
-    lines = [f"# Written by `harness init` from {model.name} ({signature.format}). It runs as it is (`harness run",
+    lines = [schema_line("scenario", directory),
+             f"# Written by `harness init` from {model.name} ({signature.format}). It runs as it is (`harness run",
              "# FILE`); then make what the comments point at your app's, and run it again.",
              f"name: {_slug(model.stem)}",
              "model:",
@@ -301,6 +306,14 @@ def _image_size(tensor: TensorInfo, nhwc: bool) -> Tuple[int, int]:
 
 def _shape_text(tensor: TensorInfo) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in tensor.shape) + "]"
+
+
+def schema_line(kind: str, directory: Path) -> str:
+    """The first line that gives an editor the file's JSON Schema (checks and completion as one types): the
+    installed schema, by a relative path when it lives near the file (a project's .venv), else absolute."""
+    schema = schema_path(kind).resolve()
+    where = os.path.relpath(schema, directory.resolve()) if _same_tree(schema, directory) else str(schema)
+    return MODELINE.format(where)
 
 
 def _same_tree(model: Path, directory: Path) -> bool:

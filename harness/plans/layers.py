@@ -39,13 +39,13 @@ from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
 from ..core.backend import precision_fallback
 from ..core.cache import sha256_file
 from ..core.errors import ConfigError, Interrupted
-from ..core.inventory import BoardSpec, Inventory
+from ..config.inventory import BoardSpec, Inventory
 from ..core.job import Job
 from ..core.npz import load_npz, save_npz
 from ..core.mnn_graph import MnnFileError, read_mnn_graph
 from ..core.model import prepare_model
 from ..core.results import TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, write_file

@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 from rich.console import Console
 
 from ..analysis.run_report import EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, RunReport
-from ..core.inventory import Inventory
-from ..core.scenario import Scenario
+from ..config.inventory import Inventory
+from ..config.scenario import Scenario
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..record.run_folder import new_run_folder, new_run_id, run_folder, summary, write_matrix

@@ -40,11 +40,11 @@ from ..analysis.repro import (DEFAULT_WIDEN, Attempt, Claim, EntrySource, ReproR
                               StretchEntry, StretchError, Workaround,
                               claim_for, difference, entry_summary, model_output_keys, other_precisions, plan_stretch,
                               removes, same_as_model, shows, worst)
+from ..config.inventory import BoardSpec, Inventory
 from ..core.board_files import read_result_json
 from ..core.cache import sha256_file
 from ..core.cut_model import CutEntry, CutError, CutModel, cut_mnn, extract_source
 from ..core.errors import BoardResultError, ConfigError, Interrupted
-from ..core.inventory import BoardSpec, Inventory
 from ..core.job import Job
 from ..core.mnn_graph import MnnFileError, MnnGraph, read_mnn_graph
 from ..core.repro_files import (CPP_FILE, ISSUE_FILE, MANIFEST_FILE, MODEL_FILE, SCRIPT_FILE, SOURCE_FILE, TENSORS_FILE,

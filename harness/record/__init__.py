@@ -1,2 +1,2 @@
 """What stays after a run: its folder (record/run_folder.py: written, and read back as the same record) and
-the nightly history. Imports core, analysis, emulation and execution."""
+the nightly history. Imports core, config, analysis, emulation and execution."""

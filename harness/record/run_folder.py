@@ -25,8 +25,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..analysis.run_report import RunReport
 from ..core.errors import ConfigError
-from ..core.scenario import Scenario
-from ..core.yamlfile import name_problem, slug
+from ..config.scenario import Scenario
+from ..core.fields import name_problem, slug
 
 SUMMARY_FILE = "summary.json"
 JUNIT_FILE = "junit.xml"

@@ -10,8 +10,8 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ...core.decoded import DecodedSpec
-from ...core.scenario import KIND_TOLERANCES, Scenario
+from ...config.decoded import DecodedSpec
+from ...config.scenario import KIND_TOLERANCES, Scenario
 from . import classes, ctc, detections, keypoints
 from .base import DecodedResult, DecodeError, failed
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ...core.decoded import DecodedSpec, TensorRef, UserDecoder
+from ...config.decoded import DecodedSpec, TensorRef, UserDecoder
 
 MAX_SAMPLES_KEPT = 1000
 """Samples whose decoded detail the record keeps (the metrics count every sample)."""

@@ -1,7 +1,7 @@
 """Targets: where a job runs. The x86 host, SSH, emulated and labgrid boards and the source model share one
 interface; each target is a board session (see base.Target)."""
 
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from .base import Target
 
 
