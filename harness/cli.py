@@ -12,6 +12,7 @@
     harness repro LAYERS_FOLDER [--op NAME] [--board B]      cut the op out into a bundle for MNN's maintainers
     harness report RUN-ID [--reports DIR] [--json]          show a stored run again
     harness history [--scenario S] [--nights N] [--json]    the trend per scenario x board
+    harness schema scenario|inventory|nightly [--path]      the JSON Schema of a file, for editors and CI
     harness completion bash|zsh|tcsh                          a shell completion script
 
 Every command takes -v/--debug (the SSH and agent conversation into a log file), -q (only the verdict and
@@ -32,8 +33,8 @@ from rich.markup import escape
 
 from .record.run import EXIT_CONFIG
 from .core.errors import ConfigError, HarnessError
-from .core.inventory import find_inventory, load_inventory
-from .core.scenario import PRECISIONS
+from .config.inventory import find_inventory, load_inventory
+from .config.scenario import PRECISIONS
 from .core.shipped import scenario_path
 from .execution.interrupt import signals_handled
 from .execution.targets.lock import LOCK_TIMEOUT_S
@@ -105,8 +106,7 @@ def add_common_options(parser: argparse.ArgumentParser, top: bool) -> None:
     -v`). On the subcommands their defaults are SUPPRESS, so a subcommand never resets what the top level got."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
     parser.add_argument("--inventory", default=default(None), help="inventory YAML (default: "
-                        "$MNN_HARNESS_INVENTORY, ./inventory.yaml, or the built-in x86 + emulated Cortex-A76)"
-                        if top else argparse.SUPPRESS)
+                        "$MNN_HARNESS_INVENTORY, ./inventory.yaml, or the built-in x86 + emulated Cortex-A76)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default(False),
                         help="write the SSH conversation (paramiko) and the agents' into a log file, moved into the "
                         "run folder as harness.log; its path is the last line on stderr")
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--tolerance", type=bounded(float, above=0.0, maximum=1.0),
                        help="the relative error the bundle must show (default: the search's tolerance for the op)")
     repro.add_argument("--json", action="store_true", help="print repro.json on stdout")
-    repro.add_argument("--reports", default="reports")
+    repro.add_argument("--reports", default="reports", help="directory where a folder given by name is looked "
+                       "for (default: reports)")
     add_lock_timeout(repro)
 
     bisect = commands.add_parser("bisect", help="from which MNN release does the model go wrong on a board: the "
@@ -265,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="everything this host needs, each ok or missing, and the fix")
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout")
 
+    schema = commands.add_parser("schema", help="the JSON Schema of a scenario, inventory or nightly file, for "
+                                 "editors (`# yaml-language-server: $schema=PATH` as the file's first line) and CI")
+    schema.add_argument("kind", choices=("scenario", "inventory", "nightly"), help="which file's schema")
+    schema.add_argument("--path", action="store_true", help="print the path of the installed schema file instead "
+                        "(for the modeline)")
+
     completion = commands.add_parser("completion", help="print a shell completion script: "
                                      "`eval \"$(harness completion bash)\"`")
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to write the script for")
@@ -330,7 +337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             commands = {"run": cmd_run, "prepare": cmd_prepare, "layers": cmd_layers, "boards": cmd_boards,
                         "nightly": cmd_nightly, "report": cmd_report, "history": cmd_history, "farm": cmd_farm,
                         "inspect": cmd_inspect, "bisect": cmd_bisect, "init": cmd_init, "doctor": cmd_doctor,
-                        "completion": cmd_completion, "repro": cmd_repro}
+                        "completion": cmd_completion, "repro": cmd_repro, "schema": cmd_schema}
             return commands[args.command](args, console)
         except HarnessError as error:
             errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
@@ -358,8 +365,8 @@ def console_width(stream) -> Optional[int]:
 
 
 def cmd_run(args, console: Console) -> int:
+    from .config.scenario import load_scenario
     from .core.errors import ConfigError
-    from .core.scenario import load_scenario
     from .execution.executor import Executor, Progress
     from .plans.layers import boards_to_search
     from .plans.run import run_scenario, write_run_files
@@ -408,7 +415,7 @@ def cmd_run(args, console: Console) -> int:
 
 
 def cmd_layers(args, console: Console) -> int:
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
     from .execution.executor import Executor
     from .plans.layers import search_layers, write_layers_files
     from .views.layers import render_layers
@@ -493,7 +500,7 @@ def run_matrix_command(scenario, inventory, only, args, console: Console) -> int
 
 
 def cmd_bisect(args, console: Console) -> int:
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
     from .plans.bisect import releases_between, run_bisect
     from .plans.run import write_run_files
     from .views.bisect import render_bisect
@@ -578,7 +585,7 @@ def cmd_history(args, console: Console) -> int:
 
 def cmd_prepare(args, console: Console) -> int:
     from .core.build.model import prepare_model
-    from .core.scenario import load_scenario
+    from .config.scenario import load_scenario
 
     for path in args.scenarios:
         scenario = load_scenario(scenario_path(path))
@@ -743,6 +750,19 @@ def cmd_doctor(args, console: Console) -> int:
         print(json.dumps(record, indent=1))
     render_checks(record, console)
     return checks.exit_code
+
+
+def cmd_schema(args, console: Console) -> int:
+    from .core.shipped import schema_path
+
+    # The published file (config/schema.py wrote it, a test holds it to the loader): the same for everyone,
+    # whatever pydantic this environment has.
+    path = schema_path(args.kind)
+    if args.path:
+        print(path)
+    else:
+        sys.stdout.write(path.read_text())
+    return 0
 
 
 def cmd_completion(args, console: Console) -> int:

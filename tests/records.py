@@ -10,7 +10,7 @@ from typing import Dict, Optional
 from harness.analysis.judge import output_spec
 from harness.analysis.versions import version_checks
 from harness.core.results import TargetResult
-from harness.core.scenario import OutputSpec
+from harness.config.scenario import OutputSpec
 from harness.record.run import BoardRecord, Comparison, InputsRecord, ModelRecord, OutputComparison, RunRecord
 
 

@@ -169,10 +169,10 @@ def test_a_missing_backend_is_reported_as_the_cpu_that_ran(tmp_path, int_mnn, ap
 
 def test_a_model_with_control_flow_runs_with_the_module_api(tmp_path):
     """Silero VAD (If, LSTM): MNN's Session API cannot run it; the agent picks the Module API and says why."""
+    from harness.core.fields import package_file
     from harness.core.build.model import convert
-    from harness.core.yamlfile import Section
 
-    source = Section(tmp_path / "s.yaml", {"onnx": "pkg:silero_vad/data/silero_vad_16k_op15.onnx"}).path_value("onnx")
+    source = package_file("pkg:silero_vad/data/silero_vad_16k_op15.onnx")
     mnn = convert(source, "ONNX", (), log=lambda message: None)
     frames = np.random.default_rng(1).normal(scale=0.1, size=(2, 1, 576)).astype(np.float32)
     np.savez(tmp_path / "inputs.npz", input=frames, state=np.zeros((1, 2, 1, 128), np.float32),

@@ -1,5 +1,5 @@
 """The house's rooms: no import cycle between modules, no module importing from a higher room, views that
-import only the record, and the README's layout naming exactly the rooms there are.
+import only the record, and the layout in docs/architecture.md naming exactly the rooms there are.
 
 Every module under harness/ is parsed (never imported) and every import in it counts, those inside a
 function too: a lazy import is still a dependency, only a later one.
@@ -14,17 +14,16 @@ from typing import Dict, List, Optional, Set
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOMS = ("core", "record", "analysis", "emulation", "execution", "views", "plans", "entry", "bench")
+ROOMS = ("core", "config", "record", "analysis", "emulation", "execution", "views", "plans", "entry", "bench")
 """Lowest first: a module may import from its own room and the rooms before it, never from one after it.
-The record (the types a run leaves, their serializer, the rules that read them) comes right after core: the
-analysis judges a run into one, and every view renders one.
+The configuration (scenario, inventory, nightly: one schema) comes right after core; the record (the types a run
+leaves, their serializer, the rules that read them) right after it: the analysis judges a run into one, and every
+view renders one.
 "entry" is harness/*.py itself (cli.py): the commands, which only parse arguments and call. "bench", last, is the
 developer benchmark (`python -m harness.bench`): it drives the plans, and nothing imports it."""
-CORE_PARTS = ("base", "clients", "build", "config")
+CORE_PARTS = ("base", "clients", "build")
 """core/ in its own order: the data and contracts (base), then the services the host talks to (core/clients/),
-then what the host makes (core/build/, which may use both), then the configuration that names all of them
-(scenario, its decoded outputs, inventory)."""
-CORE_CONFIG = ("harness.core.scenario", "harness.core.decoded", "harness.core.inventory")
+then what the host makes (core/build/, which may use both)."""
 VIEWS_READ = ("views", "record")
 """What a view may import of the harness: other views and the record. A view renders what a run left (live, or
 read back by `harness report`), so it cannot reach for anything a stored run does not have."""
@@ -35,7 +34,7 @@ class Import:
     source: str
     """The importing module ("harness.plans.run")."""
     target: str
-    """The imported module ("harness.core.scenario"; a package's own name for its __init__)."""
+    """The imported module ("harness.config.scenario"; a package's own name for its __init__)."""
     path: Path
     line: int
     text: str
@@ -97,7 +96,7 @@ def core_part(module: str) -> str:
     for part in ("clients", "build"):
         if module == f"harness.core.{part}" or module.startswith(f"harness.core.{part}."):
             return part
-    return "config" if module in CORE_CONFIG else "base"
+    return "base"
 
 
 def core_upward_imports(found: List[Import]) -> List[str]:
@@ -181,14 +180,13 @@ def _where(item: Import) -> str:
     return f"{item.path}:{item.line}"
 
 
-def readme_tree(readme: str) -> Optional[str]:
-    """The ```harness/ ...``` tree under the README's "How it works"."""
-    section = readme.split("## How it works", 1)[-1].split("\n## ", 1)[0]
-    block = re.search(r"```\n(harness/\n.*?)```", section, re.S)
+def layout_tree(page: str) -> Optional[str]:
+    """The ```harness/ ...``` tree of docs/architecture.md ("How it works")."""
+    block = re.search(r"```\n(harness/\n.*?)```", page, re.S)
     return block.group(1) if block else None
 
 
-def readme_rooms(tree: str) -> Set[str]:
+def tree_rooms(tree: str) -> Set[str]:
     """The rooms a tree names: its `  ROOM/` lines (a room's own packages, deeper in, are not rooms)."""
     return set(re.findall(r"^  (\w+)/", tree, re.M))
 
@@ -224,19 +222,19 @@ def test_every_directory_is_a_room_and_every_room_a_directory():
     assert directories == set(ROOMS) - {"entry"}
 
 
-def test_the_readme_layout_names_the_rooms_there_are_and_their_modules():
-    tree = readme_tree((ROOT / "README.md").read_text())
-    assert tree is not None, "README's \"How it works\" has no ```harness/ ...``` tree"
+def test_the_documented_layout_names_the_rooms_there_are_and_their_modules():
+    tree = layout_tree((ROOT / "docs" / "architecture.md").read_text())
+    assert tree is not None, "docs/architecture.md has no ```harness/ ...``` tree"
     rooms = {path for path in (ROOT / "harness").iterdir() if path.is_dir() and (path / "__init__.py").is_file()}
-    named = readme_rooms(tree)
+    named = tree_rooms(tree)
     directories = {room.name for room in rooms}
-    assert named == directories, (f"the README's tree names {sorted(named - directories)} that do not exist "
+    assert named == directories, (f"the documented tree names {sorted(named - directories)} that do not exist "
                                   f"and leaves out {sorted(directories - named)}")
     modules = {path.stem if path.name != "__init__.py" else path.parent.name
                for room in rooms for path in room.rglob("*.py")} - directories
     modules |= {path.name for path in (ROOT / "harness").glob("*.py")} - {"__init__.py"}
     missing = sorted(name for name in modules if not re.search(rf"\b{re.escape(name)}\b", tree))
-    assert not missing, f"the README's tree does not name {missing}"
+    assert not missing, f"the documented tree does not name {missing}"
 
 
 @pytest.fixture
@@ -247,9 +245,10 @@ def house(tmp_path):
         "__init__.py": "__version__ = '0'\n",
         "cli.py": "from .plans.run import go\n",
         "core/__init__.py": "",
-        "core/scenario.py": "X = 1\n",
+        "config/__init__.py": "",
+        "config/scenario.py": "X = 1\n",
         "execution/__init__.py": "",
-        "execution/targets/__init__.py": "from ...core.scenario import X\n",
+        "execution/targets/__init__.py": "from ...config.scenario import X\n",
         "execution/targets/ssh.py": "from . import remote\n",
         "execution/targets/remote.py": "",
         "plans/__init__.py": "",
@@ -293,12 +292,12 @@ def test_a_view_reaching_past_the_record_is_named(house):
     (house / "views").mkdir()
     (house / "views" / "__init__.py").write_text("")
     (house / "views" / "terminal.py").write_text("from ..record.run import RunRecord\n\n"
-                                                 "def render():\n    from ..core.scenario import X\n")
+                                                 "def render():\n    from ..config.scenario import X\n")
     found = imports_of(house)
-    assert upward_imports(found) == []  # core is below views: only the views' own rule catches it
+    assert upward_imports(found) == []  # config is below views: only the views' own rule catches it
     problems = views_beyond_the_record(found)
-    assert len(problems) == 1 and "views/terminal.py:4 `from ..core.scenario import X` imports " \
-        "harness.core.scenario into a view" in problems[0]
+    assert len(problems) == 1 and "views/terminal.py:4 `from ..config.scenario import X` imports " \
+        "harness.config.scenario into a view" in problems[0]
 
 
 def test_a_core_contract_importing_what_the_host_builds_is_named(house):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.compare import judge, metrics, per_class_iou
-from harness.core.scenario import OutputSpec, Tolerance
+from harness.config.scenario import OutputSpec, Tolerance
 
 LOGITS = OutputSpec(kind="class_logits", class_axis=1)
 

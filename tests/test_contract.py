@@ -1,6 +1,6 @@
 """The host and the agent speak one contract: the settings a scenario may ask for are the settings the agent knows.
 
-The host reads them from a scenario (core/scenario.py), a matrix and the command line; the agent checks them in
+The host reads them from a scenario (config/scenario.py), a matrix and the command line; the agent checks them in
 every job.json it reads (agent/mnnagent/contract.py). Both lists are read here from the code that uses them, and
 the agent's own check runs on what the host writes, so the two cannot change apart.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import build_parser
-from harness.core import scenario
+from harness.config import scenario
 from harness.core.job import JOB_FILE, Job
 from harness.core.shipped import agent_module
 from harness.plans.matrix import SETTING_KEYS

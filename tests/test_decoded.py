@@ -21,11 +21,11 @@ from harness.analysis.decoded.ctc import edit_distance, greedy
 from harness.analysis.decoded.detections import Boxes, match, ssd_anchors
 from harness.analysis.judge import judge_run
 from harness.cli import main
-from harness.core.decoded import SsdAnchors
+from harness.config.decoded import SsdAnchors
 from harness.core.errors import ConfigError
-from harness.core.inventory import find_inventory, load_inventory
+from harness.config.inventory import find_inventory, load_inventory
 from harness.core.results import TargetResult
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 from harness.execution.executor import Executor
 from harness.plans.run import RUN_VIEWS, PreparedRun, finish_run, prepare_run
 from harness.record.history import History, NightRun
@@ -56,7 +56,7 @@ def one_run(reports: Path) -> Path:
 
 def test_ssd_anchors_are_mediapipes():
     """BlazeFace short range: 16x16 cells x 2 anchors at stride 8, then 8x8 x 6 (three layers of stride 16)."""
-    anchors = ssd_anchors(SsdAnchors((128, 128), (8, 16, 16, 16), 2))
+    anchors = ssd_anchors(SsdAnchors(input_size=(128, 128), strides=(8, 16, 16, 16), per_layer=2))
     assert anchors.shape == (896, 4)
     assert np.allclose(anchors[0], [0.5 / 16, 0.5 / 16, 1, 1]) and np.allclose(anchors[1], anchors[0])
     assert np.allclose(anchors[2, :2], [1.5 / 16, 0.5 / 16])  # x moves first, as in MediaPipe's loops

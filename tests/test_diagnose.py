@@ -8,7 +8,7 @@ import pytest
 from harness.analysis.compare import judge
 from harness.analysis.diagnose import attribute, attributions, diagnose
 from harness.cli import main
-from harness.core.scenario import OutputSpec, Tolerance
+from harness.config.scenario import OutputSpec, Tolerance
 from harness.record.run import Comparison, SourceRecord
 
 from .conftest import REPO

@@ -14,7 +14,7 @@ import pytest
 
 from harness.emulation import board
 from harness.core.errors import BoardError
-from harness.core.inventory import BoardSpec
+from harness.config.inventory import SshBoard
 from harness.core.results import TargetResult
 from harness.execution.targets.ssh import SshTarget
 
@@ -144,7 +144,7 @@ def test_stop_by_pid_and_restart_keeps_identity_and_follows_the_spec(endpoint):
 def test_every_board_kind_has_its_session_class():
     """The inventory's kinds and the board sessions that serve them, one class per kind: an emulated board is a
     target of its own (an SSH board this machine starts)."""
-    from harness.core.inventory import KINDS
+    from harness.config.inventory import KINDS
     from harness.execution.targets import TARGET_KINDS, target_class
     from harness.execution.targets.ssh import EmulatedTarget
 
@@ -156,8 +156,8 @@ def test_every_board_kind_has_its_session_class():
 
 
 def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_path):
-    spec = BoardSpec(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
-                     key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
+    spec = SshBoard(name="stranger", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                    mnn="system", key=endpoint.key_filename, known_hosts=str(tmp_path / "empty_known_hosts"))
     target = SshTarget(spec)
     with pytest.raises(BoardError, match="trust_on_first_use"):
         target.open_board(TargetResult("stranger", "ssh", "unusable"))
@@ -165,8 +165,8 @@ def test_ssh_target_refuses_an_unknown_host_key_and_names_the_fix(endpoint, tmp_
 
 def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp_path):
     known_hosts = tmp_path / "known_hosts"
-    spec = BoardSpec(name="tofu", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
-                     key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
+    spec = SshBoard(name="tofu", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                    mnn="system", key=endpoint.key_filename, known_hosts=str(known_hosts), trust_on_first_use=True)
     result = TargetResult("tofu", "ssh", "unusable")
     target = SshTarget(spec)
     target.open_board(result)

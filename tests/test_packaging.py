@@ -103,7 +103,12 @@ def test_the_wheel_carries_the_agent_the_examples_and_the_inventory_and_no_tests
         assert {name.split("/")[-1] for name in names if re.fullmatch(r"harness/scenarios/[^/]+\.yaml", name)} \
             == examples and "quick.yaml" in examples
         assert "harness/scenarios/models/tiny_segnet.py" in names
-        assert "harness/core/default_inventory.yaml" in names
+        assert "harness/config/default_inventory.yaml" in names
+        # The JSON Schemas beside the examples, as in a clone: an example's `$schema=../schemas/...` holds.
+        assert {name for name in names if name.startswith("harness/schemas/")} == {
+            f"harness/schemas/{path.name}" for path in (REPO / "schemas").glob("*.schema.json")}
+        assert archive.read("harness/schemas/scenario.schema.json") == \
+            (REPO / "schemas" / "scenario.schema.json").read_bytes()
         dependencies = [line for line in archive.read(next(n for n in names if n.endswith("METADATA")))
                         .decode().splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert not [name for name in names if name.startswith(("tests/", "reports/")) or "/tests/" in name]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.core.build.preprocess import preprocess_image, read_bgr
-from harness.core.scenario import ImageRef, Preprocess
+from harness.config.scenario import ImageRef, Preprocess
 
 
 def test_each_step_in_order():

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from harness.core.errors import ConfigError, SetupError
-from harness.core.inventory import load_inventory
-from harness.core.scenario import load_scenario
+from harness.config.inventory import load_inventory
+from harness.config.scenario import load_scenario
 from harness.core.clients.wheels import Platform, fetch_wheel, unsupported, wheel_fits
 from harness.emulation import board as emulated
 from harness.execution.targets.provision import PYTHON_FACTS, parse_python_facts

@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from harness.cli import main
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 from harness.record.numbers import format_metric
 from harness.record.outcome import ERROR, UNUSABLE, verdicts
 from harness.record.run import RunRecord

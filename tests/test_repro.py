@@ -27,7 +27,7 @@ from harness.core.build.cut_model import CutEntry, CutError, cut_mnn
 from harness.core.build.mnn_graph import read_mnn_graph
 from harness.core.build.model import prepare_model
 from harness.core.repro_files import TensorSpec, cpp_snippet, python_script, raw_files
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 from harness.record.repro import Claim, ReproRecord, rounding_context
 from harness.record.run import InputsRecord, ModelRecord, RunRecord
 from harness.emulation import board as emulated
@@ -604,7 +604,7 @@ def test_a_segformer_op_cut_alone_is_a_small_model_that_shows_the_searchs_number
     """SegFormer-128 on the A76 at low: no op introduces more than FP16 explains, but a user's own limit (half the
     largest an op introduces) makes that op's error something to report. Its bundle is a small fraction of the
     model and shows the search's number within 10% (the same kernels on the same inputs: in practice exactly)."""
-    from harness.core.inventory import load_inventory
+    from harness.config.inventory import load_inventory
     from harness.plans.layers import search_layers, write_layers_files
     from harness.plans.repro import make_repro
 
@@ -637,7 +637,7 @@ def test_an_interrupted_repro_leaves_no_bundle_and_nothing_on_the_board(a76_sear
     board's job starts): the board's agent is killed, its job dir and lock are gone, and no bundle, not even a
     half-made one, is left."""
     from harness.core.errors import Interrupted
-    from harness.core.inventory import load_inventory
+    from harness.config.inventory import load_inventory
     from harness.execution.executor import Executor, Progress
     from harness.execution.interrupt import Interruption
     from harness.plans.repro import make_repro

@@ -7,7 +7,7 @@ import pytest
 
 from harness.cli import main
 from harness.core.errors import ConfigError
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_cli_exits_2_on_an_unknown_board(tmp_path, capsys):
 
 
 def test_each_kind_of_output_has_its_own_default_limits(tmp_path):
-    """Labels for class logits, the mask for a probability map, a scale-free SNR for a tensor (README, Tolerances)."""
+    """Labels for class logits, the mask for a probability map, a scale-free SNR for a tensor (docs/tolerances.md)."""
     text = GOOD.replace("tolerance: {max_abs: 1e-3}\n", "").replace(
         "  logits: {kind: class_logits, class_axis: 3, tolerance: {min_argmax_agreement: 0.99}}",
         "  logits: {kind: class_logits, class_axis: 3}\n  mask: {kind: probability_map, threshold: 0.3}")

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.analysis.compare import step_series
-from harness.core.scenario import OutputSpec
+from harness.config.scenario import OutputSpec
 
 from .conftest import scenario_text
 

@@ -26,10 +26,10 @@ from harness.core import agent_bundle
 from harness.emulation import board as emulated
 from harness.emulation.farm import farm_boards, farm_up
 from harness.execution.executor import Executor, PlannedJob, Progress
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.matrix import run_matrix
 from harness.plans.run import prepare_run, run_together
-from harness.core.scenario import load_scenario
+from harness.config.scenario import load_scenario
 
 from .conftest import scenario_text
 from .faults.conftest import harness, processes_naming, wait_for

@@ -6,6 +6,7 @@ its outputs. A layer dump needs its own session (the default session mode;
 release mode never calls back).
 """
 
+import hashlib
 import json
 import os
 
@@ -18,29 +19,23 @@ from .runners import HALIDE, fill_session, session_config
 PROBE_COUNT = 64  # values per op output in a layer dump's summary, at fixed positions
 
 
-def _capsule_address():
-    """A function giving the address a PyCapsule holds, or None where ctypes cannot read capsules."""
-    try:
-        import ctypes
-        get = ctypes.pythonapi.PyCapsule_GetPointer
-        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    except (ImportError, AttributeError, OSError):
+def fingerprint(np, array):
+    """What identifies a tensor's content: its shape, dtype and a digest of its values (None: no elements).
+
+    An op's input is linked to the op that produced it by this, never by the
+    tensor's memory address: MNN's pipeline gives an op a converted copy of
+    an input whenever the op runs on another backend, layout or precision
+    than the op that made it (Pipeline.cpp, _InsertCopy: `workInputs` are
+    wrap tensors, and the copy commands run without callbacks), and an op's
+    output that needs converting is written to a temporary first. The copy's
+    buffer reuses whatever a dead tensor held: on PP-OCR's detector at low
+    on an A76 a Reduction (FP32, the Arm82 backend has none) read a copy at
+    the address of a [1, 48, 24, 24] convolution output, and even on x86 an
+    Add read, at a convolution's address, the Interp output copied there.
+    """
+    if array is None:
         return None
-    return lambda capsule: get(capsule, None)
-
-
-_CAPSULE_ADDRESS = _capsule_address()
-
-
-def tensor_address(tensor):
-    """The address of a tensor's host buffer (None if unknown): an op's input is the live output that
-    last wrote the same address, which links every op to the ops that fed it."""
-    if _CAPSULE_ADDRESS is None:
-        return None
-    try:
-        return _CAPSULE_ADDRESS(tensor.getHost()) or None
-    except Exception:  # noqa: BLE001  a device tensor without host memory, an MNN without getHost
-        return None
+    return (array.shape, array.dtype.str, hashlib.sha1(np.ascontiguousarray(array).view(np.uint8)).digest())
 
 
 def halide_dtype(MNN, tensor):
@@ -123,22 +118,33 @@ def agreement(np, traced, plain):
             "scale": float(np.abs(p[both]).max()) if both.any() else 0.0}
 
 
+def same_layout(shape, other):
+    """Whether an array of one shape holds its values in the order of the other: equal but for axes of 1 (a scalar
+    is () on one machine and (1,) on another). Equal sizes are not enough: [16, 256, 1, 1] and [1, 256, 4, 4]
+    order the same 4096 values differently."""
+    return [d for d in shape if d != 1] == [d for d in other if d != 1]
+
+
 def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
     """One run of the session with a callback around every op.
 
     Returns (ops, kept, replayed). ops: one record per executed op, in order:
-    name, type, flops (MNN's count, in 2^20 units), inputs (each linked to the
-    op and output that produced it, or summarized when no op did: the model's
-    inputs and constants) and outputs (shape, dtype, summary). kept: whole
+    name, type, flops (MNN's count, in 2^20 units), inputs (shape, layout:
+    the order of its axes, NCHW or NHWC) and outputs (shape, dtype,
+    summary). Each input is read as the op reads it and linked
+    to the last op output with the same shape and values ("from": [op,
+    output]); an input no output matches (a model input, a constant, a copy
+    MNN converted to another precision) carries its own summary. kept: whole
     tensors of the ops in keep ("op{i}.out{k}", and "op{i}.in{k}" for inputs
-    no kept op produced). inject: {op index: [array or None per input]}: those
-    arrays are written into the op's inputs just before it runs, so the op
-    computes on them (the replay of another machine's inputs); replayed holds
-    what those ops then produced ("op{i}.out{k}").
+    no kept op produced, as the op read them). inject: {op index: [array or
+    None per input]}: those arrays are written into the op's inputs just
+    before it runs, so the op computes on them (the replay of another
+    machine's inputs); replayed holds what those ops then produced
+    ("op{i}.out{k}").
     """
     keep = set(keep)
     inject = inject or {}
-    live, ops, kept, replayed, errors = {}, [], {}, {}, []
+    produced, ops, kept, replayed, errors = {}, [], {}, {}, []
 
     def before(tensors, info):
         try:
@@ -148,22 +154,21 @@ def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
             ops.append(record)
             arrays = inject.get(index)
             for k, tensor in enumerate(tensors):
+                shape = tuple(tensor.getShape())
                 if arrays is not None and k < len(arrays) and arrays[k] is not None:
-                    shape = tuple(tensor.getShape())
-                    # Sizes, not shapes: a scalar is () on one machine and (1,) on another.
-                    if arrays[k].size != int(np.prod(shape)):
+                    if not same_layout(arrays[k].shape, shape):
                         raise JobError("bad-replay", "op %d (%s) input %d has shape %s here, the replayed one %s"
                                        % (index, record["name"], k, list(shape), list(arrays[k].shape)))
                     write_op_tensor(MNN, np, tensor, arrays[k].reshape(shape))
-                address = tensor_address(tensor)
-                source = live.get(address) if address else None
-                entry = {"from": list(source) if source else None, "shape": list(tensor.getShape())}
-                if source is None or (index in keep and source[0] not in keep):
-                    array = read_op_tensor(MNN, np, tensor)
-                    if source is None:
-                        entry["summary"] = summarize(np, array)
-                    if index in keep and array is not None:
-                        kept["op%d.in%d" % (index, k)] = array
+                array = read_op_tensor(MNN, np, tensor)
+                source = produced.get(fingerprint(np, array)) if array is not None else None
+                entry = {"from": list(source) if source else None, "shape": list(shape),
+                         "layout": "NHWC" if tensor.getDimensionType() == MNN.Tensor_DimensionType_Tensorflow
+                         else "NCHW"}
+                if source is None:
+                    entry["summary"] = summarize(np, array)
+                if index in keep and array is not None and (source is None or source[0] not in keep):
+                    kept["op%d.in%d" % (index, k)] = array
                 record["inputs"].append(entry)
         except Exception as error:  # an exception must not cross into MNN's C++ (it cannot carry it)
             errors.append(error)
@@ -175,9 +180,8 @@ def traced_run(MNN, np, interpreter, session, keep=(), inject=None):
             record = ops[index]
             for k, tensor in enumerate(tensors):
                 array = read_op_tensor(MNN, np, tensor)
-                address = tensor_address(tensor)
-                if address:
-                    live[address] = (index, k)
+                if array is not None:
+                    produced[fingerprint(np, array)] = (index, k)  # the last op that made these values wins
                 record["outputs"].append({"shape": list(tensor.getShape()), "dtype": halide_dtype(MNN, tensor),
                                           "summary": summarize(np, array)})
                 if array is not None and index in keep:

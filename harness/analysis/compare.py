@@ -49,7 +49,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.results import TargetResult
-from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
+from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS, OutputSpec, Scenario
 from ..record.numbers import ACTED_ON, format_metric
 from ..record.run import Comparison, LimitFailure, OutputComparison, ParityRecord, Series, stacked_axis
 from ..record.run_folder import decode_error_file

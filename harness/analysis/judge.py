@@ -16,11 +16,11 @@ from typing import Dict, Optional
 
 from ..core.build.inputs import InputSet
 from ..core.build.model import ModelArtifact
-from ..core.inventory import BoardSpec
+from ..config.inventory import BoardSpec
 from ..core.npz import load_tensor
 from ..core.results import TargetResult
-from ..core.scenario import OutputSpec as ScenarioOutputSpec
-from ..core.scenario import Scenario
+from ..config.scenario import OutputSpec as ScenarioOutputSpec
+from ..config.scenario import Scenario
 from ..record.backend import setting_failure
 from ..record.run import (EXIT_BOARD, EXIT_COMPARISON_FAILED, EXIT_PASS, OK, UNUSABLE, BoardRecord, InputsRecord,
                           ModelRecord, OutputSpec, ParityRecord, PreprocessRecord, RunRecord, RunTensors,

@@ -1,9 +1,10 @@
 """Two runs of the same .mnn, op by op: where error enters, and which op introduced it.
 
 The agent traces every op MNN executes (dump_ops): its name, type, flops, a
-summary of each output and, for each input, the op that produced it. Here the
-two sides' op sequences are aligned, each op gets three errors, relative to
-the reference output's largest magnitude:
+summary of each output and, for each input, the op whose output it holds
+(matched by shape and content as the op read it, never by memory address).
+Here the two sides' op sequences are aligned, each op gets three errors,
+relative to the reference output's largest magnitude:
 
 - on entry: the worst of its inputs (what it received from the ops before it);
 - on exit: its output against the reference's output;
@@ -23,7 +24,7 @@ every op stayed under 0.92 of one such step).
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -56,12 +57,15 @@ class OpTrace:
     type: str
     flops: float
     inputs: List[Optional[Tuple[int, int]]]
-    """Per input: (op, output) that produced it on this side, or None (a model input, a constant)."""
+    """Per input: the (op, output) whose values and shape it holds on this side (the agent reads every input as
+    the op reads it and matches it by content), or None (a model input, a constant, a copy MNN converted)."""
     input_shapes: List[list]
     input_summaries: List[Optional[dict]]
-    """Summaries of the inputs no op produced (None for the others)."""
+    """Summaries of the inputs no op produced (None for the others: their producer's output summary is theirs)."""
     outputs: List[dict]
     """Per output: {"shape", "dtype", "summary"}."""
+    input_layouts: List[str] = field(default_factory=list)
+    """Per input: the order of its axes as the op reads it, NCHW or NHWC (MNN's Caffe or Tensorflow dimension type)."""
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -83,6 +87,13 @@ class OpTrace:
 
     def output_bytes(self) -> int:
         return sum((int(np.prod(o["shape"])) if o["shape"] else 1) * 4 for o in self.outputs)
+
+    def input_summary(self, ops: Sequence["OpTrace"], k: int) -> Optional[dict]:
+        """Input k's summary (ops: this op's trace): its own, or that of the output it holds."""
+        source = self.inputs[k]
+        if source is None:
+            return self.input_summaries[k]
+        return ops[source[0]].outputs[source[1]]["summary"]
 
     def input_bytes(self, k: int) -> int:
         shape = self.input_shapes[k] if k < len(self.input_shapes) else []
@@ -133,10 +144,13 @@ def parse_traces(data) -> Dict[int, List[OpTrace]]:
             if not isinstance(op, dict) or not isinstance(op.get("inputs"), list) \
                     or not isinstance(op.get("outputs"), list):
                 raise DumpError(f"{where} is not an op record")
-            inputs, shapes, summaries = [], [], []
+            inputs, shapes, summaries, layouts = [], [], [], []
             for k, entry in enumerate(op["inputs"]):
                 if not isinstance(entry, dict):
                     raise DumpError(f"{where} input {k} is not a record")
+                layouts.append(entry.get("layout", "NCHW"))
+                if layouts[-1] not in ("NCHW", "NHWC"):
+                    raise DumpError(f"{where} input {k} has layout {layouts[-1]!r}, not NCHW or NHWC")
                 source = entry.get("from")
                 if source is not None:
                     if (not isinstance(source, list) or len(source) != 2
@@ -156,7 +170,7 @@ def parse_traces(data) -> Dict[int, List[OpTrace]]:
                                 "summary": _summary(entry.get("summary"), f"{where} output {k} summary")})
             ops.append(OpTrace(index, str(op.get("name", "")), str(op.get("type", "?")),
                                _number(op.get("flops", 0.0), f"{where} flops", False), inputs, shapes, summaries,
-                               outputs))
+                               outputs, layouts))
         for op in ops:  # an input names an output its producer has
             for source in op.inputs:
                 if source is not None and not 0 <= source[1] < len(ops[source[0]].outputs):
@@ -256,7 +270,6 @@ def summary_rows(board: List[OpTrace], reference: List[OpTrace], tolerance: Tole
     """One row per board op with entry and exit errors from the summaries; and the count of unmatched ops."""
     pairs = align(reference, board)
     rows: List[OpRow] = []
-    exits: Dict[Tuple[int, int], Optional[float]] = {}
     for op in board:
         row = OpRow(index=op.index, name=op.name, type=op.type, shape=op.outputs[0]["shape"] if op.outputs else [],
                     reduction=op.reduction, tolerance=tolerance.of(op.reduction),
@@ -270,18 +283,14 @@ def summary_rows(board: List[OpTrace], reference: List[OpTrace], tolerance: Tole
         row.reference_index = other.index
         row.reference_nonfinite = sum((o["summary"] or {}).get("nan", 0) + (o["summary"] or {}).get("inf", 0)
                                       for o in other.outputs)
-        for k, (mine, theirs) in enumerate(zip(op.outputs, other.outputs)):
-            exits[(op.index, k)] = summary_error(mine["summary"], theirs["summary"]) \
-                if np.prod(mine["shape"]) == np.prod(theirs["shape"]) else math.inf
-        row.exit = worst(exits[(op.index, k)] for k in range(len(op.outputs)))
-        entries = []
-        for k, source in enumerate(op.inputs):
-            if source is not None:
-                entries.append(exits.get(source))
-            else:
-                entries.append(summary_error(op.input_summaries[k], other.input_summaries[k])
-                               if other.inputs[k] is None else None)
-        row.entry = worst(entries)
+        row.exit = worst(summary_error(mine["summary"], theirs["summary"])
+                         if np.prod(mine["shape"]) == np.prod(theirs["shape"]) else math.inf
+                         for mine, theirs in zip(op.outputs, other.outputs))
+        # What each side's op read, compared directly: the op that made an input on one side need not be the
+        # counterpart of the one on the other (a copy MNN converted to FP16 on the way in is no op's output).
+        row.entry = worst(summary_error(op.input_summary(board, k), other.input_summary(reference, k))
+                          if np.prod(op.input_shapes[k]) == np.prod(other.input_shapes[k]) else math.inf
+                          for k in range(len(op.inputs)))
         row.verdict = "over" if over(row) else "ok"
         rows.append(row)
     return rows, sum(1 for row in rows if row.verdict == "unmatched")
@@ -349,17 +358,58 @@ def window(board: List[OpTrace], rows: List[OpRow], start: int, budget_bytes: fl
 
 
 def tensor_key(ops: List[OpTrace], kept: set, sample: int, op: int, k: int) -> str:
-    """Where input k of op sits in a side's dump.npz: its producer's kept output, else the op's own kept input."""
+    """Where input k of op sits in a side's dump.npz: its producer's kept output, else the op's own kept input.
+
+    ops must be the trace of the run that kept the tensors (its dump.json): the agent linked each input to the
+    output holding the same values in the same shape in that very run, and kept the input itself otherwise."""
     source = ops[op].inputs[k]
     if source is not None and source[0] in kept:
         return f"s{sample}.op{source[0]}.out{source[1]}"
     return f"s{sample}.op{op}.in{k}"
 
 
+def same_layout(shape: Sequence[int], other: Sequence[int]) -> bool:
+    """Whether an array of one shape holds its values in the order of the other, axes in the same order (the
+    agent's replay refuses anything else): equal but for axes of 1, as a scalar is () on one machine and (1,) on
+    another. Equal sizes are not enough: [16, 256, 1, 1] and [1, 256, 4, 4] order the same 4096 values
+    differently."""
+    return [d for d in shape if d != 1] == [d for d in other if d != 1]
+
+
+def replay_feeds(board_ops: List[OpTrace], kept: set, sample: int, board_op: int, reference_op: OpTrace,
+                 tensors: Dict[str, np.ndarray]) -> Tuple[List[Optional[str]], Optional[str]]:
+    """The board's tensors that replay an op on the reference: one dump.npz key per input (None: the input has no
+    elements, nothing to feed), or the reason the op cannot be replayed honestly (then it is not replayed).
+
+    board_ops is the capture run's trace; an input the board did not send, or sent in a shape the reference's op
+    does not read, is never fed in another shape: the op would compute on values in the wrong order."""
+    keys: List[Optional[str]] = []
+    mine = board_ops[board_op]
+    for k, shape in enumerate(reference_op.input_shapes):
+        key = tensor_key(board_ops, kept, sample, board_op, k)
+        array = tensors.get(key)
+        if array is None:
+            if int(np.prod(mine.input_shapes[k])) == 0:
+                keys.append(None)
+                continue
+            return keys, f"input {k} ({mine.input_shapes[k]}) did not arrive whole from the board"
+        if not same_layout(array.shape, shape):
+            return keys, f"input {k} is {list(array.shape)} on the board and {list(shape)} on the reference"
+        theirs = reference_op.input_layouts[k] if k < len(reference_op.input_layouts) else "NCHW"
+        ours = mine.input_layouts[k] if k < len(mine.input_layouts) else "NCHW"
+        if ours != theirs and sum(d != 1 for d in shape) > 1:
+            return keys, f"input {k} is {ours} on the board and {theirs} on the reference"
+        keys.append(key)
+    return keys, None
+
+
 def exact_rows(rows: List[OpRow], positions: List[int], board_ops: List[OpTrace], reference_ops: List[OpTrace],
                sample: int, board_tensors: Dict[str, np.ndarray], reference_tensors: Dict[str, np.ndarray],
                replayed: Dict[str, np.ndarray]) -> None:
-    """Entry, exit and introduced errors of the replayed rows from whole tensors; verdicts for them."""
+    """Entry, exit and introduced errors of the replayed rows from whole tensors; verdicts for them.
+
+    board_ops and reference_ops are the traces of the runs that kept the tensors (the capture on the board, the
+    reference's own run in the replay job), so that every input is found where that run kept it."""
     board_kept = {rows[p].index for p in positions}
     reference_kept = {rows[p].reference_index for p in positions}
     for position in positions:

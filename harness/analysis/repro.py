@@ -303,7 +303,6 @@ def model_output_keys(stretch: Stretch, trace: Sequence[OpTrace], graph: MnnGrap
     return {tensor: f"s{sample}.op{op.index}.out{k}" for k, tensor in enumerate(target.outputs)}
 
 
-__all__ = ["Stretch", "StretchEntry", "EntrySource", "StretchError", "plan_stretch", "Claim", "claim_for",
-           "Difference", "difference", "worst", "shows", "removes", "rounding_context", "SideRun", "Attempt",
-           "Workaround", "ReproRecord", "other_precisions", "entry_summary", "same_as_model", "model_output_keys",
-           "DEFAULT_WIDEN", "RECORD_SCHEMA", "fp16_step"]
+__all__ = ["Stretch", "StretchEntry", "EntrySource", "StretchError", "plan_stretch", "claim_for", "difference",
+           "worst", "shows", "removes", "other_precisions", "entry_summary", "same_as_model", "model_output_keys",
+           "DEFAULT_WIDEN", "fp16_step"]

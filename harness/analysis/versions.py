@@ -16,7 +16,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..core.results import TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from ..record.run import VersionCheck, versions_differ
 from .compare import judge
 

@@ -41,8 +41,8 @@ from rich.table import Table
 from ..core.agent_bundle import bundle
 from ..core.build.inputs import INPUTS_FILE
 from ..core.errors import BoardError
-from ..core.inventory import load_inventory
-from ..core.scenario import load_scenario
+from ..config.inventory import load_inventory
+from ..config.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.farm import farm_boards, farm_up
 from .common import background_load, cpu_ticks, host_cores, scenario_text, spread

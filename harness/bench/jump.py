@@ -15,8 +15,8 @@ import yaml
 from rich.table import Table
 
 from ..core.errors import BoardError
-from ..core.inventory import load_inventory
-from ..core.scenario import load_scenario
+from ..config.inventory import load_inventory
+from ..config.scenario import load_scenario
 from ..emulation import board as emulated
 from ..emulation.bastion import start_bastion, stop_bastion
 from .common import scenario_text, spread

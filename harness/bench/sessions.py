@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import BoardError
-from ..core.inventory import load_inventory
-from ..core.scenario import load_scenario
+from ..config.inventory import load_inventory
+from ..config.scenario import load_scenario
 from .common import scenario_text, spread
 from ..plans.matrix import MatrixReport, run_matrix
 from ..plans.night import load_nightly, run_nightly

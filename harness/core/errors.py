@@ -15,15 +15,21 @@ class HarnessError(Exception):
 class ConfigError(HarnessError):
     """A scenario or inventory file is wrong; nothing was run."""
 
-    def __init__(self, file, key_path, problem, fix=None):
+    def __init__(self, file, key_path, problem, fix=None, also=(), more: int = 0):
         self.file = str(file)
         self.key_path = key_path
         self.problem = problem
         self.fix = fix
+        self.also = list(also)
+        """Further problems of the same file, "key: problem" each (one edit can fix them all)."""
         where = f"{self.file}: {key_path}" if key_path else self.file
         message = f"{where}: {problem}"
         if fix:
             message += f"\n  fix: {fix}"
+        for other in self.also:
+            message += f"\n  also: {other}"
+        if more:
+            message += f"\n  and {more} more"
         super().__init__(message)
 
 
@@ -52,6 +58,11 @@ class Interrupted(HarnessError):
     """The run was asked to stop (Ctrl-C, SIGTERM) before this board finished."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+        """130 for SIGINT, 143 for SIGTERM (the Interruption's exit_code), as a shell reports them."""
 
 
 class ModelError(HarnessError):

@@ -1,9 +1,11 @@
-"""What ships with the harness besides its code: the agent's sources, the example scenarios, the default inventory.
+"""What ships with the harness besides its code: the agent's sources, the example scenarios, the default
+inventory, the JSON Schemas of the configuration files.
 
 A wheel (`pip install mnn-harness`, pipx) carries them as package data of
-`harness`: pyproject.toml maps the repository's agent/ to harness/agent and
-scenarios/ to harness/scenarios, so the installed tree has the very files of
-the clone, in the same layout. A clone (or an editable install, whose package
+`harness`: pyproject.toml maps the repository's agent/ to harness/agent,
+scenarios/ to harness/scenarios and schemas/ to harness/schemas, so the
+installed tree has the very files of the clone, in the same layout (an
+example's `$schema=../schemas/...` line holds in both). A clone (or an editable install, whose package
 is the clone's harness/) has them beside harness/ at the top of the
 repository. Both are found here, the installed place first, through
 importlib.resources, and nowhere else: every other module asks this one.
@@ -84,9 +86,19 @@ def scenarios_dir() -> Path:
     return _find("scenarios")
 
 
+def schemas_dir() -> Path:
+    """The JSON Schemas of the configuration files (config/schema.py writes them)."""
+    return _find("schemas")
+
+
+def schema_path(kind: str) -> Path:
+    """The JSON Schema of one kind of file: scenario, inventory or nightly."""
+    return schemas_dir() / f"{kind}.schema.json"
+
+
 def default_inventory() -> Path:
     """The inventory used when nothing names another: this machine and one emulated Cortex-A76."""
-    return Path(str(importlib.resources.files(f"{PACKAGE}.core").joinpath(DEFAULT_INVENTORY_NAME)))
+    return Path(str(importlib.resources.files(f"{PACKAGE}.config").joinpath(DEFAULT_INVENTORY_NAME)))
 
 
 def examples() -> List[str]:

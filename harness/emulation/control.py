@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..core.inventory import Inventory
+from ..config.inventory import Inventory
 from . import board as emulated
 from . import farm as farms
 from .labgrid_farm import lab_dir, labgrid_down, labgrid_status

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..core.inventory import BoardSpec
+from ..config.inventory import BoardSpec
 from ..core.job import AGENT_LOG, JOB_FILE, RESULT_FILES, Job
 from ..core.results import INTERRUPTED, OK, TargetResult
 from .interrupt import Interruption

@@ -5,7 +5,7 @@ trouble is its own row, never the end of the others."""
 from concurrent.futures import ThreadPoolExecutor
 from typing import List
 
-from ..core.inventory import Inventory
+from ..config.inventory import Inventory
 from .targets import make_target
 
 

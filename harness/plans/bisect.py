@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..core.errors import ConfigError
-from ..core.inventory import Inventory
-from ..core.scenario import Scenario
+from ..config.inventory import Inventory
+from ..config.scenario import Scenario
 from ..core.clients.wheels import RELEASES, VERSION, host_mnn_version, version_key
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption

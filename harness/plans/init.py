@@ -20,12 +20,14 @@ from typing import Callable, List, Optional, Tuple
 
 import yaml
 
+from ..config.inventory import BoardSpec, SshBoard, load_inventory
+from ..config.schema import MODELINE
 from ..core.errors import BoardError, ConfigError
-from ..core.files import write_atomic
 from ..core.build.inspect_model import inspect_model, resolve_model_path
 from ..core.build.signature import Signature, TensorInfo
+from ..core.files import write_atomic
+from ..core.shipped import schema_path
 from ..record.numbers import shape_text
-from ..core.inventory import BoardSpec, load_inventory
 from ..execution.targets import make_target
 
 Log = Callable[[str], None]
@@ -114,9 +116,10 @@ def board_spec(text: str, name: Optional[str], key: Optional[str], known_hosts: 
             if not file.is_file():
                 raise ConfigError(value, option, "no such file", "give the path of the file itself")
             files[option] = str(file)
-    return BoardSpec(name=board_name, kind="ssh", host=host, user=match.group("user"),
-                     port=int(match.group("port")) if match.group("port") else None, key=files.get("--key"),
-                     known_hosts=files.get("--known-hosts"), python=python)
+    # mnn: system, as the probe checks the board's own Python with its numpy and MNN.
+    return SshBoard(name=board_name, kind="ssh", host=host, user=match.group("user"),
+                    port=int(match.group("port")) if match.group("port") else None, key=files.get("--key"),
+                    known_hosts=files.get("--known-hosts"), python=python, mnn="system")
 
 
 def probe(spec: BoardSpec) -> dict:
@@ -148,7 +151,8 @@ def check_inventory_room(path: Path, name: str) -> None:
 def write_inventory(path: Path, spec: BoardSpec, facts: dict) -> Tuple[Path, str]:
     entry = inventory_entry(spec, facts)
     if not path.exists():
-        write_atomic(path, "# Written by `harness init`: this machine (the reference) and your board.\n"
+        write_atomic(path, schema_line("inventory", path.parent) + "\n"
+                     "# Written by `harness init`: this machine (the reference) and your board.\n"
                      "boards:\n  x86:\n    kind: local\n    tags: [x86_64, reference]\n" + _indent(entry, 2))
         return path, "written"
     column = _append_column(path)
@@ -206,7 +210,8 @@ def scenario_text(model: Path, signature: Signature, directory: Path, targets: L
     guesses: List[str] = []
     relative = written_as or (os.path.relpath(model, directory.resolve()) if _same_tree(model, directory)
                               else str(model))
-    lines = [f"# Written by `harness init` from {model.name} ({signature.format}). It runs as it is (`harness run",
+    lines = [schema_line("scenario", directory),
+             f"# Written by `harness init` from {model.name} ({signature.format}). It runs as it is (`harness run",
              "# FILE`); then make what the comments point at your app's, and run it again.",
              f"name: {_slug(model.stem)}",
              "model:",
@@ -300,6 +305,14 @@ def _hw(tensor: TensorInfo, nhwc: bool) -> Tuple[Optional[int], Optional[int]]:
 def _image_size(tensor: TensorInfo, nhwc: bool) -> Tuple[int, int]:
     height, width = _hw(tensor, nhwc)
     return height or DEFAULT_SIDE, width or DEFAULT_SIDE
+
+
+def schema_line(kind: str, directory: Path) -> str:
+    """The first line that gives an editor the file's JSON Schema (checks and completion as one types): the
+    installed schema, by a relative path when it lives near the file (a project's .venv), else absolute."""
+    schema = schema_path(kind).resolve()
+    where = os.path.relpath(schema, directory.resolve()) if _same_tree(schema, directory) else str(schema)
+    return MODELINE.format(where)
 
 
 def _same_tree(model: Path, directory: Path) -> bool:

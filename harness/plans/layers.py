@@ -5,8 +5,9 @@ sessions (the same connections and resident agents for all three rounds):
 
 1. trace, on the reference and every board at once: every op MNN executes,
    with a summary of each output (statistics and 64 values at fixed
-   positions) and, for each input, the op that made it. Op names, types and
-   order come from the model as MNN runs it; no source model is needed.
+   positions) and, for each input, the op whose output it holds (by content,
+   as the op read it). Op names, types and order come from the model as MNN
+   runs it; no source model is needed.
 2. capture, on each board: the whole input and output tensors of the ops from
    the first suspicious one onwards, as many as --budget allows.
 3. replay, on the reference, one job per board: a run in which each of those
@@ -31,18 +32,18 @@ import numpy as np
 
 from ..analysis.diagnose import arithmetic
 from ..analysis.opdiff import (DumpError, OpTrace, choose_sample, conclude, exact_rows, first_nonfinite, first_suspect,
-                               nothing_compared, parse_plain, parse_traces, summary_rows, tensor_key, tolerance_for,
+                               nothing_compared, parse_plain, parse_traces, replay_feeds, summary_rows, tolerance_for,
                                traced_differs, window)
 from ..analysis.opmap import map_ops, mapping_summary, read_source_graph
 from ..core.cache import sha256_file
 from ..core.errors import BoardResultError, ConfigError, Interrupted
-from ..core.inventory import BoardSpec, Inventory
+from ..config.inventory import BoardSpec, Inventory
 from ..core.job import Job, read_dump as read_agent_dump
 from ..core.npz import load_npz, save_npz
 from ..core.build.mnn_graph import MnnFileError, read_mnn_graph
 from ..core.build.model import prepare_model
 from ..core.results import TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
@@ -75,7 +76,7 @@ def run_jobs(executor: Executor, work: List[Tuple[BoardSpec, Job, Path]], label:
     results = executor.run([PlannedJob(board, job, folder, label) for board, job, folder in work])
     if executor.interruption.is_set():
         raise Interrupted(f"the layer search was interrupted ({executor.interruption.signal_name}); its boards "
-                          "were stopped")
+                          "were stopped", exit_code=executor.interruption.exit_code)
     return results
 
 
@@ -268,14 +269,22 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
         for (name, search), result in zip(capture.items(), captured):
             board = result_of(report, name)
             try:
-                _, tensors = read_dump(run_dir / "capture" / name, result)
+                data, tensors = read_dump(run_dir / "capture" / name, result)
+                search["ops"] = kept_trace(data, board.sample, search["traces"][board.sample])
             except DumpError as error:
                 board.error = f"{name} sent no whole tensors: {error}"
                 continue
             search["tensors"] = tensors
             board.fetched_mb = sum(array.nbytes for array in tensors.values()) / 2 ** 20
-            replays.append((name, search, replay_job(run_dir, name, board, search, reference_traces, inputs.path,
-                                                     reference_settings, job)))
+            replay = replay_job(run_dir, name, board, search, reference_traces, inputs.path, reference_settings,
+                                job)
+            not_replayed = [row for row in (board.rows[p] for p in search["positions"]) if row.not_replayed]
+            if not_replayed:
+                first = not_replayed[0]
+                board.notes.append(f"{len(not_replayed)} op(s) whose whole tensors arrived were not replayed, as "
+                                   f"they cannot be fed the board's inputs as they read them: the first #{first.index} "
+                                   f"{first.name} ({first.type}): {first.not_replayed}")
+            replays.append((name, search, replay))
         if replays:
             log(f"replay: those ops on {reference_name}, fed each board's own inputs")
             replayed = run_jobs(executor, [(reference, replay, run_dir / "replay" / name)
@@ -283,13 +292,13 @@ def _search(scenario: Scenario, inventory: Inventory, boards: List[str], reports
             for (name, search, _), result in zip(replays, replayed):
                 board = result_of(report, name)
                 try:
-                    _, tensors = read_dump(run_dir / "replay" / name, result)
+                    data, tensors = read_dump(run_dir / "replay" / name, result)
+                    reference_ops = kept_trace(data, board.sample, reference_traces[board.sample])
                 except DumpError as error:
                     board.error = f"the replay on {reference_name} failed: {error}"
                     continue
-                reference_ops = reference_traces[board.sample]
-                exact_rows(board.rows, search["positions"], search["traces"][board.sample], reference_ops,
-                           board.sample, search["tensors"], tensors, tensors)
+                exact_rows(board.rows, search["positions"], search["ops"], reference_ops, board.sample,
+                           search["tensors"], tensors, tensors)
                 board.replayed = (search["positions"][0], search["positions"][-1])
 
     mapping_line = attach_mappings(report, model)
@@ -309,28 +318,36 @@ def result_of(report: LayersReport, name: str) -> BoardLayers:
     return next(board for board in report.boards if board.board.board == name)
 
 
+def kept_trace(data: dict, sample: int, traced: List[OpTrace]) -> List[OpTrace]:
+    """The trace of the run that kept a job's whole tensors (its dump.json), which says where each input was
+    kept; it must have run the ops the trace round did."""
+    ops = parse_traces(data).get(sample)
+    if ops is None or [op.key for op in ops] != [op.key for op in traced]:
+        raise DumpError(f"the run that kept the tensors of sample {sample} executed other ops than the traced one")
+    return ops
+
+
 def replay_job(run_dir: Path, name: str, board: BoardLayers, search: dict, reference_traces: Dict[int, list],
                inputs_path: Path, settings: dict, make_job) -> Job:
     """The reference's job: its own run keeping the same ops, and a run of those ops on the board's inputs.
 
     The board's tensors travel as extra arrays of the job's inputs file (the
     model inputs stay as they are), so any target carries them like inputs.
+    An op whose inputs cannot be fed as it read them on the board is not
+    replayed, and its row says why (not_replayed).
     """
-    board_ops: List[OpTrace] = search["traces"][board.sample]
     rows = [board.rows[p] for p in search["positions"]]
     kept = {row.index for row in rows}
     arrays = load_npz(inputs_path)
     inject = {}
     for row in rows:
-        keys = []
-        for k in range(len(board_ops[row.index].inputs)):
-            source = tensor_key(board_ops, kept, board.sample, row.index, k)
-            if source in search["tensors"]:
-                arrays["replay." + source] = search["tensors"][source]
-                keys.append("replay." + source)
-            else:
-                keys.append(None)  # an input the board could not read (no elements): the reference's own
-        inject[str(row.reference_index)] = keys
+        keys, row.not_replayed = replay_feeds(search["ops"], kept, board.sample, row.index,
+                                              reference_traces[board.sample][row.reference_index], search["tensors"])
+        if row.not_replayed is None:
+            for key in keys:
+                if key is not None:
+                    arrays["replay." + key] = search["tensors"][key]
+            inject[str(row.reference_index)] = [None if key is None else "replay." + key for key in keys]
     folder = run_dir / "replay" / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "replay-inputs.npz"

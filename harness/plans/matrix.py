@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
-from ..core.inventory import Inventory
-from ..core.scenario import Scenario
+from ..config.inventory import Inventory
+from ..config.scenario import Scenario
 from ..execution.executor import Executor, Progress
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S

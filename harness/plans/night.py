@@ -1,16 +1,7 @@
 """`harness nightly NIGHTLY.yaml`: many scenarios on their boards, stored in the history, compared with last night.
 
-    runs:                                   # run in this order; one failing does not stop the others
-      - scenario: quick.yaml                # relative paths start at this file's directory
-        inventory: lab.yaml                 # optional; else --inventory, $MNN_HARNESS_INVENTORY, ...
-        targets: [x86, arm-a76]             # optional: these boards instead of the scenario's (as --targets)
-    regression:                             # against the previous night
-      margin: 2.0                           # an error metric (max_abs, ...) grew by more than this factor
-      cosine_drop: 1e-5                     # cosine fell by more than this
-      agreement_drop: 0.001                 # argmax agreement fell by more than this fraction
-      fail_on_regression: false             # true: a regression exits 1 like a failure
-
-Every scenario and inventory is read and checked before anything runs
+The nightly file (config/nightly.py) lists the scenarios and the regression
+policy. Every scenario and inventory is read and checked before anything runs
 (exit 2 with the file, the key and the fix). Exit codes: 0 all good; 1 a
 comparison failed, a model did not run, or (fail_on_regression) a metric
 regressed; 2 a configuration error; 3 a board could not be used; 4 the night
@@ -30,10 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from ..config.inventory import Inventory, find_inventory, load_inventory
+from ..config.nightly import NightlyConfig, NightlyRun, load_nightly  # noqa: F401  (load_nightly re-exported)
+from ..config.scenario import Scenario, load_scenario
 from ..core.errors import HarnessError
-from ..core.inventory import Inventory, find_inventory, load_inventory
-from ..core.scenario import Scenario, load_scenario
-from ..core.yamlfile import Section, load_yaml
 from ..execution.executor import Executor
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S
@@ -49,45 +40,6 @@ from .run import prepare_run, run_scenario, run_together, select_targets, write_
 
 HISTORY_WAIT_STEP_S = 2.0
 """One attempt's wait for the lock: short, so the wait is said at once and the deadline is kept."""
-
-
-@dataclass(frozen=True)
-class NightlyRun:
-    scenario: Path
-    inventory: Optional[Path] = None
-    targets: Optional[List[str]] = None
-
-
-@dataclass(frozen=True)
-class NightlyConfig:
-    path: Path
-    runs: List[NightlyRun]
-    regression: RegressionPolicy = RegressionPolicy()
-
-
-def load_nightly(path) -> NightlyConfig:
-    """Read and validate a nightly file; raise ConfigError naming the key and the fix."""
-    path = Path(path)
-    top = Section(path, load_yaml(path))
-    runs = []
-    items = top.list("runs")
-    if not items:
-        raise top.error("runs", "is empty", "list at least one `- scenario: path/to/scenario.yaml`")
-    for index, item in enumerate(items):
-        section = Section(path, item, f"runs[{index}]")
-        runs.append(NightlyRun(scenario=section.path_value("scenario"),
-                               inventory=section.path_value("inventory", None),
-                               targets=section.str_list("targets", None)))
-        section.done()
-    regression = top.section("regression", {})
-    policy = RegressionPolicy(margin=regression.number("margin", 2.0, minimum=1.0,
-                                                       why="a factor: 2.0 means an error metric that doubled"),
-                              cosine_drop=regression.number("cosine_drop", 1e-5, minimum=0.0, maximum=1.0),
-                              agreement_drop=regression.number("agreement_drop", 0.001, minimum=0.0, maximum=1.0),
-                              fail_on_regression=regression.bool("fail_on_regression", False))
-    regression.done()
-    top.done()
-    return NightlyConfig(path=path, runs=runs, regression=policy)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from ..core.build.cut_model import CutEntry, CutError, CutModel, cut_mnn, extrac
 from ..core import files
 from ..core.errors import BoardResultError, ConfigError, Interrupted
 from ..core.files import locked
-from ..core.inventory import BoardSpec, Inventory
+from ..config.inventory import BoardSpec, Inventory
 from ..core.job import Job
 from ..core.build.mnn_graph import MnnFileError, MnnGraph, read_mnn_graph
 from ..core.repro_files import (CPP_FILE, ISSUE_FILE, MANIFEST_FILE, MODEL_FILE, SCRIPT_FILE, SOURCE_FILE, TENSORS_FILE,
@@ -218,9 +218,8 @@ class _Search:
     def value(self, entry: StretchEntry) -> Optional[Tuple[np.ndarray, EntrySource]]:
         """The board's value of a stretch input from what has been captured (and where it came from), or None.
 
-        An op's input is kept as the output of the op that last wrote its memory when that op was kept too; a
-        Raster can write the same bytes in another shape (and so another element order), so a value is taken
-        only in the shape the op ran with."""
+        An op's input is kept as the output whose values and shape it holds when that op was kept too (the agent
+        matches them by content), else as the input itself; a value is taken only in the shape the op ran with."""
         sample = self.board.sample
         for source in entry.sources:
             expected = None
@@ -246,10 +245,8 @@ def run_job(executor: Executor, board: BoardSpec, job: Job, folder: Path, label:
     lock released) and ends the reproduction with Interrupted."""
     (result,) = executor.run([PlannedJob(board, job, folder, label)])
     if executor.interruption.is_set():
-        error = Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
-                            "stopped and no bundle was written")
-        error.exit_code = executor.interruption.exit_code  # 143 for SIGTERM, as a shell reports it
-        raise error
+        raise Interrupted(f"the repro was interrupted ({executor.interruption.signal_name}); its boards were "
+                          "stopped and no bundle was written", exit_code=executor.interruption.exit_code)
     return result
 
 

@@ -26,16 +26,16 @@ from rich.markup import escape
 from .. import __version__
 from ..analysis.judge import RunSetup, judge_run, mark_interrupted
 from ..core.cache import sha256_file
-from ..core.decoded import check_against_model as check_decoded
+from ..config.decoded import check_against_model as check_decoded
 from ..core.errors import ConfigError
 from ..core.build.inputs import InputSet, build_inputs
-from ..core.inventory import BoardSpec, Inventory, boards_named
+from ..config.inventory import BoardSpec, Inventory, boards_named
 from ..core.job import Job
 from ..core.build.model import ModelArtifact, prepare_model
 from ..core.build.model_shapes import output_shapes
 from ..core.build.preprocess import preprocess_spec, save_raw_images
 from ..core.results import INTERRUPTED, TargetResult
-from ..core.scenario import Scenario
+from ..config.scenario import Scenario
 from ..execution.executor import Executor, PlannedJob, Progress
 from ..execution.interrupt import Interruption
 from ..execution.targets.lock import LOCK_TIMEOUT_S

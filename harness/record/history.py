@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from ..config.nightly import RegressionPolicy  # noqa: F401  (the nightly file's `regression:`; re-exported)
 from ..core.errors import ConfigError
 from .numbers import format_metric
 from .outcome import ERROR, PASS, WHOLE_RUN, label_metric, parity_verdicts, verdicts
@@ -83,21 +84,6 @@ ERROR_FLOOR = 1e-9
 """Error metrics below this are taken as this, so that 0 -> 1e-12 is not an infinite regression."""
 
 Key = Tuple[str, str, str]
-
-
-@dataclass(frozen=True)
-class RegressionPolicy:
-    """When a metric that got worse against the previous night is a regression."""
-
-    margin: float = 2.0
-    """Error metrics (max_abs, mean_abs, ...): worse by more than this factor."""
-    cosine_drop: float = 1e-5
-    """cosine: a drop by more than this (absolute)."""
-    agreement_drop: float = 0.001
-    """argmax_agreement, miou, decoded_agreement: a drop by more than this fraction (0.001 = 0.1 percentage
-    point)."""
-    fail_on_regression: bool = False
-    """Exit 1 on a regression, as on a failure."""
 
 
 @dataclass

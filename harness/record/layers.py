@@ -47,6 +47,8 @@ class OpRow:
     replayed), defect (the replay contradicts the op's own entry and exit errors: not judged) or unmatched."""
     source: Optional[dict] = None
     """Mapping back to the source model (opmap.Mapping.as_dict)."""
+    not_replayed: Optional[str] = None
+    """Why an op whose whole tensors arrived was not replayed (its inputs cannot be fed as it read them)."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Dict, List, Optional, Tuple
 
-from ..core.scenario import LOWER_LIMITS, UPPER_LIMITS
+from ..config.scenario import LOWER_LIMITS, UPPER_LIMITS
 from .numbers import KIND_LABEL_METRIC, LABEL_METRICS, format_metric
 from .run import (INTERRUPTED, UNUSABLE as BOARD_UNUSABLE, Decoded, LimitFailure, RunRecord,
                   SettingFailure, versions_differ)

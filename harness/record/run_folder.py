@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Union
 
+from ..config.scenario import Scenario
 from ..core.errors import ConfigError
+from ..core.fields import name_problem, slug
 from ..core.files import write_atomic
-from ..core.scenario import Scenario
-from ..core.yamlfile import name_problem, slug
 from .matrix import MatrixRecord
 from .run import RunRecord
 from .serde import SchemaError

@@ -25,11 +25,11 @@ from rich.console import Console
 from harness.cli import main
 from harness.core.errors import ConfigError
 from harness.record.history import History
-from harness.core.inventory import load_inventory
+from harness.config.inventory import load_inventory
 from harness.plans.night import EXIT_HISTORY, HISTORY_FILE, load_nightly, run_nightly
 from harness.record.run_folder import run_folder
-from harness.core.scenario import load_scenario
-from harness.core.yamlfile import MAX_EXPANDED_VALUES, load_yaml
+from harness.config.scenario import load_scenario
+from harness.config.yamlfile import MAX_EXPANDED_VALUES, load_yaml
 
 from ..conftest import TINY_SEGNET, scenario_text
 
@@ -500,7 +500,7 @@ def test_run_folder_stays_under_reports(tmp_path):
 
 
 def test_run_scenario_refuses_a_run_id_that_leaves_reports(tmp_path):
-    from harness.core.inventory import load_inventory as inventory_of
+    from harness.config.inventory import load_inventory as inventory_of
     from harness.plans.run import run_scenario
 
     (tmp_path / "inventory.yaml").write_text("boards:\n  x86: {kind: local}\n")

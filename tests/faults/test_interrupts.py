@@ -89,6 +89,27 @@ def test_a_signal_stops_the_run_in_seconds_and_keeps_what_finished(rig, tmp_path
     assert_board_left_clean(rig)
 
 
+def test_sigterm_stops_a_layer_search_with_143_and_leaves_the_board_clean(rig, tmp_path):
+    """`harness layers` stopped by SIGTERM (what CI sends) while the board traces every op: the board's agent is
+    killed, its job and lock are gone, and the search exits 143 as `harness run` does (it said 130 before: its
+    Interrupted carried a fixed code)."""
+    scenario = rig["dir"] / "layers-slow.yaml"
+    scenario.write_text(scenario_text(["x86", "arm"], size=256, images=(
+        "skimage:astronaut", "skimage:coffee", "skimage:chelsea", "skimage:rocket")))
+    log = tmp_path / "out.txt"
+    process = harness(["--inventory", str(rig["inventory"]), "layers", str(scenario), "--board", "arm",
+                       "--reports", str(tmp_path / "reports")], log)
+    agent = wait_for(lambda: processes_naming(jobs_marker(rig)), timeout=180, step=0.05)
+    assert agent and process.poll() is None, log.read_text()
+    sent = time.monotonic()
+    os.kill(process.pid, signal.SIGTERM)
+    returncode = process.wait(timeout=60)
+    out = log.read_text()
+    assert returncode == 143, out
+    assert time.monotonic() - sent < 20 and "interrupted (SIGTERM)" in " ".join(out.split())
+    assert_board_left_clean(rig)
+
+
 def test_a_second_ctrl_c_quits_at_once(rig, tmp_path):
     process = start_slow_run(rig, tmp_path / "reports", tmp_path / "out.txt")
     os.kill(process.pid, signal.SIGINT)

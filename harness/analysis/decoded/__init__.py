@@ -1,6 +1,6 @@
 """Verdicts on what the application decodes: boxes found, text read, classes picked, points placed.
 
-judge_decoded() judges every decoded output of a scenario (core/decoded.py) for one side against the other,
+judge_decoded() judges every decoded output of a scenario (config/decoded.py) for one side against the other,
 each by its kind's module (a registry: detections, ctc_text, class_scores, keypoints), and says, where the
 decoded verdict and the raw tensors' verdicts disagree, which one decided and why. The decoded verdict is
 what users act on: a tensor that feeds it keeps only the limits the scenario sets itself.
@@ -10,8 +10,8 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ...core.decoded import DecodedSpec
-from ...core.scenario import KIND_TOLERANCES, Scenario
+from ...config.decoded import DecodedSpec
+from ...config.scenario import KIND_TOLERANCES, Scenario
 from ...record.run import Decoded, LimitFailure
 from . import classes, ctc, detections, keypoints
 from .base import DecodedResult, DecodeError, failed

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from ...core.decoded import DecodedSpec, TensorRef, UserDecoder
+from ...config.decoded import DecodedSpec, TensorRef, UserDecoder
 from ...record.numbers import format_metric
 from ...record.run import Decoded, LimitFailure
 

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ...core.decoded import ClassSpec, DecodedSpec
+from ...config.decoded import ClassSpec, DecodedSpec
 from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ...core.decoded import DecodedSpec, DetectionSpec, SsdAnchors
+from ...config.decoded import DecodedSpec, DetectionSpec, SsdAnchors
 from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 

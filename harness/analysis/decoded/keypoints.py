@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from ...core.decoded import DecodedSpec, KeypointSpec
+from ...config.decoded import DecodedSpec, KeypointSpec
 from ...record.run import Decoded, LimitFailure
 from .base import DecodedResult, DecodeError, MAX_SAMPLES_KEPT, call_user, percent, sample_count, values_of
 

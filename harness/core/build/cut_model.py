@@ -9,7 +9,7 @@ it (its parameters and weights), the constants it reads, nothing else.
 cut's ops and their parameters come from MNN's own JSON dump of it
 (the converter's `-f MNN --JsonFile`), so ISSUE.md quotes MNN's field names.
 
-MNN runs in a child Python, as for conversion (core/model.py): it prints on
+MNN runs in a child Python, as for conversion (core/build/model.py): it prints on
 stdout and can crash on a file it does not like.
 """
 

@@ -13,10 +13,13 @@ from .signature import Signature, model_format, read_signature
 
 def resolve_model_path(value: str) -> Path:
     """A file path, or `pkg:PACKAGE/path/in/it` as scenarios write it; checked, with the fix."""
-    from ..yamlfile import Section
+    from ..fields import Problem, package_file
 
     if value.startswith("pkg:"):
-        return Section(Path("harness inspect"), {"model": value}).path_value("model")
+        try:
+            return package_file(value)
+        except Problem as problem:
+            raise ConfigError("harness inspect", value, problem.problem, problem.fix) from None
     path = Path(value).expanduser()
     if not path.is_file():
         raise ConfigError(path, None, "no such model file", "give an .onnx, .tflite or .mnn file, "

@@ -36,7 +36,7 @@ from ..cache import cache_root, sha256_file, sha256_json
 from ..errors import ModelError
 from ..files import building, lock_file, locked
 from ..clients.wheels import host_mnn_version, host_site, site_env
-from ..yamlfile import describe_file_type
+from ..fields import describe_file_type
 from .signature import Signature, mnn_signature, onnx_signature
 
 __all__ = ["ModelSource", "ModelArtifact", "ModelError", "prepare_model", "build_model", "convert",
@@ -142,7 +142,7 @@ class ModelSource:
     """With `mnn`: the ONNX or TFLite file it was converted from, run only as the source reference."""
     converter_version: Optional[str] = None
     """The MNN release whose converter converts it (None: the installed MNN's); another release's runs from a
-    cached site of its own (core/wheels.host_site)."""
+    cached site of its own (core/clients/wheels.host_site)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ load only for the boards that need them).
 import importlib
 from typing import Dict, Tuple, Type
 
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from .base import Target
 from .lock import LOCK_TIMEOUT_S
 

@@ -15,7 +15,7 @@ from typing import Callable, List, Optional
 
 from ...core.board_files import clean_text, read_log_tail
 from ...core.errors import BoardError, BoardResultError, Interrupted
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import AGENT_LOG, Job, read_agent_result, read_preprocessed
 from ...core.results import FAILED, INTERRUPTED, OK, UNUSABLE, TargetResult
 from .lock import LOCK_TIMEOUT_S

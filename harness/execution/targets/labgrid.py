@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import Job
 from ...core.clients.labgrid_client import Coordinator
 from ...core.results import TargetResult

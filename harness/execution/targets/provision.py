@@ -30,7 +30,7 @@ import paramiko
 
 from ...core.clients.wheels import MACHINES, Platform, Wheel, host_mnn_version, unsupported, wheels_for
 from ...core.errors import BoardError, SetupError
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.results import TargetResult
 from . import remote
 from .remote import StoreFile

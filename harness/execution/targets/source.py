@@ -24,8 +24,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...core.cache import sha256_file
+from ...config.inventory import BoardSpec
 from ...core.errors import BoardError, BoardResultError
-from ...core.inventory import BoardSpec
 from ...core.job import Job
 from ...core.npz import load_npz, save_npz
 from ...core.results import TargetResult

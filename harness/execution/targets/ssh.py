@@ -46,7 +46,7 @@ from ...core.agent_bundle import bundle
 from ...core.board_files import PROBE_JSON_MAX, check_probe, clean_text
 from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError, BoardResultError, Interrupted
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import JOB_FILE, Job
 from ...core.results import TargetResult
 from ..agent_protocol import Hello, run_request

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ...core.cache import sha256_file
 from ...core.errors import BoardError
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import Job
 from ...core.results import TargetResult
 from . import remote

@@ -24,7 +24,7 @@ from fabric import Connection
 from ...core.board_files import LOG_KEEP_BYTES, clean_text, human_size
 from ...core.endpoint import SshEndpoint
 from ...core.errors import BoardError, BoardResultError, Interrupted, JumpHostError
-from ...core.inventory import BoardSpec
+from ...config.inventory import BoardSpec
 from ...core.job import AGENT_LOG, RESULT_FILES, Job
 from ...core.results import TargetResult
 from . import remote

@@ -6,39 +6,42 @@
       sr:     {value: 16000}
 
 Providers are registered by their YAML key (PROVIDERS): image, npz, random,
-value, audio, loader. The classic `inputs: {images: [...]}` is one image input
-feeding the model's only input. Every input is checked against the model's
-names, types and shapes before anything is sent (ConfigError naming the input,
-what the model wants and what was given), then all of them are saved in one
-inputs.npz: each array holds its samples on axis 0, or one sample that every
-sample (or stream step) shares.
+value, audio, loader; each is a section of the scenario's schema (`Inputs`).
+The classic `inputs: {images: [...]}` is one image input feeding the model's
+only input. Every input is checked against the model's names, types and
+shapes before anything is sent (ConfigError naming the input, what the model
+wants and what was given), then all of them are saved in one inputs.npz: each
+array holds its samples on axis 0, or one sample that every sample (or stream
+step) shares.
 """
 
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Annotated, Dict, List, Optional, Union
 
 import numpy as np
 
+from pydantic import BeforeValidator, Discriminator, Tag, model_validator
+
 from ...cache import sha256_file
 from ...errors import ConfigError
+from ...fields import Problem, Section, section
 from ...npz import save_npz
-from ...yamlfile import Section
 from .arrays import NpzInput, RandomInput, ValueInput
 from .audio import AudioInput
 from .base import DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, BuildContext, ModelInput, Provider, Samples, describe_shape
-from .image import SKIMAGE_IMAGES, ImageInput, ImageRef, image_list
+from .image import SKIMAGE_IMAGES, ImageInput, ImageRef, Images
 from .loader import LoaderInput
 
-PROVIDERS: Dict[str, type] = {cls.key: cls for cls in (ImageInput, NpzInput, RandomInput, ValueInput, AudioInput,
-                                                       LoaderInput)}
+PROVIDERS: Dict[str, type] = {cls.keyword: cls for cls in (ImageInput, NpzInput, RandomInput, ValueInput,
+                                                           AudioInput, LoaderInput)}
 """YAML key -> provider class: one entry per way to make an input."""
 INPUTS_FILE = "inputs.npz"
 """The run's inputs, in its folder: the one file every board is sent."""
 
 __all__ = ["PROVIDERS", "INPUTS_FILE", "InputSpec", "InputSet", "InputTensor", "ImageRef", "SKIMAGE_IMAGES",
-           "parse_inputs", "build_inputs", "ModelInput", "DTYPES"]
+           "Inputs", "input_specs", "build_inputs", "ModelInput", "DTYPES"]
 
 
 @dataclass(frozen=True)
@@ -54,34 +57,78 @@ class InputSpec:
         return "inputs.images" if self.name is None else f"inputs.{self.name}"
 
 
-def parse_inputs(section: Section) -> List[InputSpec]:
-    """`inputs:` as InputSpecs; raise ConfigError naming the key and the fix."""
-    data = section.data
-    if "images" in data and isinstance(data["images"], list):
-        if len(data) > 1:
-            raise section.error("images", "is the classic form for a model with one image input, and other "
-                                "inputs are named beside it", "name every input instead: `NAME: {image: [...]}`")
-        specs = [InputSpec(None, ImageInput(tuple(image_list(section, "images"))))]
-        section.done()
-        return specs
-    if not data:
-        raise section.error(None, "is empty", "name the model's inputs, e.g. `input: {value: 0}`, or list "
-                            "`images: [skimage:astronaut]` for a model with one image input")
-    specs = []
-    for name in list(data):
-        if not isinstance(name, str) or not name:
-            raise section.error(str(name), "must be the name of a model input")
-        entry = section.section(name)
-        keys = list(entry.data)
-        known = [key for key in keys if key in PROVIDERS]
-        if len(keys) != 1 or len(known) != 1:
-            problem = (f"has {', '.join(map(str, keys))}" if keys else "is empty")
-            raise entry.error(None, f"{problem}: it needs exactly one provider",
-                              f"use one of {', '.join(PROVIDERS)}, e.g. `{name}: {{value: 0}}`")
-        specs.append(InputSpec(name, PROVIDERS[known[0]].parse(entry)))
-        entry.done()
-    section.done()
-    return specs
+@section
+class InputEntry(Section):
+    """One model input, by its name: exactly one provider makes its samples."""
+
+    image: Optional[ImageInput] = None
+    """Photos through the scenario's `preprocess:` (one sample per image)."""
+    npz: Optional[NpzInput] = None
+    """Arrays saved with numpy."""
+    random: Optional[RandomInput] = None
+    """Seeded uniform values."""
+    value: Optional[ValueInput] = None
+    """A constant."""
+    audio: Optional[AudioInput] = None
+    """A WAV file, or speech espeak-ng says, cut into frames."""
+    loader: Optional[LoaderInput] = None
+    """A Python function that yields the samples."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_provider(cls, data):
+        if isinstance(data, dict):
+            known = [key for key in data if key in PROVIDERS]
+            if len(data) != 1 or len(known) != 1:
+                problem = f"has {', '.join(map(str, data))}" if data else "is empty"
+                raise Problem(f"{problem}: it needs exactly one provider",
+                              f"use one of {', '.join(PROVIDERS)}, e.g. `{{value: 0}}`")
+            if data[known[0]] is None:
+                raise Problem("is empty", "give the provider's settings", at=known[0])
+        return data
+
+    @property
+    def provider(self) -> Provider:
+        return next(getattr(self, key) for key in PROVIDERS if getattr(self, key) is not None)
+
+
+@section
+class ClassicImages(Section):
+    """The classic form, for a model with one image input: `inputs: {images: [...]}`."""
+
+    images: Images
+    """Image files, directories, glob patterns and skimage:NAME, through the scenario's `preprocess:`."""
+
+
+def _inputs_form(value) -> str:
+    return "classic" if isinstance(value, dict) and isinstance(value.get("images"), list) else "named"
+
+
+def _check_inputs(value):
+    if isinstance(value, dict):
+        if isinstance(value.get("images"), list) and len(value) > 1:
+            raise Problem("is the classic form for a model with one image input, and other inputs are named beside "
+                          "it", "name every input instead: `NAME: {image: [...]}`", at="images")
+        if not value:
+            raise Problem("is empty", "name the model's inputs, e.g. `input: {value: 0}`, or list "
+                          "`images: [skimage:astronaut]` for a model with one image input")
+        for name in value:
+            if not isinstance(name, str) or not name:
+                raise Problem("must be the name of a model input", "write the input's name as the model has it",
+                              at=str(name))
+    return value
+
+
+Inputs = Annotated[Union[Annotated[ClassicImages, Tag("classic")], Annotated[Dict[str, InputEntry], Tag("named")]],
+                   Discriminator(_inputs_form), BeforeValidator(_check_inputs)]
+"""`inputs:` as a scenario writes it: each model input by name, or the classic `images:` list."""
+
+
+def input_specs(inputs) -> List[InputSpec]:
+    """The InputSpecs of a validated `inputs:`."""
+    if isinstance(inputs, ClassicImages):
+        return [InputSpec(None, ImageInput(images=inputs.images))]
+    return [InputSpec(name, entry.provider) for name, entry in inputs.items()]
 
 
 @dataclass(frozen=True)
@@ -219,7 +266,7 @@ def build_inputs(scenario, model, out_dir: Path) -> InputSet:
     path = save_npz(out_dir / INPUTS_FILE, {name: built[name].arrays for name in wanted})
     named = next((s.names for s in built.values() if s.names and not s.shared), None)
     sample_names = (named or [f"sample {index}" for index in range(count)])[:count]
-    tensors = [InputTensor(name=name, provider=resolved[name].provider.key, detail=built[name].detail,
+    tensors = [InputTensor(name=name, provider=resolved[name].provider.keyword, detail=built[name].detail,
                            shape=tuple(built[name].arrays.shape[1:]), dtype=str(built[name].arrays.dtype),
                            samples=len(built[name].arrays), shared=built[name].shared,
                            sha256=array_sha256(built[name].arrays)) for name in wanted]

@@ -7,41 +7,45 @@
     state:      {value: {data: 0, shape: [2, 1, 128], dtype: float32}}
 """
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Annotated, Any, Optional
 
 import numpy as np
+from pydantic import BeforeValidator, WithJsonSchema, field_validator, model_validator
 
-from ...yamlfile import Section, type_name
-from .base import (DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, describe_shape,
-                   dtype_value, finite_number, fits_dtype, input_error, shape_value, whole_number)
+from ...fields import FilePath, Integer, Number, Problem, Text, check_finite, section, shown, type_name
+from .base import (DTYPES, MAX_ELEMENTS, MAX_INPUT_BYTES, MAX_SAMPLES, BuildContext, DType, ModelInput, Provider,
+                   Samples, Shape, describe_shape, fits_dtype, input_error)
 
 
-@dataclass(frozen=True)
+@section
 class NpzInput(Provider):
     """Arrays saved with numpy: by default the one named like the input; samples on axis 0, or one sample."""
 
-    key = "npz"
-    path: Path
-    array: Optional[str] = None
+    keyword = "npz"
+    SHORT_FORM = {"type": "string", "description": "the .npz file; its array named like the input"}
+    file: FilePath()
+    """The .npz file (numpy.savez), relative to the scenario's directory."""
+    key: Optional[Text] = None
     """The array's name in the file (default: the input's name)."""
 
     @classmethod
-    def parse(cls, entry: Section) -> "NpzInput":
-        value = entry.raw(cls.key)
-        if isinstance(value, str):
-            return cls(entry.path_value(cls.key))
-        options = entry.section(cls.key)
-        array = options.str("key", None)
-        if array is not None and not array:
-            raise options.error("key", "is empty", "name the array in the file, or leave `key` out")
-        provider = cls(options.path_value("file"), array)
-        options.done()
-        return provider
+    def from_short_form(cls, value):
+        return {"file": value} if isinstance(value, str) else value
+
+    @field_validator("key")
+    @classmethod
+    def _named(cls, key: Optional[str]) -> Optional[str]:
+        if key is not None and not key:
+            raise Problem("is empty", "name the array in the file, or leave `key` out")
+        return key
+
+    @property
+    def path(self) -> Path:
+        return self.file
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
-        name = self.array or want.name
+        name = self.key or want.name
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 if name not in data.files:
@@ -68,34 +72,29 @@ class NpzInput(Provider):
         return Samples(array, shared=shared, detail=f"{self.path.name}:{name}")
 
 
-@dataclass(frozen=True)
+@section
 class RandomInput(Provider):
     """Seeded uniform values, low <= x < high; the shape and type default to the model's."""
 
-    key = "random"
-    shape: Optional[Tuple[int, ...]] = None
-    dtype: Optional[str] = None
-    low: float = 0.0
-    high: float = 1.0
-    seed: int = 0
-    samples: int = 1
+    keyword = "random"
+    shape: Optional[Shape] = None
+    """One sample's shape (default: the model input's, when it is fixed)."""
+    dtype: Optional[DType] = None
+    """float32, int32, int64 or uint8 (default: the model input's)."""
+    low: Number() = 0.0
+    """The smallest value (integers: rounded up)."""
+    high: Number() = 1.0
+    """Values stay below it."""
+    seed: Integer(0, 2 ** 63 - 1) = 0
+    """The generator's seed: the same seed, the same values, on every run."""
+    samples: Integer(1, MAX_SAMPLES) = 1
+    """How many samples (one is shared by every sample of the other inputs)."""
 
-    @classmethod
-    def parse(cls, entry: Section) -> "RandomInput":
-        options = entry.section(cls.key)
-        shape = options.raw("shape", None)
-        dtype = options.raw("dtype", None)
-        provider = cls(
-            shape=tuple(shape_value(options, "shape", shape)) if shape is not None else None,
-            dtype=dtype_value(options, "dtype", dtype) if dtype is not None else None,
-            low=finite_number(options, "low", options.raw("low", 0.0)),
-            high=finite_number(options, "high", options.raw("high", 1.0)),
-            seed=whole_number(options, "seed", options.raw("seed", 0), 0, 2 ** 63 - 1),
-            samples=whole_number(options, "samples", options.raw("samples", 1), 1, MAX_SAMPLES))
-        if not provider.low < provider.high:
-            raise options.error("high", f"must be above low ({provider.low:g}), got {provider.high:g}")
-        options.done()
-        return provider
+    @model_validator(mode="after")
+    def _a_range(self) -> "RandomInput":
+        if not self.low < self.high:
+            raise Problem(f"must be above low ({self.low:g}), got {self.high:g}", "give a range low < high", at="high")
+        return self
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
         dtype = self.dtype or want.dtype
@@ -125,28 +124,51 @@ class RandomInput(Provider):
                        detail=f"uniform [{self.low:g}, {self.high:g}) seed {self.seed}, {self.samples} sample(s)")
 
 
-@dataclass(frozen=True)
+def check_data(value, key: str = "") -> Any:
+    """A number or a rectangular nested list of finite numbers."""
+    if isinstance(value, list):
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(check_data(item))
+            except Problem as problem:
+                raise Problem(problem.problem, problem.fix, at=f"[{index}]{problem.at}") from None
+        shapes = {np.shape(item) for item in items}
+        if len(shapes) > 1:
+            raise Problem("is not rectangular: its rows differ in length", "give every row the same length")
+        if np.size(items) > MAX_ELEMENTS:
+            raise Problem("is too large to write in YAML", "use `npz:` for big arrays")
+        return items
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Problem(f"must be a number or a list of numbers, got {type_name(value)} {shown(value)}",
+                      "write a number, or nested lists of numbers")
+    if isinstance(value, int):
+        return value
+    return check_finite(value)
+
+
+Data = Annotated[Any, BeforeValidator(check_data),
+                 WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "array"}]})]
+"""A number, or nested lists of numbers."""
+
+
+@section
 class ValueInput(Provider):
     """A constant: a number or a nested list, broadcast to `shape` (default: the model's shape when fixed)."""
 
-    key = "value"
-    data: object
-    shape: Optional[Tuple[int, ...]] = None
-    dtype: Optional[str] = None
+    keyword = "value"
+    SHORT_FORM = {"anyOf": [{"type": "number"}, {"type": "array"}],
+                  "description": "the value; its shape and type the model's"}
+    data: Data
+    """The value: a number, or nested lists of numbers."""
+    shape: Optional[Shape] = None
+    """The shape to fill with it (default: the model input's, when it is fixed)."""
+    dtype: Optional[DType] = None
+    """float32, int32, int64 or uint8 (default: the model input's)."""
 
     @classmethod
-    def parse(cls, entry: Section) -> "ValueInput":
-        value = entry.raw(cls.key)
-        if not isinstance(value, dict):
-            return cls(_checked_data(entry, cls.key, value))
-        options = entry.section(cls.key)
-        shape = options.raw("shape", None)
-        dtype = options.raw("dtype", None)
-        provider = cls(data=_checked_data(options, "data", options.raw("data")),
-                       shape=tuple(shape_value(options, "shape", shape)) if shape is not None else None,
-                       dtype=dtype_value(options, "dtype", dtype) if dtype is not None else None)
-        options.done()
-        return provider
+    def from_short_form(cls, value):
+        return {"data": value}
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
         dtype = self.dtype or want.dtype
@@ -169,23 +191,6 @@ class ValueInput(Provider):
                 raise input_error(context.scenario_path, where, f"a value of shape {describe_shape(data.shape)} "
                                   f"cannot fill shape {describe_shape(shape)}") from None
         return Samples(array[np.newaxis], shared=True, detail=_value_text(self.data, array))
-
-
-def _checked_data(section: Section, key: str, value):
-    """A number or a rectangular nested list of finite numbers."""
-    if isinstance(value, list):
-        items = [_checked_data(section, f"{key}[{index}]", item) for index, item in enumerate(value)]
-        shapes = {np.shape(item) for item in items}
-        if len(shapes) > 1:
-            raise section.error(key, "is not rectangular: its rows differ in length")
-        if np.size(items) > MAX_ELEMENTS:
-            raise section.error(key, "is too large to write in YAML", "use `npz:` for big arrays")
-        return items
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise section.error(key, f"must be a number or a list of numbers, got {type_name(value)} {value!r}")
-    if isinstance(value, int):
-        return value
-    return finite_number(section, key, value)
 
 
 def _value_text(data, array: np.ndarray) -> str:

@@ -21,17 +21,17 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from pydantic import field_validator, model_validator
 
 from ...cache import cache_root, sha256_json
 from ...errors import SetupError
-from ...yamlfile import Section
-from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, finite_number, input_error, whole_number
+from ...fields import FilePath, Integer, Number, Problem, Text, section
+from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, input_error
 
 VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+./-]{0,39}$")
 """espeak-ng voice names: `en`, `en-us`, `en+f3`, `roa/it` (never an option, never a path outside its data)."""
@@ -39,47 +39,57 @@ MAX_TEXT = 2000
 ESPEAK_TIMEOUT_S = 60.0
 
 
-@dataclass(frozen=True)
+@section
 class AudioInput(Provider):
-    key = "audio"
-    file: Optional[Path] = None
-    speak: Optional[str] = None
-    voice: str = "en"
-    speed: int = 160
-    rate: int = 16000
-    frame: int = 512
-    context: int = 0
-    pad: float = 0.0
-    frames: Optional[int] = None
+    """A WAV file, or speech that espeak-ng says on the host, cut into frames: one frame per sample."""
 
+    keyword = "audio"
+    file: Optional[FilePath()] = None
+    """A PCM WAV file (8, 16 or 32-bit integer samples), relative to the scenario's directory."""
+    speak: Optional[Text] = None
+    """Text espeak-ng says (instead of `file`): real speech without a recording."""
+    voice: Text = "en"
+    """espeak-ng voice (speak only): en, en-us, de, en+f3, ..."""
+    speed: Integer(80, 500) = 160
+    """Words per minute (speak only)."""
+    rate: Integer(1000, 384000) = 16000
+    """Samples per second the audio is resampled to (the model's rate)."""
+    frame: Integer(1, 1 << 20) = 512
+    """Samples per frame."""
+    context: Integer(0, 1 << 20) = 0
+    """Samples of the previous frame put before each frame (Silero's 16 kHz context is 64)."""
+    pad: Number(0.0, 60.0) = 0.0
+    """Seconds of silence before and after."""
+    frames: Optional[Integer(1, MAX_SAMPLES)] = None
+    """At most this many frames (default: as many as the audio holds)."""
+
+    @model_validator(mode="before")
     @classmethod
-    def parse(cls, entry: Section) -> "AudioInput":
-        options = entry.section(cls.key)
-        sources = [key for key in ("file", "speak") if options.has(key)]
-        if len(sources) != 1:
-            raise options.error(None, "needs exactly one of `file` (a WAV) or `speak` (text espeak-ng says)"
-                                + (f", not {' and '.join(sources)}" if sources else ""))
-        speak = options.str("speak", None)
+    def _one_source(cls, data):
+        if isinstance(data, dict):
+            sources = [key for key in ("file", "speak") if key in data]
+            if len(sources) != 1:
+                raise Problem("needs exactly one of `file` (a WAV) or `speak` (text espeak-ng says)"
+                              + (f", not {' and '.join(sources)}" if sources else ""),
+                              "give `file: clip.wav` or `speak: \"some text\"`")
+            if "file" in data and ("voice" in data or "speed" in data):
+                raise Problem("applies to `speak` only", "leave it out with `file:`",
+                              at="voice" if "voice" in data else "speed")
+        return data
+
+    @field_validator("speak")
+    @classmethod
+    def _some_text(cls, speak: Optional[str]) -> Optional[str]:
         if speak is not None and not (0 < len(speak.strip()) and len(speak) <= MAX_TEXT):
-            raise options.error("speak", f"must be some text (1 to {MAX_TEXT} characters)")
-        voice = options.str("voice", "en")
+            raise Problem(f"must be some text (1 to {MAX_TEXT} characters)", "write what espeak-ng should say")
+        return speak
+
+    @field_validator("voice")
+    @classmethod
+    def _a_voice(cls, voice: str) -> str:
         if not VOICE.match(voice) or ".." in voice:
-            raise options.error("voice", f"{voice!r} is not an espeak-ng voice name", "e.g. en, en-us, de, en+f3")
-        frames = options.raw("frames", None)
-        provider = cls(
-            file=options.path_value("file", None), speak=speak, voice=voice,
-            speed=whole_number(options, "speed", options.raw("speed", 160), 80, 500),
-            rate=whole_number(options, "rate", options.raw("rate", 16000), 1000, 384000),
-            frame=whole_number(options, "frame", options.raw("frame", 512), 1, 1 << 20),
-            context=whole_number(options, "context", options.raw("context", 0), 0, 1 << 20),
-            pad=finite_number(options, "pad", options.raw("pad", 0.0)),
-            frames=whole_number(options, "frames", frames, 1, MAX_SAMPLES) if frames is not None else None)
-        if not 0.0 <= provider.pad <= 60.0:
-            raise options.error("pad", f"must be between 0 and 60 seconds, got {provider.pad:g}")
-        if speak is None and options.has("voice") or speak is None and options.has("speed"):
-            raise options.error("voice" if options.has("voice") else "speed", "applies to `speak` only")
-        options.done()
-        return provider
+            raise Problem(f"{voice!r} is not an espeak-ng voice name", "e.g. en, en-us, de, en+f3")
+        return voice
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
         path = speech_wav(self.speak, self.voice, self.speed) if self.speak is not None else self.file

@@ -1,20 +1,21 @@
-"""What every input provider shares: the model input it feeds, the samples it makes, YAML value checks.
+"""What every input provider shares: the model input it feeds, the samples it makes, the value types.
 
-A provider is data (what the scenario said, checked where it entered) with
-one method that makes the samples. The host builds every input once; the same
-bytes go to every board.
+A provider is data (what the scenario said, checked where it entered: a
+section of the scenario's schema) with one method that makes the samples.
+The host builds every input once; the same bytes go to every board.
 """
 
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Dict, List, Optional, Sequence
+from typing import Annotated, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from pydantic import BeforeValidator, WithJsonSchema
 
 from ...errors import ConfigError
-from ...yamlfile import Section, type_name
+from ...fields import Choice, Problem, Section, check_int, check_range, shown, type_name
 
 DTYPES = ("float32", "int32", "int64", "uint8")
 """Input types the agent feeds (MNN's Halide types: Float, Int, Int64, Uint8)."""
@@ -73,16 +74,12 @@ class BuildContext:
     """Loader results by (script, function, args): a loader feeding several inputs runs once."""
 
 
-class Provider(ABC):
-    """One way to make an input's samples; subclasses are registered by their YAML key."""
+class Provider(Section, ABC):
+    """One way to make an input's samples: its settings, checked where they enter (a section of the
+    scenario's `inputs.<name>`), and the method that makes the samples. Registered by `keyword`."""
 
-    key: ClassVar[str]
+    keyword: ClassVar[str]
     """The YAML key that picks this provider under `inputs.<name>`."""
-
-    @classmethod
-    @abstractmethod
-    def parse(cls, entry: Section) -> "Provider":
-        """Read entry[cls.key] (a shorthand value or a mapping), checking every value; raise ConfigError."""
 
     @abstractmethod
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
@@ -93,40 +90,31 @@ class Provider(ABC):
         return False
 
 
-# ---- checks of YAML values, shared by the providers ---------------------------------------------
+# ---- value types the providers share --------------------------------------------------------------
 
-def finite_number(section: Section, key: str, value) -> float:
-    """A number that is neither NaN nor infinite (YAML reads `.nan` and `1e999` as floats)."""
-    number = section.to_number(key, value)
-    if not math.isfinite(number):
-        raise section.error(key, f"must be a finite number, got {value!r}")
-    return number
+DType = Choice(*DTYPES)
+"""The input's element type; default: the model's."""
 
 
-def whole_number(section: Section, key: str, value, minimum: int, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise section.error(key, f"must be an integer, got {type_name(value)} {value!r}")
-    if not minimum <= value <= maximum:
-        raise section.error(key, f"must be between {minimum} and {maximum}, got {value}")
-    return value
-
-
-def dtype_value(section: Section, key: str, value) -> str:
-    if not isinstance(value, str) or value not in DTYPES:
-        raise section.error(key, f"is {value!r}, not one of {', '.join(DTYPES)}", "use one of those")
-    return value
-
-
-def shape_value(section: Section, key: str, value) -> List[int]:
+def check_shape(value) -> Tuple[int, ...]:
     """A list of positive dimensions, not too large in all ([] is a scalar)."""
-    if not isinstance(value, list):
-        raise section.error(key, f"must be a list of dimensions, got {type_name(value)} {value!r}",
-                            "e.g. `shape: [1, 512]`, or `shape: []` for a scalar")
-    dims = [whole_number(section, f"{key}[{index}]", dim, 1, MAX_ELEMENTS) for index, dim in enumerate(value)]
-    if math.prod(dims) > MAX_ELEMENTS:
-        raise section.error(key, f"{value} makes {math.prod(dims):,} elements per sample, more than "
-                            f"{MAX_ELEMENTS:,}", "check the shape")
-    return dims
+    if not isinstance(value, (list, tuple)):
+        raise Problem(f"must be a list of dimensions, got {type_name(value)} {shown(value)}",
+                      "e.g. `shape: [1, 512]`, or `shape: []` for a scalar")
+    for index, dim in enumerate(value):
+        try:
+            check_range(check_int(dim), 1, MAX_ELEMENTS)
+        except Problem as problem:
+            raise Problem(problem.problem, problem.fix, at=f"[{index}]") from None
+    if math.prod(value) > MAX_ELEMENTS:
+        raise Problem(f"{list(value)} makes {math.prod(value):,} elements per sample, more than {MAX_ELEMENTS:,}",
+                      "check the shape")
+    return tuple(value)
+
+
+Shape = Annotated[Tuple[int, ...], BeforeValidator(check_shape),
+                  WithJsonSchema({"type": "array", "items": {"type": "integer", "minimum": 1}})]
+"""One sample's dimensions ([] for a scalar)."""
 
 
 def fits_dtype(values: np.ndarray, dtype: str) -> bool:

@@ -6,12 +6,13 @@
 """
 
 import glob
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Annotated, Dict, List, Optional, Tuple
 
+from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema
+
+from ...fields import Problem, check_text, describe_file_type, file_base, section, shown, type_name
 from ..preprocess import ImageRef, preprocess_image, read_bgr
-from ...yamlfile import Section, describe_file_type
 from .base import BuildContext, ModelInput, Provider, Samples, input_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -20,43 +21,19 @@ SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "
                   "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "coins", "moon")
 
 
-def image_list(section: Section, key: str) -> List[ImageRef]:
+def image_list(entries, base: Optional[Path]) -> Tuple[ImageRef, ...]:
     """Files, directories, globs and `skimage:NAME` entries, as ImageRefs with unique names."""
+    if not isinstance(entries, list):
+        raise Problem(f"must be a list, got {type_name(entries)} {shown(entries)}",
+                      "write it as `{key}: [a, b]` or one `- item` per line")
     images: List[ImageRef] = []
-    for index, entry in enumerate(section.str_list(key)):
-        where = f"{key}[{index}]"
-        if entry.startswith("skimage:"):
-            image = entry.split(":", 1)[1]
-            if image not in SKIMAGE_IMAGES:
-                raise section.error(where, f"scikit-image has no image {image!r}",
-                                    f"use one of {', '.join(SKIMAGE_IMAGES)}")
-            images.append(ImageRef(name=image, skimage=image))
-            continue
-        pattern = Path(entry).expanduser()
-        if not pattern.is_absolute():
-            pattern = section.file.parent / pattern
-        if any(char in entry for char in "*?["):
-            matches = sorted(Path(match) for match in glob.glob(str(pattern), recursive=True))
-            matches = [match for match in matches if match.is_file()]
-            if not matches:
-                raise section.error(where, f"the pattern {entry!r} matches no file (looked for {pattern})",
-                                    "fix the pattern; relative paths start at the scenario's directory")
-        elif pattern.is_dir():
-            matches = sorted(p for p in pattern.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not matches:
-                raise section.error(where, f"the directory {entry!r} holds no image files",
-                                    "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
-        elif pattern.is_file():
-            matches = [pattern]
-        elif pattern.exists():
-            raise section.error(where, f"{entry!r} is {describe_file_type(pattern)}, not an image file "
-                                f"(looked at {pattern})", "give an image file, a directory of them or a pattern")
-        else:
-            raise section.error(where, f"file {entry!r} does not exist (looked at {pattern})",
-                                "fix the path; relative paths start at the scenario's directory")
-        images += [ImageRef(name=match.stem, path=match) for match in matches]
+    for index, entry in enumerate(entries):
+        try:
+            images += _images_of(check_text(entry), base)
+        except Problem as problem:
+            raise Problem(problem.problem, problem.fix, at=f"[{index}]") from None
     if not images:
-        raise section.error(key, "is empty", "list at least one image, e.g. `- skimage:astronaut`")
+        raise Problem("is empty", "list at least one image, e.g. `- skimage:astronaut`")
     # Two files with the same stem get suffixes so that every sample has a unique name.
     seen: Dict[str, int] = {}
     renamed = []
@@ -65,17 +42,69 @@ def image_list(section: Section, key: str) -> List[ImageRef]:
         seen[image.name] = count + 1
         renamed.append(ImageRef(name=f"{image.name}-{count}" if count else image.name,
                                 path=image.path, skimage=image.skimage))
-    return renamed
+    return tuple(renamed)
 
 
-@dataclass(frozen=True)
+def _images_of(entry: str, base: Optional[Path]) -> List[ImageRef]:
+    if entry.startswith("skimage:"):
+        image = entry.split(":", 1)[1]
+        if image not in SKIMAGE_IMAGES:
+            raise Problem(f"scikit-image has no image {image!r}", f"use one of {', '.join(SKIMAGE_IMAGES)}")
+        return [ImageRef(name=image, skimage=image)]
+    pattern = Path(entry).expanduser()
+    if not pattern.is_absolute() and base is not None:
+        pattern = base / pattern
+    if any(char in entry for char in "*?["):
+        matches = sorted(Path(match) for match in glob.glob(str(pattern), recursive=True))
+        matches = [match for match in matches if match.is_file()]
+        if not matches:
+            raise Problem(f"the pattern {entry!r} matches no file (looked for {pattern})",
+                          "fix the pattern; relative paths start at the scenario's directory")
+    elif pattern.is_dir():
+        matches = sorted(p for p in pattern.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not matches:
+            raise Problem(f"the directory {entry!r} holds no image files",
+                          "put JPEG, PNG, BMP, TIFF or WebP files in it, or name the files")
+    elif pattern.is_file():
+        matches = [pattern]
+    elif pattern.exists():
+        raise Problem(f"{entry!r} is {describe_file_type(pattern)}, not an image file (looked at {pattern})",
+                      "give an image file, a directory of them or a pattern")
+    else:
+        raise Problem(f"file {entry!r} does not exist (looked at {pattern})",
+                      "fix the path; relative paths start at the scenario's directory")
+    return [ImageRef(name=match.stem, path=match) for match in matches]
+
+
+def _check_images(value, info: ValidationInfo) -> Tuple[ImageRef, ...]:
+    if isinstance(value, tuple) and all(isinstance(item, ImageRef) for item in value):
+        return value  # made in code, or already resolved
+    return image_list(value, file_base(info))
+
+
+Images = Annotated[Tuple[ImageRef, ...], BeforeValidator(_check_images),
+                   WithJsonSchema({"type": "array", "items": {"type": "string"}, "minItems": 1})]
+"""Image files, directories of them, glob patterns (`photos/*.jpg`) and `skimage:NAME` (a photo that ships
+in scikit-image: astronaut, coffee, chelsea, ...), relative to the scenario's directory."""
+
+
+@section
 class ImageInput(Provider):
-    key = "image"
-    images: Tuple[ImageRef, ...]
+    """Photos through the scenario's preprocessing (`preprocess:`), one sample per image."""
+
+    keyword = "image"
+    SHORT_FORM = {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                  "description": "image files, directories, glob patterns and skimage:NAME"}
+    images: Images
+    """The images, in order; their names (file stems) name the samples in the report."""
 
     @classmethod
-    def parse(cls, entry: Section) -> "ImageInput":
-        return cls(tuple(image_list(entry, cls.key)))
+    def from_short_form(cls, value):
+        return {"images": value}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        return cls.SHORT_FORM  # `image: [...]` is the only way it is written
 
     @property
     def is_image(self) -> bool:

@@ -12,37 +12,74 @@ input alone. At most `count` items are taken (an endless generator is fine).
 import importlib.util
 import itertools
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
+from typing import Annotated, Tuple
 
 import numpy as np
+from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema
 
-from ...yamlfile import Section, type_name
-from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, input_error, whole_number
+from ...fields import Integer, Problem, check_text, file_base, section, shown, type_name
+from .base import MAX_SAMPLES, BuildContext, ModelInput, Provider, Samples, input_error
 
 
-@dataclass(frozen=True)
+def check_call(value, info: ValidationInfo) -> Tuple[Path, str]:
+    """`script.py:function`, the script relative to the scenario's directory."""
+    if isinstance(value, tuple):
+        return value  # already resolved
+    value = check_text(value)
+    if value.count(":") != 1:
+        raise Problem(f"must be `script.py:function`, got {value!r}", "name a Python file and a function in it")
+    script, function = value.split(":")
+    if not function.isidentifier():
+        raise Problem(f"{function!r} is not a function name", "name a function defined in that file")
+    path = Path(script).expanduser()
+    base = file_base(info)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_file() or path.suffix != ".py":
+        raise Problem(f"{script!r} is not a Python file (looked at {path})",
+                      "relative paths start at the scenario's directory")
+    return path, function
+
+
+Call = Annotated[Tuple[Path, str], BeforeValidator(check_call),
+                 WithJsonSchema({"type": "string", "pattern": r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$"})]
+
+
+def check_args(value) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(name, str) and name.isidentifier() for name in value):
+        raise Problem(f"must map argument names to values, got {type_name(value)} {shown(value)}",
+                      "e.g. `args: {length: 16}`")
+    return value
+
+
+@section
 class LoaderInput(Provider):
-    key = "loader"
-    script: Path
-    function: str
-    args: tuple = field(default_factory=tuple)
-    """Keyword arguments as sorted (name, value) pairs (hashable: one call per loader and arguments)."""
-    count: int = MAX_SAMPLES
+    """A Python function that yields the samples, called once per run on the host (Polygraphy's data loader)."""
+
+    keyword = "loader"
+    SHORT_FORM = {"type": "string", "pattern": r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$",
+                  "description": "script.py:function"}
+    call: Call
+    """`script.py:function`: a generator of samples (a dict of arrays by input name, or an array)."""
+    args: Annotated[dict, BeforeValidator(check_args), WithJsonSchema({"type": "object"})] = \
+        field(default_factory=dict)
+    """Keyword arguments of the function."""
+    count: Integer(1, MAX_SAMPLES) = MAX_SAMPLES
+    """At most this many items are taken (an endless generator is fine)."""
 
     @classmethod
-    def parse(cls, entry: Section) -> "LoaderInput":
-        value = entry.raw(cls.key)
-        if isinstance(value, str):
-            return cls(*_target(entry, cls.key, value))
-        options = entry.section(cls.key)
-        script, function = _target(options, "call", options.str("call"))
-        args = options.raw("args", {})
-        if not isinstance(args, dict) or not all(isinstance(name, str) and name.isidentifier() for name in args):
-            raise options.error("args", f"must map argument names to values, got {type_name(args)} {args!r}")
-        count = whole_number(options, "count", options.raw("count", MAX_SAMPLES), 1, MAX_SAMPLES)
-        options.done()
-        return cls(script, function, tuple(sorted(args.items(), key=lambda item: item[0])), count)
+    def from_short_form(cls, value):
+        return {"call": value} if isinstance(value, str) else value
+
+    @property
+    def script(self) -> Path:
+        return self.call[0]
+
+    @property
+    def function(self) -> str:
+        return self.call[1]
 
     def build(self, want: ModelInput, context: BuildContext, where: str) -> Samples:
         items = self.load(context, where)
@@ -64,12 +101,12 @@ class LoaderInput(Provider):
         return Samples(np.stack(arrays), detail=f"{self.script.name}:{self.function}, {len(arrays)} sample(s)")
 
     def load(self, context: BuildContext, where: str) -> list:
-        key = (str(self.script), self.function, self.args, self.count)
+        key = (str(self.script), self.function, repr(sorted(self.args.items())), self.count)
         if key not in context.loaded:
-            context.loaded[key] = self.call(context, where)
+            context.loaded[key] = self.run_loader(context, where)
         return context.loaded[key]
 
-    def call(self, context: BuildContext, where: str) -> list:
+    def run_loader(self, context: BuildContext, where: str) -> list:
         name = f"mnn_harness_loader_{abs(hash(str(self.script)))}"
         spec = importlib.util.spec_from_file_location(name, self.script)
         module = importlib.util.module_from_spec(spec)
@@ -81,7 +118,7 @@ class LoaderInput(Provider):
             if not callable(function):
                 raise input_error(context.scenario_path, where, f"{self.script.name} has no function "
                                   f"{self.function!r}", "name a function defined in that file")
-            items = list(itertools.islice(function(**dict(self.args)), self.count + 1))
+            items = list(itertools.islice(function(**self.args), self.count + 1))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, ImportError, OSError,
                 ArithmeticError, RuntimeError, AssertionError) as error:
             raise input_error(context.scenario_path, where, f"the loader {shown} failed: "
@@ -94,18 +131,3 @@ class LoaderInput(Provider):
                                   "give `count:` to take the first ones")
             items = items[: self.count]
         return items
-
-
-def _target(section: Section, key: str, value: str):
-    if not isinstance(value, str) or value.count(":") != 1:
-        raise section.error(key, f"must be `script.py:function`, got {value!r}")
-    script, function = value.split(":")
-    if not function.isidentifier():
-        raise section.error(key, f"{function!r} is not a function name")
-    path = Path(script).expanduser()
-    if not path.is_absolute():
-        path = section.file.parent / path
-    if not path.is_file() or path.suffix != ".py":
-        raise section.error(key, f"{script!r} is not a Python file (looked at {path})",
-                            "relative paths start at the scenario's directory")
-    return path, function
