@@ -159,7 +159,9 @@ def test_low_bf16_that_mnn_computes_in_fp32_is_called_so(tmp_path, write_file, e
     assert facts["precision"] == {"asked": "low_bf16", "ran": "FP32",
                                   "evidence": "its outputs are bit-identical to precision normal's"}
     assert code == 1 and summary["attribution"]["prec-max"] == "precision"
-    assert "asked low_bf16, ran FP32" in summary["backend_failures"]["prec-max"]
+    failure = summary["backend_failures"]["prec-max"]
+    assert (failure["setting"], failure["asked"], failure["ran"]) == ("precision", "low_bf16", "FP32")
+    assert failure["text"].startswith("asked low_bf16, ran FP32")
     assert "x86" not in summary["backend_failures"]  # the reference is the FP32 baseline: a note, not a failure
     assert "FAIL prec-max: asked low_bf16, ran FP32 (precision)" in out
     assert "x86: asked low_bf16, ran FP32" in out and "(the reference: the FP32 baseline)" in out
