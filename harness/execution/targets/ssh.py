@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 RESULT_FILES = ("result.json", "outputs.npz", "preprocessed.npz", "dump.json", "dump.npz")
 """What the agent may leave in a job directory for the host to fetch."""
 POLL_S = 0.2
+EOF_GRACE_S = 5.0
+"""How long a helper script's output may trail its exit status (sshd sends the status first, at times)."""
 OUTPUT_MAX = 1 << 20
 """Bytes kept of a helper command's stdout or stderr; the agent's own output goes to its log file."""
 CHUNK = 1 << 20
@@ -241,6 +243,7 @@ class SshTarget(Target):
                 channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
+            drained_by = None
             while True:
                 got = False
                 while channel.recv_ready():
@@ -252,7 +255,12 @@ class SshTarget(Target):
                     err += data[:max(0, OUTPUT_MAX - len(err))]
                     got = True
                 if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
+                    # sshd sends the exit status when the script's process is reaped, which can come before the
+                    # last of its output (a loaded board): wait for the channel's EOF, briefly, in case something
+                    # the script left behind still holds its stdout.
+                    drained_by = drained_by or time.monotonic() + EOF_GRACE_S
+                    if channel.eof_received or time.monotonic() > drained_by:
+                        break
                 if time.monotonic() > deadline:
                     raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 if got:
@@ -769,8 +777,9 @@ class SshTarget(Target):
             channel.close()  # the kill switch: the watchdog on the board sees the end of its stdin
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
         if status == 127:
+            needs = "" if self.provisioner.enabled else " with numpy and MNN (or drop `mnn: system`: the harness brings them)"
             raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}; install Python >= 3.8 "
-                             "with numpy and MNN there, or set `python` for this board in the inventory")
+                             f"there{needs}, or set `python` for this board in the inventory")
         if status == 125:
             raise BoardError(f"{self.name}: the job directory {job_dir} vanished before the agent started")
         if status not in (0, 1):
