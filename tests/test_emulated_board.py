@@ -173,3 +173,18 @@ def test_ssh_target_trust_on_first_use_records_the_key_and_says_so(endpoint, tmp
     target.close()
     assert any("accepted on first use" in note for note in result.notes)
     assert known_hosts.read_text().split()[1:] == open(endpoint.known_hosts).read().split()[1:]
+
+
+def test_a_helper_scripts_output_that_trails_its_exit_status_is_still_read(endpoint):
+    """sshd sends the exit status when the script's process is reaped, at times before the last of its output (a
+    provisioning's "MNN-HARNESS-SITE" line was lost so under load): the harness reads on to the channel's EOF.
+    A child that outlives the shell and writes a second later makes that order certain."""
+    spec = SshBoard(name="trailing", kind="ssh", host=endpoint.host, port=endpoint.port, user=endpoint.user,
+                    mnn="system", key=endpoint.key_filename, known_hosts=endpoint.known_hosts)
+    target = SshTarget(spec)
+    target.open_board(TargetResult("trailing", "ssh", "unusable"))
+    try:
+        run = target.transport.exec_script('echo first; (sleep 1; echo "$1") &', ["trailing line"], "a trailing echo")
+    finally:
+        target.close()
+    assert run.status == 0 and run.stdout.split() == ["first", "trailing", "line"], run

@@ -422,8 +422,10 @@ class SshTarget(Target):
             channel.close()  # the kill switch: the watchdog on the board sees the end of its stdin
         result.timings["run"] = result.timings.get("run", 0.0) + time.perf_counter() - started
         if status == 127:
+            needs = ("" if self.provisioner.enabled
+                     else " with numpy and MNN (or drop `mnn: system`: the harness brings them)")
             raise BoardError(f"{self.name}: the board has no {board.endpoint.python!r}; install Python >= 3.8 "
-                             "with numpy and MNN there, or set `python` for this board in the inventory")
+                             f"there{needs}, or set `python` for this board in the inventory")
         if status == 125:
             raise BoardError(f"{self.name}: the job directory {job_dir} vanished before the agent started")
         if status not in (0, 1):

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT_MAX = 1 << 20
 """Bytes kept of a helper command's stdout or stderr; the agent's own output goes to its log file."""
+EOF_GRACE_S = 5.0
+"""How long a helper script's output may trail its exit status (sshd sends the status first, at times)."""
 CHUNK = 1 << 20
 
 
@@ -190,7 +192,14 @@ class SshTransport:
                 channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
+            drained_by = None
             while True:
+                # sshd sends the exit status when the script's process is reaped, which can come before the last
+                # of its output (a loaded board): the end is the exit status and the channel's EOF (or its close),
+                # waited for briefly in case something the script left behind still holds its stdout. The end is
+                # read before the buffers: paramiko buffers what came before an EOF first, so none of it is lost.
+                exited = channel.exit_status_ready()
+                ended = exited and (channel.eof_received or channel.closed)
                 got = False
                 while channel.recv_ready():
                     data = channel.recv(65536)
@@ -200,17 +209,22 @@ class SshTransport:
                     data = channel.recv_stderr(65536)
                     err += data[:max(0, OUTPUT_MAX - len(err))]
                     got = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
+                if exited:
+                    drained_by = drained_by or time.monotonic() + EOF_GRACE_S
+                    if ended or (not got and time.monotonic() > drained_by):
+                        break
                 if time.monotonic() > deadline:
                     raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 if got:
                     continue
                 if interruptible:
                     self.check()
-                if channel.closed or not board.alive:
+                if (channel.closed and not channel.exit_status_ready()) or not board.alive:
                     raise EOFError("the SSH channel closed")
-                channel.status_event.wait(0.01)
+                if exited:
+                    time.sleep(0.01)  # the status event stays set: waiting on it would spin until the EOF
+                else:
+                    channel.status_event.wait(0.01)
             status = channel.recv_exit_status()
         finally:
             channel.close()
