@@ -254,17 +254,21 @@ class SshTarget(Target):
                     data = channel.recv_stderr(65536)
                     err += data[:max(0, OUTPUT_MAX - len(err))]
                     got = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    # sshd sends the exit status when the script's process is reaped, which can come before the
-                    # last of its output (a loaded board): wait for the channel's EOF, briefly, in case something
-                    # the script left behind still holds its stdout.
-                    drained_by = drained_by or time.monotonic() + EOF_GRACE_S
-                    if channel.eof_received or time.monotonic() > drained_by:
-                        break
-                if time.monotonic() > deadline:
-                    raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 if got:
                     continue
+                if channel.exit_status_ready():
+                    # sshd sends the exit status when the script's process is reaped, which can come before the
+                    # last of its output (a loaded board): read on to the channel's EOF (or its close), briefly,
+                    # in case something the script left behind still holds its stdout.
+                    drained_by = drained_by or time.monotonic() + EOF_GRACE_S
+                    if channel.eof_received or channel.closed or time.monotonic() > drained_by:
+                        if not (channel.recv_ready() or channel.recv_stderr_ready()):
+                            break
+                        continue
+                    select.select([channel], [], [], 0.05)  # the status event is set already: wait on the data
+                    continue
+                if time.monotonic() > deadline:
+                    raise BoardError(f"{self.name}: {what} did not finish on the board within {timeout:g} s")
                 if interruptible:
                     self.check_interrupted()
                 if channel.closed or not board.alive:
