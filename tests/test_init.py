@@ -205,6 +205,12 @@ def test_a_bare_board_is_written_provisioned_and_the_first_run_passes_on_it(here
     summary = json.loads(next((here / "reports").glob("*/summary.json")).read_text())
     assert summary["boards"]["fresh"]["facts"]["mnn_version"] == "3.6.1"  # MNN's own word, from the board
 
+    # The same board again, under another name: what the first run brought is there, nothing is to be sent.
+    assert main(["init", str(MNN_MODEL), *login(board), "--name", "again", "--output", "again.yaml"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "first run: MNN 3.6.1 is on the board already" in out, out
+    assert set(load_inventory(here / "inventory.yaml").boards) == {"x86", "fresh", "again"}
+
 
 @pytest.mark.emulated
 def test_a_bare_board_asked_to_run_its_own_mnn_fails_with_the_fix(here, bare_board, capsys):

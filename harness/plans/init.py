@@ -64,8 +64,8 @@ class InitResult:
     """The board's `mnn`: provision (the harness brings MNN) or system (the board's own)."""
     provisioning: dict = field(default_factory=dict)
     """For a provisioned board: its Python as the provisioner saw it (python, machine, libc), the MNN version
-    the first run brings (mnn_version) and, when this host has the wheels already, their size (wheels_mb, else
-    None: the first run fetches them)."""
+    the first run brings (mnn_version), whether the board holds it already (on_board) and, when this host has
+    the wheels already, their size (wheels_mb, else None: the first run fetches them)."""
     guesses: List[str] = field(default_factory=list)
     """What the scenario guessed and the user should check, one line each."""
 
@@ -165,7 +165,7 @@ def probe(spec: BoardSpec) -> Tuple[dict, Optional[dict]]:
                              "--python PATH, `mnn: system` is --mnn system)")
         # The board's own numpy and MNN are not needed: that they are missing is no error here.
         facts.pop("errors", None)
-        return facts, health["python_facts"]
+        return facts, {**health["python_facts"], "provisioned": health.get("provisioned") or []}
     problems = facts.get("errors") or []
     if problems:
         raise BoardError(f"{spec.name}: its Python ({spec.python}) cannot run the agent: {'; '.join(problems)}\n"
@@ -177,8 +177,9 @@ def probe(spec: BoardSpec) -> Tuple[dict, Optional[dict]]:
 
 def first_run(python_facts: dict) -> dict:
     """What the first run brings to a provisioned board: the host's MNN version (an entry written by init pins
-    none) and, if this host has both wheels for that Python already, their size. Nothing is fetched here: the
-    run fetches once and keeps the wheels by content."""
+    none), whether the board holds it already (an earlier run brought it) and, if this host has both wheels for
+    that Python already, their size. Nothing is fetched here: the run fetches once and keeps the wheels by
+    content."""
     facts = PythonFacts(python_facts["implementation"], tuple(int(part) for part in python_facts["python"].split(".")),
                         python_facts["machine"], python_facts["bits"], python_facts["libc"])
     version = host_mnn_version()
@@ -187,7 +188,8 @@ def first_run(python_facts: dict) -> dict:
                                       for candidate in NUMPY_CANDIDATES) if wheel), None)
     size = sum(wheel.path.stat().st_size for wheel in (mnn, numpy)) / 1e6 if mnn and numpy else None
     return {"python": python_facts["python"], "machine": python_facts["machine"], "libc": python_facts["libc"],
-            "mnn_version": version, "numpy_version": numpy.version if numpy else None, "wheels_mb": size}
+            "mnn_version": version, "numpy_version": numpy.version if numpy else None, "wheels_mb": size,
+            "on_board": version in python_facts["provisioned"]}
 
 
 def check_inventory_room(path: Path, name: str) -> None:

@@ -26,6 +26,9 @@ def render_init(written: dict, console: Console) -> None:
 
 def first_run_text(brought: dict) -> str:
     """What the first run sends to a provisioned board, as far as this host knows it now."""
+    if brought.get("on_board"):
+        return (f"MNN {brought['mnn_version']} is on the board already (an earlier run brought it into its "
+                "workdir): no wheels to send")
     wheels = f"the MNN {brought['mnn_version']} and numpy wheels for Python {'.'.join(brought['python'].split('.')[:2])} " \
              f"on {brought['machine']}"
     if brought.get("wheels_mb") is not None:
