@@ -889,6 +889,29 @@ class SshTarget(Target):
         health["address"] = f"{board.connection.host}:{board.connection.port}"
         health["workdir"] = board.workdir
         health["workdir_created"] = self.prepare_workdir(board, result)
+        health["mnn"] = self.board.mnn
+        if self.board.mnn == "provision":
+            # Its Python first: one MNN's wheels cannot serve (none, too old, armv7l, an old glibc) is named as
+            # such, not by how the agent (Python >= 3.8) fails under it.
+            try:
+                health["python_facts"] = self.provisioner.python(board).as_dict()
+            except BoardError as error:
+                health["warning"] = health["provision_error"] = clean_text(str(error))
+                found = self.provisioner.facts
+                if found is not None:
+                    health["python_facts"] = found.as_dict()
+                    health["facts"] = {"machine": found.machine, "python": ".".join(map(str, found.version))}
+        if not health.get("provision_error"):
+            health["facts"] = self.agent_probe(board)
+        holder = read_holder(board.sftp, board.paths.lock)
+        health["lock"] = clean_text(holder.describe()) if holder else None
+        health["notes"] = result.notes
+        if self.board.mnn == "provision":
+            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
+            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
+
+    def agent_probe(self, board: BoardConnection) -> dict:
+        """The agent's --probe facts from the board's Python as it is (its own numpy and MNN, if any)."""
         files = {name: item for name, item in self.store_files_for_probe().items()}
         _, hashes, _ = self.begin_job(board, "", list(files), clean=False)  # no lock held: clean nothing
         (name, item), = files.items()
@@ -899,6 +922,7 @@ class SshTarget(Target):
                 agent = board.workdir + "/probe-" + name
             self.put(board, item.local, agent)
         out = board.workdir + "/probe.json"
+        self._remove_quietly(board, out)  # an earlier probe's file is never read as this one's
         try:
             run = self.exec_script(board, remote.PROBE, [board.endpoint.python, agent, "--probe", out], "the probe",
                                    check=False, watched=True)
@@ -913,20 +937,9 @@ class SshTarget(Target):
         except (OSError, ValueError) as error:
             raise BoardError(f"{self.name}: the probe failed: {run.stdout.strip()[-300:]}") from error
         try:
-            health["facts"] = check_probe(facts)
+            return check_probe(facts)
         except BoardResultError as error:
             raise BoardError(f"{self.name}: {error}") from None
-        holder = read_holder(board.sftp, board.paths.lock)
-        health["lock"] = clean_text(holder.describe()) if holder else None
-        health["notes"] = result.notes
-        health["mnn"] = self.board.mnn
-        if self.board.mnn == "provision":
-            try:
-                health["python_facts"] = self.provisioner.python(board).as_dict()
-            except BoardError as error:
-                health["warning"] = clean_text(str(error))
-            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
-            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
 
     def store_files_for_probe(self) -> Dict[str, StoreFile]:
         agent = self.agent_file(bundle())
