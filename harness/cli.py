@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "inventory with that board, after checking its host key and Python)")
     init.add_argument("model", help="an .onnx, .tflite or .mnn file")
     init.add_argument("--board", metavar="USER@HOST[:PORT]", help="a real board reached over SSH: checked now "
-                      "(known host key, Python with numpy and MNN), then written into inventory.yaml beside the "
+                      "(known host key; a CPython >= 3.8 on a 64-bit ARM or x86 machine with glibc >= 2.17, to "
+                      "which the first run brings MNN and numpy), then written into inventory.yaml beside the "
                       "scenario (a new one, or appended)")
     init.add_argument("--name", help="the board's name in the inventory (default: its host)")
     init.add_argument("--key", metavar="FILE", help="the SSH private key for --board (default: your agent and "
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--known-hosts", metavar="FILE", help="known_hosts that holds the board's host key "
                       "(default: ~/.ssh/known_hosts)")
     init.add_argument("--python", default="python3", help="the board's Python (default: python3)")
+    init.add_argument("--mnn", choices=("provision", "system"), help="how --board gets MNN: provision (default: "
+                      "the harness brings the host's MNN and numpy; nothing installed there) or system (the board's "
+                      "own Python must have numpy and MNN; their version is written)")
     init.add_argument("--output", metavar="FILE", help="the scenario to write (default: ./MODEL-NAME.yaml)")
     init.add_argument("--force", action="store_true", help="overwrite the scenario if it exists")
     init.add_argument("--json", action="store_true", help="print what was written as JSON on stdout")
@@ -732,7 +736,7 @@ def cmd_init(args, console: Console) -> int:
 
     written = init_files(args.model, board=args.board, name=args.name, key=args.key,
                          known_hosts=args.known_hosts, python=args.python, output=args.output, force=args.force,
-                         log=lambda message: console.print(f"[dim]{escape(message)}[/]"))
+                         mnn=args.mnn, log=lambda message: console.print(f"[dim]{escape(message)}[/]"))
     record = written.as_dict()
     if args.json:
         print(json.dumps(record, indent=1))

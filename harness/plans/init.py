@@ -7,9 +7,14 @@ of per-pixel or per-class scores is judged by its labels. Every guess has a comm
 file runs as written, so the first run shows the numbers before anyone edits anything.
 
 With --board, the board is probed as `harness boards` probes it (its host key against known_hosts, never
-trusted silently; its Python, numpy and MNN through the agent's own probe) and only a board that answered is
-written, beside the scenario, into inventory.yaml: a new file with the x86 host and that board, or the entry
-appended to an inventory that has its `boards:` last.
+trusted silently) and only a board that can run the scenario is written, beside the scenario, into
+inventory.yaml: a new file with the x86 host and that board, or the entry appended to an inventory that has its
+`boards:` last. By default (`--mnn provision`) the board needs only a CPython >= 3.8 and glibc: its Python,
+machine and C library are probed as the provisioner probes them, and the entry leaves `mnn` out, so the first
+run brings the host's MNN and numpy there (init fetches and ships nothing: the run does, once, cached by
+content). `--mnn system` writes `mnn: system` and the MNN version the agent's probe found in the board's own
+Python, which must have numpy and MNN. The CPU features boards are picked by (`--targets tag:fp16`) become tags
+beside the machine.
 """
 
 import os
@@ -20,15 +25,18 @@ from typing import Callable, List, Optional, Tuple
 
 import yaml
 
-from ..config.inventory import BoardSpec, SshBoard, load_inventory
+from ..analysis.diagnose import FP16_FEATURES
+from ..config.inventory import MNN_MODES, BoardSpec, SshBoard, load_inventory
 from ..config.schema import MODELINE
 from ..core.errors import BoardError, ConfigError
 from ..core.build.inspect_model import inspect_model, resolve_model_path
 from ..core.build.signature import Signature, TensorInfo
 from ..core.files import write_atomic
 from ..core.shipped import schema_path
+from ..core.clients.wheels import NUMPY_CANDIDATES, VERSION, cached_wheel, host_mnn_version
 from ..record.numbers import shape_text
 from ..execution.targets import make_target
+from ..execution.targets.provision import PythonFacts
 
 Log = Callable[[str], None]
 MODEL_KEYS = {"ONNX": "onnx", "TFLITE": "tflite", "MNN": "mnn"}
@@ -36,6 +44,9 @@ DEFAULT_SIDE = 224
 """The image size written where the model leaves height and width open."""
 BOARD = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 """USER@HOST[:PORT]; an IPv6 address in brackets."""
+FEATURE_TAGS = (("fp16", FP16_FEATURES), ("dotprod", {"asimddp"}), ("i8mm", {"i8mm"}), ("sve2", {"sve2"}))
+"""Tags from the CPU features the agent's probe reports, named as the farm's and the docs' boards are tagged
+(fp16 by the same features the diagnosis reads as "computes in FP16 at precision low")."""
 
 
 @dataclass
@@ -50,7 +61,14 @@ class InitResult:
     """"written" (a new inventory.yaml) or "added to" (an existing one)."""
     board: Optional[str] = None
     board_facts: dict = field(default_factory=dict)
-    """The board's probe: machine, Python, MNN version, CPU features."""
+    """The agent's probe of the board's own Python: machine, Python, CPU features (and, with --mnn system, its
+    MNN version)."""
+    mnn: Optional[str] = None
+    """The board's `mnn`: provision (the harness brings MNN) or system (the board's own)."""
+    provisioning: dict = field(default_factory=dict)
+    """For a provisioned board: its Python as the provisioner saw it (python, machine, libc), the MNN version
+    the first run brings (mnn_version), whether the board holds it already (on_board) and, when this host has
+    the wheels already, their size (wheels_mb, else None: the first run fetches them)."""
     guesses: List[str] = field(default_factory=list)
     """What the scenario guessed and the user should check, one line each."""
 
@@ -58,12 +76,19 @@ class InitResult:
         return {"model": str(self.model), "format": self.signature.format, "scenario": str(self.scenario),
                 "inventory": str(self.inventory) if self.inventory else None,
                 "inventory_action": self.inventory_action, "board": self.board, "board_facts": self.board_facts,
-                "guesses": self.guesses}
+                "mnn": self.mnn, "provisioning": self.provisioning, "guesses": self.guesses}
 
 
 def init_files(model: str, board: Optional[str] = None, name: Optional[str] = None, key: Optional[str] = None,
                known_hosts: Optional[str] = None, python: str = "python3", output: Optional[str] = None,
-               force: bool = False, log: Log = lambda message: None) -> InitResult:
+               force: bool = False, mnn: Optional[str] = None, log: Log = lambda message: None) -> InitResult:
+    """mnn: how the board gets MNN (provision, the default, or system); only with a board."""
+    if mnn is not None and board is None:
+        raise ConfigError("harness init", "--mnn", "says how a board gets MNN, and no --board was given",
+                          "add --board USER@HOST, or leave --mnn out")
+    if mnn is not None and mnn not in MNN_MODES:
+        raise ConfigError("harness init", "--mnn", f"{mnn!r} is not one of {', '.join(MNN_MODES)}",
+                          "provision: the harness brings MNN; system: the board's own")
     path = resolve_model_path(model).resolve()
     scenario_path = Path(output) if output else Path(f"{_slug(path.stem)}.yaml")
     if scenario_path.suffix not in (".yaml", ".yml"):
@@ -79,19 +104,24 @@ def init_files(model: str, board: Optional[str] = None, name: Optional[str] = No
     spec = None
     inventory_path = scenario_path.parent / "inventory.yaml"
     if board is not None:
-        spec = board_spec(board, name, key, known_hosts, python)
+        spec = board_spec(board, name, key, known_hosts, python, mnn or "provision")
         check_inventory_room(inventory_path, spec.name)
         log(f"checking {spec.name} ({spec.user + '@' if spec.user else ''}{spec.host}"
-            f"{':' + str(spec.port) if spec.port else ''}): host key, Python, numpy, MNN")
-    result = InitResult(model=path, signature=signature, scenario=scenario_path, board=spec.name if spec else None)
+            f"{':' + str(spec.port) if spec.port else ''}): host key, "
+            + ("Python, machine and C library" if spec.mnn == "provision" else "Python, numpy and MNN"))
+    result = InitResult(model=path, signature=signature, scenario=scenario_path, board=spec.name if spec else None,
+                        mnn=spec.mnn if spec else None)
     if spec is not None:
-        result.board_facts = probe(spec)
+        result.board_facts, python_facts = probe(spec)
+        if python_facts is not None:
+            result.provisioning = first_run(python_facts)
     text, result.guesses = scenario_text(path, signature, scenario_path.parent,
                                          targets=["x86", spec.name] if spec else ["x86", "arm-a76"],
                                          written_as=model if model.startswith("pkg:") else None)
     write_atomic(scenario_path, text)
     if spec is not None:
-        result.inventory, result.inventory_action = write_inventory(inventory_path, spec, result.board_facts)
+        result.inventory, result.inventory_action = write_inventory(inventory_path, spec, result.board_facts,
+                                                                    result.provisioning)
     return result
 
 
@@ -99,7 +129,7 @@ def init_files(model: str, board: Optional[str] = None, name: Optional[str] = No
 
 
 def board_spec(text: str, name: Optional[str], key: Optional[str], known_hosts: Optional[str],
-               python: str) -> BoardSpec:
+               python: str, mnn: str = "provision") -> BoardSpec:
     match = BOARD.fullmatch(text.strip())
     if not match or (match.group("port") and not 1 <= int(match.group("port")) <= 65535):
         raise ConfigError("harness init", "--board", f"{text!r} is not USER@HOST[:PORT]",
@@ -116,26 +146,53 @@ def board_spec(text: str, name: Optional[str], key: Optional[str], known_hosts: 
             if not file.is_file():
                 raise ConfigError(value, option, "no such file", "give the path of the file itself")
             files[option] = str(file)
-    # mnn: system, as the probe checks the board's own Python with its numpy and MNN.
+    if not python.strip():
+        raise ConfigError("harness init", "--python", "is empty", "give the board's Python, e.g. python3")
     return SshBoard(name=board_name, kind="ssh", host=host, user=match.group("user"),
                     port=int(match.group("port")) if match.group("port") else None, key=files.get("--key"),
-                    known_hosts=files.get("--known-hosts"), python=python, mnn="system")
+                    known_hosts=files.get("--known-hosts"), python=python, mnn=mnn)
 
 
-def probe(spec: BoardSpec) -> dict:
-    """The board's facts from the agent's probe; BoardError (exit 3) naming what is wrong there."""
+def probe(spec: BoardSpec) -> Tuple[dict, Optional[dict]]:
+    """The agent's probe of the board, and (for a provisioned board) its Python as the provisioner sees it;
+    BoardError (exit 3) naming what is wrong there, and what to do."""
     health = make_target(spec).probe()
     if not health["reachable"]:
         raise BoardError(f"{health['error']}\n  fix: the inventory was not written; make `ssh "
                          f"{spec.user + '@' if spec.user else ''}{spec.host}"
                          f"{' -p ' + str(spec.port) if spec.port else ''}` work first (its host key in known_hosts)")
-    facts = health.get("facts") or {}
+    facts = dict(health.get("facts") or {})
+    if spec.mnn == "provision":
+        if health.get("provision_error"):
+            raise BoardError(f"{health['provision_error']}\n  nothing was written (for `harness init`: `python` is "
+                             "--python PATH, `mnn: system` is --mnn system)")
+        # The board's own numpy and MNN are not needed: that they are missing is no error here.
+        facts.pop("errors", None)
+        return facts, {**health["python_facts"], "provisioned": health.get("provisioned") or []}
     problems = facts.get("errors") or []
     if problems:
         raise BoardError(f"{spec.name}: its Python ({spec.python}) cannot run the agent: {'; '.join(problems)}\n"
                          "  fix: install numpy and MNN for that Python on the board (`pip install MNN numpy`), "
-                         "or give another with --python")
-    return facts
+                         "or leave out --mnn system: the harness then brings them (the board needs only "
+                         "Python >= 3.8)")
+    return facts, None
+
+
+def first_run(python_facts: dict) -> dict:
+    """What the first run brings to a provisioned board: the host's MNN version (an entry written by init pins
+    none), whether the board holds it already (an earlier run brought it) and, if this host has both wheels for
+    that Python already, their size. Nothing is fetched here: the run fetches once and keeps the wheels by
+    content."""
+    facts = PythonFacts(python_facts["implementation"], tuple(int(part) for part in python_facts["python"].split(".")),
+                        python_facts["machine"], python_facts["bits"], python_facts["libc"])
+    version = host_mnn_version()
+    mnn = cached_wheel("MNN", version, facts.platform)
+    numpy = next((wheel for wheel in (cached_wheel("numpy", candidate, facts.platform)
+                                      for candidate in NUMPY_CANDIDATES) if wheel), None)
+    size = sum(wheel.path.stat().st_size for wheel in (mnn, numpy)) / 1e6 if mnn and numpy else None
+    return {"python": python_facts["python"], "machine": python_facts["machine"], "libc": python_facts["libc"],
+            "mnn_version": version, "numpy_version": numpy.version if numpy else None, "wheels_mb": size,
+            "on_board": version in python_facts["provisioned"]}
 
 
 def check_inventory_room(path: Path, name: str) -> None:
@@ -148,8 +205,8 @@ def check_inventory_room(path: Path, name: str) -> None:
     _append_column(path)
 
 
-def write_inventory(path: Path, spec: BoardSpec, facts: dict) -> Tuple[Path, str]:
-    entry = inventory_entry(spec, facts)
+def write_inventory(path: Path, spec: BoardSpec, facts: dict, provisioning: dict) -> Tuple[Path, str]:
+    entry = inventory_entry(spec, facts, provisioning)
     if not path.exists():
         write_atomic(path, schema_line("inventory", path.parent) + "\n"
                      "# Written by `harness init`: this machine (the reference) and your board.\n"
@@ -162,7 +219,7 @@ def write_inventory(path: Path, spec: BoardSpec, facts: dict) -> Tuple[Path, str
     return path, "added to"
 
 
-def inventory_entry(spec: BoardSpec, facts: dict) -> str:
+def inventory_entry(spec: BoardSpec, facts: dict, provisioning: dict) -> str:
     lines = [f"{spec.name}:", "  kind: ssh", f"  host: {_quote(spec.host)}"]
     if spec.port:
         lines.append(f"  port: {spec.port}")
@@ -175,11 +232,26 @@ def inventory_entry(spec: BoardSpec, facts: dict) -> str:
     if spec.python != "python3":
         lines.append(f"  python: {_quote(spec.python)}")
     tags = [tag for tag in (facts.get("machine"),) if isinstance(tag, str) and re.fullmatch(r"[A-Za-z0-9._-]+", tag)]
+    tags += feature_tags(facts.get("cpu_features"))
     if tags:
         lines.append(f"  tags: [{', '.join(tags)}]")
-    if facts.get("mnn_version"):
-        lines.append(f"  mnn_version: \"{facts['mnn_version']}\"   # found by `harness init`; another is reported")
+    if spec.mnn == "system":
+        lines.append("  mnn: system                     # the board's own numpy and MNN, not brought by the harness")
+        if isinstance(facts.get("mnn_version"), str) and VERSION.fullmatch(facts["mnn_version"]):  # a board's word
+            lines.append(f"  mnn_version: \"{facts['mnn_version']}\"   # found by `harness init`; another is "
+                         "reported")
+    else:
+        lines += ["  # The harness brings MNN and numpy to this board; nothing is installed there",
+                  f"  # (Python {provisioning['python']}, {provisioning['libc']}). MNN {provisioning['mnn_version']} "
+                  "as on the host, unless",
+                  "  # `mnn_version: \"X.Y.Z\"` asks for another; `mnn: system` runs the board's own."]
     return "\n".join(lines) + "\n"
+
+
+def feature_tags(features) -> list:
+    """The tags boards are picked by that these CPU features give (fp16, dotprod, i8mm, sve2)."""
+    have = set(features) if isinstance(features, list) else set()
+    return [tag for tag, flags in FEATURE_TAGS if have & set(flags)]
 
 
 def _append_column(path: Path) -> int:

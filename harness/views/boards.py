@@ -54,10 +54,12 @@ def render_health(health: List[dict], inventory_path: Path, console: Console) ->
         if item.get("workdir_created"):
             console.print(f"[yellow]{escape(item['board'])}: its workdir {escape(item['workdir'])} did not exist "
                           "(a new board, or /tmp cleared by a reboot): made it[/]", highlight=False)
+        # Board errors name their board already (they are read alone too, in logs).
         if item["error"]:
-            # Board errors name their board already (they are read alone too, in logs).
-            error = item["error"]
-            error = error if error.startswith(f"{item['board']}: ") else f"{item['board']}: {error}"
-            console.print(f"[red]{escape(error)}[/]", highlight=False)
+            console.print(f"[red]{escape(_named(item['board'], item['error']))}[/]", highlight=False)
         if item.get("warning"):
-            console.print(f"[yellow]{escape(item['board'])}: {escape(item['warning'])}[/]", highlight=False)
+            console.print(f"[yellow]{escape(_named(item['board'], item['warning']))}[/]", highlight=False)
+
+
+def _named(board: str, text: str) -> str:
+    return text if text.startswith(f"{board}: ") else f"{board}: {text}"

@@ -464,6 +464,29 @@ class SshTarget(Target):
         health["address"] = f"{board.connection.host}:{board.connection.port}"
         health["workdir"] = board.workdir
         health["workdir_created"] = self.transport.prepare_workdir(result)
+        health["mnn"] = self.board.mnn
+        if self.board.mnn == "provision":
+            # Its Python first: one MNN's wheels cannot serve (none, too old, armv7l, an old glibc) is named as
+            # such, not by how the agent (Python >= 3.8) fails under it.
+            try:
+                health["python_facts"] = self.provisioner.python().as_dict()
+            except BoardError as error:
+                health["warning"] = health["provision_error"] = clean_text(str(error))
+                found = self.provisioner.facts
+                if found is not None:
+                    health["python_facts"] = found.as_dict()
+                    health["facts"] = {"machine": found.machine, "python": ".".join(map(str, found.version))}
+        if not health.get("provision_error"):
+            health["facts"] = self.agent_probe(board)
+        holder = read_holder(board.sftp, board.paths.lock)
+        health["lock"] = clean_text(holder.describe()) if holder else None
+        health["notes"] = result.notes
+        if self.board.mnn == "provision":
+            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
+            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
+
+    def agent_probe(self, board: BoardConnection) -> dict:
+        """The agent's --probe facts from the board's Python as it is (its own numpy and MNN, if any)."""
         item = agent_file(bundle())
         _, hashes, _ = self.store.begin("", [item.name], clean=False)  # no lock held: clean nothing
         agent = board.paths.store_file(item.name)
@@ -473,6 +496,7 @@ class SshTarget(Target):
                 agent = board.workdir + "/probe-" + item.name
             self.transport.put(item.local, agent)
         out = board.workdir + "/probe.json"
+        self.transport.remove_quietly(out)  # an earlier probe's file is never read as this one's
         try:
             run = self.transport.exec_script(remote.PROBE, [board.endpoint.python, agent, "--probe", out],
                                              "the probe", check=False, watched=True)
@@ -487,20 +511,9 @@ class SshTarget(Target):
         except (OSError, ValueError) as error:
             raise BoardError(f"{self.name}: the probe failed: {run.stdout.strip()[-300:]}") from error
         try:
-            health["facts"] = check_probe(facts)
+            return check_probe(facts)
         except BoardResultError as error:
             raise BoardError(f"{self.name}: {error}") from None
-        holder = read_holder(board.sftp, board.paths.lock)
-        health["lock"] = clean_text(holder.describe()) if holder else None
-        health["notes"] = result.notes
-        health["mnn"] = self.board.mnn
-        if self.board.mnn == "provision":
-            try:
-                health["python_facts"] = self.provisioner.python().as_dict()
-            except BoardError as error:
-                health["warning"] = clean_text(str(error))
-            versions = {site.mnn_version for site in list_sites(board) if site.mnn_version}
-            health["provisioned"] = sorted(versions, key=lambda v: [int(p) for p in v.split(".")])
 
     def clean(self) -> dict:
         """`harness boards --clean`: under the board's lock, remove leftovers and evict the store to its cap."""
