@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..core.errors import BoardError, SetupError
-from .board import (LOOPBACK, PRIVSEP_DIR, SSHD, START_ATTEMPTS, START_TIMEOUT_S, _alive, _config_path, _free_port,
-                    _keygen, _log_tail, _terminate, _user, _wait_for_banner, _write_atomic)
+from .board import (LOOPBACK, PRIVSEP_DIR, SSHD, START_ATTEMPTS, START_TIMEOUT_S, _alive, _free_port,
+                    _keygen, _log_tail, _terminate, _user, _wait_for_banner, _write_atomic, sshd_config_head)
 
 NAMESPACE_PORT = 2222
 """Where a bastion inside a board's network namespace listens first (the board's sshd has 22 there)."""
@@ -198,17 +198,9 @@ def _in_namespace_wait_for_banner(namespace: str, address: str, port: int) -> No
 
 
 def _write_config(directory: Path, name: str, address: str, port: int, user: str) -> None:
-    _write_atomic(directory / "sshd_config", f"""\
-# sshd of the jump host {name}, written by mnn-harness: it passes connections on, nothing else
-ListenAddress {address}:{port}
-HostKey {_config_path(directory / "ssh_host_ed25519_key")}
-PidFile {_config_path(directory / "sshd.pid")}
-AuthorizedKeysFile {_config_path(directory / "authorized_keys")}
-AuthenticationMethods publickey
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowUsers {user}
+    # it passes connections on, nothing else
+    _write_atomic(directory / "sshd_config", sshd_config_head(f"the jump host {name}", address, port, directory,
+                                                              directory / "authorized_keys", user) + """\
 # its files sit in a temporary directory, whose modes sshd's checks were not written for
 StrictModes no
 PermitRootLogin prohibit-password

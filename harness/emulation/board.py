@@ -721,6 +721,23 @@ def _config_path(path: Path) -> str:
     return f'"{text}"'
 
 
+def sshd_config_head(what: str, address: str, port: int, directory: Path, authorized_keys: Path, user: str) -> str:
+    """The lines every sshd the harness starts begins with: where it listens, its own key and pid file, and one user
+    let in by public key only."""
+    return f"""\
+# sshd of {what}, written by mnn-harness
+ListenAddress {address}:{port}
+HostKey {_config_path(directory / "ssh_host_ed25519_key")}
+PidFile {_config_path(directory / "sshd.pid")}
+AuthorizedKeysFile {_config_path(authorized_keys)}
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AllowUsers {user}
+"""
+
+
 def _write_config(spec: EmulatedBoardSpec, directory: Path, side: Path, address: str, port: int, user: str,
                   isolated: bool) -> None:
     if isolated:
@@ -729,17 +746,9 @@ def _write_config(spec: EmulatedBoardSpec, directory: Path, side: Path, address:
     else:
         strict = ("# not root: the board runs as this user, its state under a cache whose modes (a world-writable\n"
                   "# tmp, say) sshd's checks were not written for\nStrictModes no\nPermitRootLogin prohibit-password")
-    _write_atomic(directory / "sshd_config", f"""\
-# sshd of the emulated board {spec.name} ({spec.cpu}, {"bare" if spec.bare else "MNN " + spec.mnn_version}), written by mnn-harness
-ListenAddress {address}:{port}
-HostKey {_config_path(directory / "ssh_host_ed25519_key")}
-PidFile {_config_path(directory / "sshd.pid")}
-AuthorizedKeysFile {_config_path(side / "authorized_keys")}
-AuthenticationMethods publickey
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowUsers {user}
+    what = f"the emulated board {spec.name} ({spec.cpu}, {'bare' if spec.bare else 'MNN ' + spec.mnn_version})"
+    _write_atomic(directory / "sshd_config", sshd_config_head(what, address, port, directory, side / "authorized_keys",
+                                                              user) + f"""\
 {strict}
 UsePAM no
 PermitUserEnvironment no

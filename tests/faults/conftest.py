@@ -94,3 +94,34 @@ def only_run(reports: Path) -> Path:
 
 def summary_of(reports: Path) -> dict:
     return json.loads((only_run(reports) / "summary.json").read_text())
+
+
+def is_session_sshd(pid: int) -> bool:
+    """An sshd serving one session (not the listener): the process a frozen board or bastion is made of."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return command.startswith(b"sshd: ") and b"listener" not in command
+
+
+def signal_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def seconds_until_it_exits_frozen(process: subprocess.Popen, pids: List[int], out: Path, code: int = 3) -> float:
+    """Freeze these processes (SIGSTOP: a board or bastion that hangs) until the harness exits with `code`; how
+    long it took. They are thawed whatever happens."""
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = time.monotonic()
+        assert process.wait(timeout=90) == code, out.read_text()
+        return time.monotonic() - frozen
+    finally:
+        for pid in pids:
+            signal_quietly(pid, signal.SIGCONT)

@@ -20,8 +20,8 @@ import pytest
 from harness.bench.common import scenario_text
 from harness.emulation import board as emulated
 
-from .conftest import (harness, needs_root, only_run, processes_naming, run_harness, ssh_board, start_board,
-                       summary_of, wait_for, write_inventory)
+from .conftest import (harness, is_session_sshd, needs_root, only_run, processes_naming, run_harness,
+                       seconds_until_it_exits_frozen, ssh_board, start_board, summary_of, wait_for, write_inventory)
 
 pytestmark = [pytest.mark.emulated, pytest.mark.faults, needs_root]
 
@@ -184,20 +184,8 @@ def test_a_frozen_board_is_given_up_after_dead_after_and_its_agent_dies_with_the
     process = start_slow_run(rig, reports, tmp_path / "out.txt")
     sessions = [int(pid) for pid in subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
                                                    text=True).stdout.split()
-                if _is_session_sshd(int(pid))]
-    assert sessions
-    for pid in sessions:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        frozen = time.monotonic()
-        assert process.wait(timeout=90) == 3, (tmp_path / "out.txt").read_text()
-        assert time.monotonic() - frozen < 40
-    finally:
-        for pid in sessions:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+                if is_session_sshd(int(pid))]
+    assert seconds_until_it_exits_frozen(process, sessions, tmp_path / "out.txt") < 40
     summary = summary_of(reports)
     error = summary["boards"]["arm"]["error"]
     assert "stopped answering during run after" in error and "dead_after=6" in error, error
@@ -208,14 +196,6 @@ def test_a_frozen_board_is_given_up_after_dead_after_and_its_agent_dies_with_the
     assert run_harness(["--inventory", str(rig["inventory"]), "run", str(rig["quick"]), "--reports",
                         str(tmp_path / "next"), "--lock-timeout", "30"], tmp_path / "next.txt") == 0
     assert_board_left_clean(rig)
-
-
-def _is_session_sshd(pid: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return command.startswith(b"sshd: ") and b"listener" not in command
 
 
 @pytest.mark.parametrize("resident", [True, False])

@@ -23,7 +23,8 @@ from harness.emulation import board as emulated
 from harness.emulation.bastion import start_bastion, stop_bastion
 from harness.bench.common import scenario_text
 
-from .conftest import harness, needs_root, processes_naming, run_harness, start_board, summary_of, wait_for
+from .conftest import (harness, is_session_sshd, needs_root, processes_naming, run_harness,
+                       seconds_until_it_exits_frozen, signal_quietly, start_board, summary_of, wait_for)
 
 pytestmark = [pytest.mark.emulated, pytest.mark.faults, needs_root]
 
@@ -217,17 +218,8 @@ def test_a_frozen_board_behind_the_bastion_is_given_up_within_dead_after_and_nam
     path = inventory(lab, tmp_path / "inventory.yaml", **jump_key(lab))
     process = start_slow_run(lab, tmp_path, path)
     bastion = set(lab["inner"].sessions()) | {lab["inner"].pid()}
-    sessions = [pid for pid in _namespace_pids(lab) if _is_session_sshd(pid) and pid not in bastion]
-    assert sessions
-    for pid in sessions:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        frozen = time.monotonic()
-        assert process.wait(timeout=90) == 3, (tmp_path / "out.txt").read_text()
-        took = time.monotonic() - frozen
-    finally:
-        for pid in sessions:
-            _signal(pid, signal.SIGCONT)
+    sessions = [pid for pid in _namespace_pids(lab) if is_session_sshd(pid) and pid not in bastion]
+    took = seconds_until_it_exits_frozen(process, sessions, tmp_path / "out.txt")
     error = board_error(tmp_path)
     assert error.startswith("jumped: the board stopped answering during run"), error
     assert f"dead_after={DEAD_AFTER}" in error and f"the jump host {lab['inner'].jump} on the way still answered" \
@@ -243,7 +235,7 @@ def test_a_bastion_killed_mid_run_is_named_as_the_bastion(lab, tmp_path):
     assert sessions
     killed = time.monotonic()
     for pid in sessions:
-        _signal(pid, signal.SIGKILL)
+        signal_quietly(pid, signal.SIGKILL)
     assert process.wait(timeout=60) == 3, (tmp_path / "out.txt").read_text()
     assert time.monotonic() - killed < GRACE_S  # a dropped connection needs no waiting at all
     error = board_error(tmp_path)
@@ -256,17 +248,7 @@ def test_a_bastion_killed_mid_run_is_named_as_the_bastion(lab, tmp_path):
 def test_a_frozen_bastion_is_named_as_the_bastion_within_dead_after(lab, tmp_path):
     path = inventory(lab, tmp_path / "inventory.yaml", **jump_key(lab))
     process = start_slow_run(lab, tmp_path, path)
-    sessions = lab["inner"].sessions()
-    assert sessions
-    for pid in sessions:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        frozen = time.monotonic()
-        assert process.wait(timeout=90) == 3, (tmp_path / "out.txt").read_text()
-        took = time.monotonic() - frozen
-    finally:
-        for pid in sessions:
-            _signal(pid, signal.SIGCONT)
+    took = seconds_until_it_exits_frozen(process, lab["inner"].sessions(), tmp_path / "out.txt")
     error = board_error(tmp_path)
     assert error.startswith(f"jumped: the jump host {lab['inner'].jump}"), error
     assert f"no answer to a heartbeat for dead_after={DEAD_AFTER}" in error, error
@@ -325,16 +307,3 @@ def _namespace_pids(lab) -> list:
     return [int(pid) for pid in out.split()]
 
 
-def _is_session_sshd(pid: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return command.startswith(b"sshd: ") and b"listener" not in command
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

@@ -208,32 +208,26 @@ def cut_mnn(model: Path, entries: Sequence[CutEntry], outputs: Sequence[str], st
 def shape_tensors(graph, constant: set) -> set:
     """Tensors worked out from shapes and constants only (an Interp's output size from a Shape op): no op runs with
     them, and they are the same on every machine."""
-    derived: set = set(constant)
-    changed = True
-    while changed:
-        changed = False
-        for op in graph.ops:
-            if op.type_code == INPUT_TYPE or all(t in derived for t in op.outputs):
-                continue
-            if op.type_code in SHAPE_TYPES or (op.inputs and all(t in derived for t in op.inputs)):
-                derived.update(op.outputs)
-                changed = True
-    return derived - constant
+    return _closure(graph, set(constant), SHAPE_TYPES) - constant
 
 
 def constant_tensors(graph) -> set:
     """Tensors computed from constants only (Const ops and what computes from nothing else, e.g. a shape)."""
-    constant: set = set()
+    return _closure(graph, set(), CONSTANT_TYPES)
+
+
+def _closure(graph, known: set, sources) -> set:
+    """`known` grown by the outputs of every op of a type in `sources`, and of every op whose inputs are all known."""
     changed = True
     while changed:  # graph.ops is in file order, which is topological; a second pass settles any other order
         changed = False
         for op in graph.ops:
-            if op.type_code == INPUT_TYPE or all(t in constant for t in op.outputs):
+            if op.type_code == INPUT_TYPE or all(t in known for t in op.outputs):
                 continue
-            if op.type_code in CONSTANT_TYPES or (op.inputs and all(t in constant for t in op.inputs)):
-                constant.update(op.outputs)
+            if op.type_code in sources or (op.inputs and all(t in known for t in op.inputs)):
+                known.update(op.outputs)
                 changed = True
-    return constant
+    return known
 
 
 def extract_source(source: Path, inputs: Dict[str, Tuple[List[int], str]], outputs: Dict[str, Tuple[List[int], str]],
